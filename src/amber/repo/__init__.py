@@ -1,0 +1,1 @@
+"""Repository engine: format, chunks, crypto, packs, index, snapshots."""

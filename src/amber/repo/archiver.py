@@ -1,0 +1,435 @@
+"""Backing up paths into a snapshot.
+
+Shape of the pipeline: the calling thread walks directories in name order and builds trees;
+regular files that changed go to a pool of worker threads that read, chunk, hash, compress and
+encrypt (the native libraries release the GIL, so both cores work); full packs go to the writer's
+uploader thread. A semaphore bounds the files in flight and the writer's queue bounds the packs,
+so memory stays flat whatever the size of the data.
+
+The parent snapshot (same host and paths) acts as the files cache: a file whose size, mtime,
+ctime and inode are unchanged is not read again (format doc §9).
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import dataclasses
+import errno
+import getpass
+import os
+import socket
+import stat
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from amber import __version__
+from amber.repo import format as fmt
+from amber.repo import fsmeta, indexfile, locks, memindex, packer, repository, tree
+from amber.repo import snapshot as snapshots
+from amber.util import errors
+
+SMALL_FILE = 256 * 1024
+_O_NOATIME = getattr(os, "O_NOATIME", 0)
+
+
+@dataclass
+class BackupProgress:
+    """Counters shared with a progress display; updated under ``lock`` by the workers."""
+
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    files_done: int = 0
+    bytes_done: int = 0
+    files_total: int | None = None
+    bytes_total: int | None = None
+    current: str = ""
+
+
+@dataclass
+class _Summary:
+    files: int = 0
+    dirs: int = 0
+    bytes: int = 0
+    files_new: int = 0
+    files_changed: int = 0
+    files_unchanged: int = 0
+
+
+class _Job:
+    """One regular file for a worker thread."""
+
+    __slots__ = ("future", "meta", "path")
+
+    def __init__(self, path: str, meta: fsmeta.FileMeta,
+                 future: concurrent.futures.Future[tuple[tuple[bytes, ...], int]]) -> None:
+        self.path = path
+        self.meta = meta
+        self.future = future
+
+
+def _subtree_of(node: tree.TreeNode | None) -> tuple[bytes, ...]:
+    return node.subtree if node is not None and node.meta.type is fsmeta.NodeType.DIR else ()
+
+
+def _open_for_read(path: str) -> int:
+    try:
+        return os.open(path, os.O_RDONLY | _O_NOATIME | os.O_CLOEXEC | os.O_NOFOLLOW)
+    except PermissionError:
+        if not _O_NOATIME:
+            raise
+        return os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)  # not our file
+
+
+class Archiver:
+    def __init__(
+        self,
+        repo: repository.Repository,
+        *,
+        workers: int | None = None,
+        progress: BackupProgress | None = None,
+        in_flight: int = 64,
+    ) -> None:
+        self.repo = repo
+        self.workers = workers or max(2, os.cpu_count() or 2)
+        self.progress = progress or BackupProgress()
+        self._slots = threading.BoundedSemaphore(in_flight)
+        self._local = threading.local()
+        self._summary = _Summary()
+        self._errors: list[str] = []
+        self._errors_lock = threading.Lock()
+        self._writer: packer.BlobWriter | None = None
+        self._pool: concurrent.futures.ThreadPoolExecutor | None = None
+
+    # -- public --------------------------------------------------------------------------
+
+    def run(
+        self,
+        paths: Sequence[str],
+        *,
+        tags: Sequence[str] = (),
+        hostname: str | None = None,
+        parent: snapshots.Snapshot | None | bool = True,
+    ) -> snapshots.Snapshot:
+        """Back up ``paths`` and return the saved snapshot.
+
+        ``parent=True`` picks the latest snapshot of the same host and paths as files cache;
+        ``None``/``False`` reads everything.
+        """
+        started = time.monotonic()
+        abs_paths = sorted({os.path.normpath(os.path.abspath(p)) for p in paths})
+        for p in abs_paths:
+            try:
+                os.lstat(p)
+            except OSError as exc:
+                raise errors.SourceError(f"cannot read {p}: {exc.strerror}") from None
+        host = hostname or socket.gethostname()
+        marker = locks.WriterMarker(self.repo.backend)
+        try:
+            self.repo.load_index()
+            parent_snap = self._find_parent(abs_paths, host) if parent is True else (
+                parent or None)
+            writer = packer.BlobWriter(self.repo)
+            self._writer = writer
+            try:
+                with concurrent.futures.ThreadPoolExecutor(
+                    max_workers=self.workers, thread_name_prefix="amber-read"
+                ) as pool:
+                    self._pool = pool
+                    root_ids = self._save_roots(abs_paths, parent_snap)
+                writer.flush()
+            except BaseException:
+                writer.abort()
+                raise
+            snap = snapshots.Snapshot(
+                time=snapshots.utc_now(),
+                hostname=host,
+                username=getpass.getuser(),
+                paths=abs_paths,
+                tree=root_ids,
+                tags=sorted(set(tags)),
+                parent=parent_snap.id if parent_snap else None,
+                program=f"amber {__version__}",
+                summary={
+                    **dataclasses.asdict(self._summary),
+                    "blobs_new": writer.stats.blobs_new,
+                    "bytes_new_raw": writer.stats.bytes_new_raw,
+                    "bytes_new_stored": writer.stats.bytes_new_stored,
+                    "errors": len(self._errors),
+                    "duration_s": round(time.monotonic() - started, 3),
+                },
+                errors=list(self._errors),
+            )
+            self.repo.save_snapshot(snap)
+            self._repair_after_concurrent_prune(snap)
+            return snap
+        finally:
+            marker.release()
+
+    # -- parent snapshot -------------------------------------------------------------------
+
+    def _find_parent(self, paths: list[str], host: str) -> snapshots.Snapshot | None:
+        candidates = [s for s in self.repo.list_snapshots()
+                      if s.hostname == host and s.paths == paths]
+        return candidates[-1] if candidates else None
+
+    # -- walking ---------------------------------------------------------------------------
+
+    def _save_roots(self, paths: list[str], parent: snapshots.Snapshot | None) -> list[bytes]:
+        """Build the tree from '/' down to every backed-up path (format doc §7)."""
+        layout: dict[str, Any] = {}
+        for p in paths:
+            node = layout
+            parts = [x for x in p.split("/") if x]
+            for part in parts[:-1]:
+                child = node.setdefault(part, {})
+                if child is None:  # an ancestor is itself backed up whole
+                    break
+                node = child
+            else:
+                if parts:
+                    node[parts[-1]] = None
+                else:  # backing up "/" itself
+                    layout = {"": None}
+        parent_nodes = self._load_parent_nodes(tuple(parent.tree) if parent else ())
+        if "" in layout:
+            root = self._save_dir("/", fsmeta.read_meta("/", ""), tuple(parent.tree) if parent
+                                  else ())
+            return list(root.subtree)
+        return self._save_virtual("/", layout, parent_nodes)
+
+    def _load_parent_nodes(self, ids: tuple[bytes, ...]) -> dict[str, tree.TreeNode]:
+        if not ids:
+            return {}
+        try:
+            return {n.name: n for n in tree.load(self.repo, ids)}
+        except errors.IntegrityError:
+            return {}  # a damaged parent only costs speed: files are read again
+
+    def _save_virtual(self, path: str, layout: dict[str, Any],
+                      parent_nodes: dict[str, tree.TreeNode]) -> list[bytes]:
+        nodes = []
+        for name in sorted(layout):
+            full = os.path.join(path, name)
+            meta = fsmeta.read_meta(full, name)
+            pnode = parent_nodes.get(name)
+            if layout[name] is None:
+                node = self._save_entry(full, meta, pnode)
+                if node is not None:
+                    nodes.append(node)
+            else:
+                sub_parent = self._load_parent_nodes(_subtree_of(pnode))
+                subtree = self._save_virtual(full, layout[name], sub_parent)
+                nodes.append(tree.TreeNode(meta=meta, subtree=tuple(subtree)))
+        assert self._writer is not None
+        return tree.save(nodes, self.repo, self._writer)
+
+    def _save_entry(self, path: str, meta: fsmeta.FileMeta,
+                    pnode: tree.TreeNode | None) -> tree.TreeNode | None:
+        """A single top-level path: a directory walked whole, or a file stored directly."""
+        if meta.type is fsmeta.NodeType.DIR:
+            return self._save_dir(path, meta, _subtree_of(pnode))
+        if meta.type is fsmeta.NodeType.FILE:
+            job = self._file_job(path, meta, pnode)
+            return self._finish(job) if isinstance(job, _Job) else job
+        return tree.TreeNode(meta=meta)
+
+    def _save_dir(self, path: str, meta: fsmeta.FileMeta,
+                  parent_subtree: tuple[bytes, ...]) -> tree.TreeNode:
+        self._summary.dirs += 1
+        parent_nodes = self._load_parent_nodes(parent_subtree)
+        pending: list[_Job | tree.TreeNode] = []
+        for entry_name, entry_path in self._list_dir(path):
+            try:
+                emeta = fsmeta.read_meta(entry_path, entry_name)
+            except OSError as exc:
+                self._error(entry_path, exc)
+                continue
+            prev = parent_nodes.get(entry_name)
+            if emeta.type is fsmeta.NodeType.FILE:
+                pending.append(self._file_job(entry_path, emeta, prev))
+            elif emeta.type is fsmeta.NodeType.DIR:
+                pending.append(self._save_dir(entry_path, emeta, _subtree_of(prev)))
+            else:
+                pending.append(tree.TreeNode(meta=emeta))
+        nodes = []
+        for item in pending:
+            node = self._finish(item) if isinstance(item, _Job) else item
+            if node is not None:
+                nodes.append(node)
+        assert self._writer is not None
+        return tree.TreeNode(meta=meta, subtree=tuple(tree.save(nodes, self.repo, self._writer)))
+
+    def _list_dir(self, path: str) -> Iterator[tuple[str, str]]:
+        try:
+            with os.scandir(path) as it:
+                names = sorted(e.name for e in it)
+        except OSError as exc:
+            self._error(path, exc)
+            return
+        for name in names:
+            yield name, os.path.join(path, name)
+
+    # -- files -----------------------------------------------------------------------------
+
+    def _file_job(self, path: str, meta: fsmeta.FileMeta,
+                  prev: tree.TreeNode | None) -> _Job | tree.TreeNode:
+        self._summary.files += 1
+        self._summary.bytes += meta.size
+        if prev is not None and self._unchanged(meta, prev):
+            self._summary.files_unchanged += 1
+            with self.progress.lock:
+                self.progress.files_done += 1
+                self.progress.bytes_done += meta.size
+            return tree.TreeNode(meta=meta, content=prev.content)
+        if prev is None:
+            self._summary.files_new += 1
+        else:
+            self._summary.files_changed += 1
+        assert self._pool is not None
+        self._slots.acquire()
+        try:
+            future = self._pool.submit(self._store_file, path, meta.size)
+        except BaseException:
+            self._slots.release()
+            raise
+        return _Job(path, meta, future)
+
+    def _unchanged(self, meta: fsmeta.FileMeta, prev: tree.TreeNode) -> bool:
+        pm = prev.meta
+        if not (pm.type is fsmeta.NodeType.FILE and pm.size == meta.size
+                and pm.mtime_ns == meta.mtime_ns and pm.ctime_ns == meta.ctime_ns
+                and pm.inode == meta.inode):
+            return False
+        assert self._writer is not None
+        return all(self._writer.known(b) for b in prev.content)
+
+    def _finish(self, job: _Job) -> tree.TreeNode | None:
+        try:
+            content, size = job.future.result()
+        except OSError as exc:
+            self._error(job.path, exc)
+            return None
+        meta = job.meta if size == job.meta.size else dataclasses.replace(job.meta, size=size)
+        return tree.TreeNode(meta=meta, content=content)
+
+    def _chunker(self) -> Any:
+        chunker = getattr(self._local, "chunker", None)
+        if chunker is None:
+            chunker = self.repo.new_chunker()
+            self._local.chunker = chunker
+        return chunker
+
+    def _store_file(self, path: str, size_hint: int) -> tuple[tuple[bytes, ...], int]:
+        """Worker: read, chunk and store one file; return its blob ids and bytes read."""
+        try:
+            writer = self._writer
+            assert writer is not None
+            codec = self.repo.codec()
+            sealer = self.repo.sealer
+            ids: list[bytes] = []
+            total = 0
+            fd = _open_for_read(path)
+            with os.fdopen(fd, "rb", buffering=0) as f:
+                if not stat.S_ISREG(os.fstat(fd).st_mode):
+                    raise OSError(errno.EINVAL, "not a regular file any more")
+                if size_hint < SMALL_FILE:
+                    pieces: Any = [f.read()]
+                    extra = f.read()  # grew since stat: chunk properly
+                    if extra:
+                        pieces = (c.data for c in self._chunker().cut_buf(pieces[0] + extra))
+                else:
+                    pieces = (c.data for c in self._chunker().cut_stream(f))
+                for data in pieces:
+                    if not data:
+                        continue
+                    blob_id = sealer.blob_id(data)
+                    if not writer.known(blob_id):
+                        writer.add(fmt.ObjectType.DATA, blob_id, data, codec)
+                    ids.append(blob_id)
+                    total += len(data)
+                    with self.progress.lock:
+                        self.progress.bytes_done += len(data)
+            with self.progress.lock:
+                self.progress.files_done += 1
+                self.progress.current = path
+            return tuple(ids), total
+        finally:
+            self._slots.release()
+
+    def _error(self, path: str, exc: OSError) -> None:
+        with self._errors_lock:
+            self._errors.append(f"{path}: {exc.strerror or exc}")
+
+    # -- after the snapshot ------------------------------------------------------------------
+
+    def _repair_after_concurrent_prune(self, snap: snapshots.Snapshot) -> None:
+        """Re-index anything a prune dropped from the index while this backup ran (§10 step 5).
+
+        The packs are still on disk: prune does not delete packs while a writer that started
+        before its index rewrite is alive, and this writer's marker is still held.
+        """
+        if not self.repo.index_superseded():
+            return
+        old_index, old_packs = self.repo.index, list(self.repo.pack_ids)
+        self.repo.load_index()
+        missing_packs: set[bytes] = set()
+        for blob_id in iter_snapshot_blobs(self.repo, snap, old_index=old_index,
+                                           old_packs=old_packs):
+            if blob_id not in self.repo.index:
+                loc = old_index.get(blob_id)
+                if loc is not None:
+                    missing_packs.add(old_packs[loc.pack])
+        if not missing_packs:
+            return
+        packs = {}
+        for pack_id in missing_packs:
+            packs[pack_id] = read_pack_header(self.repo, pack_id)
+        self.repo.save_file_object(fmt.INDEX_PREFIX, fmt.ObjectType.INDEX,
+                                   indexfile.encode_index(indexfile.IndexContent((), packs)))
+
+
+def read_pack_header(repo: repository.Repository, pack_id: bytes) -> list[indexfile.PackEntry]:
+    """Decode the self-description at the end of a pack (format doc §5)."""
+    name = repo.pack_name(pack_id)
+    size = repo.backend.stat(name).size
+    tail = repo.backend.read_range(name, -4, 4)
+    header_len = int.from_bytes(tail, "little")
+    if header_len + 4 > size:
+        raise errors.IntegrityError(f"pack {pack_id.hex()[:16]} has a bad header length")
+    envelope = repo.backend.read_range(name, size - 4 - header_len, header_len)
+    plain = repo.codec().open(envelope, obj_type=fmt.ObjectType.PACK_HEADER)
+    return indexfile.decode_pack_header(plain)
+
+
+def iter_snapshot_blobs(
+    repo: repository.Repository,
+    snap: snapshots.Snapshot,
+    *,
+    old_index: memindex.BlobIndex | None = None,
+    old_packs: list[bytes] | None = None,
+) -> Iterator[bytes]:
+    """Every blob id a snapshot references (trees and content), trees read on the way.
+
+    ``old_index`` lets the walk read trees that the current index no longer names.
+    """
+
+    def read(blob_id: bytes) -> bytes:
+        if blob_id in repo.index or old_index is None or old_packs is None:
+            return repo.read_blob(blob_id)
+        loc = old_index.get(blob_id)
+        if loc is None:
+            return repo.read_blob(blob_id)
+        env = repo.backend.read_range(repo.pack_name(old_packs[loc.pack]), loc.offset, loc.length)
+        return repo.open_blob(env, blob_id, loc)
+
+    stack = [tuple(snap.tree)]
+    while stack:
+        ids = stack.pop()
+        yield from ids
+        for node in tree.decode(b"".join(read(i) for i in ids)):
+            if node.content:
+                yield from node.content
+            if node.subtree:
+                stack.append(node.subtree)

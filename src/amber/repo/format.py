@@ -1,0 +1,88 @@
+"""Every on-disk identifier of repository format 1, in one table (see docs/internals/repository.md).
+
+Keeping the constants together lets a reader see the whole format at a glance and makes a format
+change a one-file diff.
+"""
+
+from __future__ import annotations
+
+import enum
+
+FORMAT_NAME = "amber-repository"
+FORMAT_VERSION = 1
+#: Feature flags this program understands (none yet; listed in config "features").
+KNOWN_FEATURES: frozenset[str] = frozenset()
+
+CONFIG_NAME = "config"
+KEYS_PREFIX = "keys/"
+DATA_PREFIX = "data/"
+INDEX_PREFIX = "index/"
+SNAPSHOTS_PREFIX = "snapshots/"
+LOCKS_PREFIX = "locks/"
+MAINTENANCE_LEASE = "locks/maintenance"
+WRITER_MARKER_PREFIX = "locks/writer-"
+
+ID_SIZE = 32
+ZERO_ID = bytes(ID_SIZE)
+
+
+class Suite(enum.IntEnum):
+    """Envelope byte 0: the AEAD cipher."""
+
+    AES_256_GCM = 0x01
+    CHACHA20_POLY1305 = 0x02
+
+
+SUITE_NAMES: dict[str, Suite] = {
+    "aes-256-gcm": Suite.AES_256_GCM,
+    "chacha20-poly1305": Suite.CHACHA20_POLY1305,
+}
+
+
+class Compression(enum.IntEnum):
+    """Envelope byte 1."""
+
+    NONE = 0x00
+    ZSTD = 0x01
+
+
+class ObjectType(enum.IntEnum):
+    """The object type bound into every envelope's associated data."""
+
+    DATA = 0x01
+    TREE = 0x02
+    PACK_HEADER = 0x10
+    INDEX = 0x11
+    SNAPSHOT = 0x12
+
+
+BLOB_TYPES = (ObjectType.DATA, ObjectType.TREE)
+
+ENVELOPE_MAGIC = b"AMBR"
+NONCE_SIZE = 12
+TAG_SIZE = 16
+ENVELOPE_HEADER_SIZE = 2 + NONCE_SIZE
+ENVELOPE_OVERHEAD = ENVELOPE_HEADER_SIZE + TAG_SIZE
+
+PACK_HEADER_MAGIC = b"APK1"
+INDEX_MAGIC = b"AIX1"
+#: Pack header / index entry: type u8, id 32 bytes, offset u32, length u32, raw length u32.
+ENTRY_FORMAT = "<B32sIII"
+ENTRY_SIZE = 45
+
+PACK_TARGET_SIZE = 16 * 1024 * 1024
+
+#: Key derivation contexts (BLAKE3 derive_key mode).
+CONTEXT_ENCRYPTION = "amber 2026-11 v1 envelope encryption"
+CONTEXT_BLOB_ID = "amber 2026-11 v1 blob id"
+CONTEXT_CHUNKER_SEED = "amber 2026-11 v1 chunker seed"
+KEYFILE_AAD_PREFIX = b"amber-key-v1"
+
+DEFAULT_CHUNKER = {"algorithm": "fastcdc2020", "min_size": 256 * 1024,
+                   "avg_size": 1024 * 1024, "max_size": 4 * 1024 * 1024}
+DEFAULT_COMPRESSION_LEVEL = 3
+
+#: scrypt cost: 64 MiB and ~0.2 s per passphrase try on a current core.
+SCRYPT_N = 1 << 16
+SCRYPT_R = 8
+SCRYPT_P = 1

@@ -1,0 +1,89 @@
+"""Key files: the master secret wrapped by a passphrase through scrypt.
+
+scrypt is memory-hard (64 MiB per guess at the default cost), so a stolen key file resists
+guessing on GPUs; its parameters are stored in the file so the cost can rise without a format
+change. The repository id is bound as associated data so a key file cannot be moved to another
+repository.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime
+import getpass
+import hashlib
+import json
+import os
+import socket
+from dataclasses import dataclass
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+from amber.repo import format as fmt
+from amber.util import errors
+
+
+@dataclass(frozen=True)
+class KdfParams:
+    n: int = fmt.SCRYPT_N
+    r: int = fmt.SCRYPT_R
+    p: int = fmt.SCRYPT_P
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode("ascii")
+
+
+def _kek(passphrase: str, salt: bytes, params: KdfParams) -> bytes:
+    return hashlib.scrypt(
+        passphrase.encode("utf-8"), salt=salt, n=params.n, r=params.r, p=params.p,
+        maxmem=256 * params.n * params.r + (16 << 20), dklen=32,
+    )
+
+
+def create(master: bytes, passphrase: str, repo_id: bytes, params: KdfParams) -> bytes:
+    """Return the bytes of a new key file for ``master``."""
+    salt = os.urandom(32)
+    nonce = os.urandom(fmt.NONCE_SIZE)
+    payload = json.dumps({"master": _b64(master)}).encode()
+    ciphertext = AESGCM(_kek(passphrase, salt, params)).encrypt(
+        nonce, payload, fmt.KEYFILE_AAD_PREFIX + repo_id
+    )
+    doc = {
+        "version": 1,
+        "created": datetime.datetime.now(datetime.UTC).isoformat(),
+        "hostname": socket.gethostname(),
+        "username": getpass.getuser(),
+        "kdf": {"algorithm": "scrypt", "n": params.n, "r": params.r, "p": params.p,
+                "salt": _b64(salt)},
+        "wrap": {"cipher": "aes-256-gcm", "nonce": _b64(nonce), "ciphertext": _b64(ciphertext)},
+    }
+    return json.dumps(doc, indent=1).encode()
+
+
+def unwrap(keyfile: bytes, passphrase: str, repo_id: bytes) -> bytes | None:
+    """Return the master secret, or None when the passphrase does not open this key file."""
+    try:
+        doc = json.loads(keyfile)
+        kdf, wrap = doc["kdf"], doc["wrap"]
+        if kdf["algorithm"] != "scrypt" or wrap["cipher"] != "aes-256-gcm":
+            raise errors.UnsupportedFormatError(
+                f"key file uses {kdf['algorithm']}/{wrap['cipher']}, which this version cannot read"
+            )
+        params = KdfParams(n=int(kdf["n"]), r=int(kdf["r"]), p=int(kdf["p"]))
+        salt = base64.b64decode(kdf["salt"])
+        nonce = base64.b64decode(wrap["nonce"])
+        ciphertext = base64.b64decode(wrap["ciphertext"])
+    except (ValueError, KeyError, TypeError) as exc:
+        raise errors.IntegrityError("a key file is not valid JSON of the expected shape") from exc
+    try:
+        payload = AESGCM(_kek(passphrase, salt, params)).decrypt(
+            nonce, ciphertext, fmt.KEYFILE_AAD_PREFIX + repo_id
+        )
+    except InvalidTag:
+        return None
+    master = base64.b64decode(json.loads(payload)["master"])
+    if len(master) != 32:
+        raise errors.IntegrityError("key file holds a master secret of the wrong size")
+    return master

@@ -1,0 +1,192 @@
+"""Writing blobs: seal, group into packs, upload, and index them, in that order.
+
+One ``BlobWriter`` serves a whole backup (or a prune repack). Worker threads call ``add``
+concurrently; sealing runs outside the lock (zstd and AEAD release the GIL), and full packs go
+through a bounded queue to one uploader thread, so memory stays flat however much data flows.
+The uploader writes an index file after every few packs, and only after those packs are durable,
+so a killed backup leaves reusable, indexed packs behind (format doc §10-11).
+"""
+
+from __future__ import annotations
+
+import queue
+import struct
+import threading
+from dataclasses import dataclass, field
+
+from amber.repo import crypto, indexfile, memindex, repository
+from amber.repo import format as fmt
+
+_U32 = struct.Struct("<I")
+_STOP = object()
+
+
+@dataclass
+class _OpenPack:
+    blob_type: fmt.ObjectType
+    buffer: bytearray = field(default_factory=bytearray)
+    entries: list[indexfile.PackEntry] = field(default_factory=list)
+
+
+@dataclass
+class WriterStats:
+    blobs_new: int = 0
+    bytes_new_raw: int = 0
+    bytes_new_stored: int = 0
+    packs_written: int = 0
+    index_files_written: int = 0
+
+
+class BlobWriter:
+    def __init__(
+        self,
+        repo: repository.Repository,
+        *,
+        index_every: int = 4,
+        pack_size: int = fmt.PACK_TARGET_SIZE,
+        queue_size: int = 2,
+        supersedes: tuple[bytes, ...] = (),
+    ) -> None:
+        self.repo = repo
+        self.stats = WriterStats()
+        self._index_every = index_every
+        self._pack_size = pack_size
+        self._supersedes = supersedes
+        self._lock = threading.Lock()
+        self._open = {t: _OpenPack(t) for t in fmt.BLOB_TYPES}
+        self._inflight: set[bytes] = set()
+        self._unindexed: dict[bytes, list[indexfile.PackEntry]] = {}
+        self._written_index_ids: list[bytes] = []
+        self._queue: queue.Queue[object] = queue.Queue(maxsize=queue_size)
+        self._error: BaseException | None = None
+        self._uploader = threading.Thread(target=self._upload_loop, name="amber-upload",
+                                          daemon=True)
+        self._uploader.start()
+        self._closed = False
+
+    # -- producer side ------------------------------------------------------------------
+
+    def known(self, blob_id: bytes) -> bool:
+        """True if the blob is stored already or on its way (so it must not be added again)."""
+        return blob_id in self.repo.index or blob_id in self._inflight
+
+    def add(
+        self,
+        blob_type: fmt.ObjectType,
+        blob_id: bytes,
+        plaintext: bytes | memoryview,
+        codec: crypto.Codec,
+    ) -> bool:
+        """Store a blob unless it is known; return True when it was new."""
+        self._raise_pending()
+        with self._lock:
+            if blob_id in self.repo.index or blob_id in self._inflight:
+                return False
+            self._inflight.add(blob_id)
+        envelope = codec.seal(plaintext, obj_type=blob_type, obj_id=blob_id)
+        full: _OpenPack | None = None
+        with self._lock:
+            pack = self._open[blob_type]
+            pack.entries.append(indexfile.PackEntry(blob_type, blob_id, len(pack.buffer),
+                                                    len(envelope), len(plaintext)))
+            pack.buffer += envelope
+            self.stats.blobs_new += 1
+            self.stats.bytes_new_raw += len(plaintext)
+            self.stats.bytes_new_stored += len(envelope)
+            if len(pack.buffer) >= self._pack_size:
+                full = pack
+                self._open[blob_type] = _OpenPack(blob_type)
+        if full is not None:
+            self._put(full)
+        return True
+
+    def _put(self, item: object) -> None:
+        while True:
+            self._raise_pending()
+            try:
+                self._queue.put(item, timeout=0.5)
+                return
+            except queue.Full:
+                continue
+
+    def _raise_pending(self) -> None:
+        if self._error is not None:
+            raise self._error
+
+    def flush(self) -> list[bytes]:
+        """Upload open packs, write the last index file; return ids of index files written."""
+        if self._closed:
+            return self._written_index_ids
+        with self._lock:
+            packs = [p for p in self._open.values() if p.entries]
+            self._open = {t: _OpenPack(t) for t in fmt.BLOB_TYPES}
+        for p in packs:
+            self._put(p)
+        self._put(_STOP)
+        self._uploader.join()
+        self._closed = True
+        self._raise_pending()
+        self._write_index()
+        return self._written_index_ids
+
+    def abort(self) -> None:
+        """Stop the uploader without writing anything more (after an error or interrupt)."""
+        if self._closed:
+            return
+        self._closed = True
+        self._error = self._error or RuntimeError("aborted")
+        try:
+            while True:
+                self._queue.get_nowait()
+        except queue.Empty:
+            pass
+        self._queue.put(_STOP)
+        self._uploader.join(timeout=30)
+
+    # -- uploader thread ----------------------------------------------------------------
+
+    def _upload_loop(self) -> None:
+        codec = self.repo.sealer.codec()
+        while True:
+            item = self._queue.get()
+            if item is _STOP:
+                return
+            if self._error is not None:
+                continue  # drain after a failure
+            assert isinstance(item, _OpenPack)
+            try:
+                self._upload(item, codec)
+            except BaseException as exc:
+                self._error = exc
+
+    def _upload(self, pack: _OpenPack, codec: crypto.Codec) -> None:
+        header = codec.seal(indexfile.encode_pack_header(pack.entries),
+                            obj_type=fmt.ObjectType.PACK_HEADER)
+        pack.buffer += header
+        pack.buffer += _U32.pack(len(header))
+        pack_id = repository.object_id(pack.buffer)
+        self.repo.backend.write(self.repo.pack_name(pack_id), pack.buffer)
+        number = self.repo.pack_number(pack_id)
+        with self._lock:
+            for e in pack.entries:
+                self.repo.index.add(e.blob_id, memindex.Location(
+                    number, e.offset, e.length, e.raw_length, int(e.blob_type)))
+                self._inflight.discard(e.blob_id)
+            self._unindexed[pack_id] = pack.entries
+            self.stats.packs_written += 1
+        if len(self._unindexed) >= self._index_every:
+            self._write_index()
+
+    def _write_index(self) -> None:
+        with self._lock:
+            packs, self._unindexed = self._unindexed, {}
+        if not packs and not self._supersedes:
+            return
+        content = indexfile.IndexContent(supersedes=self._supersedes, packs=packs)
+        self._supersedes = ()
+        index_id = self.repo.save_file_object(
+            fmt.INDEX_PREFIX, fmt.ObjectType.INDEX, indexfile.encode_index(content)
+        )
+        self._written_index_ids.append(index_id)
+        self.repo.loaded_index_ids.add(index_id)
+        self.stats.index_files_written += 1

@@ -1,0 +1,301 @@
+"""An open repository: config, keys, the in-memory index, and reads of stored objects.
+
+Writing blobs is the job of ``packer.BlobWriter`` (one per backup or prune); this class holds
+what every command shares. It never deletes anything: only ``pruner`` does.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import datetime
+import json
+import os
+import threading
+from dataclasses import dataclass
+from typing import Any
+
+import blake3
+from pyfastcdc import FastCDC
+
+from amber.repo import crypto, indexfile, keyfile, memindex
+from amber.repo import format as fmt
+from amber.repo import snapshot as snapshots
+from amber.storage import base
+from amber.util import errors
+
+
+@dataclass(frozen=True)
+class Config:
+    repo_id: bytes
+    version: int
+    chunker: dict[str, Any]
+    compression_level: int
+    cipher: fmt.Suite
+    raw: dict[str, Any]
+
+
+def read_config(backend: base.Backend) -> Config:
+    """Read and vet the plaintext config; refuse a repository that is missing or too new."""
+    try:
+        data = backend.read(fmt.CONFIG_NAME)
+    except (FileNotFoundError, NotADirectoryError):
+        raise errors.RepositoryNotFoundError(
+            f"no Amber repository at {backend.url} (create one with 'amber repo init')"
+        ) from None
+    try:
+        raw = json.loads(data)
+        if raw.get("format") != fmt.FORMAT_NAME:
+            raise errors.RepositoryNotFoundError(f"{backend.url} does not hold an Amber repository")
+        version = int(raw["version"])
+        if version > fmt.FORMAT_VERSION:
+            raise errors.UnsupportedFormatError(
+                f"repository format version {version} is newer than this Amber supports "
+                f"({fmt.FORMAT_VERSION}); upgrade Amber"
+            )
+        unknown = set(raw.get("features", {}).get("required", [])) - fmt.KNOWN_FEATURES
+        if unknown:
+            raise errors.UnsupportedFormatError(
+                f"repository needs features this Amber lacks: {', '.join(sorted(unknown))}; "
+                "upgrade Amber"
+            )
+        return Config(
+            repo_id=bytes.fromhex(raw["id"]),
+            version=version,
+            chunker=dict(raw["chunker"]),
+            compression_level=int(raw["compression"]["level"]),
+            cipher=fmt.SUITE_NAMES[raw["cipher"]],
+            raw=raw,
+        )
+    except (KeyError, TypeError, ValueError) as exc:
+        raise errors.IntegrityError(f"repository config at {backend.url} is malformed") from exc
+
+
+def object_id(data: bytes | bytearray | memoryview) -> bytes:
+    """Name of a stored file: unkeyed BLAKE3 of its bytes (verifiable without the key)."""
+    return blake3.blake3(data).digest()
+
+
+class Repository:
+    def __init__(self, backend: base.Backend, config: Config, master: bytes) -> None:
+        self.backend = backend
+        self.config = config
+        self.keys = crypto.MasterKeys.derive(master)
+        self.sealer = crypto.Sealer(self.keys, config.cipher, config.compression_level)
+        self.index = memindex.BlobIndex()
+        self.pack_ids: list[bytes] = []
+        self._pack_numbers: dict[bytes, int] = {}
+        self._pack_lock = threading.Lock()
+        #: Index files whose content is in ``self.index`` (after superseded ones were dropped).
+        self.loaded_index_ids: set[bytes] = set()
+        self._local = threading.local()
+
+    # -- creation and opening -------------------------------------------------------------
+
+    @classmethod
+    def init(
+        cls,
+        backend: base.Backend,
+        passphrase: str,
+        *,
+        cipher: str = "aes-256-gcm",
+        kdf: keyfile.KdfParams | None = None,
+    ) -> Repository:
+        if cipher not in fmt.SUITE_NAMES:
+            raise errors.UsageError(
+                f"unknown cipher {cipher!r}; choose one of {', '.join(fmt.SUITE_NAMES)}"
+            )
+        if backend.is_initialized():
+            if backend.exists(fmt.CONFIG_NAME):
+                raise errors.RepositoryExistsError(f"a repository already exists at {backend.url}")
+            raise errors.RepositoryExistsError(
+                f"{backend.url} is not empty; choose an empty or new directory"
+            )
+        repo_id = os.urandom(16)
+        config = {
+            "format": fmt.FORMAT_NAME,
+            "version": fmt.FORMAT_VERSION,
+            "id": repo_id.hex(),
+            "created": snapshots.format_time(snapshots.utc_now()),
+            "features": {"required": [], "compatible": []},
+            "chunker": fmt.DEFAULT_CHUNKER,
+            "compression": {"algorithm": "zstd", "level": fmt.DEFAULT_COMPRESSION_LEVEL},
+            "cipher": cipher,
+        }
+        master = os.urandom(32)
+        key_bytes = keyfile.create(master, passphrase, repo_id, kdf or keyfile.KdfParams())
+        # Key first, config last: a directory with a config is always openable.
+        backend.write(fmt.KEYS_PREFIX + object_id(key_bytes).hex(), key_bytes)
+        backend.write(fmt.CONFIG_NAME, json.dumps(config, indent=1).encode())
+        return cls(backend, read_config(backend), master)
+
+    @classmethod
+    def open(cls, backend: base.Backend, passphrase: str) -> Repository:
+        config = read_config(backend)
+        key_names = [info.name for info in backend.list(fmt.KEYS_PREFIX)]
+        if not key_names:
+            raise errors.IntegrityError(f"repository at {backend.url} has no key files")
+        for name in key_names:
+            master = keyfile.unwrap(backend.read(name), passphrase, config.repo_id)
+            if master is not None:
+                return cls(backend, config, master)
+        raise errors.WrongPassphraseError(
+            "wrong passphrase: no key file of this repository opens with it"
+        )
+
+    # -- helpers shared by readers and writers -------------------------------------------
+
+    def codec(self) -> crypto.Codec:
+        """The calling thread's codec (zstd contexts cannot be shared between threads)."""
+        codec: crypto.Codec | None = getattr(self._local, "codec", None)
+        if codec is None:
+            codec = self.sealer.codec()
+            self._local.codec = codec
+        return codec
+
+    def new_chunker(self) -> FastCDC:
+        c = self.config.chunker
+        return FastCDC(
+            c["avg_size"], min_size=c["min_size"], max_size=c["max_size"],
+            seed=self.keys.chunker_seed,
+        )
+
+    def pack_number(self, pack_id: bytes) -> int:
+        with self._pack_lock:
+            number = self._pack_numbers.get(pack_id)
+            if number is None:
+                number = len(self.pack_ids)
+                self.pack_ids.append(pack_id)
+                self._pack_numbers[pack_id] = number
+            return number
+
+    @staticmethod
+    def pack_name(pack_id: bytes) -> str:
+        hexid = pack_id.hex()
+        return f"{fmt.DATA_PREFIX}{hexid[:2]}/{hexid}"
+
+    # -- whole-file objects (index, snapshots) -------------------------------------------
+
+    def save_file_object(self, prefix: str, obj_type: fmt.ObjectType, plaintext: bytes) -> bytes:
+        envelope = self.codec().seal(plaintext, obj_type=obj_type)
+        oid = object_id(envelope)
+        self.backend.write(prefix + oid.hex(), envelope)
+        return oid
+
+    def load_file_object(self, name: str, obj_type: fmt.ObjectType) -> bytes:
+        data = self.backend.read(name)
+        if object_id(data).hex() != name.rsplit("/", 1)[-1]:
+            raise errors.IntegrityError(f"{name} does not match its name (damaged)")
+        return self.codec().open(data, obj_type=obj_type)
+
+    # -- index --------------------------------------------------------------------------
+
+    def read_index_files(self) -> dict[bytes, indexfile.IndexContent]:
+        """Every index file, decoded, in parallel (a large repository has many)."""
+        names = [info.name for info in self.backend.list(fmt.INDEX_PREFIX)
+                 if not info.name.rsplit("/", 1)[-1].startswith(".")]
+
+        def load(name: str) -> tuple[bytes, indexfile.IndexContent]:
+            plain = self.load_file_object(name, fmt.ObjectType.INDEX)
+            return bytes.fromhex(name.rsplit("/", 1)[-1]), indexfile.decode_index(plain)
+
+        with concurrent.futures.ThreadPoolExecutor(max_workers=4) as pool:
+            return dict(pool.map(load, names))
+
+    def load_index(self) -> None:
+        """Fill the in-memory index from every index file not superseded by another."""
+        contents = self.read_index_files()
+        superseded = {s for c in contents.values() for s in c.supersedes}
+        index = memindex.BlobIndex()
+        for index_id, content in contents.items():
+            if index_id in superseded:
+                continue
+            for pack_id, entries in content.packs.items():
+                self.add_pack_to_index(pack_id, entries, index)
+        self.index = index
+        self.loaded_index_ids = set(contents) - superseded
+
+    def add_pack_to_index(
+        self,
+        pack_id: bytes,
+        entries: list[indexfile.PackEntry],
+        index: memindex.BlobIndex | None = None,
+    ) -> None:
+        number = self.pack_number(pack_id)
+        target = self.index if index is None else index
+        for e in entries:
+            target.add(e.blob_id, memindex.Location(number, e.offset, e.length, e.raw_length,
+                                                    int(e.blob_type)))
+
+    def index_superseded(self) -> bool:
+        """True when an index file this process loaded has since been superseded (prune ran)."""
+        present = {bytes.fromhex(i.name.rsplit("/", 1)[-1])
+                   for i in self.backend.list(fmt.INDEX_PREFIX)
+                   if not i.name.rsplit("/", 1)[-1].startswith(".")}
+        return not self.loaded_index_ids <= present
+
+    # -- blobs --------------------------------------------------------------------------
+
+    def open_blob(self, envelope: bytes | memoryview, blob_id: bytes,
+                  loc: memindex.Location) -> bytes:
+        """Decrypt a blob envelope and check its plaintext against its id."""
+        obj_type = fmt.ObjectType(loc.blob_type)
+        plain = self.codec().open(envelope, obj_type=obj_type, obj_id=blob_id,
+                                  raw_length=loc.raw_length)
+        if len(plain) != loc.raw_length or self.sealer.blob_id(plain) != blob_id:
+            raise errors.IntegrityError(f"blob {blob_id.hex()[:16]} does not match its id")
+        return plain
+
+    def read_blob(self, blob_id: bytes) -> bytes:
+        loc = self.index.get(blob_id)
+        if loc is None:
+            raise errors.IntegrityError(f"blob {blob_id.hex()[:16]} is not in the index")
+        name = self.pack_name(self.pack_ids[loc.pack])
+        try:
+            envelope = self.backend.read_range(name, loc.offset, loc.length)
+        except FileNotFoundError:
+            raise errors.IntegrityError(
+                f"pack {self.pack_ids[loc.pack].hex()[:16]} is missing"
+            ) from None
+        return self.open_blob(envelope, blob_id, loc)
+
+    # -- snapshots ------------------------------------------------------------------------
+
+    def snapshot_ids(self) -> list[str]:
+        return [info.name.rsplit("/", 1)[-1] for info in self.backend.list(fmt.SNAPSHOTS_PREFIX)
+                if not info.name.rsplit("/", 1)[-1].startswith(".")]
+
+    def load_snapshot(self, snapshot_id: str) -> snapshots.Snapshot:
+        plain = self.load_file_object(fmt.SNAPSHOTS_PREFIX + snapshot_id, fmt.ObjectType.SNAPSHOT)
+        return snapshots.Snapshot.from_json(plain, snapshot_id)
+
+    def list_snapshots(self) -> list[snapshots.Snapshot]:
+        """All snapshots, oldest first."""
+        ids = self.snapshot_ids()
+        with concurrent.futures.ThreadPoolExecutor(max_workers=4) as pool:
+            snaps = list(pool.map(self.load_snapshot, ids))
+        return sorted(snaps, key=lambda s: (s.time, s.id))
+
+    def save_snapshot(self, snap: snapshots.Snapshot) -> str:
+        snap.id = self.save_file_object(
+            fmt.SNAPSHOTS_PREFIX, fmt.ObjectType.SNAPSHOT, snap.to_json()
+        ).hex()
+        return snap.id
+
+    def resolve_snapshot(self, ref: str) -> snapshots.Snapshot:
+        """A snapshot by full id, unique id prefix, or 'latest'."""
+        if ref == "latest":
+            snaps = self.list_snapshots()
+            if not snaps:
+                raise errors.NotFoundError("the repository has no snapshots yet")
+            return snaps[-1]
+        ref = ref.lower()
+        matches = [i for i in self.snapshot_ids() if i.startswith(ref)]
+        if not matches or not ref:
+            raise errors.NotFoundError(f"no snapshot with id {ref!r} (see 'amber repo snapshots')")
+        if len(matches) > 1:
+            raise errors.UsageError(f"snapshot id prefix {ref!r} is ambiguous; give more characters")
+        return self.load_snapshot(matches[0])
+
+
+def now_utc() -> datetime.datetime:
+    return snapshots.utc_now()

@@ -1,0 +1,1 @@
+"""Blob backends: where repository objects live (local filesystem now, object storage later)."""

@@ -1,0 +1,1 @@
+"""Plain helpers with no domain imports: errors, time formatting."""

@@ -1,0 +1,87 @@
+"""Amber's error tree and its exit codes.
+
+Every error a user can cause or meet carries a one-line message and a stable exit code, listed in
+one table here (and in docs/cli.md) so scripts can rely on them. Messages never include secrets:
+callers pass names and paths, never passphrases or key material.
+"""
+
+from __future__ import annotations
+
+import enum
+
+
+class ExitCode(enum.IntEnum):
+    """Process exit codes; documented in docs/cli.md. Never renumber an existing code."""
+
+    OK = 0
+    FAILURE = 1
+    USAGE = 2
+    PARTIAL = 3
+    REPO_NOT_FOUND = 10
+    WRONG_PASSPHRASE = 11
+    UNSUPPORTED_FORMAT = 12
+    LOCKED = 13
+    INTEGRITY = 14
+    NO_SPACE = 15
+    NOT_FOUND = 16
+    SOURCE_ERROR = 17
+    REPO_EXISTS = 18
+    INTERRUPTED = 130
+
+
+class AmberError(Exception):
+    """Base of every error Amber reports to a user; ``str(err)`` is the one-line message."""
+
+    exit_code: ExitCode = ExitCode.FAILURE
+
+
+class UsageError(AmberError):
+    exit_code = ExitCode.USAGE
+
+
+class RepositoryNotFoundError(AmberError):
+    exit_code = ExitCode.REPO_NOT_FOUND
+
+
+class RepositoryExistsError(AmberError):
+    exit_code = ExitCode.REPO_EXISTS
+
+
+class WrongPassphraseError(AmberError):
+    exit_code = ExitCode.WRONG_PASSPHRASE
+
+
+class UnsupportedFormatError(AmberError):
+    exit_code = ExitCode.UNSUPPORTED_FORMAT
+
+
+class LockedError(AmberError):
+    exit_code = ExitCode.LOCKED
+
+
+class IntegrityError(AmberError):
+    """Stored bytes fail authentication or do not match their id: damage or tampering."""
+
+    exit_code = ExitCode.INTEGRITY
+
+
+class NoSpaceError(AmberError):
+    exit_code = ExitCode.NO_SPACE
+
+
+class NotFoundError(AmberError):
+    """A snapshot, path or object the user named does not exist."""
+
+    exit_code = ExitCode.NOT_FOUND
+
+
+class SourceError(AmberError):
+    """A path given to back up cannot be read at all."""
+
+    exit_code = ExitCode.SOURCE_ERROR
+
+
+class PartialError(AmberError):
+    """The operation finished but skipped some items; the message says how many."""
+
+    exit_code = ExitCode.PARTIAL
