@@ -110,7 +110,7 @@ class Archiver:
         *,
         tags: Sequence[str] = (),
         hostname: str | None = None,
-        parent: snapshots.Snapshot | None | bool = True,
+        parent: snapshots.Snapshot | bool | None = True,
     ) -> snapshots.Snapshot:
         """Back up ``paths`` and return the saved snapshot.
 

@@ -7,6 +7,7 @@ that a background thread pushes forward, so the marker or lease of a killed proc
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -23,7 +24,7 @@ from amber.util import errors
 
 REFRESH_SECONDS = 60.0
 TTL_SECONDS = 300.0
-BREAK_TOKEN_PREFIX = "locks/broken-"
+BREAK_TOKEN_PREFIX = "locks/broken-"  # noqa: S105 (a file name, not a secret)
 
 
 @dataclass(frozen=True)
@@ -71,10 +72,9 @@ class _Refreshing:
 
     def _loop(self) -> None:
         while not self._stop.wait(self.refresh):
-            try:
+            # On failure try again next round; the ttl leaves several chances.
+            with contextlib.suppress(OSError):
                 self.backend.replace(self.name, _document(self.started, self.holder, self.ttl))
-            except OSError:
-                pass  # try again next round; the ttl leaves several chances
 
     def release(self) -> None:
         self._stop.set()

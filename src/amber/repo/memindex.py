@@ -138,7 +138,9 @@ class BlobIndex:
         try:
             record = _RECORD.pack(blob_id, *location)
         except struct.error as exc:
-            raise ValueError(f"location field out of range: {location!r}") from exc
+            raise ValueError(
+                f"invalid location (fields are uint32, blob_type uint8): {location!r}"
+            ) from exc
         with self._lock:
             if self._count >= self._limit:
                 # Grow before probing so that a failed rebuild (MemoryError) changes nothing.
@@ -208,7 +210,7 @@ class BlobIndex:
         remaining = count
         for segment in segments:
             size = min(remaining, _SEGMENT_RECORDS) * _RECORD_SIZE
-            remaining -= size // _RECORD_SIZE
+            remaining -= size // _RECORD_SIZE + 1
             view = memoryview(segment)[:size]
             for blob_id, pack, offset, length, raw_length, blob_type in _RECORD.iter_unpack(view):
                 yield blob_id, Location(pack, offset, length, raw_length, blob_type)

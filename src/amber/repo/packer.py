@@ -46,8 +46,11 @@ class BlobWriter:
         pack_size: int = fmt.PACK_TARGET_SIZE,
         queue_size: int = 2,
         supersedes: tuple[bytes, ...] = (),
+        dedup_index: memindex.BlobIndex | None = None,
     ) -> None:
         self.repo = repo
+        #: What counts as stored already (the repository's index unless told otherwise).
+        self._dedup = repo.index if dedup_index is None else dedup_index
         self.stats = WriterStats()
         self._index_every = index_every
         self._pack_size = pack_size
@@ -68,7 +71,7 @@ class BlobWriter:
 
     def known(self, blob_id: bytes) -> bool:
         """True if the blob is stored already or on its way (so it must not be added again)."""
-        return blob_id in self.repo.index or blob_id in self._inflight
+        return blob_id in self._dedup or blob_id in self._inflight
 
     def add(
         self,
@@ -80,7 +83,7 @@ class BlobWriter:
         """Store a blob unless it is known; return True when it was new."""
         self._raise_pending()
         with self._lock:
-            if blob_id in self.repo.index or blob_id in self._inflight:
+            if blob_id in self._dedup or blob_id in self._inflight:
                 return False
             self._inflight.add(blob_id)
         envelope = codec.seal(plaintext, obj_type=blob_type, obj_id=blob_id)
@@ -169,8 +172,11 @@ class BlobWriter:
         number = self.repo.pack_number(pack_id)
         with self._lock:
             for e in pack.entries:
-                self.repo.index.add(e.blob_id, memindex.Location(
-                    number, e.offset, e.length, e.raw_length, int(e.blob_type)))
+                loc = memindex.Location(number, e.offset, e.length, e.raw_length,
+                                        int(e.blob_type))
+                self.repo.index.add(e.blob_id, loc)
+                if self._dedup is not self.repo.index:
+                    self._dedup.add(e.blob_id, loc)
                 self._inflight.discard(e.blob_id)
             self._unindexed[pack_id] = pack.entries
             self.stats.packs_written += 1

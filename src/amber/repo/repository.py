@@ -70,6 +70,16 @@ def read_config(backend: base.Backend) -> Config:
         raise errors.IntegrityError(f"repository config at {backend.url} is malformed") from exc
 
 
+def ensure_can_init(backend: base.Backend) -> None:
+    """Refuse to create a repository where anything exists already."""
+    if backend.is_initialized():
+        if backend.exists(fmt.CONFIG_NAME):
+            raise errors.RepositoryExistsError(f"a repository already exists at {backend.url}")
+        raise errors.RepositoryExistsError(
+            f"{backend.url} is not empty; choose an empty or new directory"
+        )
+
+
 def object_id(data: bytes | bytearray | memoryview) -> bytes:
     """Name of a stored file: unkeyed BLAKE3 of its bytes (verifiable without the key)."""
     return blake3.blake3(data).digest()
@@ -104,12 +114,7 @@ class Repository:
             raise errors.UsageError(
                 f"unknown cipher {cipher!r}; choose one of {', '.join(fmt.SUITE_NAMES)}"
             )
-        if backend.is_initialized():
-            if backend.exists(fmt.CONFIG_NAME):
-                raise errors.RepositoryExistsError(f"a repository already exists at {backend.url}")
-            raise errors.RepositoryExistsError(
-                f"{backend.url} is not empty; choose an empty or new directory"
-            )
+        ensure_can_init(backend)
         repo_id = os.urandom(16)
         config = {
             "format": fmt.FORMAT_NAME,
@@ -293,7 +298,8 @@ class Repository:
         if not matches or not ref:
             raise errors.NotFoundError(f"no snapshot with id {ref!r} (see 'amber repo snapshots')")
         if len(matches) > 1:
-            raise errors.UsageError(f"snapshot id prefix {ref!r} is ambiguous; give more characters")
+            raise errors.UsageError(
+                f"snapshot id prefix {ref!r} is ambiguous; give more characters")
         return self.load_snapshot(matches[0])
 
 

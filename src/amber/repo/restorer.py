@@ -27,6 +27,9 @@ from amber.util import errors
 MAX_READ = 32 * 1024 * 1024
 MAX_GAP = 1024 * 1024
 
+#: pack number -> [(offset in pack, blob id, [(file number, offset in file)])]
+_Work = dict[int, list[tuple[int, bytes, list[tuple[int, int]]]]]
+
 
 @dataclass
 class RestoreProgress:
@@ -79,7 +82,7 @@ class Restorer:
         os.makedirs(target, exist_ok=True)
         matcher = _Matcher(includes) if includes else None
         plan = _Plan()
-        self._walk(tuple(snap.tree), "", matcher is None, matcher, plan, set())
+        self._walk(tuple(snap.tree), "", included=matcher is None, matcher=matcher, plan=plan)
         if matcher is not None and not (plan.files or plan.specials or plan.links or plan.dirs):
             raise errors.NotFoundError(
                 f"nothing in snapshot {snap.short_id} matches {', '.join(includes)}"
@@ -117,8 +120,8 @@ class Restorer:
 
     # -- planning ----------------------------------------------------------------------------
 
-    def _walk(self, ids: tuple[bytes, ...], rel: str, included: bool,
-              matcher: _Matcher | None, plan: _Plan, seen: set[tuple[int, int]]) -> bool:
+    def _walk(self, ids: tuple[bytes, ...], rel: str, *, included: bool,
+              matcher: _Matcher | None, plan: _Plan) -> bool:
         """Collect what to restore below ``rel``; return True if anything was selected."""
         hard: dict[tuple[int, int], str] = {}
         selected_any = False
@@ -128,7 +131,7 @@ class Restorer:
             meta = node.meta
             if meta.type is fsmeta.NodeType.DIR:
                 n_before = len(plan.dirs)
-                below = self._walk(node.subtree, path, inc, matcher, plan, seen)
+                below = self._walk(node.subtree, path, included=inc, matcher=matcher, plan=plan)
                 if inc or below:
                     plan.dirs.insert(n_before, (path, meta))
                     selected_any = True
@@ -148,8 +151,7 @@ class Restorer:
                 plan.specials.append((path, meta))
         return selected_any
 
-    def _layout_files(self, target: str, plan: _Plan,
-                      result: RestoreResult) -> dict[int, list[tuple[int, bytes, list[tuple[int, int]]]]]:
+    def _layout_files(self, target: str, plan: _Plan, result: RestoreResult) -> _Work:
         """Create every file at its final size; group the blobs to fetch by pack."""
         by_blob: dict[bytes, list[tuple[int, int]]] = defaultdict(list)
         for i, (rel, node) in enumerate(plan.files):
@@ -172,7 +174,7 @@ class Restorer:
                 offset += loc.raw_length
         self.progress.files_total = len(plan.files)
         self.progress.bytes_total = result.bytes
-        by_pack: dict[int, list[tuple[int, bytes, list[tuple[int, int]]]]] = defaultdict(list)
+        by_pack: _Work = defaultdict(list)
         for blob_id, targets in by_blob.items():
             loc = self.repo.index.get(blob_id)
             if loc is None:
@@ -182,8 +184,7 @@ class Restorer:
 
     # -- data ----------------------------------------------------------------------------------
 
-    def _write_data(self, target: str, plan: _Plan,
-                    work: dict[int, list[tuple[int, bytes, list[tuple[int, int]]]]]) -> None:
+    def _write_data(self, target: str, plan: _Plan, work: _Work) -> None:
         paths = [target + rel for rel, _node in plan.files]
         with concurrent.futures.ThreadPoolExecutor(max_workers=self.workers,
                                                    thread_name_prefix="amber-restore") as pool:
@@ -202,7 +203,8 @@ class Restorer:
             span_end = first_loc.offset + first_loc.length
             while end < len(items):
                 loc = self._loc(items[end][1])
-                if loc.offset - span_end > MAX_GAP or loc.offset + loc.length - first_loc.offset > MAX_READ:
+                too_far = loc.offset - span_end > MAX_GAP
+                if too_far or loc.offset + loc.length - first_loc.offset > MAX_READ:
                     break
                 span_end = max(span_end, loc.offset + loc.length)
                 end += 1

@@ -67,7 +67,8 @@ class Snapshot:
             doc = json.loads(data)
             if doc.get("v") != 1:
                 raise errors.UnsupportedFormatError(
-                    f"snapshot {snapshot_id[:8]} has version {doc.get('v')}, which this Amber cannot read"
+                    f"snapshot {snapshot_id[:8]} has version {doc.get('v')}, "
+                    "which this Amber cannot read"
                 )
             return cls(
                 time=parse_time(doc["time"]),

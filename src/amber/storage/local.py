@@ -21,7 +21,8 @@ TMP_PREFIX = ".tmp-"
 
 def _raise_if_no_space(exc: OSError, name: str) -> None:
     if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-        raise errors.NoSpaceError(f"no space left on the repository's device while writing {name}") from exc
+        raise errors.NoSpaceError(
+            f"no space left on the repository's device while writing {name}") from exc
 
 
 class LocalBackend(base.Backend):

@@ -1,0 +1,1089 @@
+"""Repository-engine benchmark: Amber, restic and BorgBackup side by side, in one run.
+
+Run from the repository root::
+
+    .venv/bin/python bench/repo_bench.py [--scale 1.0] [--workdir bench/work]
+                                         [--tools amber,restic,borg] [--results-dir bench/results]
+
+For every tool, on the same machine, dataset and warm page cache, it times:
+
+1. the initial backup of the pristine dataset,
+2. a re-backup of the unchanged dataset,
+3. a re-backup after 5% of the files changed (the dataset is mutated once, after every tool
+   finished phases 1-2, so all tools back up byte-identical trees in every phase),
+4. a full restore of the latest snapshot into an empty directory, verified against the source
+   by size and SHA-256 of every file (verification is not timed).
+
+Each tool process is run directly (no shell) and reaped with ``os.wait4`` so its peak RSS is
+the tool's own. Results go to stdout as a markdown table and to
+``<results-dir>/repository-<date>.{md,json}`` and ``repository-latest.{md,json}``. A tool that
+fails is reported as failed (with its stderr tail); the other tools still run.
+Exit status: 0 when every selected tool completed all phases and its restore verified, else 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import hashlib
+import json
+import os
+import platform
+import shlex
+import shutil
+import subprocess
+import sys
+from abc import ABC, abstractmethod
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import dataset as ds  # bench/ is not a package: found through the sys.path entry above
+import measure
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+MEASURE_SCRIPT = Path(__file__).resolve().parent / "measure.py"
+MB = 1_000_000
+MiB = 1024 * 1024
+GiB = 1024 * MiB
+# Fixed and not secret: the repositories are throwaway and only live inside the workdir.
+PASSPHRASE = "amber-repo-bench-passphrase\n"
+BORG_COMPRESSION = "zstd,3"  # Amber compresses with zstd level 3; make borg do the same.
+RESTIC_HOST = "bench"
+MUTATION_FRACTION = 0.05
+RSS_TARGET_BYTES = 200 * MB
+STDERR_TAIL_LINES = 20
+STDERR_TAIL_CHARS = 2000
+ALL_TOOLS = ("amber", "restic", "borg")
+PHASES = ("init", "initial", "unchanged", "changed", "restore")
+PHASE_LABELS = {
+    "init": "repo init",
+    "initial": "initial backup",
+    "unchanged": "unchanged re-backup",
+    "changed": "5% re-backup",
+    "restore": "restore",
+}
+
+
+# --------------------------------------------------------------------------------------------
+# Measuring one tool process
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Command:
+    """A tool invocation: argv run directly (no shell) with its own environment and cwd."""
+
+    argv: list[str]
+    env: dict[str, str]
+    cwd: Path | None = None
+
+
+@dataclass
+class PhaseResult:
+    """One timed tool invocation.
+
+    ``peak_rss_kib`` is ``ru_maxrss`` from ``wait4``: the largest single process of the tool's
+    process tree. ``tree_rss_kib`` is the largest sum of RSS over the whole tree seen by a
+    10 Hz sampler; it differs only for tools that run several processes at once, which a
+    per-process maximum would under-report. ``rss_floor_kib`` is the launcher's own peak, the
+    value below which ``peak_rss_kib`` cannot go (see measure.py).
+    """
+
+    phase: str
+    argv: list[str]
+    seconds: float
+    returncode: int
+    peak_rss_kib: int
+    tree_rss_kib: int
+    rss_floor_kib: int = 0
+    timed_out: bool = False
+    stderr_tail: str = ""
+    data_bytes: int = 0
+
+    @property
+    def ok(self) -> bool:
+        """Success means exit status 0 within the time limit."""
+        return self.returncode == 0 and not self.timed_out
+
+    @property
+    def mb_per_s(self) -> float | None:
+        """Dataset bytes over wall time, in MB/s (10^6 bytes), when the phase succeeded."""
+        if not self.ok or self.seconds <= 0 or not self.data_bytes:
+            return None
+        return self.data_bytes / self.seconds / MB
+
+    @property
+    def peak_bytes(self) -> int:
+        """The larger of the two RSS views, in bytes: what a memory target must be held to."""
+        return max(self.peak_rss_kib, self.tree_rss_kib) * 1024
+
+
+def _tail(path: Path) -> str:
+    """The last lines of a log file, bounded so the report stays readable."""
+    try:
+        text = path.read_text(errors="replace")
+    except OSError:
+        return ""
+    tail = "\n".join(text.rstrip().splitlines()[-STDERR_TAIL_LINES:])
+    return tail[-STDERR_TAIL_CHARS:]
+
+
+def run_measured(phase: str, cmd: Command, log_base: Path, timeout: float) -> PhaseResult:
+    """Run ``cmd`` once through the small launcher in measure.py and return what it measured.
+
+    ``os.sync()`` first, outside the timed region, so dirty pages left by an earlier phase (or
+    another tool) are not written back on this tool's clock. The launcher, not this process,
+    spawns the tool: see measure.py for why that keeps ``ru_maxrss`` the tool's own.
+    """
+    os.sync()
+    log_base.parent.mkdir(parents=True, exist_ok=True)
+    err_path = log_base.with_name(log_base.name + ".err")
+    spec = measure.Spec(
+        argv=cmd.argv,
+        env=cmd.env,
+        cwd=str(cmd.cwd) if cmd.cwd else None,
+        stdout=str(log_base.with_name(log_base.name + ".out")),
+        stderr=str(err_path),
+        timeout=timeout,
+    )
+    launcher = [sys.executable, "-I", "-S", str(MEASURE_SCRIPT)]
+    done = subprocess.run(
+        launcher, input=json.dumps(spec), capture_output=True, text=True, check=False
+    )
+    try:
+        got: measure.Result = json.loads(done.stdout)
+    except ValueError:
+        return PhaseResult(phase, cmd.argv, 0.0, 125, 0, 0, stderr_tail=done.stderr[-2000:])
+    return PhaseResult(
+        phase=phase,
+        argv=cmd.argv,
+        seconds=got["seconds"],
+        returncode=got["returncode"],
+        peak_rss_kib=got["peak_rss_kib"],
+        tree_rss_kib=got["tree_rss_kib"],
+        rss_floor_kib=got["rss_floor_kib"],
+        timed_out=got["timed_out"],
+        stderr_tail=got["error"] or ("" if got["returncode"] == 0 else _tail(err_path)),
+    )
+
+
+def run_quiet(argv: list[str], env: dict[str, str] | None = None) -> tuple[int, str]:
+    """Run an untimed helper command (versions, snapshot lists); returns (status, output)."""
+    try:
+        done = subprocess.run(
+            argv, env=env, capture_output=True, text=True, timeout=300, check=False
+        )
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return 127, str(exc)
+    return done.returncode, done.stdout if done.returncode == 0 else done.stderr
+
+
+# --------------------------------------------------------------------------------------------
+# Tools
+# --------------------------------------------------------------------------------------------
+
+
+def clean_env() -> dict[str, str]:
+    """The caller's environment minus any tool configuration that could leak into a run."""
+    prefixes = ("RESTIC_", "BORG_", "AMBER_")
+    return {k: v for k, v in os.environ.items() if not k.startswith(prefixes)}
+
+
+class Tool(ABC):
+    """One backup tool under test, confined to ``home``: repository, caches, config, restore.
+
+    HOME and the XDG directories point into ``home/state`` so no tool reads a cache or config
+    left by another run, and so the local state each tool keeps can be measured.
+    """
+
+    name: str = ""
+
+    def __init__(self, home: Path, passfile: Path) -> None:
+        self.home = home
+        self.passfile = passfile
+        self.repo = home / "repo"
+        self.state = home / "state"
+
+    def env(self) -> dict[str, str]:
+        """Isolated environment; subclasses add their passphrase and cache variables."""
+        env = clean_env()
+        env["HOME"] = str(self.state / "home")
+        for xdg in ("CACHE", "CONFIG", "DATA", "STATE"):
+            env[f"XDG_{xdg}_HOME"] = str(self.state / xdg.lower())
+        return env
+
+    def reset(self) -> None:
+        """Start from nothing: no repository, no cache, no earlier restore."""
+        if self.home.exists():
+            shutil.rmtree(self.home)
+        (self.state / "home").mkdir(parents=True)
+
+    @abstractmethod
+    def init(self) -> Command:
+        """Create an encrypted repository at ``self.repo``."""
+
+    @abstractmethod
+    def backup(self, source: Path, number: int) -> Command:
+        """Back up ``source``; ``number`` counts snapshots from 1."""
+
+    @abstractmethod
+    def restore(self, target: Path, number: int) -> Command:
+        """Restore snapshot ``number`` (the latest) so the tree lands under ``target``."""
+
+    @abstractmethod
+    def version_argv(self) -> list[str]:
+        """Command printing the tool's version."""
+
+    @abstractmethod
+    def snapshot_count(self) -> int | None:
+        """Snapshots in the repository (a sanity check that every backup really committed)."""
+
+    @abstractmethod
+    def settings(self) -> str:
+        """Compression and encryption settings, for the report."""
+
+    def restored_root(self, target: Path, source: Path) -> Path:
+        """Where the source tree ends up: all three tools recreate its absolute path."""
+        return target / source.relative_to(source.anchor)
+
+    def version(self) -> str:
+        """First line of the version output, or why it could not be had."""
+        status, out = run_quiet(self.version_argv(), self.env())
+        first = out.strip().splitlines()[0] if out.strip() else ""
+        return first if status == 0 else f"unavailable ({first or 'exit ' + str(status)})"
+
+
+def _which(name: str) -> str:
+    """Absolute path of a binary, or the bare name (Popen then fails and that is reported)."""
+    return shutil.which(name) or name
+
+
+class Restic(Tool):
+    """restic with its defaults (repository format and compression), quiet output."""
+
+    name = "restic"
+
+    def env(self) -> dict[str, str]:
+        env = super().env()
+        env["RESTIC_PASSWORD_FILE"] = str(self.passfile)
+        env["RESTIC_CACHE_DIR"] = str(self.state / "restic-cache")
+        return env
+
+    def _cmd(self, *args: str) -> list[str]:
+        return [_which("restic"), "-r", str(self.repo), "-q", *args]
+
+    def init(self) -> Command:
+        return Command(self._cmd("init"), self.env())
+
+    def backup(self, source: Path, number: int) -> Command:
+        return Command(self._cmd("backup", "--host", RESTIC_HOST, str(source)), self.env())
+
+    def restore(self, target: Path, number: int) -> Command:
+        return Command(self._cmd("restore", "latest", "--target", str(target)), self.env())
+
+    def version_argv(self) -> list[str]:
+        return [_which("restic"), "version"]
+
+    def snapshot_count(self) -> int | None:
+        status, out = run_quiet(self._cmd("snapshots", "--json"), self.env())
+        return _json_len(out) if status == 0 else None
+
+    def settings(self) -> str:
+        status, out = run_quiet(self._cmd("cat", "config"), self.env())
+        version = _json_field(out, "version") if status == 0 else None
+        return f"repository format v{version or '?'}, compression auto (zstd), AES-256 + Poly1305"
+
+
+class Borg(Tool):
+    """BorgBackup with repokey-blake2 encryption and zstd level 3 (Amber's level)."""
+
+    name = "borg"
+
+    def env(self) -> dict[str, str]:
+        env = super().env()
+        env["BORG_PASSCOMMAND"] = f"cat {shlex.quote(str(self.passfile))}"
+        env["BORG_BASE_DIR"] = str(self.state / "borg")
+        env["BORG_UNKNOWN_UNENCRYPTED_REPO_ACCESS_IS_OK"] = "yes"
+        env["BORG_RELOCATED_REPO_ACCESS_IS_OK"] = "yes"
+        env["BORG_DISPLAY_PASSPHRASE"] = "no"
+        return env
+
+    def init(self) -> Command:
+        argv = [_which("borg"), "init", "--encryption=repokey-blake2", str(self.repo)]
+        return Command(argv, self.env())
+
+    def backup(self, source: Path, number: int) -> Command:
+        archive = f"{self.repo}::snap-{number}"
+        argv = [_which("borg"), "create", "--compression", BORG_COMPRESSION, archive, str(source)]
+        return Command(argv, self.env())
+
+    def restore(self, target: Path, number: int) -> Command:
+        # borg extracts into the cwd and has stored the source path without its leading "/".
+        argv = [_which("borg"), "extract", f"{self.repo}::snap-{number}"]
+        return Command(argv, self.env(), cwd=target)
+
+    def version_argv(self) -> list[str]:
+        return [_which("borg"), "--version"]
+
+    def snapshot_count(self) -> int | None:
+        status, out = run_quiet([_which("borg"), "list", "--json", str(self.repo)], self.env())
+        if status != 0:
+            return None
+        archives = _json_field(out, "archives")
+        return len(archives) if isinstance(archives, list) else None
+
+    def settings(self) -> str:
+        return f"repokey-blake2 (AES-256-CTR + BLAKE2b), compression {BORG_COMPRESSION}"
+
+
+class Amber(Tool):
+    """Amber through its console script, per the CLI contract (global ``--repo``, env password).
+
+    The binary defaults to ``.venv/bin/amber``; ``AMBER_BIN`` overrides it. Being a Python
+    console script it is exec'd straight into the interpreter, so the measured pid is Amber.
+    """
+
+    name = "amber"
+
+    def __init__(self, home: Path, passfile: Path, binary: str) -> None:
+        super().__init__(home, passfile)
+        self.binary = binary
+
+    def env(self) -> dict[str, str]:
+        env = super().env()
+        env["AMBER_PASSWORD_FILE"] = str(self.passfile)
+        return env
+
+    def _cmd(self, *args: str) -> list[str]:
+        return [self.binary, "--repo", str(self.repo), *args]
+
+    def init(self) -> Command:
+        return Command(self._cmd("repo", "init"), self.env())
+
+    def backup(self, source: Path, number: int) -> Command:
+        return Command(self._cmd("snapshot", "create", str(source)), self.env())
+
+    def restore(self, target: Path, number: int) -> Command:
+        return Command(self._cmd("snapshot", "restore", "latest", str(target)), self.env())
+
+    def version_argv(self) -> list[str]:
+        return [self.binary, "--version"]
+
+    def snapshot_count(self) -> int | None:
+        status, out = run_quiet(self._cmd("-o", "json", "snapshot", "list"), self.env())
+        return _json_len(out) if status == 0 else None
+
+    def settings(self) -> str:
+        # Read back from the repository when `repo info` offers JSON; untimed, and optional.
+        status, out = run_quiet(self._cmd("-o", "json", "repo", "info"), self.env())
+        info = json.loads(out) if status == 0 and out.lstrip().startswith("{") else {}
+        comp = info.get("compression") or {}
+        chunker = info.get("chunker") or {}
+        if not comp:
+            return "defaults (nothing passed on the command line)"
+        avg = chunker.get("avg_size")
+        return (
+            f"defaults: {info.get('cipher', '?')}, compression {comp.get('algorithm', '?')} "
+            f"level {comp.get('level', '?')}, chunker {chunker.get('algorithm', '?')}"
+            + (f" avg {avg / MiB:g} MiB" if isinstance(avg, int) else "")
+        )
+
+
+def _json_len(text: str) -> int | None:
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return None
+    return len(value) if isinstance(value, list) else None
+
+
+def _json_field(text: str, key: str) -> Any:
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return None
+    return value.get(key) if isinstance(value, dict) else None
+
+
+def amber_binary() -> str:
+    """``AMBER_BIN`` (a path, or a name looked up on PATH) or the repo's ``.venv/bin/amber``."""
+    override = os.environ.get("AMBER_BIN")
+    if not override:
+        return str(REPO_ROOT / ".venv" / "bin" / "amber")
+    if "/" not in override:
+        return _which(override)
+    return str(Path(override).resolve())
+
+
+def make_tools(names: list[str], workdir: Path, passfile: Path) -> list[Tool]:
+    """Tool objects in the order given on the command line."""
+    tools: list[Tool] = []
+    for name in names:
+        home = workdir / name
+        if name == "amber":
+            tools.append(Amber(home, passfile, amber_binary()))
+        elif name == "restic":
+            tools.append(Restic(home, passfile))
+        else:
+            tools.append(Borg(home, passfile))
+    return tools
+
+
+def ensure_peers(names: list[str]) -> None:
+    """Run bench/install-peers when a selected peer tool is missing (it is idempotent)."""
+    needed = {"restic": "restic", "borg": "borg"}
+    if all(shutil.which(needed[n]) for n in names if n in needed):
+        return
+    print("restic/borg missing: running bench/install-peers", file=sys.stderr)
+    subprocess.run([str(REPO_ROOT / "bench" / "install-peers")], check=False)
+
+
+# --------------------------------------------------------------------------------------------
+# Filesystem helpers
+# --------------------------------------------------------------------------------------------
+
+
+def disk_usage(path: Path) -> tuple[int, int]:
+    """(allocated bytes like ``du``, apparent bytes) of a tree; hard links counted once."""
+    seen: set[tuple[int, int]] = set()
+    allocated = apparent = 0
+    for dirpath, dirnames, filenames in os.walk(path):
+        for name in filenames + dirnames:
+            try:
+                st = os.lstat(os.path.join(dirpath, name))
+            except OSError:
+                continue
+            if (st.st_dev, st.st_ino) in seen:
+                continue
+            seen.add((st.st_dev, st.st_ino))
+            allocated += st.st_blocks * 512
+            apparent += st.st_size
+    return allocated, apparent
+
+
+def warm_page_cache(root: Path) -> None:
+    """Read the whole dataset once so every tool starts from the same warm page cache.
+
+    Nothing is ever dropped from the cache (that needs root and penalises whichever tool goes
+    first); instead the dataset is made fully resident before the first timed phase.
+    """
+    for relpath in ds.list_files(root):
+        with open(root / relpath, "rb") as f:
+            while f.read(8 * MiB):
+                pass
+
+
+def digest_tree(root: Path) -> dict[str, tuple[int, str]]:
+    """relative path -> (size, SHA-256) of every regular file; directories get size -1."""
+    out: dict[str, tuple[int, str]] = {}
+    for dirpath, dirnames, filenames in os.walk(root):
+        for name in dirnames:
+            out[os.path.relpath(os.path.join(dirpath, name), root) + "/"] = (-1, "")
+        for name in filenames:
+            path = os.path.join(dirpath, name)
+            with open(path, "rb") as f:
+                digest = hashlib.file_digest(f, "sha256").hexdigest()
+            out[os.path.relpath(path, root)] = (os.path.getsize(path), digest)
+    return out
+
+
+def verify_restore(restored: Path, expected: dict[str, tuple[int, str]]) -> str:
+    """ "ok" when the restored tree has exactly the source's files and bytes, else a summary."""
+    if not restored.is_dir():
+        parent = restored.parent
+        while not parent.exists() and parent != parent.parent:
+            parent = parent.parent
+        found = sorted(os.listdir(parent))[:5] if parent.is_dir() else []
+        return f"FAILED: {restored} missing (found {found} in {parent})"
+    actual = digest_tree(restored)
+    missing = sorted(set(expected) - set(actual))
+    extra = sorted(set(actual) - set(expected))
+    differ = sorted(p for p in set(expected) & set(actual) if expected[p] != actual[p])
+    if not (missing or extra or differ):
+        files = sum(1 for size, _ in expected.values() if size >= 0)
+        return f"ok ({files} files, SHA-256 identical)"
+    problems = []
+    for label, paths in (("missing", missing), ("extra", extra), ("different", differ)):
+        if paths:
+            problems.append(f"{len(paths)} {label} (e.g. {paths[0]})")
+    return "FAILED: " + "; ".join(problems)
+
+
+def write_passfile(workdir: Path) -> Path:
+    """The shared passphrase, in a 0600 file: no tool ever gets it on its command line."""
+    path = workdir / "passphrase"
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(PASSPHRASE)
+    path.chmod(0o600)
+    return path
+
+
+# --------------------------------------------------------------------------------------------
+# The run
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class ToolResult:
+    """Everything measured for one tool; ``failed`` names the first phase that failed."""
+
+    tool: str
+    version: str = ""
+    settings: str = ""
+    phases: dict[str, PhaseResult] = field(default_factory=dict)
+    failed: str | None = None
+    repo_bytes: int | None = None
+    repo_apparent_bytes: int | None = None
+    local_state_bytes: int | None = None
+    snapshots: int | None = None
+    restore_check: str = "not run"
+
+    @property
+    def alive(self) -> bool:
+        """Later phases only run while every earlier one succeeded (else they mean nothing)."""
+        return self.failed is None
+
+    @property
+    def peak_bytes(self) -> int | None:
+        """Peak memory over all phases (both RSS views), or None when nothing ran."""
+        values = [p.peak_bytes for p in self.phases.values() if p.returncode != 127]
+        return max(values) if values else None
+
+
+@dataclass
+class RunContext:
+    """Fixed inputs of one benchmark run."""
+
+    workdir: Path
+    timeout: float
+    source: Path
+
+
+def run_phase(
+    ctx: RunContext, tool: Tool, result: ToolResult, phase: str, cmd: Command, data_bytes: int = 0
+) -> None:
+    """Time one phase for one tool and record it; a failure stops that tool's later phases."""
+    if not result.alive:
+        return
+    print(f"[{tool.name}] {PHASE_LABELS[phase]} ...", file=sys.stderr, flush=True)
+    measured = run_measured(phase, cmd, ctx.workdir / "logs" / f"{tool.name}-{phase}", ctx.timeout)
+    measured.data_bytes = data_bytes
+    result.phases[phase] = measured
+    status = "ok" if measured.ok else f"FAILED (exit {measured.returncode})"
+    print(
+        f"[{tool.name}] {PHASE_LABELS[phase]}: {measured.seconds:.2f}s {status}",
+        file=sys.stderr,
+        flush=True,
+    )
+    if not measured.ok:
+        result.failed = phase
+
+
+def backup_phases(
+    ctx: RunContext, tools: list[Tool], results: dict[str, ToolResult], data_bytes: int
+) -> None:
+    """Phases init, 1 and 2 on the pristine dataset, one tool after the other."""
+    for tool in tools:
+        result = results[tool.name]
+        tool.reset()
+        result.version = tool.version()
+        run_phase(ctx, tool, result, "init", tool.init())
+        result.settings = tool.settings() if result.alive else ""
+        run_phase(ctx, tool, result, "initial", tool.backup(ctx.source, 1), data_bytes)
+        run_phase(ctx, tool, result, "unchanged", tool.backup(ctx.source, 2), data_bytes)
+
+
+def changed_phase(
+    ctx: RunContext, tools: list[Tool], results: dict[str, ToolResult], data_bytes: int
+) -> None:
+    """Phase 3 on the mutated dataset, then the repository sizes after all backups."""
+    for tool in tools:
+        result = results[tool.name]
+        run_phase(ctx, tool, result, "changed", tool.backup(ctx.source, 3), data_bytes)
+        if tool.repo.exists():
+            result.repo_bytes, result.repo_apparent_bytes = disk_usage(tool.repo)
+            result.local_state_bytes = disk_usage(tool.state)[0]
+        if result.alive:
+            result.snapshots = tool.snapshot_count()
+
+
+def restore_phase(
+    ctx: RunContext, tools: list[Tool], results: dict[str, ToolResult], data_bytes: int
+) -> None:
+    """Phase 4: restore into an empty directory, then verify (untimed) and delete the copy."""
+    expected: dict[str, tuple[int, str]] | None = None
+    for tool in tools:
+        result = results[tool.name]
+        if not result.alive:
+            continue
+        target = tool.home / "restore"
+        if target.exists():
+            shutil.rmtree(target)
+        target.mkdir()
+        run_phase(ctx, tool, result, "restore", tool.restore(target, 3), data_bytes)
+        if result.alive:
+            expected = expected if expected is not None else digest_tree(ctx.source)
+            result.restore_check = verify_restore(tool.restored_root(target, ctx.source), expected)
+        shutil.rmtree(target, ignore_errors=True)
+
+
+def run_benchmark(args: argparse.Namespace, tool_names: list[str]) -> dict[str, Any]:
+    """The whole run; returns the raw report (also the JSON written next to the markdown)."""
+    workdir: Path = args.workdir.resolve()
+    workdir.mkdir(parents=True, exist_ok=True)
+    ensure_peers(tool_names)
+    started = dt.datetime.now().astimezone()
+    print(f"dataset: scale {args.scale} in {workdir}", file=sys.stderr, flush=True)
+    data = ds.ensure_dataset(workdir / f"dataset-s{args.scale:g}", args.scale, args.seed)
+    ctx = RunContext(workdir, args.phase_timeout, data.path)
+    tools = make_tools(tool_names, workdir, write_passfile(workdir))
+    results = {t.name: ToolResult(t.name) for t in tools}
+    warm_page_cache(data.path)
+    backup_phases(ctx, tools, results, data.bytes)
+    mutation = ds.mutate(data.path, MUTATION_FRACTION, args.seed)
+    mutated_bytes = ds.tree_bytes(data.path)
+    changed_phase(ctx, tools, results, mutated_bytes)
+    restore_phase(ctx, tools, results, mutated_bytes)
+    return {
+        "date": started.isoformat(timespec="seconds"),
+        "command": command_line(),
+        "machine": machine_info(workdir, {n: r.version for n, r in results.items()}),
+        "page_cache": "the dataset is read once before the first phase and nothing is dropped",
+        "dataset": {
+            "path": str(data.path),
+            "scale": data.scale,
+            "seed": data.seed,
+            "files": data.files,
+            "bytes": data.bytes,
+            "bytes_after_mutation": mutated_bytes,
+            "reused": data.reused,
+            "composition": data.composition,
+            "mutation": {
+                "fraction": MUTATION_FRACTION,
+                "files_changed": mutation.files_changed,
+                "bytes_written": mutation.bytes_written,
+                "by_kind": mutation.by_kind,
+            },
+        },
+        "tools": {name: tool_json(r) for name, r in results.items()},
+        "targets": [asdict(t) for t in compute_targets(results)],
+        "_results": results,
+    }
+
+
+def tool_json(result: ToolResult) -> dict[str, Any]:
+    """Raw numbers of one tool, derived values included so the JSON stands on its own."""
+    out = asdict(result)
+    for name, phase in result.phases.items():
+        out["phases"][name]["ok"] = phase.ok
+        out["phases"][name]["mb_per_s"] = phase.mb_per_s
+    out["peak_bytes"] = result.peak_bytes
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# Machine information
+# --------------------------------------------------------------------------------------------
+
+
+def command_line() -> str:
+    """The command as typed from the repository root (interpreter shown relative if possible)."""
+    exe = sys.executable
+    if exe.startswith(str(Path.cwd()) + os.sep):
+        exe = os.path.relpath(exe, Path.cwd())
+    script = os.path.relpath(Path(__file__).resolve(), Path.cwd())
+    return shlex.join([exe, script, *sys.argv[1:]])
+
+
+def _proc_value(path: str, key: str) -> str:
+    try:
+        for line in Path(path).read_text().splitlines():
+            if line.startswith(key):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return "unknown"
+
+
+def _filesystem(path: Path) -> str:
+    """Filesystem type and mount point holding ``path`` (from /proc/self/mounts)."""
+    best = ("", "unknown")
+    try:
+        for line in Path("/proc/self/mounts").read_text().splitlines():
+            _dev, mnt, fstype, *_ = line.split()
+            inside = str(path) == mnt or str(path).startswith(mnt.rstrip("/") + "/")
+            if inside and len(mnt) >= len(best[0]):
+                best = (mnt, fstype)
+    except (OSError, ValueError):
+        pass
+    return f"{best[1]} (mounted at {best[0] or '?'})"
+
+
+def _os_name() -> str:
+    try:
+        for line in Path("/etc/os-release").read_text().splitlines():
+            if line.startswith("PRETTY_NAME="):
+                return line.split("=", 1)[1].strip('"')
+    except OSError:
+        pass
+    return platform.platform()
+
+
+def machine_info(workdir: Path, versions: dict[str, str]) -> dict[str, Any]:
+    """What the numbers depend on: CPUs, memory, kernel, filesystem and tool versions."""
+    mem_kib = _proc_value("/proc/meminfo", "MemTotal").split()[0]
+    return {
+        "nproc": len(os.sched_getaffinity(0)),
+        "cpu": _proc_value("/proc/cpuinfo", "model name"),
+        "memory_gib": round(int(mem_kib) / 1024 / 1024, 1) if mem_kib.isdigit() else None,
+        "os": _os_name(),
+        "kernel": platform.release(),
+        "python": platform.python_version(),
+        "filesystem": _filesystem(workdir),
+        "versions": versions,
+    }
+
+
+# --------------------------------------------------------------------------------------------
+# Targets and report
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Target:
+    """One acceptance target for Amber, evaluated against restic on this run."""
+
+    name: str
+    amber: float | None
+    restic: float | None
+    unit: str
+    ratio: float | None
+    required: str
+    met: bool | None
+
+
+def _phase_value(results: dict[str, ToolResult], tool: str, phase: str, what: str) -> float | None:
+    result = results.get(tool)
+    measured = result.phases.get(phase) if result else None
+    if measured is None or not measured.ok:
+        return None
+    return measured.mb_per_s if what == "mbps" else measured.seconds
+
+
+def _ratio_target(
+    name: str, amber: float | None, restic: float | None, unit: str, bound: float, at_least: bool
+) -> Target:
+    ratio = amber / restic if amber is not None and restic else None
+    met = None if ratio is None else (ratio >= bound if at_least else ratio <= bound)
+    required = f"{'>=' if at_least else '<='} {bound:g}x restic"
+    return Target(name, amber, restic, unit, ratio, required, met)
+
+
+def compute_targets(results: dict[str, ToolResult]) -> list[Target]:
+    """Amber's design targets, measured relative to restic on the same run and machine."""
+    amber = results.get("amber")
+    restic = results.get("restic")
+    amber_repo = amber.repo_bytes / MiB if amber and amber.repo_bytes and amber.alive else None
+    restic_repo = restic.repo_bytes / MiB if restic and restic.repo_bytes and restic.alive else None
+    amber_peak = amber.peak_bytes if amber and amber.alive else None
+    restic_peak = restic.peak_bytes if restic else None
+    return [
+        _ratio_target(
+            "initial backup throughput",
+            _phase_value(results, "amber", "initial", "mbps"),
+            _phase_value(results, "restic", "initial", "mbps"),
+            "MB/s",
+            2.5,
+            True,
+        ),
+        _ratio_target(
+            "restore throughput",
+            _phase_value(results, "amber", "restore", "mbps"),
+            _phase_value(results, "restic", "restore", "mbps"),
+            "MB/s",
+            2.0,
+            True,
+        ),
+        _ratio_target(
+            "unchanged re-backup time",
+            _phase_value(results, "amber", "unchanged", "s"),
+            _phase_value(results, "restic", "unchanged", "s"),
+            "s",
+            1.0,
+            False,
+        ),
+        _ratio_target("repository size", amber_repo, restic_repo, "MiB", 1.0, False),
+        Target(
+            "Amber peak RSS",
+            amber_peak / MiB if amber_peak else None,
+            restic_peak / MiB if restic_peak else None,
+            "MiB",
+            amber_peak / restic_peak if amber_peak and restic_peak else None,
+            f"<= 200 MB ({RSS_TARGET_BYTES / MiB:.1f} MiB) absolute",
+            None if amber_peak is None else amber_peak <= RSS_TARGET_BYTES,
+        ),
+    ]
+
+
+def _fmt(value: float | None, digits: int = 1) -> str:
+    return "n/a" if value is None else f"{value:.{digits}f}"
+
+
+def _cell(result: ToolResult, phase: str, what: str) -> str:
+    """A table cell: the number, or why there is none (failed / timeout / skipped)."""
+    measured = result.phases.get(phase)
+    if measured is None:
+        return "skipped" if result.failed else "n/a"
+    if measured.timed_out:
+        return "TIMEOUT"
+    if not measured.ok:
+        return f"FAILED (exit {measured.returncode})"
+    if what == "mbps":
+        return _fmt(measured.mb_per_s)
+    return f"{measured.seconds:.2f}"
+
+
+def _rss_cells(result: ToolResult) -> tuple[str, str]:
+    per_phase = []
+    for phase in ("initial", "unchanged", "changed", "restore"):
+        measured = result.phases.get(phase)
+        per_phase.append(_fmt(measured.peak_bytes / MiB, 0) if measured else "-")
+    peak = result.peak_bytes
+    return (_fmt(peak / MiB) if peak else "n/a"), " / ".join(per_phase)
+
+
+def render_results_table(results: dict[str, ToolResult]) -> str:
+    """The main side-by-side table."""
+    header = (
+        "| Tool | Initial backup (s) | Initial (MB/s) | Unchanged re-backup (s) "
+        "| 5% re-backup (s) | Restore (s) | Restore (MB/s) | Repository (MiB) "
+        "| Peak RSS max (MiB) | Peak RSS per phase: initial / unchanged / 5% / restore (MiB) "
+        "| Restore verified |"
+    )
+    lines = [header, "|" + "---|" * 11]
+    for result in results.values():
+        peak, per_phase = _rss_cells(result)
+        repo = _fmt(result.repo_bytes / MiB) if result.repo_bytes else "n/a"
+        if result.failed == "init":
+            repo = "n/a"
+        lines.append(
+            f"| {result.tool} | {_cell(result, 'initial', 's')} "
+            f"| {_cell(result, 'initial', 'mbps')} "
+            f"| {_cell(result, 'unchanged', 's')} | {_cell(result, 'changed', 's')} "
+            f"| {_cell(result, 'restore', 's')} | {_cell(result, 'restore', 'mbps')} | {repo} "
+            f"| {peak} | {per_phase} | {result.restore_check} |"
+        )
+    return "\n".join(lines)
+
+
+def render_targets(targets: list[Target]) -> str:
+    """Amber vs restic, with a verdict per target."""
+    lines = [
+        "| Target | Amber | restic | Amber / restic | Required | Met |",
+        "|---|---|---|---|---|---|",
+    ]
+    for t in targets:
+        verdict = "n/a" if t.met is None else ("yes" if t.met else "**no**")
+        ratio = "n/a" if t.ratio is None else f"{t.ratio:.2f}x"
+        lines.append(
+            f"| {t.name} | {_fmt(t.amber, 2)} {t.unit} | {_fmt(t.restic, 2)} {t.unit} | {ratio} "
+            f"| {t.required} | {verdict} |"
+        )
+    return "\n".join(lines)
+
+
+def render_details(results: dict[str, ToolResult], versions: dict[str, str]) -> str:
+    """Per-tool settings and secondary numbers that explain the main table."""
+    lines = [
+        "| Tool | Version | Settings | Snapshots | Repository apparent (MiB) "
+        "| Local cache/state (MiB) | Init (s) |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for r in results.values():
+        apparent = _fmt(r.repo_apparent_bytes / MiB) if r.repo_apparent_bytes else "n/a"
+        state = _fmt(r.local_state_bytes / MiB) if r.local_state_bytes is not None else "n/a"
+        lines.append(
+            f"| {r.tool} | {versions.get(r.tool, r.version)} | {r.settings or 'n/a'} "
+            f"| {r.snapshots if r.snapshots is not None else 'n/a'} | {apparent} | {state} "
+            f"| {_cell(r, 'init', 's')} |"
+        )
+    return "\n".join(lines)
+
+
+def render_failures(results: dict[str, ToolResult]) -> str:
+    """stderr tails of failed phases, so a failed run explains itself."""
+    blocks = []
+    for r in results.values():
+        if r.failed is None and not r.restore_check.startswith("FAILED"):
+            continue
+        measured = r.phases.get(r.failed) if r.failed else None
+        if measured is not None:
+            blocks.append(
+                f"**{r.tool}** failed in phase *{PHASE_LABELS[measured.phase]}* "
+                f"(exit {measured.returncode}{', timeout' if measured.timed_out else ''}): "
+                f"`{shlex.join(measured.argv)}`\n\n"
+                f"```\n{measured.stderr_tail or '(no stderr)'}\n```"
+            )
+        else:
+            blocks.append(f"**{r.tool}** restore verification: {r.restore_check}")
+    return "\n\n".join(blocks)
+
+
+def render_dataset(data: dict[str, Any]) -> str:
+    """Dataset composition and the 5% mutation, so runs at different scales are comparable."""
+    comp = data["composition"]
+    labels = {
+        "binary": "incompressible binary (PCG64 random)",
+        "log": "compressible logs (access + app lines)",
+        "small": "small text files (1-8 KiB, nested dirs)",
+    }
+    lines = ["| Part | Files | MiB |", "|---|---|---|"]
+    for kind in ("binary", "log", "small"):
+        entry = comp.get(kind, {"files": 0, "bytes": 0})
+        lines.append(f"| {labels[kind]} | {entry['files']} | {entry['bytes'] / MiB:.1f} |")
+    lines.append(f"| **total** | {data['files']} | {data['bytes'] / MiB:.1f} |")
+    mutation = data["mutation"]
+    kinds = ", ".join(f"{n} {k}" for k, n in sorted(mutation["by_kind"].items()))
+    lines.append("")
+    lines.append(
+        f"Scale {data['scale']:g}, seed {data['seed']}, at `{data['path']}`"
+        f"{' (reused from an earlier run)' if data['reused'] else ''}. "
+        f"Before phase 3, {mutation['files_changed']} files ({kinds}) were changed "
+        f"({mutation['bytes_written'] / MiB:.2f} MiB written: in-place 4 KiB page rewrites in "
+        f"binaries, appended log lines, edited or appended small files); "
+        f"the tree is then {data['bytes_after_mutation'] / MiB:.1f} MiB."
+    )
+    return "\n".join(lines)
+
+
+def render_machine(machine: dict[str, Any]) -> str:
+    """Machine facts and tool versions as a bullet list."""
+    lines = [
+        f"- CPUs (nproc): {machine['nproc']} ({machine['cpu']})",
+        f"- Memory: {machine['memory_gib']} GiB",
+        f"- OS: {machine['os']}, kernel {machine['kernel']}, Python {machine['python']}",
+        f"- Work directory filesystem: {machine['filesystem']}",
+    ]
+    lines += [f"- {name}: `{version}`" for name, version in machine["versions"].items()]
+    return "\n".join(lines)
+
+
+def _rss_floor_mib(results: dict[str, ToolResult]) -> float:
+    floors = [p.rss_floor_kib for r in results.values() for p in r.phases.values()]
+    return max(floors, default=0) / 1024
+
+
+def render_report(report: dict[str, Any]) -> str:
+    """The full markdown report."""
+    results: dict[str, ToolResult] = report["_results"]
+    targets = [Target(**t) for t in report["targets"]]
+    sections = [
+        f"# Repository-engine benchmark: {', '.join(results)}",
+        f"Date: {report['date']}  \nCommand (from the repository root): `{report['command']}`",
+        "## Results\n\n" + render_results_table(results),
+        "MB/s = dataset bytes (10^6) / wall time; MiB = 2^20 bytes. The page cache is warm "
+        "and the same for every tool (" + report["page_cache"] + "). "
+        "Repository size is `du` of the repository after the "
+        "three backups (tool caches outside the repository are listed separately below). "
+        "Peak RSS is the larger of the tool process's `ru_maxrss` (via `wait4`) and the "
+        "sampled RSS sum of its process tree; tools are spawned from a small launcher whose own "
+        f"{_rss_floor_mib(results):.0f} MiB is the floor of `ru_maxrss` (see bench/measure.py).",
+    ]
+    if "amber" in results and "restic" in results:
+        sections.append("## Targets (Amber vs restic)\n\n" + render_targets(targets))
+    else:
+        sections.append(
+            "## Targets (Amber vs restic)\n\nNot evaluated: needs both amber and restic in --tools."
+        )
+    sections.append("## Tool details\n\n" + render_details(results, report["machine"]["versions"]))
+    failures = render_failures(results)
+    if failures:
+        sections.append("## Failures\n\n" + failures)
+    sections.append("## Dataset\n\n" + render_dataset(report["dataset"]))
+    sections.append("## Machine\n\n" + render_machine(report["machine"]))
+    return "\n\n".join(sections) + "\n"
+
+
+def write_results(results_dir: Path, report: dict[str, Any], markdown: str) -> list[Path]:
+    """Dated and ``-latest`` copies of the markdown and of the raw JSON."""
+    results_dir.mkdir(parents=True, exist_ok=True)
+    day = report["date"][:10]
+    raw = {k: v for k, v in report.items() if not k.startswith("_")}
+    payload = json.dumps(raw, indent=2, default=str) + "\n"
+    written = []
+    for stem in (f"repository-{day}", "repository-latest"):
+        md = results_dir / f"{stem}.md"
+        js = results_dir / f"{stem}.json"
+        md.write_text(markdown)
+        js.write_text(payload)
+        written += [md, js]
+    return written
+
+
+# --------------------------------------------------------------------------------------------
+# Entry point
+# --------------------------------------------------------------------------------------------
+
+
+def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, list[str]]:
+    """Command-line options; ``--tools`` is validated and split here."""
+    parser = argparse.ArgumentParser(
+        description="Benchmark Amber's repository engine against restic and BorgBackup.",
+    )
+    parser.add_argument(
+        "--scale", type=float, default=1.0, help="dataset size factor; 1.0 = ~0.8 GiB (default 1.0)"
+    )
+    parser.add_argument(
+        "--workdir",
+        type=Path,
+        default=REPO_ROOT / "bench" / "work",
+        help="dataset, repositories and logs (default bench/work)",
+    )
+    parser.add_argument(
+        "--tools",
+        default=",".join(ALL_TOOLS),
+        help="comma-separated subset of amber,restic,borg (run in this order)",
+    )
+    parser.add_argument(
+        "--results-dir",
+        type=Path,
+        default=REPO_ROOT / "bench" / "results",
+        help="where the markdown and JSON results go (default bench/results)",
+    )
+    parser.add_argument(
+        "--seed", type=int, default=ds.DEFAULT_SEED, help="dataset and mutation seed"
+    )
+    parser.add_argument(
+        "--phase-timeout",
+        type=float,
+        default=3600.0,
+        help="seconds before a single tool invocation is killed (default 3600)",
+    )
+    args = parser.parse_args(argv)
+    names = [n.strip() for n in args.tools.split(",") if n.strip()]
+    unknown = [n for n in names if n not in ALL_TOOLS]
+    if unknown or not names or len(set(names)) != len(names):
+        parser.error(f"--tools must be distinct names from {','.join(ALL_TOOLS)}")
+    if args.scale <= 0:
+        parser.error("--scale must be positive")
+    return args, names
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the benchmark, print the report, write the result files."""
+    args, names = parse_args(argv)
+    report = run_benchmark(args, names)
+    markdown = render_report(report)
+    print(markdown)
+    for path in write_results(args.results_dir, report, markdown):
+        print(f"wrote {path}", file=sys.stderr)
+    results: dict[str, ToolResult] = report["_results"]
+    all_ok = all(r.alive and r.restore_check.startswith("ok") for r in results.values())
+    return 0 if all_ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,77 @@
+"""What every command shares: the repository location, the passphrase, the output format."""
+
+from __future__ import annotations
+
+import getpass
+import json
+import os
+import sys
+from dataclasses import dataclass
+from typing import Any
+
+import platformdirs
+
+from amber.repo import repository
+from amber.storage import base, location
+from amber.util import errors
+
+
+def default_repo_location() -> str:
+    return os.path.join(platformdirs.user_data_dir("amber"), "repository")
+
+
+@dataclass
+class Context:
+    repo_location: str
+    output: str  # "text" or "json"
+    quiet: bool
+
+    @property
+    def json(self) -> bool:
+        return self.output == "json"
+
+    def backend(self) -> base.Backend:
+        return location.open_backend(self.repo_location)
+
+    def open_repo(self) -> repository.Repository:
+        backend = self.backend()
+        repository.read_config(backend)  # missing/too new: say so before asking for a passphrase
+        return repository.Repository.open(backend, read_passphrase())
+
+    def emit(self, data: Any, text: str | None = None) -> None:
+        """Print ``data`` as JSON in -o json mode, else ``text`` (if any)."""
+        if self.json:
+            print(json.dumps(data, indent=2, sort_keys=True, default=str))
+        elif text is not None:
+            print(text)
+
+    def info(self, message: str) -> None:
+        if not self.quiet and not self.json:
+            print(message, file=sys.stderr)
+
+
+def read_passphrase(*, confirm: bool = False) -> str:
+    """The passphrase from AMBER_PASSWORD_FILE, AMBER_PASSWORD or a prompt; never from argv."""
+    path = os.environ.get("AMBER_PASSWORD_FILE")
+    if path:
+        try:
+            with open(path, encoding="utf-8") as f:
+                value = f.read().rstrip("\r\n")
+        except OSError as exc:
+            raise errors.UsageError(
+                f"cannot read AMBER_PASSWORD_FILE {path}: {exc.strerror}") from None
+        if not value:
+            raise errors.UsageError(f"AMBER_PASSWORD_FILE {path} is empty")
+        return value
+    from_env = os.environ.get("AMBER_PASSWORD")
+    if from_env:
+        return from_env
+    if not sys.stdin.isatty():
+        raise errors.UsageError(
+            "no passphrase: set AMBER_PASSWORD_FILE (or AMBER_PASSWORD), or run on a terminal")
+    value = getpass.getpass("Repository passphrase: ")
+    if confirm and getpass.getpass("Repeat passphrase: ") != value:
+        raise errors.UsageError("the passphrases do not match")
+    if not value:
+        raise errors.UsageError("an empty passphrase is not allowed")
+    return value

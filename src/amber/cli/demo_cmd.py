@@ -1,0 +1,73 @@
+"""``amber demo``: the README's first command; shows the main job on the embedded default.
+
+With no configuration it uses the default repository location and, when no passphrase is
+configured, generates one into a private file (mode 0600) under the user's config directory and
+says where it is. There is still no built-in passphrase: each demo repository gets its own.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import sys
+
+import click
+import platformdirs
+
+from amber.cli import context, repo_cmds
+from amber.repo import archiver, repository
+from amber.util import errors
+
+
+def _ensure_passphrase(ctx: context.Context) -> None:
+    if os.environ.get("AMBER_PASSWORD_FILE") or os.environ.get("AMBER_PASSWORD"):
+        return
+    path = os.path.join(platformdirs.user_config_dir("amber"), "demo-passphrase")
+    if not os.path.exists(path):
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(secrets.token_urlsafe(32) + "\n")
+        ctx.info(f"generated a passphrase for the demo repository in {path} (keep it safe)")
+    os.environ["AMBER_PASSWORD_FILE"] = path
+
+
+def _sample_dir() -> str:
+    path = os.path.join(platformdirs.user_data_dir("amber"), "demo-data")
+    os.makedirs(os.path.join(path, "config"), exist_ok=True)
+    files = {
+        "config/app.yaml": "replicas: 3\nimage: shop:1.4\n",
+        "README.txt": "Sample data that 'amber demo' backs up.\n",
+        "orders.csv": "".join(f"{i},item-{i % 17},{i * 3 % 101}\n" for i in range(20000)),
+    }
+    for rel, text in files.items():
+        full = os.path.join(path, rel)
+        if not os.path.exists(full):
+            with open(full, "w") as f:
+                f.write(text)
+    return path
+
+
+@click.command()
+@click.argument("paths", nargs=-1, type=click.Path(exists=True))
+@click.pass_obj
+def demo(ctx: context.Context, paths: tuple[str, ...]) -> None:
+    """Back up PATHS (default: a small sample directory) into the repository and list it.
+
+    Creates the repository (at --repo / AMBER_REPO, or the default location) if it is missing.
+    """
+    _ensure_passphrase(ctx)
+    backend = ctx.backend()
+    try:
+        repository.read_config(backend)
+        repo = ctx.open_repo()
+    except errors.RepositoryNotFoundError:
+        repository.ensure_can_init(backend)
+        repo = repository.Repository.init(backend, context.read_passphrase())
+        ctx.info(f"created repository at {backend.url}")
+    sources = list(paths) or [_sample_dir()]
+    snap = archiver.Archiver(repo).run(sources, tags=["demo"])
+    ctx.info(f"backed up {', '.join(sources)} as snapshot {snap.short_id}")
+    if not ctx.json:
+        print(f"repository: {backend.url}", file=sys.stderr)
+    repo_cmds.print_snapshots(ctx)

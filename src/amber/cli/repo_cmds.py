@@ -1,0 +1,242 @@
+"""``amber repo ...``: create, inspect, verify and maintain a repository."""
+
+from __future__ import annotations
+
+import datetime
+import sys
+
+import click
+
+from amber.cli import context, durations, progress
+from amber.repo import checker, keyfile, locks, pruner, repository, retention
+from amber.repo import format as fmt
+from amber.repo import snapshot as snapshots
+from amber.util import errors
+
+pass_ctx = click.make_pass_decorator(context.Context)
+
+
+@click.group()
+def repo() -> None:
+    """Create, inspect, verify and maintain a repository."""
+
+
+@repo.command()
+@click.option("--cipher", type=click.Choice(sorted(fmt.SUITE_NAMES)), default="aes-256-gcm",
+              show_default=True, help="AEAD for new objects.")
+@click.option("--kdf-n", type=int, default=fmt.SCRYPT_N, hidden=True,
+              help="scrypt cost (power of two); lower only for tests.")
+@pass_ctx
+def init(ctx: context.Context, cipher: str, kdf_n: int) -> None:
+    """Create a new, empty repository."""
+    if kdf_n < 1024 or kdf_n & (kdf_n - 1):
+        raise errors.UsageError("--kdf-n must be a power of two >= 1024")
+    backend = ctx.backend()
+    repository.ensure_can_init(backend)  # fail before asking for a passphrase
+    passphrase = context.read_passphrase(confirm=True)
+    r = repository.Repository.init(backend, passphrase, cipher=cipher,
+                                   kdf=keyfile.KdfParams(n=kdf_n))
+    ctx.emit({"id": r.config.repo_id.hex(), "location": backend.url},
+             f"created repository {r.config.repo_id.hex()[:8]} at {backend.url}")
+
+
+@repo.command()
+@pass_ctx
+def info(ctx: context.Context) -> None:
+    """Show what the repository holds."""
+    r = ctx.open_repo()
+    r.load_index()
+    sizes: dict[str, int] = {}
+    counts: dict[str, int] = {}
+    for obj in r.backend.list(""):
+        top = obj.name.split("/", 1)[0]
+        sizes[top] = sizes.get(top, 0) + obj.size
+        counts[top] = counts.get(top, 0) + 1
+    data = {
+        "id": r.config.repo_id.hex(), "location": r.backend.url,
+        "format_version": r.config.version, "cipher": r.config.raw["cipher"],
+        "chunker": r.config.chunker, "compression": r.config.raw["compression"],
+        "snapshots": counts.get("snapshots", 0), "packs": counts.get("data", 0),
+        "index_files": counts.get("index", 0), "blobs": len(r.index),
+        "stored_bytes": sum(sizes.values()), "index_memory_bytes": r.index.nbytes,
+    }
+    ctx.emit(data, "\n".join([
+        f"repository  {data['id']}",
+        f"location    {data['location']}",
+        f"format      version {data['format_version']}, {data['cipher']}, zstd "
+        f"level {r.config.compression_level}",
+        f"snapshots   {data['snapshots']}",
+        f"packs       {data['packs']} ({data['blobs']} blobs, {data['index_files']} index files)",
+        f"size        {progress.human_bytes(data['stored_bytes'])}",
+    ]))
+
+
+def snapshot_rows(snaps: list[snapshots.Snapshot]) -> list[dict[str, object]]:
+    return [{
+        "id": s.id, "short_id": s.short_id, "time": snapshots.format_time(s.time),
+        "hostname": s.hostname, "username": s.username, "paths": s.paths, "tags": s.tags,
+        "parent": s.parent, "summary": s.summary, "partial": s.partial, "errors": s.errors,
+    } for s in snaps]
+
+
+def print_snapshots(ctx: context.Context) -> None:
+    r = ctx.open_repo()
+    snaps = r.list_snapshots()
+    if ctx.json:
+        ctx.emit(snapshot_rows(snaps))
+        return
+    if not snaps:
+        print("no snapshots")
+        return
+    print(f"{'ID':<10}{'TIME (UTC)':<21}{'HOST':<14}{'FILES':>8}{'SIZE':>12}  TAGS / PATHS")
+    for s in snaps:
+        mark = " (partial)" if s.partial else ""
+        size = progress.human_bytes(s.summary.get("bytes", 0))
+        tags = ",".join(s.tags)
+        print(f"{s.short_id:<10}{s.time.strftime('%Y-%m-%d %H:%M:%S'):<21}{s.hostname[:13]:<14}"
+              f"{s.summary.get('files', 0):>8}{size:>12}  {tags + ' ' if tags else ''}"
+              f"{' '.join(s.paths)}{mark}")
+
+
+@repo.command("snapshots")
+@pass_ctx
+def list_snapshots(ctx: context.Context) -> None:
+    """List snapshots, oldest first (same as 'snapshot list')."""
+    print_snapshots(ctx)
+
+
+@repo.command()
+@click.option("--read-data", is_flag=True, help="Also read and verify every stored byte.")
+@pass_ctx
+def check(ctx: context.Context, read_data: bool) -> None:
+    """Verify the repository's structure (and with --read-data, all data).
+
+    Exits 14 when anything is damaged or missing, naming the blobs and the snapshots that need them.
+    """
+    r = ctx.open_repo()
+    state = {"done": 0, "total": 0}
+
+    def on_progress(done: int, total: int) -> None:
+        state.update(done=done, total=total)
+
+    with progress.Display(lambda t: f"checking packs {state['done']}/{state['total']}  "
+                                    f"{progress.human_duration(t)}",
+                          enabled=sys.stderr.isatty() and not ctx.json and not ctx.quiet):
+        report = checker.Checker(r, on_progress=on_progress).run(read_data=read_data)
+    ctx.emit({
+        "ok": report.ok, "errors": report.errors, "warnings": report.warnings,
+        "damaged_blobs": sorted(b.hex() for b in report.damaged_blobs),
+        "damaged_snapshots": report.damaged_snapshots, "snapshots": report.snapshots,
+        "packs": report.packs, "blobs": report.blobs, "bytes_read": report.bytes_read,
+    })
+    if not ctx.json:
+        for w in report.warnings:
+            print(f"warning: {w}")
+        for e in report.errors:
+            print(f"error: {e}")
+        for sid, paths in report.damaged_snapshots.items():
+            print(f"snapshot {sid[:8]} cannot fully restore: {', '.join(paths[:10])}"
+                  + (f" and {len(paths) - 10} more" if len(paths) > 10 else ""))
+        what = "all data read and verified" if read_data else "structure verified"
+        if report.ok:
+            print(f"no errors: {report.snapshots} snapshots, {report.packs} packs, "
+                  f"{report.blobs} blobs; {what}")
+    if not report.ok:
+        raise errors.IntegrityError(f"check found {len(report.errors)} problem(s)")
+
+
+@repo.command()
+@click.option("--keep-last", type=int, default=0, help="Keep the N newest snapshots (-1: all).")
+@click.option("--keep-hourly", type=int, default=0, help="Keep the newest of each of N hours.")
+@click.option("--keep-daily", type=int, default=0, help="... of each of N days.")
+@click.option("--keep-weekly", type=int, default=0, help="... of each of N ISO weeks.")
+@click.option("--keep-monthly", type=int, default=0, help="... of each of N months.")
+@click.option("--keep-yearly", type=int, default=0, help="... of each of N years.")
+@click.option("--keep-within", type=durations.DURATION, default=None,
+              help="Keep everything newer than this before the newest snapshot (e.g. 7d).")
+@click.option("--keep-tag", multiple=True, help="Always keep snapshots with this tag.")
+@click.option("--group-by", default="host,paths", show_default=True,
+              help="Apply the policy per group of host, paths and/or tags.")
+@click.option("--dry-run", "-n", is_flag=True, help="Show what would be removed; change nothing.")
+@click.option("--prune", "and_prune", is_flag=True, help="Run prune afterwards.")
+@click.argument("snapshot_ids", nargs=-1)
+@pass_ctx
+def forget(ctx: context.Context, keep_last: int, keep_hourly: int, keep_daily: int,
+           keep_weekly: int, keep_monthly: int, keep_yearly: int,
+           keep_within: datetime.timedelta | None, keep_tag: tuple[str, ...], group_by: str,
+           dry_run: bool, and_prune: bool, snapshot_ids: tuple[str, ...]) -> None:
+    """Remove snapshots by a retention policy (GFS) or by id.
+
+    Only the snapshot manifests go; 'repo prune' (or --prune) frees the data nobody needs.
+    """
+    policy = retention.Policy(last=keep_last, hourly=keep_hourly, daily=keep_daily,
+                              weekly=keep_weekly, monthly=keep_monthly, yearly=keep_yearly,
+                              within=keep_within, keep_tags=frozenset(keep_tag))
+    if policy.is_empty() and not snapshot_ids:
+        raise errors.UsageError("give a --keep-* policy or snapshot ids; refusing to remove all")
+    if not policy.is_empty() and snapshot_ids:
+        raise errors.UsageError("give either a --keep-* policy or snapshot ids, not both")
+    r = ctx.open_repo()
+    with locks.MaintenanceLease(r.backend):
+        if snapshot_ids:
+            remove = [r.resolve_snapshot(i) for i in snapshot_ids]
+            decisions: list[dict[str, object]] = [
+                {"id": s.id, "keep": False, "reasons": []} for s in remove]
+        else:
+            snaps = r.list_snapshots()
+            try:
+                groups = retention.apply(
+                    [retention.SnapshotInfo(id=s.id, time=s.time, hostname=s.hostname,
+                                            paths=tuple(s.paths), tags=tuple(s.tags))
+                     for s in snaps], policy, group_by=group_by)
+            except ValueError as exc:
+                raise errors.UsageError(str(exc)) from None
+            decisions = [{"id": d.snapshot.id, "keep": d.keep, "reasons": list(d.reasons),
+                          "group": list(key)} for key, ds in groups.items() for d in ds]
+            remove = [s for s in snaps
+                      if any(d["id"] == s.id and not d["keep"] for d in decisions)]
+        if not dry_run:
+            for s in remove:
+                r.backend.delete(fmt.SNAPSHOTS_PREFIX + s.id)
+    if ctx.json:
+        ctx.emit({"dry_run": dry_run, "decisions": decisions})
+    else:
+        for d in decisions:
+            verdict = "keep  " if d["keep"] else ("would remove" if dry_run else "remove")
+            reasons = d["reasons"]
+            assert isinstance(reasons, list)
+            print(f"{verdict} {str(d['id'])[:8]}  {', '.join(reasons)}")
+        print(f"{len(remove)} snapshot(s) {'would be ' if dry_run else ''}removed")
+    if and_prune and not dry_run:
+        _run_prune(ctx, r, pruner.DEFAULT_MARGIN_S, pruner.DEFAULT_MAX_UNUSED, False)
+
+
+def _run_prune(ctx: context.Context, r: repository.Repository, margin_s: float,
+               max_unused: float, dry_run: bool) -> None:
+    with locks.MaintenanceLease(r.backend):
+        report = pruner.Pruner(r, margin_s=margin_s, max_unused=max_unused, dry_run=dry_run,
+                               log=ctx.info).run()
+    data = {k: v for k, v in vars(report).items()}
+    data["dry_run"] = dry_run
+    ctx.emit(data, "\n".join([
+        *report.messages,
+        f"packs: {report.packs_before} indexed, {report.packs_kept} kept, "
+        f"{report.packs_young} younger than the safety margin, {report.packs_dropped} dropped "
+        f"({report.packs_repacked} repacked: {report.blobs_repacked} blobs copied), "
+        f"{report.packs_deleted} deleted",
+        f"{'would free' if dry_run else 'freed'} {progress.human_bytes(report.bytes_freed)}"
+        + (" (deletion deferred: a backup is running)" if report.deferred else ""),
+    ]))
+
+
+@repo.command()
+@click.option("--keep-younger-than", type=durations.DURATION, default="1h", show_default=True,
+              help="Safety margin: never touch packs younger than this.")
+@click.option("--max-unused", type=click.FloatRange(0.0, 1.0), default=pruner.DEFAULT_MAX_UNUSED,
+              show_default=True, help="Repack a pack once this share of it is unused.")
+@click.option("--dry-run", "-n", is_flag=True, help="Report what would be freed; change nothing.")
+@pass_ctx
+def prune(ctx: context.Context, keep_younger_than: datetime.timedelta, max_unused: float,
+          dry_run: bool) -> None:
+    """Delete data that no snapshot needs (takes the maintenance lease)."""
+    _run_prune(ctx, ctx.open_repo(), keep_younger_than.total_seconds(), max_unused, dry_run)

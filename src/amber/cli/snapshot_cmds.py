@@ -1,0 +1,185 @@
+"""``amber snapshot ...``: back up paths, restore them, browse and compare snapshots."""
+
+from __future__ import annotations
+
+import datetime
+import stat
+import sys
+import threading
+
+import click
+
+from amber.cli import context, progress, repo_cmds
+from amber.repo import archiver, differ, fsmeta, restorer, walker
+from amber.repo import snapshot as snapshots
+from amber.util import errors
+
+pass_ctx = click.make_pass_decorator(context.Context)
+
+
+@click.group()
+def snapshot() -> None:
+    """Back up paths, restore them, browse and compare snapshots."""
+
+
+def _show_progress(ctx: context.Context) -> bool:
+    return sys.stderr.isatty() and not ctx.quiet and not ctx.json
+
+
+@snapshot.command()
+@click.argument("paths", nargs=-1, required=True, type=click.Path())
+@click.option("--tag", "tags", multiple=True, help="Tag the snapshot (repeatable).")
+@click.option("--host", default=None, help="Host name to record (default: this machine's).")
+@click.option("--force", is_flag=True, help="Read every file, ignoring the parent snapshot.")
+@pass_ctx
+def create(ctx: context.Context, paths: tuple[str, ...], tags: tuple[str, ...],
+           host: str | None, force: bool) -> None:
+    """Back up PATHS into a new snapshot.
+
+    Exits 3 when some files could not be read (the snapshot is saved and marked partial).
+    """
+    r = ctx.open_repo()
+    state = archiver.BackupProgress()
+    totals: list[int] = []
+    stop = threading.Event()
+    show = _show_progress(ctx)
+    if show:
+        threading.Thread(target=progress.scan_totals, args=(paths, totals, stop),
+                         daemon=True).start()
+
+    def render(elapsed: float) -> str:
+        return progress.rate_line(done_bytes=state.bytes_done,
+                                  total_bytes=totals[1] if totals else None,
+                                  done_files=state.files_done,
+                                  total_files=totals[0] if totals else None, elapsed=elapsed)
+
+    try:
+        with progress.Display(render, enabled=show):
+            snap = archiver.Archiver(r, progress=state).run(
+                paths, tags=tags, hostname=host, parent=not force)
+    finally:
+        stop.set()
+    s = snap.summary
+    ctx.emit(repo_cmds.snapshot_rows([snap])[0], "\n".join([
+        f"files: {s['files_new']} new, {s['files_changed']} changed, "
+        f"{s['files_unchanged']} unchanged; {s['dirs']} directories",
+        f"added {progress.human_bytes(s['bytes_new_stored'])} stored "
+        f"({progress.human_bytes(s['bytes_new_raw'])} before compression) "
+        f"of {progress.human_bytes(s['bytes'])} in {s['duration_s']:.1f}s",
+        f"snapshot {snap.short_id} saved" + (" (partial)" if snap.partial else ""),
+    ]))
+    if snap.partial:
+        for line in snap.errors[:20]:
+            print(f"warning: could not read {line}", file=sys.stderr)
+        raise errors.PartialError(f"{len(snap.errors)} item(s) could not be read; snapshot "
+                                  f"{snap.short_id} is partial")
+
+
+@snapshot.command("list")
+@pass_ctx
+def list_cmd(ctx: context.Context) -> None:
+    """List snapshots, oldest first."""
+    repo_cmds.print_snapshots(ctx)
+
+
+@snapshot.command()
+@click.argument("snapshot_id")
+@click.argument("target", type=click.Path())
+@click.option("--include", "includes", multiple=True, metavar="GLOB",
+              help="Restore only paths matching GLOB (absolute path in the snapshot; a matching "
+                   "directory brings everything below it). Repeatable.")
+@pass_ctx
+def restore(ctx: context.Context, snapshot_id: str, target: str,
+            includes: tuple[str, ...]) -> None:
+    """Restore SNAPSHOT_ID ('latest' or an id prefix) below TARGET.
+
+    Paths are recreated under TARGET as they were (TARGET/<absolute path>). Files whose data is
+    damaged are left out and listed; the exit code is then 14.
+    """
+    r = ctx.open_repo()
+    snap = r.resolve_snapshot(snapshot_id)
+    state = restorer.RestoreProgress()
+
+    def render(elapsed: float) -> str:
+        return progress.rate_line(done_bytes=state.bytes_done, total_bytes=state.bytes_total,
+                                  done_files=0, total_files=state.files_total, elapsed=elapsed)
+
+    with progress.Display(render, enabled=_show_progress(ctx)):
+        result = restorer.Restorer(r, progress=state).run(snap, target, includes=includes)
+    ctx.emit({"snapshot": snap.id, "target": target, "files": result.files,
+              "dirs": result.dirs, "bytes": result.bytes, "damaged": result.damaged,
+              "warnings": result.warnings},
+             f"restored {result.files} files, {result.dirs} directories, "
+             f"{progress.human_bytes(result.bytes)} from snapshot {snap.short_id} to {target}")
+    for w in result.warnings[:20]:
+        print(f"warning: {w}", file=sys.stderr)
+    if result.damaged:
+        for path in result.damaged:
+            print(f"damaged, not restored: {path}", file=sys.stderr)
+        raise errors.IntegrityError(
+            f"{len(result.damaged)} file(s) could not be restored because their data is damaged")
+
+
+def _mode_string(meta: fsmeta.FileMeta) -> str:
+    kind = {fsmeta.NodeType.DIR: stat.S_IFDIR, fsmeta.NodeType.SYMLINK: stat.S_IFLNK,
+            fsmeta.NodeType.FIFO: stat.S_IFIFO, fsmeta.NodeType.CHARDEV: stat.S_IFCHR,
+            fsmeta.NodeType.BLOCKDEV: stat.S_IFBLK, fsmeta.NodeType.SOCKET: stat.S_IFSOCK,
+            }.get(meta.type, stat.S_IFREG)
+    return stat.filemode(kind | meta.mode)
+
+
+@snapshot.command("ls")
+@click.argument("snapshot_id")
+@click.argument("path", default="/")
+@click.option("--long", "-l", "long_", is_flag=True, help="Show mode, owner, size and time.")
+@pass_ctx
+def ls(ctx: context.Context, snapshot_id: str, path: str, long_: bool) -> None:
+    """List the files in a snapshot, at or below PATH."""
+    r = ctx.open_repo()
+    r.load_index()
+    snap = r.resolve_snapshot(snapshot_id)
+    rows = []
+    for entry in walker.walk(r, snap, path):
+        m = entry.node.meta
+        if ctx.json:
+            rows.append({"path": entry.path, "type": m.type.value, "mode": m.mode,
+                         "size": m.size, "uid": m.uid, "gid": m.gid, "user": m.user,
+                         "group": m.group, "mtime": snapshots.format_time(_time(m.mtime_ns)),
+                         "link_target": m.link_target})
+        elif long_:
+            when = _time(m.mtime_ns)
+            target = f" -> {m.link_target}" if m.link_target else ""
+            print(f"{_mode_string(m)} {m.user or m.uid:>8} {m.group or m.gid:>8} {m.size:>12} "
+                  f"{when.strftime('%Y-%m-%d %H:%M:%S')} {entry.path}{target}")
+        else:
+            print(entry.path + ("/" if m.type is fsmeta.NodeType.DIR else ""))
+    if ctx.json:
+        ctx.emit(rows)
+
+
+def _time(ns: int) -> datetime.datetime:
+    return datetime.datetime.fromtimestamp(ns / 1e9, datetime.UTC)
+
+
+@snapshot.command("diff")
+@click.argument("snapshot_a")
+@click.argument("snapshot_b")
+@pass_ctx
+def diff_cmd(ctx: context.Context, snapshot_a: str, snapshot_b: str) -> None:
+    """Show what changed from snapshot A to snapshot B.
+
+    + added, - removed, M content changed, U metadata (mode, owner, time) changed.
+    """
+    r = ctx.open_repo()
+    r.load_index()
+    a, b = r.resolve_snapshot(snapshot_a), r.resolve_snapshot(snapshot_b)
+    changes = list(differ.diff(r, a, b))
+    counts = {k: sum(1 for c in changes if c.kind == k) for k in "+-MU"}
+    if ctx.json:
+        ctx.emit({"from": a.id, "to": b.id, "counts": counts,
+                  "changes": [{"kind": c.kind, "path": c.path} for c in changes]})
+        return
+    for c in changes:
+        print(f"{c.kind} {c.path}")
+    print(f"{counts['+']} added, {counts['-']} removed, {counts['M']} modified, "
+          f"{counts['U']} metadata changed")

@@ -1,0 +1,225 @@
+"""``repo prune``: remove data no snapshot needs, without ever endangering a running backup.
+
+The rules (format doc §10) in short: never delete anything younger than the safety margin; never
+delete a pack while a backup that started before the index rewrite is alive (it may have
+deduplicated against it); write new packs and the new index before deleting anything; and look
+at the snapshot list once more right before deleting, re-indexing whatever a fresh snapshot needs.
+The caller holds the maintenance lease.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from amber.repo import archiver, indexfile, locks, memindex, packer, repository, walker
+from amber.repo import format as fmt
+from amber.storage import base
+from amber.util import errors
+
+DEFAULT_MARGIN_S = 3600.0
+DEFAULT_MAX_UNUSED = 0.2
+
+
+@dataclass
+class PruneReport:
+    packs_before: int = 0
+    packs_kept: int = 0
+    packs_repacked: int = 0
+    packs_dropped: int = 0
+    packs_deleted: int = 0
+    packs_young: int = 0
+    blobs_repacked: int = 0
+    bytes_freed: int = 0
+    index_files_replaced: int = 0
+    deferred: bool = False
+    messages: list[str] = field(default_factory=list)
+
+
+@dataclass
+class _PackInfo:
+    pack_id: bytes
+    entries: list[indexfile.PackEntry]
+    size: int
+    mtime: float
+
+
+class Pruner:
+    def __init__(
+        self,
+        repo: repository.Repository,
+        *,
+        margin_s: float = DEFAULT_MARGIN_S,
+        max_unused: float = DEFAULT_MAX_UNUSED,
+        dry_run: bool = False,
+        log: Callable[[str], None] | None = None,
+    ) -> None:
+        self.repo = repo
+        self.margin_s = margin_s
+        self.max_unused = max_unused
+        self.dry_run = dry_run
+        self.report = PruneReport()
+        self._log = log or (lambda _msg: None)
+
+    def run(self) -> PruneReport:
+        r = self.report
+        now = time.time()
+        contents = self.repo.read_index_files()
+        superseded = {s for c in contents.values() for s in c.supersedes}
+        old_index_ids = sorted(contents)
+        self.repo.load_index()
+        on_disk: dict[bytes, base.ObjectInfo] = {}
+        for info in self.repo.backend.list(fmt.DATA_PREFIX):
+            leaf = info.name.rsplit("/", 1)[-1]
+            if not leaf.startswith("."):
+                on_disk[bytes.fromhex(leaf)] = info
+        packs: dict[bytes, _PackInfo] = {}
+        for index_id, content in contents.items():
+            if index_id in superseded:
+                continue
+            for pack_id, entries in content.packs.items():
+                found = on_disk.get(pack_id)
+                if found is None:
+                    r.messages.append(f"indexed pack {pack_id.hex()[:16]} is missing; dropped "
+                                      "from the index ('repo check' lists affected snapshots)")
+                    continue
+                packs[pack_id] = _PackInfo(pack_id, entries, found.size, found.mtime)
+        r.packs_before = len(packs)
+        snapshot_ids = set(self.repo.snapshot_ids())
+        used = self._used_blobs(snapshot_ids)
+        self._log(f"{len(used)} blobs in use by {len(snapshot_ids)} snapshots")
+
+        keep: dict[bytes, _PackInfo] = {}
+        candidates: list[_PackInfo] = []
+        for p in packs.values():
+            if now - p.mtime < self.margin_s:
+                keep[p.pack_id] = p
+                r.packs_young += 1
+                continue
+            total = sum(e.length for e in p.entries) or 1
+            unused = sum(e.length for e in p.entries if e.blob_id not in used)
+            if unused / total <= self.max_unused and unused < total:
+                keep[p.pack_id] = p
+            else:
+                candidates.append(p)
+        covered = {e.blob_id for p in keep.values() for e in p.entries}
+        to_copy: dict[bytes, tuple[_PackInfo, indexfile.PackEntry]] = {}
+        for p in candidates:
+            for e in p.entries:
+                if e.blob_id in used and e.blob_id not in covered and e.blob_id not in to_copy:
+                    to_copy[e.blob_id] = (p, e)
+        dropped = candidates
+        r.packs_kept = len(keep)
+        r.packs_repacked = len({p.pack_id for p, _ in to_copy.values()})
+        r.packs_dropped = len(dropped)
+        r.blobs_repacked = len(to_copy)
+        r.bytes_freed = sum(p.size for p in dropped) - sum(e.length for _, e in to_copy.values())
+        if self.dry_run:
+            return r
+        if not dropped:
+            self._sweep(now, used, {p for c in contents.values() for p in c.packs})
+            return r
+
+        # 1. copy the blobs still needed out of packs that go away
+        # Dedup against an empty index: the blobs to copy are in the live index at their old place.
+        writer = packer.BlobWriter(self.repo, index_every=1 << 30,
+                                   dedup_index=memindex.BlobIndex())
+        try:
+            codec = self.repo.codec()
+            for blob_id, (p, e) in sorted(to_copy.items(), key=lambda kv: (kv[1][0].pack_id,
+                                                                            kv[1][1].offset)):
+                loc = memindex.Location(self.repo.pack_number(p.pack_id), e.offset, e.length,
+                                        e.raw_length, int(e.blob_type))
+                env = self.repo.backend.read_range(self.repo.pack_name(p.pack_id), e.offset,
+                                                   e.length)
+                plain = self.repo.open_blob(env, blob_id, loc)
+                writer.add(e.blob_type, blob_id, plain, codec)
+            writer.flush()
+        except BaseException:
+            writer.abort()
+            raise
+        # 2. one index for everything kept, superseding every index file read
+        keep_content = indexfile.IndexContent(
+            supersedes=tuple(old_index_ids), packs={p.pack_id: p.entries for p in keep.values()})
+        index_time = time.time()
+        self.repo.save_file_object(fmt.INDEX_PREFIX, fmt.ObjectType.INDEX,
+                                   indexfile.encode_index(keep_content))
+        # 3. old index files go
+        for index_id in old_index_ids:
+            self.repo.backend.delete(fmt.INDEX_PREFIX + index_id.hex())
+        r.index_files_replaced = len(old_index_ids)
+        # 4. delete packs, unless a backup that predates the new index is still running
+        self._delete_dropped(index_time, dropped, snapshot_ids, covered | set(to_copy))
+        self._sweep(now, used, set(packs) | {p.pack_id for p in dropped})
+        return r
+
+    # -- helpers ---------------------------------------------------------------------------------
+
+    def _used_blobs(self, snapshot_ids: set[str]) -> set[bytes]:
+        used: set[bytes] = set()
+        roots = [tuple(self.repo.load_snapshot(i).tree) for i in sorted(snapshot_ids)]
+        walker.reachable_blobs(self.repo, roots, on_blob=lambda b, _t: used.add(b))
+        return used
+
+    def _older_writers(self, before: float) -> list[locks.MarkerInfo]:
+        return [m for m in locks.live_writers(self.repo.backend) if m.started < before]
+
+    def _delete_dropped(self, index_time: float, dropped: list[_PackInfo],
+                        snapshot_ids: set[str], still_indexed: set[bytes]) -> None:
+        r = self.report
+        writers = self._older_writers(index_time)
+        if writers:
+            r.deferred = True
+            r.messages.append(f"{len(writers)} backup(s) started before this prune are still "
+                              "running; dropped packs stay on disk until the next prune")
+            return
+        new_snaps = set(self.repo.snapshot_ids()) - snapshot_ids
+        needed = self._used_blobs(new_snaps) if new_snaps else set()
+        resurrect: dict[bytes, list[indexfile.PackEntry]] = {}
+        for p in dropped:
+            if any(e.blob_id in needed and e.blob_id not in still_indexed for e in p.entries):
+                resurrect[p.pack_id] = p.entries
+                continue
+            self.repo.backend.delete(self.repo.pack_name(p.pack_id))
+            r.packs_deleted += 1
+        if resurrect:
+            self._write_index(resurrect)
+            r.messages.append(f"{len(resurrect)} pack(s) kept for snapshots made during prune")
+
+    def _sweep(self, now: float, used: set[bytes], known: set[bytes]) -> None:
+        """Remove leftovers of crashed processes: unindexed old packs, temp files, break tokens."""
+        r = self.report
+        if self._older_writers(time.time() + 1):
+            return  # a live backup may still index its packs; sweep next time
+        indexed = self._current_pack_ids()
+        for info in list(self.repo.backend.list("")):
+            leaf = info.name.rsplit("/", 1)[-1]
+            age = now - info.mtime
+            stale_tmp = leaf.startswith(".tmp-") and age > self.margin_s
+            stale_token = (info.name.startswith(locks.BREAK_TOKEN_PREFIX)
+                           and age > 2 * locks.TTL_SECONDS)
+            if stale_tmp or stale_token:
+                self.repo.backend.delete(info.name)
+            elif (info.name.startswith(fmt.DATA_PREFIX) and not leaf.startswith(".")
+                  and age > self.margin_s):
+                pack_id = bytes.fromhex(leaf)
+                if pack_id in known or pack_id in indexed:
+                    continue
+                try:
+                    entries = archiver.read_pack_header(self.repo, pack_id)
+                except errors.IntegrityError:
+                    entries = []
+                if any(e.blob_id in used and e.blob_id not in self.repo.index for e in entries):
+                    self._write_index({pack_id: entries})
+                    continue
+                self.repo.backend.delete(info.name)
+                r.packs_deleted += 1
+
+    def _write_index(self, packs: dict[bytes, list[indexfile.PackEntry]]) -> None:
+        self.repo.save_file_object(fmt.INDEX_PREFIX, fmt.ObjectType.INDEX,
+                                   indexfile.encode_index(indexfile.IndexContent((), packs)))
+
+    def _current_pack_ids(self) -> set[bytes]:
+        numbers = {loc.pack for _, loc in self.repo.index.items()}
+        return {self.repo.pack_ids[n] for n in numbers}

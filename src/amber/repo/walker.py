@@ -1,0 +1,93 @@
+"""Walking snapshot trees: the shared traversal behind check, prune, ls and diff."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+from amber.repo import fsmeta, repository, tree
+from amber.repo import snapshot as snapshots
+from amber.util import errors
+
+
+@dataclass(frozen=True)
+class Entry:
+    path: str  # absolute path inside the snapshot, '/'-separated
+    node: tree.TreeNode
+
+
+def walk(repo: repository.Repository, snap: snapshots.Snapshot,
+         start: str = "/") -> Iterator[Entry]:
+    """Every node at or below ``start`` in depth-first name order."""
+    start = "/" + start.strip("/")
+    ids: tuple[bytes, ...] = tuple(snap.tree)
+    prefix = ""
+    if start != "/":
+        node = find(repo, snap, start)
+        if node.meta.type is not fsmeta.NodeType.DIR:
+            yield Entry(start, node)
+            return
+        yield Entry(start, node)
+        ids, prefix = node.subtree, start
+    yield from _walk_ids(repo, ids, prefix)
+
+
+def _walk_ids(repo: repository.Repository, ids: tuple[bytes, ...], prefix: str) -> Iterator[Entry]:
+    for node in tree.load(repo, ids):
+        path = f"{prefix}/{node.name}"
+        yield Entry(path, node)
+        if node.meta.type is fsmeta.NodeType.DIR:
+            yield from _walk_ids(repo, node.subtree, path)
+
+
+def find(repo: repository.Repository, snap: snapshots.Snapshot, path: str) -> tree.TreeNode:
+    """The node at ``path`` in the snapshot; NotFoundError if there is none."""
+    ids: tuple[bytes, ...] = tuple(snap.tree)
+    parts = [p for p in path.split("/") if p]
+    node: tree.TreeNode | None = None
+    for i, part in enumerate(parts):
+        nodes = {n.name: n for n in tree.load(repo, ids)}
+        node = nodes.get(part)
+        if node is None or (i < len(parts) - 1 and node.meta.type is not fsmeta.NodeType.DIR):
+            raise errors.NotFoundError(f"{path} is not in snapshot {snap.short_id}")
+        ids = node.subtree
+    if node is None:
+        raise errors.NotFoundError("give a path below /")
+    return node
+
+
+def reachable_blobs(
+    repo: repository.Repository,
+    roots: list[tuple[bytes, ...]],
+    *,
+    on_blob: Callable[[bytes, bool], None],
+    seen_trees: set[bytes] | None = None,
+    on_tree_error: Callable[[bytes, errors.AmberError], None] | None = None,
+) -> None:
+    """Call ``on_blob(id, is_tree)`` for every blob reachable from the given tree id lists.
+
+    Each distinct subtree (by its blob ids) is read once, so shared directories across
+    snapshots cost one read.
+    """
+    seen = seen_trees if seen_trees is not None else set()
+    stack = list(roots)
+    while stack:
+        ids = stack.pop()
+        key = b"".join(ids)
+        if key in seen:
+            continue
+        seen.add(key)
+        for blob_id in ids:
+            on_blob(blob_id, True)
+        try:
+            nodes = tree.load(repo, ids)
+        except errors.AmberError as exc:
+            if on_tree_error is None:
+                raise
+            on_tree_error(ids[0] if ids else b"", exc)
+            continue
+        for node in nodes:
+            for blob_id in node.content:
+                on_blob(blob_id, False)
+            if node.subtree:
+                stack.append(node.subtree)
