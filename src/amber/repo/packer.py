@@ -12,7 +12,7 @@ from __future__ import annotations
 import queue
 import struct
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from amber.repo import crypto, indexfile, memindex, repository
 from amber.repo import format as fmt
@@ -21,11 +21,30 @@ _U32 = struct.Struct("<I")
 _STOP = object()
 
 
-@dataclass
 class _OpenPack:
-    blob_type: fmt.ObjectType
-    buffer: bytearray = field(default_factory=bytearray)
-    entries: list[indexfile.PackEntry] = field(default_factory=list)
+    """A pack being filled: a reusable buffer written in place, and its entries.
+
+    Buffers are recycled between packs (``BlobWriter._spare``) and written by slice assignment,
+    never by ``+=``, so filling a pack never reallocates or copies what is already in it.
+    """
+
+    __slots__ = ("blob_type", "buffer", "entries", "size")
+
+    def __init__(self, blob_type: fmt.ObjectType, buffer: bytearray) -> None:
+        self.blob_type = blob_type
+        self.buffer = buffer
+        self.size = 0
+        self.entries: list[indexfile.PackEntry] = []
+
+    def append(self, data: bytes | bytearray | memoryview) -> None:
+        end = self.size + len(data)
+        if end > len(self.buffer):
+            self.buffer.extend(bytes(max(end - len(self.buffer), len(self.buffer) // 2)))
+        self.buffer[self.size : end] = data
+        self.size = end
+
+    def view(self) -> memoryview:
+        return memoryview(self.buffer)[: self.size]
 
 
 @dataclass
@@ -44,7 +63,7 @@ class BlobWriter:
         *,
         index_every: int = 4,
         pack_size: int = fmt.PACK_TARGET_SIZE,
-        queue_size: int = 2,
+        queue_size: int = 1,
         supersedes: tuple[bytes, ...] = (),
         dedup_index: memindex.BlobIndex | None = None,
     ) -> None:
@@ -56,7 +75,8 @@ class BlobWriter:
         self._pack_size = pack_size
         self._supersedes = supersedes
         self._lock = threading.Lock()
-        self._open = {t: _OpenPack(t) for t in fmt.BLOB_TYPES}
+        self._spare: list[bytearray] = []
+        self._open = {t: self._new_pack(t) for t in fmt.BLOB_TYPES}
         self._inflight: set[bytes] = set()
         self._unindexed: dict[bytes, list[indexfile.PackEntry]] = {}
         self._written_index_ids: list[bytes] = []
@@ -66,6 +86,15 @@ class BlobWriter:
                                           daemon=True)
         self._uploader.start()
         self._closed = False
+
+    def _new_pack(self, blob_type: fmt.ObjectType) -> _OpenPack:
+        """A pack with a recycled buffer if one is free (called with the lock held or in init)."""
+        if self._spare:
+            return _OpenPack(blob_type, self._spare.pop())
+        # Data packs start at their full size plus room for the header (they will fill); tree
+        # packs are mostly small and grow if needed.
+        size = self._pack_size + (1 << 20) if blob_type is fmt.ObjectType.DATA else 1 << 20
+        return _OpenPack(blob_type, bytearray(size))
 
     # -- producer side ------------------------------------------------------------------
 
@@ -86,19 +115,23 @@ class BlobWriter:
             if blob_id in self._dedup or blob_id in self._inflight:
                 return False
             self._inflight.add(blob_id)
-        envelope = codec.seal(plaintext, obj_type=blob_type, obj_id=blob_id)
+        envelope = codec.seal_scratch(plaintext, obj_type=blob_type, obj_id=blob_id)
         full: _OpenPack | None = None
         with self._lock:
             pack = self._open[blob_type]
-            pack.entries.append(indexfile.PackEntry(blob_type, blob_id, len(pack.buffer),
+            if pack.size and pack.size + len(envelope) > self._pack_size:
+                # Close the pack before it would pass the target, so buffers never grow.
+                full = pack
+                pack = self._open[blob_type] = self._new_pack(blob_type)
+            pack.entries.append(indexfile.PackEntry(blob_type, blob_id, pack.size,
                                                     len(envelope), len(plaintext)))
-            pack.buffer += envelope
+            pack.append(envelope)
             self.stats.blobs_new += 1
             self.stats.bytes_new_raw += len(plaintext)
             self.stats.bytes_new_stored += len(envelope)
-            if len(pack.buffer) >= self._pack_size:
+            if full is None and pack.size >= self._pack_size:
                 full = pack
-                self._open[blob_type] = _OpenPack(blob_type)
+                self._open[blob_type] = self._new_pack(blob_type)
         if full is not None:
             self._put(full)
         return True
@@ -122,7 +155,7 @@ class BlobWriter:
             return self._written_index_ids
         with self._lock:
             packs = [p for p in self._open.values() if p.entries]
-            self._open = {t: _OpenPack(t) for t in fmt.BLOB_TYPES}
+            self._open = {t: _OpenPack(t, bytearray()) for t in fmt.BLOB_TYPES}
         for p in packs:
             self._put(p)
         self._put(_STOP)
@@ -165,10 +198,12 @@ class BlobWriter:
     def _upload(self, pack: _OpenPack, codec: crypto.Codec) -> None:
         header = codec.seal(indexfile.encode_pack_header(pack.entries),
                             obj_type=fmt.ObjectType.PACK_HEADER)
-        pack.buffer += header
-        pack.buffer += _U32.pack(len(header))
-        pack_id = repository.object_id(pack.buffer)
-        self.repo.backend.write(self.repo.pack_name(pack_id), pack.buffer)
+        pack.append(header)
+        pack.append(_U32.pack(len(header)))
+        view = pack.view()
+        pack_id = repository.object_id(view)
+        self.repo.backend.write(self.repo.pack_name(pack_id), view)
+        view.release()
         number = self.repo.pack_number(pack_id)
         with self._lock:
             for e in pack.entries:
@@ -180,6 +215,8 @@ class BlobWriter:
                 self._inflight.discard(e.blob_id)
             self._unindexed[pack_id] = pack.entries
             self.stats.packs_written += 1
+            if pack.blob_type is fmt.ObjectType.DATA and not self._spare:
+                self._spare.append(pack.buffer)
         if len(self._unindexed) >= self._index_every:
             self._write_index()
 
