@@ -132,14 +132,17 @@ class Archiver:
                 parent or None)
             writer = packer.BlobWriter(self.repo)
             self._writer = writer
+            pool = concurrent.futures.ThreadPoolExecutor(
+                max_workers=self.workers, thread_name_prefix="amber-read")
+            self._pool = pool
             try:
-                with concurrent.futures.ThreadPoolExecutor(
-                    max_workers=self.workers, thread_name_prefix="amber-read"
-                ) as pool:
-                    self._pool = pool
-                    root_ids = self._save_roots(abs_paths, parent_snap)
+                root_ids = self._save_roots(abs_paths, parent_snap)
+                pool.shutdown()
                 writer.flush()
             except BaseException:
+                # Interrupted or failed: drop queued files, stop the uploader. Packs and index
+                # files already written stay; the next backup reuses them.
+                pool.shutdown(wait=True, cancel_futures=True)
                 writer.abort()
                 raise
             snap = snapshots.Snapshot(
@@ -212,7 +215,7 @@ class Archiver:
         nodes = []
         for name in sorted(layout):
             full = os.path.join(path, name)
-            meta = fsmeta.read_meta(full, name)
+            meta = tree.strip_volatile(fsmeta.read_meta(full, name))
             pnode = parent_nodes.get(name)
             if layout[name] is None:
                 node = self._save_entry(full, meta, pnode)
@@ -242,7 +245,7 @@ class Archiver:
         pending: list[_Job | tree.TreeNode] = []
         for entry_name, entry_path in self._list_dir(path):
             try:
-                emeta = fsmeta.read_meta(entry_path, entry_name)
+                emeta = tree.strip_volatile(fsmeta.read_meta(entry_path, entry_name))
             except OSError as exc:
                 self._error(entry_path, exc)
                 continue
@@ -258,8 +261,16 @@ class Archiver:
             node = self._finish(item) if isinstance(item, _Job) else item
             if node is not None:
                 nodes.append(node)
+        if parent_subtree and nodes == list(parent_nodes.values()) and all(
+                self._writer_known(i) for i in parent_subtree):
+            # Nothing changed in this directory: its tree is the parent's, byte for byte.
+            return tree.TreeNode(meta=meta, subtree=parent_subtree)
         assert self._writer is not None
         return tree.TreeNode(meta=meta, subtree=tuple(tree.save(nodes, self.repo, self._writer)))
+
+    def _writer_known(self, blob_id: bytes) -> bool:
+        assert self._writer is not None
+        return self._writer.known(blob_id)
 
     def _list_dir(self, path: str) -> Iterator[tuple[str, str]]:
         try:
@@ -385,22 +396,9 @@ class Archiver:
             return
         packs = {}
         for pack_id in missing_packs:
-            packs[pack_id] = read_pack_header(self.repo, pack_id)
+            packs[pack_id] = self.repo.read_pack_header(pack_id)
         self.repo.save_file_object(fmt.INDEX_PREFIX, fmt.ObjectType.INDEX,
                                    indexfile.encode_index(indexfile.IndexContent((), packs)))
-
-
-def read_pack_header(repo: repository.Repository, pack_id: bytes) -> list[indexfile.PackEntry]:
-    """Decode the self-description at the end of a pack (format doc §5)."""
-    name = repo.pack_name(pack_id)
-    size = repo.backend.stat(name).size
-    tail = repo.backend.read_range(name, -4, 4)
-    header_len = int.from_bytes(tail, "little")
-    if header_len + 4 > size:
-        raise errors.IntegrityError(f"pack {pack_id.hex()[:16]} has a bad header length")
-    envelope = repo.backend.read_range(name, size - 4 - header_len, header_len)
-    plain = repo.codec().open(envelope, obj_type=fmt.ObjectType.PACK_HEADER)
-    return indexfile.decode_pack_header(plain)
 
 
 def iter_snapshot_blobs(

@@ -14,8 +14,8 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from amber.repo import archiver, fsmeta, indexfile, repository, tree
 from amber.repo import format as fmt
+from amber.repo import fsmeta, indexfile, repository, tree
 from amber.util import errors
 
 
@@ -92,7 +92,7 @@ class Checker:
 
     def _check_pack_header(self, pack_id: bytes) -> None:
         try:
-            entries = archiver.read_pack_header(self.repo, pack_id)
+            entries = self.repo.read_pack_header(pack_id)
         except (errors.IntegrityError, OSError, ValueError) as exc:
             self._pack_error(pack_id, f"header unreadable: {exc}")
             return

@@ -1,6 +1,6 @@
 """Key files: the master secret wrapped by a passphrase through scrypt.
 
-scrypt is memory-hard (64 MiB per guess at the default cost), so a stolen key file resists
+scrypt is memory-hard (32 MiB per guess at the default cost), so a stolen key file resists
 guessing on GPUs; its parameters are stored in the file so the cost can rise without a format
 change. The repository id is bound as associated data so a key file cannot be moved to another
 repository.

@@ -13,8 +13,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from amber.repo import archiver, indexfile, locks, memindex, packer, repository, walker
 from amber.repo import format as fmt
+from amber.repo import indexfile, locks, memindex, packer, repository, walker
 from amber.storage import base
 from amber.util import errors
 
@@ -207,7 +207,7 @@ class Pruner:
                 if pack_id in known or pack_id in indexed:
                     continue
                 try:
-                    entries = archiver.read_pack_header(self.repo, pack_id)
+                    entries = self.repo.read_pack_header(pack_id)
                 except errors.IntegrityError:
                     entries = []
                 if any(e.blob_id in used and e.blob_id not in self.repo.index for e in entries):

@@ -7,7 +7,6 @@ what every command shares. It never deletes anything: only ``pruner`` does.
 from __future__ import annotations
 
 import concurrent.futures
-import datetime
 import json
 import os
 import threading
@@ -263,6 +262,17 @@ class Repository:
             ) from None
         return self.open_blob(envelope, blob_id, loc)
 
+    def read_pack_header(self, pack_id: bytes) -> list[indexfile.PackEntry]:
+        """Decode the self-description at the end of a pack (format doc §5)."""
+        name = self.pack_name(pack_id)
+        size = self.backend.stat(name).size
+        header_len = int.from_bytes(self.backend.read_range(name, -4, 4), "little")
+        if header_len + 4 > size:
+            raise errors.IntegrityError(f"pack {pack_id.hex()[:16]} has a bad header length")
+        envelope = self.backend.read_range(name, size - 4 - header_len, header_len)
+        plain = self.codec().open(envelope, obj_type=fmt.ObjectType.PACK_HEADER)
+        return indexfile.decode_pack_header(plain)
+
     # -- snapshots ------------------------------------------------------------------------
 
     def snapshot_ids(self) -> list[str]:
@@ -301,7 +311,3 @@ class Repository:
             raise errors.UsageError(
                 f"snapshot id prefix {ref!r} is ambiguous; give more characters")
         return self.load_snapshot(matches[0])
-
-
-def now_utc() -> datetime.datetime:
-    return snapshots.utc_now()
