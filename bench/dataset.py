@@ -377,11 +377,12 @@ def composition(specs: list[FileSpec]) -> dict[str, dict[str, int]]:
 
 
 def _on_disk_matches(root: Path, specs: list[FileSpec]) -> bool:
-    """Cheap integrity check for reuse: every planned file exists with its planned size."""
+    """Cheap integrity check for reuse: exactly the planned files, each of its planned size."""
     try:
-        return all((root / s.relpath).stat().st_size == s.size for s in specs)
+        sizes_match = all((root / s.relpath).stat().st_size == s.size for s in specs)
     except OSError:
         return False
+    return sizes_match and len(list_files(root)) == len(specs)
 
 
 def generate(root: Path, scale: float, seed: int = DEFAULT_SEED) -> list[FileSpec]:

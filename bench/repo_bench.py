@@ -46,17 +46,16 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 MEASURE_SCRIPT = Path(__file__).resolve().parent / "measure.py"
 MB = 1_000_000
 MiB = 1024 * 1024
-GiB = 1024 * MiB
 # Fixed and not secret: the repositories are throwaway and only live inside the workdir.
 PASSPHRASE = "amber-repo-bench-passphrase\n"
 BORG_COMPRESSION = "zstd,3"  # Amber compresses with zstd level 3; make borg do the same.
 RESTIC_HOST = "bench"
 MUTATION_FRACTION = 0.05
 RSS_TARGET_BYTES = 200 * MB
+LOAD_WARNING = 0.5  # 1-minute load average above which the report warns of a busy machine
 STDERR_TAIL_LINES = 20
 STDERR_TAIL_CHARS = 2000
 ALL_TOOLS = ("amber", "restic", "borg")
-PHASES = ("init", "initial", "unchanged", "changed", "restore")
 PHASE_LABELS = {
     "init": "repo init",
     "initial": "initial backup",
@@ -378,14 +377,15 @@ class Amber(Tool):
     def settings(self) -> str:
         # Read back from the repository when `repo info` offers JSON; untimed, and optional.
         status, out = run_quiet(self._cmd("-o", "json", "repo", "info"), self.env())
-        info = json.loads(out) if status == 0 and out.lstrip().startswith("{") else {}
-        comp = info.get("compression") or {}
-        chunker = info.get("chunker") or {}
-        if not comp:
+        comp = _json_field(out, "compression") if status == 0 else None
+        chunker = _json_field(out, "chunker") if status == 0 else None
+        cipher = _json_field(out, "cipher") if status == 0 else None
+        if not isinstance(comp, dict):
             return "defaults (nothing passed on the command line)"
+        chunker = chunker if isinstance(chunker, dict) else {}
         avg = chunker.get("avg_size")
         return (
-            f"defaults: {info.get('cipher', '?')}, compression {comp.get('algorithm', '?')} "
+            f"defaults: {cipher or '?'}, compression {comp.get('algorithm', '?')} "
             f"level {comp.get('level', '?')}, chunker {chunker.get('algorithm', '?')}"
             + (f" avg {avg / MiB:g} MiB" if isinstance(avg, int) else "")
         )
@@ -490,7 +490,10 @@ def digest_tree(root: Path) -> dict[str, tuple[int, str]]:
 
 
 def verify_restore(restored: Path, expected: dict[str, tuple[int, str]]) -> str:
-    """ "ok" when the restored tree has exactly the source's files and bytes, else a summary."""
+    """Return "ok ..." when the restored tree has exactly the source's files and bytes.
+
+    Contents and sizes are compared, not owners, modes or timestamps.
+    """
     if not restored.is_dir():
         parent = restored.parent
         while not parent.exists() and parent != parent.parent:
@@ -630,12 +633,21 @@ def restore_phase(
         shutil.rmtree(target, ignore_errors=True)
 
 
-def run_benchmark(args: argparse.Namespace, tool_names: list[str]) -> dict[str, Any]:
-    """The whole run; returns the raw report (also the JSON written next to the markdown)."""
+@dataclass
+class Report:
+    """A finished run: ``raw`` is the JSON written next to the markdown."""
+
+    raw: dict[str, Any]
+    results: dict[str, ToolResult]
+
+
+def run_benchmark(args: argparse.Namespace, tool_names: list[str]) -> Report:
+    """The whole run: dataset, the four phases for every tool, targets."""
     workdir: Path = args.workdir.resolve()
     workdir.mkdir(parents=True, exist_ok=True)
     ensure_peers(tool_names)
     started = dt.datetime.now().astimezone()
+    load_before = list(os.getloadavg())
     print(f"dataset: scale {args.scale} in {workdir}", file=sys.stderr, flush=True)
     data = ds.ensure_dataset(workdir / f"dataset-s{args.scale:g}", args.scale, args.seed)
     ctx = RunContext(workdir, args.phase_timeout, data.path)
@@ -647,10 +659,11 @@ def run_benchmark(args: argparse.Namespace, tool_names: list[str]) -> dict[str, 
     mutated_bytes = ds.tree_bytes(data.path)
     changed_phase(ctx, tools, results, mutated_bytes)
     restore_phase(ctx, tools, results, mutated_bytes)
-    return {
+    raw = {
         "date": started.isoformat(timespec="seconds"),
         "command": command_line(),
         "machine": machine_info(workdir, {n: r.version for n, r in results.items()}),
+        "load_average": {"before": load_before, "after": list(os.getloadavg())},
         "page_cache": "the dataset is read once before the first phase and nothing is dropped",
         "dataset": {
             "path": str(data.path),
@@ -670,8 +683,8 @@ def run_benchmark(args: argparse.Namespace, tool_names: list[str]) -> dict[str, 
         },
         "tools": {name: tool_json(r) for name, r in results.items()},
         "targets": [asdict(t) for t in compute_targets(results)],
-        "_results": results,
     }
+    return Report(raw, results)
 
 
 def tool_json(result: ToolResult) -> dict[str, Any]:
@@ -782,12 +795,20 @@ def _ratio_target(
     return Target(name, amber, restic, unit, ratio, required, met)
 
 
+def _repo_mib(result: ToolResult | None) -> float | None:
+    """Repository size, only when all three backups went in (else it is not comparable)."""
+    changed = result.phases.get("changed") if result else None
+    if result is None or changed is None or not changed.ok or not result.repo_bytes:
+        return None
+    return result.repo_bytes / MiB
+
+
 def compute_targets(results: dict[str, ToolResult]) -> list[Target]:
     """Amber's design targets, measured relative to restic on the same run and machine."""
     amber = results.get("amber")
     restic = results.get("restic")
-    amber_repo = amber.repo_bytes / MiB if amber and amber.repo_bytes and amber.alive else None
-    restic_repo = restic.repo_bytes / MiB if restic and restic.repo_bytes and restic.alive else None
+    amber_repo = _repo_mib(amber)
+    restic_repo = _repo_mib(restic)
     amber_peak = amber.peak_bytes if amber and amber.alive else None
     restic_peak = restic.peak_bytes if restic else None
     return [
@@ -830,6 +851,10 @@ def compute_targets(results: dict[str, ToolResult]) -> list[Target]:
 
 def _fmt(value: float | None, digits: int = 1) -> str:
     return "n/a" if value is None else f"{value:.{digits}f}"
+
+
+def _with_unit(value: float | None, unit: str) -> str:
+    return "n/a" if value is None else f"{value:.2f} {unit}"
 
 
 def _cell(result: ToolResult, phase: str, what: str) -> str:
@@ -889,8 +914,8 @@ def render_targets(targets: list[Target]) -> str:
         verdict = "n/a" if t.met is None else ("yes" if t.met else "**no**")
         ratio = "n/a" if t.ratio is None else f"{t.ratio:.2f}x"
         lines.append(
-            f"| {t.name} | {_fmt(t.amber, 2)} {t.unit} | {_fmt(t.restic, 2)} {t.unit} | {ratio} "
-            f"| {t.required} | {verdict} |"
+            f"| {t.name} | {_with_unit(t.amber, t.unit)} | {_with_unit(t.restic, t.unit)} "
+            f"| {ratio} | {t.required} | {verdict} |"
         )
     return "\n".join(lines)
 
@@ -959,9 +984,12 @@ def render_dataset(data: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def render_machine(machine: dict[str, Any]) -> str:
-    """Machine facts and tool versions as a bullet list."""
+def render_machine(machine: dict[str, Any], load: dict[str, list[float]]) -> str:
+    """Machine facts, load and tool versions as a bullet list."""
+    before, after = load["before"], load["after"]
     lines = [
+        f"- Load average (1/5/15 min) before the run: {before[0]:.2f} / {before[1]:.2f} / "
+        f"{before[2]:.2f}; after: {after[0]:.2f} / {after[1]:.2f} / {after[2]:.2f}",
         f"- CPUs (nproc): {machine['nproc']} ({machine['cpu']})",
         f"- Memory: {machine['memory_gib']} GiB",
         f"- OS: {machine['os']}, kernel {machine['kernel']}, Python {machine['python']}",
@@ -971,19 +999,32 @@ def render_machine(machine: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _load_warning(before: list[float], nproc: int) -> str:
+    """A visible warning when something else was using the CPUs as the run started."""
+    if before[0] < LOAD_WARNING:
+        return ""
+    return (
+        f"> **Warning:** the 1-minute load average was {before[0]:.2f} on {nproc} CPUs when the "
+        "run started: other work was competing for the CPUs, so these timings are not "
+        "reliable. Re-run on an idle machine.\n\n"
+    )
+
+
 def _rss_floor_mib(results: dict[str, ToolResult]) -> float:
     floors = [p.rss_floor_kib for r in results.values() for p in r.phases.values()]
     return max(floors, default=0) / 1024
 
 
-def render_report(report: dict[str, Any]) -> str:
+def render_report(run: Report) -> str:
     """The full markdown report."""
-    results: dict[str, ToolResult] = report["_results"]
+    report, results = run.raw, run.results
     targets = [Target(**t) for t in report["targets"]]
     sections = [
         f"# Repository-engine benchmark: {', '.join(results)}",
         f"Date: {report['date']}  \nCommand (from the repository root): `{report['command']}`",
-        "## Results\n\n" + render_results_table(results),
+        _load_warning(report["load_average"]["before"], report["machine"]["nproc"])
+        + "## Results\n\n"
+        + render_results_table(results),
         "MB/s = dataset bytes (10^6) / wall time; MiB = 2^20 bytes. The page cache is warm "
         "and the same for every tool (" + report["page_cache"] + "). "
         "Repository size is `du` of the repository after the "
@@ -1003,7 +1044,7 @@ def render_report(report: dict[str, Any]) -> str:
     if failures:
         sections.append("## Failures\n\n" + failures)
     sections.append("## Dataset\n\n" + render_dataset(report["dataset"]))
-    sections.append("## Machine\n\n" + render_machine(report["machine"]))
+    sections.append("## Machine\n\n" + render_machine(report["machine"], report["load_average"]))
     return "\n\n".join(sections) + "\n"
 
 
@@ -1011,8 +1052,7 @@ def write_results(results_dir: Path, report: dict[str, Any], markdown: str) -> l
     """Dated and ``-latest`` copies of the markdown and of the raw JSON."""
     results_dir.mkdir(parents=True, exist_ok=True)
     day = report["date"][:10]
-    raw = {k: v for k, v in report.items() if not k.startswith("_")}
-    payload = json.dumps(raw, indent=2, default=str) + "\n"
+    payload = json.dumps(report, indent=2, default=str) + "\n"
     written = []
     for stem in (f"repository-{day}", "repository-latest"):
         md = results_dir / f"{stem}.md"
@@ -1075,13 +1115,12 @@ def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, list[str]]:
 def main(argv: list[str] | None = None) -> int:
     """Run the benchmark, print the report, write the result files."""
     args, names = parse_args(argv)
-    report = run_benchmark(args, names)
-    markdown = render_report(report)
+    run = run_benchmark(args, names)
+    markdown = render_report(run)
     print(markdown)
-    for path in write_results(args.results_dir, report, markdown):
+    for path in write_results(args.results_dir, run.raw, markdown):
         print(f"wrote {path}", file=sys.stderr)
-    results: dict[str, ToolResult] = report["_results"]
-    all_ok = all(r.alive and r.restore_check.startswith("ok") for r in results.values())
+    all_ok = all(r.alive and r.restore_check.startswith("ok") for r in run.results.values())
     return 0 if all_ok else 1
 
 
