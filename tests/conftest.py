@@ -42,7 +42,9 @@ class Amber:
                  env: dict[str, str] | None = None) -> Result:
         proc = subprocess.run(
             [sys.executable, "-m", "amber.cli.main", "--repo", str(self.repo), *args],
-            capture_output=True, text=True, timeout=timeout, env={**self.env, **(env or {})},
+            check=False, capture_output=True, timeout=timeout, env={**self.env, **(env or {})},
+            # names need not be UTF-8: the CLI prints them as the bytes they are
+            encoding="utf-8", errors="surrogateescape",
         )
         result = Result(proc.returncode, proc.stdout, proc.stderr)
         if check and proc.returncode != 0:
@@ -53,7 +55,8 @@ class Amber:
     def popen(self, *args: str, **kwargs: Any) -> subprocess.Popen[str]:
         return subprocess.Popen(
             [sys.executable, "-m", "amber.cli.main", "--repo", str(self.repo), *args],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=self.env, **kwargs)
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, encoding="utf-8",
+            errors="surrogateescape", env=self.env, **kwargs)
 
 
 @pytest.fixture

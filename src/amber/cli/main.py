@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import io
 import os
 import sys
 
@@ -38,6 +39,9 @@ cli.add_command(demo_cmd.demo)
 
 def main(argv: list[str] | None = None) -> None:
     """Run the CLI; map every failure to a one-line message and a documented exit code."""
+    # File names need not be valid UTF-8; print them as the bytes they are.
+    if isinstance(sys.stdout, io.TextIOWrapper):
+        sys.stdout.reconfigure(errors="surrogateescape")
     prog = "kubectl amber" if os.path.basename(sys.argv[0]).startswith("kubectl-") else "amber"
     try:
         cli.main(args=argv, prog_name=prog, standalone_mode=False)

@@ -13,8 +13,11 @@ from __future__ import annotations
 
 import concurrent.futures
 import contextlib
+import dataclasses
 import fnmatch
 import os
+import shutil
+import stat
 import threading
 from collections import defaultdict
 from collections.abc import Sequence
@@ -26,6 +29,7 @@ from amber.util import errors
 
 MAX_READ = 32 * 1024 * 1024
 MAX_GAP = 1024 * 1024
+SPARSE_BLOCK = 64 * 1024
 
 #: pack number -> [(offset in pack, blob id, [(file number, offset in file)])]
 _Work = dict[int, list[tuple[int, bytes, list[tuple[int, int]]]]]
@@ -54,6 +58,8 @@ class _Plan:
     files: list[tuple[str, tree.TreeNode]] = field(default_factory=list)
     specials: list[tuple[str, fsmeta.FileMeta]] = field(default_factory=list)
     links: list[tuple[str, str, fsmeta.FileMeta]] = field(default_factory=list)
+    #: (device, inode) -> first restored path, for hard links anywhere in the snapshot
+    hard: dict[tuple[int, int], str] = field(default_factory=dict)
 
 
 class _Matcher:
@@ -89,19 +95,20 @@ class Restorer:
             )
         result = RestoreResult()
         for rel, _meta in plan.dirs:
-            os.makedirs(target + rel, exist_ok=True)
+            path = target + rel
+            if not os.path.isdir(path) or os.path.islink(path):
+                _remove(path)
+                os.makedirs(path, exist_ok=True)
         result.dirs = len(plan.dirs)
         work = self._layout_files(target, plan, result)
         self._write_data(target, plan, work)
         for rel, meta in plan.specials:
             path = target + rel
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(path)
+            _remove(path)
             fsmeta.create_special(path, meta)
         for rel, first_rel, _meta in plan.links:
             path = target + rel
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(path)
+            _remove(path)
             os.link(target + first_rel, path)
         damaged_paths = {plan.files[i][0] for i in self._damaged}
         for rel in sorted(damaged_paths):
@@ -112,9 +119,11 @@ class Restorer:
         metas = [(rel, node.meta) for rel, node in plan.files if rel not in damaged_paths]
         metas += plan.specials
         for rel, meta in metas:
-            result.warnings += fsmeta.apply_meta(target + rel, meta, restore_owner=restore_owner)
+            result.warnings += fsmeta.apply_meta(target + rel, _with_atime(meta),
+                                                 restore_owner=restore_owner)
         for rel, meta in sorted(plan.dirs, key=lambda d: d[0].count("/"), reverse=True):
-            result.warnings += fsmeta.apply_meta(target + rel, meta, restore_owner=restore_owner)
+            result.warnings += fsmeta.apply_meta(target + rel, _with_atime(meta),
+                                                 restore_owner=restore_owner)
         result.files = len(plan.files) - len(damaged_paths) + len(plan.links)
         return result
 
@@ -123,7 +132,7 @@ class Restorer:
     def _walk(self, ids: tuple[bytes, ...], rel: str, *, included: bool,
               matcher: _Matcher | None, plan: _Plan) -> bool:
         """Collect what to restore below ``rel``; return True if anything was selected."""
-        hard: dict[tuple[int, int], str] = {}
+        hard = plan.hard
         selected_any = False
         for node in tree.load(self.repo, ids):
             path = f"{rel}/{node.name}"
@@ -156,8 +165,7 @@ class Restorer:
         by_blob: dict[bytes, list[tuple[int, int]]] = defaultdict(list)
         for i, (rel, node) in enumerate(plan.files):
             path = target + rel
-            with contextlib.suppress(FileNotFoundError, IsADirectoryError):
-                os.unlink(path)
+            _remove(path)
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
             try:
                 os.ftruncate(fd, node.meta.size)
@@ -234,13 +242,56 @@ class Restorer:
             with self._lock:
                 self._damaged.update(i for i, _ in targets)
             return
-        zero = data[:1] == b"\0" and data[-1:] == b"\0" and data.count(0) == len(data)
+        runs = _nonzero_runs(data)
         for file_index, offset in targets:
-            if not zero:
+            if runs:
                 fd = os.open(paths[file_index], os.O_WRONLY | os.O_CLOEXEC)
                 try:
-                    os.pwrite(fd, data, offset)
+                    view = memoryview(data)
+                    for start, end in runs:
+                        os.pwrite(fd, view[start:end], offset + start)
                 finally:
                     os.close(fd)
             with self.progress.lock:
                 self.progress.bytes_done += len(data)
+
+
+def _nonzero_runs(data: bytes) -> list[tuple[int, int]]:
+    """Byte ranges of ``data`` to write, leaving out zero blocks (they stay holes).
+
+    Files are created at their final size, so a range that is not written reads back as zeros
+    without taking space. The first byte of a block rules most blocks in quickly; only blocks
+    that start with zero are counted in full.
+    """
+    n = len(data)
+    runs: list[tuple[int, int]] = []
+    start = -1
+    for pos in range(0, n, SPARSE_BLOCK):
+        end = min(pos + SPARSE_BLOCK, n)
+        zero = data[pos] == 0 and data.count(0, pos, end) == end - pos
+        if zero:
+            if start >= 0:
+                runs.append((start, pos))
+                start = -1
+        elif start < 0:
+            start = pos
+    if start >= 0:
+        runs.append((start, n))
+    return runs
+
+
+def _remove(path: str) -> None:
+    """Clear the way for a restored entry: whatever is at ``path`` goes (the snapshot wins)."""
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return
+    if stat.S_ISDIR(st.st_mode):
+        shutil.rmtree(path)
+    else:
+        os.unlink(path)
+
+
+def _with_atime(meta: fsmeta.FileMeta) -> fsmeta.FileMeta:
+    """Access times are not stored (format doc §7); restore sets them to the modification time."""
+    return meta if meta.atime_ns else dataclasses.replace(meta, atime_ns=meta.mtime_ns)
