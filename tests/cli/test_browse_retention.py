@@ -326,14 +326,14 @@ def _json_documents(text: str) -> list[object]:
         docs.append(doc)
 
 
-def test_forget_prune_json_documents(repo: Amber, tmp_path: Path) -> None:
-    # docs/cli.md: "`repo forget --prune` prints two [JSON documents], the forget decisions and
-    # then the prune report" (every other command prints exactly one).
+def test_forget_prune_json_document(repo: Amber, tmp_path: Path) -> None:
+    # Every command prints exactly one JSON document; forget --prune nests prune's report.
     ids = _three_snapshots(repo, tmp_path / "src")
     docs = _json_documents(repo("-o", "json", "repo", "forget", "--keep-last", "1",
                                 "--prune").stdout)
-    assert len(docs) == 2
-    decisions, report = docs
+    assert len(docs) == 1
+    decisions = docs[0]
+    report = decisions["prune"]
     assert isinstance(decisions, dict) and isinstance(report, dict)
     assert [d["keep"] for d in decisions["decisions"]] == [d["id"] == ids[2]
                                                          for d in decisions["decisions"]]
@@ -341,6 +341,12 @@ def test_forget_prune_json_documents(repo: Amber, tmp_path: Path) -> None:
     assert report["packs_deleted"] == 0  # everything is younger than the 1 h margin
     assert report["packs_young"] == report["packs_before"] > 0
     assert _ids(repo) == ids[2:]
+    # the safety margin passes through to prune: with 0s the forgotten data goes
+    more = _three_snapshots(repo, tmp_path / "src2")
+    report = repo("-o", "json", "repo", "forget", "--keep-last", "1", "--prune",
+                  "--keep-younger-than", "0s").json()["prune"]
+    assert report["packs_deleted"] > 0
+    assert _ids(repo) == [ids[2], more[2]]  # keep-last applies per (host, paths) group
     # with --dry-run there is no prune, so a single document
     docs = _json_documents(repo("-o", "json", "repo", "forget", "--keep-last", "1", "--prune",
                                 "--dry-run").stdout)

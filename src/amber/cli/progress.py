@@ -75,14 +75,17 @@ class Display:
             sys.stderr.flush()
 
 
-def rate_line(*, done_bytes: int, total_bytes: int | None, done_files: int,
+def rate_line(*, done_bytes: int, total_bytes: int | None, done_files: int | None,
               total_files: int | None, elapsed: float) -> str:
     rate = done_bytes / elapsed if elapsed > 0 else 0.0
     parts = [human_bytes(done_bytes)]
     if total_bytes:
         pct = min(100.0, 100.0 * done_bytes / total_bytes)
         parts[0] += f" / {human_bytes(total_bytes)} ({pct:.0f}%)"
-    parts.append(f"{done_files}" + (f"/{total_files}" if total_files else "") + " files")
+    if done_files is not None:
+        parts.append(f"{done_files}" + (f"/{total_files}" if total_files else "") + " files")
+    elif total_files:
+        parts.append(f"{total_files} files")
     parts.append(f"{human_bytes(rate)}/s")
     if total_bytes and rate > 0 and done_bytes < total_bytes:
         parts.append(f"ETA {human_duration((total_bytes - done_bytes) / rate)}")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime
 import sys
+from collections.abc import Callable
 
 import click
 
@@ -159,12 +160,15 @@ def check(ctx: context.Context, read_data: bool) -> None:
               help="Apply the policy per group of host, paths and/or tags.")
 @click.option("--dry-run", "-n", is_flag=True, help="Show what would be removed; change nothing.")
 @click.option("--prune", "and_prune", is_flag=True, help="Run prune afterwards.")
+@click.option("--keep-younger-than", type=durations.DURATION, default="1h", show_default=True,
+              help="With --prune: prune's safety margin.")
 @click.argument("snapshot_ids", nargs=-1)
 @pass_ctx
 def forget(ctx: context.Context, keep_last: int, keep_hourly: int, keep_daily: int,
            keep_weekly: int, keep_monthly: int, keep_yearly: int,
            keep_within: datetime.timedelta | None, keep_tag: tuple[str, ...], group_by: str,
-           dry_run: bool, and_prune: bool, snapshot_ids: tuple[str, ...]) -> None:
+           dry_run: bool, and_prune: bool, keep_younger_than: datetime.timedelta,
+           snapshot_ids: tuple[str, ...]) -> None:
     """Remove snapshots by a retention policy (GFS) or by id.
 
     Only the snapshot manifests go; 'repo prune' (or --prune) frees the data nobody needs.
@@ -198,8 +202,15 @@ def forget(ctx: context.Context, keep_last: int, keep_hourly: int, keep_daily: i
         if not dry_run:
             for s in remove:
                 r.backend.delete(fmt.SNAPSHOTS_PREFIX + s.id)
+    forget_data = {"dry_run": dry_run, "decisions": decisions}
+    prune_data: dict[str, object] | None = None
+    if and_prune and not dry_run:
+        prune_data, prune_text = _run_prune(r, keep_younger_than.total_seconds(),
+                                            pruner.DEFAULT_MAX_UNUSED, False, ctx.info)
     if ctx.json:
-        ctx.emit({"dry_run": dry_run, "decisions": decisions})
+        # one document per command, so scripts can parse it whole
+        ctx.emit({**forget_data, "prune": prune_data} if and_prune else forget_data)
+        return
     else:
         for d in decisions:
             verdict = "keep  " if d["keep"] else ("would remove" if dry_run else "remove")
@@ -207,18 +218,19 @@ def forget(ctx: context.Context, keep_last: int, keep_hourly: int, keep_daily: i
             assert isinstance(reasons, list)
             print(f"{verdict} {str(d['id'])[:8]}  {', '.join(reasons)}")
         print(f"{len(remove)} snapshot(s) {'would be ' if dry_run else ''}removed")
-    if and_prune and not dry_run:
-        _run_prune(ctx, r, pruner.DEFAULT_MARGIN_S, pruner.DEFAULT_MAX_UNUSED, False)
+        if prune_data is not None:
+            print(prune_text)
 
 
-def _run_prune(ctx: context.Context, r: repository.Repository, margin_s: float,
-               max_unused: float, dry_run: bool) -> None:
+def _run_prune(r: repository.Repository, margin_s: float, max_unused: float, dry_run: bool,
+               log: Callable[[str], None]) -> tuple[dict[str, object], str]:
+    """Prune under the maintenance lease; return the report as data and as text."""
     with locks.MaintenanceLease(r.backend):
         report = pruner.Pruner(r, margin_s=margin_s, max_unused=max_unused, dry_run=dry_run,
-                               log=ctx.info).run()
-    data = {k: v for k, v in vars(report).items()}
+                               log=log).run()
+    data: dict[str, object] = dict(vars(report))
     data["dry_run"] = dry_run
-    ctx.emit(data, "\n".join([
+    return data, "\n".join([
         *report.messages,
         f"packs: {report.packs_before} indexed, {report.packs_kept} kept, "
         f"{report.packs_young} younger than the safety margin, {report.packs_dropped} dropped "
@@ -226,7 +238,7 @@ def _run_prune(ctx: context.Context, r: repository.Repository, margin_s: float,
         f"{report.packs_deleted} deleted",
         f"{'would free' if dry_run else 'freed'} {progress.human_bytes(report.bytes_freed)}"
         + (" (deletion deferred: a backup is running)" if report.deferred else ""),
-    ]))
+    ])
 
 
 @repo.command()
@@ -239,4 +251,6 @@ def _run_prune(ctx: context.Context, r: repository.Repository, margin_s: float,
 def prune(ctx: context.Context, keep_younger_than: datetime.timedelta, max_unused: float,
           dry_run: bool) -> None:
     """Delete data that no snapshot needs (takes the maintenance lease)."""
-    _run_prune(ctx, ctx.open_repo(), keep_younger_than.total_seconds(), max_unused, dry_run)
+    data, text = _run_prune(ctx.open_repo(), keep_younger_than.total_seconds(), max_unused,
+                            dry_run, ctx.info)
+    ctx.emit(data, text)

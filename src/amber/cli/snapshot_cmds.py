@@ -102,7 +102,8 @@ def restore(ctx: context.Context, snapshot_id: str, target: str,
 
     def render(elapsed: float) -> str:
         return progress.rate_line(done_bytes=state.bytes_done, total_bytes=state.bytes_total,
-                                  done_files=0, total_files=state.files_total, elapsed=elapsed)
+                                  done_files=None, total_files=state.files_total,
+                                  elapsed=elapsed)
 
     with progress.Display(render, enabled=_show_progress(ctx)):
         result = restorer.Restorer(r, progress=state).run(snap, target, includes=includes)

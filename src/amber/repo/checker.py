@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from amber.repo import format as fmt
-from amber.repo import fsmeta, indexfile, repository, tree
+from amber.repo import fsmeta, indexfile, locks, repository, tree
 from amber.util import errors
 
 
@@ -46,6 +46,10 @@ class Checker:
         self._clean: set[bytes] = set()
 
     def run(self, *, read_data: bool = False) -> CheckReport:
+        with locks.reading(self.repo.backend):
+            return self._run(read_data)
+
+    def _run(self, read_data: bool) -> CheckReport:
         r = self.report
         self._check_index()
         on_disk = {bytes.fromhex(i.name.rsplit("/", 1)[-1]): i
@@ -56,6 +60,8 @@ class Checker:
         r.packs = len(indexed)
         for pack_id in sorted(indexed - set(on_disk)):
             r.errors.append(f"pack {pack_id.hex()[:16]} is in the index but missing")
+            # its blobs are lost: the snapshot walk below names who needed them
+            r.damaged_blobs.update(self.repo.index.ids_in_pack(self.repo.pack_number(pack_id)))
         unindexed = set(on_disk) - indexed
         if unindexed:
             r.warnings.append(f"{len(unindexed)} pack(s) are not indexed (left by an interrupted "

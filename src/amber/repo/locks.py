@@ -15,6 +15,7 @@ import secrets
 import socket
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from types import TracebackType
 
@@ -161,3 +162,22 @@ class MaintenanceLease(_Refreshing):
     def __exit__(self, et: type[BaseException] | None, ev: BaseException | None,
                  tb: TracebackType | None) -> None:
         self.release()
+
+
+@contextlib.contextmanager
+def reading(backend: base.Backend) -> Iterator[None]:
+    """Announce a long read (restore, check) so that prune defers deleting packs under it.
+
+    Readers use the same marker as writers: prune only needs to know who might still read packs
+    that its index rewrite dropped. A repository we cannot write to (read-only mount, locked
+    bucket) is read without a marker: nothing can prune it then either.
+    """
+    try:
+        marker: WriterMarker | None = WriterMarker(backend)
+    except OSError:
+        marker = None
+    try:
+        yield
+    finally:
+        if marker is not None:
+            marker.release()

@@ -75,12 +75,14 @@ class Pruner:
             if not leaf.startswith("."):
                 on_disk[bytes.fromhex(leaf)] = info
         packs: dict[bytes, _PackInfo] = {}
+        missing = 0
         for index_id, content in contents.items():
             if index_id in superseded:
                 continue
             for pack_id, entries in content.packs.items():
                 found = on_disk.get(pack_id)
                 if found is None:
+                    missing += 1
                     r.messages.append(f"indexed pack {pack_id.hex()[:16]} is missing; dropped "
                                       "from the index ('repo check' lists affected snapshots)")
                     continue
@@ -90,26 +92,8 @@ class Pruner:
         used = self._used_blobs(snapshot_ids)
         self._log(f"{len(used)} blobs in use by {len(snapshot_ids)} snapshots")
 
-        keep: dict[bytes, _PackInfo] = {}
-        candidates: list[_PackInfo] = []
-        for p in packs.values():
-            if now - p.mtime < self.margin_s:
-                keep[p.pack_id] = p
-                r.packs_young += 1
-                continue
-            total = sum(e.length for e in p.entries) or 1
-            unused = sum(e.length for e in p.entries if e.blob_id not in used)
-            if unused / total <= self.max_unused and unused < total:
-                keep[p.pack_id] = p
-            else:
-                candidates.append(p)
+        keep, dropped, to_copy = self._plan(packs, used, now)
         covered = {e.blob_id for p in keep.values() for e in p.entries}
-        to_copy: dict[bytes, tuple[_PackInfo, indexfile.PackEntry]] = {}
-        for p in candidates:
-            for e in p.entries:
-                if e.blob_id in used and e.blob_id not in covered and e.blob_id not in to_copy:
-                    to_copy[e.blob_id] = (p, e)
-        dropped = candidates
         r.packs_kept = len(keep)
         r.packs_repacked = len({p.pack_id for p, _ in to_copy.values()})
         r.packs_dropped = len(dropped)
@@ -117,7 +101,7 @@ class Pruner:
         r.bytes_freed = sum(p.size for p in dropped) - sum(e.length for _, e in to_copy.values())
         if self.dry_run:
             return r
-        if not dropped:
+        if not dropped and not missing:
             self._sweep(now, used, {p for c in contents.values() for p in c.packs})
             return r
 
@@ -155,6 +139,43 @@ class Pruner:
         return r
 
     # -- helpers ---------------------------------------------------------------------------------
+
+    def _plan(
+        self, packs: dict[bytes, _PackInfo], used: set[bytes], now: float,
+    ) -> tuple[dict[bytes, _PackInfo], list[_PackInfo],
+               dict[bytes, tuple[_PackInfo, indexfile.PackEntry]]]:
+        """Decide which packs stay, which go, and which blobs must be copied out first.
+
+        A blob counts as needed in one pack only: the first kept pack that holds it, young packs
+        first, then oldest first. So a blob stored twice (two backups racing to store it) is
+        waste in its second pack, and that pack is repacked or dropped like any other.
+        """
+        r = self.report
+        owned: set[bytes] = set()
+        keep: dict[bytes, _PackInfo] = {}
+        for p in packs.values():
+            if now - p.mtime < self.margin_s:
+                keep[p.pack_id] = p
+                r.packs_young += 1
+                owned.update(e.blob_id for e in p.entries)
+        candidates: list[_PackInfo] = []
+        for p in sorted((p for p in packs.values() if p.pack_id not in keep),
+                        key=lambda p: (p.mtime, p.pack_id)):
+            total = sum(e.length for e in p.entries) or 1
+            needed = sum(e.length for e in p.entries
+                         if e.blob_id in used and e.blob_id not in owned)
+            if needed and (total - needed) / total <= self.max_unused:
+                keep[p.pack_id] = p
+                owned.update(e.blob_id for e in p.entries)
+            else:
+                candidates.append(p)
+        to_copy: dict[bytes, tuple[_PackInfo, indexfile.PackEntry]] = {}
+        for p in candidates:
+            for e in p.entries:
+                if e.blob_id in used and e.blob_id not in owned:
+                    to_copy[e.blob_id] = (p, e)
+                    owned.add(e.blob_id)
+        return keep, candidates, to_copy
 
     def _used_blobs(self, snapshot_ids: set[str]) -> set[bytes]:
         used: set[bytes] = set()
@@ -197,7 +218,8 @@ class Pruner:
             leaf = info.name.rsplit("/", 1)[-1]
             age = now - info.mtime
             stale_tmp = leaf.startswith(".tmp-") and age > self.margin_s
-            stale_token = (info.name.startswith(locks.BREAK_TOKEN_PREFIX)
+            stale_token = (info.name.startswith((locks.BREAK_TOKEN_PREFIX,
+                                                 fmt.WRITER_MARKER_PREFIX))
                            and age > 2 * locks.TTL_SECONDS)
             if stale_tmp or stale_token:
                 self.repo.backend.delete(info.name)

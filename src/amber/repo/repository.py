@@ -135,7 +135,8 @@ class Repository:
     @classmethod
     def open(cls, backend: base.Backend, passphrase: str) -> Repository:
         config = read_config(backend)
-        key_names = [info.name for info in backend.list(fmt.KEYS_PREFIX)]
+        key_names = [info.name for info in backend.list(fmt.KEYS_PREFIX)
+                     if not info.name.rsplit("/", 1)[-1].startswith(".")]
         if not key_names:
             raise errors.IntegrityError(f"repository at {backend.url} has no key files")
         for name in key_names:

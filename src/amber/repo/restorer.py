@@ -23,7 +23,7 @@ from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from amber.repo import fsmeta, memindex, repository, tree
+from amber.repo import fsmeta, locks, memindex, repository, tree
 from amber.repo import snapshot as snapshots
 from amber.util import errors
 
@@ -83,6 +83,11 @@ class Restorer:
 
     def run(self, snap: snapshots.Snapshot, target: str, *,
             includes: Sequence[str] = ()) -> RestoreResult:
+        with locks.reading(self.repo.backend):
+            return self._run(snap, target, includes)
+
+    def _run(self, snap: snapshots.Snapshot, target: str,
+             includes: Sequence[str]) -> RestoreResult:
         self.repo.load_index()
         target = os.path.abspath(target)
         os.makedirs(target, exist_ok=True)
