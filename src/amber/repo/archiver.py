@@ -60,13 +60,15 @@ class _Summary:
 class _Job:
     """One regular file for a worker thread."""
 
-    __slots__ = ("future", "meta", "path")
+    __slots__ = ("future", "is_new", "meta", "path")
 
     def __init__(self, path: str, meta: fsmeta.FileMeta,
-                 future: concurrent.futures.Future[tuple[tuple[bytes, ...], int]]) -> None:
+                 future: concurrent.futures.Future[tuple[tuple[bytes, ...], int]],
+                 is_new: bool) -> None:
         self.path = path
         self.meta = meta
         self.future = future
+        self.is_new = is_new
 
 
 def _subtree_of(node: tree.TreeNode | None) -> tuple[bytes, ...]:
@@ -305,7 +307,7 @@ class Archiver:
         except BaseException:
             self._slots.release()
             raise
-        return _Job(path, meta, future)
+        return _Job(path, meta, future, prev is None)
 
     def _unchanged(self, meta: fsmeta.FileMeta, prev: tree.TreeNode) -> bool:
         pm = prev.meta
@@ -321,6 +323,12 @@ class Archiver:
             content, size = job.future.result()
         except OSError as exc:
             self._error(job.path, exc)
+            self._summary.files -= 1  # not in the snapshot after all
+            self._summary.bytes -= job.meta.size
+            if job.is_new:
+                self._summary.files_new -= 1
+            else:
+                self._summary.files_changed -= 1
             return None
         meta = job.meta if size == job.meta.size else dataclasses.replace(job.meta, size=size)
         return tree.TreeNode(meta=meta, content=content)

@@ -72,11 +72,16 @@ def unwrap(keyfile: bytes, passphrase: str, repo_id: bytes) -> bytes | None:
                 f"key file uses {kdf['algorithm']}/{wrap['cipher']}, which this version cannot read"
             )
         params = KdfParams(n=int(kdf["n"]), r=int(kdf["r"]), p=int(kdf["p"]))
-        salt = base64.b64decode(kdf["salt"])
-        nonce = base64.b64decode(wrap["nonce"])
-        ciphertext = base64.b64decode(wrap["ciphertext"])
-    except (ValueError, KeyError, TypeError) as exc:
-        raise errors.IntegrityError("a key file is not valid JSON of the expected shape") from exc
+        if not (2 <= params.n <= 1 << 24 and params.n & (params.n - 1) == 0
+                and 1 <= params.r <= 64 and 1 <= params.p <= 64):
+            raise ValueError("scrypt parameters out of range")
+        salt = base64.b64decode(kdf["salt"], validate=True)
+        nonce = base64.b64decode(wrap["nonce"], validate=True)
+        ciphertext = base64.b64decode(wrap["ciphertext"], validate=True)
+        if len(nonce) != fmt.NONCE_SIZE:
+            raise ValueError("bad nonce size")
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise errors.IntegrityError("a key file is damaged (not the expected shape)") from exc
     try:
         payload = AESGCM(_kek(passphrase, salt, params)).decrypt(
             nonce, ciphertext, fmt.KEYFILE_AAD_PREFIX + repo_id

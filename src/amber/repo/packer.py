@@ -79,6 +79,7 @@ class BlobWriter:
         self._open = {t: self._new_pack(t) for t in fmt.BLOB_TYPES}
         self._inflight: set[bytes] = set()
         self._unindexed: dict[bytes, list[indexfile.PackEntry]] = {}
+        self._unsynced: list[str] = []
         self._written_index_ids: list[bytes] = []
         self._queue: queue.Queue[object] = queue.Queue(maxsize=queue_size)
         self._error: BaseException | None = None
@@ -202,7 +203,8 @@ class BlobWriter:
         pack.append(_U32.pack(len(header)))
         view = pack.view()
         pack_id = repository.object_id(view)
-        self.repo.backend.write(self.repo.pack_name(pack_id), view)
+        name = self.repo.pack_name(pack_id)
+        self.repo.backend.write(name, view, durable=False)
         view.release()
         number = self.repo.pack_number(pack_id)
         with self._lock:
@@ -214,6 +216,7 @@ class BlobWriter:
                     self._dedup.add(e.blob_id, loc)
                 self._inflight.discard(e.blob_id)
             self._unindexed[pack_id] = pack.entries
+            self._unsynced.append(name)
             self.stats.packs_written += 1
             if pack.blob_type is fmt.ObjectType.DATA and not self._spare:
                 self._spare.append(pack.buffer)
@@ -223,6 +226,8 @@ class BlobWriter:
     def _write_index(self) -> None:
         with self._lock:
             packs, self._unindexed = self._unindexed, {}
+            unsynced, self._unsynced = self._unsynced, []
+        self.repo.backend.sync(unsynced)  # packs are durable before the index that names them
         if not packs and not self._supersedes:
             return
         content = indexfile.IndexContent(supersedes=self._supersedes, packs=packs)

@@ -43,6 +43,8 @@ def read_config(backend: base.Backend) -> Config:
         ) from None
     try:
         raw = json.loads(data)
+        if not isinstance(raw, dict) or not isinstance(raw.get("features", {}), dict):
+            raise TypeError("config is not an object")
         if raw.get("format") != fmt.FORMAT_NAME:
             raise errors.RepositoryNotFoundError(f"{backend.url} does not hold an Amber repository")
         version = int(raw["version"])
@@ -70,10 +72,16 @@ def read_config(backend: base.Backend) -> Config:
 
 
 def ensure_can_init(backend: base.Backend) -> None:
-    """Refuse to create a repository where anything exists already."""
-    if backend.is_initialized():
-        if backend.exists(fmt.CONFIG_NAME):
-            raise errors.RepositoryExistsError(f"a repository already exists at {backend.url}")
+    """Refuse to create a repository where anything exists already.
+
+    Key files without a config are the leftovers of an init that failed (a full disk, say): they
+    never opened anything, so a new init may go ahead beside them.
+    """
+    if not backend.is_initialized():
+        return
+    if backend.exists(fmt.CONFIG_NAME):
+        raise errors.RepositoryExistsError(f"a repository already exists at {backend.url}")
+    if any(not info.name.startswith(fmt.KEYS_PREFIX) for info in backend.list("")):
         raise errors.RepositoryExistsError(
             f"{backend.url} is not empty; choose an empty or new directory"
         )
@@ -128,8 +136,13 @@ class Repository:
         master = os.urandom(32)
         key_bytes = keyfile.create(master, passphrase, repo_id, kdf or keyfile.KdfParams())
         # Key first, config last: a directory with a config is always openable.
-        backend.write(fmt.KEYS_PREFIX + object_id(key_bytes).hex(), key_bytes)
-        backend.write(fmt.CONFIG_NAME, json.dumps(config, indent=1).encode())
+        key_name = fmt.KEYS_PREFIX + object_id(key_bytes).hex()
+        backend.write(key_name, key_bytes)
+        try:
+            backend.write(fmt.CONFIG_NAME, json.dumps(config, indent=1).encode())
+        except BaseException:
+            backend.delete(key_name)
+            raise
         return cls(backend, read_config(backend), master)
 
     @classmethod

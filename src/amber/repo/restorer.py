@@ -14,6 +14,7 @@ from __future__ import annotations
 import concurrent.futures
 import contextlib
 import dataclasses
+import errno
 import fnmatch
 import os
 import shutil
@@ -105,8 +106,19 @@ class Restorer:
                 _remove(path)
                 os.makedirs(path, exist_ok=True)
         result.dirs = len(plan.dirs)
-        work = self._layout_files(target, plan, result)
-        self._write_data(target, plan, work)
+        try:
+            work = self._layout_files(target, plan, result)
+            self._write_data(target, plan, work)
+        except BaseException as exc:
+            # Never leave files that look restored but are not: remove every file of this run.
+            for rel, _node in plan.files:
+                with contextlib.suppress(OSError):
+                    os.unlink(target + rel)
+            if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                raise errors.NoSpaceError(
+                    f"no space left on the restore target {target}; the files of this restore "
+                    "were removed") from None
+            raise
         for rel, meta in plan.specials:
             path = target + rel
             _remove(path)

@@ -36,12 +36,18 @@ class Backend(abc.ABC):
         """Return ``length`` bytes at ``offset``; a negative offset counts from the end."""
 
     @abc.abstractmethod
-    def write(self, name: str, data: bytes | bytearray | memoryview) -> bool:
-        """Create ``name`` atomically and durably; return False (and write nothing) if it exists.
+    def write(self, name: str, data: bytes | bytearray | memoryview, *,
+              durable: bool = True) -> bool:
+        """Create ``name`` atomically; return False (and write nothing) if it exists.
 
         Objects are never overwritten: that is the rule that makes append-only and Object-Lock
-        storage work unchanged.
+        storage work unchanged. With ``durable=False`` the object may still be in a write-back
+        cache when this returns; ``sync`` makes it durable. Writers use that to let the cache
+        flush packs in the background and only wait before writing the index that names them.
         """
+
+    def sync(self, names: list[str]) -> None:  # noqa: B027 (optional hook)
+        """Make objects written with ``durable=False`` durable (no-op where writes always are)."""
 
     @abc.abstractmethod
     def replace(self, name: str, data: bytes) -> None:

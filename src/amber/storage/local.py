@@ -56,7 +56,8 @@ class LocalBackend(base.Backend):
                 f.seek(offset)
             return f.read(length)
 
-    def _write_tmp(self, directory: str, data: bytes | bytearray | memoryview, name: str) -> str:
+    def _write_tmp(self, directory: str, data: bytes | bytearray | memoryview, name: str,
+                   durable: bool = True) -> str:
         self._ensure_dir(directory)
         tmp = os.path.join(directory, TMP_PREFIX + secrets.token_hex(8))
         try:
@@ -66,7 +67,8 @@ class LocalBackend(base.Backend):
                 while view:
                     written = os.write(fd, view)
                     view = view[written:]
-                os.fsync(fd)
+                if durable:
+                    os.fsync(fd)
             finally:
                 os.close(fd)
         except OSError as exc:
@@ -84,20 +86,35 @@ class LocalBackend(base.Backend):
         finally:
             os.close(fd)
 
-    def write(self, name: str, data: bytes | bytearray | memoryview) -> bool:
+    def write(self, name: str, data: bytes | bytearray | memoryview, *,
+              durable: bool = True) -> bool:
         path = self._path(name)
         directory = os.path.dirname(path)
         if os.path.exists(path):
             return False
-        tmp = self._write_tmp(directory, data, name)
+        tmp = self._write_tmp(directory, data, name, durable)
         try:
             os.link(tmp, path)
         except FileExistsError:
             return False
         finally:
             os.unlink(tmp)
-        self._fsync_dir(directory)
+        if durable:
+            self._fsync_dir(directory)
         return True
+
+    def sync(self, names: list[str]) -> None:
+        directories = set()
+        for name in names:
+            path = self._path(name)
+            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            directories.add(os.path.dirname(path))
+        for directory in directories:
+            self._fsync_dir(directory)
 
     def replace(self, name: str, data: bytes) -> None:
         path = self._path(name)
