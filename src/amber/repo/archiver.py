@@ -27,7 +27,7 @@ from typing import Any
 
 from amber import __version__
 from amber.repo import format as fmt
-from amber.repo import fsmeta, indexfile, locks, memindex, packer, repository, tree
+from amber.repo import fsmeta, indexfile, locks, packer, repository, tree, walker
 from amber.repo import snapshot as snapshots
 from amber.util import errors
 
@@ -394,7 +394,7 @@ class Archiver:
         old_index, old_packs = self.repo.index, list(self.repo.pack_ids)
         self.repo.load_index()
         missing_packs: set[bytes] = set()
-        for blob_id in iter_snapshot_blobs(self.repo, snap, old_index=old_index,
+        for blob_id in walker.iter_snapshot_blobs(self.repo, snap, old_index=old_index,
                                            old_packs=old_packs):
             if blob_id not in self.repo.index:
                 loc = old_index.get(blob_id)
@@ -407,35 +407,3 @@ class Archiver:
             packs[pack_id] = self.repo.read_pack_header(pack_id)
         self.repo.save_file_object(fmt.INDEX_PREFIX, fmt.ObjectType.INDEX,
                                    indexfile.encode_index(indexfile.IndexContent((), packs)))
-
-
-def iter_snapshot_blobs(
-    repo: repository.Repository,
-    snap: snapshots.Snapshot,
-    *,
-    old_index: memindex.BlobIndex | None = None,
-    old_packs: list[bytes] | None = None,
-) -> Iterator[bytes]:
-    """Every blob id a snapshot references (trees and content), trees read on the way.
-
-    ``old_index`` lets the walk read trees that the current index no longer names.
-    """
-
-    def read(blob_id: bytes) -> bytes:
-        if blob_id in repo.index or old_index is None or old_packs is None:
-            return repo.read_blob(blob_id)
-        loc = old_index.get(blob_id)
-        if loc is None:
-            return repo.read_blob(blob_id)
-        env = repo.backend.read_range(repo.pack_name(old_packs[loc.pack]), loc.offset, loc.length)
-        return repo.open_blob(env, blob_id, loc)
-
-    stack = [tuple(snap.tree)]
-    while stack:
-        ids = stack.pop()
-        yield from ids
-        for node in tree.decode(b"".join(read(i) for i in ids)):
-            if node.content:
-                yield from node.content
-            if node.subtree:
-                stack.append(node.subtree)

@@ -48,9 +48,11 @@ def _document(started: float, holder: str, ttl: float) -> bytes:
 def _parse(name: str, data: bytes) -> MarkerInfo | None:
     try:
         doc = json.loads(data)
-        return MarkerInfo(name, str(doc["host"]), int(doc["pid"]), float(doc["started"]),
-                          float(doc["expires"]))
-    except (ValueError, KeyError, TypeError):
+        expires = float(doc["expires"])
+        # Only the expiry decides liveness; the rest is for messages (and may be absent).
+        return MarkerInfo(name, str(doc.get("host", "?")), int(doc.get("pid", 0)),
+                          float(doc.get("started", doc.get("acquired", expires))), expires)
+    except (ValueError, KeyError, TypeError, AttributeError):
         return None  # unreadable marker: a half-written one from a crash; treated as dead
 
 

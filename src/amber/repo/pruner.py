@@ -93,7 +93,6 @@ class Pruner:
         self._log(f"{len(used)} blobs in use by {len(snapshot_ids)} snapshots")
 
         keep, dropped, to_copy = self._plan(packs, used, now)
-        covered = {e.blob_id for p in keep.values() for e in p.entries}
         r.packs_kept = len(keep)
         r.packs_repacked = len({p.pack_id for p, _ in to_copy.values()})
         r.packs_dropped = len(dropped)
@@ -126,15 +125,17 @@ class Pruner:
         # 2. one index for everything kept, superseding every index file read
         keep_content = indexfile.IndexContent(
             supersedes=tuple(old_index_ids), packs={p.pack_id: p.entries for p in keep.values()})
-        index_time = time.time()
         self.repo.save_file_object(fmt.INDEX_PREFIX, fmt.ObjectType.INDEX,
                                    indexfile.encode_index(keep_content))
         # 3. old index files go
         for index_id in old_index_ids:
             self.repo.backend.delete(fmt.INDEX_PREFIX + index_id.hex())
         r.index_files_replaced = len(old_index_ids)
+        # Only from now on can no process read the old index: a backup that started before this
+        # instant may have loaded it and deduplicated against the dropped packs.
+        index_time = time.time()
         # 4. delete packs, unless a backup that predates the new index is still running
-        self._delete_dropped(index_time, dropped, snapshot_ids, covered | set(to_copy))
+        self._delete_dropped(index_time, dropped, snapshot_ids)
         self._sweep(now, used, set(packs) | {p.pack_id for p in dropped})
         return r
 
@@ -187,7 +188,7 @@ class Pruner:
         return [m for m in locks.live_writers(self.repo.backend) if m.started < before]
 
     def _delete_dropped(self, index_time: float, dropped: list[_PackInfo],
-                        snapshot_ids: set[str], still_indexed: set[bytes]) -> None:
+                        snapshot_ids: set[str]) -> None:
         r = self.report
         writers = self._older_writers(index_time)
         if writers:
@@ -195,18 +196,30 @@ class Pruner:
             r.messages.append(f"{len(writers)} backup(s) started before this prune are still "
                               "running; dropped packs stay on disk until the next prune")
             return
-        new_snaps = set(self.repo.snapshot_ids()) - snapshot_ids
-        needed = self._used_blobs(new_snaps) if new_snaps else set()
+        # Snapshots written while prune ran may use blobs of dropped packs (their backup loaded
+        # the old index): re-index those packs instead of deleting them. The new snapshots'
+        # trees may themselves live in dropped packs, so they are read through the old index.
+        old_index, old_packs = self.repo.index, list(self.repo.pack_ids)
+        self.repo.load_index()
+        dropped_ids = {p.pack_id: p for p in dropped}
         resurrect: dict[bytes, list[indexfile.PackEntry]] = {}
-        for p in dropped:
-            if any(e.blob_id in needed and e.blob_id not in still_indexed for e in p.entries):
-                resurrect[p.pack_id] = p.entries
-                continue
-            self.repo.backend.delete(self.repo.pack_name(p.pack_id))
-            r.packs_deleted += 1
+        for snapshot_id in sorted(set(self.repo.snapshot_ids()) - snapshot_ids):
+            snap = self.repo.load_snapshot(snapshot_id)
+            for blob_id in walker.iter_snapshot_blobs(self.repo, snap, old_index=old_index,
+                                                      old_packs=old_packs):
+                if blob_id in self.repo.index:
+                    continue
+                loc = old_index.get(blob_id)
+                pack_id = old_packs[loc.pack] if loc is not None else None
+                if pack_id in dropped_ids and pack_id not in resurrect:
+                    resurrect[pack_id] = dropped_ids[pack_id].entries
         if resurrect:
             self._write_index(resurrect)
             r.messages.append(f"{len(resurrect)} pack(s) kept for snapshots made during prune")
+        for p in dropped:
+            if p.pack_id not in resurrect:
+                self.repo.backend.delete(self.repo.pack_name(p.pack_id))
+                r.packs_deleted += 1
 
     def _sweep(self, now: float, used: set[bytes], known: set[bytes]) -> None:
         """Remove leftovers of crashed processes: unindexed old packs, temp files, break tokens."""

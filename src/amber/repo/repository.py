@@ -208,16 +208,28 @@ class Repository:
     # -- index --------------------------------------------------------------------------
 
     def read_index_files(self) -> dict[bytes, indexfile.IndexContent]:
-        """Every index file, decoded, in parallel (a large repository has many)."""
-        names = [info.name for info in self.backend.list(fmt.INDEX_PREFIX)
-                 if not info.name.rsplit("/", 1)[-1].startswith(".")]
+        """Every index file, decoded, in parallel (a large repository has many).
 
-        def load(name: str) -> tuple[bytes, indexfile.IndexContent]:
-            plain = self.load_file_object(name, fmt.ObjectType.INDEX)
+        An index file that vanishes between listing and reading was superseded by a prune that
+        has written its replacement already, so the listing is simply taken again.
+        """
+
+        def load(name: str) -> tuple[bytes, indexfile.IndexContent] | None:
+            try:
+                plain = self.load_file_object(name, fmt.ObjectType.INDEX)
+            except FileNotFoundError:
+                return None
             return bytes.fromhex(name.rsplit("/", 1)[-1]), indexfile.decode_index(plain)
 
-        with concurrent.futures.ThreadPoolExecutor(max_workers=4) as pool:
-            return dict(pool.map(load, names))
+        for _attempt in range(10):
+            names = [info.name for info in self.backend.list(fmt.INDEX_PREFIX)
+                     if not info.name.rsplit("/", 1)[-1].startswith(".")]
+            with concurrent.futures.ThreadPoolExecutor(max_workers=4) as pool:
+                loaded = list(pool.map(load, names))
+            if all(item is not None for item in loaded):
+                return dict(item for item in loaded if item is not None)
+        raise errors.LockedError("the index keeps changing under this process (a prune is "
+                                 "running); try again")
 
     def load_index(self) -> None:
         """Fill the in-memory index from every index file not superseded by another."""

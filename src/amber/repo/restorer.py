@@ -123,15 +123,21 @@ class Restorer:
             path = target + rel
             _remove(path)
             fsmeta.create_special(path, meta)
-        for rel, first_rel, _meta in plan.links:
-            path = target + rel
-            _remove(path)
-            os.link(target + first_rel, path)
         damaged_paths = {plan.files[i][0] for i in self._damaged}
         for rel in sorted(damaged_paths):
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(target + rel)
             result.damaged.append(rel)
+        linked = 0
+        for rel, first_rel, _meta in plan.links:
+            path = target + rel
+            _remove(path)
+            if first_rel in damaged_paths:
+                result.damaged.append(rel)  # a name of the same damaged file
+                continue
+            os.link(target + first_rel, path)
+            linked += 1
+        result.damaged.sort()
         restore_owner = os.geteuid() == 0
         metas = [(rel, node.meta) for rel, node in plan.files if rel not in damaged_paths]
         metas += plan.specials
@@ -141,7 +147,7 @@ class Restorer:
         for rel, meta in sorted(plan.dirs, key=lambda d: d[0].count("/"), reverse=True):
             result.warnings += fsmeta.apply_meta(target + rel, _with_atime(meta),
                                                  restore_owner=restore_owner)
-        result.files = len(plan.files) - len(damaged_paths) + len(plan.links)
+        result.files = len(plan.files) - len(damaged_paths) + linked
         return result
 
     # -- planning ----------------------------------------------------------------------------

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
-from amber.repo import fsmeta, repository, tree
+from amber.repo import fsmeta, memindex, repository, tree
 from amber.repo import snapshot as snapshots
 from amber.util import errors
 
@@ -89,5 +89,37 @@ def reachable_blobs(
         for node in nodes:
             for blob_id in node.content:
                 on_blob(blob_id, False)
+            if node.subtree:
+                stack.append(node.subtree)
+
+
+def iter_snapshot_blobs(
+    repo: repository.Repository,
+    snap: snapshots.Snapshot,
+    *,
+    old_index: memindex.BlobIndex | None = None,
+    old_packs: list[bytes] | None = None,
+) -> Iterator[bytes]:
+    """Every blob id a snapshot references (trees and content), trees read on the way.
+
+    ``old_index`` lets the walk read trees that the current index no longer names.
+    """
+
+    def read(blob_id: bytes) -> bytes:
+        if blob_id in repo.index or old_index is None or old_packs is None:
+            return repo.read_blob(blob_id)
+        loc = old_index.get(blob_id)
+        if loc is None:
+            return repo.read_blob(blob_id)
+        env = repo.backend.read_range(repo.pack_name(old_packs[loc.pack]), loc.offset, loc.length)
+        return repo.open_blob(env, blob_id, loc)
+
+    stack = [tuple(snap.tree)]
+    while stack:
+        ids = stack.pop()
+        yield from ids
+        for node in tree.decode(b"".join(read(i) for i in ids)):
+            if node.content:
+                yield from node.content
             if node.subtree:
                 stack.append(node.subtree)
