@@ -32,6 +32,8 @@ from amber.repo import snapshot as snapshots
 from amber.util import errors
 
 SMALL_FILE = 256 * 1024
+BATCH_FILES = 32
+BATCH_BYTES = 1024 * 1024
 _O_NOATIME = getattr(os, "O_NOATIME", 0)
 
 
@@ -57,17 +59,32 @@ class _Summary:
     files_unchanged: int = 0
 
 
+_Stored = tuple[tuple[bytes, ...], int] | OSError
+
+
+class _Batch:
+    """Files handed to one worker in one go: small files travel in groups, so the cost of a
+    thread hand-off (future, semaphore, GIL ping-pong) is paid per group, not per file."""
+
+    __slots__ = ("future", "items", "nbytes")
+
+    def __init__(self) -> None:
+        self.items: list[tuple[str, int]] = []
+        self.nbytes = 0
+        self.future: concurrent.futures.Future[list[_Stored]] | None = None
+
+
 class _Job:
-    """One regular file for a worker thread."""
+    """One regular file: where its result will come from."""
 
-    __slots__ = ("future", "is_new", "meta", "path")
+    __slots__ = ("batch", "index", "is_new", "meta", "path")
 
-    def __init__(self, path: str, meta: fsmeta.FileMeta,
-                 future: concurrent.futures.Future[tuple[tuple[bytes, ...], int]],
+    def __init__(self, path: str, meta: fsmeta.FileMeta, batch: _Batch, index: int,
                  is_new: bool) -> None:
         self.path = path
         self.meta = meta
-        self.future = future
+        self.batch = batch
+        self.index = index
         self.is_new = is_new
 
 
@@ -102,6 +119,7 @@ class Archiver:
         self._errors: list[str] = []
         self._errors_lock = threading.Lock()
         self._writer: packer.BlobWriter | None = None
+        self._batch = _Batch()
         self._pool: concurrent.futures.ThreadPoolExecutor | None = None
 
     # -- public --------------------------------------------------------------------------
@@ -217,7 +235,7 @@ class Archiver:
         nodes = []
         for name in sorted(layout):
             full = os.path.join(path, name)
-            meta = tree.strip_volatile(fsmeta.read_meta(full, name))
+            meta = fsmeta.read_meta(full, name, atime=False)
             pnode = parent_nodes.get(name)
             if layout[name] is None:
                 node = self._save_entry(full, meta, pnode)
@@ -237,6 +255,7 @@ class Archiver:
             return self._save_dir(path, meta, _subtree_of(pnode))
         if meta.type is fsmeta.NodeType.FILE:
             job = self._file_job(path, meta, pnode)
+            self._submit_batch()
             return self._finish(job) if isinstance(job, _Job) else job
         return tree.TreeNode(meta=meta)
 
@@ -247,7 +266,7 @@ class Archiver:
         pending: list[_Job | tree.TreeNode] = []
         for entry_name, entry_path in self._list_dir(path):
             try:
-                emeta = tree.strip_volatile(fsmeta.read_meta(entry_path, entry_name))
+                emeta = fsmeta.read_meta(entry_path, entry_name, atime=False)
             except OSError as exc:
                 self._error(entry_path, exc)
                 continue
@@ -255,9 +274,11 @@ class Archiver:
             if emeta.type is fsmeta.NodeType.FILE:
                 pending.append(self._file_job(entry_path, emeta, prev))
             elif emeta.type is fsmeta.NodeType.DIR:
+                self._submit_batch()  # let the workers start on this directory's files
                 pending.append(self._save_dir(entry_path, emeta, _subtree_of(prev)))
             else:
                 pending.append(tree.TreeNode(meta=emeta))
+        self._submit_batch()
         nodes = []
         for item in pending:
             node = self._finish(item) if isinstance(item, _Job) else item
@@ -300,14 +321,26 @@ class Archiver:
             self._summary.files_new += 1
         else:
             self._summary.files_changed += 1
+        batch = self._batch
+        job = _Job(path, meta, batch, len(batch.items), prev is None)
+        batch.items.append((path, meta.size))
+        batch.nbytes += meta.size
+        if batch.nbytes >= BATCH_BYTES or len(batch.items) >= BATCH_FILES:
+            self._submit_batch()
+        return job
+
+    def _submit_batch(self) -> None:
+        batch = self._batch
+        if not batch.items:
+            return
+        self._batch = _Batch()
         assert self._pool is not None
         self._slots.acquire()
         try:
-            future = self._pool.submit(self._store_file, path, meta.size)
+            batch.future = self._pool.submit(self._store_batch, batch.items)
         except BaseException:
             self._slots.release()
             raise
-        return _Job(path, meta, future, prev is None)
 
     def _unchanged(self, meta: fsmeta.FileMeta, prev: tree.TreeNode) -> bool:
         pm = prev.meta
@@ -319,10 +352,10 @@ class Archiver:
         return all(self._writer.known(b) for b in prev.content)
 
     def _finish(self, job: _Job) -> tree.TreeNode | None:
-        try:
-            content, size = job.future.result()
-        except OSError as exc:
-            self._error(job.path, exc)
+        assert job.batch.future is not None, "batch finished before it was submitted"
+        result = job.batch.future.result()[job.index]
+        if isinstance(result, OSError):
+            self._error(job.path, result)
             self._summary.files -= 1  # not in the snapshot after all
             self._summary.bytes -= job.meta.size
             if job.is_new:
@@ -330,6 +363,7 @@ class Archiver:
             else:
                 self._summary.files_changed -= 1
             return None
+        content, size = result
         meta = job.meta if size == job.meta.size else dataclasses.replace(job.meta, size=size)
         return tree.TreeNode(meta=meta, content=content)
 
@@ -340,42 +374,61 @@ class Archiver:
             self._local.chunker = chunker
         return chunker
 
-    def _store_file(self, path: str, size_hint: int) -> tuple[tuple[bytes, ...], int]:
-        """Worker: read, chunk and store one file; return its blob ids and bytes read."""
+    def _store_batch(self, items: list[tuple[str, int]]) -> list[_Stored]:
+        """Worker: store a batch of files; a file that fails yields its OSError."""
         try:
-            writer = self._writer
-            assert writer is not None
-            codec = self.repo.codec()
-            sealer = self.repo.sealer
-            ids: list[bytes] = []
-            total = 0
-            fd = _open_for_read(path)
-            with os.fdopen(fd, "rb", buffering=0) as f:
-                if not stat.S_ISREG(os.fstat(fd).st_mode):
-                    raise OSError(errno.EINVAL, "not a regular file any more")
-                if size_hint < SMALL_FILE:
-                    pieces: Any = [f.read()]
-                    extra = f.read()  # grew since stat: chunk properly
-                    if extra:
-                        pieces = (c.data for c in self._chunker().cut_buf(pieces[0] + extra))
-                else:
-                    pieces = (c.data for c in self._chunker().cut_stream(f))
-                for data in pieces:
-                    if not data:
-                        continue
-                    blob_id = sealer.blob_id(data)
-                    if not writer.known(blob_id):
-                        writer.add(fmt.ObjectType.DATA, blob_id, data, codec)
-                    ids.append(blob_id)
-                    total += len(data)
-                    with self.progress.lock:
-                        self.progress.bytes_done += len(data)
+            results: list[_Stored] = []
+            done_bytes = 0
+            for path, size_hint in items:
+                try:
+                    stored = self._store_file(path, size_hint)
+                except OSError as exc:
+                    results.append(exc)
+                    continue
+                results.append(stored)
+                done_bytes += stored[1] if size_hint < SMALL_FILE else 0
             with self.progress.lock:
-                self.progress.files_done += 1
-                self.progress.current = path
-            return tuple(ids), total
+                self.progress.files_done += len(items)
+                self.progress.bytes_done += done_bytes
+                self.progress.current = items[-1][0]
+            return results
         finally:
             self._slots.release()
+
+    def _store_file(self, path: str, size_hint: int) -> tuple[tuple[bytes, ...], int]:
+        """Read, chunk and store one file; return its blob ids and the bytes read."""
+        writer = self._writer
+        assert writer is not None
+        codec = self.repo.codec()
+        sealer = self.repo.sealer
+        ids: list[bytes] = []
+        total = 0
+        fd = _open_for_read(path)
+        with os.fdopen(fd, "rb", buffering=0) as f:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                raise OSError(errno.EINVAL, "not a regular file any more")
+            big = size_hint >= SMALL_FILE
+            if not big:
+                data = os.read(fd, size_hint + 1)
+                if len(data) > size_hint:  # grew since stat: read the rest and chunk it
+                    data += f.read()
+                    pieces: Any = (c.data for c in self._chunker().cut_buf(data))
+                else:
+                    pieces = (data,)
+            else:
+                pieces = (c.data for c in self._chunker().cut_stream(f))
+            for piece in pieces:
+                if not piece:
+                    continue
+                blob_id = sealer.blob_id(piece)
+                if not writer.known(blob_id):
+                    writer.add(fmt.ObjectType.DATA, blob_id, piece, codec)
+                ids.append(blob_id)
+                total += len(piece)
+                if big:
+                    with self.progress.lock:
+                        self.progress.bytes_done += len(piece)
+        return tuple(ids), total
 
     def _error(self, path: str, exc: OSError) -> None:
         with self._errors_lock:

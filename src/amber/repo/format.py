@@ -80,7 +80,7 @@ KEYFILE_AAD_PREFIX = b"amber-key-v1"
 
 DEFAULT_CHUNKER = {"algorithm": "fastcdc2020", "min_size": 256 * 1024,
                    "avg_size": 1024 * 1024, "max_size": 4 * 1024 * 1024}
-DEFAULT_COMPRESSION_LEVEL = 3
+DEFAULT_COMPRESSION_LEVEL = 1
 
 #: scrypt cost: 32 MiB and ~0.1 s per passphrase try on a current core; the same as restic
 #: calibrates to on these machines (N=2^15, r=8, p=1). Stored per key file, so it can grow.

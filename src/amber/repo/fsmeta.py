@@ -179,7 +179,7 @@ def _read_xattrs(path: str | bytes) -> tuple[tuple[str, bytes], ...]:
     return tuple(out)
 
 
-def read_meta(path: str | bytes, name: str | None = None) -> FileMeta:
+def read_meta(path: str | bytes, name: str | None = None, *, atime: bool = True) -> FileMeta:
     """Capture the metadata of ``path`` itself (symlinks are never followed).
 
     ``name`` overrides the entry name, for callers that walk with full paths
@@ -187,6 +187,7 @@ def read_meta(path: str | bytes, name: str | None = None) -> FileMeta:
     component.  ``size`` is kept for regular files and symlinks only: a
     directory's or device's ``st_size`` is a file-system artefact restore
     cannot reproduce, and recording it would make identical trees differ.
+    ``atime=False`` records no access time (backups leave it out of trees on purpose).
     """
     st = os.lstat(path)
     ntype = _node_type(st.st_mode)
@@ -203,7 +204,7 @@ def read_meta(path: str | bytes, name: str | None = None) -> FileMeta:
         group=_group_name(st.st_gid),
         mtime_ns=st.st_mtime_ns,
         ctime_ns=st.st_ctime_ns,
-        atime_ns=st.st_atime_ns,
+        atime_ns=st.st_atime_ns if atime else 0,
         size=st.st_size if ntype in (NodeType.FILE, NodeType.SYMLINK) else 0,
         inode=st.st_ino,
         device=st.st_dev,
