@@ -218,7 +218,9 @@ class BlobWriter:
             self._unindexed[pack_id] = pack.entries
             self._unsynced.append(name)
             self.stats.packs_written += 1
-            if pack.blob_type is fmt.ObjectType.DATA and not self._spare:
+            # Keep every returned buffer: at most queue size + 2 exist at once anyway, and a
+            # recycled buffer costs no zero-filling or page faults.
+            if pack.blob_type is fmt.ObjectType.DATA and len(self._spare) < 4:
                 self._spare.append(pack.buffer)
         if len(self._unindexed) >= self._index_every:
             self._write_index()
