@@ -2,7 +2,7 @@
 
 Run from the repository root::
 
-    .venv/bin/python bench/repo_bench.py [--scale 1.0] [--workdir bench/work]
+    .venv/bin/python bench/repo_bench.py [--scale 1.0] [--workdir bench/work] [--rounds 3]
                                          [--tools amber,restic,borg] [--results-dir bench/results]
 
 For every tool, on the same machine, dataset and warm page cache, it times:
@@ -14,11 +14,18 @@ For every tool, on the same machine, dataset and warm page cache, it times:
 4. a full restore of the latest snapshot into an empty directory, verified against the source
    by size and SHA-256 of every file (verification is not timed).
 
+The whole procedure is repeated ``--rounds`` times (default 3): every round starts from fresh
+repositories and the pristine dataset, and runs the tools one after the other as above. The
+report shows the median seconds per tool and phase (targets are judged on medians) and the
+min / median / max spread; repository size and peak RSS are the maximum over the rounds. Single
+runs on a small shared machine vary too much (up to 2x) to support a ratio on their own.
+
 Each tool process is run directly (no shell) and reaped with ``os.wait4`` so its peak RSS is
 the tool's own. Results go to stdout as a markdown table and to
 ``<results-dir>/repository-<date>.{md,json}`` and ``repository-latest.{md,json}``. A tool that
-fails is reported as failed (with its stderr tail); the other tools still run.
-Exit status: 0 when every selected tool completed all phases and its restore verified, else 1.
+fails is reported as failed (with its stderr tail); the other tools still run, and so do later
+rounds. Exit status: 0 when every selected tool completed all phases and its restore verified in
+every round, else 1.
 """
 
 from __future__ import annotations
@@ -31,8 +38,10 @@ import os
 import platform
 import shlex
 import shutil
+import statistics
 import subprocess
 import sys
+import time
 from abc import ABC, abstractmethod
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -48,7 +57,9 @@ MB = 1_000_000
 MiB = 1024 * 1024
 # Fixed and not secret: the repositories are throwaway and only live inside the workdir.
 PASSPHRASE = "amber-repo-bench-passphrase\n"
-BORG_COMPRESSION = "zstd,3"  # Amber compresses with zstd level 3; make borg do the same.
+# A common zstd setting for borg (its own default is lz4). Amber defaults to zstd level 1 (see
+# docs/decisions/0002); restic keeps its defaults.
+BORG_COMPRESSION = "zstd,3"
 RESTIC_HOST = "bench"
 MUTATION_FRACTION = 0.05
 RSS_TARGET_BYTES = 200 * MB
@@ -56,6 +67,8 @@ LOAD_WARNING = 0.5  # 1-minute load average above which the report warns of a bu
 STDERR_TAIL_LINES = 20
 STDERR_TAIL_CHARS = 2000
 ALL_TOOLS = ("amber", "restic", "borg")
+DEFAULT_ROUNDS = 3
+MAIN_PHASES = ("initial", "unchanged", "changed", "restore")
 PHASE_LABELS = {
     "init": "repo init",
     "initial": "initial backup",
@@ -296,7 +309,7 @@ class Restic(Tool):
 
 
 class Borg(Tool):
-    """BorgBackup with repokey-blake2 encryption and zstd level 3 (Amber's level)."""
+    """BorgBackup with repokey-blake2 encryption and zstd level 3 (``BORG_COMPRESSION``)."""
 
     name = "borg"
 
@@ -531,9 +544,10 @@ def write_passfile(workdir: Path) -> Path:
 
 @dataclass
 class ToolResult:
-    """Everything measured for one tool; ``failed`` names the first phase that failed."""
+    """Everything measured for one tool in one round; ``failed`` names its first failed phase."""
 
     tool: str
+    round: int = 1
     version: str = ""
     settings: str = ""
     phases: dict[str, PhaseResult] = field(default_factory=dict)
@@ -556,6 +570,128 @@ class ToolResult:
         return max(values) if values else None
 
 
+def _in_rounds(n: int) -> str:
+    return {1: "in 1 round", 2: "in both rounds"}.get(n, f"in all {n} rounds")
+
+
+def _max_or_none(values: list[int | None]) -> int | None:
+    present = [v for v in values if v is not None]
+    return max(present) if present else None
+
+
+@dataclass
+class ToolRounds:
+    """One tool over all rounds: the per-round results and the aggregates the report shows.
+
+    Times are aggregated by the median, and only when the phase succeeded in every round (a
+    failure in any round is reported, not averaged away). Repository size and peak RSS are the
+    maximum over the rounds.
+    """
+
+    tool: str
+    rounds: list[ToolResult] = field(default_factory=list)
+
+    def ok_runs(self, phase: str) -> list[PhaseResult]:
+        """The successful measurements of ``phase``, in round order."""
+        runs = [r.phases.get(phase) for r in self.rounds]
+        return [p for p in runs if p is not None and p.ok]
+
+    def problem(self, phase: str) -> tuple[ToolResult, PhaseResult | None] | None:
+        """The first round where ``phase`` did not succeed, with its result (None: not run)."""
+        for result in self.rounds:
+            measured = result.phases.get(phase)
+            if measured is None or not measured.ok:
+                return result, measured
+        return None
+
+    def seconds(self, phase: str) -> list[float]:
+        """Wall times of the successful runs of ``phase``."""
+        return [p.seconds for p in self.ok_runs(phase)]
+
+    def median_seconds(self, phase: str) -> float | None:
+        """Median wall time, when ``phase`` succeeded in every round (else None)."""
+        if not self.rounds or self.problem(phase) is not None:
+            return None
+        return statistics.median(self.seconds(phase))
+
+    def median_mb_per_s(self, phase: str) -> float | None:
+        """Data bytes over the median time (the data is byte-identical in every round)."""
+        median = self.median_seconds(phase)
+        runs = self.ok_runs(phase)
+        if median is None or median <= 0 or not runs or not runs[0].data_bytes:
+            return None
+        return runs[0].data_bytes / median / MB
+
+    @property
+    def alive(self) -> bool:
+        """True when every phase succeeded in every round."""
+        return bool(self.rounds) and all(r.alive for r in self.rounds)
+
+    @property
+    def peak_bytes(self) -> int | None:
+        """Peak memory over all phases of all rounds."""
+        return _max_or_none([r.peak_bytes for r in self.rounds])
+
+    def phase_peak_bytes(self, phase: str) -> int | None:
+        """Peak memory of ``phase``, the maximum over the rounds that ran it."""
+        runs = [r.phases.get(phase) for r in self.rounds]
+        return _max_or_none([p.peak_bytes for p in runs if p is not None])
+
+    def _sized(self) -> list[ToolResult]:
+        return [r for r in self.rounds if r.failed != "init"]
+
+    @property
+    def repo_bytes(self) -> int | None:
+        """Largest repository (``du``) over the rounds."""
+        return _max_or_none([r.repo_bytes or None for r in self._sized()])
+
+    @property
+    def repo_apparent_bytes(self) -> int | None:
+        """Largest apparent repository size over the rounds."""
+        return _max_or_none([r.repo_apparent_bytes or None for r in self._sized()])
+
+    @property
+    def local_state_bytes(self) -> int | None:
+        """Largest local cache/state over the rounds."""
+        return _max_or_none([r.local_state_bytes for r in self.rounds])
+
+    @property
+    def complete_repo_bytes(self) -> int | None:
+        """Max repository size, only when all three backups went in in every round."""
+        if not self.rounds or self.problem("changed") is not None:
+            return None
+        sizes = [r.repo_bytes for r in self.rounds]
+        return max(s for s in sizes if s) if all(sizes) else None
+
+    @property
+    def restore_check(self) -> str:
+        """``ok (...) in all N rounds``, or every round whose restore was not verified ok."""
+        problems = [
+            f"round {r.round}: {r.restore_check}"
+            for r in self.rounds
+            if not r.restore_check.startswith("ok")
+        ]
+        if problems or not self.rounds:
+            return "; ".join(problems) or "not run"
+        return f"{self.rounds[0].restore_check} {_in_rounds(len(self.rounds))}"
+
+    @property
+    def version(self) -> str:
+        """The version reported in the first round."""
+        return self.rounds[0].version if self.rounds else ""
+
+    @property
+    def settings(self) -> str:
+        """Settings read back in the first round that got that far."""
+        return next((r.settings for r in self.rounds if r.settings), "")
+
+    @property
+    def snapshots(self) -> str:
+        """Snapshot count; one value when every round agrees, else per round."""
+        counts = ["n/a" if r.snapshots is None else str(r.snapshots) for r in self.rounds]
+        return counts[0] if len(set(counts)) == 1 else " / ".join(counts)
+
+
 @dataclass
 class RunContext:
     """Fixed inputs of one benchmark run."""
@@ -563,6 +699,12 @@ class RunContext:
     workdir: Path
     timeout: float
     source: Path
+    rounds: int = 1
+
+    @property
+    def logs(self) -> Path:
+        """Per-phase tool stdout/stderr, one subdirectory per round."""
+        return self.workdir / "logs"
 
 
 def run_phase(
@@ -571,16 +713,14 @@ def run_phase(
     """Time one phase for one tool and record it; a failure stops that tool's later phases."""
     if not result.alive:
         return
-    print(f"[{tool.name}] {PHASE_LABELS[phase]} ...", file=sys.stderr, flush=True)
-    measured = run_measured(phase, cmd, ctx.workdir / "logs" / f"{tool.name}-{phase}", ctx.timeout)
+    label = f"[round {result.round}/{ctx.rounds}] [{tool.name}] {PHASE_LABELS[phase]}"
+    print(f"{label} ...", file=sys.stderr, flush=True)
+    log_base = ctx.logs / f"round-{result.round}" / f"{tool.name}-{phase}"
+    measured = run_measured(phase, cmd, log_base, ctx.timeout)
     measured.data_bytes = data_bytes
     result.phases[phase] = measured
     status = "ok" if measured.ok else f"FAILED (exit {measured.returncode})"
-    print(
-        f"[{tool.name}] {PHASE_LABELS[phase]}: {measured.seconds:.2f}s {status}",
-        file=sys.stderr,
-        flush=True,
-    )
+    print(f"{label}: {measured.seconds:.2f}s {status}", file=sys.stderr, flush=True)
     if not measured.ok:
         result.failed = phase
 
@@ -591,7 +731,6 @@ def backup_phases(
     """Phases init, 1 and 2 on the pristine dataset, one tool after the other."""
     for tool in tools:
         result = results[tool.name]
-        tool.reset()
         result.version = tool.version()
         run_phase(ctx, tool, result, "init", tool.init())
         result.settings = tool.settings() if result.alive else ""
@@ -614,10 +753,13 @@ def changed_phase(
 
 
 def restore_phase(
-    ctx: RunContext, tools: list[Tool], results: dict[str, ToolResult], data_bytes: int
+    ctx: RunContext,
+    tools: list[Tool],
+    results: dict[str, ToolResult],
+    data_bytes: int,
+    expected: dict[str, tuple[int, str]],
 ) -> None:
     """Phase 4: restore into an empty directory, then verify (untimed) and delete the copy."""
-    expected: dict[str, tuple[int, str]] | None = None
     for tool in tools:
         result = results[tool.name]
         if not result.alive:
@@ -628,9 +770,62 @@ def restore_phase(
         target.mkdir()
         run_phase(ctx, tool, result, "restore", tool.restore(target, 3), data_bytes)
         if result.alive:
-            expected = expected if expected is not None else digest_tree(ctx.source)
             result.restore_check = verify_restore(tool.restored_root(target, ctx.source), expected)
         shutil.rmtree(target, ignore_errors=True)
+
+
+def tree_fingerprint(digests: dict[str, tuple[int, str]]) -> str:
+    """One SHA-256 over every path, size and file digest: equal trees, equal fingerprints."""
+    return hashlib.sha256(json.dumps(sorted(digests.items())).encode()).hexdigest()
+
+
+@dataclass
+class RoundRun:
+    """One round: every tool's results plus the dataset facts of that round."""
+
+    number: int
+    results: dict[str, ToolResult]
+    dataset: ds.DatasetInfo
+    dataset_seconds: float
+    mutation: ds.MutationReport
+    bytes_after_mutation: int
+    fingerprint_after_mutation: str
+    load_before: list[float]
+    seconds: float
+
+
+def run_round(ctx: RunContext, tools: list[Tool], number: int, scale: float, seed: int) -> RoundRun:
+    """The complete procedure once: fresh repositories, pristine dataset, all phases, all tools.
+
+    Tools keep their order in each phase group (all tools' initial and unchanged backups, one
+    mutation, all tools' 5% re-backups, all tools' restores), as in a single run.
+    """
+    started = time.perf_counter()
+    load_before = list(os.getloadavg())
+    print(f"round {number}/{ctx.rounds}: preparing dataset", file=sys.stderr, flush=True)
+    for tool in tools:
+        tool.reset()  # fresh repository, cache and state for every round
+    data = ds.ensure_dataset(ctx.source, scale, seed)  # regenerates what the last round mutated
+    dataset_seconds = time.perf_counter() - started
+    results = {t.name: ToolResult(t.name, round=number) for t in tools}
+    warm_page_cache(ctx.source)
+    backup_phases(ctx, tools, results, data.bytes)
+    mutation = ds.mutate(ctx.source, MUTATION_FRACTION, seed)
+    mutated_bytes = ds.tree_bytes(ctx.source)
+    changed_phase(ctx, tools, results, mutated_bytes)
+    expected = digest_tree(ctx.source)
+    restore_phase(ctx, tools, results, mutated_bytes, expected)
+    return RoundRun(
+        number=number,
+        results=results,
+        dataset=data,
+        dataset_seconds=dataset_seconds,
+        mutation=mutation,
+        bytes_after_mutation=mutated_bytes,
+        fingerprint_after_mutation=tree_fingerprint(expected),
+        load_before=load_before,
+        seconds=time.perf_counter() - started,
+    )
 
 
 @dataclass
@@ -638,63 +833,139 @@ class Report:
     """A finished run: ``raw`` is the JSON written next to the markdown."""
 
     raw: dict[str, Any]
-    results: dict[str, ToolResult]
+    results: dict[str, ToolRounds]
+
+
+def _mutation_json(mutation: ds.MutationReport) -> dict[str, Any]:
+    return {
+        "fraction": MUTATION_FRACTION,
+        "files_changed": mutation.files_changed,
+        "bytes_written": mutation.bytes_written,
+        "by_kind": mutation.by_kind,
+    }
+
+
+def round_warnings(rounds: list[RoundRun]) -> list[str]:
+    """Problems that make rounds incomparable (none expected: everything is deterministic)."""
+    warnings = []
+    fingerprints = {r.fingerprint_after_mutation for r in rounds}
+    sizes = {(r.dataset.bytes, r.bytes_after_mutation) for r in rounds}
+    if len(fingerprints) > 1 or len(sizes) > 1:
+        warnings.append(
+            "the mutated dataset was not byte-identical in every round (see "
+            "dataset.rounds in the JSON), so the rounds did not all measure the same work"
+        )
+    return warnings
 
 
 def run_benchmark(args: argparse.Namespace, tool_names: list[str]) -> Report:
-    """The whole run: dataset, the four phases for every tool, targets."""
+    """The whole run: dataset, then ``args.rounds`` rounds of the four phases, then targets."""
     workdir: Path = args.workdir.resolve()
     workdir.mkdir(parents=True, exist_ok=True)
     ensure_peers(tool_names)
     started = dt.datetime.now().astimezone()
+    clock = time.perf_counter()
     load_before = list(os.getloadavg())
-    print(f"dataset: scale {args.scale} in {workdir}", file=sys.stderr, flush=True)
-    data = ds.ensure_dataset(workdir / f"dataset-s{args.scale:g}", args.scale, args.seed)
-    ctx = RunContext(workdir, args.phase_timeout, data.path)
+    source = (workdir / f"dataset-s{args.scale:g}").resolve()
+    ctx = RunContext(workdir, args.phase_timeout, source, args.rounds)
+    shutil.rmtree(ctx.logs, ignore_errors=True)  # logs of this run only, no stale rounds
+    print(
+        f"dataset: scale {args.scale} in {workdir}; {args.rounds} round(s)",
+        file=sys.stderr,
+        flush=True,
+    )
     tools = make_tools(tool_names, workdir, write_passfile(workdir))
-    results = {t.name: ToolResult(t.name) for t in tools}
-    warm_page_cache(data.path)
-    backup_phases(ctx, tools, results, data.bytes)
-    mutation = ds.mutate(data.path, MUTATION_FRACTION, args.seed)
-    mutated_bytes = ds.tree_bytes(data.path)
-    changed_phase(ctx, tools, results, mutated_bytes)
-    restore_phase(ctx, tools, results, mutated_bytes)
+    rounds = [
+        run_round(ctx, tools, number, args.scale, args.seed) for number in range(1, args.rounds + 1)
+    ]
+    summaries = {t.name: ToolRounds(t.name, [r.results[t.name] for r in rounds]) for t in tools}
+    first = rounds[0]
     raw = {
         "date": started.isoformat(timespec="seconds"),
         "command": command_line(),
-        "machine": machine_info(workdir, {n: r.version for n, r in results.items()}),
-        "load_average": {"before": load_before, "after": list(os.getloadavg())},
-        "page_cache": "the dataset is read once before the first phase and nothing is dropped",
-        "dataset": {
-            "path": str(data.path),
-            "scale": data.scale,
-            "seed": data.seed,
-            "files": data.files,
-            "bytes": data.bytes,
-            "bytes_after_mutation": mutated_bytes,
-            "reused": data.reused,
-            "composition": data.composition,
-            "mutation": {
-                "fraction": MUTATION_FRACTION,
-                "files_changed": mutation.files_changed,
-                "bytes_written": mutation.bytes_written,
-                "by_kind": mutation.by_kind,
-            },
+        "rounds": args.rounds,
+        "aggregation": {
+            "seconds": "median over rounds (mean of the two middle values for an even count); "
+            "only when the phase succeeded in every round",
+            "mb_per_s": "data bytes / median seconds",
+            "repository_size": "maximum over rounds",
+            "peak_rss": "maximum over rounds",
         },
-        "tools": {name: tool_json(r) for name, r in results.items()},
-        "targets": [asdict(t) for t in compute_targets(results)],
+        "run_seconds": round(time.perf_counter() - clock, 1),
+        "round_seconds": [round(r.seconds, 1) for r in rounds],
+        "machine": machine_info(workdir, {n: s.version for n, s in summaries.items()}),
+        "load_average": {
+            "before": load_before,
+            "after": list(os.getloadavg()),
+            "round_start": [r.load_before for r in rounds],
+        },
+        "page_cache": "the dataset is read once before the first phase of every round and "
+        "nothing is dropped",
+        "dataset": {
+            "path": str(first.dataset.path),
+            "scale": first.dataset.scale,
+            "seed": first.dataset.seed,
+            "files": first.dataset.files,
+            "bytes": first.dataset.bytes,
+            "bytes_after_mutation": first.bytes_after_mutation,
+            "reused": first.dataset.reused,
+            "composition": first.dataset.composition,
+            "mutation": _mutation_json(first.mutation),
+            "rounds": [
+                {
+                    "round": r.number,
+                    "reused": r.dataset.reused,
+                    "prepare_seconds": round(r.dataset_seconds, 2),
+                    "bytes": r.dataset.bytes,
+                    "bytes_after_mutation": r.bytes_after_mutation,
+                    "sha256_after_mutation": r.fingerprint_after_mutation,
+                    "mutation": _mutation_json(r.mutation),
+                }
+                for r in rounds
+            ],
+        },
+        "warnings": round_warnings(rounds),
+        "tools": {name: tool_json(s) for name, s in summaries.items()},
+        "targets": [asdict(t) for t in compute_targets(summaries)],
     }
-    return Report(raw, results)
+    return Report(raw, summaries)
 
 
-def tool_json(result: ToolResult) -> dict[str, Any]:
-    """Raw numbers of one tool, derived values included so the JSON stands on its own."""
+def round_json(result: ToolResult) -> dict[str, Any]:
+    """Raw numbers of one tool in one round, derived values included."""
     out = asdict(result)
     for name, phase in result.phases.items():
         out["phases"][name]["ok"] = phase.ok
         out["phases"][name]["mb_per_s"] = phase.mb_per_s
     out["peak_bytes"] = result.peak_bytes
     return out
+
+
+def tool_json(summary: ToolRounds) -> dict[str, Any]:
+    """One tool: the aggregates the report shows, then every round's raw numbers."""
+    phases: dict[str, Any] = {}
+    for phase in ("init", *MAIN_PHASES):
+        seconds = summary.seconds(phase)
+        phases[phase] = {
+            "ok_rounds": len(seconds),
+            "median_seconds": summary.median_seconds(phase),
+            "min_seconds": min(seconds, default=None),
+            "max_seconds": max(seconds, default=None),
+            "median_mb_per_s": summary.median_mb_per_s(phase),
+            "max_peak_bytes": summary.phase_peak_bytes(phase),
+        }
+    return {
+        "summary": {
+            "all_ok": summary.alive and summary.restore_check.startswith("ok"),
+            "phases": phases,
+            "max_repo_bytes": summary.repo_bytes,
+            "max_repo_apparent_bytes": summary.repo_apparent_bytes,
+            "max_local_state_bytes": summary.local_state_bytes,
+            "max_peak_bytes": summary.peak_bytes,
+            "restore_check": summary.restore_check,
+        },
+        "rounds": [round_json(r) for r in summary.rounds],
+    }
 
 
 # --------------------------------------------------------------------------------------------
@@ -778,12 +1049,13 @@ class Target:
     met: bool | None
 
 
-def _phase_value(results: dict[str, ToolResult], tool: str, phase: str, what: str) -> float | None:
-    result = results.get(tool)
-    measured = result.phases.get(phase) if result else None
-    if measured is None or not measured.ok:
+def _median_value(results: dict[str, ToolRounds], tool: str, phase: str, what: str) -> float | None:
+    summary = results.get(tool)
+    if summary is None:
         return None
-    return measured.mb_per_s if what == "mbps" else measured.seconds
+    if what == "mbps":
+        return summary.median_mb_per_s(phase)
+    return summary.median_seconds(phase)
 
 
 def _ratio_target(
@@ -795,16 +1067,14 @@ def _ratio_target(
     return Target(name, amber, restic, unit, ratio, required, met)
 
 
-def _repo_mib(result: ToolResult | None) -> float | None:
-    """Repository size, only when all three backups went in (else it is not comparable)."""
-    changed = result.phases.get("changed") if result else None
-    if result is None or changed is None or not changed.ok or not result.repo_bytes:
-        return None
-    return result.repo_bytes / MiB
+def _repo_mib(summary: ToolRounds | None) -> float | None:
+    """Max repository size over rounds, only when every round's three backups went in."""
+    size = summary.complete_repo_bytes if summary else None
+    return size / MiB if size else None
 
 
-def compute_targets(results: dict[str, ToolResult]) -> list[Target]:
-    """Amber's design targets, measured relative to restic on the same run and machine."""
+def compute_targets(results: dict[str, ToolRounds]) -> list[Target]:
+    """Amber's design targets relative to restic: medians of times, maxima of sizes and RSS."""
     amber = results.get("amber")
     restic = results.get("restic")
     amber_repo = _repo_mib(amber)
@@ -814,24 +1084,24 @@ def compute_targets(results: dict[str, ToolResult]) -> list[Target]:
     return [
         _ratio_target(
             "initial backup throughput",
-            _phase_value(results, "amber", "initial", "mbps"),
-            _phase_value(results, "restic", "initial", "mbps"),
+            _median_value(results, "amber", "initial", "mbps"),
+            _median_value(results, "restic", "initial", "mbps"),
             "MB/s",
             2.5,
             True,
         ),
         _ratio_target(
             "restore throughput",
-            _phase_value(results, "amber", "restore", "mbps"),
-            _phase_value(results, "restic", "restore", "mbps"),
+            _median_value(results, "amber", "restore", "mbps"),
+            _median_value(results, "restic", "restore", "mbps"),
             "MB/s",
             2.0,
             True,
         ),
         _ratio_target(
             "unchanged re-backup time",
-            _phase_value(results, "amber", "unchanged", "s"),
-            _phase_value(results, "restic", "unchanged", "s"),
+            _median_value(results, "amber", "unchanged", "s"),
+            _median_value(results, "restic", "unchanged", "s"),
             "s",
             1.0,
             False,
@@ -857,31 +1127,52 @@ def _with_unit(value: float | None, unit: str) -> str:
     return "n/a" if value is None else f"{value:.2f} {unit}"
 
 
-def _cell(result: ToolResult, phase: str, what: str) -> str:
-    """A table cell: the number, or why there is none (failed / timeout / skipped)."""
-    measured = result.phases.get(phase)
+def _problem_cell(summary: ToolRounds, phase: str) -> str | None:
+    """Why a phase has no median: the first round where it failed, timed out or was skipped."""
+    problem = summary.problem(phase)
+    if problem is None:
+        return None
+    result, measured = problem
+    where = f"round {result.round}"
     if measured is None:
-        return "skipped" if result.failed else "n/a"
+        return f"skipped ({where})" if result.failed else "n/a"
     if measured.timed_out:
-        return "TIMEOUT"
-    if not measured.ok:
-        return f"FAILED (exit {measured.returncode})"
+        return f"TIMEOUT ({where})"
+    return f"FAILED (exit {measured.returncode}, {where})"
+
+
+def _cell(summary: ToolRounds, phase: str, what: str) -> str:
+    """A table cell: the median, or why there is none (failed / timeout / skipped)."""
+    problem = _problem_cell(summary, phase)
+    if problem is not None:
+        return problem
     if what == "mbps":
-        return _fmt(measured.mb_per_s)
-    return f"{measured.seconds:.2f}"
+        return _fmt(summary.median_mb_per_s(phase))
+    return _fmt(summary.median_seconds(phase), 2)
 
 
-def _rss_cells(result: ToolResult) -> tuple[str, str]:
+def _spread_cell(summary: ToolRounds, phase: str) -> str:
+    """min / median / max seconds of the rounds that succeeded, and how many did."""
+    seconds = summary.seconds(phase)
+    if not seconds:
+        return _problem_cell(summary, phase) or "n/a"
+    text = f"{min(seconds):.2f} / {statistics.median(seconds):.2f} / {max(seconds):.2f}"
+    if len(seconds) < len(summary.rounds):
+        text += f" ({len(seconds)} of {len(summary.rounds)} rounds ok)"
+    return text
+
+
+def _rss_cells(summary: ToolRounds) -> tuple[str, str]:
     per_phase = []
-    for phase in ("initial", "unchanged", "changed", "restore"):
-        measured = result.phases.get(phase)
-        per_phase.append(_fmt(measured.peak_bytes / MiB, 0) if measured else "-")
-    peak = result.peak_bytes
+    for phase in MAIN_PHASES:
+        peak_phase = summary.phase_peak_bytes(phase)
+        per_phase.append(_fmt(peak_phase / MiB, 0) if peak_phase is not None else "-")
+    peak = summary.peak_bytes
     return (_fmt(peak / MiB) if peak else "n/a"), " / ".join(per_phase)
 
 
-def render_results_table(results: dict[str, ToolResult]) -> str:
-    """The main side-by-side table."""
+def render_results_table(results: dict[str, ToolRounds]) -> str:
+    """The main side-by-side table: median times, maximum sizes and memory."""
     header = (
         "| Tool | Initial backup (s) | Initial (MB/s) | Unchanged re-backup (s) "
         "| 5% re-backup (s) | Restore (s) | Restore (MB/s) | Repository (MiB) "
@@ -889,18 +1180,28 @@ def render_results_table(results: dict[str, ToolResult]) -> str:
         "| Restore verified |"
     )
     lines = [header, "|" + "---|" * 11]
-    for result in results.values():
-        peak, per_phase = _rss_cells(result)
-        repo = _fmt(result.repo_bytes / MiB) if result.repo_bytes else "n/a"
-        if result.failed == "init":
-            repo = "n/a"
+    for s in results.values():
+        peak, per_phase = _rss_cells(s)
+        repo = _fmt(s.repo_bytes / MiB) if s.repo_bytes else "n/a"
         lines.append(
-            f"| {result.tool} | {_cell(result, 'initial', 's')} "
-            f"| {_cell(result, 'initial', 'mbps')} "
-            f"| {_cell(result, 'unchanged', 's')} | {_cell(result, 'changed', 's')} "
-            f"| {_cell(result, 'restore', 's')} | {_cell(result, 'restore', 'mbps')} | {repo} "
-            f"| {peak} | {per_phase} | {result.restore_check} |"
+            f"| {s.tool} | {_cell(s, 'initial', 's')} "
+            f"| {_cell(s, 'initial', 'mbps')} "
+            f"| {_cell(s, 'unchanged', 's')} | {_cell(s, 'changed', 's')} "
+            f"| {_cell(s, 'restore', 's')} | {_cell(s, 'restore', 'mbps')} | {repo} "
+            f"| {peak} | {per_phase} | {s.restore_check} |"
         )
+    return "\n".join(lines)
+
+
+def render_spread(results: dict[str, ToolRounds]) -> str:
+    """min / median / max seconds per tool and phase over the rounds."""
+    lines = [
+        "| Tool | Initial backup | Unchanged re-backup | 5% re-backup | Restore |",
+        "|---|---|---|---|---|",
+    ]
+    for s in results.values():
+        cells = " | ".join(_spread_cell(s, phase) for phase in MAIN_PHASES)
+        lines.append(f"| {s.tool} | {cells} |")
     return "\n".join(lines)
 
 
@@ -920,40 +1221,44 @@ def render_targets(targets: list[Target]) -> str:
     return "\n".join(lines)
 
 
-def render_details(results: dict[str, ToolResult], versions: dict[str, str]) -> str:
+def render_details(results: dict[str, ToolRounds], versions: dict[str, str]) -> str:
     """Per-tool settings and secondary numbers that explain the main table."""
     lines = [
         "| Tool | Version | Settings | Snapshots | Repository apparent (MiB) "
         "| Local cache/state (MiB) | Init (s) |",
         "|---|---|---|---|---|---|---|",
     ]
-    for r in results.values():
-        apparent = _fmt(r.repo_apparent_bytes / MiB) if r.repo_apparent_bytes else "n/a"
-        state = _fmt(r.local_state_bytes / MiB) if r.local_state_bytes is not None else "n/a"
+    for s in results.values():
+        apparent = _fmt(s.repo_apparent_bytes / MiB) if s.repo_apparent_bytes else "n/a"
+        state = s.local_state_bytes
         lines.append(
-            f"| {r.tool} | {versions.get(r.tool, r.version)} | {r.settings or 'n/a'} "
-            f"| {r.snapshots if r.snapshots is not None else 'n/a'} | {apparent} | {state} "
-            f"| {_cell(r, 'init', 's')} |"
+            f"| {s.tool} | {versions.get(s.tool, s.version)} | {s.settings or 'n/a'} "
+            f"| {s.snapshots} | {apparent} | {_fmt(state / MiB) if state is not None else 'n/a'} "
+            f"| {_cell(s, 'init', 's')} |"
         )
     return "\n".join(lines)
 
 
-def render_failures(results: dict[str, ToolResult]) -> str:
-    """stderr tails of failed phases, so a failed run explains itself."""
+def render_failures(results: dict[str, ToolRounds]) -> str:
+    """stderr tails of failed phases (per round), so a failed run explains itself."""
     blocks = []
-    for r in results.values():
-        if r.failed is None and not r.restore_check.startswith("FAILED"):
-            continue
-        measured = r.phases.get(r.failed) if r.failed else None
-        if measured is not None:
-            blocks.append(
-                f"**{r.tool}** failed in phase *{PHASE_LABELS[measured.phase]}* "
-                f"(exit {measured.returncode}{', timeout' if measured.timed_out else ''}): "
-                f"`{shlex.join(measured.argv)}`\n\n"
-                f"```\n{measured.stderr_tail or '(no stderr)'}\n```"
-            )
-        else:
-            blocks.append(f"**{r.tool}** restore verification: {r.restore_check}")
+    for s in results.values():
+        for r in s.rounds:
+            if r.failed is None and not r.restore_check.startswith("FAILED"):
+                continue
+            measured = r.phases.get(r.failed) if r.failed else None
+            if measured is not None:
+                blocks.append(
+                    f"**{r.tool}**, round {r.round}, failed in phase "
+                    f"*{PHASE_LABELS[measured.phase]}* "
+                    f"(exit {measured.returncode}{', timeout' if measured.timed_out else ''}): "
+                    f"`{shlex.join(measured.argv)}`\n\n"
+                    f"```\n{measured.stderr_tail or '(no stderr)'}\n```"
+                )
+            else:
+                blocks.append(
+                    f"**{r.tool}**, round {r.round}, restore verification: {r.restore_check}"
+                )
     return "\n\n".join(blocks)
 
 
@@ -972,14 +1277,23 @@ def render_dataset(data: dict[str, Any]) -> str:
     lines.append(f"| **total** | {data['files']} | {data['bytes'] / MiB:.1f} |")
     mutation = data["mutation"]
     kinds = ", ".join(f"{n} {k}" for k, n in sorted(mutation["by_kind"].items()))
+    rounds = data["rounds"]
+    identical = len({r["sha256_after_mutation"] for r in rounds}) == 1
     lines.append("")
     lines.append(
         f"Scale {data['scale']:g}, seed {data['seed']}, at `{data['path']}`"
         f"{' (reused from an earlier run)' if data['reused'] else ''}. "
-        f"Before phase 3, {mutation['files_changed']} files ({kinds}) were changed "
-        f"({mutation['bytes_written'] / MiB:.2f} MiB written: in-place 4 KiB page rewrites in "
-        f"binaries, appended log lines, edited or appended small files); "
-        f"the tree is then {data['bytes_after_mutation'] / MiB:.1f} MiB."
+        f"Before the 5% re-backup of each round, {mutation['files_changed']} files ({kinds}) "
+        f"were changed ({mutation['bytes_written'] / MiB:.2f} MiB written: in-place 4 KiB page "
+        f"rewrites in binaries, appended log lines, edited or appended small files); "
+        f"the tree is then {data['bytes_after_mutation'] / MiB:.1f} MiB. "
+        "Each round starts from the pristine dataset (the files the previous round mutated "
+        "are regenerated, untimed) and applies the same mutation"
+        + (
+            f"; the mutated tree was byte-identical in all {len(rounds)} rounds (SHA-256)."
+            if identical and len(rounds) > 1
+            else "."
+        )
     )
     return "\n".join(lines)
 
@@ -1010,22 +1324,51 @@ def _load_warning(before: list[float], nproc: int) -> str:
     )
 
 
-def _rss_floor_mib(results: dict[str, ToolResult]) -> float:
-    floors = [p.rss_floor_kib for r in results.values() for p in r.phases.values()]
+def _round_warnings(warnings: list[str]) -> str:
+    return "".join(f"> **Warning:** {w}.\n\n" for w in warnings)
+
+
+def _rss_floor_mib(results: dict[str, ToolRounds]) -> float:
+    floors = [
+        p.rss_floor_kib for s in results.values() for r in s.rounds for p in r.phases.values()
+    ]
     return max(floors, default=0) / 1024
+
+
+def _rounds_line(report: dict[str, Any]) -> str:
+    n = report["rounds"]
+    per_round = " / ".join(f"{s / 60:.1f}" for s in report["round_seconds"])
+    return (
+        f"Rounds: **{n}** (each: fresh repositories, pristine dataset, every phase for every "
+        f"tool); the run took {report['run_seconds'] / 60:.1f} min"
+        + (f" (rounds: {per_round} min)" if n > 1 else "")
+    )
 
 
 def render_report(run: Report) -> str:
     """The full markdown report."""
     report, results = run.raw, run.results
+    n = report["rounds"]
     targets = [Target(**t) for t in report["targets"]]
+    median_note = (
+        f"Times are the **median of {n} rounds**"
+        + (" (for an even count, the mean of the two middle values)" if n % 2 == 0 else "")
+        + "; MB/s = dataset bytes (10^6) / median wall time. A phase that failed in any round "
+        "shows the failure instead of a median. Repository size and peak RSS are the "
+        f"**maximum over the {n} rounds**. "
+        if n > 1
+        else "Times are from a single round (`--rounds 1`): not enough for a ratio claim; "
+        "MB/s = dataset bytes (10^6) / wall time. "
+    )
     sections = [
         f"# Repository-engine benchmark: {', '.join(results)}",
-        f"Date: {report['date']}  \nCommand (from the repository root): `{report['command']}`",
+        f"Date: {report['date']}  \nCommand (from the repository root): `{report['command']}`  \n"
+        + _rounds_line(report),
         _load_warning(report["load_average"]["before"], report["machine"]["nproc"])
-        + "## Results\n\n"
+        + _round_warnings(report["warnings"])
+        + f"## Results ({'median of ' + str(n) + ' rounds' if n > 1 else 'one round'})\n\n"
         + render_results_table(results),
-        "MB/s = dataset bytes (10^6) / wall time; MiB = 2^20 bytes. The page cache is warm "
+        median_note + "MiB = 2^20 bytes. The page cache is warm "
         "and the same for every tool (" + report["page_cache"] + "). "
         "Repository size is `du` of the repository after the "
         "three backups (tool caches outside the repository are listed separately below). "
@@ -1033,13 +1376,28 @@ def render_report(run: Report) -> str:
         "sampled RSS sum of its process tree; tools are spawned from a small launcher whose own "
         f"{_rss_floor_mib(results):.0f} MiB is the floor of `ru_maxrss` (see bench/measure.py).",
     ]
+    if n > 1:
+        sections.append(
+            "## Spread over rounds (seconds: min / median / max)\n\n" + render_spread(results)
+        )
     if "amber" in results and "restic" in results:
-        sections.append("## Targets (Amber vs restic)\n\n" + render_targets(targets))
+        sections.append(
+            "## Targets (Amber vs restic)\n\n"
+            + render_targets(targets)
+            + "\n\nThroughput and time targets compare "
+            + (f"the medians of {n} rounds" if n > 1 else "single-round values")
+            + "; repository size and peak RSS compare the maxima over the rounds."
+        )
     else:
         sections.append(
             "## Targets (Amber vs restic)\n\nNot evaluated: needs both amber and restic in --tools."
         )
-    sections.append("## Tool details\n\n" + render_details(results, report["machine"]["versions"]))
+    sections.append(
+        "## Tool details\n\n"
+        + render_details(results, report["machine"]["versions"])
+        + "\n\nRepository apparent size and local cache/state: maximum over the rounds; "
+        "init: median."
+    )
     failures = render_failures(results)
     if failures:
         sections.append("## Failures\n\n" + failures)
@@ -1094,6 +1452,13 @@ def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, list[str]]:
         help="where the markdown and JSON results go (default bench/results)",
     )
     parser.add_argument(
+        "--rounds",
+        type=int,
+        default=DEFAULT_ROUNDS,
+        help="repetitions of the whole procedure; the report shows medians "
+        f"(default {DEFAULT_ROUNDS}; 1 for a smoke test)",
+    )
+    parser.add_argument(
         "--seed", type=int, default=ds.DEFAULT_SEED, help="dataset and mutation seed"
     )
     parser.add_argument(
@@ -1109,6 +1474,8 @@ def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, list[str]]:
         parser.error(f"--tools must be distinct names from {','.join(ALL_TOOLS)}")
     if args.scale <= 0:
         parser.error("--scale must be positive")
+    if args.rounds < 1:
+        parser.error("--rounds must be at least 1")
     return args, names
 
 
