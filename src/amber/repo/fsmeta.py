@@ -55,6 +55,9 @@ class NodeType(enum.StrEnum):
     SOCKET = "socket"
 
 
+_TYPES: dict[str, NodeType] = {t.value: t for t in NodeType}
+
+
 @dataclass(frozen=True, slots=True)
 class FileMeta:
     """Everything needed to recreate one directory entry except its contents.
@@ -303,27 +306,29 @@ def from_dict(d: Mapping[str, object]) -> FileMeta:
     more metadata can still be restored by this one.  A missing ``name`` or
     ``type`` is a corrupt record and raises ``ValueError``.
     """
-    if not isinstance(d, Mapping):
+    # Trees hold one record per file, so this runs for every file of every restore, ls and
+    # incremental backup: exact-type checks and a dict for the type keep it cheap.
+    if type(d) is not dict and not isinstance(d, Mapping):
         raise ValueError(f"file metadata must be a mapping, got {type(d).__name__}")
     missing = [key for key in _REQUIRED if key not in d]
     if missing:
         raise ValueError(f"file metadata is missing required key(s): {', '.join(missing)}")
-    name = _dec_text(d["name"], "name")
+    raw_name = d["name"]
+    name = raw_name if type(raw_name) is str else _dec_text(raw_name, "name")
     raw_type = d["type"]
-    try:
-        ntype = NodeType(raw_type if isinstance(raw_type, str) else "")
-    except ValueError:
-        raise ValueError(f"file metadata: unknown type {raw_type!r}") from None
+    ntype = _TYPES.get(raw_type) if isinstance(raw_type, str) else None
+    if ntype is None:
+        raise ValueError(f"file metadata: unknown type {raw_type!r}")
     ints: dict[str, int] = {}
     for key in _INT_FIELDS:
         value = d.get(key, 0)
-        if not isinstance(value, int) or isinstance(value, bool):
+        if type(value) is not int:
             raise ValueError(f"file metadata: {key!r} must be an integer, got {value!r}")
         ints[key] = value
     texts: dict[str, str | None] = {}
     for key in _TEXT_FIELDS:
         raw = d.get(key)
-        texts[key] = None if raw is None else _dec_text(raw, key)
+        texts[key] = raw if raw is None or type(raw) is str else _dec_text(raw, key)
     xattrs: list[tuple[str, bytes]] = []
     raw_xattrs = d.get("xattrs", [])
     if not isinstance(raw_xattrs, list):

@@ -32,8 +32,8 @@ MAX_READ = 32 * 1024 * 1024
 MAX_GAP = 1024 * 1024
 SPARSE_BLOCK = 64 * 1024
 
-#: pack number -> [(offset in pack, blob id, [(file number, offset in file)])]
-_Work = dict[int, list[tuple[int, bytes, list[tuple[int, int]]]]]
+#: pack number -> [(offset in pack, blob id, location, [(file number, offset in file)])]
+_Work = dict[int, list[tuple[int, bytes, memindex.Location, list[tuple[int, int]]]]]
 
 
 @dataclass
@@ -210,7 +210,7 @@ class Restorer:
             loc = self.repo.index.get(blob_id)
             if loc is None:
                 continue
-            by_pack[loc.pack].append((loc.offset, blob_id, targets))
+            by_pack[loc.pack].append((loc.offset, blob_id, loc, targets))
         return by_pack
 
     # -- data ----------------------------------------------------------------------------------
@@ -224,16 +224,17 @@ class Restorer:
             for f in futures:
                 f.result()
 
-    def _restore_pack(self, pack: int, items: list[tuple[int, bytes, list[tuple[int, int]]]],
+    def _restore_pack(self, pack: int,
+                      items: list[tuple[int, bytes, memindex.Location, list[tuple[int, int]]]],
                       paths: list[str]) -> None:
         name = self.repo.pack_name(self.repo.pack_ids[pack])
         start = 0
         while start < len(items):
             end = start + 1
-            first_loc = self._loc(items[start][1])
+            first_loc = items[start][2]
             span_end = first_loc.offset + first_loc.length
             while end < len(items):
-                loc = self._loc(items[end][1])
+                loc = items[end][2]
                 too_far = loc.offset - span_end > MAX_GAP
                 if too_far or loc.offset + loc.length - first_loc.offset > MAX_READ:
                     break
@@ -244,16 +245,10 @@ class Restorer:
                     name, first_loc.offset, span_end - first_loc.offset))
             except FileNotFoundError:
                 buf = memoryview(b"")
-            for _offset, blob_id, targets in items[start:end]:
-                loc = self._loc(blob_id)
+            for _offset, blob_id, loc, targets in items[start:end]:
                 rel = loc.offset - first_loc.offset
                 self._restore_blob(blob_id, loc, buf[rel : rel + loc.length], targets, paths)
             start = end
-
-    def _loc(self, blob_id: bytes) -> memindex.Location:
-        loc = self.repo.index.get(blob_id)
-        assert loc is not None
-        return loc
 
     def _restore_blob(self, blob_id: bytes, loc: memindex.Location, envelope: memoryview,
                       targets: list[tuple[int, int]], paths: list[str]) -> None:
