@@ -125,11 +125,25 @@ class Codec:
         The backup path copies the envelope straight into a pack, so reusing one buffer per
         thread saves an allocation (and the page faults) per chunk.
         """
-        body, compression = self._compress(plaintext)
+        body, compression = self.compress_body(plaintext)
         need = fmt.ENVELOPE_OVERHEAD + len(body)
         if len(self._scratch) < need:
             self._scratch = bytearray(max(need, 2 * len(self._scratch)))
         out = memoryview(self._scratch)[:need]
+        self.seal_into(out, body, compression, obj_type=obj_type, obj_id=obj_id)
+        return out
+
+    def compress_body(self, plaintext: bytes | memoryview) -> tuple[bytes | memoryview, int]:
+        """First half of sealing: the body to encrypt and its compression byte.
+
+        Split from ``seal_into`` so a caller can learn the envelope's size
+        (``ENVELOPE_OVERHEAD + len(body)``) and reserve room for it before encrypting.
+        """
+        return self._compress(plaintext)
+
+    def seal_into(self, out: memoryview, body: bytes | memoryview, compression: int, *,
+                  obj_type: fmt.ObjectType, obj_id: bytes = fmt.ZERO_ID) -> None:
+        """Second half: write the envelope of ``body`` into ``out`` (exactly its size)."""
         suite = self._sealer.suite
         nonce = os.urandom(fmt.NONCE_SIZE)
         out[0] = suite
@@ -138,7 +152,6 @@ class Codec:
         self._sealer._aeads[suite].encrypt_into(
             nonce, body, _aad(suite, compression, obj_type, obj_id),
             out[fmt.ENVELOPE_HEADER_SIZE :])
-        return out
 
     def open(
         self,

@@ -28,18 +28,25 @@ class _OpenPack:
     never by ``+=``, so filling a pack never reallocates or copies what is already in it.
     """
 
-    __slots__ = ("blob_type", "buffer", "entries", "size")
+    __slots__ = ("blob_type", "buffer", "entries", "pending", "size")
 
     def __init__(self, blob_type: fmt.ObjectType, buffer: bytearray) -> None:
         self.blob_type = blob_type
         self.buffer = buffer
         self.size = 0
+        #: Envelopes reserved in ``buffer`` but still being encrypted into it by a worker.
+        self.pending = 0
         self.entries: list[indexfile.PackEntry] = []
 
-    def append(self, data: bytes | bytearray | memoryview) -> None:
-        end = self.size + len(data)
+    def reserve(self, extra: int) -> None:
+        """Make room for ``extra`` more bytes (only while no envelope is pending)."""
+        end = self.size + extra
         if end > len(self.buffer):
             self.buffer.extend(bytes(max(end - len(self.buffer), len(self.buffer) // 2)))
+
+    def append(self, data: bytes | bytearray | memoryview) -> None:
+        self.reserve(len(data))
+        end = self.size + len(data)
         self.buffer[self.size : end] = data
         self.size = end
 
@@ -75,6 +82,8 @@ class BlobWriter:
         self._pack_size = pack_size
         self._supersedes = supersedes
         self._lock = threading.Lock()
+        #: Signalled when a pack's last pending envelope is written (same lock as ``_lock``).
+        self._written = threading.Condition(self._lock)
         self._spare: list[bytearray] = []
         self._open = {t: self._new_pack(t) for t in fmt.BLOB_TYPES}
         self._inflight: set[bytes] = set()
@@ -110,29 +119,52 @@ class BlobWriter:
         plaintext: bytes | memoryview,
         codec: crypto.Codec,
     ) -> bool:
-        """Store a blob unless it is known; return True when it was new."""
+        """Store a blob unless it is known; return True when it was new.
+
+        The envelope is encrypted straight into its place in the pack: the lock is held only to
+        reserve the room, so workers encrypt side by side and no envelope is copied.
+        """
         self._raise_pending()
         with self._lock:
             if blob_id in self._dedup or blob_id in self._inflight:
                 return False
             self._inflight.add(blob_id)
-        envelope = codec.seal_scratch(plaintext, obj_type=blob_type, obj_id=blob_id)
+        body, compression = codec.compress_body(plaintext)
+        need = fmt.ENVELOPE_OVERHEAD + len(body)
         full: _OpenPack | None = None
-        with self._lock:
+        with self._written:
             pack = self._open[blob_type]
-            if pack.size and pack.size + len(envelope) > self._pack_size:
-                # Close the pack before it would pass the target, so buffers never grow.
+            if pack.size and pack.size + need > self._pack_size:
+                # Close the pack before it would pass the target, so data buffers never grow.
                 full = pack
                 pack = self._open[blob_type] = self._new_pack(blob_type)
-            pack.entries.append(indexfile.PackEntry(blob_type, blob_id, pack.size,
-                                                    len(envelope), len(plaintext)))
-            pack.append(envelope)
+            if pack.size + need > len(pack.buffer):  # a small tree pack growing
+                while pack.pending:  # a buffer cannot be resized while views of it exist
+                    self._written.wait()
+                pack.reserve(need)
+            offset = pack.size
+            pack.size += need
+            pack.pending += 1
+            pack.entries.append(indexfile.PackEntry(blob_type, blob_id, offset, need,
+                                                    len(plaintext)))
             self.stats.blobs_new += 1
             self.stats.bytes_new_raw += len(plaintext)
-            self.stats.bytes_new_stored += len(envelope)
+            self.stats.bytes_new_stored += need
             if full is None and pack.size >= self._pack_size:
                 full = pack
                 self._open[blob_type] = self._new_pack(blob_type)
+        try:
+            with memoryview(pack.buffer) as whole:
+                codec.seal_into(whole[offset : offset + need], body, compression,
+                                obj_type=blob_type, obj_id=blob_id)
+        except BaseException as exc:
+            self._error = self._error or exc  # the pack now holds a hole: the backup must fail
+            raise
+        finally:
+            with self._written:
+                pack.pending -= 1
+                if not pack.pending:
+                    self._written.notify_all()
         if full is not None:
             self._put(full)
         return True
@@ -197,6 +229,9 @@ class BlobWriter:
                 self._error = exc
 
     def _upload(self, pack: _OpenPack, codec: crypto.Codec) -> None:
+        with self._written:
+            while pack.pending:  # workers still encrypting into this pack
+                self._written.wait()
         header = codec.seal(indexfile.encode_pack_header(pack.entries),
                             obj_type=fmt.ObjectType.PACK_HEADER)
         pack.append(header)
