@@ -1,0 +1,204 @@
+"""The HTTP transport: a threaded HTTP/1.1 server on loopback (stdlib ``http.server``).
+
+TLS and plain HTTP share one port: the first byte of a connection tells a TLS ClientHello
+(0x16) from an HTTP request line. Kubeconfigs name the ``https://`` URL (client-go sends bearer
+tokens only over TLS); tests and benchmarks may use plain HTTP with an ``Authorization`` header.
+
+One thread per connection, keep-alive, responses written in one ``send`` (header and body
+together, so Nagle's algorithm and delayed ACKs never add 40 ms to a request), and watch
+responses streamed with chunked transfer encoding. Threads rather than asyncio because every
+request is short CPU work under the store lock anyway and watches only wait on a condition
+variable; see docs/decisions/0010-sandbox-apiserver.md. ``stop`` shuts down every open connection
+so no thread outlives the server.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import select
+import socket
+import ssl
+import threading
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qsl, unquote, urlsplit
+
+from amber.sandbox.apiserver import handlers
+
+log = logging.getLogger(__name__)
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+    request_queue_size = 128
+
+    def __init__(self, address: tuple[str, int], app: handlers.Handler | None,
+                 tls: ssl.SSLContext | None) -> None:
+        super().__init__(address, _RequestHandler)
+        self.app = app
+        self.tls = tls
+        self.connections: set[socket.socket] = set()
+        self.threads: set[threading.Thread] = set()
+        self.guard = threading.Lock()
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        with self.guard:
+            self.connections.add(request)
+        thread = threading.Thread(target=self._serve_one, args=(request, client_address),
+                                  daemon=True, name="sandbox-apiserver-conn")
+        with self.guard:
+            self.threads.add(thread)
+        thread.start()
+
+    def _serve_one(self, request: Any, client_address: Any) -> None:
+        try:
+            if self.tls is not None and request.recv(1, socket.MSG_PEEK) == b"\x16":
+                with self.guard:
+                    self.connections.discard(request)
+                request = self.tls.wrap_socket(request, server_side=True)
+                with self.guard:
+                    self.connections.add(request)
+            self.finish_request(request, client_address)
+        except Exception:  # a broken connection must not take the server down
+            log.debug("sandbox apiserver: connection failed", exc_info=True)
+        finally:
+            self.shutdown_request(request)
+            with self.guard:
+                self.connections.discard(request)
+                self.threads.discard(threading.current_thread())
+
+    def close_connections(self) -> None:
+        with self.guard:
+            conns = list(self.connections)
+            threads = list(self.threads)
+        for conn in conns:
+            with contextlib.suppress(OSError):
+                conn.shutdown(socket.SHUT_RDWR)
+        for thread in threads:
+            thread.join(timeout=2)
+
+
+class _RequestHandler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server: _Server
+
+    def log_message(self, format: str, *args: Any) -> None:
+        log.debug("sandbox apiserver: " + format, *args)
+
+    def _client_gone(self) -> bool:
+        """Whether the client closed a connection that is streaming a watch (it sends nothing
+        else meanwhile, so anything readable, on TLS a close_notify, means it is gone)."""
+        try:
+            readable, _, _ = select.select([self.connection], [], [], 0)
+            if not readable:
+                return False
+            if isinstance(self.connection, ssl.SSLSocket):
+                return True
+            return bool(self.connection.recv(1, socket.MSG_PEEK) == b"")
+        except OSError:
+            return True
+
+    def _read_body(self) -> bytes:
+        if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
+            out = bytearray()
+            while True:
+                size = int(self.rfile.readline().split(b";")[0].strip() or b"0", 16)
+                if size == 0:
+                    self.rfile.readline()
+                    return bytes(out)
+                out += self.rfile.read(size)
+                self.rfile.readline()
+        length = int(self.headers.get("Content-Length") or 0)
+        return self.rfile.read(length) if length > 0 else b""
+
+    def _serve(self) -> None:
+        url = urlsplit(self.path)
+        query: dict[str, str] = {}
+        for key, value in parse_qsl(url.query, keep_blank_values=True):
+            query.setdefault(key, value)
+        headers: dict[str, list[str]] = {}
+        for key, value in self.headers.items():
+            headers.setdefault(key.lower(), []).append(value)
+        body = self._read_body()
+        app = self.server.app
+        assert app is not None
+        response = app.handle(handlers.Request(
+            method=self.command, path=unquote(url.path), query=query, headers=headers,
+            body=body, client_gone=self._client_gone))
+        try:
+            if response.stream is None:
+                self._send(response)
+            else:
+                self._send_stream(response)
+        except (BrokenPipeError, ConnectionResetError):
+            self.close_connection = True
+
+    def _head(self, code: int, content_type: str, extra: dict[str, str]) -> bytes:
+        try:
+            reason = HTTPStatus(code).phrase
+        except ValueError:
+            reason = ""
+        lines = [f"HTTP/1.1 {code} {reason}", f"Content-Type: {content_type}",
+                 "Cache-Control: no-cache, private"]
+        lines += [f"{k}: {v}" for k, v in extra.items()]
+        if self.close_connection:
+            lines.append("Connection: close")
+        return ("\r\n".join(lines) + "\r\n").encode("latin-1")
+
+    def _send(self, response: handlers.Response) -> None:
+        body = b"" if self.command == "HEAD" else response.body
+        head = self._head(response.status, response.content_type,
+                          {**response.headers, "Content-Length": str(len(response.body))})
+        self.wfile.write(head + b"\r\n" + body)
+
+    def _send_stream(self, response: handlers.Response) -> None:
+        assert response.stream is not None
+        head = self._head(response.status, response.content_type,
+                          {**response.headers, "Transfer-Encoding": "chunked"})
+        self.wfile.write(head + b"\r\n")
+        try:
+            for chunk in response.stream:
+                self.wfile.write(f"{len(chunk):x}\r\n".encode() + chunk + b"\r\n")
+            self.wfile.write(b"0\r\n\r\n")
+        finally:
+            close = getattr(response.stream, "close", None)
+            if close is not None:
+                close()
+
+    do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = _serve
+
+
+class HttpServer:
+    """The listening socket and its accept loop, on ``127.0.0.1`` and a free (or given) port."""
+
+    def __init__(self, app: handlers.Handler | None, *, host: str = "127.0.0.1",
+                 port: int = 0, tls: ssl.SSLContext | None = None) -> None:
+        self._server = _Server((host, port), app, tls)
+        self._thread = threading.Thread(target=self._server.serve_forever,
+                                        kwargs={"poll_interval": 0.1},
+                                        name="sandbox-apiserver", daemon=True)
+
+    @property
+    def port(self) -> int:
+        return int(self._server.server_address[1])
+
+    def set_app(self, app: handlers.Handler) -> None:
+        self._server.app = app
+
+    def set_tls(self, tls: ssl.SSLContext) -> None:
+        self._server.tls = tls
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        started = self._thread.is_alive()
+        if started:  # shutdown() would wait forever for a loop that never started
+            self._server.shutdown()
+        self._server.close_connections()
+        self._server.server_close()
+        if started:
+            self._thread.join(timeout=5)

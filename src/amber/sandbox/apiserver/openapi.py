@@ -1,0 +1,71 @@
+"""A minimal OpenAPI v3 (``/openapi/v3``): just enough for kubectl's server-side validation check.
+
+``kubectl apply/create/replace`` validate with ``--validate=strict`` by default. kubectl first
+asks the server's OpenAPI v3 whether the PATCH operation of the object's kind takes the
+``fieldValidation`` query parameter; if yes, it leaves validation to the server, otherwise it
+downloads the full schema to validate client-side and fails without one ("failed to download
+openapi"). So each served group/version gets a document whose item paths carry a PATCH operation
+tagged with ``x-kubernetes-group-version-kind`` and a ``fieldValidation`` parameter, and no
+schemas. Patch operations deliberately declare no request body, which makes kubectl compute
+apply patches from its compiled-in types rather than from (absent) OpenAPI schemas. Paths are
+listed with a content hash, so kubectl's cache notices new CRDs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any
+
+from amber.sandbox.apiserver import discovery, resources
+
+Obj = dict[str, Any]
+
+_QUERY = ("dryRun", "fieldManager", "fieldValidation", "force", "pretty")
+
+
+def _gv_path(group: str, version: str) -> str:
+    return f"apis/{group}/{version}" if group else f"api/{version}"
+
+
+def _params() -> list[Obj]:
+    return [{"name": n, "in": "query", "schema": {"type": "string" if n != "force" else
+                                                   "boolean"}, "uniqueItems": True}
+            for n in _QUERY]
+
+
+def group_version_doc(registry: resources.Registry, group: str, version: str) -> Obj | None:
+    paths: Obj = {}
+    for rt in registry.all():
+        if rt.group != group or rt.version != version or not rt.stored:
+            continue
+        base = "/" + _gv_path(group, version)
+        item = (f"{base}/namespaces/{{namespace}}/{rt.plural}/{{name}}" if rt.namespaced
+                else f"{base}/{rt.plural}/{{name}}")
+        gvk = {"group": group, "version": version, "kind": rt.kind}
+        paths[item] = {
+            "parameters": [{"name": "name", "in": "path", "required": True,
+                            "schema": {"type": "string"}}, *_params()],
+            "patch": {"operationId": f"patch{rt.kind}", "parameters": _params(),
+                      "responses": {"200": {"description": "OK"}},
+                      "x-kubernetes-action": "patch",
+                      "x-kubernetes-group-version-kind": gvk},
+        }
+    if not paths:
+        return None
+    return {"openapi": "3.0.0",
+            "info": {"title": "Kubernetes", "version": discovery.KUBERNETES_VERSION["gitVersion"]},
+            "paths": paths, "components": {"schemas": {}}}
+
+
+def root(registry: resources.Registry) -> Obj:
+    out: Obj = {}
+    for group, versions in registry.groups().items():
+        for version in versions:
+            doc = group_version_doc(registry, group, version)
+            if doc is None:
+                continue
+            digest = hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()[:32]
+            path = _gv_path(group, version)
+            out[path] = {"serverRelativeURL": f"/openapi/v3/{path}?hash={digest.upper()}"}
+    return {"paths": out}

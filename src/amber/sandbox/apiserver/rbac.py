@@ -1,0 +1,204 @@
+"""Authentication by bearer token and RBAC authorization over the stored RBAC objects.
+
+The authorizer reads Roles, ClusterRoles, RoleBindings and ClusterRoleBindings from the store on
+every decision (there is no cache to go stale), with the rule matching the RBAC documentation
+describes: ``*`` wildcards for verbs, API groups and resources, ``resource/subresource`` and
+``*/subresource`` forms, ``resourceNames`` (which never match a request without a name, such as
+list or create), non-resource URLs with a trailing ``*``, and subjects of kind User, Group and
+ServiceAccount. Members of ``system:masters`` are allowed everything without consulting RBAC, as
+on a real cluster. Access reviews (``handlers.py``) call the same ``authorize``.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from typing import Any
+
+from amber.sandbox.apiserver import store
+
+Obj = dict[str, Any]
+
+_RBAC = "rbac.authorization.k8s.io"
+MASTERS = "system:masters"
+AUTHENTICATED = "system:authenticated"
+
+
+@dataclass(frozen=True)
+class User:
+    name: str
+    groups: tuple[str, ...] = ()
+    uid: str = ""
+    extra: dict[str, list[str]] = field(default_factory=dict, compare=False, hash=False)
+
+    def with_authenticated(self) -> User:
+        groups = self.groups if AUTHENTICATED in self.groups else (*self.groups, AUTHENTICATED)
+        return User(self.name, groups, self.uid, self.extra)
+
+    def as_dict(self) -> Obj:
+        out: Obj = {"username": self.name, "groups": list(self.groups)}
+        if self.uid:
+            out["uid"] = self.uid
+        if self.extra:
+            out["extra"] = self.extra
+        return out
+
+
+def service_account_user(namespace: str, name: str, uid: str = "") -> User:
+    """The identity a ServiceAccount token carries."""
+    return User(f"system:serviceaccount:{namespace}:{name}",
+                ("system:serviceaccounts", f"system:serviceaccounts:{namespace}", AUTHENTICATED),
+                uid)
+
+
+class Tokens:
+    """Bearer token -> user. Fixed at start, plus tokens issued for ServiceAccounts."""
+
+    def __init__(self, table: dict[str, User]) -> None:
+        self._table = dict(table)
+        self._lock = threading.Lock()
+
+    def add(self, token: str, user: User) -> None:
+        with self._lock:
+            self._table[token] = user
+
+    def authenticate(self, authorization: str | None) -> User | None:
+        if not authorization:
+            return None
+        scheme, _, token = authorization.partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            return None
+        user = self._table.get(token.strip())
+        return user.with_authenticated() if user else None
+
+
+@dataclass(frozen=True)
+class Attributes:
+    """One request as RBAC sees it (the fields of a SubjectAccessReview)."""
+
+    user: User
+    verb: str
+    namespace: str = ""
+    group: str = ""
+    resource: str = ""
+    subresource: str = ""
+    name: str = ""
+    path: str = ""
+    resource_request: bool = True
+
+
+@dataclass(frozen=True)
+class Decision:
+    allowed: bool
+    reason: str = ""
+
+
+def _matches(values: list[str] | None, wanted: str) -> bool:
+    if not values:
+        return False
+    return "*" in values or wanted in values
+
+
+def rule_allows(rule: Obj, a: Attributes) -> bool:
+    if not _matches(rule.get("verbs"), a.verb):
+        return False
+    if not a.resource_request:
+        for url in rule.get("nonResourceURLs") or []:
+            if url in ("*", a.path) or (url.endswith("*") and a.path.startswith(url[:-1])):
+                return True
+        return False
+    if not _matches(rule.get("apiGroups"), a.group):
+        return False
+    combined = f"{a.resource}/{a.subresource}" if a.subresource else a.resource
+    resources_ok = False
+    for r in rule.get("resources") or []:
+        if r in ("*", combined) or (a.subresource and r == f"*/{a.subresource}"):
+            resources_ok = True
+            break
+    if not resources_ok:
+        return False
+    names = rule.get("resourceNames") or []
+    return not names or a.name in names
+
+
+def subject_matches(subject: Obj, user: User, binding_namespace: str) -> bool:
+    kind = subject.get("kind")
+    name = subject.get("name")
+    if kind == "User":
+        return bool(name == user.name)
+    if kind == "Group":
+        return name in user.groups
+    if kind == "ServiceAccount":
+        ns = subject.get("namespace") or binding_namespace
+        return user.name == f"system:serviceaccount:{ns}:{name}"
+    return False
+
+
+@dataclass(frozen=True)
+class Grant:
+    binding: str  # e.g. 'RoleBinding "x/ns"'
+    role: str
+    rules: list[Obj]
+    namespace: str  # "" for cluster-wide grants
+
+
+class Authorizer:
+    def __init__(self, objects: store.Store) -> None:
+        self.store = objects
+
+    def _role_rules(self, ref: Obj, namespace: str) -> tuple[str, list[Obj]]:
+        kind = ref.get("kind")
+        name = str(ref.get("name", ""))
+        if kind == "ClusterRole":
+            role = self.store.get(f"{_RBAC}/clusterroles", "", name)
+        elif kind == "Role" and namespace:
+            role = self.store.get(f"{_RBAC}/roles", namespace, name)
+        else:
+            role = None
+        return f'{kind} "{name}"', list((role.obj.get("rules") if role else None) or [])
+
+    def grants(self, user: User, namespace: str | None) -> list[Grant]:
+        """Every rule set bound to ``user`` that applies in ``namespace`` (cluster-wide ones
+        always; None means only cluster-wide)."""
+        out: list[Grant] = []
+        with self.store.lock:
+            for crb in self.store.scan(f"{_RBAC}/clusterrolebindings", ""):
+                if any(subject_matches(s, user, "") for s in crb.obj.get("subjects") or []):
+                    role, rules = self._role_rules(crb.obj.get("roleRef") or {}, "")
+                    out.append(Grant(f'ClusterRoleBinding "{crb.meta["name"]}"', role, rules, ""))
+            if namespace:
+                for rb in self.store.scan(f"{_RBAC}/rolebindings", namespace):
+                    if any(subject_matches(s, user, namespace)
+                           for s in rb.obj.get("subjects") or []):
+                        role, rules = self._role_rules(rb.obj.get("roleRef") or {}, namespace)
+                        out.append(Grant(f'RoleBinding "{rb.meta["name"]}/{namespace}"', role,
+                                         rules, namespace))
+        return out
+
+    def authorize(self, a: Attributes) -> Decision:
+        if MASTERS in a.user.groups:
+            return Decision(True, "")
+        for grant in self.grants(a.user, a.namespace if a.resource_request else None):
+            if any(rule_allows(r, a) for r in grant.rules):
+                return Decision(True, f"RBAC: allowed by {grant.binding} of {grant.role} to "
+                                      f"User \"{a.user.name}\"")
+        return Decision(False, "")
+
+    def rules_review(self, user: User, namespace: str) -> Obj:
+        """The status of a SelfSubjectRulesReview."""
+        resource_rules: list[Obj] = []
+        non_resource_rules: list[Obj] = []
+        if MASTERS in user.groups:
+            resource_rules.append({"verbs": ["*"], "apiGroups": ["*"], "resources": ["*"]})
+            non_resource_rules.append({"verbs": ["*"], "nonResourceURLs": ["*"]})
+        for grant in self.grants(user, namespace):
+            for r in grant.rules:
+                if r.get("nonResourceURLs"):
+                    non_resource_rules.append({"verbs": r.get("verbs", []),
+                                               "nonResourceURLs": r["nonResourceURLs"]})
+                else:
+                    rule: Obj = {k: r[k] for k in ("verbs", "apiGroups", "resources",
+                                                   "resourceNames") if k in r}
+                    resource_rules.append(rule)
+        return {"resourceRules": resource_rules, "nonResourceRules": non_resource_rules,
+                "incomplete": False}
