@@ -27,7 +27,7 @@ import pytest
 from amber.repo import archiver, locks, pruner, repository
 from amber.repo import format as fmt
 from amber.storage import local
-from conftest import TEST_KDF_N, Amber, Result, restored
+from amber_cli import TEST_KDF_N, Amber, Result, restored
 
 MiB = 1024 * 1024
 

@@ -17,7 +17,7 @@ import os
 import stat
 from pathlib import Path
 
-from conftest import Amber, restored, write_tree
+from amber_cli import Amber, restored, write_tree
 
 MiB = 1024 * 1024
 

@@ -25,7 +25,7 @@ import pytest
 from amber.repo import repository
 from amber.storage import local
 from amber.util.errors import ExitCode
-from conftest import TEST_KDF_N, Amber, Result, restored, write_tree
+from amber_cli import TEST_KDF_N, Amber, Result, restored, write_tree
 
 PASSPHRASE = "correct horse battery staple"  # what conftest's passphrase_file holds
 WRONG_PASSPHRASE = "Tr0ub4dor&3 not the one"

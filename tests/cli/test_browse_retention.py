@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import Amber, restored, write_tree
+from amber_cli import Amber, restored, write_tree
 
 MiB = 1024 * 1024
 BIN = Path(sys.executable).parent  # the venv's bin: holds the amber and kubectl-amber scripts

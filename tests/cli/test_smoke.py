@@ -5,7 +5,7 @@ from __future__ import annotations
 import filecmp
 from pathlib import Path
 
-from conftest import Amber, restored, write_tree
+from amber_cli import Amber, restored, write_tree
 
 
 def _same_tree(a: Path, b: Path) -> bool:

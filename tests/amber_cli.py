@@ -1,0 +1,68 @@
+"""Helpers for tests that run the real ``amber`` CLI (imported by name, unlike conftest.py,
+whose module name several test directories share)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+#: scrypt cost for tests: the minimum the CLI accepts, so a test run is not dominated by the KDF.
+TEST_KDF_N = 1024
+
+
+@dataclass
+class Result:
+    returncode: int
+    stdout: str
+    stderr: str
+
+    def json(self) -> Any:
+        return json.loads(self.stdout)
+
+
+@dataclass
+class Amber:
+    """Runs the CLI against one repository with a passphrase file in the environment."""
+
+    repo: Path
+    env: dict[str, str]
+
+    def __call__(self, *args: str, check: bool = True, timeout: float = 300,
+                 env: dict[str, str] | None = None) -> Result:
+        proc = subprocess.run(
+            [sys.executable, "-m", "amber.cli.main", "--repo", str(self.repo), *args],
+            check=False, capture_output=True, timeout=timeout, env={**self.env, **(env or {})},
+            # names need not be UTF-8: the CLI prints them as the bytes they are
+            encoding="utf-8", errors="surrogateescape",
+        )
+        result = Result(proc.returncode, proc.stdout, proc.stderr)
+        if check and proc.returncode != 0:
+            raise AssertionError(f"amber {' '.join(args)} exited {proc.returncode}:\n"
+                                 f"{proc.stderr}\n{proc.stdout}")
+        return result
+
+    def popen(self, *args: str, **kwargs: Any) -> subprocess.Popen[str]:
+        return subprocess.Popen(
+            [sys.executable, "-m", "amber.cli.main", "--repo", str(self.repo), *args],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, encoding="utf-8",
+            errors="surrogateescape", env=self.env, **kwargs)
+
+
+def write_tree(root: Path, files: dict[str, bytes]) -> None:
+    for rel, data in files.items():
+        path = root / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+
+
+def restored(target: Path, source: Path) -> Path:
+    """Where a restore into ``target`` puts ``source`` (absolute paths are recreated)."""
+    return target / str(source.resolve()).lstrip("/")
+
+
+MakeTree = Callable[[Path, dict[str, bytes]], None]
