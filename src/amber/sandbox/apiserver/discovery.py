@@ -28,6 +28,7 @@ _SUBRESOURCES: dict[str, tuple[str | None, str | None, str | None, tuple[str, ..
     "scale": ("autoscaling", "v1", "Scale", resources.GET_UPDATE),
     "log": ("", "v1", "Pod", ("get",)),
     "binding": ("", "v1", "Binding", ("create",)),
+    "exec": ("", "v1", "PodExecOptions", ("create", "get")),
     "finalize": ("", "v1", "Namespace", ("update",)),
     "token": ("authentication.k8s.io", "v1", "TokenRequest", ("create",)),
 }

@@ -1,6 +1,8 @@
 """From an HTTP request to a response: authentication, request info (verb, resource, namespace,
 name, subresource, as the real server's RequestInfo resolver reads paths), authorization, and
-dispatch to ``rest.py``, ``watch.py``, ``discovery.py`` and the reviews.
+dispatch to ``rest.py``, ``watch.py``, ``discovery.py`` and the reviews; ``pods/log`` and
+``pods/exec`` go to the node agent's sources (``logs.py``, ``exec.py``), exec as a WebSocket
+upgrade that ``httpserver.py`` hands over through ``Response.upgrade``.
 
 Transport-free: ``httpserver.py`` builds a ``Request`` and writes the ``Response``; tests of the
 protocol go through real HTTP anyway.
@@ -30,7 +32,9 @@ from amber.sandbox.apiserver import (
     store,
     tables,
     watch,
+    websocket,
 )
+from amber.sandbox.apiserver import exec as pod_exec
 
 Obj = dict[str, Any]
 log = logging.getLogger(__name__)
@@ -48,6 +52,9 @@ class Request:
     headers: dict[str, list[str]]
     body: bytes = b""
     client_gone: Callable[[], bool] = lambda: False
+    #: every value of each query parameter (``command`` of pods/exec repeats); ``query`` keeps
+    #: the first
+    query_all: dict[str, list[str]] = field(default_factory=dict)
 
     def header(self, name: str) -> str:
         values = self.headers.get(name.lower())
@@ -61,6 +68,9 @@ class Response:
     content_type: str = JSON
     stream: Iterator[bytes] | None = None
     headers: dict[str, str] = field(default_factory=dict)
+    #: With status 101: called with the connection once the answer's head is sent; it owns the
+    #: connection until it returns (WebSocket streams such as pods/exec).
+    upgrade: Callable[[websocket.Upgraded], None] | None = None
 
 
 def _json(status: int, doc: Any, content_type: str = JSON) -> Response:
@@ -124,13 +134,15 @@ def parse_path(parts: list[str]) -> Target | None:
 
 class Handler:
     def __init__(self, *, api: rest.Rest, tokens: rbac.Tokens, authorizer: rbac.Authorizer,
-                 log_source: Callable[[], logs.LogSource], address: str) -> None:
+                 log_source: Callable[[], logs.LogSource], address: str,
+                 exec_source: Callable[[], pod_exec.ExecSource | None] = lambda: None) -> None:
         self.api = api
         self.registry = api.registry
         self.store = api.store
         self.tokens = tokens
         self.authorizer = authorizer
         self.log_source = log_source
+        self.exec_source = exec_source
         self.address = address
 
     def handle(self, req: Request) -> Response:
@@ -261,6 +273,9 @@ class Handler:
                     "DELETE": "deletecollection"}.get(method)
         elif t.subresource in ("log",):
             verb = "get" if method == "GET" else None
+        elif t.subresource == "exec":
+            # a WebSocket upgrade is a GET, SPDY a POST: RBAC sees "get" and "create"
+            verb = {"GET": "get", "POST": "create"}.get(method)
         elif t.subresource in ("binding", "token"):
             verb = "create" if method == "POST" else None
         else:
@@ -310,6 +325,8 @@ class Handler:
             return self._list_response(req, rt, deleted, rv=self.store.resource_version)
         if t.subresource == "log":
             return self._log(req, rt, namespace, t.name)
+        if t.subresource == "exec":
+            return self._exec(req, user, rt, namespace, t.name)
         if t.subresource == "binding":
             self.api.bind(rt, namespace, t.name, _body(req))
             return _json(201, _status_success(code=201))
@@ -452,16 +469,88 @@ class Handler:
         elif container not in containers and container not in [
                 c.get("name") for c in (pod.get("spec") or {}).get("initContainers") or []]:
             raise errors.bad_request(f"container {container} is not valid for pod {name}")
-        data = self.log_source().read(namespace=namespace, pod=name, container=container,
-                                      previous=req.query.get("previous") in ("1", "true"))
-        if data is None:
-            raise errors.ApiError(404, "NotFound",
+        previous = req.query.get("previous") in ("1", "true")
+        tail_lines = _int_param(req.query, "tailLines")
+        limit_bytes = _int_param(req.query, "limitBytes")
+        not_yet = errors.ApiError(404, "NotFound",
                                   f'the log of container "{container}" in pod "{name}" is not '
                                   "available yet",
                                   {"name": name, "kind": "pods"})
-        data = logs.select(data, tail_lines=_int_param(req.query, "tailLines"),
-                           limit_bytes=_int_param(req.query, "limitBytes"))
+        source = self.log_source()
+        if req.query.get("follow") in ("1", "true", "True") and \
+                isinstance(source, logs.FollowSource):
+            chunks = source.follow(namespace=namespace, pod=name, container=container,
+                                   previous=previous, tail_lines=tail_lines,
+                                   client_gone=req.client_gone)
+            if chunks is None:
+                raise not_yet
+            return Response(200, content_type="text/plain",
+                            stream=_limited(chunks, limit_bytes))
+        data = source.read(namespace=namespace, pod=name, container=container,
+                           previous=previous)
+        if data is None:
+            raise not_yet
+        data = logs.select(data, tail_lines=tail_lines, limit_bytes=limit_bytes)
         return Response(200, data, "text/plain")
+
+    def _exec(self, req: Request, user: rbac.User, rt: resources.ResourceType,
+              namespace: str, name: str) -> Response:
+        """Start the command through the node agent's ExecSource and hand the upgraded
+        connection to the session (see exec.py)."""
+        if req.method == "GET":
+            # Kubernetes 1.35 (AuthorizePodWebsocketUpgradeCreatePermission, on by default):
+            # the WebSocket upgrade, a GET, also needs "create", as SPDY's POST always did.
+            self._authorize(rbac.Attributes(user=user, verb="create", namespace=namespace,
+                                            resource="pods", subresource="exec", name=name))
+        options = pod_exec.Options.parse(req.query_all)
+        pod = self.api.get(rt, namespace, name).obj
+        spec = pod.get("spec") or {}
+        names = [str(c.get("name")) for c in spec.get("containers") or []]
+        container = options.container
+        if not container:
+            container = names[0] if names else ""
+            options = pod_exec.Options(options.command, container, options.stdin,
+                                       options.stdout, options.stderr, options.tty)
+        elif container not in names + [str(c.get("name"))
+                                       for c in spec.get("initContainers") or []]:
+            raise errors.bad_request(f"container {container} is not valid for pod {name}")
+        if not options.command:
+            raise errors.bad_request("you must specify at least 1 command")
+        if not (options.stdin or options.stdout or options.stderr):
+            raise errors.bad_request("you must specify at least 1 of stdin, stdout, stderr")
+        phase = (pod.get("status") or {}).get("phase")
+        if phase in ("Succeeded", "Failed"):
+            raise errors.bad_request(f"cannot exec into a container in a completed pod; "
+                                     f"current phase is {phase}")
+        # validation first, so a SPDY fallback (kubectl) shows the real error
+        if not websocket.wants_upgrade(req.header("connection"), req.header("upgrade")):
+            if req.header("upgrade"):
+                raise errors.bad_request(
+                    f"unsupported upgrade protocol {req.header('upgrade')!r}: the sandbox "
+                    "serves pods/exec over WebSocket (v5.channel.k8s.io, v4.channel.k8s.io) "
+                    "only, not SPDY")
+            raise errors.bad_request("Upgrade request required")
+        protocol = websocket.choose_protocol(req.headers.get("sec-websocket-protocol", []),
+                                             pod_exec.PROTOCOLS)
+        if protocol is None:
+            raise errors.bad_request("none of the offered WebSocket subprotocols is supported; "
+                                     f"use one of {', '.join(pod_exec.PROTOCOLS)}")
+        key = req.header("sec-websocket-key")
+        if not key:
+            raise errors.bad_request("Sec-WebSocket-Key is missing")
+        source = self.exec_source()
+        if source is None:
+            raise errors.bad_request(f"no node agent serves exec for pod {name}")
+        try:
+            session = pod_exec.Session(source, namespace=namespace, pod=name, options=options)
+        except LookupError as e:
+            raise errors.ApiError(404, "NotFound", f"unable to upgrade connection: {e}") from None
+        except (RuntimeError, OSError) as e:
+            raise errors.bad_request(f"unable to upgrade connection: {e}") from None
+        return Response(101, headers={"Upgrade": "websocket", "Connection": "Upgrade",
+                                      "Sec-WebSocket-Accept": websocket.accept_key(key),
+                                      "Sec-WebSocket-Protocol": protocol},
+                        upgrade=lambda upgraded: session.serve(upgraded, protocol))
 
     def _token(self, req: Request, rt: resources.ResourceType, namespace: str,
                name: str) -> Response:
@@ -481,6 +570,24 @@ class Handler:
                   "status": {"token": token, "expirationTimestamp":
                              rest.timestamp(time.time() + seconds)}}
         return _json(201, answer)
+
+
+def _limited(chunks: Iterator[bytes], limit: int | None) -> Iterator[bytes]:
+    """``limitBytes`` over a followed log: stop once that much was sent."""
+    try:
+        left = limit
+        for data in chunks:
+            chunk = data if left is None else data[:left]
+            if left is not None:
+                left -= len(chunk)
+            if chunk:
+                yield chunk
+            if left is not None and left <= 0:
+                return
+    finally:
+        close = getattr(chunks, "close", None)
+        if close is not None:
+            close()
 
 
 def _body(req: Request, rt: resources.ResourceType | None = None) -> Any:

@@ -25,7 +25,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
-from amber.sandbox.apiserver import handlers
+from amber.sandbox.apiserver import handlers, websocket
 
 log = logging.getLogger(__name__)
 
@@ -117,8 +117,10 @@ class _RequestHandler(BaseHTTPRequestHandler):
     def _serve(self) -> None:
         url = urlsplit(self.path)
         query: dict[str, str] = {}
+        query_all: dict[str, list[str]] = {}
         for key, value in parse_qsl(url.query, keep_blank_values=True):
             query.setdefault(key, value)
+            query_all.setdefault(key, []).append(value)
         headers: dict[str, list[str]] = {}
         for key, value in self.headers.items():
             headers.setdefault(key.lower(), []).append(value)
@@ -127,7 +129,10 @@ class _RequestHandler(BaseHTTPRequestHandler):
         assert app is not None
         response = app.handle(handlers.Request(
             method=self.command, path=unquote(url.path), query=query, headers=headers,
-            body=body, client_gone=self._client_gone))
+            body=body, client_gone=self._client_gone, query_all=query_all))
+        if response.upgrade is not None:
+            self._upgrade(response)
+            return
         try:
             if response.stream is None:
                 self._send(response)
@@ -153,6 +158,36 @@ class _RequestHandler(BaseHTTPRequestHandler):
         head = self._head(response.status, response.content_type,
                           {**response.headers, "Content-Length": str(len(response.body))})
         self.wfile.write(head + b"\r\n" + body)
+
+    def _upgrade(self, response: handlers.Response) -> None:
+        """``101 Switching Protocols``, then the connection belongs to ``response.upgrade``
+        (which is called even if the head cannot be sent: it owns what the handler started)."""
+        assert response.upgrade is not None
+        self.close_connection = True
+        lines = ["HTTP/1.1 101 Switching Protocols",
+                 *(f"{k}: {v}" for k, v in response.headers.items())]
+        with contextlib.suppress(OSError):
+            self.wfile.write(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1"))
+        conn = self.connection
+
+        def shutdown() -> None:
+            with contextlib.suppress(OSError):
+                conn.shutdown(socket.SHUT_RDWR)
+
+        response.upgrade(websocket.Upgraded(sock=conn, initial=self._buffered(),
+                                            shutdown=shutdown))
+
+    def _buffered(self) -> bytes:
+        """What ``rfile`` read past the request (without waiting for more): the upgraded
+        protocol reads the socket itself from now on."""
+        timeout = self.connection.gettimeout()
+        self.connection.settimeout(0)
+        try:
+            return self.rfile.read1(64 * 1024) or b""
+        except (OSError, ValueError):  # nothing buffered: the raw read would block
+            return b""
+        finally:
+            self.connection.settimeout(timeout)
 
     def _send_stream(self, response: handlers.Response) -> None:
         assert response.stream is not None

@@ -56,7 +56,7 @@ class ResourceType:
     namespaced: bool
     short_names: tuple[str, ...] = ()
     categories: tuple[str, ...] = ()
-    #: Subresources served: status, scale, log, binding, finalize, token.
+    #: Subresources served: status, scale, log, binding, exec, finalize, token.
     subresources: frozenset[str] = frozenset()
     verbs: tuple[str, ...] = CRUD
     name_rule: NameRule = "subdomain"
@@ -126,7 +126,7 @@ BUILTIN: tuple[ResourceType, ...] = (
                  returns_deleted_object=True, field_labels=("status.phase",),
                  columns=(_col("Status", ".status.phase"), _AGE)),
     ResourceType("", "v1", "pods", "Pod", True, ("po",), ("all",),
-                 frozenset({"status", "log", "binding"}), returns_deleted_object=True,
+                 frozenset({"status", "log", "binding", "exec"}), returns_deleted_object=True,
                  field_labels=_POD_FIELDS,
                  columns=(_col("Ready", "@pod-ready"), _col("Status", "@pod-status"),
                           _col("Restarts", "@pod-restarts", "string"), _AGE,

@@ -39,6 +39,7 @@ from amber.sandbox.apiserver import (
     services,
     store,
 )
+from amber.sandbox.apiserver import exec as pod_exec
 
 User = rbac.User
 Obj = dict[str, Any]
@@ -67,6 +68,7 @@ class Cluster:
         self.authorizer = rbac.Authorizer(self.store)
         self.logs = logs.MemoryLogs()
         self._log_source: logs.LogSource = self.logs
+        self._exec_source: pod_exec.ExecSource | None = None
         self._dir = Path(tempfile.mkdtemp(prefix="amber-sandbox-"))
         self._stopped = False
         bundle = certs.generate(service_ip=self.allocator.first_ip)
@@ -83,7 +85,8 @@ class Cluster:
         self.http_url = f"http://127.0.0.1:{self._http.port}"
         self._http.set_app(handlers.Handler(
             api=self.api, tokens=self.tokens, authorizer=self.authorizer,
-            log_source=lambda: self._log_source, address=f"127.0.0.1:{self._http.port}"))
+            log_source=lambda: self._log_source, exec_source=lambda: self._exec_source,
+            address=f"127.0.0.1:{self._http.port}"))
 
     @classmethod
     def start(cls, *, token_table: Mapping[str, User] | None = None, port: int = 0,
@@ -133,9 +136,15 @@ class Cluster:
         """A client context that trusts the sandbox CA (for ``self.url``)."""
         return ssl.create_default_context(cadata=self.ca_pem.decode())
 
-    def set_log_source(self, source: logs.LogSource) -> None:
-        """Serve ``pods/log`` from ``source`` (the node agent's) instead of ``self.logs``."""
-        self._log_source = source
+    def set_log_source(self, source: logs.LogSource | None) -> None:
+        """Serve ``pods/log`` from ``source`` (the node agent's) instead of ``self.logs``;
+        None goes back to ``self.logs``."""
+        self._log_source = self.logs if source is None else source
+
+    def set_exec_source(self, source: pod_exec.ExecSource | None) -> None:
+        """Serve ``pods/exec`` by starting commands through ``source`` (the node agent's
+        runtime, in this process); None (the default) answers exec requests with an error."""
+        self._exec_source = source
 
     def wait_idle(self, timeout: float = 5.0) -> bool:
         """Wait until the in-server controllers (GC, namespaces) have caught up."""
