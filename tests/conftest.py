@@ -7,6 +7,7 @@ signal handling are the real ones. The runner itself lives in ``amber_cli.py``.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -35,3 +36,19 @@ def repo(amber: Amber) -> Amber:
     """A CLI runner bound to a freshly initialised repository."""
     amber("repo", "init", "--kdf-n", str(TEST_KDF_N))
     return amber
+
+
+@pytest.fixture(scope="session")
+def cluster_kubeconfig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """The one cluster integration tests use: a real one when ``AMBER_TEST_KUBECONFIG`` names an
+    admin kubeconfig, else the whole sandbox (API server, controllers, node agent) for the
+    session. Tests get only a kubeconfig, so they cannot depend on sandbox internals."""
+    real = os.environ.get("AMBER_TEST_KUBECONFIG")
+    if real:
+        yield Path(real)
+        return
+    from amber.sandbox import sandbox
+
+    with sandbox.Sandbox(root_dir=tmp_path_factory.mktemp("sandbox")) as box:
+        yield box.kubeconfig_path()
+

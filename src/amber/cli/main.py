@@ -10,7 +10,7 @@ import sys
 import click
 
 from amber import __version__
-from amber.cli import context, demo_cmd, repo_cmds, snapshot_cmds
+from amber.cli import context, demo_cmd, repo_cmds, sandbox_cmd, snapshot_cmds
 from amber.util import errors
 
 
@@ -35,6 +35,7 @@ def cli(ctx: click.Context, repo: str | None, output: str, quiet: bool) -> None:
 cli.add_command(repo_cmds.repo)
 cli.add_command(snapshot_cmds.snapshot)
 cli.add_command(demo_cmd.demo)
+cli.add_command(sandbox_cmd.sandbox)
 
 
 def main(argv: list[str] | None = None) -> None:
