@@ -54,10 +54,37 @@ spec:
 """
 
 
-def _launchers() -> list[str]:
-    out = subprocess.run(["pgrep", "-f", "amber/sandbox/runtime/launcher"], capture_output=True,
-                         text=True)
-    return out.stdout.split()
+def _launchers_of(root: int) -> set[int]:
+    """PIDs of container launchers descending from ``root`` (other sandboxes may run beside
+    this test in the same session, so the whole machine's launchers are not ours to count)."""
+    parents: dict[int, int] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    parents[int(entry)] = int(f.read().rsplit(")", 1)[1].split()[1])
+            except (OSError, ValueError, IndexError):
+                continue
+    found = set()
+    for pid in parents:
+        ancestor = pid
+        while ancestor > 1 and ancestor != root:
+            ancestor = parents.get(ancestor, 0)
+        if ancestor == root and b"sandbox/runtime/launcher" in _cmdline(pid):
+            found.add(pid)
+    return found
+
+
+def _cmdline(pid: int) -> bytes:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return f.read()
+    except OSError:
+        return b""
+
+
+def _alive(pids: set[int]) -> set[int]:
+    return {p for p in pids if b"sandbox/runtime/launcher" in _cmdline(p)}
 
 
 @pytest.fixture
@@ -112,11 +139,12 @@ def test_sandbox_up_runs_jobs_and_deployments(sandbox_up: tuple[subprocess.Popen
     assert sorted(p["status"]["phase"] for p in pods["items"]) == ["Running"] * 3
     assert len({p["status"]["podIP"] for p in pods["items"]}) == 3
 
-    assert len(_launchers()) >= 3, "the web pods run as launcher processes"
+    ours = _launchers_of(proc.pid)
+    assert len(ours) >= 3, "the web pods run as launcher processes of the sandbox"
     proc.send_signal(signal.SIGINT)
     assert proc.wait(timeout=60) == 0
     assert not kubeconfig.exists(), "the kubeconfig of a stopped sandbox must not linger"
     deadline = time.monotonic() + 10
-    while _launchers() and time.monotonic() < deadline:
+    while _alive(ours) and time.monotonic() < deadline:
         time.sleep(0.2)
-    assert _launchers() == [], "stopping the sandbox must stop its pods"
+    assert _alive(ours) == set(), "stopping the sandbox must stop its pods"
