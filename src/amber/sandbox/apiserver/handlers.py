@@ -233,6 +233,11 @@ class Handler:
                 return _json(200, discovery.aggregated(self.registry, core=False),
                              discovery.AGGREGATED_V2)
             return _json(200, discovery.api_group_list(self.registry))
+        if path == "/openapi/v2":
+            accept = req.header("accept")
+            if openapi.V2_PROTOBUF in accept or openapi.V2_PROTOBUF_RESPONSE in accept:
+                return Response(200, openapi.v2_protobuf(), openapi.V2_PROTOBUF_RESPONSE)
+            return _json(200, openapi.v2_json())
         if path == "/openapi/v3":
             return _json(200, openapi.root(self.registry))
         if path.startswith("/openapi/v3/"):

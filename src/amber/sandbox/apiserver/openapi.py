@@ -69,3 +69,36 @@ def root(registry: resources.Registry) -> Obj:
             path = _gv_path(group, version)
             out[path] = {"serverRelativeURL": f"/openapi/v3/{path}?hash={digest.upper()}"}
     return {"paths": out}
+
+
+# -- OpenAPI v2 ---------------------------------------------------------------------------------
+#
+# kubectl falls back to /openapi/v2 when a kind is missing from the v3 documents (a custom
+# resource whose CRD is created by the same `kubectl apply`). Without a v2 document it stops the
+# whole apply with a validation error; a real server has one, where the unknown kind simply has no
+# schema, so kubectl goes on and reports "resource mapping not found" for that object alone. An
+# empty but valid document (no paths, no definitions) gives kubectl exactly that answer.
+
+#: What clients ask for (``Accept``), and what a real server answers with: the '@' of the former
+#: is not valid in a media type, so the response uses a dot.
+V2_PROTOBUF = "application/com.github.proto-openapi.spec.v2@v1.0+protobuf"
+V2_PROTOBUF_RESPONSE = "application/com.github.proto-openapi.spec.v2.v1.0+protobuf"
+
+
+def v2_json() -> Obj:
+    return {"swagger": "2.0", "info": {"title": "Kubernetes", "version": "v1.32.0"},
+            "paths": {}, "definitions": {}}
+
+
+def _field(number: int, payload: bytes) -> bytes:
+    """One length-delimited protobuf field (wire type 2); lengths here stay below 128."""
+    assert len(payload) < 128
+    return bytes(((number << 3) | 2, len(payload))) + payload
+
+
+def v2_protobuf() -> bytes:
+    """The same empty document in gnostic's openapi_v2.Document protobuf encoding: swagger (1),
+    info (2: title 1, version 2), paths (8), definitions (9)."""
+    info = _field(1, b"Kubernetes") + _field(2, b"v1.32.0")
+    return _field(1, b"2.0") + _field(2, info) + _field(8, b"") + _field(9, b"")
+
