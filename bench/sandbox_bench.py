@@ -1,5 +1,7 @@
-"""Speed of the sandbox API server, so that it never hides Amber's own (issue 3's targets:
-list 10,000 objects in one request in under 1 s; create at least 1,000 objects per second).
+"""Speed of the sandbox API server, so that it never hides Amber's own.
+
+Issue 3's targets: list 10,000 objects in one request in under 1 s; create at least 1,000
+objects per second.
 
 Not a test: it prints numbers. The server runs in its own process (as for kubectl or Amber), the
 client here keeps its connections alive. Run from the repository root:
@@ -64,7 +66,7 @@ def create_many(url: str, token: str, ca: bytes | None, ns: str, indexes: list[i
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--objects", type=int, default=10_000)
     parser.add_argument("--clients", default="1,4", help="client thread counts to try")
     parser.add_argument("--tls", action="store_true", help="use https:// (as kubectl does)")
