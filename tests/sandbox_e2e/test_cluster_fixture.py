@@ -23,3 +23,17 @@ def test_cluster_answers_as_a_cluster(cluster_kubeconfig: Path, tmp_path: Path) 
     can = subprocess.run(["kubectl", "auth", "can-i", "create", "deployments"],
                          capture_output=True, text=True, env=env)
     assert can.stdout.strip() == "yes"
+
+
+def test_sandbox_library_seeds_objects(tmp_path: Path) -> None:
+    from amber.sandbox import sandbox
+
+    with sandbox.Sandbox(root_dir=tmp_path / "box", run_pods=False) as box:
+        stored = box.seed([{"apiVersion": "v1", "kind": "ConfigMap",
+                            "metadata": {"name": "seeded", "namespace": "default"},
+                            "data": {"k": "v"}}])
+        assert stored[0]["metadata"]["uid"]
+        env = {**os.environ, "KUBECONFIG": str(box.kubeconfig_path()), "HOME": str(tmp_path)}
+        out = subprocess.run(["kubectl", "get", "configmap", "seeded", "-o", "json"],
+                             capture_output=True, text=True, env=env, check=True).stdout
+        assert json.loads(out)["data"] == {"k": "v"}

@@ -11,8 +11,10 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+from collections.abc import Iterable
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 
 from amber.sandbox.agent import NodeAgent
 from amber.sandbox.apiserver import server
@@ -58,6 +60,12 @@ class Sandbox:
         """A kubeconfig for ``user`` (the admin by default), valid while the sandbox runs."""
         assert self.cluster is not None, "the sandbox is not running"
         return self.cluster.kubeconfig_path(user)
+
+    def seed(self, objects: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Create objects as the admin would (namespaced ones in their metadata.namespace);
+        returns what the server stored."""
+        assert self.cluster is not None, "the sandbox is not running"
+        return self.cluster.seed(objects)
 
     def stop(self) -> None:
         """Stop the agent (and its pods), then the controllers, then the server."""
