@@ -568,12 +568,13 @@ class Handler:
         spec["expirationSeconds"] = seconds
         spec.setdefault("audiences", [])
         token = "sandbox-sa-" + secrets.token_urlsafe(32)
-        self.tokens.add(token, rbac.service_account_user(namespace, name, sa.uid))
+        expires_at = time.time() + seconds
+        self.tokens.add(token, rbac.service_account_user(namespace, name, sa.uid),
+                        expires_at=expires_at)
         answer = {"kind": "TokenRequest", "apiVersion": "authentication.k8s.io/v1",
                   "metadata": {"name": name, "namespace": namespace, "creationTimestamp": None},
                   "spec": spec,
-                  "status": {"token": token, "expirationTimestamp":
-                             rest.timestamp(time.time() + seconds)}}
+                  "status": {"token": token, "expirationTimestamp": rest.timestamp(expires_at)}}
         return _json(201, answer)
 
 

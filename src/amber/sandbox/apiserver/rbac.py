@@ -7,21 +7,42 @@ describes: ``*`` wildcards for verbs, API groups and resources, ``resource/subre
 list or create), non-resource URLs with a trailing ``*``, and subjects of kind User, Group and
 ServiceAccount. Members of ``system:masters`` are allowed everything without consulting RBAC, as
 on a real cluster. Access reviews (``handlers.py``) call the same ``authorize``.
+
+Tokens issued by the TokenRequest API are bound to their ServiceAccount's uid, as a real
+server's are: once that ServiceAccount is deleted (or re-created, so with a new uid) the token is
+401 Unauthorized. ``Tokens`` has no store, so the check is made by the ``Authorizer`` (which every
+request passes before anything else) and answers 401, not 403. A token's expiry, when given to
+``Tokens.add``, is checked by ``Tokens.authenticate``.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import threading
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from amber.sandbox.apiserver import store
+from amber.sandbox.apiserver import errors, store
 
 Obj = dict[str, Any]
 
 _RBAC = "rbac.authorization.k8s.io"
 MASTERS = "system:masters"
 AUTHENTICATED = "system:authenticated"
+_SA_PREFIX = "system:serviceaccount:"
+_SERVICE_ACCOUNTS = "/serviceaccounts"  # the store key of core/v1 serviceaccounts
+
+
+@dataclass(frozen=True)
+class TokenBinding:
+    """The ServiceAccount a bound token was issued for; the token is valid only while a
+    ServiceAccount of that namespace, name and uid exists."""
+
+    namespace: str
+    name: str
+    uid: str
 
 
 @dataclass(frozen=True)
@@ -30,10 +51,12 @@ class User:
     groups: tuple[str, ...] = ()
     uid: str = ""
     extra: dict[str, list[str]] = field(default_factory=dict, compare=False, hash=False)
+    #: Set on the users of ServiceAccount tokens (by ``Tokens.add``), checked by the Authorizer.
+    binding: TokenBinding | None = field(default=None, compare=False, hash=False, repr=False)
 
     def with_authenticated(self) -> User:
         groups = self.groups if AUTHENTICATED in self.groups else (*self.groups, AUTHENTICATED)
-        return User(self.name, groups, self.uid, self.extra)
+        return dataclasses.replace(self, groups=groups)
 
     def as_dict(self) -> Obj:
         out: Obj = {"username": self.name, "groups": list(self.groups)}
@@ -51,24 +74,53 @@ def service_account_user(namespace: str, name: str, uid: str = "") -> User:
                 uid)
 
 
-class Tokens:
-    """Bearer token -> user. Fixed at start, plus tokens issued for ServiceAccounts."""
+def _binding(user: User) -> TokenBinding | None:
+    """What a token for ``user`` is bound to: the ServiceAccount, when the user is one with a
+    uid (the identity ``service_account_user`` gives a TokenRequest's token)."""
+    if not user.uid or not user.name.startswith(_SA_PREFIX):
+        return None
+    namespace, sep, name = user.name[len(_SA_PREFIX):].partition(":")
+    return TokenBinding(namespace, name, user.uid) if sep and namespace and name else None
 
-    def __init__(self, table: dict[str, User]) -> None:
+
+class Tokens:
+    """Bearer token -> user. Fixed at start (never bound, never expiring, like a static token
+    file), plus tokens added later: those of ServiceAccount users with a uid are bound to that
+    ServiceAccount, and any may expire (``expires_at``, a ``time.time()``)."""
+
+    def __init__(self, table: dict[str, User], *,
+                 clock: Callable[[], float] = time.time) -> None:
         self._table = dict(table)
+        self._expiry: dict[str, float] = {}
+        self._clock = clock
         self._lock = threading.Lock()
 
-    def add(self, token: str, user: User) -> None:
+    def add(self, token: str, user: User, *, expires_at: float | None = None) -> None:
+        binding = user.binding or _binding(user)
+        if binding is not None:
+            user = dataclasses.replace(user, binding=binding)
         with self._lock:
             self._table[token] = user
+            if expires_at is None:
+                self._expiry.pop(token, None)
+            else:
+                self._expiry[token] = expires_at
 
     def authenticate(self, authorization: str | None) -> User | None:
         if not authorization:
             return None
         scheme, _, token = authorization.partition(" ")
-        if scheme.lower() != "bearer" or not token.strip():
+        token = token.strip()
+        if scheme.lower() != "bearer" or not token:
             return None
-        user = self._table.get(token.strip())
+        with self._lock:
+            expires_at = self._expiry.get(token)
+            if expires_at is not None and self._clock() >= expires_at:
+                # expired for good: forget it (a real server answers 401 from now on)
+                del self._expiry[token]
+                self._table.pop(token, None)
+                return None
+            user = self._table.get(token)
         return user.with_authenticated() if user else None
 
 
@@ -175,7 +227,21 @@ class Authorizer:
                                          rules, namespace))
         return out
 
+    def check_binding(self, user: User) -> None:
+        """401 Unauthorized unless the ServiceAccount a bound token was issued for still exists
+        with the same uid (a real server's token authenticator makes this check)."""
+        b = user.binding
+        if b is None:
+            return
+        sa = self.store.get(_SERVICE_ACCOUNTS, b.namespace, b.name)
+        if sa is None or sa.uid != b.uid:
+            raise errors.unauthorized()
+
     def authorize(self, a: Attributes) -> Decision:
+        # Users made up by access reviews and impersonation carry no binding; an authenticated
+        # caller's does, and every request is authorized first, so this is where a token whose
+        # ServiceAccount is gone stops working.
+        self.check_binding(a.user)
         if MASTERS in a.user.groups:
             return Decision(True, "")
         for grant in self.grants(a.user, a.namespace if a.resource_request else None):

@@ -103,13 +103,14 @@ class Allocator:
             for f in ("clusterIP", "clusterIPs", "ipFamilies", "ipFamilyPolicy"):
                 spec.pop(f, None)
         else:
+            old_ip = old_spec.get("clusterIP") if old_spec.get("type") != "ExternalName" else None
+            if old is not None and old_ip:
+                causes += _sync_cluster_ips(spec, old_spec)
             ips = spec.get("clusterIPs") or []
             wanted = spec.get("clusterIP") or (ips[0] if ips else "")
-            if old is not None and not wanted and old_spec.get("clusterIP") \
-                    and old_spec.get("type") != "ExternalName":
-                wanted = old_spec["clusterIP"]
-            old_ip = old_spec.get("clusterIP") if old_spec.get("type") != "ExternalName" else None
-            if old is not None and old_ip and wanted != old_ip:
+            if causes:
+                pass  # clusterIP and clusterIPs disagree: nothing more to check or allocate
+            elif old is not None and old_ip and wanted != old_ip:
                 causes.append(validation.invalid("spec.clusterIPs[0]", [wanted],
                                                  "may not change once set"))
             elif wanted and wanted not in ("None", old_ip):
@@ -160,3 +161,26 @@ class Allocator:
         self._ports -= old_ports - new_ports
         self._ips |= new_ips
         self._ports |= new_ports
+
+
+def _sync_cluster_ips(spec: Obj, old_spec: Obj) -> list[Cause]:
+    """On an update of a Service that has a cluster IP, bring ``clusterIP`` and ``clusterIPs``
+    in line as a real server does before it allocates (its ``patchAllocatedValues`` and
+    ``normalizeClusterIPs``), then reject what still disagrees (its loose pre-validation):
+    a field left out keeps its stored value, changing ``clusterIP`` alone changes the list with
+    it (so the immutability check sees it), and a ``clusterIPs`` whose first value is not the
+    ``clusterIP`` is 422 rather than silently overwritten."""
+    old_ip = old_spec.get("clusterIP") or ""
+    old_ips = list(old_spec.get("clusterIPs") or [old_ip])
+    if not spec.get("clusterIP"):
+        spec["clusterIP"] = old_ip
+    if not spec.get("clusterIPs"):
+        spec["clusterIPs"] = old_ips
+    ip, ips = spec["clusterIP"], spec["clusterIPs"]
+    if ip != old_ip and ips == old_ips:
+        spec["clusterIPs"] = ips = [ip]
+    if not isinstance(ips, list) or not ips:
+        return [validation.required("spec.clusterIPs")]
+    if ips[0] != ip:
+        return [validation.invalid("spec.clusterIPs", ips, "first value must match `clusterIP`")]
+    return []
