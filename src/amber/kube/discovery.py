@@ -1,0 +1,119 @@
+"""What the API server serves: every resource of every group, built-in, CRD or aggregated.
+
+Backups must not depend on a hard-coded list of kinds, so everything starts here. We use the
+legacy discovery documents (``/api``, ``/apis``, then one ``/apis/G/V`` per group-version,
+fetched concurrently) because every server since 1.0 serves them, aggregated APIServices included;
+the aggregated v2 document (two requests in all) is an optimisation for later.
+
+A group-version whose document fails (typically an aggregated API whose backing service is down)
+is recorded in ``Discovery.failed`` instead of failing the whole discovery, as kubectl does.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+from amber.kube import errors
+from amber.kube.transport import Transport
+
+
+@dataclass(frozen=True)
+class APIResource:
+    """One served resource in one version. ``group`` is "" for the core group."""
+
+    group: str
+    version: str
+    resource: str
+    kind: str
+    namespaced: bool
+    verbs: frozenset[str]
+    preferred: bool
+    short_names: tuple[str, ...] = ()
+
+    @property
+    def group_version(self) -> str:
+        return f"{self.group}/{self.version}" if self.group else self.version
+
+    @property
+    def listable(self) -> bool:
+        return "list" in self.verbs
+
+    def path(self, namespace: str | None = None, name: str | None = None) -> str:
+        """The REST path of the collection (or of ``name``), across namespaces when
+        ``namespace`` is None."""
+        root = f"/apis/{self.group}/{self.version}" if self.group else f"/api/{self.version}"
+        if self.namespaced and namespace is not None:
+            root += f"/namespaces/{namespace}"
+        root += f"/{self.resource}"
+        return root + (f"/{name}" if name else "")
+
+
+@dataclass
+class Discovery:
+    resources: list[APIResource]
+    failed: dict[str, str] = field(default_factory=dict)
+
+    def preferred(self) -> list[APIResource]:
+        """One version per resource: the group's preferred one."""
+        return [r for r in self.resources if r.preferred]
+
+    def find(self, resource: str, group: str | None = None) -> APIResource:
+        """The preferred version of ``resource`` (plural, kind or short name)."""
+        low = resource.lower()
+        for r in self.preferred():
+            if group is not None and r.group != group:
+                continue
+            if low in (r.resource, r.kind.lower()) or low in r.short_names:
+                return r
+        raise errors.NotFound(f"the server serves no resource {resource!r}", status=404)
+
+    def __iter__(self) -> Iterator[APIResource]:
+        return iter(self.resources)
+
+
+def _resources(doc: Any, group: str, version: str, preferred: bool) -> list[APIResource]:
+    out = []
+    for item in doc.get("resources") or []:
+        name = item.get("name", "")
+        if "/" in name:  # subresources (pods/log, deployments/scale) are not objects
+            continue
+        out.append(APIResource(
+            group=group, version=version, resource=name, kind=item.get("kind", ""),
+            namespaced=bool(item.get("namespaced")), verbs=frozenset(item.get("verbs") or ()),
+            preferred=preferred, short_names=tuple(item.get("shortNames") or ())))
+    return out
+
+
+def discover(transport: Transport, *, workers: int = 8) -> Discovery:
+    """Every resource the server serves, in every version, with the preferred ones marked."""
+    core = transport.request("GET", "/api")
+    groups = transport.request("GET", "/apis")
+    wanted: list[tuple[str, str, bool, str]] = []  # group, version, preferred, path
+    core_versions = core.get("versions") or ["v1"]
+    for i, v in enumerate(core_versions):
+        wanted.append(("", v, i == 0, f"/api/{v}"))
+    for g in groups.get("groups") or []:
+        pref = (g.get("preferredVersion") or {}).get("version")
+        versions = [v["version"] for v in g.get("versions") or []]
+        pref = pref or (versions[0] if versions else None)
+        for v in versions:
+            wanted.append((g["name"], v, v == pref, f"/apis/{g['name']}/{v}"))
+
+    def fetch(item: tuple[str, str, bool, str]) -> list[APIResource] | str:
+        group, version, preferred, path = item
+        try:
+            return _resources(transport.request("GET", path), group, version, preferred)
+        except errors.APIError as e:
+            return str(e)
+
+    result = Discovery(resources=[])
+    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+        for item, got in zip(wanted, pool.map(fetch, wanted), strict=True):
+            if isinstance(got, str):
+                result.failed[item[3]] = got
+            else:
+                result.resources.extend(got)
+    return result

@@ -1,0 +1,118 @@
+"""Amber's own errors for Kubernetes API failures.
+
+Callers branch on the class (``NotFound`` means "gone", ``Conflict`` means "re-read and retry"),
+never on status codes or client-library exceptions, so the HTTP layer can change without touching
+them. Messages are built from the server's ``Status`` body but truncated and never include request
+or response bodies beyond the Status ``message``: a failed write of a Secret must not print it.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from amber.util.errors import AmberError, ExitCode
+
+#: Longest server message we repeat; long enough for "x is forbidden: User ... cannot ...".
+MAX_MESSAGE = 300
+
+
+class KubeError(AmberError):
+    """Base of everything amber.kube raises."""
+
+    exit_code = ExitCode.FAILURE
+
+
+class ConfigError(KubeError):
+    """No usable kubeconfig / in-cluster configuration."""
+
+    exit_code = ExitCode.USAGE
+
+
+class APIError(KubeError):
+    """The API server answered with an error status (or never answered: see ``Timeout``)."""
+
+    def __init__(self, message: str, *, status: int = 0, reason: str = "",
+                 method: str = "", path: str = "") -> None:
+        super().__init__(message)
+        self.status = status
+        self.reason = reason
+        self.method = method
+        self.path = path
+
+
+class NotFound(APIError):
+    pass
+
+
+class Conflict(APIError):
+    """Optimistic-concurrency failure (resourceVersion mismatch): re-read and retry."""
+
+
+class AlreadyExists(Conflict):
+    """A create of a name that exists. A ``Conflict`` too, since the API reports both as 409."""
+
+
+class Forbidden(APIError):
+    pass
+
+
+class Unauthorized(APIError):
+    pass
+
+
+class Invalid(APIError):
+    """422 (or 400): the object or request was rejected as malformed."""
+
+
+class TooManyRequests(APIError):
+    pass
+
+
+class ServerError(APIError):
+    """5xx: the server failed, not the request."""
+
+
+class Timeout(APIError):
+    """The request timed out or the connection failed (status 0), or the server said 504."""
+
+
+_BY_REASON: dict[str, type[APIError]] = {
+    "AlreadyExists": AlreadyExists,
+    "Conflict": Conflict,
+    "NotFound": NotFound,
+    "Forbidden": Forbidden,
+    "Unauthorized": Unauthorized,
+    "Invalid": Invalid,
+    "BadRequest": Invalid,
+    "TooManyRequests": TooManyRequests,
+    "Timeout": Timeout,
+}
+_BY_STATUS: dict[int, type[APIError]] = {
+    400: Invalid, 401: Unauthorized, 403: Forbidden, 404: NotFound, 409: Conflict,
+    410: Conflict, 422: Invalid, 429: TooManyRequests, 504: Timeout,
+}
+
+
+def _truncate(text: str) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= MAX_MESSAGE else text[:MAX_MESSAGE] + "..."
+
+
+def from_response(status: int, body: bytes, *, method: str, path: str) -> APIError:
+    """The error for an HTTP error answer. Only a ``Status`` object's ``reason`` and
+    ``message`` are used; any other body is reported by its size, never its content."""
+    reason, message = "", ""
+    try:
+        doc: Any = json.loads(body)
+    except ValueError:
+        doc = None
+    if isinstance(doc, dict) and doc.get("kind") == "Status":
+        reason = str(doc.get("reason") or "")
+        message = str(doc.get("message") or "")
+    cls = _BY_REASON.get(reason) or _BY_STATUS.get(status)
+    if cls is None:
+        cls = ServerError if status >= 500 else APIError
+    detail = _truncate(message) if message else f"HTTP {status} ({len(body)} byte body)"
+    text = f"{method} {path}: {status} {reason or 'error'}: {detail}"
+    return cls(text, status=status, reason=reason, method=method, path=path)

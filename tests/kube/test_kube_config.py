@@ -1,0 +1,158 @@
+"""Kubeconfig and in-cluster configuration parsing (no cluster needed)."""
+
+from __future__ import annotations
+
+import base64
+import json
+import shutil
+import ssl
+from pathlib import Path
+
+import pytest
+
+from amber.kube import config
+from amber.kube.errors import ConfigError
+
+CA_PEM = b"-----BEGIN CERTIFICATE-----\nnot-really\n-----END CERTIFICATE-----\n"
+
+
+def _write(path: Path, doc: object) -> Path:
+    path.write_text(json.dumps(doc))
+    return path
+
+
+def _kubeconfig(tmp_path: Path) -> Path:
+    (tmp_path / "ca.pem").write_bytes(CA_PEM)
+    (tmp_path / "tok").write_text("file-token\n")
+    return _write(tmp_path / "config.json", {
+        "apiVersion": "v1", "kind": "Config", "current-context": "prod",
+        "clusters": [
+            {"name": "prod", "cluster": {"server": "https://prod.example:6443/",
+                                         "certificate-authority-data":
+                                             base64.b64encode(CA_PEM).decode()}},
+            {"name": "dev", "cluster": {"server": "https://dev.example:6443",
+                                        "certificate-authority": "ca.pem"}},
+            {"name": "lab", "cluster": {"server": "https://lab.example",
+                                        "insecure-skip-tls-verify": True}},
+        ],
+        "users": [
+            {"name": "admin", "user": {"token": "inline-token"}},
+            {"name": "robot", "user": {"tokenFile": "tok"}},
+            {"name": "sso", "user": {"exec": {"command": "login"}}},
+        ],
+        "contexts": [
+            {"name": "prod", "context": {"cluster": "prod", "user": "admin",
+                                         "namespace": "shop"}},
+            {"name": "dev", "context": {"cluster": "dev", "user": "robot"}},
+            {"name": "lab", "context": {"cluster": "lab", "user": "admin"}},
+            {"name": "sso", "context": {"cluster": "prod", "user": "sso"}},
+        ],
+    })
+
+
+def test_current_context_inline_ca_and_token(tmp_path: Path) -> None:
+    cfg = config.load_kubeconfig(_kubeconfig(tmp_path))
+    assert cfg.context == "prod"
+    assert cfg.server == "https://prod.example:6443"
+    assert cfg.ca_data == CA_PEM
+    assert cfg.bearer_token() == "inline-token"
+    assert cfg.namespace == "shop"
+    assert not cfg.insecure
+
+
+def test_named_context_ca_file_and_token_file_relative_to_kubeconfig(tmp_path: Path) -> None:
+    cfg = config.load_kubeconfig(_kubeconfig(tmp_path), context="dev")
+    assert cfg.ca_data == CA_PEM
+    assert cfg.token is None
+    assert cfg.token_file == tmp_path / "tok"
+    assert cfg.bearer_token() == "file-token"
+    assert cfg.namespace == "default"
+
+
+def test_insecure_skip_tls_verify(tmp_path: Path) -> None:
+    cfg = config.load_kubeconfig(_kubeconfig(tmp_path), context="lab")
+    assert cfg.insecure
+    ctx = cfg.ssl_context()
+    assert ctx is not None and ctx.verify_mode == ssl.CERT_NONE and not ctx.check_hostname
+
+
+def test_unknown_context_and_exec_plugin_are_config_errors(tmp_path: Path) -> None:
+    path = _kubeconfig(tmp_path)
+    with pytest.raises(ConfigError, match="no context named 'nope'"):
+        config.load_kubeconfig(path, context="nope")
+    with pytest.raises(ConfigError, match="exec or auth-provider"):
+        config.load_kubeconfig(path, context="sso")
+    with pytest.raises(ConfigError, match="cannot read kubeconfig"):
+        config.load_kubeconfig(tmp_path / "missing")
+
+
+@pytest.mark.skipif(shutil.which("kubectl") is None, reason="YAML kubeconfigs are read by kubectl")
+def test_yaml_kubeconfig_read_through_kubectl(tmp_path: Path) -> None:
+    (tmp_path / "tok").write_text("yaml-token")
+    path = tmp_path / "config"
+    path.write_text(
+        "apiVersion: v1\nkind: Config\ncurrent-context: yctx\n"
+        "clusters:\n- name: c\n  cluster:\n    server: https://yaml.example:443\n"
+        f"    certificate-authority-data: {base64.b64encode(CA_PEM).decode()}\n"
+        "users:\n- name: u\n  user:\n    tokenFile: tok\n"
+        "contexts:\n- name: yctx\n  context:\n    cluster: c\n    user: u\n    namespace: ns1\n")
+    cfg = config.load_kubeconfig(path)
+    assert cfg.server == "https://yaml.example:443"
+    assert cfg.ca_data == CA_PEM
+    assert cfg.bearer_token() == "yaml-token"
+    assert cfg.namespace == "ns1"
+
+
+def test_in_cluster_from_mounted_service_account(tmp_path: Path) -> None:
+    (tmp_path / "token").write_text("sa-token\n")
+    (tmp_path / "ca.crt").write_bytes(CA_PEM)
+    (tmp_path / "namespace").write_text("amber-system")
+    env = {"KUBERNETES_SERVICE_HOST": "10.96.0.1", "KUBERNETES_SERVICE_PORT": "443"}
+    cfg = config.in_cluster(tmp_path, env)
+    assert cfg.server == "https://10.96.0.1:443"
+    assert cfg.ca_data == CA_PEM
+    assert cfg.bearer_token() == "sa-token"
+    assert cfg.namespace == "amber-system"
+    v6 = config.in_cluster(tmp_path, {"KUBERNETES_SERVICE_HOST": "fd00::1",
+                                      "KUBERNETES_SERVICE_PORT": "6443"})
+    assert v6.server == "https://[fd00::1]:6443"
+
+
+def test_in_cluster_needs_env_and_token(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="KUBERNETES_SERVICE_HOST"):
+        config.in_cluster(tmp_path, {})
+    with pytest.raises(ConfigError, match="no service-account token"):
+        config.in_cluster(tmp_path, {"KUBERNETES_SERVICE_HOST": "h",
+                                     "KUBERNETES_SERVICE_PORT": "1"})
+
+
+def test_client_certificate_and_key_data_load(tmp_path: Path) -> None:
+    import datetime
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "amber")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
+            .public_key(key.public_key()).serial_number(1).not_valid_before(now)
+            .not_valid_after(now + datetime.timedelta(days=1)).sign(key, hashes.SHA256()))
+    cert_pem = cert.public_bytes(serialization.Encoding.PEM)
+    key_pem = key.private_bytes(serialization.Encoding.PEM,
+                                serialization.PrivateFormat.PKCS8,
+                                serialization.NoEncryption())
+    (tmp_path / "client.key").write_bytes(key_pem)
+    path = _write(tmp_path / "c.json", {
+        "current-context": "x",
+        "clusters": [{"name": "c", "cluster": {"server": "https://h:1",
+                                               "insecure-skip-tls-verify": True}}],
+        "users": [{"name": "u", "user": {
+            "client-certificate-data": base64.b64encode(cert_pem).decode(),
+            "client-key": "client.key"}}],
+        "contexts": [{"name": "x", "context": {"cluster": "c", "user": "u"}}]})
+    cfg = config.load_kubeconfig(path)
+    assert cfg.cert_data == cert_pem and cfg.key_data == key_pem
+    assert cfg.ssl_context() is not None  # the chain loads (a bad pair would raise)
