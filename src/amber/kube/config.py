@@ -4,10 +4,9 @@ Only what a backup tool needs is supported: server URL, CA (data or file), insec
 bearer token (inline or file), client certificate and key (data or files). Exec and auth-provider
 plugins are not (they are reported as ``ConfigError`` naming the user entry).
 
-PyYAML is not a dependency, so a kubeconfig is read as JSON when it is JSON (JSON is YAML), and
-otherwise through ``kubectl config view -o json --raw --flatten``, which understands every
-kubeconfig kubectl does. Relative file paths are resolved against the kubeconfig's directory, as
-client-go does.
+A kubeconfig is read as JSON when it is JSON, else as YAML (PyYAML's safe loader); only a file
+neither can parse goes to ``kubectl config view -o json --raw --flatten``, whose error names the
+problem. Relative file paths are resolved against the kubeconfig's directory, as client-go does.
 """
 
 from __future__ import annotations
@@ -25,6 +24,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+import yaml
 
 from amber.kube.errors import ConfigError
 
@@ -99,7 +100,10 @@ def _read_doc(path: Path) -> dict[str, Any]:
     try:
         doc = json.loads(text)
     except ValueError:
-        doc = _via_kubectl(path)
+        try:
+            doc = yaml.safe_load(text)  # kubeconfigs are YAML as a rule
+        except yaml.YAMLError:
+            doc = _via_kubectl(path)  # let kubectl say what is wrong with it
     if not isinstance(doc, dict):
         raise ConfigError(f"kubeconfig {path} is not a mapping")
     return doc
