@@ -44,6 +44,7 @@ class Checker:
         self._lock = threading.Lock()
         self._on_progress = on_progress
         self._clean: set[bytes] = set()
+        self._by_pack: dict[int, list[bytes]] = {}
 
     def run(self, *, read_data: bool = False) -> CheckReport:
         with locks.reading(self.repo.backend):
@@ -55,13 +56,17 @@ class Checker:
         on_disk = {bytes.fromhex(i.name.rsplit("/", 1)[-1]): i
                    for i in self.repo.backend.list(fmt.DATA_PREFIX)
                    if not i.name.rsplit("/", 1)[-1].startswith(".")}
-        indexed = set(self.repo.pack_ids) & {self.repo.pack_ids[loc.pack]
-                                             for _, loc in self.repo.index.items()}
+        # One pass over the index groups blob ids by pack (asking the index per pack would
+        # scan it once per pack).
+        self._by_pack.clear()
+        for blob_id, loc in self.repo.index.items():
+            self._by_pack.setdefault(loc.pack, []).append(blob_id)
+        indexed = {self.repo.pack_ids[number] for number in self._by_pack}
         r.packs = len(indexed)
         for pack_id in sorted(indexed - set(on_disk)):
             r.errors.append(f"pack {pack_id.hex()[:16]} is in the index but missing")
             # its blobs are lost: the snapshot walk below names who needed them
-            r.damaged_blobs.update(self.repo.index.ids_in_pack(self.repo.pack_number(pack_id)))
+            r.damaged_blobs.update(self._ids_in(pack_id))
         unindexed = set(on_disk) - indexed
         if unindexed:
             r.warnings.append(f"{len(unindexed)} pack(s) are not indexed (left by an interrupted "
@@ -102,7 +107,7 @@ class Checker:
         except (errors.IntegrityError, OSError, ValueError) as exc:
             self._pack_error(pack_id, f"header unreadable: {exc}")
             return
-        indexed = set(self.repo.index.ids_in_pack(self.repo.pack_number(pack_id)))
+        indexed = set(self._ids_in(pack_id))
         in_header = {e.blob_id for e in entries}
         if not indexed <= in_header:
             self._pack_error(pack_id, "the index names blobs that its header does not hold")
@@ -124,7 +129,7 @@ class Checker:
         number = self.repo.pack_number(pack_id)
         damaged = []
         count = 0
-        for blob_id in self.repo.index.ids_in_pack(number):
+        for blob_id in self._ids_in(pack_id):
             loc = self.repo.index.get(blob_id)
             if loc is None or loc.pack != number:
                 continue  # a duplicate indexed in another pack; that copy is checked there
@@ -139,6 +144,9 @@ class Checker:
             for blob_id in damaged:
                 self.report.errors.append(
                     f"blob {blob_id.hex()[:16]} in pack {pack_id.hex()[:16]} is damaged")
+
+    def _ids_in(self, pack_id: bytes) -> list[bytes]:
+        return self._by_pack.get(self.repo.pack_number(pack_id), [])
 
     def _pack_error(self, pack_id: bytes, message: str) -> None:
         with self._lock:
