@@ -150,7 +150,9 @@ def test_deleting_a_pod_stops_its_processes_and_removes_it(
     assert handle is not None
     pid = handle.container_pid("main")
     assert pid is not None
-    assert len(processes_in_pid_namespace(pid)) >= 2
+    # Ready means the shell started; its background child may take a moment to exist.
+    wait_for(lambda: len(processes_in_pid_namespace(pid)) >= 2, timeout=10,
+             message="the shell and its child")
     kubectl("delete", "pod", "doomed", "-n", namespace, "--wait=true", timeout=30)
     assert api.maybe(pod_path(namespace, "doomed")) is None
     assert not os.path.exists(f"/proc/{pid}")
