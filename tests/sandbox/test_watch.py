@@ -83,3 +83,12 @@ def test_cross_namespace_watch(api: Endpoint, namespace: str) -> None:
     events = list(api.watch("/api/v1/configmaps", resourceVersion=start,
                             labelSelector=f"ns={namespace}", timeoutSeconds=1, timeout=10))
     assert _cm_events(events) == [("ADDED", "x")]
+
+
+def test_watch_from_before_the_first_write_is_gone(api: Endpoint, namespace: str) -> None:
+    # As on a real server, whose watch cache (and etcd compaction) never reaches back to "1".
+    events = list(api.watch(CM.format(ns=namespace), resourceVersion="1", timeoutSeconds=1,
+                            timeout=10))
+    assert [e["type"] for e in events] == ["ERROR"]
+    assert events[0]["object"]["code"] == 410
+    assert events[0]["object"]["reason"] == "Expired"

@@ -9,6 +9,7 @@ for 10,000 objects.
 from __future__ import annotations
 
 import builtins
+import threading
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -17,6 +18,7 @@ from typing import Any
 
 from amber.kube import config as kconfig
 from amber.kube import discovery, errors
+from amber.kube import watch as kwatch
 from amber.kube.discovery import APIResource
 from amber.kube.transport import RetryPolicy, Transport
 
@@ -80,6 +82,20 @@ class Client:
     def request(self, method: str, path: str, body: Any = None, **kwargs: Any) -> Any:
         """A raw request for what has no helper (subresources, TokenRequest, ...)."""
         return self.transport.request(method, path, body=body, **kwargs)
+
+    # -- watch -------------------------------------------------------------------------------
+
+    def watch(self, res: APIResource, namespace: str | None = None, *,
+              resource_version: str | None = None, label_selector: str | None = None,
+              field_selector: str | None = None, timeout_seconds: int | None = None,
+              allow_bookmarks: bool = True, stop: threading.Event | None = None
+              ) -> Iterator[kwatch.WatchEvent]:
+        """The raw event stream of one watch, on a connection of its own, until the server ends
+        it or ``stop`` is set. Resuming, 410 Gone and re-lists are ``watch.Reflector``'s job."""
+        return kwatch.stream_events(
+            self.transport, res, namespace, resource_version=resource_version,
+            label_selector=label_selector, field_selector=field_selector,
+            timeout_seconds=timeout_seconds, allow_bookmarks=allow_bookmarks, stop=stop)
 
     # -- lists -------------------------------------------------------------------------------
 

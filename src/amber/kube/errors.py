@@ -65,6 +65,11 @@ class Invalid(APIError):
     """422 (or 400): the object or request was rejected as malformed."""
 
 
+class Gone(APIError):
+    """410: a watch (or list) asked for a resourceVersion older than the server still remembers;
+    list again from scratch."""
+
+
 class TooManyRequests(APIError):
     pass
 
@@ -87,10 +92,12 @@ _BY_REASON: dict[str, type[APIError]] = {
     "BadRequest": Invalid,
     "TooManyRequests": TooManyRequests,
     "Timeout": Timeout,
+    "Expired": Gone,
+    "Gone": Gone,
 }
 _BY_STATUS: dict[int, type[APIError]] = {
     400: Invalid, 401: Unauthorized, 403: Forbidden, 404: NotFound, 409: Conflict,
-    410: Conflict, 422: Invalid, 429: TooManyRequests, 504: Timeout,
+    410: Gone, 422: Invalid, 429: TooManyRequests, 504: Timeout,
 }
 
 
@@ -116,3 +123,11 @@ def from_response(status: int, body: bytes, *, method: str, path: str) -> APIErr
     detail = _truncate(message) if message else f"HTTP {status} ({len(body)} byte body)"
     text = f"{method} {path}: {status} {reason or 'error'}: {detail}"
     return cls(text, status=status, reason=reason, method=method, path=path)
+
+
+def from_status(status: Any, *, method: str, path: str) -> APIError:
+    """The error for a ``Status`` object that came inside a stream (a watch ERROR event)."""
+    doc = status if isinstance(status, dict) else {}
+    code = doc.get("code")
+    return from_response(code if isinstance(code, int) else 500, json.dumps(doc).encode(),
+                         method=method, path=path)

@@ -11,9 +11,11 @@ or PATCH that failed on the server may have been applied, so it is never repeate
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
 import random
+import socket
 import ssl
 import threading
 import time
@@ -68,14 +70,16 @@ class Transport:
         self.attempts = 0
         self._count_lock = threading.Lock()
 
+    def _new_connection(self, timeout: float | None) -> http.client.HTTPConnection:
+        if self._https:
+            return http.client.HTTPSConnection(self._host, self._port, timeout=timeout,
+                                               context=self._ssl)
+        return http.client.HTTPConnection(self._host, self._port, timeout=timeout)
+
     def _connection(self) -> http.client.HTTPConnection:
         conn: http.client.HTTPConnection | None = getattr(self._local, "conn", None)
         if conn is None:
-            if self._https:
-                conn = http.client.HTTPSConnection(self._host, self._port, timeout=self.timeout,
-                                                   context=self._ssl)
-            else:
-                conn = http.client.HTTPConnection(self._host, self._port, timeout=self.timeout)
+            conn = self._new_connection(self.timeout)
             self._local.conn = conn
         return conn
 
@@ -93,22 +97,15 @@ class Transport:
                 body: Any = None, content_type: str = "application/json",
                 accept: str = "application/json") -> Any:
         """Send one request, retrying when allowed; the decoded JSON answer (None if empty)."""
-        target = self._prefix + path
-        if query:
-            target += "?" + urllib.parse.urlencode(query)
+        target = self._target(path, query)
         payload = None if body is None else json.dumps(body, separators=(",", ":")).encode()
-        headers = {"Accept": accept, "User-Agent": USER_AGENT}
+        headers = self._headers(accept)
         if payload is not None:
             headers["Content-Type"] = content_type
-        token = self.config.bearer_token()
-        if token:
-            headers["Authorization"] = f"Bearer {token}"
         retriable = method.upper() in IDEMPOTENT
         attempt = 0
         while True:
-            self.limiter.acquire()
-            with self._count_lock:
-                self.attempts += 1
+            self._count()
             try:
                 status, resp_headers, data = self._send(method, target, payload, headers)
             except (OSError, http.client.HTTPException) as e:
@@ -127,6 +124,54 @@ class Transport:
             if not retriable or attempt >= self.retry.attempts:
                 raise err
             self._sleep(self.retry.backoff(attempt - 1, retry_after))
+
+    def _target(self, path: str, query: Mapping[str, str] | None) -> str:
+        target = self._prefix + path
+        if query:
+            target += "?" + urllib.parse.urlencode(query)
+        return target
+
+    def _headers(self, accept: str) -> dict[str, str]:
+        headers = {"Accept": accept, "User-Agent": USER_AGENT}
+        token = self.config.bearer_token()
+        if token:
+            headers["Authorization"] = f"Bearer {token}"
+        return headers
+
+    def _count(self) -> None:
+        self.limiter.acquire()
+        with self._count_lock:
+            self.attempts += 1
+
+    def open_stream(self, path: str, *, query: Mapping[str, str] | None = None,
+                    accept: str = "application/json", read_timeout: float | None = None
+                    ) -> Stream:
+        """A GET whose answer is read as it arrives (a watch), on a connection of its own.
+
+        The kept-alive per-thread connection cannot be used: a stream holds its connection for
+        minutes, and the thread's ordinary requests must not wait behind it. There is no retry
+        here: what to do when a stream fails (resume, re-list) is the caller's protocol.
+        ``read_timeout`` bounds each socket read (None: block until data or close)."""
+        target = self._target(path, query)
+        headers = self._headers(accept)
+        self._count()
+        conn = self._new_connection(self.timeout)
+        try:
+            conn.request("GET", target, headers=headers)
+            resp = conn.getresponse()
+            if resp.status >= 400:
+                data = resp.read()
+                raise errors.from_response(resp.status, data, method="GET", path=path)
+            if conn.sock is not None:
+                conn.sock.settimeout(read_timeout)
+        except (OSError, http.client.HTTPException) as e:
+            conn.close()
+            raise errors.Timeout(f"GET {path}: {type(e).__name__}: {e}"[:300],
+                                 method="GET", path=path) from None
+        except BaseException:
+            conn.close()
+            raise
+        return Stream(conn, resp)
 
     def _send(self, method: str, target: str, payload: bytes | None,
               headers: dict[str, str]) -> tuple[int, dict[str, str], bytes]:
@@ -156,3 +201,30 @@ def _retry_after(value: str | None) -> float | None:
         return max(0.0, float(value))
     except ValueError:
         return None
+
+
+class Stream:
+    """An open streaming answer: ``readline`` until it returns b"", then ``close``.
+
+    ``abort`` may be called from any other thread to end a blocked read at once: it shuts the
+    socket down (plain ``socket.shutdown``, below TLS, which is safe while another thread is in
+    ``recv``), so the reader sees end-of-stream instead of waiting for the next event."""
+
+    def __init__(self, conn: http.client.HTTPConnection, resp: http.client.HTTPResponse) -> None:
+        self._conn = conn
+        self._resp = resp
+        self._sock = conn.sock
+        self.status = resp.status
+
+    def readline(self) -> bytes:
+        return self._resp.readline()
+
+    def abort(self) -> None:
+        sock = self._sock
+        if sock is not None:
+            with contextlib.suppress(OSError):  # already closed
+                socket.socket.shutdown(sock, socket.SHUT_RDWR)
+
+    def close(self) -> None:
+        self.abort()
+        self._conn.close()

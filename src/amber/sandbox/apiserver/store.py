@@ -81,6 +81,10 @@ class Store:
         self._dependents: dict[str, set[Key]] = {}
         self._history = history
         self._log: list[Event] = []
+        #: The oldest resourceVersion a watch may resume from. The history starts at the first
+        #: write, as a real server's watch cache starts at the server's own start: a version from
+        #: before it ("1", the empty store) is too old, as it is on every real cluster.
+        self._floor = 0
         self._listeners: list[Callable[[Event], None]] = []
         self.closed = False
 
@@ -219,9 +223,12 @@ class Store:
                 self._dependents.setdefault(str(ref.get("uid")), set()).add(key)
 
     def _emit(self, event: Event) -> None:
+        if not self._log and not self._floor:
+            self._floor = event.rv
         self._log.append(event)
         if len(self._log) > 2 * self._history:
             del self._log[: len(self._log) - self._history]
+            self._floor = self._log[0].rv - 1
         for fn in self._listeners:
             fn(event)
         self.changed.notify_all()
@@ -233,7 +240,7 @@ class Store:
         """Events with a resourceVersion above ``rv``; None when the history no longer reaches
         back that far (the watch must answer 410 Gone)."""
         with self.lock:
-            if self._log and rv < self._log[0].rv - 1:
+            if rv < self._floor:
                 return None
             i = bisect.bisect_right(self._log, rv, key=lambda e: e.rv)
             return self._log[i:]

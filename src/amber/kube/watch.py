@@ -1,0 +1,320 @@
+"""Watching resources: the raw event stream, and a reflector that keeps a consumer's view exact.
+
+``stream_events`` is one ``GET ...?watch=1``: newline-delimited JSON events read as they arrive
+over a connection of its own (``Transport.open_stream``), ending when the server ends the stream
+(``timeoutSeconds``), the connection fails (``errors.Timeout``) or ``stop`` is set.
+
+Stopping a blocked read: one shared watchdog thread polls the ``stop`` events of all open watches
+(every ``POLL`` seconds) and shuts the socket of a stopped one down, which wakes the reader at
+once. We chose this over a short socket timeout and a read loop because ``http.client`` cannot
+resume a chunked body after a timeout (the socket file is unusable once a read timed out), and
+over a thread per watch because the application discoverer runs one watch per resource kind.
+
+``Reflector`` is client-go's list-then-watch protocol: list (paginated) for every object and a
+resourceVersion, watch from it, remember the last resourceVersion seen (bookmarks move it on
+without an event), resume from it when a stream ends or breaks, and when the server no longer
+remembers it (410 Gone) list again and report the difference from what the consumer was told.
+The consumer therefore sees ADDED / MODIFIED / DELETED events that always add up to the server's
+current state, however often connections drop.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import logging
+import random
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal, cast
+
+from amber.kube import errors
+from amber.kube.discovery import APIResource
+from amber.kube.transport import RetryPolicy, Stream, Transport
+
+if TYPE_CHECKING:
+    from amber.kube.client import Client
+
+log = logging.getLogger(__name__)
+
+Obj = dict[str, Any]
+EventType = Literal["ADDED", "MODIFIED", "DELETED", "BOOKMARK", "ERROR"]
+_TYPES = frozenset({"ADDED", "MODIFIED", "DELETED", "BOOKMARK", "ERROR"})
+
+#: How often the watchdog looks at the stop events of open watches (the stop latency).
+POLL = 0.1
+#: Beyond ``timeoutSeconds``, how long a read may wait before the connection counts as dead.
+READ_GRACE = 30.0
+
+
+@dataclass(frozen=True)
+class WatchEvent:
+    """One event. For ERROR, ``object`` is a ``Status``; for BOOKMARK, only its
+    ``metadata.resourceVersion`` means anything."""
+
+    type: EventType
+    object: Obj
+
+    @property
+    def resource_version(self) -> str:
+        return str((self.object.get("metadata") or {}).get("resourceVersion") or "")
+
+
+class _Watchdog:
+    """Aborts the streams whose stop event is set; its thread runs only while watches are open."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._open: dict[int, tuple[threading.Event, Stream]] = {}
+        self._next = 0
+        self._running = False
+
+    def add(self, stop: threading.Event, stream: Stream) -> int:
+        with self._lock:
+            self._next += 1
+            self._open[self._next] = (stop, stream)
+            if not self._running:
+                self._running = True
+                threading.Thread(target=self._loop, name="amber-watchdog", daemon=True).start()
+            return self._next
+
+    def remove(self, token: int) -> None:
+        with self._lock:
+            self._open.pop(token, None)
+
+    def _loop(self) -> None:
+        while True:
+            with self._lock:
+                if not self._open:
+                    self._running = False
+                    return
+                stopped = [(t, s) for t, (ev, s) in self._open.items() if ev.is_set()]
+                for t, _ in stopped:
+                    del self._open[t]
+            for _, s in stopped:
+                s.abort()
+            time.sleep(POLL)
+
+
+_WATCHDOG = _Watchdog()
+
+
+def _parse(line: bytes, res: APIResource, path: str) -> WatchEvent | None:
+    try:
+        doc = json.loads(line)
+    except ValueError:
+        raise errors.ServerError(f"GET {path}: undecodable watch event ({len(line)} bytes)",
+                                 method="GET", path=path) from None
+    kind = doc.get("type") if isinstance(doc, dict) else None
+    obj = doc.get("object") if isinstance(doc, dict) else None
+    if kind not in _TYPES or not isinstance(obj, dict):
+        return None  # an event type from a newer server: nothing we could do with it
+    if kind != "ERROR":
+        obj.setdefault("apiVersion", res.group_version)
+        obj.setdefault("kind", res.kind)
+    return WatchEvent(cast(EventType, kind), obj)
+
+
+def stream_events(transport: Transport, res: APIResource, namespace: str | None = None, *,
+                  resource_version: str | None = None, label_selector: str | None = None,
+                  field_selector: str | None = None, timeout_seconds: int | None = None,
+                  allow_bookmarks: bool = True, stop: threading.Event | None = None
+                  ) -> Iterator[WatchEvent]:
+    """The events of one watch, until the server ends it or ``stop`` is set (see the module
+    docstring). An HTTP error raises its ``APIError`` (``Gone`` for a too-old
+    ``resource_version`` on servers that answer 410 outright; others send an ERROR event)."""
+    query = {"watch": "1"}
+    if resource_version:
+        query["resourceVersion"] = resource_version
+    if label_selector:
+        query["labelSelector"] = label_selector
+    if field_selector:
+        query["fieldSelector"] = field_selector
+    if timeout_seconds is not None:
+        query["timeoutSeconds"] = str(timeout_seconds)
+    if allow_bookmarks:
+        query["allowWatchBookmarks"] = "true"
+    if stop is not None and stop.is_set():
+        return
+    path = res.path(namespace)
+    read_timeout = timeout_seconds + READ_GRACE if timeout_seconds is not None else None
+    stream = transport.open_stream(path, query=query, read_timeout=read_timeout)
+    token = _WATCHDOG.add(stop, stream) if stop is not None else None
+    try:
+        while True:
+            try:
+                line = stream.readline()
+            except (OSError, http.client.HTTPException) as e:
+                if stop is not None and stop.is_set():
+                    return
+                raise errors.Timeout(f"GET {path}: watch broke: {type(e).__name__}: {e}"[:300],
+                                     method="GET", path=path) from None
+            if not line or (stop is not None and stop.is_set()):
+                return
+            if line.strip():
+                event = _parse(line, res, path)
+                if event is not None:
+                    yield event
+    finally:
+        if token is not None:
+            _WATCHDOG.remove(token)
+        stream.close()
+
+
+Key = tuple[str, str]
+
+
+def _key(obj: Obj) -> Key:
+    meta = obj.get("metadata") or {}
+    return str(meta.get("namespace") or ""), str(meta.get("name") or "")
+
+
+def _rv(obj: Obj) -> str:
+    return str((obj.get("metadata") or {}).get("resourceVersion") or "")
+
+
+def _uid(obj: Obj) -> str:
+    return str((obj.get("metadata") or {}).get("uid") or "")
+
+
+class Reflector:
+    """Keeps ``on_event``'s view of one resource exact: ``run()`` until ``stop`` is set.
+
+    Every object is reported ADDED first (from the initial list), then MODIFIED / DELETED as it
+    changes; after a 410 the re-list's differences are reported the same way, so the events
+    always add up to the server's state. ``synced`` is set once the view is complete (after the
+    first list). To resume a view kept from earlier, pass its objects as ``known`` and its
+    ``resource_version``: the reflector then watches from there without listing, unless the
+    server has forgotten that version.
+
+    ``on_event`` runs on the reflector's thread; an exception from it ends ``run()`` (a consumer
+    bug must not be retried into a loop). ``watch_timeout`` is the server-side length of each
+    watch (None: random 5-10 minutes, as client-go, so that many reflectors do not reconnect at
+    once).
+    """
+
+    def __init__(self, client: Client, res: APIResource, namespace: str | None = None, *,
+                 on_event: Callable[[WatchEvent], None], stop: threading.Event | None = None,
+                 label_selector: str | None = None, field_selector: str | None = None,
+                 watch_timeout: int | None = None, resource_version: str | None = None,
+                 known: Iterable[Obj] = (), backoff: RetryPolicy | None = None,
+                 page_size: int = 500) -> None:
+        self.client = client
+        self.res = res
+        self.namespace = namespace
+        self.on_event = on_event
+        self.stop = stop if stop is not None else threading.Event()
+        self.label_selector = label_selector
+        self.field_selector = field_selector
+        self.watch_timeout = watch_timeout
+        self.backoff = backoff or RetryPolicy(base=0.2, cap=30.0)
+        self.page_size = page_size
+        #: The last resourceVersion seen (list, event or bookmark): where a watch resumes.
+        self.resource_version = resource_version or ""
+        self.synced = threading.Event()
+        #: Lists and watch connections made (for tests and metrics).
+        self.lists = 0
+        self.watches = 0
+        self._lock = threading.Lock()
+        self._known: dict[Key, Obj] = {_key(o): o for o in known}
+
+    def objects(self) -> list[Obj]:
+        """The current view (shared objects: do not change them)."""
+        with self._lock:
+            return list(self._known.values())
+
+    def start(self) -> threading.Thread:
+        """``run()`` on a daemon thread of its own."""
+        thread = threading.Thread(target=self.run, daemon=True,
+                                  name=f"reflector-{self.res.resource}")
+        thread.start()
+        return thread
+
+    def run(self) -> None:
+        failures = 0
+        need_list = not self.resource_version
+        while not self.stop.is_set():
+            try:
+                if need_list:
+                    self._relist()
+                    need_list = False
+                self._watch()
+                failures = 0
+            except errors.Gone:
+                log.info("watch of %s: resourceVersion %s is gone; listing again",
+                         self.res.resource, self.resource_version)
+                need_list = True
+            except errors.APIError as e:
+                failures += 1
+                log.warning("watch of %s failed (%d in a row): %s", self.res.resource,
+                            failures, e)
+                self.stop.wait(self.backoff.backoff(min(failures - 1, 10), None))
+
+    def _emit(self, kind: EventType, obj: Obj) -> None:
+        self.on_event(WatchEvent(kind, obj))
+
+    def _relist(self) -> None:
+        fresh: dict[Key, Obj] = {}
+        rv = ""
+        for page in self.client.list_pages(self.res, self.namespace, limit=self.page_size,
+                                           label_selector=self.label_selector,
+                                           field_selector=self.field_selector):
+            rv = rv or str((page.get("metadata") or {}).get("resourceVersion") or "")
+            for item in page.get("items") or []:
+                item.setdefault("apiVersion", self.res.group_version)
+                item.setdefault("kind", self.res.kind)
+                fresh[_key(item)] = item
+        with self._lock:
+            old, self._known = self._known, fresh
+        self.lists += 1
+        self.resource_version = rv
+        for key, obj in fresh.items():
+            before = old.pop(key, None)
+            if before is None:
+                self._emit("ADDED", obj)
+            elif _uid(before) != _uid(obj):  # deleted and created again meanwhile
+                self._emit("DELETED", before)
+                self._emit("ADDED", obj)
+            elif _rv(before) != _rv(obj):
+                self._emit("MODIFIED", obj)
+        for obj in old.values():  # vanished while we were not watching
+            self._emit("DELETED", obj)
+        self.synced.set()
+
+    def _watch(self) -> None:
+        timeout = self.watch_timeout or random.randint(300, 600)
+        self.watches += 1
+        path = self.res.path(self.namespace)
+        for event in self.client.watch(
+                self.res, self.namespace, resource_version=self.resource_version,
+                label_selector=self.label_selector, field_selector=self.field_selector,
+                timeout_seconds=timeout, allow_bookmarks=True, stop=self.stop):
+            if event.type == "ERROR":
+                raise errors.from_status(event.object, method="WATCH", path=path)
+            if event.type != "BOOKMARK":
+                self._apply(event)
+            self.resource_version = event.resource_version or self.resource_version
+            self.synced.set()  # a resumed view is confirmed by the server's first event
+        if not self.stop.is_set():
+            self.synced.set()
+
+    def _apply(self, event: WatchEvent) -> None:
+        """Pass ``event`` on, corrected against the view: a repeat is dropped, ADDED of a known
+        object is a MODIFIED and a DELETED of an unknown one is nothing."""
+        obj, key = event.object, _key(event.object)
+        with self._lock:
+            before = self._known.get(key)
+            if event.type == "DELETED":
+                if before is None:
+                    return
+                del self._known[key]
+            else:
+                if before is not None and _rv(before) == _rv(obj):
+                    return
+                self._known[key] = obj
+        if event.type == "DELETED":
+            self._emit("DELETED", obj)
+        else:
+            self._emit("ADDED" if before is None else "MODIFIED", obj)
