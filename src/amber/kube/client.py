@@ -54,10 +54,11 @@ class Client:
 
     # -- discovery ---------------------------------------------------------------------------
 
-    def discover(self, *, refresh: bool = False) -> discovery.Discovery:
-        """Every served resource (cached; ``refresh`` after installing CRDs)."""
-        if self._discovery is None or refresh:
-            self._discovery = discovery.discover(self.transport)
+    def discover(self, *, refresh: bool = False, legacy: bool = False) -> discovery.Discovery:
+        """Every served resource (cached; ``refresh`` after installing CRDs). ``legacy`` uses
+        the per-group-version documents instead of the aggregated ones (and refreshes)."""
+        if self._discovery is None or refresh or legacy:
+            self._discovery = discovery.discover(self.transport, legacy=legacy)
         return self._discovery
 
     # -- single objects ----------------------------------------------------------------------

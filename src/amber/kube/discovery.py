@@ -1,12 +1,14 @@
 """What the API server serves: every resource of every group, built-in, CRD or aggregated.
 
-Backups must not depend on a hard-coded list of kinds, so everything starts here. We use the
-legacy discovery documents (``/api``, ``/apis``, then one ``/apis/G/V`` per group-version,
-fetched concurrently) because every server since 1.0 serves them, aggregated APIServices included;
-the aggregated v2 document (two requests in all) is an optimisation for later.
+Backups must not depend on a hard-coded list of kinds, so everything starts here. We first ask
+``/api`` and ``/apis`` for the aggregated document (``apidiscovery.k8s.io`` v2, or v2beta1 on
+1.26-1.29): every group-version in two requests. A server that answers plain JSON (before 1.26,
+or with the feature off) gets the legacy protocol: ``/api``, ``/apis``, then one ``/apis/G/V``
+per group-version, fetched concurrently; the answers already received are reused.
 
-A group-version whose document fails (typically an aggregated API whose backing service is down)
-is recorded in ``Discovery.failed`` instead of failing the whole discovery, as kubectl does.
+A group-version whose document fails (typically an aggregated API whose backing service is down;
+"Stale" freshness in the aggregated form) is recorded in ``Discovery.failed`` instead of failing
+the whole discovery, as kubectl does.
 """
 
 from __future__ import annotations
@@ -87,10 +89,63 @@ def _resources(doc: Any, group: str, version: str, preferred: bool) -> list[APIR
     return out
 
 
-def discover(transport: Transport, *, workers: int = 8) -> Discovery:
-    """Every resource the server serves, in every version, with the preferred ones marked."""
-    core = transport.request("GET", "/api")
-    groups = transport.request("GET", "/apis")
+#: Aggregated discovery first (v2, then v2beta1), plain JSON (legacy documents) as the fallback.
+AGGREGATED_ACCEPT = ",".join([
+    "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList",
+    "application/json;g=apidiscovery.k8s.io;v=v2beta1;as=APIGroupDiscoveryList",
+    "application/json",
+])
+
+
+def _is_aggregated(doc: Any) -> bool:
+    return isinstance(doc, dict) and doc.get("kind") == "APIGroupDiscoveryList"
+
+
+def _from_aggregated(doc: Any, result: Discovery) -> None:
+    """Add the resources of one ``APIGroupDiscoveryList``. Versions are listed in the group's
+    order of preference; subresources are nested in their resource, so none is picked up."""
+    for group in doc.get("items") or []:
+        name = str((group.get("metadata") or {}).get("name") or "")
+        for i, version in enumerate(group.get("versions") or []):
+            v = str(version.get("version") or "")
+            path = f"/apis/{name}/{v}" if name else f"/api/{v}"
+            if version.get("freshness") == "Stale":
+                result.failed[path] = f"{path}: the server's discovery document is stale " \
+                    "(its API service is not answering)"
+                continue
+            for item in version.get("resources") or []:
+                result.resources.append(APIResource(
+                    group=name, version=v, resource=str(item.get("resource") or ""),
+                    kind=str((item.get("responseKind") or {}).get("kind") or ""),
+                    namespaced=item.get("scope") == "Namespaced",
+                    verbs=frozenset(item.get("verbs") or ()), preferred=i == 0,
+                    short_names=tuple(item.get("shortNames") or ())))
+
+
+def discover(transport: Transport, *, workers: int = 8, legacy: bool = False) -> Discovery:
+    """Every resource the server serves, in every version, with the preferred ones marked.
+    ``legacy`` skips the aggregated documents (for servers that mis-serve them, and tests)."""
+    if legacy:
+        return _legacy(transport, None, None, workers)
+    core = transport.request("GET", "/api", accept=AGGREGATED_ACCEPT)
+    if not _is_aggregated(core):
+        return _legacy(transport, core, None, workers)
+    groups = transport.request("GET", "/apis", accept=AGGREGATED_ACCEPT)
+    if not _is_aggregated(groups):  # a proxy in between that knows only one of them
+        return _legacy(transport, None, groups, workers)
+    result = Discovery(resources=[])
+    _from_aggregated(core, result)
+    _from_aggregated(groups, result)
+    return result
+
+
+def _legacy(transport: Transport, core: Any, groups: Any, workers: int) -> Discovery:
+    """The legacy protocol; ``core`` and ``groups`` are the ``/api`` and ``/apis`` answers when
+    already fetched as plain JSON."""
+    if core is None:
+        core = transport.request("GET", "/api")
+    if groups is None:
+        groups = transport.request("GET", "/apis")
     wanted: list[tuple[str, str, bool, str]] = []  # group, version, preferred, path
     core_versions = core.get("versions") or ["v1"]
     for i, v in enumerate(core_versions):
