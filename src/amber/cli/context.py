@@ -7,10 +7,12 @@ import json
 import os
 import sys
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import platformdirs
 
+from amber.kube.client import Client
 from amber.repo import repository
 from amber.storage import base, location
 from amber.util import errors
@@ -25,6 +27,14 @@ class Context:
     repo_location: str
     output: str  # "text" or "json"
     quiet: bool
+    kubeconfig: str | None = None
+    kube_context: str | None = None
+
+    def kube_client(self) -> Client:
+        """A client for the chosen cluster: --kubeconfig/--context, else $KUBECONFIG or
+        ~/.kube/config, else the in-cluster service account (as kubectl chooses)."""
+        path = Path(self.kubeconfig) if self.kubeconfig else None
+        return Client.from_kubeconfig(path, context=self.kube_context, qps=100.0, burst=200)
 
     @property
     def json(self) -> bool:

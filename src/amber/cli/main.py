@@ -10,7 +10,15 @@ import sys
 import click
 
 from amber import __version__
-from amber.cli import context, demo_cmd, repo_cmds, sandbox_cmd, snapshot_cmds
+from amber.cli import (
+    app_cmds,
+    backup_cmds,
+    context,
+    demo_cmd,
+    repo_cmds,
+    sandbox_cmd,
+    snapshot_cmds,
+)
 from amber.util import errors
 
 
@@ -22,18 +30,26 @@ from amber.util import errors
 @click.option("--output", "-o", type=click.Choice(["text", "json"]), default="text",
               show_default=True, help="Output format; json is for scripts.")
 @click.option("--quiet", "-q", is_flag=True, help="Only print results and errors.")
+@click.option("--kubeconfig", metavar="PATH", default=None,
+              help="Kubeconfig file (default: $KUBECONFIG, ~/.kube/config, or in-cluster).")
+@click.option("--context", "kube_context", metavar="NAME", default=None,
+              help="Kubeconfig context (default: its current-context).")
 @click.pass_context
-def cli(ctx: click.Context, repo: str | None, output: str, quiet: bool) -> None:
+def cli(ctx: click.Context, repo: str | None, output: str, quiet: bool,
+        kubeconfig: str | None, kube_context: str | None) -> None:
     """Amber: Kubernetes-native backup and disaster recovery.
 
     The passphrase comes from AMBER_PASSWORD_FILE (a path), AMBER_PASSWORD, or a prompt.
     """
     ctx.obj = context.Context(repo_location=repo or context.default_repo_location(),
-                              output=output, quiet=quiet)
+                              output=output, quiet=quiet, kubeconfig=kubeconfig,
+                              kube_context=kube_context)
 
 
 cli.add_command(repo_cmds.repo)
 cli.add_command(snapshot_cmds.snapshot)
+cli.add_command(app_cmds.app)
+cli.add_command(backup_cmds.backup)
 cli.add_command(demo_cmd.demo)
 cli.add_command(sandbox_cmd.sandbox)
 

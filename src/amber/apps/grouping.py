@@ -1,0 +1,109 @@
+"""Which application an object belongs to, from the signals tools leave on it.
+
+Precedence, strongest first (an object takes the first that applies):
+
+1. ``amber.io/application`` annotation: the user's explicit choice.
+2. Helm: ``meta.helm.sh/release-name`` (+ ``release-namespace``) annotations, Helm's release
+   Secrets (type ``helm.sh/release.v1``, labels ``owner=helm``, ``name=RELEASE``), or
+   ``app.kubernetes.io/managed-by=Helm`` with ``app.kubernetes.io/instance``.
+3. Argo CD: ``argocd.argoproj.io/instance`` label or ``argocd.argoproj.io/tracking-id``.
+4. Flux: ``kustomize.toolkit.fluxcd.io/name|namespace`` or ``helm.toolkit.fluxcd.io/...`` labels.
+5. Recommended labels: ``app.kubernetes.io/part-of`` (the larger application), else
+   ``instance``, else ``name``.
+
+Objects without a signal inherit their owner's application through ownerReferences (a Pod its
+ReplicaSet's, hence its Deployment's). An owner-tree root without any signal that owns something
+(an unlabelled Deployment, a custom resource with children) becomes an application of its own;
+whatever is left in a namespace falls back to the namespace's application (see model.py).
+
+Application ids: ``NAMESPACE/NAME`` for namespace-bound groupings (Helm charts set
+``app.kubernetes.io/instance`` to the release name, so a Helm release and its labels meet in one
+id), ``argocd:APP`` and ``flux:NAMESPACE/NAME`` for tools whose applications span namespaces, and
+the bare ``NAMESPACE`` for the fallback.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from amber.apps.summary import HELM_RELEASE_SECRET, Summary
+
+#: Grouping kinds, strongest first; a merged application reports the strongest.
+STRENGTH = ("annotation", "helm", "argocd", "flux", "label", "owner", "namespace")
+
+
+@dataclass(frozen=True, slots=True)
+class AppKey:
+    id: str
+    grouping: str
+    name: str
+
+
+def signal(s: Summary) -> AppKey | None:
+    """The application ``s`` names by itself, if any."""
+    ns = s.ref.namespace
+    ann, lab = s.annotations, s.labels
+    if explicit := ann.get("amber.io/application"):
+        where = ns or ann.get("meta.helm.sh/release-namespace", "")
+        return AppKey(f"{where}/{explicit}" if where else explicit, "annotation", explicit)
+    if release := ann.get("meta.helm.sh/release-name"):
+        where = ann.get("meta.helm.sh/release-namespace") or ns
+        if where:
+            return AppKey(f"{where}/{release}", "helm", release)
+    if (s.secret_type == HELM_RELEASE_SECRET and lab.get("owner") == "helm"
+            and lab.get("name") and ns):
+        return AppKey(f"{ns}/{lab['name']}", "helm", lab["name"])
+    if lab.get("app.kubernetes.io/managed-by") == "Helm" and ns and (
+            inst := lab.get("app.kubernetes.io/instance")):
+        return AppKey(f"{ns}/{inst}", "helm", inst)
+    if argo := lab.get("argocd.argoproj.io/instance"):
+        return AppKey(f"argocd:{argo}", "argocd", argo)
+    tracked = ann.get("argocd.argoproj.io/tracking-id", "").split(":", 1)[0]
+    if tracked:
+        return AppKey(f"argocd:{tracked}", "argocd", tracked)
+    for tool in ("kustomize", "helm"):
+        flux_name = lab.get(f"{tool}.toolkit.fluxcd.io/name")
+        flux_ns = lab.get(f"{tool}.toolkit.fluxcd.io/namespace")
+        if flux_name and flux_ns:
+            return AppKey(f"flux:{flux_ns}/{flux_name}", "flux", flux_name)
+    if ns:
+        for label in ("part-of", "instance", "name"):
+            if value := lab.get(f"app.kubernetes.io/{label}"):
+                return AppKey(f"{ns}/{value}", "label", value)
+    return None
+
+
+def assign(summaries: list[Summary]) -> dict[str, AppKey]:
+    """Map object uid -> application for every object that has one (signal, inherited from its
+    owners, or owner-tree root). Objects left out fall back to their namespace (model.py)."""
+    by_uid = {s.uid: s for s in summaries if s.uid}
+    has_children = {o.uid for s in summaries for o in s.owners if o.uid in by_uid}
+    keys: dict[str, AppKey] = {}
+    for s in summaries:
+        if s.uid and (k := signal(s)) is not None:
+            keys[s.uid] = k
+    for s in summaries:  # roots without a signal that own something: their own application
+        present_owners = [o for o in s.owners if o.uid in by_uid]
+        if (s.uid in has_children and s.uid not in keys and not present_owners
+                and s.ref.namespace):
+            keys[s.uid] = AppKey(f"{s.ref.namespace}/{s.ref.name}", "owner", s.ref.name)
+
+    def inherited(s: Summary, seen: set[str]) -> AppKey | None:
+        if s.uid in keys:
+            return keys[s.uid]
+        if s.uid in seen:  # an ownerReference cycle: stop rather than recurse forever
+            return None
+        seen.add(s.uid)
+        owners = sorted(s.owners, key=lambda o: not o.controller)  # the controller first
+        for owner in owners:
+            parent = by_uid.get(owner.uid)
+            if parent is not None and (k := inherited(parent, seen)) is not None:
+                return k
+        return None
+
+    for s in summaries:
+        if s.uid and s.uid not in keys and s.owners:
+            k = inherited(s, set())
+            if k is not None:
+                keys[s.uid] = k
+    return keys

@@ -1,0 +1,209 @@
+"""Applications and their dependency graphs, built from an inventory of object summaries.
+
+An application is its *members* (grouped by grouping.py) plus everything they need to run
+elsewhere: the closure of their references (ConfigMaps, Secrets, ServiceAccounts, claims, the
+volumes bound to the claims, the classes those use, the CRD of each custom resource, the
+namespace) and the objects that act on them (RoleBindings and ClusterRoleBindings that bind
+their service accounts, with the roles they grant; Services, PodDisruptionBudgets and
+NetworkPolicies whose selectors pick their pods; the claims a StatefulSet creates). Nothing else:
+an object is included only through an edge from a member, so unrelated cluster objects stay out.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from amber.apps import grouping
+from amber.apps.refs import Ref, crd_ref
+from amber.apps.summary import Edge, Summary
+
+#: Objects every namespace gets without anyone asking; alone they do not make an application.
+NAMESPACE_DEFAULTS = {("", "ConfigMap", "kube-root-ca.crt"), ("", "ServiceAccount", "default")}
+SA_TOKEN = "kubernetes.io/service-account-token"  # noqa: S105 (a type name)
+
+
+@dataclass
+class Inventory:
+    """Summaries of every object Amber could list, and what it could not list (and why)."""
+
+    summaries: dict[Ref, Summary] = field(default_factory=dict)
+    #: ``resource.group`` -> error message, for lists that failed (Forbidden, ...).
+    errors: dict[str, str] = field(default_factory=dict)
+
+    def add(self, s: Summary) -> None:
+        self.summaries[s.ref] = s
+
+    def __len__(self) -> int:
+        return len(self.summaries)
+
+
+@dataclass
+class Application:
+    id: str
+    grouping: str
+    name: str
+    members: set[Ref] = field(default_factory=set)
+    dependencies: set[Ref] = field(default_factory=set)
+    edges: set[Edge] = field(default_factory=set)
+    #: References to objects that do not exist (or could not be listed), with who needs them.
+    missing: set[Edge] = field(default_factory=set)
+
+    @property
+    def refs(self) -> set[Ref]:
+        return self.members | self.dependencies
+
+    @property
+    def namespaces(self) -> list[str]:
+        return sorted({r.namespace for r in self.members if r.namespace}
+                      or {r.namespace for r in self.refs if r.namespace})
+
+    def counts(self) -> dict[str, int]:
+        """Members per kind (``Deployment.apps``: 1, ...)."""
+        out: dict[str, int] = defaultdict(int)
+        for r in self.members:
+            out[r.qualified_kind] += 1
+        return dict(sorted(out.items()))
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id, "grouping": self.grouping, "name": self.name,
+            "namespaces": self.namespaces,
+            "members": [r.to_json() for r in sorted(self.members)],
+            "dependencies": [r.to_json() for r in sorted(self.dependencies - self.members)],
+            "edges": [{"from": e.source.to_json(), "to": e.target.to_json(), "reason": e.reason}
+                      for e in sorted(self.edges, key=_edge_key)],
+            "missing": [{"from": e.source.to_json(), "to": e.target.to_json(),
+                         "reason": e.reason} for e in sorted(self.missing, key=_edge_key)],
+        }
+
+
+def _edge_key(e: Edge) -> tuple[Ref, Ref, str]:
+    return (e.source, e.target, e.reason)
+
+
+class _Indexes:
+    """Reverse lookups the closure needs: who binds a service account, who selects pods,
+    which claims a StatefulSet made, which CRD serves a custom resource."""
+
+    def __init__(self, inv: Inventory) -> None:
+        self.inv = inv
+        self.binders: dict[Ref, list[Summary]] = defaultdict(list)
+        self.selectors: dict[str, list[Summary]] = defaultdict(list)
+        self.claims: dict[str, list[Summary]] = defaultdict(list)
+        self.crds: set[str] = set()
+        self.by_uid: dict[str, Summary] = {}
+        for s in inv.summaries.values():
+            self.by_uid[s.uid] = s
+            for sa in s.binds:
+                self.binders[sa].append(s)
+            if s.pod_selector is not None:
+                self.selectors[s.ref.namespace].append(s)
+            if s.ref.kind == "PersistentVolumeClaim" and not s.ref.group:
+                self.claims[s.ref.namespace].append(s)
+            if s.ref.kind == "CustomResourceDefinition":
+                self.crds.add(s.ref.name)
+
+    def edges_of(self, s: Summary) -> Iterable[Edge]:
+        for target, reason in s.needs:
+            yield Edge(s.ref, target, reason)
+        if s.ref.kind == "ServiceAccount" and not s.ref.group:
+            for b in self.binders.get(s.ref, ()):
+                yield Edge(b.ref, s.ref, "binds")
+        if s.pod_labels is not None and not (s.ref.kind == "Pod" and s.owners):
+            for selector in self.selectors.get(s.ref.namespace, ()):
+                assert selector.pod_selector is not None
+                if selector.pod_selector(s.pod_labels):
+                    yield Edge(selector.ref, s.ref, "selects pods of")
+        for prefix in s.claim_prefixes:
+            for claim in self.claims.get(s.ref.namespace, ()):
+                if claim.ref.name.startswith(prefix) and claim.ref.name[len(prefix):].isdigit():
+                    yield Edge(s.ref, claim.ref, "volumeClaimTemplate")
+        crd = f"{s.resource}.{s.ref.group}"
+        if s.ref.group and crd in self.crds:
+            yield Edge(s.ref, crd_ref(s.resource, s.ref.group), "definition")
+        for owner in s.owners:  # an owned member needs its owner restored for it to come back
+            parent = self.by_uid.get(owner.uid)
+            if parent is not None:
+                yield Edge(parent.ref, s.ref, "owns")
+
+
+def close(app: Application, inv: Inventory | _Indexes) -> None:
+    """Add every object reachable from the members (see the module docstring)."""
+    idx = inv if isinstance(inv, _Indexes) else _Indexes(inv)
+    todo = list(app.members)
+    seen = set(todo)
+    while todo:
+        ref = todo.pop()
+        s = idx.inv.summaries.get(ref)
+        if s is None:
+            continue
+        for edge in idx.edges_of(s):
+            other = edge.target if edge.source == ref else edge.source
+            if other not in idx.inv.summaries:
+                app.missing.add(edge)
+                continue
+            if edge.reason == "owns" and other not in app.members:
+                continue  # an owner in another application is not pulled in through its child
+            app.edges.add(edge)
+            if other not in seen:
+                seen.add(other)
+                app.dependencies.add(other)
+                todo.append(other)
+    app.dependencies -= app.members
+
+
+def build(inv: Inventory) -> list[Application]:
+    """Every application in the inventory, sorted by id."""
+    summaries = list(inv.summaries.values())
+    keys = grouping.assign(summaries)
+    apps: dict[str, Application] = {}
+    for s in summaries:
+        key = keys.get(s.uid)
+        if key is None:
+            continue
+        app = apps.get(key.id)
+        if app is None:
+            app = apps[key.id] = Application(key.id, key.grouping, key.name)
+        elif grouping.STRENGTH.index(key.grouping) < grouping.STRENGTH.index(app.grouping):
+            app.grouping = key.grouping
+        app.members.add(s.ref)
+    idx = _Indexes(inv)
+    for app in apps.values():
+        close(app, idx)
+    claimed = set().union(*(a.refs for a in apps.values())) if apps else set()
+    leftovers: dict[str, set[Ref]] = defaultdict(set)
+    for s in summaries:
+        if s.ref.namespace and s.ref not in claimed and not _namespace_default(s):
+            leftovers[s.ref.namespace].add(s.ref)
+    for ns, refs in leftovers.items():
+        app = Application(ns, "namespace", ns, members=set(refs))
+        close(app, idx)
+        apps[ns] = app
+    return sorted(apps.values(), key=lambda a: a.id)
+
+
+def _namespace_default(s: Summary) -> bool:
+    if (s.ref.group, s.ref.kind, s.ref.name) in NAMESPACE_DEFAULTS:
+        return True
+    if s.ref == Ref("", "Service", "default", "kubernetes"):
+        return True  # the API server's own Service
+    return s.secret_type == SA_TOKEN and s.ref.name.startswith("default-token-")
+
+
+def select(apps: list[Application], app_id: str) -> Application:
+    """The application named ``app_id`` (an exact id, or a name unique among all ids)."""
+    for a in apps:
+        if a.id == app_id:
+            return a
+    matches = [a for a in apps if a.name == app_id]
+    if len(matches) == 1:
+        return matches[0]
+    from amber.util import errors
+    if matches:
+        ids = ", ".join(a.id for a in matches)
+        raise errors.UsageError(f"application name {app_id!r} is ambiguous: use one of {ids}")
+    raise errors.NotFoundError(
+        f"no application {app_id!r}: `amber app list` shows the applications found")

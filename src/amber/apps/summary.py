@@ -1,0 +1,293 @@
+"""What Amber keeps of each object while it works out applications: a ``Summary``.
+
+A backup lists every object once and must not hold 10,000 full objects in memory, so each is
+reduced on arrival to the little that grouping and the dependency graph need: identity, labels,
+the few annotations that name an owner tool, owner references, and the references it makes to
+other objects (``Edge``). The full object goes to the repository and is dropped.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from amber.apps import labels as sel
+from amber.apps.refs import Ref, core, namespace_ref
+
+Obj = Mapping[str, Any]
+
+#: Annotations and labels grouping reads; every other annotation is dropped from the summary.
+KEPT_ANNOTATIONS = (
+    "meta.helm.sh/release-name", "meta.helm.sh/release-namespace",
+    "argocd.argoproj.io/tracking-id", "amber.io/application",
+)
+HELM_RELEASE_SECRET = "helm.sh/release.v1"  # noqa: S105 (a type name)
+
+RBAC = "rbac.authorization.k8s.io"
+
+
+@dataclass(frozen=True, slots=True)
+class Edge:
+    """``source`` needs ``target``; ``reason`` says how (``env``, ``volume``, ``binds``, ...)."""
+
+    source: Ref
+    target: Ref
+    reason: str
+
+
+@dataclass(slots=True)
+class Owner:
+    uid: str
+    kind: str
+    name: str
+    controller: bool
+
+
+@dataclass(slots=True)
+class Summary:
+    ref: Ref
+    resource: str
+    version: str
+    uid: str
+    resource_version: str
+    labels: dict[str, str]
+    annotations: dict[str, str]
+    owners: list[Owner] = field(default_factory=list)
+    #: References this object makes (its pod template's ConfigMaps, a PVC's volume, ...).
+    needs: list[tuple[Ref, str]] = field(default_factory=list)
+    #: Labels of the pods this object runs (pod template, or its own for a Pod).
+    pod_labels: dict[str, str] | None = None
+    #: Selects pods (Service, PodDisruptionBudget, NetworkPolicy ...): matched against pod_labels.
+    pod_selector: sel.Matcher | None = None
+    #: Service accounts this binding grants to (RoleBinding / ClusterRoleBinding subjects).
+    binds: list[Ref] = field(default_factory=list)
+    #: StatefulSets: ``TEMPLATE-SET-`` prefixes of the claims it creates (not owned by it).
+    claim_prefixes: list[str] = field(default_factory=list)
+    secret_type: str = ""
+
+    @property
+    def owner_uids(self) -> list[str]:
+        return [o.uid for o in self.owners]
+
+
+def summarize(obj: Obj, resource: str, group: str, version: str) -> Summary:
+    meta = obj.get("metadata") or {}
+    ns = meta.get("namespace") or ""
+    ref = Ref(group, obj.get("kind", ""), ns, meta.get("name", ""))
+    annotations = meta.get("annotations") or {}
+    s = Summary(
+        ref=ref, resource=resource, version=version, uid=meta.get("uid", ""),
+        resource_version=meta.get("resourceVersion", ""),
+        labels=dict(meta.get("labels") or {}),
+        annotations={k: annotations[k] for k in KEPT_ANNOTATIONS if k in annotations},
+        owners=[Owner(o.get("uid", ""), o.get("kind", ""), o.get("name", ""),
+                      bool(o.get("controller"))) for o in meta.get("ownerReferences") or []],
+    )
+    if ns:
+        s.needs.append((namespace_ref(ns), "namespace"))
+    extract = _EXTRACTORS.get((group, ref.kind))
+    if extract is not None:
+        extract(obj, s)
+    else:
+        template = _template(obj)
+        if template is not None:  # a custom workload with a pod template
+            _pod_spec(template, s)
+    return s
+
+
+# -- pod templates -----------------------------------------------------------------------------
+
+def _template(obj: Obj) -> Obj | None:
+    spec = obj.get("spec") or {}
+    if isinstance(spec, Mapping):
+        t = spec.get("template")
+        if isinstance(t, Mapping) and isinstance(t.get("spec"), Mapping):
+            return t
+    return None
+
+
+def _volume_refs(volume: Obj, ns: str) -> Iterator[tuple[Ref, str]]:
+    if cm := (volume.get("configMap") or {}).get("name"):
+        yield core("ConfigMap", ns, cm), "volume"
+    if sec := (volume.get("secret") or {}).get("secretName"):
+        yield core("Secret", ns, sec), "volume"
+    if pvc := (volume.get("persistentVolumeClaim") or {}).get("claimName"):
+        yield core("PersistentVolumeClaim", ns, pvc), "volume"
+    for src in (volume.get("projected") or {}).get("sources") or []:
+        if cm := (src.get("configMap") or {}).get("name"):
+            yield core("ConfigMap", ns, cm), "projected volume"
+        if sec := (src.get("secret") or {}).get("name"):
+            yield core("Secret", ns, sec), "projected volume"
+    eph = ((volume.get("ephemeral") or {}).get("volumeClaimTemplate") or {}).get("spec") or {}
+    if sc := eph.get("storageClassName"):
+        yield Ref("storage.k8s.io", "StorageClass", "", sc), "ephemeral volume"
+
+
+def _container_refs(container: Obj, ns: str) -> Iterator[tuple[Ref, str]]:
+    for env in container.get("env") or []:
+        source = env.get("valueFrom") or {}
+        if cm := (source.get("configMapKeyRef") or {}).get("name"):
+            yield core("ConfigMap", ns, cm), "env"
+        if sec := (source.get("secretKeyRef") or {}).get("name"):
+            yield core("Secret", ns, sec), "env"
+    for env_from in container.get("envFrom") or []:
+        if cm := (env_from.get("configMapRef") or {}).get("name"):
+            yield core("ConfigMap", ns, cm), "envFrom"
+        if sec := (env_from.get("secretRef") or {}).get("name"):
+            yield core("Secret", ns, sec), "envFrom"
+
+
+def _pod_spec(template: Obj, s: Summary) -> None:
+    """References of a pod spec: config, secrets, claims, service account, classes."""
+    spec = template.get("spec") or {}
+    ns = s.ref.namespace
+    s.pod_labels = dict((template.get("metadata") or {}).get("labels") or {})
+    for volume in spec.get("volumes") or []:
+        s.needs.extend(_volume_refs(volume, ns))
+    for key in ("initContainers", "containers", "ephemeralContainers"):
+        for container in spec.get(key) or []:
+            s.needs.extend(_container_refs(container, ns))
+    for secret in spec.get("imagePullSecrets") or []:
+        if secret.get("name"):
+            s.needs.append((core("Secret", ns, secret["name"]), "imagePullSecret"))
+    account = spec.get("serviceAccountName") or spec.get("serviceAccount") or "default"
+    s.needs.append((core("ServiceAccount", ns, account), "serviceAccount"))
+    if pc := spec.get("priorityClassName"):
+        s.needs.append((Ref("scheduling.k8s.io", "PriorityClass", "", pc), "priorityClass"))
+    if rc := spec.get("runtimeClassName"):
+        s.needs.append((Ref("node.k8s.io", "RuntimeClass", "", rc), "runtimeClass"))
+
+
+def _workload(obj: Obj, s: Summary) -> None:
+    template = _template(obj)
+    if template is not None:
+        _pod_spec(template, s)
+
+
+def _pod(obj: Obj, s: Summary) -> None:
+    _pod_spec({"metadata": obj.get("metadata") or {}, "spec": obj.get("spec") or {}}, s)
+
+
+def _cronjob(obj: Obj, s: Summary) -> None:
+    job_spec = ((obj.get("spec") or {}).get("jobTemplate") or {}).get("spec") or {}
+    template = job_spec.get("template")
+    if isinstance(template, Mapping):
+        _pod_spec(template, s)
+
+
+def _statefulset(obj: Obj, s: Summary) -> None:
+    _workload(obj, s)
+    spec = obj.get("spec") or {}
+    # Claims a StatefulSet makes are named TEMPLATE-SET-ORDINAL and not owned by it; the graph
+    # matches them by that name (see graph.py), here we only note the classes they use.
+    for tpl in spec.get("volumeClaimTemplates") or []:
+        tpl_name = (tpl.get("metadata") or {}).get("name")
+        if tpl_name:
+            s.claim_prefixes.append(f"{tpl_name}-{s.ref.name}-")
+        if sc := (tpl.get("spec") or {}).get("storageClassName"):
+            s.needs.append((Ref("storage.k8s.io", "StorageClass", "", sc), "volumeClaimTemplate"))
+
+
+# -- storage -----------------------------------------------------------------------------------
+
+def _pvc(obj: Obj, s: Summary) -> None:
+    spec = obj.get("spec") or {}
+    if pv := spec.get("volumeName"):
+        s.needs.append((core("PersistentVolume", "", pv), "bound volume"))
+    if sc := spec.get("storageClassName"):
+        s.needs.append((Ref("storage.k8s.io", "StorageClass", "", sc), "storageClass"))
+    source = spec.get("dataSource") or spec.get("dataSourceRef") or {}
+    if source.get("kind") == "VolumeSnapshot" and source.get("name"):
+        s.needs.append((Ref("snapshot.storage.k8s.io", "VolumeSnapshot", s.ref.namespace,
+                            source["name"]), "dataSource"))
+
+
+def _pv(obj: Obj, s: Summary) -> None:
+    spec = obj.get("spec") or {}
+    if sc := spec.get("storageClassName"):
+        s.needs.append((Ref("storage.k8s.io", "StorageClass", "", sc), "storageClass"))
+
+
+# -- networking --------------------------------------------------------------------------------
+
+def _service(obj: Obj, s: Summary) -> None:
+    s.pod_selector = sel.from_map((obj.get("spec") or {}).get("selector"))
+
+
+def _selects_pods(obj: Obj, s: Summary) -> None:
+    """PodDisruptionBudget (``spec.selector``), NetworkPolicy (``spec.podSelector``)."""
+    spec = obj.get("spec") or {}
+    s.pod_selector = sel.from_object(spec.get("selector") or spec.get("podSelector"))
+
+
+def _ingress(obj: Obj, s: Summary) -> None:
+    spec = obj.get("spec") or {}
+    ns = s.ref.namespace
+    if ic := spec.get("ingressClassName"):
+        s.needs.append((Ref("networking.k8s.io", "IngressClass", "", ic), "ingressClass"))
+    backends = [spec.get("defaultBackend") or {}]
+    for rule in spec.get("rules") or []:
+        backends += [p.get("backend") or {} for p in (rule.get("http") or {}).get("paths") or []]
+    for backend in backends:
+        if name := (backend.get("service") or {}).get("name"):
+            s.needs.append((core("Service", ns, name), "backend"))
+    for tls in spec.get("tls") or []:
+        if tls.get("secretName"):
+            s.needs.append((core("Secret", ns, tls["secretName"]), "tls"))
+
+
+def _hpa(obj: Obj, s: Summary) -> None:
+    target = (obj.get("spec") or {}).get("scaleTargetRef") or {}
+    if target.get("kind") and target.get("name"):
+        group = (target.get("apiVersion") or "").rpartition("/")[0]
+        s.needs.append((Ref(group, target["kind"], s.ref.namespace, target["name"]), "scales"))
+
+
+# -- identity and RBAC -------------------------------------------------------------------------
+
+def _service_account(obj: Obj, s: Summary) -> None:
+    ns = s.ref.namespace
+    for secret in (obj.get("secrets") or []) + (obj.get("imagePullSecrets") or []):
+        if secret.get("name"):
+            s.needs.append((core("Secret", ns, secret["name"]), "serviceAccount secret"))
+
+
+def _binding(obj: Obj, s: Summary) -> None:
+    role = obj.get("roleRef") or {}
+    if role.get("kind") == "ClusterRole":
+        s.needs.append((Ref(RBAC, "ClusterRole", "", role.get("name", "")), "roleRef"))
+    elif role.get("kind") == "Role":
+        s.needs.append((Ref(RBAC, "Role", s.ref.namespace, role.get("name", "")), "roleRef"))
+    for subject in obj.get("subjects") or []:
+        if subject.get("kind") == "ServiceAccount" and subject.get("name"):
+            ns = subject.get("namespace") or s.ref.namespace
+            s.binds.append(core("ServiceAccount", ns, subject["name"]))
+
+
+def _secret(obj: Obj, s: Summary) -> None:
+    s.secret_type = obj.get("type") or ""
+
+
+_Extractor = Callable[[Obj, Summary], None]
+_EXTRACTORS: dict[tuple[str, str], _Extractor] = {
+    ("", "Pod"): _pod,
+    ("", "ReplicationController"): _workload,
+    ("apps", "Deployment"): _workload,
+    ("apps", "ReplicaSet"): _workload,
+    ("apps", "DaemonSet"): _workload,
+    ("apps", "StatefulSet"): _statefulset,
+    ("batch", "Job"): _workload,
+    ("batch", "CronJob"): _cronjob,
+    ("", "PersistentVolumeClaim"): _pvc,
+    ("", "PersistentVolume"): _pv,
+    ("", "Service"): _service,
+    ("policy", "PodDisruptionBudget"): _selects_pods,
+    ("networking.k8s.io", "NetworkPolicy"): _selects_pods,
+    ("networking.k8s.io", "Ingress"): _ingress,
+    ("autoscaling", "HorizontalPodAutoscaler"): _hpa,
+    ("", "ServiceAccount"): _service_account,
+    (RBAC, "RoleBinding"): _binding,
+    (RBAC, "ClusterRoleBinding"): _binding,
+    ("", "Secret"): _secret,
+}

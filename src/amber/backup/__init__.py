@@ -1,0 +1,1 @@
+"""Backups of applications: their Kubernetes resources (and, in later issues, their data)."""

@@ -1,0 +1,337 @@
+"""``amber backup create``: an application's (or namespace's, or cluster's) resources into one
+repository snapshot.
+
+Two ways to run, chosen by the scope:
+
+- **Streaming** (``--namespace``, ``--all``): every listed object is written to the snapshot as
+  it arrives and reduced to a summary; afterwards the cluster-scoped objects the namespaces
+  depend on (PVs, StorageClasses, CRDs, ClusterRoles bound to their service accounts, ...) are
+  fetched and added. One pass over the cluster, memory bounded by a few list pages plus one
+  summary per object.
+- **Inventory first** (an application, ``--selector``): membership depends on every object
+  (owner references, bindings, selectors), so a first pass builds summaries only, the
+  application's graph decides what belongs, and a second pass lists just the collections that
+  hold its objects and writes those. Objects that vanished in between become warnings.
+
+Either way, a list that fails (typically Forbidden) does not stop the backup: it becomes a
+warning, and the snapshot is marked partial.
+"""
+
+from __future__ import annotations
+
+import datetime
+import urllib.parse
+from collections import defaultdict
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from amber import __version__
+from amber.apps import collect, labels
+from amber.apps import model as appmodel
+from amber.apps.refs import Ref
+from amber.apps.summary import Summary, summarize
+from amber.backup import layout
+from amber.kube import errors as kerrors
+from amber.kube.client import DEFAULT_PAGE, Client
+from amber.kube.discovery import APIResource
+from amber.repo import memsnap, repository
+from amber.repo import snapshot as snapshots
+from amber.util import errors
+
+Obj = dict[str, Any]
+
+
+@dataclass
+class Scope:
+    """What to back up: exactly one of ``app``, ``namespaces`` (with ``selector`` optional),
+    ``selector`` alone, or ``everything``."""
+
+    app: str | None = None
+    namespaces: Sequence[str] = ()
+    selector: str | None = None
+    everything: bool = False
+    include_resources: Sequence[str] = ()
+    exclude_resources: Sequence[str] = ()
+    exclude_namespaces: Sequence[str] = ()
+
+    def validate(self) -> None:
+        chosen = [bool(self.app), bool(self.namespaces) or bool(self.selector), self.everything]
+        if sum(chosen) != 1:
+            raise errors.UsageError(
+                "say what to back up: an application name, --namespace NS, --selector SEL, "
+                "or --all (exactly one of them; --selector may narrow --namespace)")
+        if self.selector is not None:
+            labels.parse(self.selector)  # a bad selector fails here, before any listing
+
+    @property
+    def label(self) -> str:
+        if self.app:
+            return f"app/{self.app}"
+        if self.everything:
+            return "cluster"
+        parts = []
+        if self.namespaces:
+            parts.append("namespace/" + ",".join(sorted(self.namespaces)))
+        if self.selector:
+            parts.append(f"selector/{self.selector}")
+        return "+".join(parts)
+
+
+@dataclass
+class Progress:
+    """Called as objects are written; ``objects`` and ``bytes`` so far."""
+
+    callback: Callable[[int, int], None] | None = None
+    objects: int = 0
+    bytes: int = 0
+
+    def add(self, size: int) -> None:
+        self.objects += 1
+        self.bytes += size
+        if self.callback is not None:
+            self.callback(self.objects, self.bytes)
+
+
+@dataclass
+class Result:
+    snapshot: snapshots.Snapshot
+    items: int
+    warnings: list[str]
+    applications: list[str]
+
+    @property
+    def partial(self) -> bool:
+        return bool(self.warnings)
+
+
+@dataclass
+class _Run:
+    """State of one backup: the writer, items recorded so far, warnings."""
+
+    writer: memsnap.MemorySnapshotWriter
+    progress: Progress
+    items: list[dict[str, Any]] = field(default_factory=list)
+    written: set[Ref] = field(default_factory=set)
+    item_warnings: dict[Ref, list[str]] = field(default_factory=lambda: defaultdict(list))
+
+    def write(self, res: APIResource, obj: Obj, s: Summary) -> None:
+        if s.ref in self.written:
+            return
+        data = layout.encode(obj)
+        path = layout.object_path(res.group, res.version, res.resource, s.ref.namespace,
+                                  s.ref.name)
+        self.writer.add_file(path, data)
+        self.written.add(s.ref)
+        item: dict[str, Any] = {"path": path, "ref": str(s.ref), "uid": s.uid,
+                                "resourceVersion": s.resource_version}
+        controller = next((o for o in s.owners if o.controller), None)
+        if controller is not None:
+            # Recorded, but a restore leaves it to its owner to recreate (issue 5).
+            item["ownedBy"] = f"{controller.kind}/{controller.name}"
+        self.items.append(item)
+        self.progress.add(len(data))
+
+
+class ResourceBackup:
+    def __init__(self, client: Client, repo: repository.Repository, *, context: str = "",
+                 workers: int = 4, page_size: int = DEFAULT_PAGE,
+                 progress: Progress | None = None) -> None:
+        self.client = client
+        self.repo = repo
+        self.context = context
+        self.workers = workers
+        self.page_size = page_size
+        self.progress = progress or Progress()
+
+    def run(self, scope: Scope, *, tags: Sequence[str] = ()) -> Result:
+        scope.validate()
+        started = datetime.datetime.now(datetime.UTC)
+        rf = collect.ResourceFilter(scope.include_resources, scope.exclude_resources)
+        discovery = self.client.discover()
+        resources = rf.select(discovery)
+        if scope.namespaces:
+            collect.check_namespaces(self.client, scope.namespaces)
+        inv = appmodel.Inventory()
+        with memsnap.MemorySnapshotWriter(self.repo, time=started) as writer:
+            run = _Run(writer, self.progress)
+            streaming = scope.everything or (scope.namespaces and not scope.selector)
+            if streaming:
+                selected = self._streaming(scope, resources, inv, run)
+            else:
+                selected = self._inventory_first(scope, resources, inv, run)
+            apps = appmodel.build(inv)
+            warnings = self._warnings(inv, selected, run)
+            manifest = self._manifest(scope, discovery.resources, rf, inv=inv, apps=apps,
+                                      selected=selected, run=run, warnings=warnings,
+                                      started=started)
+            writer.add_file(layout.MANIFEST, manifest)
+            snap = writer.commit(
+                hostname=self._cluster_name(), paths=[f"k8s:{scope.label}"],
+                tags=sorted({layout.TAG, *tags}),
+                summary={"objects": len(run.items), "warnings": len(warnings),
+                         "bytes": self.progress.bytes, "scope": scope.label,
+                         "applications": [a.id for a in _involved(apps, selected)]},
+                errors=warnings)
+        return Result(snap, len(run.items), warnings,
+                      [a.id for a in _involved(apps, selected)])
+
+    # -- the two ways to run -----------------------------------------------------------------
+
+    def _streaming(self, scope: Scope, resources: list[APIResource],
+                   inv: appmodel.Inventory, run: _Run) -> set[Ref]:
+        namespaced = [r for r in resources if r.namespaced]
+        cluster = [r for r in resources if not r.namespaced]
+        namespaces = list(scope.namespaces) or None
+        skip_ns = set(scope.exclude_namespaces)
+        for res, obj, s in self._summaries(namespaced, namespaces, inv):
+            if s.ref.namespace not in skip_ns:
+                run.write(res, obj, s)
+        for res, obj, s in self._summaries(cluster, None, inv):
+            if scope.everything:
+                run.write(res, obj, s)
+        if scope.everything:
+            return set(run.written)
+        seeds = {r for r in inv.summaries if r.namespace and r.namespace not in skip_ns}
+        selected = self._closure(seeds, inv)
+        self._fetch(selected - run.written, inv, run)
+        return selected
+
+    def _inventory_first(self, scope: Scope, resources: list[APIResource],
+                         inv: appmodel.Inventory, run: _Run) -> set[Ref]:
+        namespaced = [r for r in resources if r.namespaced]
+        cluster = [r for r in resources if not r.namespaced]
+        namespaces = list(scope.namespaces) or None
+        for _ in self._summaries(namespaced, namespaces, inv):
+            pass
+        for _ in self._summaries(cluster, None, inv):
+            pass
+        if scope.app:
+            app = appmodel.select(appmodel.build(inv), scope.app)
+            selected = app.refs
+        else:
+            assert scope.selector is not None
+            match = labels.parse(scope.selector)
+            seeds = {r for r, s in inv.summaries.items() if r.namespace and match(s.labels)}
+            if not seeds:
+                raise errors.NotFoundError(
+                    f"no object matches the selector {scope.selector!r}"
+                    + (f" in namespace(s) {', '.join(scope.namespaces)}"
+                       if scope.namespaces else ""))
+            selected = self._closure(seeds, inv)
+        skip_ns = set(scope.exclude_namespaces)
+        selected = {r for r in selected if r.namespace not in skip_ns}
+        self._fetch(selected, inv, run)
+        return selected
+
+    # -- helpers -------------------------------------------------------------------------------
+
+    def _summaries(self, resources: list[APIResource], namespaces: list[str] | None,
+                   inv: appmodel.Inventory
+                   ) -> Iterator[tuple[APIResource, Obj, Summary]]:
+        for res, obj in collect.stream(self.client, resources, namespaces,
+                                       workers=self.workers, failed=inv.errors,
+                                       limit=self.page_size):
+            s = summarize(obj, res.resource, res.group, res.version)
+            inv.add(s)
+            yield res, obj, s
+
+    @staticmethod
+    def _closure(seeds: set[Ref], inv: appmodel.Inventory) -> set[Ref]:
+        """Seeds plus everything they need, by the same rules as applications."""
+        app = appmodel.Application("selection", "selection", "selection", members=set(seeds))
+        appmodel.close(app, inv)
+        return app.refs
+
+    def _fetch(self, wanted: set[Ref], inv: appmodel.Inventory, run: _Run) -> None:
+        """List the collections holding ``wanted`` again and write those objects."""
+        by_collection: dict[tuple[str, str, str], set[str]] = defaultdict(set)
+        for ref in wanted:
+            s = inv.summaries.get(ref)
+            if s is not None:
+                by_collection[(ref.group, s.resource, ref.namespace)].add(ref.name)
+        served = {(r.group, r.resource): r for r in self.client.discover().preferred()}
+        jobs = [(served[(g, res)], ns or None) for (g, res, ns) in by_collection
+                if (g, res) in served]
+        for res, obj in collect.stream_collections(self.client, jobs, workers=self.workers,
+                                                   failed=inv.errors, limit=self.page_size):
+            s = summarize(obj, res.resource, res.group, res.version)
+            if s.ref in wanted:
+                run.write(res, obj, s)
+
+    @staticmethod
+    def _warnings(inv: appmodel.Inventory, selected: set[Ref], run: _Run) -> list[str]:
+        warnings = [f"{msg}; the backup is partial" for msg in sorted(inv.errors.values())]
+        for ref in sorted(selected - run.written):
+            warnings.append(f"{ref} disappeared while the backup ran; not included")
+        return warnings
+
+    def _manifest(self, scope: Scope, served: list[APIResource], rf: collect.ResourceFilter,
+                  *, inv: appmodel.Inventory, apps: list[appmodel.Application],
+                  selected: set[Ref], run: _Run, warnings: list[str],
+                  started: datetime.datetime) -> bytes:
+        counts: dict[str, int] = defaultdict(int)
+        for item in run.items:
+            parsed = layout.parse_path(item["path"])
+            assert parsed is not None
+            counts[f"{parsed[2]}.{parsed[0]}" if parsed[0] else parsed[2]] += 1
+        involved = _involved(apps, selected)
+        missing: dict[str, list[str]] = defaultdict(list)
+        for a in involved:
+            for e in a.missing:
+                if e.source in selected:
+                    missing[str(e.source)].append(f"needs {e.target} ({e.reason}), which "
+                                                  "does not exist or could not be listed")
+        for item in run.items:
+            if item["ref"] in missing:
+                item["warnings"] = sorted(set(missing[item["ref"]]))
+        doc = {
+            "format": layout.FORMAT,
+            "amber": __version__,
+            "started": snapshots.format_time(started),
+            "finished": snapshots.format_time(datetime.datetime.now(datetime.UTC)),
+            "scope": {"label": scope.label, "app": scope.app,
+                      "namespaces": sorted(scope.namespaces), "selector": scope.selector,
+                      "all": scope.everything,
+                      "includeResources": list(scope.include_resources),
+                      "excludeResources": list(scope.exclude_resources),
+                      "excludeNamespaces": list(scope.exclude_namespaces)},
+            "cluster": self._cluster_identity(),
+            "servedVersions": sorted({r.group_version for r in served}),
+            "skippedResources": dict(sorted(rf.skipped.items())),
+            "applications": [a.to_json() for a in involved],
+            "counts": {"objects": len(run.items), "byResource": dict(sorted(counts.items()))},
+            "partial": bool(warnings),
+            "warnings": warnings,
+            "items": sorted(run.items, key=lambda i: str(i["path"])),
+        }
+        return layout.encode(doc)
+
+    def _cluster_identity(self) -> dict[str, Any]:
+        """Server, context, Kubernetes version and the kube-system namespace's uid (the usual
+        stable cluster id); what cannot be read is left empty rather than failing the backup."""
+        out: dict[str, Any] = {"server": self.client.config.server, "context": self.context,
+                               "name": self._cluster_name()}
+        try:
+            version = self.client.request("GET", "/version") or {}
+            out["kubernetesVersion"] = version.get("gitVersion", "")
+        except kerrors.APIError:
+            out["kubernetesVersion"] = ""
+        try:
+            ns = self.client.get(self.client.discover().find("namespaces", group=""),
+                                 "kube-system")
+            out["uid"] = (ns.get("metadata") or {}).get("uid", "")
+        except kerrors.APIError:
+            out["uid"] = ""
+        return out
+
+    def _cluster_name(self) -> str:
+        """The kubeconfig context, else the API server's host name (in-cluster)."""
+        return (self.context or self.client.config.context
+                or urllib.parse.urlsplit(self.client.config.server).hostname or "cluster")
+
+
+def _involved(apps: list[appmodel.Application], selected: set[Ref]
+              ) -> list[appmodel.Application]:
+    """Applications with a member in the backup (sharing a dependency does not count)."""
+    return [a for a in apps if a.members & selected]

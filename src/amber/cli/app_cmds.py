@@ -1,0 +1,78 @@
+"""``amber app ...``: the applications Amber finds on a cluster, and their dependency graphs."""
+
+from __future__ import annotations
+
+import click
+
+from amber.apps import collect, render
+from amber.apps import model as appmodel
+from amber.cli import context
+
+pass_ctx = click.make_pass_decorator(context.Context)
+
+
+@click.group()
+def app() -> None:
+    """Applications found on the cluster (Helm releases, labels, Argo CD, Flux, owners,
+    namespaces) and what each depends on."""
+
+
+def _applications(ctx: context.Context, namespaces: tuple[str, ...]
+                  ) -> tuple[list[appmodel.Application], appmodel.Inventory]:
+    client = ctx.kube_client()
+    if namespaces:
+        collect.check_namespaces(client, namespaces)
+    inv = collect.inventory(client, namespaces=list(namespaces) or None)
+    for msg in sorted(inv.errors.values()):
+        ctx.info(f"warning: {msg}; applications may be incomplete")
+    return appmodel.build(inv), inv
+
+
+def _counts(a: appmodel.Application) -> str:
+    return ", ".join(f"{n} {k}" for k, n in a.counts().items())
+
+
+@app.command("list")
+@click.option("--namespace", "-n", "namespaces", multiple=True,
+              help="Only look in this namespace (repeatable). Default: every namespace.")
+@pass_ctx
+def list_cmd(ctx: context.Context, namespaces: tuple[str, ...]) -> None:
+    """Every application, with its namespaces, grouping and components."""
+    apps, _ = _applications(ctx, namespaces)
+    rows = [{"id": a.id, "grouping": a.grouping, "namespaces": a.namespaces,
+             "members": len(a.members), "dependencies": len(a.dependencies),
+             "components": a.counts()} for a in apps]
+    if ctx.json:
+        ctx.emit(rows)
+        return
+    if not apps:
+        print("no applications found")
+        return
+    width = max(len(a.id) for a in apps)
+    print(f"{'APPLICATION':<{width}}  {'GROUPING':<9}  {'NAMESPACES':<20}  {'DEPS':>4}  "
+          "COMPONENTS")
+    for a in apps:
+        print(f"{a.id:<{width}}  {a.grouping:<9}  {','.join(a.namespaces):<20}  "
+              f"{len(a.dependencies):>4}  {_counts(a)}")
+
+
+@app.command()
+@click.argument("application")
+@click.option("--format", "fmt", type=click.Choice(["tree", "json", "dot"]), default=None,
+              help="Output format (default: tree, or json with -o json).")
+@click.option("--namespace", "-n", "namespaces", multiple=True,
+              help="Only look in this namespace (faster on big clusters).")
+@pass_ctx
+def show(ctx: context.Context, application: str, fmt: str | None,
+         namespaces: tuple[str, ...]) -> None:
+    """The dependency graph of APPLICATION (an id from `app list`, or a unique name)."""
+    apps, _ = _applications(ctx, namespaces)
+    chosen = appmodel.select(apps, application)
+    fmt = fmt or ("json" if ctx.json else "tree")
+    if fmt == "json":
+        ctx.output = "json"
+        ctx.emit(chosen.to_json())
+    elif fmt == "dot":
+        print(render.dot(chosen))
+    else:
+        print(render.tree(chosen))

@@ -1,0 +1,206 @@
+"""``amber backup ...``: back up applications' Kubernetes resources, list, show and compare."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any
+
+import click
+
+from amber.backup import compare, layout
+from amber.backup import resources as resource_backup
+from amber.cli import context, progress
+from amber.repo import memsnap, repository
+from amber.repo import snapshot as snapshots
+from amber.util import errors
+
+pass_ctx = click.make_pass_decorator(context.Context)
+
+
+def _split(values: tuple[str, ...]) -> list[str]:
+    """Repeatable options that also take comma-separated lists, as kubectl's do."""
+    return [v.strip() for value in values for v in value.split(",") if v.strip()]
+
+
+@click.group()
+def backup() -> None:
+    """Back up applications' Kubernetes resources; list, show and compare backups."""
+
+
+@backup.command()
+@click.argument("application", required=False)
+@click.option("--namespace", "-n", "namespaces", multiple=True,
+              help="Back up these namespaces whole (repeatable, or comma-separated).")
+@click.option("--selector", "-l", default=None,
+              help="Back up the objects matching this label selector and what they need.")
+@click.option("--all", "everything", is_flag=True, help="Back up the whole cluster.")
+@click.option("--include-resources", multiple=True, metavar="RES",
+              help="Only these resources (e.g. deployments.apps,configmaps).")
+@click.option("--exclude-resources", multiple=True, metavar="RES",
+              help="Leave these resources out.")
+@click.option("--exclude-namespaces", multiple=True, metavar="NS",
+              help="Leave these namespaces out (with --all).")
+@click.option("--tag", "tags", multiple=True, help="Tag the backup (repeatable).")
+@pass_ctx
+def create(ctx: context.Context, application: str | None, namespaces: tuple[str, ...],
+           selector: str | None, everything: bool, include_resources: tuple[str, ...],
+           exclude_resources: tuple[str, ...], exclude_namespaces: tuple[str, ...],
+           tags: tuple[str, ...]) -> None:
+    """Back up APPLICATION (an id from `amber app list`), or --namespace, --selector, --all.
+
+    Every object becomes one file in a new repository snapshot, plus a manifest. Exits 3 when
+    some resources could not be listed (the backup is saved and marked partial).
+    """
+    scope = resource_backup.Scope(
+        app=application, namespaces=_split(namespaces), selector=selector,
+        everything=everything, include_resources=_split(include_resources),
+        exclude_resources=_split(exclude_resources),
+        exclude_namespaces=_split(exclude_namespaces))
+    scope.validate()
+    repo = ctx.open_repo()
+    client = ctx.kube_client()
+    state = resource_backup.Progress()
+
+    def render(elapsed: float) -> str:
+        return (f"{state.objects} objects, {progress.human_bytes(state.bytes)}, "
+                f"{progress.human_duration(elapsed)}")
+
+    show = sys.stderr.isatty() and not ctx.quiet and not ctx.json
+    with progress.Display(render, enabled=show):
+        result = resource_backup.ResourceBackup(
+            client, repo, context=client.config.context, progress=state).run(scope, tags=tags)
+    snap = result.snapshot
+    ctx.emit({"id": snap.id, "short_id": snap.short_id, "objects": result.items,
+              "applications": result.applications, "partial": result.partial,
+              "warnings": result.warnings},
+             f"backup {snap.short_id} saved: {result.items} objects"
+             + (f" of {', '.join(result.applications)}" if len(result.applications) <= 5
+                else f" of {len(result.applications)} applications")
+             + (" (partial)" if result.partial else ""))
+    if result.partial:
+        for line in result.warnings[:20]:
+            print(f"warning: {line}", file=sys.stderr)
+        raise errors.PartialError(f"{len(result.warnings)} warning(s); backup {snap.short_id} "
+                                  "is partial")
+
+
+def _backups(repo: repository.Repository) -> list[snapshots.Snapshot]:
+    return [s for s in repo.list_snapshots() if layout.TAG in s.tags]
+
+
+def _resolve(repo: repository.Repository, ref: str) -> snapshots.Snapshot:
+    if ref == "latest":
+        found = _backups(repo)
+        if not found:
+            raise errors.NotFoundError("the repository holds no resource backup yet")
+        return found[-1]
+    snap = repo.resolve_snapshot(ref)
+    if layout.TAG not in snap.tags:
+        raise errors.UsageError(f"snapshot {snap.short_id} is a file snapshot, not a resource "
+                                "backup; see `amber snapshot`")
+    return snap
+
+
+def _manifest(repo: repository.Repository, snap: snapshots.Snapshot) -> dict[str, Any]:
+    repo.load_index()
+    doc: dict[str, Any] = json.loads(memsnap.read_file(repo, snap, layout.MANIFEST))
+    if doc.get("format") != layout.FORMAT:
+        raise errors.UnsupportedFormatError(
+            f"backup {snap.short_id} has manifest format {doc.get('format')!r}, which this "
+            "Amber cannot read")
+    return doc
+
+
+@backup.command("list")
+@pass_ctx
+def list_cmd(ctx: context.Context) -> None:
+    """Resource backups in the repository, oldest first."""
+    repo = ctx.open_repo()
+    found = _backups(repo)
+    rows = [{"id": s.id, "short_id": s.short_id, "time": snapshots.format_time(s.time),
+             "cluster": s.hostname, "scope": s.summary.get("scope", ""),
+             "objects": s.summary.get("objects", 0),
+             "applications": s.summary.get("applications", []), "partial": s.partial,
+             "tags": [t for t in s.tags if t != layout.TAG]} for s in found]
+    if ctx.json:
+        ctx.emit(rows)
+        return
+    if not rows:
+        print("no resource backups")
+        return
+    print(f"{'ID':<10}{'TIME (UTC)':<21}{'CLUSTER':<16}{'OBJECTS':>8}  SCOPE")
+    for s, row in zip(found, rows, strict=True):
+        mark = " (partial)" if s.partial else ""
+        print(f"{s.short_id:<10}{s.time.strftime('%Y-%m-%d %H:%M:%S'):<21}"
+              f"{s.hostname[:15]:<16}{row['objects']:>8}  {row['scope']}{mark}")
+
+
+@backup.command()
+@click.argument("backup_id")
+@click.option("--items", "show_items", is_flag=True, help="List every object, too.")
+@pass_ctx
+def show(ctx: context.Context, backup_id: str, show_items: bool) -> None:
+    """What backup BACKUP_ID ('latest' or an id prefix) holds: scope, cluster, counts,
+    applications, warnings."""
+    repo = ctx.open_repo()
+    snap = _resolve(repo, backup_id)
+    doc = _manifest(repo, snap)
+    if ctx.json:
+        if not show_items:
+            doc.pop("items", None)
+        ctx.emit({"id": snap.id, **doc})
+        return
+    cluster = doc.get("cluster") or {}
+    counts = doc.get("counts") or {}
+    print(f"backup {snap.id}")
+    print(f"  time:     {snapshots.format_time(snap.time)}")
+    print(f"  scope:    {(doc.get('scope') or {}).get('label', '')}")
+    print(f"  cluster:  {cluster.get('name', '')} ({cluster.get('server', '')}, "
+          f"{cluster.get('kubernetesVersion', '')}, uid {cluster.get('uid', '') or '?'})")
+    print(f"  objects:  {counts.get('objects', 0)}" + ("  (partial)" if doc.get("partial")
+                                                       else ""))
+    for res, n in (counts.get("byResource") or {}).items():
+        print(f"    {n:>6}  {res}")
+    apps = doc.get("applications") or []
+    print(f"  applications: {', '.join(a['id'] for a in apps) or '-'}")
+    skipped = doc.get("skippedResources") or {}
+    if skipped:
+        print("  skipped resources:")
+        for res, why in skipped.items():
+            print(f"    {res}: {why}")
+    for w in doc.get("warnings") or []:
+        print(f"  warning: {w}")
+    if show_items:
+        print("  items:")
+        for item in doc.get("items") or []:
+            owned = f"  (owned by {item['ownedBy']})" if item.get("ownedBy") else ""
+            print(f"    {item['ref']}{owned}")
+            for w in item.get("warnings") or []:
+                print(f"      warning: {w}")
+
+
+@backup.command()
+@click.argument("backup_a")
+@click.argument("backup_b")
+@click.option("--stat", "stat_only", is_flag=True, help="Only name the changed objects.")
+@pass_ctx
+def diff(ctx: context.Context, backup_a: str, backup_b: str, stat_only: bool) -> None:
+    """What changed from BACKUP_A to BACKUP_B, per object, as a unified diff of its JSON.
+
+    "touched" objects changed only their resourceVersion or managedFields.
+    """
+    repo = ctx.open_repo()
+    a, b = _resolve(repo, backup_a), _resolve(repo, backup_b)
+    repo.load_index()
+    changes = list(compare.diff(repo, a, b))
+    if ctx.json:
+        ctx.emit([c.to_json() for c in changes])
+        return
+    marks = {"added": "+", "removed": "-", "modified": "M", "touched": "T"}
+    for c in changes:
+        print(f"{marks[c.change]} {c.path}")
+        if not stat_only and c.diff:
+            print("\n".join(c.diff))
+    totals = {k: sum(1 for c in changes if c.change == k) for k in marks}
+    ctx.info(", ".join(f"{n} {k}" for k, n in totals.items()))
