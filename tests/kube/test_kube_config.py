@@ -37,7 +37,11 @@ def _kubeconfig(tmp_path: Path) -> Path:
         "users": [
             {"name": "admin", "user": {"token": "inline-token"}},
             {"name": "robot", "user": {"tokenFile": "tok"}},
-            {"name": "sso", "user": {"exec": {"command": "login"}}},
+            {"name": "sso", "user": {"exec": {
+                "apiVersion": "client.authentication.k8s.io/v1",
+                "command": "amber-test-no-such-login-plugin",
+                "installHint": "install it from the login page"}}},
+            {"name": "legacy", "user": {"auth-provider": {"name": "oidc"}}},
         ],
         "contexts": [
             {"name": "prod", "context": {"cluster": "prod", "user": "admin",
@@ -45,6 +49,7 @@ def _kubeconfig(tmp_path: Path) -> Path:
             {"name": "dev", "context": {"cluster": "dev", "user": "robot"}},
             {"name": "lab", "context": {"cluster": "lab", "user": "admin"}},
             {"name": "sso", "context": {"cluster": "prod", "user": "sso"}},
+            {"name": "legacy", "context": {"cluster": "prod", "user": "legacy"}},
         ],
     })
 
@@ -79,8 +84,12 @@ def test_unknown_context_and_exec_plugin_are_config_errors(tmp_path: Path) -> No
     path = _kubeconfig(tmp_path)
     with pytest.raises(ConfigError, match="no context named 'nope'"):
         config.load_kubeconfig(path, context="nope")
-    with pytest.raises(ConfigError, match="exec or auth-provider"):
-        config.load_kubeconfig(path, context="sso")
+    with pytest.raises(ConfigError, match="auth-provider"):
+        config.load_kubeconfig(path, context="legacy")
+    sso = config.load_kubeconfig(path, context="sso")  # the plugin runs when a token is needed
+    with pytest.raises(ConfigError, match="'amber-test-no-such-login-plugin' was not found; "
+                                          "install it from the login page"):
+        sso.bearer_token()
     with pytest.raises(ConfigError, match="cannot read kubeconfig"):
         config.load_kubeconfig(tmp_path / "missing")
 

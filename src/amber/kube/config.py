@@ -1,8 +1,9 @@
 """Where the cluster is and who we are: kubeconfig files and in-cluster service accounts.
 
 Only what a backup tool needs is supported: server URL, CA (data or file), insecure-skip-tls-verify,
-bearer token (inline or file), client certificate and key (data or files). Exec and auth-provider
-plugins are not (they are reported as ``ConfigError`` naming the user entry).
+bearer token (inline or file), client certificate and key (data or files), and exec credential
+plugins (``client.authentication.k8s.io`` v1 and v1beta1: EKS, GKE, OIDC helpers; see
+``ExecPlugin``). The legacy auth-provider plugins are not (a ``ConfigError`` naming the user entry).
 
 A kubeconfig is read as JSON when it is JSON, else as YAML (PyYAML's safe loader); only a file
 neither can parse goes to ``kubectl config view -o json --raw --flatten``, whose error names the
@@ -22,6 +23,7 @@ import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +34,138 @@ from amber.kube.errors import ConfigError
 SERVICE_ACCOUNT_DIR = Path("/var/run/secrets/kubernetes.io/serviceaccount")
 #: Projected service-account tokens rotate; re-read the file this often (client-go: 1 minute).
 TOKEN_FILE_TTL = 60.0
+EXEC_API_VERSIONS = ("client.authentication.k8s.io/v1", "client.authentication.k8s.io/v1beta1")
+#: Re-run an exec plugin this long before its credential expires (at most half its lifetime),
+#: so that a request is not sent with a token that expires on the way.
+EXEC_REFRESH_MARGIN = 10.0
+#: A plugin that has not answered by then is hung (waiting for a login nobody will type).
+EXEC_TIMEOUT = 120.0
+
+
+@dataclass(frozen=True)
+class ExecCredential:
+    """What an exec plugin gave: a bearer token or a client certificate, until ``refresh_at``
+    (``time.time()`` seconds; None: for as long as the server accepts it)."""
+
+    token: str | None = field(repr=False)
+    cert_data: bytes | None = field(repr=False)
+    key_data: bytes | None = field(repr=False)
+    refresh_at: float | None
+    fetched: float  # time.monotonic() when the plugin answered
+
+
+class ExecPlugin:
+    """A kubeconfig ``users[].user.exec`` entry: a command that prints an ``ExecCredential``.
+
+    It runs without a shell, with our environment plus the entry's ``env``, and with
+    ``KUBERNETES_EXEC_INFO`` describing the request (never interactive: Amber runs unattended, so
+    stdin is /dev/null). Its stdout is parsed and never repeated in errors; its stderr is left to
+    reach the user, since that is where plugins explain what went wrong. The credential is cached
+    until shortly before its ``expirationTimestamp``, and dropped when the server answers 401
+    (``invalidate``), so a revoked or rotated token costs one retry, not a failed backup.
+    """
+
+    def __init__(self, spec: Mapping[str, Any], *, user: str, base: Path,
+                 cluster: Mapping[str, Any] | None) -> None:
+        self.user = user
+        self.api_version = str(spec.get("apiVersion") or "")
+        if self.api_version not in EXEC_API_VERSIONS:
+            raise ConfigError(f"user {user!r}: exec plugin apiVersion {self.api_version!r} is "
+                              f"not supported (use {EXEC_API_VERSIONS[0]})")
+        command = str(spec.get("command") or "")
+        if not command:
+            raise ConfigError(f"user {user!r}: exec plugin has no command")
+        # As client-go: a relative path (not a bare name looked up in PATH) is relative to the
+        # kubeconfig's directory.
+        self.command = str(base / command) if os.sep in command and \
+            not os.path.isabs(command) else command
+        self.args = [str(a) for a in spec.get("args") or []]
+        self.env = {str(e.get("name")): str(e.get("value", "")) for e in spec.get("env") or []
+                    if isinstance(e, dict) and e.get("name")}
+        if spec.get("interactiveMode") == "Always":
+            raise ConfigError(f"user {user!r}: exec plugin {self.command!r} needs an interactive "
+                              "terminal (interactiveMode: Always), which Amber never has; log in "
+                              "first or use a token")
+        self.install_hint = str(spec.get("installHint") or "").strip()
+        self.cluster = dict(cluster) if cluster is not None and \
+            spec.get("provideClusterInfo") else None
+        self._cached: ExecCredential | None = None
+        self._lock = threading.Lock()
+
+    def credential(self) -> ExecCredential:
+        """The cached credential, or a fresh one when there is none or it is about to expire."""
+        with self._lock:
+            cred = self._cached
+            if cred is None or (cred.refresh_at is not None and time.time() >= cred.refresh_at):
+                cred = self._cached = self._run()
+            return cred
+
+    def invalidate(self, since: float) -> None:
+        """Forget the credential if it was obtained at or before ``since`` (monotonic): the
+        server rejected it. One obtained later (another thread already re-ran) is kept."""
+        with self._lock:
+            if self._cached is not None and self._cached.fetched <= since:
+                self._cached = None
+
+    def _exec_info(self) -> str:
+        spec: dict[str, Any] = {"interactive": False}
+        if self.cluster is not None:
+            spec["cluster"] = self.cluster
+        return json.dumps({"apiVersion": self.api_version, "kind": "ExecCredential",
+                           "spec": spec})
+
+    def _fail(self, what: str) -> ConfigError:
+        hint = f"; {self.install_hint.splitlines()[0]}" if self.install_hint else ""
+        return ConfigError(f"user {self.user!r}: exec credential plugin {self.command!r} "
+                           f"{what}{hint}")
+
+    def _run(self) -> ExecCredential:
+        env = {**os.environ, **self.env, "KUBERNETES_EXEC_INFO": self._exec_info()}
+        try:
+            proc = subprocess.run([self.command, *self.args], env=env, stdin=subprocess.DEVNULL,
+                                  stdout=subprocess.PIPE, timeout=EXEC_TIMEOUT, check=False)
+        except FileNotFoundError:
+            raise self._fail("was not found") from None
+        except PermissionError:
+            raise self._fail("is not executable") from None
+        except subprocess.TimeoutExpired:
+            raise self._fail(f"did not answer within {EXEC_TIMEOUT:.0f} s") from None
+        if proc.returncode != 0:
+            raise self._fail(f"failed with exit status {proc.returncode} (its message, if any, "
+                             "is on stderr)")
+        return self._parse(proc.stdout)
+
+    def _parse(self, stdout: bytes) -> ExecCredential:
+        """The ExecCredential in ``stdout``; errors describe its shape, never its content."""
+        try:
+            doc = json.loads(stdout)
+        except ValueError:
+            raise self._fail("printed no JSON ExecCredential") from None
+        if not isinstance(doc, dict) or doc.get("kind") != "ExecCredential":
+            raise self._fail("printed something other than an ExecCredential")
+        if doc.get("apiVersion") != self.api_version:
+            raise self._fail(f"answered apiVersion {str(doc.get('apiVersion'))[:60]!r}, not "
+                             f"the {self.api_version!r} the kubeconfig asks for")
+        status = doc.get("status")
+        status = status if isinstance(status, dict) else {}
+        token = status.get("token") or None
+        cert, key = status.get("clientCertificateData"), status.get("clientKeyData")
+        if not token and not (cert and key):
+            raise self._fail("gave neither status.token nor status.clientCertificateData and "
+                             "clientKeyData")
+        now, refresh_at = time.time(), None
+        expiry = status.get("expirationTimestamp")
+        if expiry:
+            try:
+                expires = datetime.fromisoformat(str(expiry).replace("Z", "+00:00")).timestamp()
+            except ValueError:
+                raise self._fail("gave an expirationTimestamp that is not RFC 3339") from None
+            refresh_at = expires - max(0.0, min(EXEC_REFRESH_MARGIN, (expires - now) / 2))
+        return ExecCredential(
+            token=str(token) if token else None,
+            cert_data=str(cert).encode() if cert and key else None,
+            key_data=str(key).encode() if cert and key else None,
+            refresh_at=refresh_at, fetched=time.monotonic())
 
 
 @dataclass
@@ -47,11 +181,17 @@ class ClusterConfig:
     key_data: bytes | None = None
     namespace: str = "default"
     context: str = ""
+    exec_plugin: ExecPlugin | None = field(default=None, repr=False, compare=False)
     _token_cache: tuple[float, str] | None = field(default=None, repr=False, compare=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
     def bearer_token(self) -> str | None:
-        """The token to send now: the inline one, or the token file's (re-read every minute)."""
+        """The token to send now: the exec plugin's, the inline one, or the token file's
+        (re-read every minute)."""
+        if self.exec_plugin is not None:
+            token = self.exec_plugin.credential().token
+            if token:
+                return token
         if self.token:
             return self.token
         if self.token_file is None:
@@ -67,6 +207,26 @@ class ClusterConfig:
                 self._token_cache = (now, value)
             return self._token_cache[1]
 
+    def client_cert(self) -> tuple[bytes, bytes] | None:
+        """The client certificate and key to present now (the exec plugin's, else the
+        kubeconfig's); the same objects while the credential lasts."""
+        if self.exec_plugin is not None:
+            cred = self.exec_plugin.credential()
+            if cred.cert_data and cred.key_data:
+                return cred.cert_data, cred.key_data
+        if self.cert_data and self.key_data:
+            return self.cert_data, self.key_data
+        return None
+
+    def refresh_credentials(self, since: float) -> bool:
+        """After a 401 to a request whose credential was taken at ``since`` (monotonic): drop
+        the exec plugin's credential so the next request gets a fresh one. False when there is
+        nothing to refresh (a static token stays wrong)."""
+        if self.exec_plugin is None:
+            return False
+        self.exec_plugin.invalidate(since)
+        return True
+
     def ssl_context(self) -> ssl.SSLContext | None:
         """The TLS context for ``server`` (None for plain http)."""
         if not self.server.startswith("https://"):
@@ -79,11 +239,12 @@ class ClusterConfig:
             ctx = ssl.create_default_context(cadata=self.ca_data.decode("ascii", "replace"))
         else:
             ctx = ssl.create_default_context()
-        if self.cert_data and self.key_data:
+        pair = self.client_cert()
+        if pair is not None:
             # ssl only loads a chain from files: write them privately and remove at once.
             with tempfile.TemporaryDirectory(prefix="amber-kube-") as d:
                 cert, key = Path(d) / "cert.pem", Path(d) / "key.pem"
-                for p, data in ((cert, self.cert_data), (key, self.key_data)):
+                for p, data in ((cert, pair[0]), (key, pair[1])):
                     fd = os.open(p, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
                     with os.fdopen(fd, "wb") as f:
                         f.write(data)
@@ -168,16 +329,22 @@ def load_kubeconfig(path: Path | None = None, *, context: str | None = None) -> 
     ctx = _named(doc, "contexts", ctx_name, path)
     cluster = _named(doc, "clusters", str(ctx.get("cluster", "")), path)
     user = _named(doc, "users", str(ctx.get("user", "")), path) if ctx.get("user") else {}
-    if "exec" in user or "auth-provider" in user:
-        raise ConfigError(f"kubeconfig {path}: user {ctx.get('user')!r} uses an exec or "
-                          "auth-provider plugin, which Amber does not run; use a token")
+    if "auth-provider" in user:
+        raise ConfigError(f"kubeconfig {path}: user {ctx.get('user')!r} uses an auth-provider "
+                          "plugin (removed from kubectl in 1.26), which Amber does not run; use "
+                          "its exec plugin replacement or a token")
     server = str(cluster.get("server") or "")
     if not server:
         raise ConfigError(f"kubeconfig {path}: cluster {ctx.get('cluster')!r} has no server")
+    ca_data = _data_or_file(cluster, "certificate-authority", base)
+    plugin = None
+    if isinstance(user.get("exec"), dict):
+        plugin = ExecPlugin(user["exec"], user=str(ctx.get("user")), base=base,
+                            cluster=_exec_cluster(cluster, ca_data))
     token_file = user.get("tokenFile")
     return ClusterConfig(
         server=server.rstrip("/"),
-        ca_data=_data_or_file(cluster, "certificate-authority", base),
+        ca_data=ca_data,
         insecure=bool(cluster.get("insecure-skip-tls-verify")),
         token=user.get("token") or None,
         token_file=(base / Path(token_file).expanduser()) if token_file else None,
@@ -185,7 +352,25 @@ def load_kubeconfig(path: Path | None = None, *, context: str | None = None) -> 
         key_data=_data_or_file(user, "client-key", base),
         namespace=str(ctx.get("namespace") or "default"),
         context=ctx_name,
+        exec_plugin=plugin,
     )
+
+
+def _exec_cluster(cluster: Mapping[str, Any], ca_data: bytes | None) -> dict[str, Any]:
+    """``spec.cluster`` of KUBERNETES_EXEC_INFO (for ``provideClusterInfo``), as client-go's
+    ``clientauthentication.Cluster``: the connection settings and the plugin's own config
+    (the cluster extension named ``client.authentication.k8s.io/exec``)."""
+    out: dict[str, Any] = {"server": str(cluster.get("server") or "")}
+    if ca_data:
+        out["certificate-authority-data"] = base64.b64encode(ca_data).decode()
+    for key in ("tls-server-name", "insecure-skip-tls-verify", "proxy-url",
+                "disable-compression"):
+        if cluster.get(key):
+            out[key] = cluster[key]
+    for ext in cluster.get("extensions") or []:
+        if isinstance(ext, dict) and ext.get("name") == "client.authentication.k8s.io/exec":
+            out["config"] = ext.get("extension")
+    return out
 
 
 def in_cluster(root: Path = SERVICE_ACCOUNT_DIR,

@@ -60,7 +60,11 @@ class Transport:
         self._host = url.hostname
         self._port = url.port or (443 if self._https else 80)
         self._prefix = url.path.rstrip("/")
-        self._ssl: ssl.SSLContext | None = config.ssl_context()
+        self._ssl: ssl.SSLContext | None = None
+        self._ssl_cert: tuple[bytes, bytes] | None = None
+        self._ssl_lock = threading.Lock()
+        if config.exec_plugin is None:
+            self._tls()  # a bad CA or key fails here; an exec plugin runs at the first request
         self.timeout = timeout
         self.retry = retry or RetryPolicy()
         self.limiter = TokenBucket(qps, burst)
@@ -70,17 +74,32 @@ class Transport:
         self.attempts = 0
         self._count_lock = threading.Lock()
 
+    def _tls(self) -> ssl.SSLContext | None:
+        """The TLS context for the current client certificate: rebuilt when an exec plugin
+        hands out a new one (connections made with the old context are then replaced)."""
+        if not self._https:
+            return None
+        cert = self.config.client_cert()
+        with self._ssl_lock:
+            if self._ssl is None or cert != self._ssl_cert:
+                self._ssl, self._ssl_cert = self.config.ssl_context(), cert
+            return self._ssl
+
     def _new_connection(self, timeout: float | None) -> http.client.HTTPConnection:
         if self._https:
             return http.client.HTTPSConnection(self._host, self._port, timeout=timeout,
-                                               context=self._ssl)
+                                               context=self._tls())
         return http.client.HTTPConnection(self._host, self._port, timeout=timeout)
 
     def _connection(self) -> http.client.HTTPConnection:
         conn: http.client.HTTPConnection | None = getattr(self._local, "conn", None)
+        if conn is not None and self._https and getattr(self._local, "tls", None) \
+                is not self._tls():
+            self._drop_connection()  # made with a client certificate that was replaced
+            conn = None
         if conn is None:
             conn = self._new_connection(self.timeout)
-            self._local.conn = conn
+            self._local.conn, self._local.tls = conn, self._ssl
         return conn
 
     def _drop_connection(self) -> None:
@@ -96,14 +115,20 @@ class Transport:
     def request(self, method: str, path: str, *, query: Mapping[str, str] | None = None,
                 body: Any = None, content_type: str = "application/json",
                 accept: str = "application/json") -> Any:
-        """Send one request, retrying when allowed; the decoded JSON answer (None if empty)."""
+        """Send one request, retrying when allowed; the decoded JSON answer (None if empty).
+
+        A 401 with an exec plugin configured is sent once more with a fresh credential (the
+        token may have been revoked or rotated before its stated expiry); not a retry, since the
+        server rejected the request before acting on it, so POST and PATCH qualify too."""
         target = self._target(path, query)
         payload = None if body is None else json.dumps(body, separators=(",", ":")).encode()
         headers = self._headers(accept)
+        taken = time.monotonic()  # a credential fetched after this is not the one we send
         if payload is not None:
             headers["Content-Type"] = content_type
         retriable = method.upper() in IDEMPOTENT
         attempt = 0
+        refreshed = False
         while True:
             self._count()
             try:
@@ -116,6 +141,11 @@ class Transport:
             else:
                 if status < 400:
                     return json.loads(data) if data else None
+                if status == 401 and not refreshed and self.config.refresh_credentials(taken):
+                    refreshed = True
+                    headers.pop("Authorization", None)
+                    headers.update(self._headers(accept))
+                    continue
                 err = errors.from_response(status, data, method=method, path=path)
                 retry_after = _retry_after(resp_headers.get("retry-after"))
                 if not (status == 429 or status >= 500):
@@ -153,25 +183,32 @@ class Transport:
         here: what to do when a stream fails (resume, re-list) is the caller's protocol.
         ``read_timeout`` bounds each socket read (None: block until data or close)."""
         target = self._target(path, query)
-        headers = self._headers(accept)
-        self._count()
-        conn = self._new_connection(self.timeout)
-        try:
-            conn.request("GET", target, headers=headers)
-            resp = conn.getresponse()
-            if resp.status >= 400:
+        refreshed = False
+        while True:
+            headers = self._headers(accept)
+            taken = time.monotonic()
+            self._count()
+            conn = self._new_connection(self.timeout)
+            try:
+                conn.request("GET", target, headers=headers)
+                resp = conn.getresponse()
+                if resp.status < 400:
+                    if conn.sock is not None:
+                        conn.sock.settimeout(read_timeout)
+                    return Stream(conn, resp)
                 data = resp.read()
-                raise errors.from_response(resp.status, data, method="GET", path=path)
-            if conn.sock is not None:
-                conn.sock.settimeout(read_timeout)
-        except (OSError, http.client.HTTPException) as e:
+            except (OSError, http.client.HTTPException) as e:
+                conn.close()
+                raise errors.Timeout(f"GET {path}: {type(e).__name__}: {e}"[:300],
+                                     method="GET", path=path) from None
+            except BaseException:
+                conn.close()
+                raise
             conn.close()
-            raise errors.Timeout(f"GET {path}: {type(e).__name__}: {e}"[:300],
-                                 method="GET", path=path) from None
-        except BaseException:
-            conn.close()
-            raise
-        return Stream(conn, resp)
+            if resp.status == 401 and not refreshed and self.config.refresh_credentials(taken):
+                refreshed = True
+                continue
+            raise errors.from_response(resp.status, data, method="GET", path=path)
 
     def _send(self, method: str, target: str, payload: bytes | None,
               headers: dict[str, str]) -> tuple[int, dict[str, str], bytes]:
