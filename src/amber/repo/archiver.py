@@ -185,7 +185,7 @@ class Archiver:
                 errors=list(self._errors),
             )
             self.repo.save_snapshot(snap)
-            self._repair_after_concurrent_prune(snap)
+            repair_after_concurrent_prune(self.repo, snap)
             return snap
         finally:
             marker.release()
@@ -434,29 +434,29 @@ class Archiver:
         with self._errors_lock:
             self._errors.append(f"{path}: {exc.strerror or exc}")
 
-    # -- after the snapshot ------------------------------------------------------------------
 
-    def _repair_after_concurrent_prune(self, snap: snapshots.Snapshot) -> None:
-        """Re-index anything a prune dropped from the index while this backup ran (§10 step 5).
+def repair_after_concurrent_prune(repo: repository.Repository, snap: snapshots.Snapshot) -> None:
+    """Re-index anything a prune dropped from the index while a writer ran (§10 step 5).
 
-        The packs are still on disk: prune does not delete packs while a writer that started
-        before its index rewrite is alive, and this writer's marker is still held.
-        """
-        if not self.repo.index_superseded():
-            return
-        old_index, old_packs = self.repo.index, list(self.repo.pack_ids)
-        self.repo.load_index()
-        missing_packs: set[bytes] = set()
-        for blob_id in walker.iter_snapshot_blobs(self.repo, snap, old_index=old_index,
-                                           old_packs=old_packs):
-            if blob_id not in self.repo.index:
-                loc = old_index.get(blob_id)
-                if loc is not None:
-                    missing_packs.add(old_packs[loc.pack])
-        if not missing_packs:
-            return
-        packs = {}
-        for pack_id in missing_packs:
-            packs[pack_id] = self.repo.read_pack_header(pack_id)
-        self.repo.save_file_object(fmt.INDEX_PREFIX, fmt.ObjectType.INDEX,
-                                   indexfile.encode_index(indexfile.IndexContent((), packs)))
+    Call it after saving ``snap`` and before releasing the writer's marker: the packs are still
+    on disk then, because prune does not delete packs while a writer that started before its
+    index rewrite is alive. Shared by every writer of snapshots (file-system and in-memory).
+    """
+    if not repo.index_superseded():
+        return
+    old_index, old_packs = repo.index, list(repo.pack_ids)
+    repo.load_index()
+    missing_packs: set[bytes] = set()
+    for blob_id in walker.iter_snapshot_blobs(repo, snap, old_index=old_index,
+                                              old_packs=old_packs):
+        if blob_id not in repo.index:
+            loc = old_index.get(blob_id)
+            if loc is not None:
+                missing_packs.add(old_packs[loc.pack])
+    if not missing_packs:
+        return
+    packs = {}
+    for pack_id in missing_packs:
+        packs[pack_id] = repo.read_pack_header(pack_id)
+    repo.save_file_object(fmt.INDEX_PREFIX, fmt.ObjectType.INDEX,
+                          indexfile.encode_index(indexfile.IndexContent((), packs)))
