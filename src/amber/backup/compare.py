@@ -43,26 +43,26 @@ def _objects(repo: repository.Repository, snap: snapshots.Snapshot
             if layout.parse_path(path) is not None}
 
 
-def _redact(obj: dict[str, Any], other: dict[str, Any]) -> None:
+def _redact(obj: dict[str, Any], other: dict[str, Any], side: str) -> None:
     """Replace a Secret's values by markers, so a diff says which keys changed and never
-    prints a value (the backup holds them encrypted; a terminal is not the place for them)."""
+    prints a value (the backup holds them encrypted; a terminal is not the place for them).
+    A changed value gets a marker naming its ``side`` (old/new), so the diff shows the key."""
     if obj.get("kind") != "Secret" or obj.get("apiVersion") != "v1":
         return
-    for field in ("data", "stringData"):
-        mine, theirs = obj.get(field), other.get(field) or {}
+    for name in ("data", "stringData"):
+        mine, theirs = obj.get(name), other.get(name) or {}
         if isinstance(mine, dict):
-            obj[field] = {k: "<redacted>" if theirs.get(k) == v else "<redacted, differs>"
-                          for k, v in mine.items()}
+            obj[name] = {k: "<redacted>" if theirs.get(k) == v else f"<redacted, {side} value>"
+                         for k, v in mine.items()}
 
 
-def _readable(obj: dict[str, Any]) -> tuple[list[str], list[str]]:
-    """The object pretty-printed, with and without bookkeeping fields."""
-    full = json.dumps(obj, indent=2, sort_keys=True, ensure_ascii=False).splitlines()
-    meta = obj.get("metadata") or {}
-    for key in _BOOKKEEPING:
-        meta.pop(key, None)
-    bare = json.dumps(obj, indent=2, sort_keys=True, ensure_ascii=False).splitlines()
-    return full, bare
+def _pretty(obj: dict[str, Any]) -> list[str]:
+    return json.dumps(obj, indent=2, sort_keys=True, ensure_ascii=False).splitlines()
+
+
+def _without_bookkeeping(obj: dict[str, Any]) -> dict[str, Any]:
+    meta = {k: v for k, v in (obj.get("metadata") or {}).items() if k not in _BOOKKEEPING}
+    return {**obj, "metadata": meta}
 
 
 def diff(repo: repository.Repository, a: snapshots.Snapshot, b: snapshots.Snapshot,
@@ -78,13 +78,11 @@ def diff(repo: repository.Repository, a: snapshots.Snapshot, b: snapshots.Snapsh
             old_raw = memsnap.read_file(repo, a, path)
             new_raw = memsnap.read_file(repo, b, path)
             old_obj, new_obj = json.loads(old_raw), json.loads(new_raw)
-            _redact(old_obj, json.loads(new_raw))
-            _redact(new_obj, json.loads(old_raw))
-            before_full, before = _readable(old_obj)
-            after_full, after = _readable(new_obj)
-            if before == after:
+            if _without_bookkeeping(old_obj) == _without_bookkeeping(new_obj):
                 yield ObjectChange(path, "touched", [])
                 continue
-            lines = list(difflib.unified_diff(before_full, after_full, f"a/{path}", f"b/{path}",
-                                              n=context, lineterm=""))
+            _redact(old_obj, json.loads(new_raw), "old")
+            _redact(new_obj, json.loads(old_raw), "new")
+            lines = list(difflib.unified_diff(_pretty(old_obj), _pretty(new_obj), f"a/{path}",
+                                              f"b/{path}", n=context, lineterm=""))
             yield ObjectChange(path, "modified", lines)

@@ -40,6 +40,7 @@ from amber.repo import snapshot as snapshots
 from amber.util import errors
 
 Obj = dict[str, Any]
+ENTRY_TIME = datetime.datetime(2000, 1, 1, tzinfo=datetime.UTC)
 
 
 @dataclass
@@ -153,7 +154,10 @@ class ResourceBackup:
         if scope.namespaces:
             collect.check_namespaces(self.client, scope.namespaces)
         inv = appmodel.Inventory()
-        with memsnap.MemorySnapshotWriter(self.repo, time=started) as writer:
+        # Entries get a fixed time, not the backup's: a directory's tree then depends only on
+        # the objects in it, so an unchanged namespace is an unchanged tree in the next backup.
+        with memsnap.MemorySnapshotWriter(self.repo, time=started,
+                                          entry_time=ENTRY_TIME) as writer:
             run = _Run(writer, self.progress)
             streaming = scope.everything or (scope.namespaces and not scope.selector)
             if streaming:

@@ -118,11 +118,15 @@ class MemorySnapshotWriter:
     """
 
     def __init__(self, repo: repository.Repository, *,
-                 time: datetime.datetime | None = None) -> None:
+                 time: datetime.datetime | None = None,
+                 entry_time: datetime.datetime | None = None) -> None:
+        """``time`` is the snapshot's; ``entry_time`` (default: ``time``) is every entry's
+        modification time. A caller that backs up the same files again and again passes a
+        fixed ``entry_time``, so unchanged directories keep their tree ids across snapshots."""
         self.repo = repo
         self.time = time if time is not None else snapshots.utc_now()
         self.stats = MemorySnapshotStats()
-        self._mtime_ns = _time_ns(self.time)
+        self._mtime_ns = _time_ns(entry_time if entry_time is not None else self.time)
         self._uid = os.getuid()
         self._gid = os.getgid()
         self._small = int(repo.config.chunker["min_size"])

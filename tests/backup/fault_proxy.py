@@ -1,0 +1,113 @@
+"""A plain-HTTP proxy in front of a real API server that answers some requests itself with 429
+or 500, to prove that callers retry. It forwards everything else upstream with its own
+credentials (those of the admin kubeconfig), so it works against the sandbox and a real cluster.
+"""
+
+from __future__ import annotations
+
+import http.client
+import threading
+import urllib.parse
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from types import TracebackType
+
+from amber.kube.config import ClusterConfig
+
+
+class FaultProxy(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def __init__(self, upstream: ClusterConfig, *, every: int = 3) -> None:
+        super().__init__(("127.0.0.1", 0), _Handler)
+        self.upstream = upstream
+        self.every = every
+        self.count = 0
+        self.injected: list[int] = []
+        self.lock = threading.Lock()
+        self._thread = threading.Thread(target=self.serve_forever, daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}"
+
+    def kubeconfig(self) -> str:
+        """A kubeconfig (JSON is YAML) pointing at this proxy; the proxy holds the real token."""
+        return ('{"apiVersion":"v1","kind":"Config","current-context":"proxy",'
+                f'"clusters":[{{"name":"proxy","cluster":{{"server":"{self.url}"}}}}],'
+                '"users":[{"name":"proxy","user":{}}],'
+                '"contexts":[{"name":"proxy","context":{"cluster":"proxy","user":"proxy"}}]}')
+
+    def fault_for(self, method: str) -> int | None:
+        """Every ``every``-th GET is refused, alternating 429 and 500."""
+        if method != "GET":
+            return None
+        with self.lock:
+            self.count += 1
+            if self.count % self.every:
+                return None
+            status = 429 if len(self.injected) % 2 == 0 else 500
+            self.injected.append(status)
+            return status
+
+    def __enter__(self) -> FaultProxy:
+        self._thread.start()
+        return self
+
+    def __exit__(self, et: type[BaseException] | None, ev: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.shutdown()
+        self.server_close()
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server: FaultProxy
+
+    def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+        pass
+
+    def _reply(self, status: int, body: bytes, headers: dict[str, str]) -> None:
+        self.send_response(status)
+        for k, v in headers.items():
+            self.send_header(k, v)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def _forward(self) -> None:
+        length = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(length) if length else None
+        fault = self.server.fault_for(self.command)
+        if fault is not None:
+            status = ('{"kind":"Status","apiVersion":"v1","status":"Failure","code":%d,'
+                      '"reason":"%s","message":"injected by the test proxy"}'
+                      % (fault, "TooManyRequests" if fault == 429 else "InternalError"))
+            headers = {"Content-Type": "application/json"}
+            if fault == 429:
+                headers["Retry-After"] = "0"
+            self._reply(fault, status.encode(), headers)
+            return
+        up = self.server.upstream
+        url = urllib.parse.urlsplit(up.server)
+        conn: http.client.HTTPConnection
+        if url.scheme == "https":
+            conn = http.client.HTTPSConnection(url.hostname or "", url.port or 443,
+                                               context=up.ssl_context(), timeout=60)
+        else:
+            conn = http.client.HTTPConnection(url.hostname or "", url.port or 80, timeout=60)
+        headers = {k: v for k, v in self.headers.items()
+                   if k.lower() in ("accept", "content-type", "user-agent")}
+        token = up.bearer_token()
+        if token:
+            headers["Authorization"] = f"Bearer {token}"
+        try:
+            conn.request(self.command, url.path.rstrip("/") + self.path, body=body,
+                         headers=headers)
+            resp = conn.getresponse()
+            data = resp.read()
+            self._reply(resp.status, data,
+                        {"Content-Type": resp.getheader("Content-Type") or "application/json"})
+        finally:
+            conn.close()
+
+    do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = _forward
