@@ -246,7 +246,7 @@ class Reflector:
                 log.info("watch of %s: resourceVersion %s is gone; listing again",
                          self.res.resource, self.resource_version)
                 need_list = True
-            except errors.APIError as e:
+            except errors.KubeError as e:  # API errors, broken connections, a failed plugin
                 failures += 1
                 log.warning("watch of %s failed (%d in a row): %s", self.res.resource,
                             failures, e)
