@@ -6,6 +6,7 @@ credentials (those of the admin kubeconfig), so it works against the sandbox and
 from __future__ import annotations
 
 import http.client
+import json
 import threading
 import urllib.parse
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -63,7 +64,7 @@ class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server: FaultProxy
 
-    def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+    def log_message(self, format: str, *args: object) -> None:
         pass
 
     def _reply(self, status: int, body: bytes, headers: dict[str, str]) -> None:
@@ -79,9 +80,10 @@ class _Handler(BaseHTTPRequestHandler):
         body = self.rfile.read(length) if length else None
         fault = self.server.fault_for(self.command)
         if fault is not None:
-            status = ('{"kind":"Status","apiVersion":"v1","status":"Failure","code":%d,'
-                      '"reason":"%s","message":"injected by the test proxy"}'
-                      % (fault, "TooManyRequests" if fault == 429 else "InternalError"))
+            reason = "TooManyRequests" if fault == 429 else "InternalError"
+            status = json.dumps({"kind": "Status", "apiVersion": "v1", "status": "Failure",
+                                 "code": fault, "reason": reason,
+                                 "message": "injected by the test proxy"})
             headers = {"Content-Type": "application/json"}
             if fault == 429:
                 headers["Retry-After"] = "0"

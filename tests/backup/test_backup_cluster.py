@@ -19,11 +19,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from amber_cli import Amber
 from fault_proxy import FaultProxy
 
 from amber.kube import errors as kerrors
 from amber.kube.client import Client
+from amber_cli import Amber
 
 SUFFIX = uuid.uuid4().hex[:6]
 NS = f"bk-{SUFFIX}"
