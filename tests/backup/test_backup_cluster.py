@@ -11,6 +11,7 @@ shared real cluster.
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import time
 import uuid
@@ -135,10 +136,8 @@ def cluster(client: Client) -> Iterator[Client]:
                                   ("clusterroles", RBAC, f"web-reader-{SUFFIX}"),
                                   ("clusterroles", RBAC, f"unrelated-{SUFFIX}"),
                                   ("clusterrolebindings", RBAC, f"web-reader-{SUFFIX}")]:
-        try:
+        with contextlib.suppress(kerrors.NotFound):
             client.delete(client.discover().find(resource, group), name)
-        except kerrors.NotFound:
-            pass
 
 
 @pytest.fixture
