@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import json
+import signal
+
 import click
 
-from amber.apps import collect, render
+from amber.apps import collect, discoverer, render
 from amber.apps import model as appmodel
 from amber.cli import context
 
@@ -76,3 +79,36 @@ def show(ctx: context.Context, application: str, fmt: str | None,
         print(render.dot(chosen))
     else:
         print(render.tree(chosen))
+
+
+@app.command()
+@click.option("--namespace", "-n", "namespaces", multiple=True,
+              help="Only watch this namespace (repeatable). Default: every namespace.")
+@pass_ctx
+def watch(ctx: context.Context, namespaces: tuple[str, ...]) -> None:
+    """Report applications as they appear, change and go, until interrupted.
+
+    Every existing application is reported ADDED first. With -o json, one JSON object per line.
+    """
+    client = ctx.kube_client()
+    if namespaces:
+        collect.check_namespaces(client, namespaces)
+
+    def report(event: discoverer.AppEvent) -> None:
+        if ctx.json:
+            body = event.application.to_json() if event.application else None
+            print(json.dumps({"type": event.type, "id": event.id, "application": body},
+                             sort_keys=True), flush=True)
+        else:
+            detail = ""
+            if event.application is not None:
+                detail = (f"  {event.application.grouping}; {_counts(event.application)}; "
+                          f"{len(event.application.dependencies)} dependencies")
+            print(f"{event.type:<8} {event.id}{detail}", flush=True)
+
+    # Block the signals before any thread starts (threads inherit the mask), then wait for one
+    # here: Ctrl-C or a TERM from a supervisor ends the watch cleanly, never mid-report.
+    stop_signals = {signal.SIGINT, signal.SIGTERM}
+    signal.pthread_sigmask(signal.SIG_BLOCK, stop_signals)
+    with discoverer.Discoverer(client, report, namespaces=list(namespaces) or None):
+        signal.sigwait(stop_signals)
