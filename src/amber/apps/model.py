@@ -107,7 +107,7 @@ class _Indexes:
                 self.crds.add(s.ref.name)
 
     def edges_of(self, s: Summary) -> Iterable[Edge]:
-        for target, reason in s.needs:
+        for target, reason in s.all_needs():
             yield Edge(s.ref, target, reason)
         if s.ref.kind == "ServiceAccount" and not s.ref.group:
             for b in self.binders.get(s.ref, ()):

@@ -8,8 +8,9 @@ other objects (``Edge``). The full object goes to the repository and is dropped.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, field
+import sys
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from amber.apps import labels as sel
@@ -44,48 +45,62 @@ class Owner:
     controller: bool
 
 
+#: Shared by every summary without labels or kept annotations; never mutated.
+_EMPTY: Mapping[str, str] = {}
+
+
 @dataclass(slots=True)
 class Summary:
+    """Kept small on purpose (one per object for the whole run): empty collections are shared
+    singletons, the strings repeated across objects (namespace, kind) are interned, and the
+    namespace a namespaced object needs is implied by its ``ref`` rather than stored."""
+
     ref: Ref
     resource: str
     version: str
     uid: str
     resource_version: str
-    labels: dict[str, str]
-    annotations: dict[str, str]
-    owners: list[Owner] = field(default_factory=list)
+    labels: Mapping[str, str]
+    annotations: Mapping[str, str]
+    owners: tuple[Owner, ...] = ()
     #: References this object makes (its pod template's ConfigMaps, a PVC's volume, ...).
-    needs: list[tuple[Ref, str]] = field(default_factory=list)
+    needs: Sequence[tuple[Ref, str]] = ()
     #: Labels of the pods this object runs (pod template, or its own for a Pod).
-    pod_labels: dict[str, str] | None = None
+    pod_labels: Mapping[str, str] | None = None
     #: Selects pods (Service, PodDisruptionBudget, NetworkPolicy ...): matched against pod_labels.
     pod_selector: sel.Matcher | None = None
     #: Service accounts this binding grants to (RoleBinding / ClusterRoleBinding subjects).
-    binds: list[Ref] = field(default_factory=list)
+    binds: Sequence[Ref] = ()
     #: StatefulSets: ``TEMPLATE-SET-`` prefixes of the claims it creates (not owned by it).
-    claim_prefixes: list[str] = field(default_factory=list)
+    claim_prefixes: Sequence[str] = ()
     secret_type: str = ""
 
-    @property
-    def owner_uids(self) -> list[str]:
-        return [o.uid for o in self.owners]
+    def need(self, target: Ref, reason: str) -> None:
+        if not isinstance(self.needs, list):
+            self.needs = list(self.needs)
+        self.needs.append((target, reason))
+
+    def all_needs(self) -> Iterator[tuple[Ref, str]]:
+        """What this object references, its namespace included."""
+        if self.ref.namespace:
+            yield namespace_ref(self.ref.namespace), "namespace"
+        yield from self.needs
 
 
 def summarize(obj: Obj, resource: str, group: str, version: str) -> Summary:
     meta = obj.get("metadata") or {}
-    ns = meta.get("namespace") or ""
-    ref = Ref(group, obj.get("kind", ""), ns, meta.get("name", ""))
-    annotations = meta.get("annotations") or {}
+    ns = sys.intern(meta.get("namespace") or "")
+    ref = Ref(sys.intern(group), sys.intern(obj.get("kind", "")), ns, meta.get("name", ""))
+    annotations = meta.get("annotations") or _EMPTY
+    kept = {k: annotations[k] for k in KEPT_ANNOTATIONS if k in annotations} or _EMPTY
     s = Summary(
         ref=ref, resource=resource, version=version, uid=meta.get("uid", ""),
         resource_version=meta.get("resourceVersion", ""),
-        labels=dict(meta.get("labels") or {}),
-        annotations={k: annotations[k] for k in KEPT_ANNOTATIONS if k in annotations},
-        owners=[Owner(o.get("uid", ""), o.get("kind", ""), o.get("name", ""),
-                      bool(o.get("controller"))) for o in meta.get("ownerReferences") or []],
+        labels=meta.get("labels") or _EMPTY,  # the object's own dict: nothing copied
+        annotations=kept,
+        owners=tuple(Owner(o.get("uid", ""), o.get("kind", ""), o.get("name", ""),
+                           bool(o.get("controller"))) for o in meta.get("ownerReferences") or ()),
     )
-    if ns:
-        s.needs.append((namespace_ref(ns), "namespace"))
     extract = _EXTRACTORS.get((group, ref.kind))
     if extract is not None:
         extract(obj, s)
@@ -142,21 +157,23 @@ def _pod_spec(template: Obj, s: Summary) -> None:
     """References of a pod spec: config, secrets, claims, service account, classes."""
     spec = template.get("spec") or {}
     ns = s.ref.namespace
-    s.pod_labels = dict((template.get("metadata") or {}).get("labels") or {})
+    s.pod_labels = (template.get("metadata") or {}).get("labels") or _EMPTY
     for volume in spec.get("volumes") or []:
-        s.needs.extend(_volume_refs(volume, ns))
+        for target, reason in _volume_refs(volume, ns):
+            s.need(target, reason)
     for key in ("initContainers", "containers", "ephemeralContainers"):
         for container in spec.get(key) or []:
-            s.needs.extend(_container_refs(container, ns))
+            for target, reason in _container_refs(container, ns):
+                s.need(target, reason)
     for secret in spec.get("imagePullSecrets") or []:
         if secret.get("name"):
-            s.needs.append((core("Secret", ns, secret["name"]), "imagePullSecret"))
+            s.need(core("Secret", ns, secret["name"]), "imagePullSecret")
     account = spec.get("serviceAccountName") or spec.get("serviceAccount") or "default"
-    s.needs.append((core("ServiceAccount", ns, account), "serviceAccount"))
+    s.need(core("ServiceAccount", ns, account), "serviceAccount")
     if pc := spec.get("priorityClassName"):
-        s.needs.append((Ref("scheduling.k8s.io", "PriorityClass", "", pc), "priorityClass"))
+        s.need(Ref("scheduling.k8s.io", "PriorityClass", "", pc), "priorityClass")
     if rc := spec.get("runtimeClassName"):
-        s.needs.append((Ref("node.k8s.io", "RuntimeClass", "", rc), "runtimeClass"))
+        s.need(Ref("node.k8s.io", "RuntimeClass", "", rc), "runtimeClass")
 
 
 def _workload(obj: Obj, s: Summary) -> None:
@@ -184,9 +201,9 @@ def _statefulset(obj: Obj, s: Summary) -> None:
     for tpl in spec.get("volumeClaimTemplates") or []:
         tpl_name = (tpl.get("metadata") or {}).get("name")
         if tpl_name:
-            s.claim_prefixes.append(f"{tpl_name}-{s.ref.name}-")
+            s.claim_prefixes = (*s.claim_prefixes, f"{tpl_name}-{s.ref.name}-")
         if sc := (tpl.get("spec") or {}).get("storageClassName"):
-            s.needs.append((Ref("storage.k8s.io", "StorageClass", "", sc), "volumeClaimTemplate"))
+            s.need(Ref("storage.k8s.io", "StorageClass", "", sc), "volumeClaimTemplate")
 
 
 # -- storage -----------------------------------------------------------------------------------
@@ -194,19 +211,19 @@ def _statefulset(obj: Obj, s: Summary) -> None:
 def _pvc(obj: Obj, s: Summary) -> None:
     spec = obj.get("spec") or {}
     if pv := spec.get("volumeName"):
-        s.needs.append((core("PersistentVolume", "", pv), "bound volume"))
+        s.need(core("PersistentVolume", "", pv), "bound volume")
     if sc := spec.get("storageClassName"):
-        s.needs.append((Ref("storage.k8s.io", "StorageClass", "", sc), "storageClass"))
+        s.need(Ref("storage.k8s.io", "StorageClass", "", sc), "storageClass")
     source = spec.get("dataSource") or spec.get("dataSourceRef") or {}
     if source.get("kind") == "VolumeSnapshot" and source.get("name"):
-        s.needs.append((Ref("snapshot.storage.k8s.io", "VolumeSnapshot", s.ref.namespace,
-                            source["name"]), "dataSource"))
+        s.need(Ref("snapshot.storage.k8s.io", "VolumeSnapshot", s.ref.namespace,
+                   source["name"]), "dataSource")
 
 
 def _pv(obj: Obj, s: Summary) -> None:
     spec = obj.get("spec") or {}
     if sc := spec.get("storageClassName"):
-        s.needs.append((Ref("storage.k8s.io", "StorageClass", "", sc), "storageClass"))
+        s.need(Ref("storage.k8s.io", "StorageClass", "", sc), "storageClass")
 
 
 # -- networking --------------------------------------------------------------------------------
@@ -225,23 +242,23 @@ def _ingress(obj: Obj, s: Summary) -> None:
     spec = obj.get("spec") or {}
     ns = s.ref.namespace
     if ic := spec.get("ingressClassName"):
-        s.needs.append((Ref("networking.k8s.io", "IngressClass", "", ic), "ingressClass"))
+        s.need(Ref("networking.k8s.io", "IngressClass", "", ic), "ingressClass")
     backends = [spec.get("defaultBackend") or {}]
     for rule in spec.get("rules") or []:
         backends += [p.get("backend") or {} for p in (rule.get("http") or {}).get("paths") or []]
     for backend in backends:
         if name := (backend.get("service") or {}).get("name"):
-            s.needs.append((core("Service", ns, name), "backend"))
+            s.need(core("Service", ns, name), "backend")
     for tls in spec.get("tls") or []:
         if tls.get("secretName"):
-            s.needs.append((core("Secret", ns, tls["secretName"]), "tls"))
+            s.need(core("Secret", ns, tls["secretName"]), "tls")
 
 
 def _hpa(obj: Obj, s: Summary) -> None:
     target = (obj.get("spec") or {}).get("scaleTargetRef") or {}
     if target.get("kind") and target.get("name"):
         group = (target.get("apiVersion") or "").rpartition("/")[0]
-        s.needs.append((Ref(group, target["kind"], s.ref.namespace, target["name"]), "scales"))
+        s.need(Ref(group, target["kind"], s.ref.namespace, target["name"]), "scales")
 
 
 # -- identity and RBAC -------------------------------------------------------------------------
@@ -250,19 +267,19 @@ def _service_account(obj: Obj, s: Summary) -> None:
     ns = s.ref.namespace
     for secret in (obj.get("secrets") or []) + (obj.get("imagePullSecrets") or []):
         if secret.get("name"):
-            s.needs.append((core("Secret", ns, secret["name"]), "serviceAccount secret"))
+            s.need(core("Secret", ns, secret["name"]), "serviceAccount secret")
 
 
 def _binding(obj: Obj, s: Summary) -> None:
     role = obj.get("roleRef") or {}
     if role.get("kind") == "ClusterRole":
-        s.needs.append((Ref(RBAC, "ClusterRole", "", role.get("name", "")), "roleRef"))
+        s.need(Ref(RBAC, "ClusterRole", "", role.get("name", "")), "roleRef")
     elif role.get("kind") == "Role":
-        s.needs.append((Ref(RBAC, "Role", s.ref.namespace, role.get("name", "")), "roleRef"))
+        s.need(Ref(RBAC, "Role", s.ref.namespace, role.get("name", "")), "roleRef")
     for subject in obj.get("subjects") or []:
         if subject.get("kind") == "ServiceAccount" and subject.get("name"):
             ns = subject.get("namespace") or s.ref.namespace
-            s.binds.append(core("ServiceAccount", ns, subject["name"]))
+            s.binds = (*s.binds, core("ServiceAccount", ns, subject["name"]))
 
 
 def _secret(obj: Obj, s: Summary) -> None:

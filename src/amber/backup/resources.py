@@ -106,32 +106,39 @@ class Result:
         return bool(self.warnings)
 
 
+def _path(s: Summary) -> str:
+    return layout.object_path(s.ref.group, s.version, s.resource, s.ref.namespace, s.ref.name)
+
+
 @dataclass
 class _Run:
-    """State of one backup: the writer, items recorded so far, warnings."""
+    """State of one backup: the writer and the objects written so far. What the manifest says
+    of each object is derived from its ``Summary`` (kept in the inventory anyway) at the end,
+    so the run holds nothing more per object than a ``Ref``."""
 
     writer: memsnap.MemorySnapshotWriter
     progress: Progress
-    items: list[dict[str, Any]] = field(default_factory=list)
     written: set[Ref] = field(default_factory=set)
-    item_warnings: dict[Ref, list[str]] = field(default_factory=lambda: defaultdict(list))
 
-    def write(self, res: APIResource, obj: Obj, s: Summary) -> None:
+    def write(self, obj: Obj, s: Summary) -> None:
         if s.ref in self.written:
             return
         data = layout.encode(obj)
-        path = layout.object_path(res.group, res.version, res.resource, s.ref.namespace,
-                                  s.ref.name)
-        self.writer.add_file(path, data)
+        self.writer.add_file(_path(s), data)
         self.written.add(s.ref)
-        item: dict[str, Any] = {"path": path, "ref": str(s.ref), "uid": s.uid,
-                                "resourceVersion": s.resource_version}
-        controller = next((o for o in s.owners if o.controller), None)
-        if controller is not None:
-            # Recorded, but a restore leaves it to its owner to recreate (issue 5).
-            item["ownedBy"] = f"{controller.kind}/{controller.name}"
-        self.items.append(item)
         self.progress.add(len(data))
+
+
+def _item(s: Summary, warnings: list[str] | None) -> dict[str, Any]:
+    item: dict[str, Any] = {"path": _path(s), "ref": str(s.ref), "uid": s.uid,
+                            "resourceVersion": s.resource_version}
+    controller = next((o for o in s.owners if o.controller), None)
+    if controller is not None:
+        # Recorded, but a restore leaves it to its owner to recreate (issue 5).
+        item["ownedBy"] = f"{controller.kind}/{controller.name}"
+    if warnings:
+        item["warnings"] = sorted(set(warnings))
+    return item
 
 
 class ResourceBackup:
@@ -173,11 +180,11 @@ class ResourceBackup:
             snap = writer.commit(
                 hostname=self._cluster_name(), paths=[f"k8s:{scope.label}"],
                 tags=sorted({layout.TAG, *tags}),
-                summary={"objects": len(run.items), "warnings": len(warnings),
+                summary={"objects": len(run.written), "warnings": len(warnings),
                          "bytes": self.progress.bytes, "scope": scope.label,
                          "applications": [a.id for a in _involved(apps, selected)]},
                 errors=warnings)
-        return Result(snap, len(run.items), warnings,
+        return Result(snap, len(run.written), warnings,
                       [a.id for a in _involved(apps, selected)])
 
     # -- the two ways to run -----------------------------------------------------------------
@@ -188,12 +195,12 @@ class ResourceBackup:
         cluster = [r for r in resources if not r.namespaced]
         namespaces = list(scope.namespaces) or None
         skip_ns = set(scope.exclude_namespaces)
-        for res, obj, s in self._summaries(namespaced, namespaces, inv):
+        for obj, s in self._summaries(namespaced, namespaces, inv):
             if s.ref.namespace not in skip_ns:
-                run.write(res, obj, s)
-        for res, obj, s in self._summaries(cluster, None, inv):
+                run.write(obj, s)
+        for obj, s in self._summaries(cluster, None, inv):
             if scope.everything:
-                run.write(res, obj, s)
+                run.write(obj, s)
         if scope.everything:
             return set(run.written)
         seeds = {r for r in inv.summaries if r.namespace and r.namespace not in skip_ns}
@@ -232,13 +239,13 @@ class ResourceBackup:
 
     def _summaries(self, resources: list[APIResource], namespaces: list[str] | None,
                    inv: appmodel.Inventory
-                   ) -> Iterator[tuple[APIResource, Obj, Summary]]:
+                   ) -> Iterator[tuple[Obj, Summary]]:
         for res, obj in collect.stream(self.client, resources, namespaces,
                                        workers=self.workers, failed=inv.errors,
                                        limit=self.page_size):
             s = summarize(obj, res.resource, res.group, res.version)
             inv.add(s)
-            yield res, obj, s
+            yield obj, s
 
     @staticmethod
     def _closure(seeds: set[Ref], inv: appmodel.Inventory) -> set[Ref]:
@@ -261,7 +268,8 @@ class ResourceBackup:
                                                    failed=inv.errors, limit=self.page_size):
             s = summarize(obj, res.resource, res.group, res.version)
             if s.ref in wanted:
-                run.write(res, obj, s)
+                inv.add(s)  # the version written, for the manifest
+                run.write(obj, s)
 
     @staticmethod
     def _warnings(inv: appmodel.Inventory, selected: set[Ref], run: _Run) -> list[str]:
@@ -274,21 +282,19 @@ class ResourceBackup:
                   *, inv: appmodel.Inventory, apps: list[appmodel.Application],
                   selected: set[Ref], run: _Run, warnings: list[str],
                   started: datetime.datetime) -> bytes:
-        counts: dict[str, int] = defaultdict(int)
-        for item in run.items:
-            parsed = layout.parse_path(item["path"])
-            assert parsed is not None
-            counts[f"{parsed[2]}.{parsed[0]}" if parsed[0] else parsed[2]] += 1
         involved = _involved(apps, selected)
-        missing: dict[str, list[str]] = defaultdict(list)
+        missing: dict[Ref, list[str]] = defaultdict(list)
         for a in involved:
             for e in a.missing:
                 if e.source in selected:
-                    missing[str(e.source)].append(f"needs {e.target} ({e.reason}), which "
-                                                  "does not exist or could not be listed")
-        for item in run.items:
-            if item["ref"] in missing:
-                item["warnings"] = sorted(set(missing[item["ref"]]))
+                    missing[e.source].append(f"needs {e.target} ({e.reason}), which does not "
+                                             "exist or could not be listed")
+        counts: dict[str, int] = defaultdict(int)
+        items = []
+        for ref in run.written:
+            s = inv.summaries[ref]
+            counts[f"{s.resource}.{ref.group}" if ref.group else s.resource] += 1
+            items.append(_item(s, missing.get(ref)))
         doc = {
             "format": layout.FORMAT,
             "amber": __version__,
@@ -304,10 +310,10 @@ class ResourceBackup:
             "servedVersions": sorted({r.group_version for r in served}),
             "skippedResources": dict(sorted(rf.skipped.items())),
             "applications": [a.to_json() for a in involved],
-            "counts": {"objects": len(run.items), "byResource": dict(sorted(counts.items()))},
+            "counts": {"objects": len(items), "byResource": dict(sorted(counts.items()))},
             "partial": bool(warnings),
             "warnings": warnings,
-            "items": sorted(run.items, key=lambda i: str(i["path"])),
+            "items": sorted(items, key=lambda i: str(i["path"])),
         }
         return layout.encode(doc)
 
