@@ -201,7 +201,7 @@ def test_backup_of_an_application_holds_members_dependencies_and_its_crd(
         f"resources/storage.k8s.io/v1/storageclasses/_cluster/fast-{SUFFIX}.json",
         f"resources/{RBAC}/v1/clusterroles/_cluster/web-reader-{SUFFIX}.json",
         f"resources/core/v1/namespaces/_cluster/{NS}.json",
-        "manifest.json",
+        "manifest.json", "items.json", "applications.json",
     }
     assert expected <= paths
     assert not any(f"unrelated-{SUFFIX}" in p or "stray" in p or "cache" in p for p in paths)
@@ -210,9 +210,10 @@ def test_backup_of_an_application_holds_members_dependencies_and_its_crd(
     manifest = files["manifest.json"]
     assert manifest["format"] == "amber.resources/v1"
     assert manifest["cluster"]["kubernetesVersion"].startswith("v1.")
-    assert manifest["counts"]["objects"] == len(paths) - 1
+    assert manifest["counts"]["objects"] == len(paths) - 3
+    assert len(files["items.json"]["items"]) == len(paths) - 3
     assert f"{GROUP}/v1" in manifest["servedVersions"]
-    assert [a["id"] for a in manifest["applications"]] == [f"{NS}/web"]
+    assert [a["id"] for a in files["applications.json"]["applications"]] == [f"{NS}/web"]
     assert "events" in manifest["skippedResources"]
     # Secrets exist only encrypted: the value is in no repository file.
     for blob in kube.repo.rglob("*"):
@@ -226,7 +227,7 @@ def test_namespace_backup_dedups_unchanged_objects_and_diff_shows_changes(
     second = kube("-o", "json", "backup", "create", "-n", NS).json()
     rows = {r["id"]: r for r in kube("-o", "json", "snapshot", "list").json()}
     assert rows[second["id"]]["summary"]["objects"] == rows[first["id"]]["summary"]["objects"]
-    # Only the manifest (times) and the directories on its path are new the second time.
+    # Only the manifest (its times) and the root directory are new the second time.
     assert rows[second["id"]]["summary"]["blobs_new"] <= 2
     files = _files(kube, first["id"], tmp_path)
     assert f"resources/core/v1/configmaps/{NS}/stray.json" in files

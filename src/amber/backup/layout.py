@@ -4,7 +4,8 @@
 ``_cluster`` for cluster-scoped objects (no namespace may be named so: a DNS label cannot start
 with ``_``), one object per file so that an unchanged object is an unchanged blob and costs
 nothing in the next backup, and so a single object can be read back without the rest.
-``manifest.json`` at the root describes the backup (docs/internals/resource-backups.md).
+``manifest.json`` at the root describes the backup, with ``items.json`` (one record per object)
+and ``applications.json`` (the graphs) beside it (docs/internals/resource-backups.md).
 
 Objects are stored as served, minus ``metadata.managedFields`` (server-side-apply bookkeeping
 that a restore must drop anyway and that is often larger than the object), as canonical compact
@@ -17,6 +18,9 @@ import json
 from typing import Any
 
 MANIFEST = "manifest.json"
+#: The manifest's item list and application graphs, stored beside it (see resources.py).
+ITEMS = "items.json"
+APPLICATIONS = "applications.json"
 RESOURCES = "resources"
 CORE_GROUP = "core"
 CLUSTER_SCOPE = "_cluster"

@@ -176,7 +176,12 @@ class ResourceBackup:
             manifest = self._manifest(scope, discovery.resources, rf, inv=inv, apps=apps,
                                       selected=selected, run=run, warnings=warnings,
                                       started=started)
-            writer.add_file(layout.MANIFEST, manifest)
+            # The parts that stay the same while the cluster does (every item with its
+            # resourceVersion, the graph) go to files of their own, so an unchanged backup
+            # stores only the small manifest again, not a second copy of them.
+            for name, key in ((layout.ITEMS, "items"), (layout.APPLICATIONS, "applications")):
+                writer.add_file(name, layout.encode({key: manifest.pop(key)}))
+            writer.add_file(layout.MANIFEST, layout.encode(manifest))
             snap = writer.commit(
                 hostname=self._cluster_name(), paths=[f"k8s:{scope.label}"],
                 tags=sorted({layout.TAG, *tags}),
@@ -281,7 +286,7 @@ class ResourceBackup:
     def _manifest(self, scope: Scope, served: list[APIResource], rf: collect.ResourceFilter,
                   *, inv: appmodel.Inventory, apps: list[appmodel.Application],
                   selected: set[Ref], run: _Run, warnings: list[str],
-                  started: datetime.datetime) -> bytes:
+                  started: datetime.datetime) -> dict[str, Any]:
         involved = _involved(apps, selected)
         missing: dict[Ref, list[str]] = defaultdict(list)
         for a in involved:
@@ -315,7 +320,7 @@ class ResourceBackup:
             "warnings": warnings,
             "items": sorted(items, key=lambda i: str(i["path"])),
         }
-        return layout.encode(doc)
+        return doc
 
     def _cluster_identity(self) -> dict[str, Any]:
         """Server, context, Kubernetes version and the kube-system namespace's uid (the usual

@@ -109,6 +109,8 @@ def _manifest(repo: repository.Repository, snap: snapshots.Snapshot) -> dict[str
         raise errors.UnsupportedFormatError(
             f"backup {snap.short_id} has manifest format {doc.get('format')!r}, which this "
             "Amber cannot read")
+    for name in (layout.ITEMS, layout.APPLICATIONS):
+        doc.update(json.loads(memsnap.read_file(repo, snap, name)))
     return doc
 
 
