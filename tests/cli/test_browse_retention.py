@@ -414,9 +414,9 @@ def _run(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[st
                           stdin=subprocess.DEVNULL)
 
 
-def test_demo(tmp_path: Path) -> None:
+def test_demo_files(tmp_path: Path) -> None:
     env = _demo_env(tmp_path)
-    demo = [sys.executable, "-m", "amber.cli.main", "demo"]
+    demo = [sys.executable, "-m", "amber.cli.main", "demo", "--files"]
     first = _run(demo, env)
     assert first.returncode == 0, first.stderr
     repo_dir = tmp_path / "demo-repo"
@@ -430,7 +430,7 @@ def test_demo(tmp_path: Path) -> None:
     assert (sample / "orders.csv").is_file()
 
     listed_env = {**env, "AMBER_PASSWORD_FILE": str(pw)}
-    snaps = json.loads(_run([*demo[:-1], "-o", "json", "snapshot", "list"], listed_env).stdout)
+    snaps = json.loads(_run([*demo[:-2], "-o", "json", "snapshot", "list"], listed_env).stdout)
     assert len(snaps) == 1
     assert snaps[0]["tags"] == ["demo"]
     assert snaps[0]["paths"] == [str(sample)]
@@ -440,7 +440,7 @@ def test_demo(tmp_path: Path) -> None:
     second = _run(demo, env)
     assert second.returncode == 0, second.stderr
     assert pw.read_text() == passphrase  # the generated passphrase is reused, not replaced
-    snaps = json.loads(_run([*demo[:-1], "-o", "json", "snapshot", "list"], listed_env).stdout)
+    snaps = json.loads(_run([*demo[:-2], "-o", "json", "snapshot", "list"], listed_env).stdout)
     assert len(snaps) == 2
     assert all(s["tags"] == ["demo"] for s in snaps)
     assert snaps[1]["summary"]["files_unchanged"] == snaps[1]["summary"]["files"]

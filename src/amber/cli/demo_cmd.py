@@ -10,11 +10,13 @@ from __future__ import annotations
 import os
 import secrets
 import sys
+import tempfile
 
 import click
 import platformdirs
 
-from amber.cli import context, repo_cmds
+from amber.cli import context, demo_app, repo_cmds
+from amber.kube.client import Client
 from amber.repo import archiver, repository
 from amber.util import errors
 
@@ -30,6 +32,18 @@ def _ensure_passphrase(ctx: context.Context) -> None:
             f.write(secrets.token_urlsafe(32) + "\n")
         ctx.info(f"generated a passphrase for the demo repository in {path} (keep it safe)")
     os.environ["AMBER_PASSWORD_FILE"] = path
+
+
+def _open_or_create(ctx: context.Context) -> repository.Repository:
+    backend = ctx.backend()
+    try:
+        repository.read_config(backend)
+        return ctx.open_repo()
+    except errors.RepositoryNotFoundError:
+        repository.ensure_can_init(backend)
+        repo = repository.Repository.init(backend, context.read_passphrase())
+        ctx.info(f"created repository at {backend.url}")
+        return repo
 
 
 def _sample_dir() -> str:
@@ -50,24 +64,37 @@ def _sample_dir() -> str:
 
 @click.command()
 @click.argument("paths", nargs=-1, type=click.Path(exists=True))
+@click.option("--files", "sample_files", is_flag=True,
+              help="Back up a small sample directory instead of a sample application.")
+@click.option("--current-cluster", is_flag=True,
+              help="Create the sample application on the current kubeconfig cluster instead "
+                   "of an in-process sandbox.")
 @click.pass_obj
-def demo(ctx: context.Context, paths: tuple[str, ...]) -> None:
-    """Back up PATHS (default: a small sample directory) into the repository and list it.
+def demo(ctx: context.Context, paths: tuple[str, ...], sample_files: bool,
+         current_cluster: bool) -> None:
+    """Show Amber's main job: find a sample application on a cluster and back it up.
 
+    Without options the cluster is a sandbox started in this process (nothing to install) and
+    the application is created in it. With PATHS (or --files) it backs up files instead.
     Creates the repository (at --repo / AMBER_REPO, or the default location) if it is missing.
     """
     _ensure_passphrase(ctx)
-    backend = ctx.backend()
-    try:
-        repository.read_config(backend)
-        repo = ctx.open_repo()
-    except errors.RepositoryNotFoundError:
-        repository.ensure_can_init(backend)
-        repo = repository.Repository.init(backend, context.read_passphrase())
-        ctx.info(f"created repository at {backend.url}")
+    repo = _open_or_create(ctx)
+    if not paths and not sample_files:
+        if current_cluster:
+            client = ctx.kube_client()
+            demo_app.run(ctx, client, repo, f"the cluster of context {client.config.context}")
+            return
+        from amber.sandbox import sandbox  # a demo-only dependency, loaded on demand
+
+        with tempfile.TemporaryDirectory(prefix="amber-demo-") as tmp, \
+                sandbox.Sandbox(root_dir=tmp, run_pods=False) as box:
+            client = Client.from_kubeconfig(box.kubeconfig_path(), qps=0)
+            demo_app.run(ctx, client, repo, f"a sandbox cluster at {box.url}")
+        return
     sources = list(paths) or [_sample_dir()]
     snap = archiver.Archiver(repo).run(sources, tags=["demo"])
     ctx.info(f"backed up {', '.join(sources)} as snapshot {snap.short_id}")
     if not ctx.json:
-        print(f"repository: {backend.url}", file=sys.stderr)
+        print(f"repository: {ctx.backend().url}", file=sys.stderr)
     repo_cmds.print_snapshots(ctx)
