@@ -46,12 +46,14 @@ def _create(client: Client, resource: str, obj: dict[str, Any], group: str | Non
     client.create(res, obj, namespace if res.namespaced else None)
 
 
-def _deployment(name: str, labels: dict[str, str], spec: dict[str, Any]) -> dict[str, Any]:
+def _deployment(name: str, labels: dict[str, str], spec: dict[str, Any],
+                **container: Any) -> dict[str, Any]:
     return {"metadata": {"name": name, **({"labels": labels} if labels else {})},
             "spec": {"replicas": 0, "selector": {"matchLabels": {"run": name}},
                      "template": {"metadata": {"labels": {"run": name}},
                                   "spec": {"containers": [{"name": "c", "image": "busybox",
-                                                           "command": ["sleep", "1"]}],
+                                                           "command": ["sleep", "1"],
+                                                           **container}],
                                            **spec}}}}
 
 
@@ -90,12 +92,8 @@ def cluster(client: Client) -> Iterator[Client]:
     _create(client, "deployments", _deployment("web", WEB, {
         "serviceAccountName": "web",
         "volumes": [{"name": "d", "persistentVolumeClaim": {"claimName": "web-data"}},
-                    {"name": "s", "secret": {"secretName": "web-secret"}}]}), "apps")
-    patch = client.discover().find("deployments", "apps")
-    dep = client.get(patch, "web", NS)
-    dep["spec"]["template"]["spec"]["containers"][0]["envFrom"] = [
-        {"configMapRef": {"name": "web-config"}}]
-    client.replace(patch, dep, NS)
+                    {"name": "s", "secret": {"secretName": "web-secret"}}]},
+        envFrom=[{"configMapRef": {"name": "web-config"}}]), "apps")
     _create(client, "services", {"metadata": {"name": "web"},
                                  "spec": {"selector": {"run": "web"}, "ports": [{"port": 80}]}})
     _create(client, "deployments", _deployment("worker", {}, {}), "apps")
