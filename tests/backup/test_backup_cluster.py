@@ -342,6 +342,8 @@ def test_429_and_500_answers_are_retried(repo: Amber, cluster: Client, tmp_path:
     (("backup", "create", "-n", NS, "-l", f"nothing={SUFFIX}"), 16, "no object matches"),
     (("app", "show", f"{NS}/nope", "-n", NS), 16, "amber app list"),
     (("backup", "show", "latest"), 16, "no resource backup"),
+    (("backup", "create", "--all", "--include-resources", "nosuchthings"), 2,
+     "serves no resource 'nosuchthings'"),
 ])
 def test_bad_input_gets_one_line_and_its_exit_code(kube: Amber, args: tuple[str, ...],
                                                    code: int, message: str) -> None:

@@ -132,10 +132,10 @@ def test_round_trip_nested_unicode(repo: repository.Repository) -> None:
         m = entry.node.meta
         assert (m.uid, m.gid, m.mtime_ns) == (os.getuid(), os.getgid(), mtime)
         if m.type is fsmeta.NodeType.DIR:
-            assert m.mode == 0o755
+            assert m.mode == 0o700
         else:
             assert m.type is fsmeta.NodeType.FILE
-            assert m.mode == 0o644
+            assert m.mode == 0o600
             assert m.size == len(files[entry.path.lstrip("/")])
 
 
@@ -186,10 +186,10 @@ def test_restore_gives_identical_bytes_and_modes(repo: repository.Repository,
     for rel, p in found.items():
         st_ = p.lstat()
         if p.is_dir():
-            assert stat.S_IMODE(st_.st_mode) == 0o755
+            assert stat.S_IMODE(st_.st_mode) == 0o700
         else:
             assert p.read_bytes() == files[rel]
-            assert stat.S_IMODE(st_.st_mode) == 0o644
+            assert stat.S_IMODE(st_.st_mode) == 0o600
         assert st_.st_mtime_ns == memsnap._time_ns(T0)
 
 

@@ -68,6 +68,11 @@ class ResourceFilter:
     skipped: dict[str, str] = field(default_factory=dict)
 
     def select(self, resources: Iterable[APIResource]) -> list[APIResource]:
+        resources = list(resources)
+        for name in (*self.include, *self.exclude):
+            if not any(_matches(r, [name]) for r in resources):
+                raise errors.UsageError(
+                    f"the cluster serves no resource {name!r} (see `kubectl api-resources`)")
         out = []
         for r in resources:
             if not r.listable or not r.preferred:

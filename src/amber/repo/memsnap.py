@@ -8,9 +8,10 @@ pairs. The result is an ordinary snapshot (format doc §7-8, "Snapshots made fro
 ``snapshot ls``, ``snapshot restore``, ``snapshot diff``, ``repo check`` and ``prune`` need no
 knowledge of where it came from.
 
-Every entry gets the same synthetic metadata (regular files 0644, directories 0755, the owner
-of this process, the writer's time as modification time), because there is no file whose
-metadata could be captured and restored files must still be usable by whoever restores them.
+Every entry gets the same synthetic metadata (regular files 0600, directories 0700: private,
+since entries may hold Secrets; the owner of this process; the writer's entry time as
+modification time), because there is no file whose metadata could be captured and restored
+files must still be usable by whoever restores them.
 Content is stored through the same ``BlobWriter`` as file-system backups and with the same blob
 ids, so identical documents are stored once across snapshots, and with file-system backups too.
 """
@@ -32,8 +33,8 @@ from amber.repo import format as fmt
 from amber.repo import snapshot as snapshots
 from amber.util import errors
 
-FILE_MODE = 0o644
-DIR_MODE = 0o755
+FILE_MODE = 0o600  # private: the content may be Secrets (resource backups)
+DIR_MODE = 0o700
 
 _EPOCH = datetime.datetime(1970, 1, 1, tzinfo=datetime.UTC)
 
