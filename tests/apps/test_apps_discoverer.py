@@ -14,6 +14,7 @@ import pytest
 
 from amber.apps.discoverer import AppEvent, Discoverer
 from amber.kube.client import Client
+from cluster_objects import create_crd
 
 SUFFIX = uuid.uuid4().hex[:6]
 NS = f"disc-{SUFFIX}"
@@ -69,20 +70,7 @@ def test_discoverer_reports_new_changed_and_removed_applications(client: Client)
         assert {r.name for r in grown.application.members} == {"a", "b"}
 
         # A CRD created after the start: its custom resources are watched and grouped too.
-        crds = client.discover().find("customresourcedefinitions")
-        schema = {"openAPIV3Schema": {"type": "object",
-                                      "x-kubernetes-preserve-unknown-fields": True}}
-        client.create(crds, {
-            "apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
-            "metadata": {"name": f"widgets.{GROUP}"},
-            "spec": {"group": GROUP, "scope": "Namespaced",
-                     "names": {"plural": "widgets", "singular": "widget", "kind": "Widget"},
-                     "versions": [{"name": "v1", "served": True, "storage": True,
-                                   "schema": schema}]}})
-        for _ in range(100):
-            if any(r.group == GROUP for r in client.discover(refresh=True)):
-                break
-            time.sleep(0.1)
+        create_crd(client, GROUP, "widgets", "Widget")
         widgets = client.discover().find("widgets", GROUP)
         client.create(widgets, {"apiVersion": f"{GROUP}/v1", "kind": "Widget",
                                 "metadata": {"name": "w", "labels": {

@@ -25,6 +25,7 @@ from fault_proxy import FaultProxy
 from amber.kube import errors as kerrors
 from amber.kube.client import Client
 from amber_cli import Amber
+from cluster_objects import create_crd
 
 SUFFIX = uuid.uuid4().hex[:6]
 NS = f"bk-{SUFFIX}"
@@ -62,7 +63,6 @@ def cluster(client: Client) -> Iterator[Client]:
     """One namespace holding a label-grouped app (web) with every kind of dependency, a Helm
     release (cache), an unlabelled Deployment (worker), a stray ConfigMap, plus cluster-scoped
     objects: some web needs, some unrelated."""
-    crds = client.discover().find("customresourcedefinitions")
     _create(client, "namespaces", {"metadata": {"name": NS}})
     _create(client, "storageclasses", {"metadata": {"name": f"fast-{SUFFIX}"},
                                        "provisioner": "example.com/none"}, "storage.k8s.io")
@@ -103,18 +103,7 @@ def cluster(client: Client) -> Iterator[Client]:
     _create(client, "configmaps", {"metadata": {"name": "cache-settings", "annotations": HELM},
                                    "data": {"size": "1"}})
     _create(client, "configmaps", {"metadata": {"name": "stray"}, "data": {"x": "y"}})
-    schema = {"openAPIV3Schema": {"type": "object", "x-kubernetes-preserve-unknown-fields": True}}
-    client.create(crds, {
-        "apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
-        "metadata": {"name": f"gadgets.{GROUP}"},
-        "spec": {"group": GROUP, "scope": "Namespaced",
-                 "names": {"plural": "gadgets", "singular": "gadget", "kind": "Gadget"},
-                 "versions": [{"name": "v1", "served": True, "storage": True,
-                               "schema": schema}]}})
-    for _ in range(100):
-        if any(r.group == GROUP for r in client.discover(refresh=True)):
-            break
-        time.sleep(0.1)
+    create_crd(client, GROUP, "gadgets", "Gadget")
     _create(client, "gadgets", {"apiVersion": f"{GROUP}/v1", "kind": "Gadget",
                                 "metadata": {"name": "g1", "labels": WEB}, "spec": {"n": 1}},
             GROUP)

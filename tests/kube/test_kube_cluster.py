@@ -19,6 +19,7 @@ from amber.kube import errors
 from amber.kube.client import Client
 from amber.kube.config import ClusterConfig
 from amber.kube.discovery import APIResource
+from cluster_objects import create_crd
 
 SUFFIX = uuid.uuid4().hex[:8]
 
@@ -40,23 +41,9 @@ def namespace(client: Client) -> Iterator[str]:
 @pytest.fixture(scope="module")
 def crd(client: Client) -> Iterator[tuple[str, str]]:
     group = f"k{SUFFIX}.amber.example.com"
-    crds = client.discover().find("customresourcedefinitions")
-    schema = {"openAPIV3Schema": {"type": "object",
-                                  "x-kubernetes-preserve-unknown-fields": True}}
-    client.create(crds, {
-        "apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
-        "metadata": {"name": f"gadgets.{group}"},
-        "spec": {"group": group, "scope": "Namespaced",
-                 "names": {"plural": "gadgets", "singular": "gadget", "kind": "Gadget"},
-                 "versions": [
-                     {"name": "v1beta1", "served": True, "storage": False, "schema": schema},
-                     {"name": "v1", "served": True, "storage": True, "schema": schema}]}})
-    for _ in range(100):  # a real server needs a moment to start serving it
-        if any(r.group == group for r in client.discover(refresh=True)):
-            break
-        time.sleep(0.1)
+    create_crd(client, group, "gadgets", "Gadget", versions=("v1beta1", "v1"))
     yield group, "v1"
-    client.delete(crds, f"gadgets.{group}")
+    client.delete(client.discover().find("customresourcedefinitions"), f"gadgets.{group}")
 
 
 def test_discovery_has_core_apps_batch_and_crd(client: Client, crd: tuple[str, str]) -> None:

@@ -1,0 +1,30 @@
+"""Helpers for tests that make objects on the test cluster (imported by name; see conftest.py)."""
+
+from __future__ import annotations
+
+import time
+
+from amber.kube.client import Client
+
+#: Accept any object: the tests care about discovery and grouping, not validation.
+OPEN_SCHEMA = {"openAPIV3Schema": {"type": "object",
+                                   "x-kubernetes-preserve-unknown-fields": True}}
+
+
+def create_crd(client: Client, group: str, plural: str, kind: str, *,
+               versions: tuple[str, ...] = ("v1",)) -> None:
+    """Create a namespaced CRD serving ``versions`` (the last one stored) and wait until the
+    server serves it: a real API server needs a moment after the create."""
+    crds = client.discover().find("customresourcedefinitions")
+    client.create(crds, {
+        "apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+        "metadata": {"name": f"{plural}.{group}"},
+        "spec": {"group": group, "scope": "Namespaced",
+                 "names": {"plural": plural, "singular": kind.lower(), "kind": kind},
+                 "versions": [{"name": v, "served": True, "storage": v == versions[-1],
+                               "schema": OPEN_SCHEMA} for v in versions]}})
+    for _ in range(100):
+        if any(r.group == group for r in client.discover(refresh=True)):
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"{plural}.{group} is not served after 10 s")
