@@ -96,7 +96,8 @@ def cluster(client: Client) -> Iterator[Client]:
         envFrom=[{"configMapRef": {"name": "web-config"}}]), "apps")
     _create(client, "services", {"metadata": {"name": "web"},
                                  "spec": {"selector": {"run": "web"}, "ports": [{"port": 80}]}})
-    _create(client, "deployments", _deployment("worker", {}, {}), "apps")
+    _create(client, "deployments", _deployment(
+        "worker", {}, {}, envFrom=[{"configMapRef": {"name": "absent"}}]), "apps")
     _create(client, "secrets", {"metadata": {"name": "sh.helm.release.v1.cache.v1",
                                              "labels": {"owner": "helm", "name": "cache"}},
                                 "type": "helm.sh/release.v1", "data": {"release": "e30="}})
@@ -218,6 +219,11 @@ def test_namespace_backup_dedups_unchanged_objects_and_diff_shows_changes(
     assert rows[second["id"]]["summary"]["blobs_new"] <= 2
     files = _files(kube, first["id"], tmp_path)
     assert f"resources/core/v1/configmaps/{NS}/stray.json" in files
+    items = {i["ref"]: i for i in files["items.json"]["items"]}
+    assert items[f"Deployment.apps {NS}/worker"]["warnings"] == [
+        f"needs ConfigMap {NS}/absent (envFrom), which does not exist or could not be listed"]
+    assert "warnings" not in items[f"Deployment.apps {NS}/web"]
+    assert any(i.get("ownedBy", "").startswith("Deployment/worker") for i in items.values())
     assert f"resources/apps/v1/deployments/{NS}/worker.json" in files
     assert any(p.startswith(f"resources/apps/v1/replicasets/{NS}/") for p in files)
     assert f"resources/storage.k8s.io/v1/storageclasses/_cluster/fast-{SUFFIX}.json" in files

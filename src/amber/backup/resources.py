@@ -168,13 +168,15 @@ class ResourceBackup:
             run = _Run(writer, self.progress)
             streaming = scope.everything or (scope.namespaces and not scope.selector)
             if streaming:
-                selected = self._streaming(scope, resources, inv, run)
+                selection = self._streaming(scope, resources, inv, run)
             else:
-                selected = self._inventory_first(scope, resources, inv, run)
+                selection = self._inventory_first(scope, resources, inv, run)
+            skip_ns = set(scope.exclude_namespaces)
+            selected = {r for r in selection.refs if r.namespace not in skip_ns}
             apps = appmodel.build(inv)
             warnings = self._warnings(inv, selected, run)
             manifest = self._manifest(scope, discovery.resources, rf, inv=inv, apps=apps,
-                                      selected=selected, run=run, warnings=warnings,
+                                      selection=selection, run=run, warnings=warnings,
                                       started=started)
             # The parts that stay the same while the cluster does (every item with its
             # resourceVersion, the graph) go to files of their own, so an unchanged backup
@@ -187,15 +189,15 @@ class ResourceBackup:
                 tags=sorted({layout.TAG, *tags}),
                 summary={"objects": len(run.written), "warnings": len(warnings),
                          "bytes": self.progress.bytes, "scope": scope.label,
-                         "applications": [a.id for a in _involved(apps, selected)]},
+                         "applications": [a.id for a in _involved(apps, run.written)]},
                 errors=warnings)
         return Result(snap, len(run.written), warnings,
-                      [a.id for a in _involved(apps, selected)])
+                      [a.id for a in _involved(apps, run.written)])
 
     # -- the two ways to run -----------------------------------------------------------------
 
     def _streaming(self, scope: Scope, resources: list[APIResource],
-                   inv: appmodel.Inventory, run: _Run) -> set[Ref]:
+                   inv: appmodel.Inventory, run: _Run) -> appmodel.Application:
         namespaced = [r for r in resources if r.namespaced]
         cluster = [r for r in resources if not r.namespaced]
         namespaces = list(scope.namespaces) or None
@@ -207,14 +209,14 @@ class ResourceBackup:
             if scope.everything:
                 run.write(obj, s)
         if scope.everything:
-            return set(run.written)
+            return self._closure(set(run.written), inv)  # for its missing references
         seeds = {r for r in inv.summaries if r.namespace and r.namespace not in skip_ns}
-        selected = self._closure(seeds, inv)
-        self._fetch(selected - run.written, inv, run)
-        return selected
+        selection = self._closure(seeds, inv)
+        self._fetch(selection.refs - run.written, inv, run)
+        return selection
 
     def _inventory_first(self, scope: Scope, resources: list[APIResource],
-                         inv: appmodel.Inventory, run: _Run) -> set[Ref]:
+                         inv: appmodel.Inventory, run: _Run) -> appmodel.Application:
         namespaced = [r for r in resources if r.namespaced]
         cluster = [r for r in resources if not r.namespaced]
         namespaces = list(scope.namespaces) or None
@@ -223,8 +225,7 @@ class ResourceBackup:
         for _ in self._summaries(cluster, None, inv):
             pass
         if scope.app:
-            app = appmodel.select(appmodel.build(inv), scope.app)
-            selected = app.refs
+            selection = appmodel.select(appmodel.build(inv), scope.app)
         else:
             assert scope.selector is not None
             match = labels.parse(scope.selector)
@@ -234,11 +235,10 @@ class ResourceBackup:
                     f"no object matches the selector {scope.selector!r}"
                     + (f" in namespace(s) {', '.join(scope.namespaces)}"
                        if scope.namespaces else ""))
-            selected = self._closure(seeds, inv)
+            selection = self._closure(seeds, inv)
         skip_ns = set(scope.exclude_namespaces)
-        selected = {r for r in selected if r.namespace not in skip_ns}
-        self._fetch(selected, inv, run)
-        return selected
+        self._fetch({r for r in selection.refs if r.namespace not in skip_ns}, inv, run)
+        return selection
 
     # -- helpers -------------------------------------------------------------------------------
 
@@ -253,11 +253,11 @@ class ResourceBackup:
             yield obj, s
 
     @staticmethod
-    def _closure(seeds: set[Ref], inv: appmodel.Inventory) -> set[Ref]:
+    def _closure(seeds: set[Ref], inv: appmodel.Inventory) -> appmodel.Application:
         """Seeds plus everything they need, by the same rules as applications."""
         app = appmodel.Application("selection", "selection", "selection", members=set(seeds))
         appmodel.close(app, inv)
-        return app.refs
+        return app
 
     def _fetch(self, wanted: set[Ref], inv: appmodel.Inventory, run: _Run) -> None:
         """List the collections holding ``wanted`` again and write those objects."""
@@ -285,15 +285,14 @@ class ResourceBackup:
 
     def _manifest(self, scope: Scope, served: list[APIResource], rf: collect.ResourceFilter,
                   *, inv: appmodel.Inventory, apps: list[appmodel.Application],
-                  selected: set[Ref], run: _Run, warnings: list[str],
+                  selection: appmodel.Application, run: _Run, warnings: list[str],
                   started: datetime.datetime) -> dict[str, Any]:
-        involved = _involved(apps, selected)
+        involved = _involved(apps, run.written)
         missing: dict[Ref, list[str]] = defaultdict(list)
-        for a in involved:
-            for e in a.missing:
-                if e.source in selected:
-                    missing[e.source].append(f"needs {e.target} ({e.reason}), which does not "
-                                             "exist or could not be listed")
+        for e in selection.missing:
+            if e.source in run.written:
+                missing[e.source].append(f"needs {e.target} ({e.reason}), which does not "
+                                         "exist or could not be listed")
         counts: dict[str, int] = defaultdict(int)
         items = []
         for ref in run.written:
