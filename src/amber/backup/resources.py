@@ -161,6 +161,11 @@ class ResourceBackup:
         if scope.namespaces:
             collect.check_namespaces(self.client, scope.namespaces)
         inv = appmodel.Inventory()
+        if not scope.include_resources:
+            # A group the server could not describe (an aggregated API whose service is down)
+            # may hold objects this backup then lacks: say so rather than look complete.
+            for gv, msg in sorted(discovery.failed.items()):
+                inv.errors[f"discovery {gv}"] = f"cannot discover {msg}"
         # Entries get a fixed time, not the backup's: a directory's tree then depends only on
         # the objects in it, so an unchanged namespace is an unchanged tree in the next backup.
         with memsnap.MemorySnapshotWriter(self.repo, time=started,
