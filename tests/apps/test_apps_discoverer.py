@@ -4,7 +4,12 @@ changes, REMOVED when they go, and a prompt stop."""
 
 from __future__ import annotations
 
+import json
+import os
 import queue
+import signal
+import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -86,3 +91,36 @@ def test_discoverer_reports_new_changed_and_removed_applications(client: Client)
         started = time.monotonic()
         disc.stop()
         assert time.monotonic() - started < 6
+
+
+def test_app_watch_command_prints_events_and_stops_on_sigterm(
+        client: Client, cluster_kubeconfig: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AMBER_")}
+    env["KUBECONFIG"] = str(cluster_kubeconfig)
+    proc = subprocess.Popen([sys.executable, "-m", "amber.cli.main", "-o", "json", "app",
+                             "watch", "-n", NS], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, env=env)
+    try:
+        time.sleep(2)  # let it sync; then a new application must show up as one JSON line
+        cms = client.discover().find("configmaps")
+        client.create(cms, {"metadata": {"name": "cli", "labels": {
+            "app.kubernetes.io/name": "cli-app"}}}, NS)
+        assert proc.stdout is not None
+        deadline = time.monotonic() + 30
+        seen = None
+        while time.monotonic() < deadline:
+            line = proc.stdout.readline()
+            if not line:
+                break
+            event = json.loads(line)
+            if event["id"] == f"{NS}/cli-app":
+                seen = event
+                break
+        assert seen is not None and seen["type"] == "ADDED"
+        assert seen["application"]["members"][0]["name"] == "cli"
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=10) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
