@@ -1,0 +1,1 @@
+"""Restores of backups: plan, order, transform, apply."""
