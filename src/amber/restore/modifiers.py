@@ -1,0 +1,466 @@
+"""Resource modifiers: user rules that patch objects on their way into the cluster.
+
+Transforms (:mod:`amber.restore.transforms`) cover the common rewrites with flags; everything
+else (fewer replicas on the DR cluster, a different ingress host, a dropped sidecar) is a rule
+in a modifiers file, given to ``amber restore``. The format (docs/internals/restore-transforms.md
+has examples)::
+
+    version: amber.io/modifiers/v1
+    rules:
+    - match:                      # optional; every given key must match; none = every object
+        group: apps               # API group; "" or "core" for the core group
+        kind: Deployment          # case-insensitive
+        name: "web-*"             # shell glob (fnmatch, case-sensitive)
+        namespace: "shop"         # shell glob; a rule with a namespace never matches
+                                  #   cluster-scoped objects
+        labels: "tier=web"        # label selector, as kubectl -l takes it
+      jsonPatch:                  # RFC 6902: add, remove, replace, move, copy, test
+      - {op: replace, path: /spec/replicas, value: 1}
+      mergePatch:                 # RFC 7386: null deletes a key, objects merge, rest replaces
+        metadata: {labels: {restored: "true"}}
+
+A rule needs at least one of ``jsonPatch`` and ``mergePatch``; with both, the JSON Patch is
+applied first. Rules apply in file order, each to the result of the previous ones, and only
+when they match the object as it is at that point. A ``.json`` file is read as JSON, anything
+else as YAML (quote values YAML would turn into dates, booleans or numbers).
+
+Errors: :func:`load` reports every problem of the file as a one-line
+:class:`~amber.util.errors.UsageError` naming the file and the rule number (1-based); a JSON
+Patch that cannot apply to an object (a missing path for replace/remove, a failed ``test``)
+raises :class:`ModifierError` naming the rule, the operation and the JSON pointer, never a value
+from the object, which may be a Secret.
+
+JSON Patch and JSON Merge Patch are implemented here (:func:`apply_json_patch`,
+:func:`merge_patch`) to the RFCs: pointers escape ``~`` as ``~0`` and ``/`` as ``~1``; array
+indexes are decimal without leading zeros, ``-`` appends (``add`` only); ``move`` into its own
+child is refused; ``test`` compares as JSON does (``1`` equals ``1.0``, ``true`` is not ``1``).
+A patch applies to a copy, so it is atomic: a failing operation leaves nothing half-done.
+"""
+
+from __future__ import annotations
+
+import copy
+import fnmatch
+import json
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from amber.apps import labels as label_selectors
+from amber.util import errors
+
+Obj = dict[str, Any]
+
+VERSION = "amber.io/modifiers/v1"
+TOP_KEYS = ("version", "rules")
+RULE_KEYS = ("match", "jsonPatch", "mergePatch")
+MATCH_KEYS = ("group", "kind", "name", "namespace", "labels")
+OP_OPERANDS = {"add": "value", "remove": "", "replace": "value", "move": "from",
+               "copy": "from", "test": "value"}
+ARRAY_INDEX = re.compile(r"0|[1-9][0-9]*")
+
+
+class ModifierError(errors.AmberError):
+    """A rule could not be applied to an object; the message names no object values."""
+
+
+class PatchError(Exception):
+    """A JSON Patch operation failed: which one (0-based), at which pointer, and why."""
+
+    def __init__(self, index: int, op: str, pointer: str, problem: str) -> None:
+        super().__init__(f"op {index + 1} ({op} {pointer or '/'}): {problem}")
+        self.index, self.op, self.pointer, self.problem = index, op, pointer, problem
+
+
+@dataclass(frozen=True)
+class Operation:
+    """One RFC 6902 operation, its pointers already parsed into tokens."""
+
+    op: str
+    path: str
+    value: Any = None
+    from_: str = ""
+
+    @property
+    def tokens(self) -> tuple[str, ...]:
+        return parse_pointer(self.path)
+
+    @property
+    def from_tokens(self) -> tuple[str, ...]:
+        return parse_pointer(self.from_)
+
+
+@dataclass(frozen=True)
+class Match:
+    """Which objects a rule applies to; None means "any"."""
+
+    group: str | None = None
+    kind: str | None = None
+    name: str | None = None
+    namespace: str | None = None
+    labels: str | None = None
+    selector: label_selectors.Matcher | None = field(default=None, compare=False, repr=False)
+
+    def matches(self, obj: Obj) -> bool:
+        meta = _mapping(obj.get("metadata"))
+        group = str(obj.get("apiVersion") or "").rpartition("/")[0]
+        namespace = str(meta.get("namespace") or "")
+        labels = _mapping(meta.get("labels"))
+        checks = (
+            self.group is None or group == ("" if self.group == "core" else self.group),
+            self.kind is None or str(obj.get("kind", "")).lower() == self.kind.lower(),
+            self.name is None or fnmatch.fnmatchcase(str(meta.get("name", "")), self.name),
+            self.namespace is None or (bool(namespace)
+                                       and fnmatch.fnmatchcase(namespace, self.namespace)),
+            self.selector is None or self.selector(labels),
+        )
+        return all(checks)
+
+
+def _mapping(value: Any) -> Obj:
+    return value if isinstance(value, dict) else {}
+
+
+@dataclass(frozen=True)
+class Rule:
+    """One rule of a modifiers file; ``number`` is its 1-based position, for messages."""
+
+    number: int
+    match: Match = field(default_factory=Match)
+    json_patch: tuple[Operation, ...] = ()
+    merge_patch: Obj | None = None
+
+
+# --- applying -------------------------------------------------------------------------------
+
+def apply(obj: Obj, rules: Sequence[Rule]) -> Obj:
+    """``obj`` with every matching rule applied in order; a new dict, the input untouched."""
+    out = copy.deepcopy(obj)
+    for rule in rules:
+        if rule.match.matches(out):
+            out = _apply_rule(out, rule)
+    return out
+
+
+def _apply_rule(obj: Obj, rule: Rule) -> Obj:
+    result: Any = obj
+    if rule.json_patch:
+        try:
+            result = apply_json_patch(result, rule.json_patch)
+        except PatchError as exc:
+            raise ModifierError(f"modifier rule {rule.number}: jsonPatch {exc}") from None
+    if rule.merge_patch is not None:
+        result = merge_patch(result, rule.merge_patch)
+    if not isinstance(result, dict):
+        raise ModifierError(f"modifier rule {rule.number}: the result is not an object")
+    return result
+
+
+def apply_json_patch(doc: Any, operations: Sequence[Operation]) -> Any:
+    """RFC 6902 on a copy of ``doc``; raises :class:`PatchError` (no values in it)."""
+    out = copy.deepcopy(doc)
+    for index, operation in enumerate(operations):
+        try:
+            out = _apply_operation(out, operation)
+        except (_Failure, ValueError) as exc:  # ValueError: a bad pointer in hand-made ops
+            raise PatchError(index, operation.op, operation.path, str(exc)) from None
+    return out
+
+
+class _Failure(Exception):
+    """Why one operation failed, without values."""
+
+
+def _apply_operation(doc: Any, operation: Operation) -> Any:
+    op, tokens = operation.op, operation.tokens
+    if op == "add":
+        return _add(doc, tokens, copy.deepcopy(operation.value))
+    if op == "remove":
+        return _remove(doc, tokens)
+    if op == "replace":
+        return _replace(doc, tokens, copy.deepcopy(operation.value))
+    if op == "test":
+        if not json_equal(_get(doc, tokens), operation.value):
+            raise _Failure("test failed: the value differs")
+        return doc
+    source = operation.from_tokens
+    value = _get(doc, source)
+    if op == "copy":
+        return _add(doc, tokens, copy.deepcopy(value))
+    if op == "move":
+        if tokens[:len(source)] == source and tokens != source:
+            raise _Failure(f"cannot move {operation.from_ or '/'} into its own child")
+        return _add(_remove(doc, source), tokens, value) if tokens != source else doc
+    raise _Failure(f"unknown op {op!r}")
+
+
+def _get(doc: Any, tokens: tuple[str, ...]) -> Any:
+    node = doc
+    for token in tokens:
+        if isinstance(node, dict):
+            if token not in node:
+                raise _Failure("path does not exist")
+            node = node[token]
+        elif isinstance(node, list):
+            node = node[_index(token, len(node), append=False)]
+        else:
+            raise _Failure("path does not exist")
+    return node
+
+
+def _parent(doc: Any, tokens: tuple[str, ...]) -> Any:
+    parent = _get(doc, tokens[:-1])
+    if not isinstance(parent, dict | list):
+        raise _Failure("the parent is neither an object nor an array")
+    return parent
+
+
+def _index(step: str, length: int, *, append: bool) -> int:
+    """An array index token; ``-`` (one past the end) only where ``append`` allows it."""
+    if step == "-" and append:
+        return length
+    if not ARRAY_INDEX.fullmatch(step):
+        raise _Failure(f"{step!r} is not an array index")
+    index = int(step)
+    if index > length or (index == length and not append):
+        raise _Failure("array index out of range")
+    return index
+
+
+def _add(doc: Any, tokens: tuple[str, ...], value: Any) -> Any:
+    if not tokens:
+        return value
+    parent, last = _parent(doc, tokens), tokens[-1]
+    if isinstance(parent, dict):
+        parent[last] = value
+    else:
+        parent.insert(_index(last, len(parent), append=True), value)
+    return doc
+
+
+def _remove(doc: Any, tokens: tuple[str, ...]) -> Any:
+    if not tokens:
+        raise _Failure("cannot remove the whole object")
+    parent, last = _parent(doc, tokens), tokens[-1]
+    if isinstance(parent, dict):
+        if last not in parent:
+            raise _Failure("path does not exist")
+        del parent[last]
+    else:
+        del parent[_index(last, len(parent), append=False)]
+    return doc
+
+
+def _replace(doc: Any, tokens: tuple[str, ...], value: Any) -> Any:
+    if not tokens:
+        return value
+    parent, last = _parent(doc, tokens), tokens[-1]
+    if isinstance(parent, dict):
+        if last not in parent:
+            raise _Failure("path does not exist")
+        parent[last] = value
+    else:
+        parent[_index(last, len(parent), append=False)] = value
+    return doc
+
+
+def merge_patch(target: Any, patch: Any) -> Any:
+    """RFC 7386: a new value; ``target`` and ``patch`` are untouched."""
+    if not isinstance(patch, dict):
+        return copy.deepcopy(patch)
+    result = copy.deepcopy(target) if isinstance(target, dict) else {}
+    _merge_into(result, patch)
+    return result
+
+
+def _merge_into(result: Obj, patch: Obj) -> None:
+    for key, value in patch.items():
+        if value is None:
+            result.pop(key, None)
+        elif isinstance(value, dict):
+            child = result.get(key)
+            if not isinstance(child, dict):
+                child = result[key] = {}
+            _merge_into(child, value)
+        else:
+            result[key] = copy.deepcopy(value)
+
+
+def json_equal(a: Any, b: Any) -> bool:
+    """Equality as JSON defines it: numbers by value, booleans apart from numbers."""
+    if isinstance(a, bool) or isinstance(b, bool):
+        return isinstance(a, bool) and isinstance(b, bool) and a == b
+    if isinstance(a, int | float) and isinstance(b, int | float):
+        return a == b
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(json_equal(a[k], b[k]) for k in a)
+    if isinstance(a, list) and isinstance(b, list):
+        return len(a) == len(b) and all(json_equal(x, y) for x, y in zip(a, b, strict=True))
+    return type(a) is type(b) and bool(a == b)
+
+
+def parse_pointer(text: str) -> tuple[str, ...]:
+    """RFC 6901 tokens of a JSON pointer: ``"/a~1b/~0c"`` -> ``("a/b", "~c")``."""
+    if text == "":
+        return ()
+    if not text.startswith("/"):
+        raise ValueError(f"JSON pointer {text!r} must start with /")
+    if re.search(r"~(?![01])", text):
+        raise ValueError(f"JSON pointer {text!r} has a ~ not followed by 0 or 1")
+    return tuple(t.replace("~1", "/").replace("~0", "~") for t in text[1:].split("/"))
+
+
+def make_pointer(tokens: Sequence[str]) -> str:
+    """The JSON pointer for ``tokens`` (the inverse of :func:`parse_pointer`)."""
+    return "".join("/" + t.replace("~", "~0").replace("/", "~1") for t in tokens)
+
+
+# --- loading --------------------------------------------------------------------------------
+
+class _Invalid(Exception):
+    """A problem in a modifiers file; the caller adds the file and rule."""
+
+
+def load(path: str) -> list[Rule]:
+    """The rules of the modifiers file at ``path``; a one-line UsageError for any problem."""
+    document = _read(path)
+    try:
+        raw_rules = _check_top(document)
+    except _Invalid as exc:
+        raise errors.UsageError(f"{path}: {exc}") from None
+    rules = []
+    for number, raw in enumerate(raw_rules, start=1):
+        try:
+            rules.append(_rule(number, raw))
+        except _Invalid as exc:
+            raise errors.UsageError(f"{path}: rule {number}: {exc}") from None
+    return rules
+
+
+def _read(path: str) -> Any:
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
+        raise errors.UsageError(f"{path}: cannot read the modifiers file: {reason}") from None
+    if path.endswith(".json"):
+        try:
+            return json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise errors.UsageError(
+                f"{path}: not valid JSON at line {exc.lineno}: {exc.msg}") from None
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or "syntax error"
+        raise errors.UsageError(f"{path}: not valid YAML{where}: {problem}") from None
+
+
+def _check_top(document: Any) -> list[Any]:
+    if not isinstance(document, dict):
+        raise _Invalid(f"expected a mapping with version: {VERSION} and rules")
+    _no_unknown_keys(document, TOP_KEYS, "")
+    if document.get("version") != VERSION:
+        raise _Invalid(f"version must be {VERSION}, got {document.get('version')!r}")
+    rules = document.get("rules", [])
+    if not isinstance(rules, list):
+        raise _Invalid("rules must be a list")
+    return rules
+
+
+def _rule(number: int, raw: Any) -> Rule:
+    if not isinstance(raw, dict):
+        raise _Invalid("a rule must be a mapping with match, jsonPatch and/or mergePatch")
+    _no_unknown_keys(raw, RULE_KEYS, "")
+    if not raw.get("jsonPatch") and raw.get("mergePatch") is None:
+        raise _Invalid("has neither jsonPatch nor mergePatch")
+    merge = raw.get("mergePatch")
+    if merge is not None:
+        if not isinstance(merge, dict):
+            raise _Invalid("mergePatch must be a mapping")
+        _check_json(merge, "mergePatch")
+    return Rule(number=number, match=_match(raw.get("match")),
+                json_patch=_operations(raw.get("jsonPatch")), merge_patch=merge)
+
+
+def _match(raw: Any) -> Match:
+    if raw is None:
+        return Match()
+    if not isinstance(raw, dict):
+        raise _Invalid("match must be a mapping")
+    _no_unknown_keys(raw, MATCH_KEYS, "match.")
+    for key, value in raw.items():
+        if not isinstance(value, str):
+            raise _Invalid(f"match.{key} must be a string (quote it)")
+    selector = None
+    if raw.get("labels") is not None:
+        try:
+            selector = label_selectors.parse(raw["labels"])
+        except errors.UsageError as exc:
+            raise _Invalid(f"match.labels: {exc}") from None
+    return Match(group=raw.get("group"), kind=raw.get("kind"), name=raw.get("name"),
+                 namespace=raw.get("namespace"), labels=raw.get("labels"), selector=selector)
+
+
+def _operations(raw: Any) -> tuple[Operation, ...]:
+    if raw is None:
+        return ()
+    if not isinstance(raw, list):
+        raise _Invalid("jsonPatch must be a list of operations")
+    return tuple(_operation(index, item) for index, item in enumerate(raw, start=1))
+
+
+def _operation(index: int, raw: Any) -> Operation:
+    where = f"jsonPatch op {index}"
+    if not isinstance(raw, dict):
+        raise _Invalid(f"{where}: must be a mapping with op and path")
+    op = raw.get("op")
+    if op not in OP_OPERANDS:
+        raise _Invalid(f"{where}: op must be one of {', '.join(OP_OPERANDS)}, got {op!r}")
+    operand = OP_OPERANDS[op]
+    _no_unknown_keys(raw, ("op", "path", *([operand] if operand else [])), f"{where} ({op}): ")
+    if "path" not in raw:
+        raise _Invalid(f"{where} ({op}): path is missing")
+    if operand and operand not in raw:
+        raise _Invalid(f"{where} ({op}): {operand} is missing")
+    pointers = [raw["path"], raw["from"]] if operand == "from" else [raw["path"]]
+    for pointer in pointers:
+        if not isinstance(pointer, str):
+            raise _Invalid(f"{where} ({op}): a JSON pointer must be a string")
+        try:
+            parse_pointer(pointer)
+        except ValueError as exc:
+            raise _Invalid(f"{where} ({op}): {exc}") from None
+    if operand == "value":
+        _check_json(raw["value"], f"{where} ({op}): value")
+    return Operation(op=op, path=raw["path"], value=raw.get("value"),
+                     from_=raw.get("from", ""))
+
+
+def _no_unknown_keys(raw: Mapping[Any, Any], allowed: Sequence[str], prefix: str) -> None:
+    unknown = sorted(str(k) for k in raw if k not in allowed)
+    if unknown:
+        raise _Invalid(f"{prefix}unknown key {unknown[0]!r} (allowed: {', '.join(allowed)})")
+
+
+def _check_json(value: Any, where: str) -> None:
+    """Refuse what YAML can express but JSON cannot (dates, binary, non-string keys)."""
+    if value is None or isinstance(value, str | bool | int | float):
+        return
+    if isinstance(value, list):
+        for item in value:
+            _check_json(item, where)
+        return
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if not isinstance(key, str):
+                raise _Invalid(f"{where}: keys must be strings (quote {key!r})")
+            _check_json(item, where)
+        return
+    raise _Invalid(f"{where}: a {type(value).__name__} is not JSON (quote it)")
