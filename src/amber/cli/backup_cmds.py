@@ -18,7 +18,7 @@ from amber.util import errors
 pass_ctx = click.make_pass_decorator(context.Context)
 
 
-def _split(values: tuple[str, ...]) -> list[str]:
+def split_values(values: tuple[str, ...]) -> list[str]:
     """Repeatable options that also take comma-separated lists, as kubectl's do."""
     return [v.strip() for value in values for v in value.split(",") if v.strip()]
 
@@ -53,10 +53,10 @@ def create(ctx: context.Context, application: str | None, namespaces: tuple[str,
     some resources could not be listed (the backup is saved and marked partial).
     """
     scope = resource_backup.Scope(
-        app=application, namespaces=_split(namespaces), selector=selector,
-        everything=everything, include_resources=_split(include_resources),
-        exclude_resources=_split(exclude_resources),
-        exclude_namespaces=_split(exclude_namespaces))
+        app=application, namespaces=split_values(namespaces), selector=selector,
+        everything=everything, include_resources=split_values(include_resources),
+        exclude_resources=split_values(exclude_resources),
+        exclude_namespaces=split_values(exclude_namespaces))
     scope.validate()
     repo = ctx.open_repo()
     client = ctx.kube_client()
@@ -89,7 +89,7 @@ def _backups(repo: repository.Repository) -> list[snapshots.Snapshot]:
     return [s for s in repo.list_snapshots() if layout.TAG in s.tags]
 
 
-def _resolve(repo: repository.Repository, ref: str) -> snapshots.Snapshot:
+def resolve_backup(repo: repository.Repository, ref: str) -> snapshots.Snapshot:
     if ref == "latest":
         found = _backups(repo)
         if not found:
@@ -146,7 +146,7 @@ def show(ctx: context.Context, backup_id: str, show_items: bool) -> None:
     """What backup BACKUP_ID ('latest' or an id prefix) holds: scope, cluster, counts,
     applications, warnings."""
     repo = ctx.open_repo()
-    snap = _resolve(repo, backup_id)
+    snap = resolve_backup(repo, backup_id)
     doc = _manifest(repo, snap)
     if ctx.json:
         if not show_items:
@@ -193,7 +193,7 @@ def diff(ctx: context.Context, backup_a: str, backup_b: str, stat_only: bool) ->
     "touched" objects changed only their resourceVersion or managedFields.
     """
     repo = ctx.open_repo()
-    a, b = _resolve(repo, backup_a), _resolve(repo, backup_b)
+    a, b = resolve_backup(repo, backup_a), resolve_backup(repo, backup_b)
     repo.load_index()
     changes = list(compare.diff(repo, a, b))
     if ctx.json:

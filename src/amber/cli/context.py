@@ -30,11 +30,12 @@ class Context:
     kubeconfig: str | None = None
     kube_context: str | None = None
 
-    def kube_client(self) -> Client:
+    def kube_client(self, *, qps: float = 100.0, burst: int = 200) -> Client:
         """A client for the chosen cluster: --kubeconfig/--context, else $KUBECONFIG or
-        ~/.kube/config, else the in-cluster service account (as kubectl chooses)."""
+        ~/.kube/config, else the in-cluster service account (as kubectl chooses). Reads
+        default to 100 requests/s; a restore asks for more (its writes are the bulk of it)."""
         path = Path(self.kubeconfig) if self.kubeconfig else None
-        return Client.from_kubeconfig(path, context=self.kube_context, qps=100.0, burst=200)
+        return Client.from_kubeconfig(path, context=self.kube_context, qps=qps, burst=burst)
 
     @property
     def json(self) -> bool:

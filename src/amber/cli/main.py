@@ -16,6 +16,7 @@ from amber.cli import (
     context,
     demo_cmd,
     repo_cmds,
+    restore_cmds,
     sandbox_cmd,
     snapshot_cmds,
 )
@@ -50,6 +51,7 @@ cli.add_command(repo_cmds.repo)
 cli.add_command(snapshot_cmds.snapshot)
 cli.add_command(app_cmds.app)
 cli.add_command(backup_cmds.backup)
+cli.add_command(restore_cmds.restore)
 cli.add_command(demo_cmd.demo)
 cli.add_command(sandbox_cmd.sandbox)
 

@@ -1,0 +1,173 @@
+"""``amber restore``: a resource backup into the current (or any) cluster, in order."""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+import click
+
+from amber.cli import backup_cmds, context, progress
+from amber.restore import modifiers, order, transforms
+from amber.restore import plan as restore_plan
+from amber.restore.executor import MODES, Executor, Report
+from amber.restore.source import BackupSource
+from amber.util import errors
+
+pass_ctx = click.make_pass_decorator(context.Context)
+_split = backup_cmds.split_values
+
+
+def _options(namespace_mapping: tuple[str, ...], storage_class_mapping: tuple[str, ...],
+             image_registry_mapping: tuple[str, ...], add_label: tuple[str, ...],
+             add_annotation: tuple[str, ...], remove_label: tuple[str, ...],
+             remove_annotation: tuple[str, ...], modifiers_file: str | None,
+             order_file: str | None, keep_cluster_ips: bool,
+             keep_node_ports: bool) -> restore_plan.Options:
+    t = transforms.Transforms(
+        namespaces=transforms.parse_mapping(namespace_mapping, "--namespace-mapping"),
+        storage_classes=transforms.parse_mapping(storage_class_mapping,
+                                                 "--storage-class-mapping"),
+        registries=transforms.parse_mapping(image_registry_mapping, "--image-registry-mapping"),
+        add_labels=transforms.parse_mapping(add_label, "--add-label"),
+        add_annotations=transforms.parse_mapping(add_annotation, "--add-annotation"),
+        remove_labels=tuple(_split(remove_label)),
+        remove_annotations=tuple(_split(remove_annotation)))
+    return restore_plan.Options(
+        transforms=t, modifiers=modifiers.load(modifiers_file) if modifiers_file else (),
+        order=order.load(order_file) if order_file else order.default(),
+        keep_cluster_ips=keep_cluster_ips, keep_node_ports=keep_node_ports)
+
+
+@click.command()
+@click.argument("backup_id")
+@click.option("--app", "app", default=None, help="Only this application (an id in the backup).")
+@click.option("--namespace", "-n", "namespaces", multiple=True,
+              help="Only these namespaces of the backup (and the cluster objects they need).")
+@click.option("--kind", "kinds", multiple=True, help="Only these kinds (Deployment, cm, ...).")
+@click.option("--name", "names", multiple=True, help="Only objects named so (globs allowed).")
+@click.option("--selector", "-l", default=None, help="Only objects matching this label selector "
+                                                     "(and the cluster objects they need).")
+@click.option("--resources-only", is_flag=True, help="Kubernetes objects only (the default: "
+                                                     "backups hold no volume data yet).")
+@click.option("--data-only", is_flag=True, help="Volume data only.")
+@click.option("--namespace-mapping", multiple=True, metavar="OLD=NEW",
+              help="Restore namespace OLD as NEW; references follow (repeatable).")
+@click.option("--storage-class-mapping", multiple=True, metavar="OLD=NEW",
+              help="Use storage class NEW where the backup says OLD.")
+@click.option("--image-registry-mapping", multiple=True, metavar="OLD=NEW",
+              help="Rewrite image prefix OLD (e.g. docker.io/library) to NEW.")
+@click.option("--add-label", multiple=True, metavar="KEY=VALUE", help="Add a label.")
+@click.option("--add-annotation", multiple=True, metavar="KEY=VALUE", help="Add an annotation.")
+@click.option("--remove-label", multiple=True, metavar="KEY", help="Remove a label.")
+@click.option("--remove-annotation", multiple=True, metavar="KEY", help="Remove an annotation.")
+@click.option("--modifiers", "modifiers_file", type=click.Path(), default=None,
+              help="Resource modifiers (JSON Patch / merge patch rules), YAML or JSON.")
+@click.option("--order-file", type=click.Path(), default=None,
+              help="Replace the default tier table (see --show-order).")
+@click.option("--show-order", is_flag=True, help="Print the tier table in use and exit.")
+@click.option("--existing", type=click.Choice(MODES), default="skip", show_default=True,
+              help="What to do with objects that already exist.")
+@click.option("--dry-run", is_flag=True,
+              help="Print the ordered plan and a diff against the live cluster; change nothing.")
+@click.option("--keep-cluster-ips", is_flag=True, help="Keep Services' cluster IPs.")
+@click.option("--keep-node-ports", is_flag=True, help="Keep Services' node ports.")
+@click.option("--wait-timeout", type=float, default=300.0, show_default=True, metavar="SECONDS",
+              help="How long to wait for a dependency to become ready.")
+@click.option("--workers", type=click.IntRange(1, 64), default=16, show_default=True,
+              help="Objects created in parallel within a tier.")
+@pass_ctx
+def restore(ctx: context.Context, backup_id: str, app: str | None,
+            namespaces: tuple[str, ...], kinds: tuple[str, ...], names: tuple[str, ...],
+            selector: str | None, resources_only: bool, data_only: bool,
+            namespace_mapping: tuple[str, ...], storage_class_mapping: tuple[str, ...],
+            image_registry_mapping: tuple[str, ...], add_label: tuple[str, ...],
+            add_annotation: tuple[str, ...], remove_label: tuple[str, ...],
+            remove_annotation: tuple[str, ...], modifiers_file: str | None,
+            order_file: str | None, show_order: bool, existing: str, dry_run: bool,
+            keep_cluster_ips: bool, keep_node_ports: bool, wait_timeout: float,
+            workers: int) -> None:
+    """Restore BACKUP_ID ('latest' or an id prefix) into the cluster, in dependency order.
+
+    Exits 3 if any object failed (the report says which and why); nothing is half-applied
+    silently. Run again to finish an interrupted restore: existing objects are skipped.
+    """
+    opts = _options(namespace_mapping, storage_class_mapping, image_registry_mapping,
+                    add_label, add_annotation, remove_label, remove_annotation,
+                    modifiers_file, order_file, keep_cluster_ips, keep_node_ports)
+    if show_order:
+        rows = order.describe(opts.order)
+        ctx.emit([{"tier": n, "kinds": k} for n, k in rows],
+                 "\n".join(f"{n:<11} {', '.join(k)}" for n, k in rows))
+        return
+    if resources_only and data_only:
+        raise errors.UsageError("--resources-only and --data-only exclude each other")
+    if data_only:
+        raise errors.UsageError("--data-only: resource backups hold no volume data yet, so "
+                                "there is nothing to restore; drop --data-only")
+    if selector is not None:
+        from amber.apps import labels
+        labels.parse(selector)  # a bad selector fails before anything is read
+    repo = ctx.open_repo()
+    source = BackupSource(repo, backup_cmds.resolve_backup(repo, backup_id))
+    selection = restore_plan.Selection(app=app, namespaces=_split(namespaces),
+                                       kinds=_split(kinds), names=_split(names),
+                                       selector=selector)
+    the_plan = restore_plan.build(source, selection, opts)
+    if not the_plan.steps:
+        raise errors.NotFoundError("nothing in the backup matches the selection")
+    client = ctx.kube_client(qps=500.0, burst=1000)
+    state = {"done": 0, "total": len(the_plan.steps)}
+
+    def tick(done: int, total: int) -> None:
+        state["done"], state["total"] = done, total
+
+    def render(elapsed: float) -> str:
+        return (f"{state['done']}/{state['total']} objects, "
+                f"{progress.human_duration(elapsed)}")
+
+    show = sys.stderr.isatty() and not ctx.quiet and not ctx.json
+    with progress.Display(render, enabled=show):
+        report = Executor(client, the_plan, existing=existing, workers=workers,
+                          wait_timeout=wait_timeout, dry_run=dry_run, progress=tick).run()
+    _print(ctx, report, source.snapshot.id, the_plan)
+    if report.failed:
+        raise errors.PartialError(f"{len(report.failed)} of {len(report.outcomes)} object(s) "
+                                  "could not be restored (see the report above)")
+
+
+def _print(ctx: context.Context, report: Report, backup: str,
+           the_plan: restore_plan.Plan) -> None:
+    doc: dict[str, Any] = {
+        "backup": backup, "dryRun": report.dry_run, "counts": report.counts(),
+        "waves": the_plan.waves, "warnings": report.warnings,
+        "dependencies": {a: d for a, d in the_plan.app_deps.needs.items() if d},
+        "objects": [o.to_json() for o in report.outcomes],
+        "durationSeconds": report.duration_s}
+    if ctx.json:
+        ctx.emit(doc)
+        return
+    if report.dry_run:
+        current = None
+        for o in report.outcomes:
+            where = (o.step.tier, o.step.wave if o.step.tier in order.PER_APPLICATION else None)
+            if where != current:
+                current = where
+                label = f"{where[0]}" + (f" (wave {where[1]})" if where[1] is not None else "")
+                print(f"== {label}")
+            reason = f"  ({o.reason})" if o.reason else ""
+            print(f"  {o.result:<14} {o.step.target}{reason}")
+            for line in o.diff:
+                print(f"      {line}")
+    else:
+        for o in report.outcomes:
+            if o.result in ("failed", "skipped") and o.reason != "exists":
+                print(f"{o.result:<8} {o.step.target}: {o.reason}")
+    for app, needs in doc["dependencies"].items():
+        for dep, why in needs.items():
+            ctx.info(f"order: {app} after {dep} ({why})")
+    for w in report.warnings:
+        print(f"warning: {w}", file=sys.stderr)
+    counts = ", ".join(f"{n} {k}" for k, n in report.counts().items())
+    print(f"{'planned' if report.dry_run else 'restored'} from backup {backup[:8]}: {counts} "
+          f"in {report.duration_s:.1f}s")

@@ -1,0 +1,167 @@
+"""Dependencies between applications, for the order in which their workloads start.
+
+Two sources:
+
+- **Explicit**: the annotation ``amber.io/depends-on: "NS/APP, APP2"`` on any member of an
+  application (a bare name means an application of the same namespace).
+- **Inferred**: a workload's environment (``env[].value``) or a ConfigMap it uses names another
+  application's Service: ``svc.ns``, ``svc.ns.svc``, ``svc.ns.svc.cluster.local`` anywhere in a
+  value, or the bare ``svc`` of its own namespace where the value looks like an address
+  (``postgres://db:5432``, ``db:6379``) or the variable is named like one (``*_HOST``,
+  ``*_URL``, ``*_ADDR``, ...). Bare names elsewhere are too ambiguous (a value ``web`` is not a
+  reference to the Service ``web``).
+
+The result orders applications into *waves*: every application's dependencies are in earlier
+waves. A dependency cycle cannot be ordered; its edges are dropped with a warning and the
+applications share a wave.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import defaultdict
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from amber.apps.refs import Ref
+
+Obj = dict[str, Any]
+ANNOTATION = "amber.io/depends-on"
+_HOST = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
+_ADDRESS_NAMES = ("HOST", "URL", "URI", "ADDR", "ADDRESS", "ENDPOINT", "SERVER", "SERVICE",
+                  "DSN", "BROKER", "BROKERS")
+
+
+@dataclass
+class AppDeps:
+    #: application id -> the applications it depends on, and why (for the report).
+    needs: dict[str, dict[str, str]] = field(default_factory=lambda: defaultdict(dict))
+    warnings: list[str] = field(default_factory=list)
+
+    def add(self, app: str, dependency: str, why: str) -> None:
+        if app != dependency:
+            self.needs[app].setdefault(dependency, why)
+
+
+def _explicit(obj: Obj, namespace: str, app_ids: set[str]) -> Iterable[tuple[str, str]]:
+    value = ((obj.get("metadata") or {}).get("annotations") or {}).get(ANNOTATION, "")
+    for raw in value.split(","):
+        name = raw.strip()
+        if not name:
+            continue
+        candidate = name if "/" in name or ":" in name or name in app_ids else \
+            f"{namespace}/{name}"
+        yield candidate, f"annotation {ANNOTATION}"
+
+
+def _looks_like_address(var: str, value: str, host_end: int) -> bool:
+    if "://" in value:
+        return True
+    rest = value[host_end:host_end + 1]
+    if rest == ":":
+        return True
+    return any(part in _ADDRESS_NAMES for part in re.split(r"[_\-.]", var.upper()))
+
+
+def _hosts(var: str, value: str, namespace: str,
+           services: Mapping[tuple[str, str], str]) -> Iterable[tuple[str, str]]:
+    for m in _HOST.finditer(value.lower()):
+        host = m.group(0)
+        parts = host.split(".")
+        if len(parts) >= 2 and (len(parts) == 2 or parts[2] == "svc"):
+            app = services.get((parts[1], parts[0]))
+            if app is not None:
+                yield app, f"{var or 'a value'} names Service {parts[1]}/{parts[0]}"
+                continue
+        if len(parts) == 1 and _looks_like_address(var, value, m.end()):
+            app = services.get((namespace, host))
+            if app is not None:
+                yield app, f"{var or 'a value'} names Service {namespace}/{host}"
+
+
+def _env_values(obj: Obj) -> Iterable[tuple[str, str]]:
+    """(name, value) of every literal env entry in the object's pod spec(s)."""
+    spec = obj.get("spec") or {}
+    specs = [spec] if obj.get("kind") == "Pod" else []
+    template = spec.get("template") if isinstance(spec, dict) else None
+    if isinstance(template, dict):
+        specs.append(template.get("spec") or {})
+    job = ((spec.get("jobTemplate") or {}).get("spec") or {}).get("template")
+    if isinstance(job, dict):
+        specs.append(job.get("spec") or {})
+    for pod in specs:
+        for key in ("initContainers", "containers"):
+            for c in pod.get(key) or []:
+                for env in c.get("env") or []:
+                    if isinstance(env.get("value"), str):
+                        yield env.get("name", ""), env["value"]
+
+
+def infer(objects: Mapping[Ref, Obj], app_of: Mapping[Ref, str],
+          service_owner: Mapping[tuple[str, str], str]) -> AppDeps:
+    """``objects``: the objects being restored (after transforms); ``app_of``: the application
+    each member belongs to; ``service_owner``: (namespace, service) -> application."""
+    out = AppDeps()
+    app_ids = set(app_of.values())
+    config_users: dict[Ref, set[str]] = defaultdict(set)  # ConfigMap -> apps whose pods read it
+    for ref, obj in objects.items():
+        app = app_of.get(ref)
+        if app is None:
+            continue
+        for dep, why in _explicit(obj, ref.namespace, app_ids):
+            out.add(app, dep, why)
+        for var, value in _env_values(obj):
+            for dep, why in _hosts(var, value, ref.namespace, service_owner):
+                out.add(app, dep, why)
+        for cm in _config_maps_used(obj, ref.namespace):
+            config_users[cm].add(app)
+    for cm_ref, apps in config_users.items():
+        data = (objects.get(cm_ref) or {}).get("data") or {}
+        for key, value in data.items():
+            if not isinstance(value, str):
+                continue
+            for dep, why in _hosts(key, value, cm_ref.namespace, service_owner):
+                for app in apps:
+                    out.add(app, dep, f"ConfigMap {cm_ref.namespace}/{cm_ref.name}: {why}")
+    for app, deps in list(out.needs.items()):
+        for dep in list(deps):
+            if dep not in app_ids:
+                del deps[dep]
+                out.warnings.append(f"{app} depends on {dep}, which is not in this restore")
+    return out
+
+
+def _config_maps_used(obj: Obj, namespace: str) -> Iterable[Ref]:
+    spec = obj.get("spec") or {}
+    pods = [spec] if obj.get("kind") == "Pod" else []
+    template = spec.get("template") if isinstance(spec, dict) else None
+    if isinstance(template, dict):
+        pods.append(template.get("spec") or {})
+    for pod in pods:
+        for c in (pod.get("containers") or []) + (pod.get("initContainers") or []):
+            for env_from in c.get("envFrom") or []:
+                if name := (env_from.get("configMapRef") or {}).get("name"):
+                    yield Ref("", "ConfigMap", namespace, name)
+            for env in c.get("env") or []:
+                if name := ((env.get("valueFrom") or {}).get("configMapKeyRef") or {}).get(
+                        "name"):
+                    yield Ref("", "ConfigMap", namespace, name)
+
+
+def waves(apps: Iterable[str], deps: AppDeps) -> list[list[str]]:
+    """Topological layers: each application after everything it depends on."""
+    remaining = set(apps)
+    out: list[list[str]] = []
+    done: set[str] = set()
+    while remaining:
+        layer = sorted(a for a in remaining
+                       if all(d in done or d not in remaining for d in deps.needs.get(a, {})))
+        if not layer:  # a cycle: the rest share a wave, and we say so
+            layer = sorted(remaining)
+            deps.warnings.append("dependency cycle between " + ", ".join(layer)
+                                 + "; they start together")
+        out.append(layer)
+        done.update(layer)
+        remaining -= set(layer)
+    return out

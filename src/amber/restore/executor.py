@@ -1,0 +1,338 @@
+"""Carrying out a restore plan against the target cluster, phase by phase.
+
+Each phase (a tier, or a tier of one dependency wave) is created in parallel on a few threads
+(the client's rate limiter bounds the request rate); phases run one after another. After the
+CRD tier the executor waits for the CRDs to be Established and discovers again, so custom
+resources of restored CRDs resolve. After each wave it waits until the wave's workloads are
+ready before starting the applications that depend on them; an application whose dependency
+never gets ready is not started, and says why.
+
+Existing objects follow ``existing``: ``skip`` (the default: a re-run after an interruption
+completes the restore without touching what is there), ``update`` (PUT over the live object,
+keeping its immutable fields), or ``replace`` (delete, wait until gone, create; Namespaces and
+CRDs are updated instead, since deleting them deletes everything in them). A dry run reads the
+live objects and reports what each step would do, with a diff, and writes nothing.
+
+Owner references are restored last, re-linked to the new uids of the owners that were
+restored (the uid is the server's and changes on every create).
+"""
+
+from __future__ import annotations
+
+import copy
+import difflib
+import json
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+from amber.kube import errors as kerrors
+from amber.kube.client import Client
+from amber.kube.discovery import APIResource
+from amber.restore import portable, readiness
+from amber.restore.plan import Phase, Plan, Step
+
+Obj = dict[str, Any]
+MODES = ("skip", "update", "replace")
+#: Kinds that are never deleted to be replaced: deleting them deletes what they contain.
+_NEVER_DELETE = {("", "Namespace"), ("apiextensions.k8s.io", "CustomResourceDefinition")}
+#: Kinds whose spec cannot change after creation: an update keeps the live spec.
+_IMMUTABLE_SPEC = {("", "PersistentVolumeClaim"), ("", "PersistentVolume"), ("", "Pod")}
+
+
+@dataclass
+class Outcome:
+    step: Step
+    result: str  # created | updated | replaced | skipped | failed | would-*
+    reason: str = ""
+    seq: int = 0
+    diff: list[str] = field(default_factory=list)
+    new_uid: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        s = self.step
+        out: dict[str, Any] = {
+            "ref": str(s.target), "source": str(s.item.ref), "path": s.item.path,
+            "tier": s.tier, "wave": s.wave, "app": s.app, "result": self.result,
+            "reason": self.reason, "seq": self.seq}
+        if self.diff:
+            out["diff"] = self.diff
+        return out
+
+
+@dataclass
+class Report:
+    outcomes: list[Outcome]
+    warnings: list[str]
+    dry_run: bool
+    duration_s: float = 0.0
+
+    def counts(self) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for o in self.outcomes:
+            out[o.result] = out.get(o.result, 0) + 1
+        return dict(sorted(out.items()))
+
+    @property
+    def failed(self) -> list[Outcome]:
+        return [o for o in self.outcomes if o.result == "failed"]
+
+
+class Executor:
+    def __init__(self, client: Client, plan: Plan, *, existing: str = "skip",
+                 workers: int = 8, wait_timeout: float = 300.0, dry_run: bool = False,
+                 progress: Callable[[int, int], None] | None = None) -> None:
+        if existing not in MODES:
+            raise ValueError(existing)
+        self.client = client
+        self.plan = plan
+        self.existing = existing
+        self.workers = workers
+        self.wait_timeout = wait_timeout
+        self.dry_run = dry_run
+        self.progress = progress
+        self._lock = threading.Lock()
+        self._seq = 0
+        self._outcomes: list[Outcome] = []
+        self._warnings: list[str] = list(plan.warnings)
+        self._not_ready_apps: dict[str, str] = {}
+
+    # -- driver ----------------------------------------------------------------------------
+
+    def run(self) -> Report:
+        started = time.monotonic()
+        for phase in self.plan.phases:
+            self._run_phase(phase)
+            if phase.tier == "crds" and not self.dry_run:
+                self._wait([o for o in self._outcomes if o.step in phase.steps])
+                self.client.discover(refresh=True)
+            if phase.wave is not None and not self.dry_run and self._wave_ends(phase):
+                self._wait_wave(phase.wave)
+        if not self.dry_run:
+            self._relink_owners()
+        # Report in plan order: phase by phase, and within a phase in creation order.
+        position = {id(s): (p, i) for p, phase in enumerate(self.plan.phases)
+                    for i, s in enumerate(phase.steps)}
+        outcomes = sorted(self._outcomes, key=lambda o: (
+            position[id(o.step)][0], o.seq or 1 << 60, position[id(o.step)][1]))
+        return Report(outcomes, self._warnings, self.dry_run,
+                      round(time.monotonic() - started, 3))
+
+    def _wave_ends(self, phase: Phase) -> bool:
+        later = self.plan.phases[self.plan.phases.index(phase) + 1:]
+        return not any(p.wave == phase.wave for p in later)
+
+    def _run_phase(self, phase: Phase) -> None:
+        todo: list[Step] = []
+        for step in phase.steps:
+            if step.skip:
+                self._record(Outcome(step, "skipped", step.skip))
+            elif step.failed:
+                self._record(Outcome(step, "failed", step.failed))
+            elif blocked := self._blocked_by(step):
+                self._record(Outcome(step, "failed", blocked))
+            else:
+                todo.append(step)
+        with ThreadPoolExecutor(max_workers=max(1, self.workers),
+                                thread_name_prefix="amber-restore") as pool:
+            for outcome in pool.map(self._one, todo):
+                self._record(outcome, numbered=outcome.result in (
+                    "created", "updated", "replaced"))
+
+    def _blocked_by(self, step: Step) -> str:
+        for dep in self.plan.app_deps.needs.get(step.app or "", {}):
+            if dep in self._not_ready_apps:
+                return f"not started: it depends on {dep}, which {self._not_ready_apps[dep]}"
+        return ""
+
+    def _record(self, outcome: Outcome, *, numbered: bool = False) -> None:
+        with self._lock:
+            if numbered:
+                self._seq += 1
+                outcome.seq = self._seq
+            self._outcomes.append(outcome)
+            done = len(self._outcomes)
+        if self.progress is not None:
+            self.progress(done, len(self.plan.steps))
+
+    # -- one object ------------------------------------------------------------------------
+
+    def _resource(self, step: Step) -> APIResource:
+        """The served resource for the step's kind: the backed-up version if served, else the
+        group's preferred one (the object's apiVersion is changed to match)."""
+        ref = step.item.ref
+        found = [r for r in self.client.discover() if r.group == ref.group and r.kind == ref.kind]
+        for r in found:
+            if r.version == step.item.version:
+                return r
+        preferred = [r for r in found if r.preferred] or found
+        if not preferred:
+            raise _StepFailed(f"the target serves no {ref.qualified_kind} "
+                              f"({step.item.group_version} in the backup): install it first")
+        assert step.obj is not None
+        step.obj["apiVersion"] = preferred[0].group_version
+        with self._lock:
+            self._warnings.append(f"{step.target}: restored as {preferred[0].group_version}; "
+                                  f"the target does not serve {step.item.group_version}")
+        return preferred[0]
+
+    def _one(self, step: Step) -> Outcome:
+        try:
+            res = self._resource(step)
+            ns = step.target.namespace if res.namespaced else None
+            if self.dry_run:
+                return self._dry(step, res, ns)
+            return self._apply(step, res, ns)
+        except _StepFailed as exc:
+            return Outcome(step, "failed", str(exc))
+        except kerrors.APIError as exc:
+            return Outcome(step, "failed", str(exc))
+
+    def _apply(self, step: Step, res: APIResource, ns: str | None) -> Outcome:
+        assert step.obj is not None
+        try:
+            made = self.client.create(res, step.obj, ns)
+            return Outcome(step, "created", new_uid=_uid(made))
+        except kerrors.AlreadyExists:
+            pass
+        if step.cluster_default:
+            return Outcome(step, "skipped", "exists (every cluster has one)")
+        if self.existing == "skip":
+            return Outcome(step, "skipped", "exists")
+        key = (step.item.ref.group, step.item.ref.kind)
+        if self.existing == "update" or key in _NEVER_DELETE:
+            return self._update(step, res, ns)
+        self.client.delete(res, step.target.name, ns)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                self.client.get(res, step.target.name, ns)
+            except kerrors.NotFound:
+                made = self.client.create(res, step.obj, ns)
+                return Outcome(step, "replaced", new_uid=_uid(made))
+            time.sleep(0.2)
+        return Outcome(step, "failed", "replace: the old object was still being deleted "
+                                       "after 60s (a finalizer?)")
+
+    def _update(self, step: Step, res: APIResource, ns: str | None) -> Outcome:
+        assert step.obj is not None
+        for _ in range(3):
+            live = self.client.get(res, step.target.name, ns)
+            desired = _merge_for_update(step.obj, live, (step.item.ref.group,
+                                                         step.item.ref.kind))
+            try:
+                done = self.client.replace(res, desired, ns)
+                return Outcome(step, "updated", new_uid=_uid(done))
+            except kerrors.Conflict:
+                continue  # someone changed it meanwhile: read again
+        return Outcome(step, "failed", "update: the object kept changing (409 Conflict)")
+
+    def _dry(self, step: Step, res: APIResource, ns: str | None) -> Outcome:
+        assert step.obj is not None
+        try:
+            live = self.client.get(res, step.target.name, ns)
+        except kerrors.NotFound:
+            return Outcome(step, "would-create")
+        comparable = portable.make_portable(live).obj or {}
+        diff = list(difflib.unified_diff(
+            _pretty(comparable), _pretty(step.obj), f"live/{step.target}",
+            f"restore/{step.target}", lineterm=""))
+        if step.cluster_default or self.existing == "skip":
+            return Outcome(step, "would-skip", "exists", diff=diff)
+        key = (step.item.ref.group, step.item.ref.kind)
+        action = "update" if self.existing == "update" or key in _NEVER_DELETE else "replace"
+        return Outcome(step, f"would-{action}", "exists", diff=diff)
+
+    # -- waiting ---------------------------------------------------------------------------
+
+    def _wait(self, outcomes: list[Outcome]) -> list[Outcome]:
+        """Poll until each object is ready (or has no readiness); return those that never got
+        there within ``wait_timeout``."""
+        pending = [o for o in outcomes if o.result in ("created", "updated", "replaced")
+                   and o.step.obj is not None and readiness.is_ready(o.step.obj) is not None]
+        deadline = time.monotonic() + self.wait_timeout
+        while pending and time.monotonic() < deadline:
+            still = []
+            for o in pending:
+                res = self._resource(o.step)
+                ns = o.step.target.namespace if res.namespaced else None
+                try:
+                    live = self.client.get(res, o.step.target.name, ns)
+                except kerrors.NotFound:
+                    still.append(o)
+                    continue
+                if not readiness.is_ready(live):
+                    still.append(o)
+            pending = still
+            if pending:
+                time.sleep(0.5)
+        return pending
+
+    def _wait_wave(self, wave: int) -> None:
+        outcomes = [o for o in self._outcomes if o.step.wave == wave and o.step.app]
+        for o in self._wait(outcomes):
+            app = o.step.app or ""
+            self._not_ready_apps.setdefault(
+                app, f"was not ready within {self.wait_timeout:.0f}s ({o.step.target})")
+            self._warnings.append(f"{o.step.target} was not ready within "
+                                  f"{self.wait_timeout:.0f}s")
+
+    # -- owners ----------------------------------------------------------------------------
+
+    def _relink_owners(self) -> None:
+        new_uid = {o.step.item.uid: o.new_uid for o in self._outcomes if o.new_uid}
+        for o in self._outcomes:
+            if not o.new_uid or not o.step.owners:
+                continue
+            owners = []
+            for ref in o.step.owners:
+                uid = new_uid.get(ref.get("uid", ""))
+                if uid:
+                    owners.append({**ref, "uid": uid})
+            if not owners:
+                continue
+            res = self._resource(o.step)
+            ns = o.step.target.namespace if res.namespaced else None
+            try:
+                self.client.request("PATCH", res.path(ns, o.step.target.name),
+                                    {"metadata": {"ownerReferences": owners}},
+                                    content_type="application/merge-patch+json")
+            except kerrors.APIError as exc:
+                self._warnings.append(f"{o.step.target}: owner references not restored: {exc}")
+
+
+class _StepFailed(Exception):
+    pass
+
+
+def _uid(obj: Obj | None) -> str:
+    return str(((obj or {}).get("metadata") or {}).get("uid") or "")
+
+
+def _pretty(obj: Obj) -> list[str]:
+    return json.dumps(obj, indent=2, sort_keys=True, ensure_ascii=False).splitlines()
+
+
+def _merge_for_update(desired: Obj, live: Obj, key: tuple[str, str]) -> Obj:
+    """The object to PUT: ours, on the live object's resourceVersion, keeping what the server
+    will not let change (a Service's cluster IPs, a claim's or volume's spec)."""
+    out = copy.deepcopy(desired)
+    meta = out.setdefault("metadata", {})
+    meta["resourceVersion"] = (live.get("metadata") or {}).get("resourceVersion")
+    live_spec = live.get("spec") or {}
+    if key in _IMMUTABLE_SPEC:
+        out["spec"] = live_spec
+    elif key == ("", "Service"):
+        spec = out.setdefault("spec", {})
+        for f in ("clusterIP", "clusterIPs", "ipFamilies", "ipFamilyPolicy"):
+            if f in live_spec:
+                spec[f] = live_spec[f]
+    elif key == ("batch", "Job"):
+        spec = out.setdefault("spec", {})
+        for f in ("selector", "template"):
+            if f in live_spec:
+                spec[f] = live_spec[f]
+    return out

@@ -1,0 +1,264 @@
+"""From a backup and the user's choices to an ordered plan: which objects, changed how, in
+which tier and wave, and which are left out (and why).
+
+Building the plan reads every selected object once, resets what belonged to the old cluster
+(``portable.py``), applies the requested transforms and resource modifiers, and places the
+result: tier from the order table (``order.py``), wave from the applications' dependencies
+(``deps.py``). Objects a controller owns are left to it when their owner is restored too.
+Nothing here talks to the target cluster; ``executor.py`` does.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from fnmatch import fnmatchcase
+from typing import Any
+
+from amber.apps import labels
+from amber.apps.refs import Ref
+from amber.restore import deps, modifiers, order, portable, transforms
+from amber.restore.source import BackupSource, Item
+from amber.util import errors
+
+Obj = dict[str, Any]
+#: Edge reasons recorded from the acting object to what it acts on: a selection that holds the
+#: target must pull the actor in (a binding of a selected service account).
+_REVERSE = {"binds", "selects pods of"}
+
+
+@dataclass
+class Selection:
+    """What to restore: everything, or the intersection of the filters given."""
+
+    app: str | None = None
+    namespaces: Sequence[str] = ()
+    kinds: Sequence[str] = ()
+    names: Sequence[str] = ()
+    selector: str | None = None
+
+
+@dataclass
+class Options:
+    transforms: transforms.Transforms = field(default_factory=transforms.Transforms)
+    modifiers: Sequence[modifiers.Rule] = ()
+    order: order.Order = field(default_factory=order.default)
+    keep_cluster_ips: bool = False
+    keep_node_ports: bool = False
+
+
+@dataclass
+class Step:
+    item: Item
+    #: Where the object goes (its namespace after mapping).
+    target: Ref
+    tier: str
+    obj: Obj | None = None
+    skip: str = ""
+    failed: str = ""
+    app: str | None = None
+    wave: int = 0
+    owners: list[Obj] = field(default_factory=list)
+    cluster_default: bool = False
+
+    @property
+    def restorable(self) -> bool:
+        return self.obj is not None and not self.skip and not self.failed
+
+
+@dataclass
+class Phase:
+    tier: str
+    wave: int | None  # None for tiers that run once for everything
+    steps: list[Step]
+
+
+@dataclass
+class Plan:
+    steps: list[Step]
+    phases: list[Phase]
+    app_deps: deps.AppDeps
+    waves: list[list[str]]
+    warnings: list[str] = field(default_factory=list)
+
+
+# -- selection -----------------------------------------------------------------------------------
+
+def _app_refs(source: BackupSource, app_id: str) -> set[Ref]:
+    ids = [a["id"] for a in source.applications]
+    chosen = [a for a in source.applications if a["id"] == app_id] or \
+        [a for a in source.applications if a["name"] == app_id]
+    if len(chosen) != 1:
+        known = ", ".join(ids) or "none"
+        if chosen:
+            raise errors.UsageError(f"application name {app_id!r} is ambiguous in this backup: "
+                                    f"use one of {known}")
+        raise errors.NotFoundError(f"backup {source.snapshot.short_id} holds no application "
+                                   f"{app_id!r} (it holds: {known})")
+    app = chosen[0]
+    return {_ref(r) for r in app["members"] + app["dependencies"]}
+
+
+def _ref(d: dict[str, str]) -> Ref:
+    return Ref(d["group"], d["kind"], d["namespace"], d["name"])
+
+
+def _cluster_dependencies(source: BackupSource, chosen: set[Ref]) -> set[Ref]:
+    """Cluster-scoped objects the chosen ones need, by the edges recorded at backup time."""
+    forward: dict[Ref, set[Ref]] = defaultdict(set)
+    for app in source.applications:
+        for e in app["edges"]:
+            a, b = _ref(e["from"]), _ref(e["to"])
+            if e["reason"] in _REVERSE:
+                forward[b].add(a)
+            elif e["reason"] != "owns":
+                forward[a].add(b)
+    out: set[Ref] = set()
+    todo = list(chosen)
+    seen = set(todo)
+    while todo:
+        for nxt in forward.get(todo.pop(), ()):
+            if nxt not in seen and nxt.cluster_scoped:
+                seen.add(nxt)
+                out.add(nxt)
+                todo.append(nxt)
+    return out
+
+
+def _kind_matches(item: Item, kinds: Sequence[str]) -> bool:
+    ref = item.ref
+    names = {ref.kind.lower(), ref.qualified_kind.lower(), item.resource,
+             f"{item.resource}.{ref.group}" if ref.group else item.resource}
+    return any(k.lower() in names for k in kinds)
+
+
+def select(source: BackupSource, sel: Selection) -> list[Item]:
+    items = source.items
+    if sel.app:
+        wanted = _app_refs(source, sel.app)
+        items = [i for i in items if i.ref in wanted]
+    if sel.namespaces:
+        inside = {i.ref for i in items if i.ref.namespace in sel.namespaces}
+        unknown = set(sel.namespaces) - {i.ref.namespace for i in source.items}
+        if unknown:
+            raise errors.NotFoundError(f"backup {source.snapshot.short_id} holds nothing in "
+                                       f"namespace(s) {', '.join(sorted(unknown))}")
+        extra = _cluster_dependencies(source, inside)
+        items = [i for i in items if i.ref in inside or i.ref in extra]
+    if sel.kinds:
+        items = [i for i in items if _kind_matches(i, sel.kinds)]
+    if sel.names:
+        items = [i for i in items if any(fnmatchcase(i.ref.name, n) for n in sel.names)]
+    return items
+
+
+# -- building ------------------------------------------------------------------------------------
+
+def _target(item: Item, t: transforms.Transforms) -> Ref:
+    ref = item.ref
+    if ref.kind == "Namespace" and not ref.group:
+        return Ref("", "Namespace", "", t.namespaces.get(ref.name, ref.name))
+    return Ref(ref.group, ref.kind, t.namespaces.get(ref.namespace, ref.namespace), ref.name)
+
+
+def _owner_in(item: Item, chosen: dict[tuple[str, str, str], Item]) -> bool:
+    if not item.owned_by:
+        return False
+    kind, _, name = item.owned_by.partition("/")
+    return (kind, item.ref.namespace, name) in chosen
+
+
+def _by_selector(source: BackupSource, items: list[Item], selector: str,
+                 cache: dict[str, Obj]) -> list[Item]:
+    """Objects whose labels match, plus the cluster-scoped objects those need."""
+    match = labels.parse(selector)
+    matched: set[Ref] = set()
+    for item in items:
+        cache[item.path] = source.read(item)
+        if match((cache[item.path].get("metadata") or {}).get("labels") or {}):
+            matched.add(item.ref)
+    extra = _cluster_dependencies(source, {r for r in matched if r.namespace})
+    return [i for i in items if i.ref in matched or i.ref in extra]
+
+
+def build(source: BackupSource, sel: Selection, opts: Options) -> Plan:
+    items = select(source, sel)
+    cache: dict[str, Obj] = {}
+    if sel.selector:
+        items = _by_selector(source, items, sel.selector, cache)
+    by_kind_name = {(i.ref.kind, i.ref.namespace, i.ref.name): i for i in items}
+    # A claim keeps its volumeName only when that volume is restored as it was (a static PV).
+    static_pvs = set()
+    steps: list[Step] = []
+    originals: dict[Ref, Obj] = {}
+    for item in sorted(items, key=lambda i: i.ref.kind != "PersistentVolume"):
+        raw = cache.pop(item.path, None) or source.read(item)
+        step = Step(item, _target(item, opts.transforms), opts.order.tier_of(item.ref))
+        steps.append(step)
+        if _owner_in(item, by_kind_name):
+            step.skip = f"recreated by its owner {item.owned_by}"
+            continue
+        anew = True
+        if item.ref.kind == "PersistentVolumeClaim" and not item.ref.group:
+            anew = ((raw.get("spec") or {}).get("volumeName") or "") not in static_pvs
+        port = portable.make_portable(raw, keep_cluster_ips=opts.keep_cluster_ips,
+                                      keep_node_ports=opts.keep_node_ports,
+                                      volume_provisioned_anew=anew)
+        if port.obj is None:
+            step.skip = port.skip_reason
+            continue
+        if item.ref.kind == "PersistentVolume" and not item.ref.group:
+            static_pvs.add(item.ref.name)
+        step.owners, step.cluster_default = port.owners, port.cluster_default
+        try:
+            step.obj = modifiers.apply(transforms.apply(port.obj, opts.transforms),
+                                       opts.modifiers)
+        except modifiers.ModifierError as exc:
+            step.failed = str(exc)
+            continue
+        if step.tier in order.PER_APPLICATION or item.ref.kind == "ConfigMap":
+            originals[item.ref] = raw  # what dependency inference reads
+    return _place(source, steps, originals, opts.order)
+
+
+def _place(source: BackupSource, steps: list[Step], originals: dict[Ref, Obj],
+           order_: order.Order) -> Plan:
+    """Assign applications and waves, and cut the steps into phases."""
+    app_of: dict[Ref, str] = {}
+    service_owner: dict[tuple[str, str], str] = {}
+    for app in source.applications:
+        for m in app["members"]:
+            app_of.setdefault(_ref(m), app["id"])
+        for e in app["edges"]:
+            if e["reason"] == "selects pods of" and e["from"]["kind"] == "Service":
+                service_owner.setdefault((e["from"]["namespace"], e["from"]["name"]), app["id"])
+    for ref, app_id in app_of.items():
+        if ref.kind == "Service" and not ref.group:
+            service_owner.setdefault((ref.namespace, ref.name), app_id)
+    for step in steps:
+        step.app = app_of.get(step.item.ref)
+    restored_apps = {s.app for s in steps if s.app and s.restorable}
+    app_deps = deps.infer(originals, {r: a for r, a in app_of.items() if a in restored_apps},
+                          {k: v for k, v in service_owner.items() if v in restored_apps})
+    layers = deps.waves(sorted(restored_apps), app_deps)
+    wave_of = {a: i for i, layer in enumerate(layers) for a in layer}
+    for step in steps:
+        step.wave = wave_of.get(step.app or "", 0)
+    phases: list[Phase] = []
+    per_app_done = False
+    for tier in order_.names:
+        if tier in order.PER_APPLICATION:
+            if per_app_done:
+                continue
+            per_app_done = True
+            for w in range(max(1, len(layers))):
+                for per_tier in order.PER_APPLICATION:
+                    chosen = [s for s in steps if s.tier == per_tier and s.wave == w]
+                    if chosen:
+                        phases.append(Phase(per_tier, w, chosen))
+            continue
+        chosen = [s for s in steps if s.tier == tier]
+        if chosen:
+            phases.append(Phase(tier, None, chosen))
+    return Plan(steps, phases, app_deps, layers, list(app_deps.warnings))
