@@ -17,8 +17,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from amber.sandbox.runtime.process import LAUNCHER
-
 Obj = dict[str, Any]
 
 
@@ -158,34 +156,6 @@ def container_status(found: Obj, name: str) -> Obj:
         if c["name"] == name:
             return c  # type: ignore[no-any-return]
     raise KeyError(name)
-
-
-def launcher_processes() -> list[int]:
-    """PIDs of the runtime's launcher processes (one per running container or exec)."""
-    needle = str(LAUNCHER).encode()
-    found = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                with open(f"/proc/{entry}/cmdline", "rb") as f:
-                    if needle in f.read():
-                        found.append(int(entry))
-            except OSError:
-                continue
-    return found
-
-
-def processes_in_pid_namespace(pid: int) -> list[int]:
-    ns = os.stat(f"/proc/{pid}/ns/pid").st_ino
-    out = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                if os.stat(f"/proc/{entry}/ns/pid").st_ino == ns:
-                    out.append(int(entry))
-            except OSError:
-                continue
-    return out
 
 
 # ---- claims and volumes, bound by hand (the PV binder is a controller, not the agent) ----

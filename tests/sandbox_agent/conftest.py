@@ -12,10 +12,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from agent_helpers import Api, Kubectl, launcher_processes, wait_for
+from agent_helpers import Api, Kubectl, wait_for
 
 from amber.sandbox.agent import NodeAgent
 from amber.sandbox.apiserver import server
+from sandbox_procs import launcher_processes
 
 if os.geteuid() != 0:
     pytest.skip("the node agent needs root (namespaces, mounts)", allow_module_level=True)

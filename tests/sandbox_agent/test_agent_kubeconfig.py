@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from amber.sandbox.agent.kubeconfig import Credentials, parse_yaml
 from amber.sandbox.apiserver import server
+from amber.sandbox.kubeconfig import Credentials, parse_yaml
 
 KIND_STYLE = """\
 apiVersion: v1

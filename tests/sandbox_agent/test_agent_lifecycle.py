@@ -10,10 +10,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from agent_helpers import Api, container, launcher_processes, pod, wait_for, wait_ready
+from agent_helpers import Api, container, pod, wait_for, wait_ready
 
 from amber.sandbox.agent import RBAC_RULES, NodeAgent
 from amber.sandbox.apiserver import server
+from sandbox_procs import launcher_processes
 
 PREFIXES = ("agent-", "forward-", "sandbox-exec", "pod-")
 

@@ -13,13 +13,13 @@ from agent_helpers import (
     container_status,
     pod,
     pod_path,
-    processes_in_pid_namespace,
     wait_for,
     wait_phase,
     wait_ready,
 )
 
 from amber.sandbox.agent import NodeAgent
+from sandbox_procs import processes_in_pid_namespace
 
 
 def test_node_is_registered_ready_with_a_lease(api: Api, agent: NodeAgent) -> None:

@@ -11,9 +11,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from runtime_helpers import launcher_processes, wait_until
+from runtime_helpers import wait_until
 
 from amber.sandbox.runtime import Event, PodRuntime
+from sandbox_procs import launcher_processes
 
 if os.geteuid() != 0:
     pytest.skip("the pod runtime needs root (namespaces, mounts)", allow_module_level=True)

@@ -1,14 +1,12 @@
-"""Pod-spec builders and process checks shared by the pod-runtime tests."""
+"""Pod-spec builders and waits shared by the pod-runtime tests (the process checks are in
+``sandbox_procs``, shared with the node-agent tests)."""
 
 from __future__ import annotations
 
 import itertools
-import os
 import time
 from collections.abc import Callable
 from typing import Any
-
-from amber.sandbox.runtime.process import LAUNCHER
 
 _ips = itertools.count(1)
 
@@ -52,34 +50,3 @@ def wait_until(predicate: Callable[[], bool], timeout: float = 10.0) -> None:
     while not predicate():
         assert time.monotonic() < deadline, "condition not met in time"
         time.sleep(0.05)
-
-
-def launcher_processes() -> list[int]:
-    """PIDs of launcher processes (each container and each exec has one while it runs)."""
-    needle = str(LAUNCHER).encode()
-    found = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                with open(f"/proc/{entry}/cmdline", "rb") as f:
-                    if needle in f.read():
-                        found.append(int(entry))
-            except OSError:
-                continue
-    return found
-
-
-def pid_namespace(pid: int) -> int:
-    return os.stat(f"/proc/{pid}/ns/pid").st_ino
-
-
-def processes_in_namespace(ns: int) -> list[int]:
-    out = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                if os.stat(f"/proc/{entry}/ns/pid").st_ino == ns:
-                    out.append(int(entry))
-            except OSError:
-                continue
-    return out

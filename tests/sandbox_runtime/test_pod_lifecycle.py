@@ -11,12 +11,9 @@ from typing import Any
 import pytest
 from runtime_helpers import (
     container,
-    launcher_processes,
     new_pod_ip,
     phase_in,
-    pid_namespace,
     pod,
-    processes_in_namespace,
     running,
     state_of,
     wait_until,
@@ -29,6 +26,7 @@ from amber.sandbox.runtime import (
     PodRuntime,
     ResolvedPod,
 )
+from sandbox_procs import launcher_processes, pid_namespace, processes_in_namespace
 
 SHARED = [{"name": "work", "mountPath": "/work"}]
 WORK_VOLUME = [{"name": "work", "emptyDir": {}}]

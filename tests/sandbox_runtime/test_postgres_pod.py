@@ -8,14 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from runtime_helpers import (
-    launcher_processes,
-    new_pod_ip,
-    phase_in,
-    pid_namespace,
-    processes_in_namespace,
-    state_of,
-)
+from runtime_helpers import new_pod_ip, phase_in, state_of
 
 from amber.sandbox.runtime import (
     PodHandle,
@@ -25,6 +18,7 @@ from amber.sandbox.runtime import (
     ServiceAddress,
     ServicePort,
 )
+from sandbox_procs import launcher_processes, pid_namespace, processes_in_namespace
 
 pytestmark = pytest.mark.skipif(
     not (shutil.which("initdb") and shutil.which("postgres") and shutil.which("psql")),
