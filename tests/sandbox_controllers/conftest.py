@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 from controller_helpers import FAST
 
+from amber.sandbox import apiclient as kube
 from amber.sandbox.apiserver import server
 from amber.sandbox.controllers import ControllerManager
-from amber.sandbox.controllers import client as kube
 
 
 @pytest.fixture(scope="session")

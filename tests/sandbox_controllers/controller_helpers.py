@@ -7,8 +7,8 @@ import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+from amber.sandbox import apiclient as kube
 from amber.sandbox.controllers import Settings
-from amber.sandbox.controllers import client as kube
 
 Obj = dict[str, Any]
 T = TypeVar("T")

@@ -15,9 +15,9 @@ from typing import Any
 import pytest
 from controller_helpers import FAST, container, owned, pods, set_pod_phase, stays, wait_for
 
+from amber.sandbox import apiclient as kube
 from amber.sandbox.apiserver import server
 from amber.sandbox.controllers import ControllerManager, objects
-from amber.sandbox.controllers import client as kube
 
 Obj = dict[str, Any]
 NAMESPACES = kube.Resource("", "v1", "namespaces", "Namespace", False)

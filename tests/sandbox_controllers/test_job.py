@@ -6,7 +6,7 @@ from typing import Any
 
 from controller_helpers import container, owned, pods, set_pod_phase, wait_for
 
-from amber.sandbox.controllers import client as kube
+from amber.sandbox import apiclient as kube
 
 Obj = dict[str, Any]
 

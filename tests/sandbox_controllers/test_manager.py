@@ -5,9 +5,9 @@ from __future__ import annotations
 import threading
 from pathlib import Path
 
+from amber.sandbox import apiclient as kube
 from amber.sandbox.apiserver import server
 from amber.sandbox.controllers import ControllerManager, running
-from amber.sandbox.controllers import client as kube
 
 
 def test_manager_from_a_kubeconfig_creates_defaults_and_stops_cleanly(tmp_path: Path) -> None:

@@ -6,7 +6,7 @@ from typing import Any
 
 from controller_helpers import make_ready, owned, pod_template, pods, stays, wait_for
 
-from amber.sandbox.controllers import client as kube
+from amber.sandbox import apiclient as kube
 
 Obj = dict[str, Any]
 

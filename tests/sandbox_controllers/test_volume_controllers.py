@@ -8,8 +8,8 @@ from typing import Any
 
 from controller_helpers import container, stays, wait_for
 
+from amber.sandbox import apiclient as kube
 from amber.sandbox.controllers import ControllerManager
-from amber.sandbox.controllers import client as kube
 
 Obj = dict[str, Any]
 

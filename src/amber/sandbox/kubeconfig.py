@@ -1,6 +1,7 @@
-"""Where the API server is and who the agent is: a URL and bearer token, or a kubeconfig file.
+"""Where the API server is and who we are: a URL and bearer token, or a kubeconfig file.
 
-The agent must join any API server, so it reads ordinary kubeconfigs: the current (or a named)
+Used by ``apiclient`` for both the node agent and the controllers, which must join any API
+server, so it reads ordinary kubeconfigs: the current (or a named)
 context, the cluster's ``server``, ``certificate-authority(-data)``, ``insecure-skip-tls-verify``
 and ``tls-server-name``, and the user's ``token``, ``tokenFile`` or client certificate
 (``client-certificate(-data)``/``client-key(-data)``). Exec and auth-provider plugins are not

@@ -16,7 +16,8 @@ What it does, and where:
 * ``services.py``: Service loopback addresses and forwarders, and the names pods resolve;
 * ``streams.py``: logs and exec for an API server in the same process.
 
-Everything it knows comes from informers (list + watch) through ``client.py``; it never touches
+Everything it knows comes from informers (list + watch, ``amber.sandbox.informer``) through
+``amber.sandbox.apiclient``, the client it shares with the controllers; it never touches
 the emulator's objects, so it can be pointed at any API server (see
 docs/decisions/0013-sandbox-node-agent.md for what then does not work: logs and exec need a
 kubelet server).
@@ -30,10 +31,8 @@ import threading
 from pathlib import Path
 from typing import Any, Protocol
 
+from amber.sandbox import apiclient as kube
 from amber.sandbox.agent.addresses import DEFAULT_POD_CIDR, PodAddresses
-from amber.sandbox.agent.client import Client
-from amber.sandbox.agent.informer import Informer
-from amber.sandbox.agent.kubeconfig import Credentials
 from amber.sandbox.agent.node import NodeRegistration
 from amber.sandbox.agent.podworker import PodWorker, WorkerDeps
 from amber.sandbox.agent.reporter import Reporter
@@ -41,6 +40,9 @@ from amber.sandbox.agent.resolver import Caches, Resolver
 from amber.sandbox.agent.scheduler import Scheduler
 from amber.sandbox.agent.services import ServiceProxy
 from amber.sandbox.agent.streams import PodStreams
+from amber.sandbox.apiclient import Client
+from amber.sandbox.informer import Handler, Informer
+from amber.sandbox.kubeconfig import Credentials
 from amber.sandbox.runtime import Event, PodHandle, PodRuntime
 
 log = logging.getLogger(__name__)
@@ -64,6 +66,18 @@ RBAC_RULES: list[Obj] = [
     {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"],
      "verbs": ["get", "create", "patch"]},
 ]
+
+
+#: How the agent's requests are named in the API server's logs and audit.
+USER_AGENT = "amber-sandbox-node-agent/0.1"
+#: The server-side length of the agent's watches (its informers resume when one ends).
+WATCH_SECONDS = 300
+
+
+def _informer(client: Client, res: kube.Resource, handler: Handler) -> Informer:
+    """An informer of the agent's, its thread named ``agent-...`` like all the agent's."""
+    return Informer(client, res, handler=handler, watch_timeout=WATCH_SECONDS,
+                    thread_prefix="agent-")
 
 
 class StreamHost(Protocol):
@@ -95,7 +109,7 @@ class NodeAgent:
         self.node_name = node_name
         self.host_ip = host_ip
         self.root_dir = Path(root_dir)
-        self.client = Client(creds)
+        self.client = Client(creds, user_agent=USER_AGENT)
         self._stopping = threading.Event()
         self._started = False
         self.runtime = PodRuntime(self.root_dir, on_event=self._runtime_event,
@@ -104,14 +118,14 @@ class NodeAgent:
         self.node = NodeRegistration(self.client, node_name, host_ip,
                                      heartbeat_seconds=heartbeat_seconds)
         c = self.client
-        self.pods = Informer(c, "/api/v1/pods", handler=self._pod_event)
-        self.services = Informer(c, "/api/v1/services", handler=self._proxy_event)
-        self.endpoints = Informer(c, "/api/v1/endpoints", handler=self._proxy_event)
+        self.pods = _informer(c, kube.PODS, self._pod_event)
+        self.services = _informer(c, kube.SERVICES, self._proxy_event)
+        self.endpoints = _informer(c, kube.ENDPOINTS, self._proxy_event)
         caches = Caches(
-            config_maps=Informer(c, "/api/v1/configmaps", handler=self._input_event),
-            secrets=Informer(c, "/api/v1/secrets", handler=self._input_event),
-            claims=Informer(c, "/api/v1/persistentvolumeclaims", handler=self._input_event),
-            volumes=Informer(c, "/api/v1/persistentvolumes", handler=self._input_event))
+            config_maps=_informer(c, kube.CONFIGMAPS, self._input_event),
+            secrets=_informer(c, kube.SECRETS, self._input_event),
+            claims=_informer(c, kube.PVCS, self._input_event),
+            volumes=_informer(c, kube.PVS, self._input_event))
         self._inputs = [caches.config_maps, caches.secrets, caches.claims, caches.volumes]
         self.proxy = ServiceProxy(services=self.services, pods=self.pods,
                                   endpoints=self.endpoints, on_change=self._kick_all,
@@ -142,7 +156,7 @@ class NodeAgent:
                 inf.start()
             for inf in (*self._inputs, self.services, self.endpoints):
                 if not inf.wait_synced(timeout):
-                    raise TimeoutError(f"could not list {inf.path}")
+                    raise TimeoutError(f"could not list {inf.resource.plural}")
             self.proxy.sync()
             self.proxy.start()
             self.scheduler.start()
@@ -174,9 +188,11 @@ class NodeAgent:
             host.set_exec_source(None)
         self._stream_hosts.clear()
         self.scheduler.stop()
-        self.pods.stop()
-        for inf in (*self._inputs, self.services, self.endpoints):
+        informers = (self.pods, *self._inputs, self.services, self.endpoints)
+        for inf in informers:
             inf.stop()
+        for inf in informers:
+            inf.join(10)
         with self._lock:
             workers = list(self._workers.values())
             self._workers.clear()

@@ -20,7 +20,8 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
-from amber.sandbox.agent.client import ApiError, Client
+from amber.sandbox import apiclient as kube
+from amber.sandbox.apiclient import ApiError, Client
 
 log = logging.getLogger(__name__)
 
@@ -141,22 +142,19 @@ class NodeRegistration:
         self._thread = threading.Thread(target=self._run, daemon=True,
                                         name=f"agent-node-{name}")
 
-    @property
-    def path(self) -> str:
-        return f"/api/v1/nodes/{self.name}"
-
     def register(self) -> None:
         body = {"apiVersion": "v1", "kind": "Node",
                 "metadata": {"name": self.name, "labels": self.labels,
                              "annotations": {"node.alpha.kubernetes.io/ttl": "0"}},
                 "spec": {}, "status": node_status(self.name, self.host_ip)}
         try:
-            node = self.client.create("/api/v1/nodes", body)
+            node = self.client.create(kube.NODES, None, body)
         except ApiError as e:
             if e.code != 409:
                 raise
             # a Node of that name exists (an earlier agent): take it over, keeping its spec
-            node = self.client.patch(self.path, {"metadata": {"labels": self.labels}})
+            node = self.client.patch(kube.NODES, None, self.name,
+                                     {"metadata": {"labels": self.labels}})
         self._uid = str(node["metadata"]["uid"])
         self._update_status()
         self._use_lease = self._has_leases()
@@ -165,8 +163,8 @@ class NodeRegistration:
 
     def _has_leases(self) -> bool:
         try:
-            self.client.get(f"/api/v1/namespaces/{LEASE_NAMESPACE}")
-            found = self.client.get("/apis/coordination.k8s.io/v1")
+            self.client.get(kube.NAMESPACES, None, LEASE_NAMESPACE)
+            found = self.client.request("GET", f"/apis/{kube.LEASES.api_version}")
         except ApiError:
             return False
         return any(r.get("name") == "leases" for r in found.get("resources") or [])
@@ -174,21 +172,19 @@ class NodeRegistration:
     def _update_status(self, *, ready: bool = True, message: str = "") -> None:
         if not ready:
             self._since = now()
-        self.client.patch(f"{self.path}/status", {
+        self.client.patch(kube.NODES, None, self.name, {
             "status": node_status(self.name, self.host_ip, ready=ready, message=message,
-                                  since=self._since)})
+                                  since=self._since)}, subresource="status")
 
     def _renew_lease(self) -> None:
-        path = f"/apis/coordination.k8s.io/v1/namespaces/{LEASE_NAMESPACE}/leases/{self.name}"
         spec = {"holderIdentity": self.name, "leaseDurationSeconds": LEASE_SECONDS,
                 "renewTime": micro_now()}
         try:
-            self.client.patch(path, {"spec": spec})
+            self.client.patch(kube.LEASES, LEASE_NAMESPACE, self.name, {"spec": spec})
         except ApiError as e:
             if not e.not_found:
                 raise
-            self.client.create(path.rsplit("/", 1)[0], {
-                "apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+            self.client.create(kube.LEASES, LEASE_NAMESPACE, {
                 "metadata": {"name": self.name, "namespace": LEASE_NAMESPACE,
                              "ownerReferences": [{"apiVersion": "v1", "kind": "Node",
                                                   "name": self.name, "uid": self._uid}]},

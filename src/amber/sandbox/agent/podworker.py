@@ -24,11 +24,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from amber.sandbox import apiclient as kube
 from amber.sandbox.agent.addresses import PodAddresses
-from amber.sandbox.agent.client import ApiError, Client
 from amber.sandbox.agent.node import now
 from amber.sandbox.agent.reporter import Reporter
 from amber.sandbox.agent.resolver import Resolver, Waiting
+from amber.sandbox.apiclient import ApiError, Client
 from amber.sandbox.runtime import PodHandle, PodRuntime, SpecError
 
 log = logging.getLogger(__name__)
@@ -224,8 +225,8 @@ class PodWorker:
         """Write the final status, then let the API remove the pod (grace 0, this uid only)."""
         self.deps.reporter.flush(self.uid)
         try:
-            self.deps.client.delete(f"/api/v1/namespaces/{self.namespace}/pods/{self.name}",
-                                    grace_seconds=0, uid=self.uid)
+            self.deps.client.delete(kube.PODS, self.namespace, self.name, grace_seconds=0,
+                                    uid=self.uid)
         except ApiError as e:
             if e.code not in (404, 409):
                 raise

@@ -18,8 +18,9 @@ import uuid
 from collections import OrderedDict
 from typing import Any
 
-from amber.sandbox.agent.client import ApiError, Client
+from amber.sandbox import apiclient as kube
 from amber.sandbox.agent.node import now
+from amber.sandbox.apiclient import ApiError, Client
 
 log = logging.getLogger(__name__)
 
@@ -116,8 +117,8 @@ class Reporter:
     def _write_status(self, ref: PodRef, status: Obj) -> None:
         ns, name, uid = ref
         try:
-            self.client.patch(f"/api/v1/namespaces/{ns}/pods/{name}/status",
-                              {"metadata": {"uid": uid}, "status": status})
+            self.client.patch(kube.PODS, ns, name, {"metadata": {"uid": uid}, "status": status},
+                              subresource="status")
         except ApiError as e:
             if e.code not in (404, 409):  # gone, or another pod of that name now
                 log.warning("status of pod %s/%s not written: %s", ns, name, e)
@@ -139,6 +140,6 @@ class Reporter:
             "reportingComponent": component, "reportingInstance": self.node_name,
         }
         try:
-            self.client.create(f"/api/v1/namespaces/{ns}/events", body)
+            self.client.create(kube.EVENTS, ns, body)
         except (ApiError, OSError) as e:
             log.debug("event %s for %s/%s not written: %s", reason, ns, name, e)

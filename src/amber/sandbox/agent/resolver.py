@@ -18,8 +18,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from amber.sandbox.agent.client import ApiError, Client
-from amber.sandbox.agent.informer import Informer
+from amber.sandbox import apiclient as kube
+from amber.sandbox.apiclient import ApiError, Client
+from amber.sandbox.informer import Informer
 from amber.sandbox.runtime import PodReferences, ResolvedPod, ServiceAddress, pod_references
 
 Obj = dict[str, Any]
@@ -121,8 +122,8 @@ class Resolver:
         ns = str(meta.get("namespace") or "default")
         sa = str(spec.get("serviceAccountName") or spec.get("serviceAccount") or "default")
         try:
-            answer = self.client.create(
-                f"/api/v1/namespaces/{ns}/serviceaccounts/{sa}/token",
+            answer = self.client.request(
+                "POST", kube.SERVICEACCOUNTS.path(ns, sa, "token"),
                 {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest",
                  "spec": {"audiences": [], "expirationSeconds": TOKEN_SECONDS,
                           "boundObjectRef": {"kind": "Pod", "apiVersion": "v1",

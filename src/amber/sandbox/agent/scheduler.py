@@ -19,9 +19,10 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from amber.sandbox.agent.client import ApiError, Client
-from amber.sandbox.agent.informer import Informer, Key, key_of
+from amber.sandbox import apiclient as kube
 from amber.sandbox.agent.node import now
+from amber.sandbox.apiclient import ApiError, Client
+from amber.sandbox.informer import Informer, Key, key_of
 
 log = logging.getLogger(__name__)
 
@@ -118,16 +119,16 @@ class Scheduler:
         if why is not None:
             if uid not in self._unschedulable:
                 self._unschedulable.add(uid)
-                self.client.patch(f"/api/v1/namespaces/{ns}/pods/{name}/status", {
+                self.client.patch(kube.PODS, ns, name, {
                     "metadata": {"uid": uid},
                     "status": {"phase": "Pending", "conditions": [{
                         "type": "PodScheduled", "status": "False", "reason": "Unschedulable",
                         "message": why, "lastProbeTime": None,
-                        "lastTransitionTime": now()}]}})
+                        "lastTransitionTime": now()}]}}, subresource="status")
                 self._events(pod, "Warning", "FailedScheduling", why, "default-scheduler")
             return
         try:
-            self.client.create(f"/api/v1/namespaces/{ns}/pods/{name}/binding", {
+            self.client.request("POST", kube.PODS.path(ns, name, "binding"), {
                 "apiVersion": "v1", "kind": "Binding",
                 "metadata": {"name": name, "namespace": ns, "uid": uid},
                 "target": {"apiVersion": "v1", "kind": "Node", "name": self.node_name}})

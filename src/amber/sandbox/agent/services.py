@@ -30,7 +30,7 @@ from collections.abc import Callable
 from typing import Any
 
 from amber.sandbox.agent.addresses import service_ip
-from amber.sandbox.agent.informer import Informer
+from amber.sandbox.informer import Informer
 from amber.sandbox.runtime import PortForwarder, ServiceAddress, ServicePort
 
 log = logging.getLogger(__name__)
@@ -136,8 +136,8 @@ class ServiceProxy:
         addresses: list[ServiceAddress] = []
         extra: list[tuple[str, tuple[str, ...]]] = []
         wanted: dict[ForwardKey, list[Target]] = {}
-        pods = self.pods.items()
-        for svc in self.services.items():
+        pods = self.pods.cached()
+        for svc in self.services.cached():
             meta, spec = svc.get("metadata") or {}, svc.get("spec") or {}
             name, ns = str(meta.get("name")), str(meta.get("namespace") or "")
             tcp = [p for p in spec.get("ports") or [] if p.get("protocol", "TCP") == "TCP"]

@@ -19,10 +19,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from amber.sandbox.controllers import client as kube
+from amber.sandbox import apiclient as kube
 from amber.sandbox.controllers import objects
-from amber.sandbox.controllers.informer import Informer
 from amber.sandbox.controllers.workqueue import WorkQueue
+from amber.sandbox.informer import Informer
 
 log = logging.getLogger(__name__)
 

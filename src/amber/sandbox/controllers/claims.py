@@ -29,7 +29,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from amber.sandbox.controllers import client as kube
+from amber.sandbox import apiclient as kube
 from amber.sandbox.controllers import objects
 from amber.sandbox.controllers.base import Context, Controller
 from amber.sandbox.controllers.provisioner import LocalProvisioner, volume_path

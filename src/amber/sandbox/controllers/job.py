@@ -19,10 +19,10 @@ from __future__ import annotations
 import threading
 from typing import Any
 
-from amber.sandbox.controllers import client as kube
+from amber.sandbox import apiclient as kube
 from amber.sandbox.controllers import objects
 from amber.sandbox.controllers.base import Context, Controller
-from amber.sandbox.controllers.workqueue import Expectations
+from amber.sandbox.controllers.ownedpods import OwnedPods
 
 Obj = dict[str, Any]
 
@@ -34,26 +34,17 @@ class JobController(Controller):
     def __init__(self, ctx: Context) -> None:
         super().__init__(ctx, kube.JOBS)
         self.pods = ctx.informer(kube.PODS)
+        self.owned = OwnedPods(self.client, "Job", count_deleting_adds=True)
+        self.expectations = self.owned.expectations
         self.pods.add_handler(self._on_pod)
-        self.expectations = Expectations()
         #: job uid -> (failures seen, clock time at which the latest one was first seen)
         self._failures: dict[str, tuple[int, float]] = {}
         self._lock = threading.Lock()
 
     def _on_pod(self, kind: str, old: Obj | None, new: Obj | None) -> None:
-        pod = new if new is not None else old
-        assert pod is not None
-        ref = objects.controlled_by(pod, "Job")
-        if ref is None:
-            return
-        owner_key = f"{objects.namespace(pod)}/{ref.get('name')}"
-        if kind == "ADDED":
-            self.expectations.observed_add(owner_key)
-        was_deleting = old is not None and objects.deleting(old)
-        if (kind == "DELETED" and not was_deleting) or (
-                kind == "MODIFIED" and objects.deleting(pod) and not was_deleting):
-            self.expectations.observed_del(owner_key)
-        self.queue.add(owner_key)
+        owner = self.owned.observe(kind, old, new)
+        if owner is not None:
+            self.queue.add(owner[0])
 
     # ---------------------------------------------------------------------------------------
 
@@ -135,7 +126,6 @@ class JobController(Controller):
                 now: float) -> float | None:
         if not self.expectations.satisfied(key):
             return None
-        ns = objects.namespace(job)
         if len(active) > want:
             self._delete(key, sorted(active, key=lambda p: str(
                 objects.meta(p).get("creationTimestamp")), reverse=True)[: len(active) - want])
@@ -145,17 +135,7 @@ class JobController(Controller):
         wait = self._backoff_left(job, failed, now)
         if wait > 0:
             return wait
-        missing = want - len(active)
-        self.expectations.expect(key, adds=missing)
-        template = (job.get("spec") or {}).get("template") or {}
-        for _ in range(missing):
-            pod = objects.pod_from_template(template, owner=job)
-            pod["metadata"]["generateName"] = f"{objects.name(job)}-"
-            try:
-                self.client.create(kube.PODS, ns, pod)
-            except Exception:
-                self.expectations.observed_add(key)
-                raise
+        self.owned.create(key, job, want - len(active))
         return None
 
     def _backoff_left(self, job: Obj, failed: int, now: float) -> float:
@@ -176,18 +156,7 @@ class JobController(Controller):
 
     def _delete(self, key: str, pods: list[Obj]) -> list[Obj]:
         """Delete pods; returns those still active (none)."""
-        if not pods:
-            return []
-        self.expectations.expect(key, dels=len(pods))
-        for pod in pods:
-            try:
-                gone = self.client.delete(kube.PODS, objects.namespace(pod), objects.name(pod),
-                                          uid=objects.uid(pod))
-            except Exception:
-                self.expectations.observed_del(key)
-                raise
-            if not gone:
-                self.expectations.observed_del(key)
+        self.owned.delete(key, pods)
         return []
 
     @staticmethod

@@ -28,7 +28,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Protocol
 
-from amber.sandbox.controllers import client as kube
+from amber.sandbox import apiclient as kube
 from amber.sandbox.controllers import objects
 from amber.sandbox.controllers.base import Context, Controller, Settings
 from amber.sandbox.controllers.claims import DEFAULT_CLASS, ClaimController
@@ -78,7 +78,7 @@ class ControllerManager:
             raise ValueError("give api_url or kubeconfig")
         self.root = Path(root_dir)
         self.settings = settings or Settings()
-        self.client = kube.Client(credentials)
+        self.client = kube.Client(credentials, user_agent="amber-sandbox-controllers")
         self.ctx = Context(client=self.client, root=self.root, clock=clock,
                            settings=self.settings)
         self.provisioner = LocalProvisioner(self.root, self.settings.provisioner)

@@ -12,10 +12,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from amber.sandbox.controllers import client as kube
+from amber.sandbox import apiclient as kube
 from amber.sandbox.controllers import objects
 from amber.sandbox.controllers.base import Context, Controller
-from amber.sandbox.controllers.workqueue import Expectations
+from amber.sandbox.controllers.ownedpods import OwnedPods
 
 Obj = dict[str, Any]
 
@@ -27,30 +27,23 @@ class ReplicaSetController(Controller):
     def __init__(self, ctx: Context) -> None:
         super().__init__(ctx, kube.REPLICASETS)
         self.pods = ctx.informer(kube.PODS)
+        self.owned = OwnedPods(self.client, "ReplicaSet", count_deleting_adds=False)
+        self.expectations = self.owned.expectations
         self.pods.add_handler(self._on_pod)
-        self.expectations = Expectations()
 
     def _on_pod(self, kind: str, old: Obj | None, new: Obj | None) -> None:
-        pod = new if new is not None else old
-        assert pod is not None
-        ref = objects.controlled_by(pod, "ReplicaSet")
-        if ref is not None:
-            owner_key = f"{objects.namespace(pod)}/{ref.get('name')}"
-            if kind == "ADDED" and not objects.deleting(pod):
-                self.expectations.observed_add(owner_key)
-            was_deleting = old is not None and objects.deleting(old)
-            if (kind == "DELETED" and not was_deleting) or (
-                    kind == "MODIFIED" and objects.deleting(pod) and not was_deleting):
-                self.expectations.observed_del(owner_key)
+        owner = self.owned.observe(kind, old, new)
+        if owner is not None:
+            owner_key, ref = owner
             self.queue.add(owner_key)
             if old is not None and new is not None and objects.controller_ref(old) != ref:
                 self.enqueue_owner(old, "ReplicaSet")
             return
         if new is not None:
             # an orphan: the ReplicaSets whose selector matches may adopt it
-            for rs in self.primary.cached(objects.namespace(pod)):
+            for rs in self.primary.cached(objects.namespace(new)):
                 if objects.selector_matches((rs.get("spec") or {}).get("selector"),
-                                            objects.labels(pod)):
+                                            objects.labels(new)):
                     self.enqueue(rs)
 
     # ---------------------------------------------------------------------------------------
@@ -90,30 +83,10 @@ class ReplicaSetController(Controller):
 
     def _manage(self, rs: Obj, key: str, active: list[Obj], replicas: int) -> None:
         diff = len(active) - replicas
-        ns = objects.namespace(rs)
         if diff < 0:
-            template = (rs.get("spec") or {}).get("template") or {}
-            self.expectations.expect(key, adds=-diff)
-            for _ in range(-diff):
-                pod = objects.pod_from_template(template, owner=rs)
-                pod["metadata"]["generateName"] = f"{objects.name(rs)}-"
-                try:
-                    self.client.create(kube.PODS, ns, pod)
-                except Exception:
-                    self.expectations.observed_add(key)
-                    raise
+            self.owned.create(key, rs, -diff)
         elif diff > 0:
-            victims = sorted(active, key=_deletion_rank)[:diff]
-            self.expectations.expect(key, dels=len(victims))
-            for pod in victims:
-                try:
-                    gone = self.client.delete(kube.PODS, ns, objects.name(pod),
-                                              uid=objects.uid(pod))
-                except Exception:
-                    self.expectations.observed_del(key)
-                    raise
-                if not gone:
-                    self.expectations.observed_del(key)
+            self.owned.delete(key, sorted(active, key=_deletion_rank)[:diff])
 
     def _update_status(self, rs: Obj, pods: list[Obj]) -> float | None:
         spec = rs.get("spec") or {}

@@ -26,7 +26,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from amber.sandbox.controllers import client as kube
+from amber.sandbox import apiclient as kube
 from amber.sandbox.controllers import objects
 from amber.sandbox.controllers.base import Context, Controller
 from amber.sandbox.controllers.provisioner import volume_path
