@@ -280,3 +280,10 @@ def test_custom_resources_reject_strategic_merge(api: Endpoint, kube: Any) -> No
         assert merged["metadata"]["generation"] == 2
     finally:
         api.delete(f"/apis/apiextensions.k8s.io/v1/customresourcedefinitions/gizmos.{group}")
+
+
+def test_config_values_must_be_strings(api: Endpoint, namespace: str) -> None:
+    base = CM.format(ns=namespace)
+    bad = api.post(base, {**configmap("typed"), "data": {"n": {"not": "a string"}}})
+    assert bad.status == 422
+    assert "values must be strings" in bad.json()["message"]

@@ -136,11 +136,18 @@ class Executor:
                 self._record(Outcome(step, "failed", blocked))
             else:
                 todo.append(step)
-        with ThreadPoolExecutor(max_workers=max(1, self.workers),
-                                thread_name_prefix="amber-restore") as pool:
+        pool = ThreadPoolExecutor(max_workers=max(1, self.workers),
+                                  thread_name_prefix="amber-restore")
+        try:
             for outcome in pool.map(self._one, todo):
                 self._record(outcome, numbered=outcome.result in (
                     "created", "updated", "replaced"))
+        except BaseException:
+            # Interrupted (Ctrl-C) or failed: start nothing more. Requests in flight finish;
+            # a re-run skips what exists and creates the rest.
+            pool.shutdown(wait=True, cancel_futures=True)
+            raise
+        pool.shutdown(wait=True)
 
     def _blocked_by(self, step: Step) -> str:
         for dep in self.plan.app_deps.needs.get(step.app or "", {}):

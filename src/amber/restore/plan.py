@@ -150,7 +150,17 @@ def select(source: BackupSource, sel: Selection) -> list[Item]:
         items = [i for i in items if _kind_matches(i, sel.kinds)]
     if sel.names:
         items = [i for i in items if any(fnmatchcase(i.ref.name, n) for n in sel.names)]
-    return items
+    return _with_namespaces(source, items)
+
+
+def _with_namespaces(source: BackupSource, items: list[Item]) -> list[Item]:
+    """Add the Namespace objects the chosen objects live in: a partial restore into a cluster
+    without the namespace must not fail for want of it (it is skipped if it exists)."""
+    wanted = {i.ref.namespace for i in items if i.ref.namespace}
+    have = {i.ref.name for i in items if i.ref.kind == "Namespace" and not i.ref.group}
+    extra = [i for i in source.items if i.ref.kind == "Namespace" and not i.ref.group
+             and i.ref.name in wanted - have]
+    return items + extra
 
 
 # -- building ------------------------------------------------------------------------------------
@@ -186,7 +196,7 @@ def build(source: BackupSource, sel: Selection, opts: Options) -> Plan:
     items = select(source, sel)
     cache: dict[str, Obj] = {}
     if sel.selector:
-        items = _by_selector(source, items, sel.selector, cache)
+        items = _with_namespaces(source, _by_selector(source, items, sel.selector, cache))
     by_kind_name = {(i.ref.kind, i.ref.namespace, i.ref.name): i for i in items}
     # A claim keeps its volumeName only when that volume is restored as it was (a static PV).
     static_pvs = set()

@@ -277,8 +277,11 @@ def _pvc(obj: Obj) -> list[Cause]:
 
 def _config_keys(obj: Obj) -> list[Cause]:
     causes = []
-    for field in ("data", "binaryData"):
-        for key in obj.get(field) or {}:
+    for field in ("data", "binaryData", "stringData"):
+        for key, value in (obj.get(field) or {}).items():
+            if not isinstance(value, str):
+                # A real server fails to decode such a body at all (Go's map[string]string).
+                causes.append(invalid(f"{field}[{key}]", "", "values must be strings"))
             if len(key) > 253 or not _CONFIG_KEY.fullmatch(key):
                 causes.append(invalid(
                     f"{field}[{key}]", key,
