@@ -209,6 +209,10 @@ def build(source: BackupSource, sel: Selection, opts: Options) -> Plan:
         if _owner_in(item, by_kind_name):
             step.skip = f"recreated by its owner {item.owned_by}"
             continue
+        mapped_to = opts.transforms.storage_classes.get(item.ref.name)
+        if item.ref.kind == "StorageClass" and mapped_to is not None:
+            step.skip = f"mapped to storage class {mapped_to} (--storage-class-mapping)"
+            continue
         anew = True
         if item.ref.kind == "PersistentVolumeClaim" and not item.ref.group:
             anew = ((raw.get("spec") or {}).get("volumeName") or "") not in static_pvs
