@@ -14,10 +14,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from amber_cli import Amber
 
 from amber.kube import errors as kerrors
 from amber.kube.client import Client
+from amber_cli import Amber
 
 SUFFIX = uuid.uuid4().hex[:6]
 NS, NS2 = f"src-{SUFFIX}", f"dst-{SUFFIX}"
