@@ -1,5 +1,6 @@
 """``amber demo`` without arguments, as the README's first command runs it: a sandbox in the
-process, a sample application found and backed up, the backup readable afterwards."""
+process, a sample application found, backed up, deleted, restored and verified; the backup
+readable afterwards."""
 
 from __future__ import annotations
 
@@ -32,6 +33,8 @@ def test_demo_backs_up_a_sample_application_on_a_sandbox(tmp_path: Path) -> None
     assert first.stdout.startswith("amber-demo/shop  (label")
     assert "PersistentVolume pvc-" in first.stdout  # the provisioned volume, a dependency
     assert "backup " in first.stdout and "saved: " in first.stdout
+    assert "deleted namespace amber-demo" in first.stderr
+    assert "verified: 7 of 7 objects are as they were before the deletion" in first.stdout
     assert "sandbox cluster at https://127.0.0.1:" in first.stderr
 
     env["AMBER_PASSWORD_FILE"] = str(tmp_path / "home" / "config" / "amber" / "demo-passphrase")
@@ -47,5 +50,8 @@ def test_demo_backs_up_a_sample_application_on_a_sandbox(tmp_path: Path) -> None
 
     second = _amber(env, "-o", "json", "demo")  # a second run: a fresh sandbox, same repo
     assert second.returncode == 0, second.stderr
-    assert json.loads(second.stdout)["application"]["id"] == "amber-demo/shop"
+    doc = json.loads(second.stdout)
+    assert doc["application"]["id"] == "amber-demo/shop"
+    assert doc["mismatched"] == [] and doc["verified"] == 7
+    assert doc["restore"]["created"] == 8 and "failed" not in doc["restore"]
     assert len(json.loads(_amber(env, "-o", "json", "backup", "list").stdout)) == 2

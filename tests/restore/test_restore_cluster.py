@@ -21,7 +21,7 @@ import pytest
 
 from amber.kube import errors as kerrors
 from amber.kube.client import Client
-from amber.restore import portable
+from amber.restore import verify
 from amber_cli import Amber
 
 SUFFIX = uuid.uuid4().hex[:6]
@@ -127,18 +127,6 @@ def backed_up(client: Client, cluster_kubeconfig: Path,
     return amber, _snapshot_of(client)
 
 
-def _normal(obj: dict[str, Any]) -> dict[str, Any]:
-    """The object minus what a restore documents it resets (docs/internals/restore-
-    transforms.md), and minus what the server fills in anew (status)."""
-    made = portable.make_portable(obj).obj
-    assert made is not None
-    meta = made.get("metadata") or {}
-    meta.get("annotations", {}).pop("deployment.kubernetes.io/revision", None)
-    if not meta.get("annotations"):
-        meta.pop("annotations", None)
-    return made
-
-
 def test_round_trip_restores_every_object_as_it_was(
         client: Client, backed_up: tuple[Amber, dict[str, Any]]) -> None:
     amber, before = backed_up
@@ -148,7 +136,7 @@ def test_round_trip_restores_every_object_as_it_was(
     after = _snapshot_of(client)
     assert set(after) >= set(before)
     for key, original in before.items():
-        assert _normal(after[key]) == _normal(original), key
+        assert verify.comparable(after[key]) == verify.comparable(original), key
         assert after[key]["metadata"]["uid"] != original["metadata"]["uid"]
 
 

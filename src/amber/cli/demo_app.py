@@ -13,20 +13,28 @@ import base64
 import contextlib
 import secrets
 import time
+from collections.abc import Iterable
 from typing import Any
 
 from amber.apps import collect, render
 from amber.apps import model as appmodel
+from amber.apps.refs import Ref
 from amber.backup import resources as resource_backup
 from amber.cli import context
 from amber.kube import errors as kerrors
 from amber.kube.client import Client
 from amber.repo import repository
+from amber.restore import plan as restore_plan
+from amber.restore import verify
+from amber.restore.executor import Executor
+from amber.restore.source import BackupSource
+from amber.util import errors
 
 NAMESPACE = "amber-demo"
 APP = f"{NAMESPACE}/shop"
 LABELS = {"app.kubernetes.io/name": "shop", "app.kubernetes.io/part-of": "shop"}
 RBAC = "rbac.authorization.k8s.io"
+Obj = dict[str, Any]
 
 
 def sample() -> list[tuple[str, str | None, dict[str, Any]]]:
@@ -84,8 +92,41 @@ def create_sample(client: Client) -> None:
         time.sleep(0.1)
 
 
+def _live(client: Client, refs: Iterable[Ref]) -> dict[Ref, Obj]:
+    """The objects of ``refs`` as they are now, the ones a restore must bring back the same:
+    the namespace's own (pods and ReplicaSets are their controllers' to recreate, and the
+    claim's volume is provisioned anew) and the binding the demo created."""
+    out = {}
+    served = {(r.group, r.kind): r for r in client.discover().preferred()}
+    for ref in refs:
+        if ref.kind in ("Pod", "ReplicaSet", "PersistentVolume") or (
+                ref.namespace != NAMESPACE and ref.name != "amber-demo-shop-view"):
+            continue
+        res = served[(ref.group, ref.kind)]
+        out[ref] = client.get(res, ref.name, ref.namespace or None)
+    return out
+
+
+def _delete(client: Client) -> None:
+    """Delete the sample as a disaster would: its namespace and its cluster-wide binding."""
+    d = client.discover()
+    with contextlib.suppress(kerrors.NotFound):
+        client.delete(d.find("clusterrolebindings", RBAC), "amber-demo-shop-view")
+    namespaces = d.find("namespaces")
+    with contextlib.suppress(kerrors.NotFound):
+        client.delete(namespaces, NAMESPACE)
+    for _ in range(600):
+        try:
+            client.get(namespaces, NAMESPACE)
+        except kerrors.NotFound:
+            return
+        time.sleep(0.1)
+    raise errors.AmberError(f"namespace {NAMESPACE} was still being deleted after 60s")
+
+
 def run(ctx: context.Context, client: Client, repo: repository.Repository,
         where: str) -> None:
+    """Create, back up, delete, restore, verify: the whole promise in one command."""
     create_sample(client)
     ctx.info(f"created the sample application {APP} on {where}")
     inv = collect.inventory(client, namespaces=[NAMESPACE])
@@ -93,12 +134,31 @@ def run(ctx: context.Context, client: Client, repo: repository.Repository,
     result = resource_backup.ResourceBackup(client, repo, context=client.config.context).run(
         resource_backup.Scope(app=APP), tags=["demo"])
     snap = result.snapshot
+    if not ctx.json:
+        print(render.tree(app))
+        print()
+        print(f"backup {snap.short_id} saved: {result.items} objects of {APP}"
+              + (" (partial)" if result.partial else ""))
+    before = _live(client, app.refs)
+    _delete(client)
+    ctx.info(f"deleted namespace {NAMESPACE} and the application's ClusterRoleBinding")
+    source = BackupSource(repo, snap)
+    plan = restore_plan.build(source, restore_plan.Selection(app=APP), restore_plan.Options())
+    report = Executor(client, plan, wait_timeout=60).run()
+    after = _live(client, before)
+    mismatched = sorted(str(r) for r, obj in before.items() if verify.differs(obj, after[r]))
+    counts = report.counts()
     if ctx.json:
         ctx.emit({"application": app.to_json(), "backup": snap.id, "objects": result.items,
-                  "partial": result.partial, "warnings": result.warnings})
-        return
-    print(render.tree(app))
-    print()
-    print(f"backup {snap.short_id} saved: {result.items} objects of {APP}"
-          + (" (partial)" if result.partial else ""))
-    print(f"see it with: amber backup show {snap.short_id} --items")
+                  "partial": result.partial, "warnings": result.warnings,
+                  "restore": counts, "verified": len(before) - len(mismatched),
+                  "mismatched": mismatched})
+    else:
+        print(f"restored {counts.get('created', 0)} objects in {report.duration_s:.1f}s "
+              f"({', '.join(f'{n} {k}' for k, n in counts.items())})")
+        print(f"verified: {len(before) - len(mismatched)} of {len(before)} objects are as they "
+              "were before the deletion" + (f"; different: {', '.join(mismatched)}"
+                                             if mismatched else ""))
+        print(f"see it with: amber backup show {snap.short_id} --items")
+    if report.failed or mismatched:
+        raise errors.PartialError("the demo's restore did not bring everything back as it was")

@@ -109,7 +109,10 @@ class Executor:
             if phase.tier == "crds" and not self.dry_run:
                 self._wait([o for o in self._outcomes if o.step in phase.steps])
                 self.client.discover(refresh=True)
-            if phase.wave is not None and not self.dry_run and self._wave_ends(phase):
+            if (phase.wave is not None and not self.dry_run and self._wave_ends(phase)
+                    and phase.wave + 1 < len(self.plan.waves)):
+                # Only a wave that others wait for is waited for: the last wave's readiness
+                # is the cluster's business (a drill checks it; a restore does not block on it).
                 self._wait_wave(phase.wave)
         if not self.dry_run:
             self._relink_owners()
