@@ -66,6 +66,12 @@ def _create_all(client: Client, namespace: str = NS) -> None:
     for resource, group, obj in _objects():
         res = d.find(resource, group)
         client.create(res, obj, namespace if res.namespaced else None)
+    # An object owned (not controlled) by another: its ownerReference must follow the owner's
+    # new uid after a restore.
+    owner = client.get(d.find("configmaps"), "db-config", namespace)
+    client.create(d.find("secrets"), {"metadata": {"name": "db-derived", "ownerReferences": [{
+        "apiVersion": "v1", "kind": "ConfigMap", "name": "db-config",
+        "uid": owner["metadata"]["uid"]}]}, "data": {}}, namespace)
 
 
 def _delete_namespace(client: Client, name: str) -> None:
@@ -138,6 +144,9 @@ def test_round_trip_restores_every_object_as_it_was(
     for key, original in before.items():
         assert verify.comparable(after[key]) == verify.comparable(original), key
         assert after[key]["metadata"]["uid"] != original["metadata"]["uid"]
+    (ref,) = after["Secret/db-derived"]["metadata"]["ownerReferences"]
+    assert ref["uid"] == after["ConfigMap/db-config"]["metadata"]["uid"]
+    assert ref["name"] == "db-config" and not ref.get("controller")
 
 
 def test_order_follows_tiers_and_the_inferred_dependency(

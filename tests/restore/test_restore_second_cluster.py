@@ -18,6 +18,7 @@ import pytest
 from amber.kube import errors as kerrors
 from amber.kube.client import Client
 from amber_cli import Amber
+from cluster_objects import create_crd
 
 SUFFIX = uuid.uuid4().hex[:6]
 NS, NS2 = f"src-{SUFFIX}", f"dst-{SUFFIX}"
@@ -106,3 +107,35 @@ def test_restore_into_a_second_cluster_with_mapped_namespace_and_storage_class(
         target.get(d.find("namespaces"), NS)
     assert source.get(source.discover().find("namespaces"), NS)
     target.delete(d.find("namespaces"), NS2)
+
+
+GROUP = f"v{SUFFIX}.amber.example.com"
+
+
+def test_a_version_the_target_no_longer_serves_goes_through_a_served_one(
+        repo: Amber, source: Client, cluster_kubeconfig: Path, second_cluster: Path) -> None:
+    create_crd(source, GROUP, "gizmos", "Gizmo")
+    gizmos = source.discover().find("gizmos", GROUP)
+    source.create(gizmos, {"apiVersion": f"{GROUP}/v1", "kind": "Gizmo",
+                           "metadata": {"name": "g"}, "spec": {"size": 3}}, NS)
+    repo("--kubeconfig", str(cluster_kubeconfig), "backup", "create", "-n", NS)
+    target = Client.from_kubeconfig(second_cluster, qps=0)
+    # Without the CRD on the target (and not restoring it): a clear per-object failure.
+    out = repo("--kubeconfig", str(second_cluster), "-o", "json", "restore", "latest",
+               "--kind", "Gizmo", check=False)
+    assert out.returncode == 3
+    (failed,) = [o for o in out.json()["objects"] if o["result"] == "failed"]
+    assert failed["reason"] == (f"the target serves no Gizmo.{GROUP} ({GROUP}/v1 in the "
+                                "backup): install it first")
+    # The target's CRD serves only v2: the object goes through v2, with a warning.
+    create_crd(target, GROUP, "gizmos", "Gizmo", versions=("v2",))
+    report = repo("--kubeconfig", str(second_cluster), "-o", "json", "restore", "latest",
+                  "--kind", "Gizmo").json()
+    (made,) = [o for o in report["objects"] if o["ref"].startswith("Gizmo")]
+    assert made["result"] == "created"
+    assert any(f"restored as {GROUP}/v2" in w for w in report["warnings"])
+    got = target.get(target.discover(refresh=True).find("gizmos", GROUP), "g", NS)
+    assert got["apiVersion"] == f"{GROUP}/v2" and got["spec"] == {"size": 3}
+    target.delete(target.discover().find("namespaces"), NS)
+    target.delete(target.discover().find("customresourcedefinitions"), f"gizmos.{GROUP}")
+    source.delete(source.discover().find("customresourcedefinitions"), f"gizmos.{GROUP}")
