@@ -18,6 +18,7 @@ from typing import Any
 
 from amber.apps import labels
 from amber.apps.refs import Ref
+from amber.repo import locks
 from amber.restore import deps, modifiers, order, portable, transforms
 from amber.restore.source import BackupSource, Item
 from amber.util import errors
@@ -193,6 +194,13 @@ def _by_selector(source: BackupSource, items: list[Item], selector: str,
 
 
 def build(source: BackupSource, sel: Selection, opts: Options) -> Plan:
+    """The plan; every object is read here, under a reader's marker, so that a prune running
+    meanwhile defers deleting the packs this restore reads (format doc §10)."""
+    with locks.reading(source.repo.backend):
+        return _build(source, sel, opts)
+
+
+def _build(source: BackupSource, sel: Selection, opts: Options) -> Plan:
     items = select(source, sel)
     cache: dict[str, Obj] = {}
     if sel.selector:
