@@ -15,6 +15,7 @@ from amber.cli import (
     backup_cmds,
     context,
     demo_cmd,
+    drill_cmd,
     repo_cmds,
     restore_cmds,
     sandbox_cmd,
@@ -52,6 +53,7 @@ cli.add_command(snapshot_cmds.snapshot)
 cli.add_command(app_cmds.app)
 cli.add_command(backup_cmds.backup)
 cli.add_command(restore_cmds.restore)
+cli.add_command(drill_cmd.drill)
 cli.add_command(demo_cmd.demo)
 cli.add_command(sandbox_cmd.sandbox)
 

@@ -1,0 +1,134 @@
+"""``amber drill``: rehearse a recovery from a backup and measure it (docs/drills.md)."""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import sys
+import time
+from collections.abc import Iterator
+from types import FrameType
+
+import click
+
+from amber.cli import backup_cmds, context, progress
+from amber.restore import drill as drills
+from amber.restore import plan as restore_plan
+from amber.restore import transforms
+from amber.restore.source import BackupSource
+from amber.util import errors
+
+pass_ctx = click.make_pass_decorator(context.Context)
+_split = backup_cmds.split_values
+
+
+@click.command()
+@click.argument("backup_id")
+@click.option("--app", "app", default=None, help="Only this application (an id in the backup).")
+@click.option("--namespace", "-n", "namespaces", multiple=True,
+              help="Only these namespaces of the backup (and the cluster objects they need).")
+@click.option("--selector", "-l", default=None, help="Only objects matching this label selector "
+                                                     "(and the cluster objects they need).")
+@click.option("--checks", "checks_file", type=click.Path(), default=None,
+              help="Checks to run after the restore (YAML or JSON; see docs/drills.md).")
+@click.option("--timeout", type=float, default=600.0, show_default=True, metavar="SECONDS",
+              help="How long to wait for the restored workloads to become ready.")
+@click.option("--keep", is_flag=True,
+              help="Leave the scratch namespaces (and what the drill created) for inspection.")
+@click.option("--storage-class-mapping", multiple=True, metavar="OLD=NEW",
+              help="Use storage class NEW where the backup says OLD (another cluster).")
+@click.option("--image-registry-mapping", multiple=True, metavar="OLD=NEW",
+              help="Rewrite image prefix OLD (e.g. docker.io/library) to NEW.")
+@click.option("--workers", type=click.IntRange(1, 64), default=16, show_default=True,
+              help="Objects created in parallel within a tier.")
+@pass_ctx
+def drill(ctx: context.Context, backup_id: str, app: str | None, namespaces: tuple[str, ...],
+          selector: str | None, checks_file: str | None, timeout: float, keep: bool,
+          storage_class_mapping: tuple[str, ...], image_registry_mapping: tuple[str, ...],
+          workers: int) -> None:
+    """Restore BACKUP_ID ('latest' or an id prefix) into fresh scratch namespaces, wait until
+    its workloads are ready, run the declared checks, report the recovery time, clean up.
+
+    Nothing that runs is touched: namespaces become drill-<id>-<name>, existing
+    cluster-scoped objects are left alone, and everything the drill created is deleted
+    afterwards (even on failure or Ctrl-C) unless --keep. Use the global --context or
+    --kubeconfig to drill on another cluster. Exits 3 when an object could not be restored or
+    a check failed, 0 when everything passed.
+    """
+    checks = drills.load_checks(checks_file) if checks_file else []
+    if timeout <= 0:
+        raise errors.UsageError("--timeout must be positive")
+    if selector is not None:
+        from amber.apps import labels
+        labels.parse(selector)  # a bad selector fails before anything is read
+    opts = restore_plan.Options(transforms=transforms.Transforms(
+        storage_classes=transforms.parse_mapping(storage_class_mapping,
+                                                 "--storage-class-mapping"),
+        registries=transforms.parse_mapping(image_registry_mapping,
+                                            "--image-registry-mapping")))
+    repo = ctx.open_repo()
+    client = ctx.kube_client(qps=500.0, burst=1000)
+    started = time.monotonic()  # recovery starts with reading the backup
+    source = BackupSource(repo, backup_cmds.resolve_backup(repo, backup_id))
+    selection = restore_plan.Selection(app=app, namespaces=_split(namespaces), selector=selector)
+    the_drill = drills.Drill(client, source, selection, opts, checks=checks, timeout=timeout,
+                             workers=workers, started=started, log=ctx.info)
+    show = sys.stderr.isatty() and not ctx.quiet and not ctx.json
+    with _term_as_interrupt(), progress.Display(
+            lambda elapsed: f"{the_drill.status}, {progress.human_duration(elapsed)}",
+            enabled=show):
+        report = the_drill.run(keep=keep)
+    ctx.emit(report.to_json(), "\n".join(_text(report, the_drill.hint(report))))
+    for w in report.restore.warnings if report.restore else []:
+        print(f"warning: {w}", file=sys.stderr)
+    for w in report.cleanup_warnings:
+        print(f"warning: cleanup: {w}", file=sys.stderr)
+    if not report.passed:
+        what = [f"{len(report.failed_objects)} object(s) not restored"] \
+            if report.failed_objects else []
+        what += [f"{len(report.failed_checks)} check(s) failed"] if report.failed_checks else []
+        raise errors.PartialError(f"drill {report.drill_id} failed: {', '.join(what)}")
+
+
+@contextlib.contextmanager
+def _term_as_interrupt() -> Iterator[None]:
+    """SIGTERM (a cancelled CI job, a killed pod) cleans up as Ctrl-C does: without this the
+    process would end at once and leave the scratch namespaces behind."""
+    def interrupt(_signum: int, _frame: FrameType | None) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _text(report: drills.DrillReport, hint: str) -> list[str]:
+    verdict = "passed" if report.passed else "FAILED"
+    lines = [f"drill {report.drill_id} of backup {report.backup[:8]}: {verdict}"]
+    for original, scratch in sorted(report.scratch.items()):
+        lines.append(f"  namespace    {original} -> {scratch}")
+    if report.restore is not None:
+        counts = ", ".join(f"{n} {k}" for k, n in report.restore.counts().items())
+        lines.append(f"  objects      {counts}")
+    for o in report.failed_objects:
+        lines.append(f"    failed     {o.step.target}: {o.reason}")
+    for name in report.not_ready:
+        lines.append(f"    not ready  {name}")
+    width = max((len(c.check.name) for c in report.checks), default=0)
+    for c in report.checks:
+        why = f"  {c.reason}" if c.reason and not c.passed else ""
+        lines.append(f"  check        {c.check.name:<{width}}  {c.check.type:<6} "
+                     f"{'passed' if c.passed else 'FAILED'} {c.duration_s:6.1f}s{why}")
+    lines.append(f"  timings      restore {report.restore_s:.1f}s, readiness wait "
+                 f"{report.ready_wait_s:.1f}s, checks {report.checks_s:.1f}s")
+    if report.recovery_s is not None:
+        lines.append(f"  recovery time {report.recovery_s:.1f}s")
+    else:
+        lines.append(f"  not recovered (stopped after {report.elapsed_s:.1f}s)")
+    if report.kept:
+        lines.append(f"  kept for inspection; delete with: {hint}")
+    elif report.deleted:
+        lines.append(f"  cleaned up   {', '.join(report.deleted)}")
+    return lines

@@ -1,0 +1,622 @@
+"""Restore drills: prove that a backup restores, and measure how long recovery takes.
+
+A drill restores a backup into fresh scratch namespaces (``drill-<id>-<original>``) of the
+current or another cluster, waits until the restored workloads are ready, runs the checks the
+user declared (a checks file) or the backup carries (``amber.io/drill-check`` annotations), and
+reports each check and the measured recovery time. Then it deletes everything it created, even
+when a check fails or the user interrupts it. docs/drills.md is the user's side of this.
+
+A drill must never touch what runs, so: every namespaced object goes to a namespace the drill
+created itself; existing cluster-scoped objects are left as they are (the executor's ``skip``);
+every object the drill writes carries the label ``amber.io/drill=<id>``, and cleanup deletes a
+cluster-scoped object only when the live object carries that label (so even after an
+interrupted restore, when the executor never said what it created, nothing that was there
+before is deleted). A drill killed outright can be cleaned up by hand with the same label.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import dataclasses
+import hashlib
+import math
+import re
+import secrets
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from amber.apps.refs import Ref
+from amber.kube import errors as kerrors
+from amber.kube.client import Client
+from amber.kube.discovery import APIResource
+from amber.restore import plan as restore_plan
+from amber.restore import readiness
+from amber.restore.executor import Executor, Outcome, Report
+from amber.restore.source import BackupSource
+from amber.util import errors
+
+Obj = dict[str, Any]
+LABEL = "amber.io/drill"
+ANNOTATION = "amber.io/drill-check"
+CHECK_TYPES = ("ready", "exists", "job")
+DEFAULT_CHECK_TIMEOUT = 300.0
+DEFAULT_IMAGE = "busybox"
+#: How long cleanup waits for the scratch namespaces to be gone before it reports them.
+CLEANUP_WAIT = 180.0
+POLL = 0.5
+_WRITTEN = ("created", "updated", "replaced")
+_ANNOTATED_KINDS = {("apps", "Deployment"), ("apps", "StatefulSet")}
+_COMMON_KEYS = {"name", "type"}
+_KEYS = {"ready": {"app"}, "exists": {"object", "namespace"},
+         "job": {"namespace", "image", "command", "env", "envFrom", "template", "timeout"}}
+
+
+# -- names ---------------------------------------------------------------------------------------
+
+def new_id() -> str:
+    return secrets.token_hex(3)
+
+
+def scratch_name(drill_id: str, original: str) -> str:
+    """``drill-<id>-<original>``, a valid namespace name: past 63 characters the original is
+    cut and a hash of it appended, so two long names sharing a prefix stay distinct."""
+    name = f"drill-{drill_id}-{original}"
+    if len(name) <= 63:
+        return name
+    digest = hashlib.sha256(original.encode()).hexdigest()[:6]
+    keep = 63 - len(f"drill-{drill_id}-") - len(digest) - 1
+    return f"drill-{drill_id}-{original[:keep].rstrip('-')}-{digest}"
+
+
+def _slug(text: str, limit: int) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")[:limit].rstrip("-") or "check"
+
+
+# -- checks --------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Check:
+    """One declared check. Namespaces are the backup's (original) ones; the drill maps them."""
+
+    name: str
+    type: str  # ready | exists | job
+    origin: str = "file"  # file | backup (an annotation) | default (the implicit ready check)
+    namespace: str = ""
+    app: str | None = None  # ready: only this application's workloads
+    kind: str = ""  # exists: Kind or Kind.group
+    object: str = ""  # exists: the object's name
+    template: Obj | None = None  # job: the pod template
+    timeout: float = DEFAULT_CHECK_TIMEOUT
+
+
+def load_checks(path: str) -> list[Check]:
+    """The checks of a checks file (YAML or JSON); a one-line UsageError for any problem, so a
+    typo is reported before anything is restored."""
+    try:
+        doc = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
+        raise errors.UsageError(f"{path}: cannot read the checks file: {reason}") from None
+    except yaml.YAMLError as exc:
+        raise errors.UsageError(f"{path}: not valid YAML/JSON: {exc}".splitlines()[0]) from None
+    if not isinstance(doc, dict) or not isinstance(doc.get("checks"), list) or set(doc) != {
+            "checks"}:
+        raise errors.UsageError(f"{path}: expected a mapping with one key, checks: [...]")
+    out: list[Check] = []
+    for number, raw in enumerate(doc["checks"], start=1):
+        try:
+            out.append(_parse_check(raw))
+        except ValueError as exc:
+            raise errors.UsageError(f"{path}: check {number}: {exc}") from None
+    names = [c.name for c in out]
+    if len(set(names)) != len(names):
+        dup = next(n for n in names if names.count(n) > 1)
+        raise errors.UsageError(f"{path}: two checks are named {dup!r}; names must be unique")
+    return out
+
+
+def _parse_check(raw: Any) -> Check:
+    if not isinstance(raw, dict):
+        raise ValueError("must be a mapping with name and type")
+    kind, name = raw.get("type"), raw.get("name")
+    if kind not in CHECK_TYPES:
+        raise ValueError(f"type must be one of {', '.join(CHECK_TYPES)}, not {kind!r}")
+    if not isinstance(name, str) or not name:
+        raise ValueError("needs a name")
+    unknown = set(raw) - _COMMON_KEYS - _KEYS[kind]
+    if unknown:
+        raise ValueError(f"{name}: unknown key(s) {', '.join(sorted(unknown))} for type {kind} "
+                         f"(allowed: {', '.join(sorted(_KEYS[kind] | _COMMON_KEYS))})")
+    namespace = raw.get("namespace") or ""
+    if not isinstance(namespace, str):
+        raise ValueError(f"{name}: namespace must be a string")
+    if kind == "ready":
+        app = raw.get("app")
+        if app is not None and not isinstance(app, str):
+            raise ValueError(f"{name}: app must be an application id")
+        return Check(name, kind, app=app)
+    if kind == "exists":
+        target = raw.get("object")
+        obj_kind, slash, obj_name = str(target or "").partition("/")
+        if not isinstance(target, str) or not slash or not obj_kind or not obj_name:
+            raise ValueError(f"{name}: object must be KIND/NAME (e.g. ConfigMap/settings or "
+                             "Deployment.apps/web)")
+        return Check(name, kind, namespace=namespace, kind=obj_kind, object=obj_name)
+    timeout = raw.get("timeout", DEFAULT_CHECK_TIMEOUT)
+    if not isinstance(timeout, (int, float)) or isinstance(timeout, bool) or timeout <= 0:
+        raise ValueError(f"{name}: timeout must be a positive number of seconds")
+    return Check(name, kind, namespace=namespace, template=_job_template(name, raw),
+                 timeout=float(timeout))
+
+
+def _job_template(name: str, raw: Obj) -> Obj:
+    """The pod template of a job check: given whole, or one container from image/command."""
+    if "template" in raw:
+        if set(raw) & {"image", "command", "env", "envFrom"}:
+            raise ValueError(f"{name}: give either template or image/command/env, not both")
+        tmpl = raw["template"]
+        containers = ((tmpl or {}).get("spec") or {}).get("containers") \
+            if isinstance(tmpl, dict) else None
+        if not isinstance(containers, list) or not containers:
+            raise ValueError(f"{name}: template must be a pod template with spec.containers")
+        return copy.deepcopy(tmpl)
+    command = raw.get("command")
+    if isinstance(command, str):
+        command = ["sh", "-c", command]
+    if not isinstance(command, list) or not command or not all(
+            isinstance(c, str) for c in command):
+        raise ValueError(f"{name}: a job check needs command (a list, or a string run with "
+                         "sh -c) or a template")
+    container: Obj = {"name": "check", "image": str(raw.get("image") or DEFAULT_IMAGE),
+                      "command": command}
+    for key in ("env", "envFrom"):
+        if key in raw:
+            if not isinstance(raw[key], list):
+                raise ValueError(f"{name}: {key} must be a list, as in a container")
+            container[key] = raw[key]
+    return {"spec": {"containers": [container]}}
+
+
+def annotation_checks(the_plan: restore_plan.Plan) -> list[Check]:
+    """Checks the backup declares: a Deployment's or StatefulSet's ``amber.io/drill-check``
+    annotation is a shell command, run as a Job with the workload's first container's image,
+    environment and pull secrets (so it can reach what the app reaches, as the app does)."""
+    out = []
+    for step in the_plan.steps:
+        ref = step.item.ref
+        if not step.restorable or (ref.group, ref.kind) not in _ANNOTATED_KINDS:
+            continue
+        obj = step.obj or {}
+        command = ((obj.get("metadata") or {}).get("annotations") or {}).get(ANNOTATION)
+        pod = ((obj.get("spec") or {}).get("template") or {}).get("spec") or {}
+        if not isinstance(command, str) or not command.strip() or not pod.get("containers"):
+            continue
+        first = pod["containers"][0]
+        container: Obj = {"name": "check", "image": first.get("image") or DEFAULT_IMAGE,
+                          "command": ["sh", "-c", command]}
+        container.update({k: first[k] for k in ("env", "envFrom") if k in first})
+        spec: Obj = {"containers": [container]}
+        if pod.get("imagePullSecrets"):
+            spec["imagePullSecrets"] = pod["imagePullSecrets"]
+        out.append(Check(str(ref), "job", origin="backup", namespace=ref.namespace,
+                         template={"spec": spec}))
+    return out
+
+
+# -- report --------------------------------------------------------------------------------------
+
+@dataclass
+class CheckResult:
+    check: Check
+    passed: bool
+    reason: str = ""
+    duration_s: float = 0.0
+
+    def to_json(self) -> dict[str, Any]:
+        return {"name": self.check.name, "type": self.check.type, "origin": self.check.origin,
+                "result": "passed" if self.passed else "failed", "reason": self.reason,
+                "durationSeconds": round(self.duration_s, 3)}
+
+
+@dataclass
+class DrillReport:
+    drill_id: str
+    backup: str
+    scratch: dict[str, str] = field(default_factory=dict)  # original -> scratch namespace
+    restore: Report | None = None
+    not_ready: list[str] = field(default_factory=list)
+    checks: list[CheckResult] = field(default_factory=list)
+    restore_s: float = 0.0
+    ready_wait_s: float = 0.0
+    checks_s: float = 0.0
+    recovery_s: float | None = None  # None: not recovered (something failed)
+    elapsed_s: float = 0.0
+    kept: bool = False
+    created_cluster: list[str] = field(default_factory=list)
+    deleted: list[str] = field(default_factory=list)
+    cleanup_warnings: list[str] = field(default_factory=list)
+
+    @property
+    def failed_objects(self) -> list[Outcome]:
+        return self.restore.failed if self.restore else []
+
+    @property
+    def failed_checks(self) -> list[CheckResult]:
+        return [c for c in self.checks if not c.passed]
+
+    @property
+    def passed(self) -> bool:
+        return self.restore is not None and not self.failed_objects and not self.failed_checks
+
+    def to_json(self) -> dict[str, Any]:
+        r = self.restore
+        return {
+            "drill": self.drill_id, "backup": self.backup, "passed": self.passed,
+            "scratchNamespaces": self.scratch,
+            "counts": r.counts() if r else {},
+            "failedObjects": [{"ref": str(o.step.target), "source": str(o.step.item.ref),
+                               "reason": o.reason} for o in self.failed_objects],
+            "notReady": self.not_ready,
+            "checks": [c.to_json() for c in self.checks],
+            "timings": {"restoreSeconds": round(self.restore_s, 3),
+                        "readyWaitSeconds": round(self.ready_wait_s, 3),
+                        "checksSeconds": round(self.checks_s, 3),
+                        "recoverySeconds": None if self.recovery_s is None
+                        else round(self.recovery_s, 3),
+                        "elapsedSeconds": round(self.elapsed_s, 3)},
+            "warnings": r.warnings if r else [],
+            "kept": self.kept, "createdClusterObjects": self.created_cluster,
+            "cleanup": {"deleted": self.deleted, "warnings": self.cleanup_warnings}}
+
+
+# -- the drill -----------------------------------------------------------------------------------
+
+class Drill:
+    """One drill. ``status`` is a one-line account of what it is doing, for a progress line."""
+
+    def __init__(self, client: Client, source: BackupSource, selection: restore_plan.Selection,
+                 opts: restore_plan.Options | None = None, *, checks: Sequence[Check] = (),
+                 timeout: float = 600.0, workers: int = 16, drill_id: str | None = None,
+                 started: float | None = None, log: Callable[[str], None] | None = None
+                 ) -> None:
+        self.client = client
+        self.source = source
+        self.selection = selection
+        self.opts = opts or restore_plan.Options()
+        self.declared = list(checks)
+        self.timeout = timeout
+        self.workers = workers
+        self.id = drill_id or new_id()
+        self.started = time.monotonic() if started is None else started
+        self.log = log or (lambda _message: None)
+        self.status = "planning"
+        self.plan: restore_plan.Plan | None = None
+        self._namespaces_made: list[str] = []
+        self._map: dict[str, str] | None = None
+
+    def run(self, *, keep: bool = False) -> DrillReport:
+        """Restore, wait, check, measure; then clean up (unless ``keep``), whatever happened."""
+        report = DrillReport(self.id, self.source.snapshot.id)
+        try:
+            self._restore(report)
+            self._wait_and_check(report)
+        finally:
+            report.elapsed_s = time.monotonic() - self.started
+            report.kept = keep
+            if not keep:
+                self.cleanup(report)
+        return report
+
+    # -- restore ---------------------------------------------------------------------------
+
+    def _mapping(self) -> dict[str, str]:
+        """Every namespace of the selected objects -> its scratch namespace."""
+        if self._map is not None:
+            return self._map
+        names: set[str] = set()
+        for item in restore_plan.select(self.source, self.selection):
+            names.add(item.ref.namespace if item.ref.namespace else
+                      item.ref.name if (item.ref.group, item.ref.kind) == ("", "Namespace")
+                      else "")
+        self._map = {n: scratch_name(self.id, n) for n in sorted(names - {""})}
+        return self._map
+
+    def _build(self) -> restore_plan.Plan:
+        mapping = self._mapping()
+        t = dataclasses.replace(self.opts.transforms, namespaces=mapping,
+                                add_labels={**self.opts.transforms.add_labels, LABEL: self.id})
+        the_plan = restore_plan.build(self.source, self.selection,
+                                      dataclasses.replace(self.opts, transforms=t))
+        if not the_plan.steps:
+            raise errors.NotFoundError("nothing in the backup matches the selection")
+        scratch = set(mapping.values())
+        for step in the_plan.steps:  # a guard: nothing may land outside the scratch namespaces
+            if step.restorable and step.target.namespace and \
+                    step.target.namespace not in scratch:
+                step.skip = "outside the drill's scratch namespaces"
+        return the_plan
+
+    def _restore(self, report: DrillReport) -> None:
+        the_plan = self.plan = self._build()
+        used = {s.target.namespace for s in the_plan.steps if s.restorable}
+        used |= {s.target.name for s in the_plan.steps if s.restorable and _is_namespace(s.target)}
+        report.scratch = {o: n for o, n in self._mapping().items() if n in used}
+        bodies = {s.target.name: s.obj for s in the_plan.steps
+                  if s.restorable and _is_namespace(s.target) and s.obj}
+        ns_res = self.client.discover().find("namespaces", "")
+        for name in sorted(report.scratch.values()):
+            body = copy.deepcopy(bodies.get(name) or {"apiVersion": "v1", "kind": "Namespace",
+                                                      "metadata": {"name": name}})
+            body.setdefault("metadata", {}).setdefault("labels", {})[LABEL] = self.id
+            self.status = f"creating namespace {name}"
+            self.client.create(ns_res, body)
+            self._namespaces_made.append(name)
+            self.log(f"drill {self.id}: restoring into namespace {name}")
+        total = len(the_plan.steps)
+
+        def tick(done: int, _total: int) -> None:
+            self.status = f"restoring: {done}/{total} objects"
+
+        report.restore = Executor(self.client, the_plan, existing="skip", workers=self.workers,
+                                  wait_timeout=self.timeout, progress=tick).run()
+        report.created_cluster = [str(o.step.target) for o in report.restore.outcomes
+                                  if o.result == "created" and o.step.target.cluster_scoped
+                                  and not _is_namespace(o.step.target)]
+        report.restore_s = time.monotonic() - self.started
+
+    # -- readiness and checks --------------------------------------------------------------
+
+    def _wait_and_check(self, report: DrillReport) -> None:
+        assert report.restore is not None
+        waited = [o for o in report.restore.outcomes if o.result in _WRITTEN and o.step.obj
+                  and o.step.target.namespace and readiness.is_ready(o.step.obj) is not None]
+        wait_start = time.monotonic()
+        ready_at = self._wait_ready(waited)
+        report.ready_wait_s = time.monotonic() - wait_start
+        report.not_ready = [str(o.step.target) for o in waited if id(o) not in ready_at]
+        checks = list(self.declared)
+        if not any(c.type == "ready" and c.app is None for c in checks):
+            checks.insert(0, Check("workloads ready", "ready", origin="default"))
+        assert self.plan is not None
+        checks += annotation_checks(self.plan)
+        order = {"ready": 0, "exists": 1, "job": 2}
+        checks_start = time.monotonic()
+        for number, check in enumerate(sorted(checks, key=lambda c: order[c.type]), start=1):
+            self.status = f"check {number}/{len(checks)}: {check.name}"
+            if check.type == "ready":
+                report.checks.append(self._ready(check, waited, ready_at, wait_start))
+                continue
+            began = time.monotonic()
+            try:
+                ok, reason = (self._exists(check) if check.type == "exists"
+                              else self._job(check, number))
+            except (kerrors.APIError, _CheckError) as exc:
+                ok, reason = False, str(exc)
+            report.checks.append(CheckResult(check, ok, reason, time.monotonic() - began))
+            self.log(f"check {check.name}: {'passed' if ok else 'FAILED: ' + reason}")
+        report.checks_s = time.monotonic() - checks_start
+        if report.passed:
+            report.recovery_s = time.monotonic() - self.started
+
+    def _wait_ready(self, waited: list[Outcome]) -> dict[int, float]:
+        """Poll until each workload is ready or ``timeout`` passes; when each got ready."""
+        ready_at: dict[int, float] = {}
+        deadline = time.monotonic() + self.timeout
+        while True:
+            pending = [o for o in waited if id(o) not in ready_at]
+            self.status = f"waiting for {len(pending)} workload(s) to be ready"
+            for o in pending:
+                try:
+                    live = self.client.get(self._resource(o.step.target, o.step.obj),
+                                           o.step.target.name, o.step.target.namespace)
+                except (kerrors.NotFound, _CheckError):
+                    continue
+                if readiness.is_ready(live):
+                    ready_at[id(o)] = time.monotonic()
+            if len(ready_at) == len(waited) or time.monotonic() >= deadline:
+                return ready_at
+            time.sleep(POLL)
+
+    def _ready(self, check: Check, waited: list[Outcome], ready_at: dict[int, float],
+               wait_start: float) -> CheckResult:
+        mine = [o for o in waited if check.app is None or o.step.app == check.app]
+        if check.app is not None and not any(
+                s.app == check.app for s in (self.plan.steps if self.plan else [])):
+            return CheckResult(check, False, f"application {check.app!r} is not among the "
+                                             "restored objects")
+        late = [str(o.step.target) for o in mine if id(o) not in ready_at]
+        took = max((ready_at[id(o)] - wait_start for o in mine if id(o) in ready_at),
+                   default=0.0)
+        if late:
+            return CheckResult(check, False, f"not ready within {self.timeout:.0f}s: "
+                                             + ", ".join(late), took)
+        return CheckResult(check, True, f"{len(mine)} workload(s) ready", took)
+
+    def _scratch_for(self, check: Check) -> str:
+        mapping = {o: n for o, n in self._mapping().items() if n in self._namespaces_made}
+        if not check.namespace:
+            if len(mapping) == 1:
+                return next(iter(mapping.values()))
+            raise _CheckError(f"the drill restored {len(mapping)} namespaces: say which one "
+                              "with namespace:")
+        if check.namespace not in mapping:
+            raise _CheckError(f"namespace {check.namespace!r} was not restored by this drill")
+        return mapping[check.namespace]
+
+    def _exists(self, check: Check) -> tuple[bool, str]:
+        kind, _, group = check.kind.partition(".")
+        try:
+            res = self.client.discover().find(kind, group if group else None)
+        except kerrors.NotFound:
+            return False, f"the cluster serves no {check.kind}"
+        ns = self._scratch_for(check) if res.namespaced else None
+        try:
+            self.client.get(res, check.object, ns)
+        except kerrors.NotFound:
+            where = f" in {ns}" if ns else ""
+            return False, f"{res.kind} {check.object} does not exist{where}"
+        return True, ""
+
+    def _job(self, check: Check, number: int) -> tuple[bool, str]:
+        """Run the check's pod as a Job in the scratch namespace; it must complete in time."""
+        ns = self._scratch_for(check)
+        jobs = self.client.discover().find("jobs", "batch")
+        name = f"drill-check-{number}-{_slug(check.name, 40)}"
+        template = copy.deepcopy(check.template or {})
+        template.setdefault("metadata", {}).setdefault("labels", {})[LABEL] = self.id
+        template.setdefault("spec", {})["restartPolicy"] = "Never"
+        body = {"apiVersion": "batch/v1", "kind": "Job",
+                "metadata": {"name": name, "labels": {LABEL: self.id}},
+                "spec": {"backoffLimit": 0, "template": template,
+                         "activeDeadlineSeconds": math.ceil(check.timeout)}}
+        self.client.create(jobs, body, ns)
+        deadline = time.monotonic() + check.timeout
+        while time.monotonic() < deadline:
+            live = self.client.get(jobs, name, ns)
+            conditions = {c.get("type"): c for c in (live.get("status") or {}).get(
+                "conditions") or [] if c.get("status") == "True"}
+            if "Complete" in conditions or int((live.get("status") or {}).get(
+                    "succeeded") or 0) >= 1:
+                return True, ""
+            if "Failed" in conditions or int((live.get("status") or {}).get("failed") or 0):
+                failed = conditions.get("Failed") or {}
+                why = failed.get("message") or failed.get("reason") or "the job failed"
+                return False, f"job {ns}/{name}: {why}{self._pod_detail(ns, name)}"
+            time.sleep(POLL)
+        return False, (f"job {ns}/{name} did not complete within {check.timeout:.0f}s"
+                       f"{self._pod_detail(ns, name)}")
+
+    def _pod_detail(self, ns: str, job: str) -> str:
+        """The exit code and last lines of output of the job's pod: what a failure says."""
+        pods = self.client.discover().find("pods", "")
+        try:
+            found = list(self.client.list(pods, ns, label_selector=f"job-name={job}"))
+        except kerrors.APIError:
+            return ""
+        if not found:
+            return ""
+        pod = found[-1]
+        name = pod["metadata"]["name"]
+        detail = ""
+        for status in (pod.get("status") or {}).get("containerStatuses") or []:
+            done = (status.get("state") or {}).get("terminated") or {}
+            if "exitCode" in done:
+                detail = f"; exit code {done['exitCode']}"
+        try:
+            stream = self.client.transport.open_stream(
+                pods.path(ns, name) + "/log", query={"tailLines": "5"}, accept="*/*",
+                read_timeout=10)
+            try:
+                lines: list[str] = []
+                while len(lines) < 20 and (line := stream.readline()):
+                    lines.append(line.decode("utf-8", "replace").rstrip())
+            finally:
+                stream.close()
+        except (kerrors.APIError, OSError):
+            return detail
+        tail = " | ".join(x for x in lines[-5:] if x)
+        return detail + (f"; output: {tail}" if tail else "")
+
+    def _resource(self, ref: Ref, obj: Obj | None = None) -> APIResource:
+        version = str((obj or {}).get("apiVersion") or "").rpartition("/")[2]
+        found = [r for r in self.client.discover() if r.group == ref.group
+                 and r.kind == ref.kind]
+        best = [r for r in found if r.version == version] or [r for r in found if r.preferred]
+        if not best:
+            raise _CheckError(f"the cluster serves no {ref.qualified_kind}")
+        return best[0]
+
+    # -- cleanup ---------------------------------------------------------------------------
+
+    def cleanup(self, report: DrillReport) -> None:
+        """Delete the scratch namespaces, wait until they are gone, then delete the
+        cluster-scoped objects the drill created (only those carrying its label)."""
+        self.status = "cleaning up"
+        try:
+            self._delete_namespaces(report)
+            self._delete_cluster_objects(report)
+        except KeyboardInterrupt:
+            self.log(f"cleanup interrupted; delete what is left with: {self.hint(report)}")
+            raise
+
+    def _delete_namespaces(self, report: DrillReport) -> None:
+        ns_res = self.client.discover().find("namespaces", "")
+        names = list(self._namespaces_made)
+        with contextlib.suppress(kerrors.APIError):  # also one interrupted as it was made
+            names += [n["metadata"]["name"] for n in self.client.list(
+                ns_res, label_selector=f"{LABEL}={self.id}")
+                if n["metadata"]["name"] not in names]
+        gone: list[str] = []
+        for name in names:
+            try:
+                self.client.delete(ns_res, name)
+            except kerrors.NotFound:
+                pass
+            except kerrors.APIError as exc:
+                report.cleanup_warnings.append(f"cannot delete namespace {name}: {exc}")
+                continue
+            gone.append(name)
+        deadline = time.monotonic() + CLEANUP_WAIT
+        left = list(gone)
+        while left and time.monotonic() < deadline:
+            still = []
+            for name in left:
+                try:
+                    self.client.get(ns_res, name)
+                    still.append(name)
+                except kerrors.NotFound:
+                    report.deleted.append(f"Namespace {name}")
+                except kerrors.APIError:
+                    still.append(name)
+            left = still
+            if left:
+                time.sleep(POLL)
+        for name in left:
+            report.cleanup_warnings.append(f"namespace {name} is still being deleted after "
+                                           f"{CLEANUP_WAIT:.0f}s")
+
+    def _delete_cluster_objects(self, report: DrillReport) -> None:
+        if self.plan is None:
+            return
+        created = set(report.created_cluster) if report.restore is not None else None
+        for step in reversed(self.plan.steps):
+            target = step.target
+            if not step.restorable or not target.cluster_scoped or _is_namespace(target):
+                continue
+            if created is not None and str(target) not in created:
+                continue
+            try:
+                res = self._resource(target, step.obj)
+                live = self.client.get(res, target.name)
+                if ((live.get("metadata") or {}).get("labels") or {}).get(LABEL) != self.id:
+                    continue  # there before the drill, or someone else's: not ours to delete
+                self.client.delete(res, target.name)
+                report.deleted.append(str(target))
+            except (kerrors.NotFound, _CheckError):
+                continue
+            except kerrors.APIError as exc:
+                report.cleanup_warnings.append(f"cannot delete {target}: {exc}")
+
+    def hint(self, report: DrillReport) -> str:
+        """The command that deletes what a kept (or interrupted) drill left behind."""
+        kinds = sorted({_kubectl_kind(r) for r in report.created_cluster})
+        return f"kubectl delete {','.join(['namespace', *kinds])} -l {LABEL}={self.id}"
+
+
+class _CheckError(Exception):
+    pass
+
+
+def _is_namespace(ref: Ref) -> bool:
+    return (ref.group, ref.kind) == ("", "Namespace")
+
+
+def _kubectl_kind(ref_text: str) -> str:
+    """``ClusterRole.rbac.authorization.k8s.io x`` -> ``clusterrole.rbac.authorization.k8s.io``."""
+    return ref_text.split(" ", 1)[0].lower()
