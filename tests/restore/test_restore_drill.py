@@ -26,7 +26,7 @@ import pytest
 
 from amber.kube import errors as kerrors
 from amber.kube.client import Client
-from amber.restore import drill
+from amber.restore import drill, drill_checks
 from amber.util import errors
 from amber_cli import Amber
 
@@ -59,7 +59,7 @@ def test_checks_file_is_parsed_and_validated(tmp_path: Path) -> None:
                     "- {name: cfg, type: exists, namespace: shop, object: ConfigMap/settings}\n"
                     "- {name: db, type: job, namespace: shop, command: 'true', timeout: 30}\n"
                     "- {name: web, type: ready, app: shop/web}\n")
-    checks = drill.load_checks(str(good))
+    checks = drill_checks.load_checks(str(good))
     assert [(c.name, c.type) for c in checks] == [("cfg", "exists"), ("db", "job"),
                                                   ("web", "ready")]
     assert checks[0].kind == "ConfigMap" and checks[0].object == "settings"
@@ -79,7 +79,7 @@ def test_checks_file_is_parsed_and_validated(tmp_path: Path) -> None:
         path = tmp_path / "bad.yaml"
         path.write_text(text)
         with pytest.raises(errors.UsageError, match=re.escape(message)):
-            drill.load_checks(str(path))
+            drill_checks.load_checks(str(path))
 
 
 def test_bad_checks_file_is_a_usage_error_before_anything_is_read(amber: Amber,
@@ -117,7 +117,7 @@ def app(client: Client) -> Iterator[Client]:
         "subjects": [{"kind": "ServiceAccount", "name": "web", "namespace": NS}]}, RBAC)
     _create(client, "deployments", {
         "metadata": {"name": "web", "labels": {"app.kubernetes.io/name": "web"},
-                     "annotations": {drill.ANNOTATION: 'test "$MODE" = prod'}},
+                     "annotations": {drill_checks.ANNOTATION: 'test "$MODE" = prod'}},
         "spec": {"replicas": 1, "selector": {"matchLabels": {"run": "web"}},
                  "template": {"metadata": {"labels": {"run": "web"}}, "spec": {
                      "serviceAccountName": "web", "terminationGracePeriodSeconds": 1,

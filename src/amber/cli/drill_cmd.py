@@ -13,8 +13,8 @@ import click
 
 from amber.cli import backup_cmds, context, progress
 from amber.restore import drill as drills
+from amber.restore import drill_checks, transforms
 from amber.restore import plan as restore_plan
-from amber.restore import transforms
 from amber.restore.source import BackupSource
 from amber.util import errors
 
@@ -55,7 +55,7 @@ def drill(ctx: context.Context, backup_id: str, app: str | None, namespaces: tup
     --kubeconfig to drill on another cluster. Exits 3 when an object could not be restored or
     a check failed, 0 when everything passed.
     """
-    checks = drills.load_checks(checks_file) if checks_file else []
+    checks = drill_checks.load_checks(checks_file) if checks_file else []
     if timeout <= 0:
         raise errors.UsageError("--timeout must be positive")
     if selector is not None:

@@ -26,10 +26,7 @@ import secrets
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
-
-import yaml
 
 from amber.apps.refs import Ref
 from amber.kube import errors as kerrors
@@ -37,26 +34,20 @@ from amber.kube.client import Client
 from amber.kube.discovery import APIResource
 from amber.restore import plan as restore_plan
 from amber.restore import readiness
+from amber.restore.drill_checks import (
+    Check,
+    annotation_checks,
+)
 from amber.restore.executor import Executor, Outcome, Report
 from amber.restore.source import BackupSource
 from amber.util import errors
 
 Obj = dict[str, Any]
 LABEL = "amber.io/drill"
-ANNOTATION = "amber.io/drill-check"
-CHECK_TYPES = ("ready", "exists", "job")
-DEFAULT_CHECK_TIMEOUT = 300.0
-DEFAULT_IMAGE = "busybox"
 #: How long cleanup waits for the scratch namespaces to be gone before it reports them.
 CLEANUP_WAIT = 180.0
 POLL = 0.5
 _WRITTEN = ("created", "updated", "replaced")
-_ANNOTATED_KINDS = {("apps", "Deployment"), ("apps", "StatefulSet")}
-_COMMON_KEYS = {"name", "type"}
-_KEYS = {"ready": {"app"}, "exists": {"object", "namespace"},
-         "job": {"namespace", "image", "command", "env", "envFrom", "template", "timeout"}}
-
-
 # -- names ---------------------------------------------------------------------------------------
 
 def new_id() -> str:
@@ -77,139 +68,6 @@ def scratch_name(drill_id: str, original: str) -> str:
 def _slug(text: str, limit: int) -> str:
     return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")[:limit].rstrip("-") or "check"
 
-
-# -- checks --------------------------------------------------------------------------------------
-
-@dataclass(frozen=True)
-class Check:
-    """One declared check. Namespaces are the backup's (original) ones; the drill maps them."""
-
-    name: str
-    type: str  # ready | exists | job
-    origin: str = "file"  # file | backup (an annotation) | default (the implicit ready check)
-    namespace: str = ""
-    app: str | None = None  # ready: only this application's workloads
-    kind: str = ""  # exists: Kind or Kind.group
-    object: str = ""  # exists: the object's name
-    template: Obj | None = None  # job: the pod template
-    timeout: float = DEFAULT_CHECK_TIMEOUT
-
-
-def load_checks(path: str) -> list[Check]:
-    """The checks of a checks file (YAML or JSON); a one-line UsageError for any problem, so a
-    typo is reported before anything is restored."""
-    try:
-        doc = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError) as exc:
-        reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
-        raise errors.UsageError(f"{path}: cannot read the checks file: {reason}") from None
-    except yaml.YAMLError as exc:
-        raise errors.UsageError(f"{path}: not valid YAML/JSON: {exc}".splitlines()[0]) from None
-    if not isinstance(doc, dict) or not isinstance(doc.get("checks"), list) or set(doc) != {
-            "checks"}:
-        raise errors.UsageError(f"{path}: expected a mapping with one key, checks: [...]")
-    out: list[Check] = []
-    for number, raw in enumerate(doc["checks"], start=1):
-        try:
-            out.append(_parse_check(raw))
-        except ValueError as exc:
-            raise errors.UsageError(f"{path}: check {number}: {exc}") from None
-    names = [c.name for c in out]
-    if len(set(names)) != len(names):
-        dup = next(n for n in names if names.count(n) > 1)
-        raise errors.UsageError(f"{path}: two checks are named {dup!r}; names must be unique")
-    return out
-
-
-def _parse_check(raw: Any) -> Check:
-    if not isinstance(raw, dict):
-        raise ValueError("must be a mapping with name and type")
-    kind, name = raw.get("type"), raw.get("name")
-    if kind not in CHECK_TYPES:
-        raise ValueError(f"type must be one of {', '.join(CHECK_TYPES)}, not {kind!r}")
-    if not isinstance(name, str) or not name:
-        raise ValueError("needs a name")
-    unknown = set(raw) - _COMMON_KEYS - _KEYS[kind]
-    if unknown:
-        raise ValueError(f"{name}: unknown key(s) {', '.join(sorted(unknown))} for type {kind} "
-                         f"(allowed: {', '.join(sorted(_KEYS[kind] | _COMMON_KEYS))})")
-    namespace = raw.get("namespace") or ""
-    if not isinstance(namespace, str):
-        raise ValueError(f"{name}: namespace must be a string")
-    if kind == "ready":
-        app = raw.get("app")
-        if app is not None and not isinstance(app, str):
-            raise ValueError(f"{name}: app must be an application id")
-        return Check(name, kind, app=app)
-    if kind == "exists":
-        target = raw.get("object")
-        obj_kind, slash, obj_name = str(target or "").partition("/")
-        if not isinstance(target, str) or not slash or not obj_kind or not obj_name:
-            raise ValueError(f"{name}: object must be KIND/NAME (e.g. ConfigMap/settings or "
-                             "Deployment.apps/web)")
-        return Check(name, kind, namespace=namespace, kind=obj_kind, object=obj_name)
-    timeout = raw.get("timeout", DEFAULT_CHECK_TIMEOUT)
-    if not isinstance(timeout, (int, float)) or isinstance(timeout, bool) or timeout <= 0:
-        raise ValueError(f"{name}: timeout must be a positive number of seconds")
-    return Check(name, kind, namespace=namespace, template=_job_template(name, raw),
-                 timeout=float(timeout))
-
-
-def _job_template(name: str, raw: Obj) -> Obj:
-    """The pod template of a job check: given whole, or one container from image/command."""
-    if "template" in raw:
-        if set(raw) & {"image", "command", "env", "envFrom"}:
-            raise ValueError(f"{name}: give either template or image/command/env, not both")
-        tmpl = raw["template"]
-        containers = ((tmpl or {}).get("spec") or {}).get("containers") \
-            if isinstance(tmpl, dict) else None
-        if not isinstance(containers, list) or not containers:
-            raise ValueError(f"{name}: template must be a pod template with spec.containers")
-        return copy.deepcopy(tmpl)
-    command = raw.get("command")
-    if isinstance(command, str):
-        command = ["sh", "-c", command]
-    if not isinstance(command, list) or not command or not all(
-            isinstance(c, str) for c in command):
-        raise ValueError(f"{name}: a job check needs command (a list, or a string run with "
-                         "sh -c) or a template")
-    container: Obj = {"name": "check", "image": str(raw.get("image") or DEFAULT_IMAGE),
-                      "command": command}
-    for key in ("env", "envFrom"):
-        if key in raw:
-            if not isinstance(raw[key], list):
-                raise ValueError(f"{name}: {key} must be a list, as in a container")
-            container[key] = raw[key]
-    return {"spec": {"containers": [container]}}
-
-
-def annotation_checks(the_plan: restore_plan.Plan) -> list[Check]:
-    """Checks the backup declares: a Deployment's or StatefulSet's ``amber.io/drill-check``
-    annotation is a shell command, run as a Job with the workload's first container's image,
-    environment and pull secrets (so it can reach what the app reaches, as the app does)."""
-    out = []
-    for step in the_plan.steps:
-        ref = step.item.ref
-        if not step.restorable or (ref.group, ref.kind) not in _ANNOTATED_KINDS:
-            continue
-        obj = step.obj or {}
-        command = ((obj.get("metadata") or {}).get("annotations") or {}).get(ANNOTATION)
-        pod = ((obj.get("spec") or {}).get("template") or {}).get("spec") or {}
-        if not isinstance(command, str) or not command.strip() or not pod.get("containers"):
-            continue
-        first = pod["containers"][0]
-        container: Obj = {"name": "check", "image": first.get("image") or DEFAULT_IMAGE,
-                          "command": ["sh", "-c", command]}
-        container.update({k: first[k] for k in ("env", "envFrom") if k in first})
-        spec: Obj = {"containers": [container]}
-        if pod.get("imagePullSecrets"):
-            spec["imagePullSecrets"] = pod["imagePullSecrets"]
-        out.append(Check(str(ref), "job", origin="backup", namespace=ref.namespace,
-                         template={"spec": spec}))
-    return out
-
-
-# -- report --------------------------------------------------------------------------------------
 
 @dataclass
 class CheckResult:
