@@ -227,8 +227,8 @@ def secret(rng: random.Random, namespace: str, index: int, size: int) -> dict[st
     }
 
 
-def namespace_names(count: int) -> list[str]:
-    return [f"{NS_PREFIX}{i:02d}" for i in range(count)]
+def namespace_names(count: int, prefix: str = NS_PREFIX) -> list[str]:
+    return [f"{prefix}{i:02d}" for i in range(count)]
 
 
 def generate(
@@ -270,8 +270,11 @@ class Seeded:
     sizes: list[int] = field(default_factory=list)
 
 
-def seed_cluster(kubeconfig: Path, args: argparse.Namespace) -> Seeded:
-    """Create the namespaces and objects with a thread pool; existing ones are replaced."""
+def seed_cluster(kubeconfig: Path, args: argparse.Namespace, prefix: str = NS_PREFIX) -> Seeded:
+    """Create the namespaces and objects with a thread pool; existing ones are replaced.
+
+    ``prefix`` names the namespaces (restore_bench.py seeds its own set).
+    """
     from amber.kube import errors
     from amber.kube.client import Client
 
@@ -308,7 +311,7 @@ def seed_cluster(kubeconfig: Path, args: argparse.Namespace) -> Seeded:
             else:
                 out.secrets += 1
 
-    names = namespace_names(args.namespaces)
+    names = namespace_names(args.namespaces, prefix)
     with ThreadPoolExecutor(max_workers=args.seed_threads) as pool:
         list(pool.map(create_ns, names))
         items = (
@@ -323,14 +326,14 @@ def seed_cluster(kubeconfig: Path, args: argparse.Namespace) -> Seeded:
     return out
 
 
-def delete_namespaces(kubeconfig: Path, count: int) -> None:
+def delete_namespaces(kubeconfig: Path, count: int, prefix: str = NS_PREFIX) -> None:
     """Delete the seeded namespaces (an existing cluster finishes the deletion on its own)."""
     from amber.kube import errors
     from amber.kube.client import Client
 
     client = Client.from_kubeconfig(kubeconfig, qps=0)
     res = client.discover().find("namespaces")
-    for name in namespace_names(count):
+    for name in namespace_names(count, prefix):
         with contextlib.suppress(errors.NotFound):
             client.delete(res, name)
 
