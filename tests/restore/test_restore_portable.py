@@ -369,3 +369,11 @@ def test_automanaged_api_services_are_skipped() -> None:
     assert make_portable(obj).obj is None
     del obj["metadata"]["labels"]["kube-aggregator.kubernetes.io/automanaged"]
     assert make_portable(obj).obj is not None
+
+
+def test_in_place_resets_the_object_itself() -> None:
+    obj = deployment()
+    copy_made = make_portable(deployment())
+    done = make_portable(obj, in_place=True)
+    assert done.obj is obj and obj == copy_made.obj
+    assert "uid" not in obj["metadata"] and "status" not in obj

@@ -24,10 +24,17 @@ from amber.util.errors import UsageError
 MOVE = Transforms(namespaces={"shop": "shop-dr"})
 
 
-def test_empty_transforms_copy_only() -> None:
+def test_empty_transforms_return_the_input_itself() -> None:
     obj = deployment()
+    before = deployment()
     out = apply(obj, Transforms())
-    assert out == obj and out is not obj
+    assert out is obj and obj == before  # nothing to change: no copy, nothing changed
+
+
+def test_transforms_never_change_their_input() -> None:
+    obj = deployment()
+    out = apply(obj, Transforms(add_labels={"x": "y"}))
+    assert out is not obj and "x" not in obj["metadata"]["labels"]
     out["spec"]["replicas"] = 9
     assert obj["spec"]["replicas"] == 2
 

@@ -76,6 +76,9 @@ def _options(namespace_mapping: tuple[str, ...], storage_class_mapping: tuple[st
               help="How long to wait for a dependency to become ready.")
 @click.option("--workers", type=click.IntRange(1, 64), default=16, show_default=True,
               help="Objects created in parallel within a tier.")
+@click.option("--qps", type=click.FloatRange(min=0), default=0.0, show_default=True,
+              help="Client-side limit on requests per second (0: none; the API server's "
+                   "priority and fairness answers 429, which is honoured).")
 @pass_ctx
 def restore(ctx: context.Context, backup_id: str, app: str | None,
             namespaces: tuple[str, ...], kinds: tuple[str, ...], names: tuple[str, ...],
@@ -86,7 +89,7 @@ def restore(ctx: context.Context, backup_id: str, app: str | None,
             remove_annotation: tuple[str, ...], modifiers_file: str | None,
             order_file: str | None, show_order: bool, existing: str, dry_run: bool,
             keep_cluster_ips: bool, keep_node_ports: bool, wait_timeout: float,
-            workers: int) -> None:
+            workers: int, qps: float) -> None:
     """Restore BACKUP_ID ('latest' or an id prefix) into the cluster, in dependency order.
 
     Exits 3 if any object failed (the report says which and why); nothing is half-applied
@@ -116,7 +119,7 @@ def restore(ctx: context.Context, backup_id: str, app: str | None,
     the_plan = restore_plan.build(source, selection, opts)
     if not the_plan.steps:
         raise errors.NotFoundError("nothing in the backup matches the selection")
-    client = ctx.kube_client(qps=500.0, burst=1000)
+    client = ctx.kube_client(qps=qps, burst=max(1, int(qps * 2)))
     state = {"done": 0, "total": len(the_plan.steps)}
 
     def tick(done: int, total: int) -> None:

@@ -37,6 +37,9 @@ from amber.restore.plan import Phase, Plan, Step
 
 Obj = dict[str, Any]
 MODES = ("skip", "update", "replace")
+#: Steps in one collection from which listing it beats asking object by object.
+_LIST_FROM = 20
+_Key = tuple[str, str, "str | None", str]
 #: Kinds that are never deleted to be replaced: deleting them deletes what they contain.
 _NEVER_DELETE = {("", "Namespace"), ("apiextensions.k8s.io", "CustomResourceDefinition")}
 #: Kinds whose spec cannot change after creation: an update keeps the live spec.
@@ -129,7 +132,7 @@ class Executor:
         return not any(p.wave == phase.wave for p in later)
 
     def _run_phase(self, phase: Phase) -> None:
-        todo: list[Step] = []
+        todo: list[tuple[Step, APIResource]] = []
         for step in phase.steps:
             if step.skip:
                 self._record(Outcome(step, "skipped", step.skip))
@@ -138,11 +141,15 @@ class Executor:
             elif blocked := self._blocked_by(step):
                 self._record(Outcome(step, "failed", blocked))
             else:
-                todo.append(step)
+                try:
+                    todo.append((step, self._resource(step)))
+                except _StepFailed as exc:
+                    self._record(Outcome(step, "failed", str(exc)))
+        live = self._existing(todo)
         pool = ThreadPoolExecutor(max_workers=max(1, self.workers),
                                   thread_name_prefix="amber-restore")
         try:
-            for outcome in pool.map(self._one, todo):
+            for outcome in pool.map(lambda job: self._one(job[0], job[1], live), todo):
                 self._record(outcome, numbered=outcome.result in (
                     "created", "updated", "replaced"))
         except BaseException:
@@ -151,6 +158,30 @@ class Executor:
             pool.shutdown(wait=True, cancel_futures=True)
             raise
         pool.shutdown(wait=True)
+
+    def _existing(self, todo: list[tuple[Step, APIResource]]) -> dict[_Key, Obj | None]:
+        """What already exists, from one list per collection with many steps (a re-run or a
+        dry run then costs a list, not a request per object). A collection that could not be
+        listed, or has few steps, is left out: those steps just try to create."""
+        wanted: dict[tuple[APIResource, str | None], set[str]] = {}
+        for step, res in todo:
+            ns = step.target.namespace if res.namespaced else None
+            wanted.setdefault((res, ns), set()).add(step.target.name)
+        live: dict[_Key, Obj | None] = {}
+        for (res, ns), names in wanted.items():
+            if len(names) < _LIST_FROM:
+                continue
+            found: dict[str, Obj] = {}
+            try:
+                for obj in self.client.list(res, ns):
+                    name = (obj.get("metadata") or {}).get("name", "")
+                    if name in names:
+                        found[name] = obj
+            except kerrors.APIError:
+                continue  # e.g. its namespace does not exist yet: nothing there
+            for name in names:
+                live[(res.group, res.resource, ns, name)] = found.get(name)
+        return live
 
     def _blocked_by(self, step: Step) -> str:
         for dep in self.plan.app_deps.needs.get(step.app or "", {}):
@@ -189,12 +220,15 @@ class Executor:
                                   f"the target does not serve {step.item.group_version}")
         return preferred[0]
 
-    def _one(self, step: Step) -> Outcome:
+    def _one(self, step: Step, res: APIResource, live: dict[_Key, Obj | None]) -> Outcome:
+        ns = step.target.namespace if res.namespaced else None
+        key = (res.group, res.resource, ns, step.target.name)
+        known = key in live
         try:
-            res = self._resource(step)
-            ns = step.target.namespace if res.namespaced else None
             if self.dry_run:
-                return self._dry(step, res, ns)
+                return self._dry(step, res, ns, live.get(key), known=known)
+            if known and live[key] is not None:
+                return self._exists(step, res, ns)
             return self._apply(step, res, ns)
         except _StepFailed as exc:
             return Outcome(step, "failed", str(exc))
@@ -207,7 +241,11 @@ class Executor:
             made = self.client.create(res, step.obj, ns)
             return Outcome(step, "created", new_uid=_uid(made))
         except kerrors.AlreadyExists:
-            pass
+            return self._exists(step, res, ns)
+
+    def _exists(self, step: Step, res: APIResource, ns: str | None) -> Outcome:
+        """The object is there already: skip, update or replace it (``existing``)."""
+        assert step.obj is not None
         if step.cluster_default:
             return Outcome(step, "skipped", "exists (every cluster has one)")
         if self.existing == "skip":
@@ -240,10 +278,13 @@ class Executor:
                 continue  # someone changed it meanwhile: read again
         return Outcome(step, "failed", "update: the object kept changing (409 Conflict)")
 
-    def _dry(self, step: Step, res: APIResource, ns: str | None) -> Outcome:
+    def _dry(self, step: Step, res: APIResource, ns: str | None, listed: Obj | None, *,
+             known: bool) -> Outcome:
         assert step.obj is not None
+        if known and listed is None:
+            return Outcome(step, "would-create")
         try:
-            live = self.client.get(res, step.target.name, ns)
+            live = listed if listed is not None else self.client.get(res, step.target.name, ns)
         except kerrors.NotFound:
             return Outcome(step, "would-create")
         comparable = portable.make_portable(live).obj or {}

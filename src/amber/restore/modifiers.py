@@ -138,7 +138,10 @@ class Rule:
 # --- applying -------------------------------------------------------------------------------
 
 def apply(obj: Obj, rules: Sequence[Rule]) -> Obj:
-    """``obj`` with every matching rule applied in order; a new dict, the input untouched."""
+    """``obj`` with every matching rule applied in order; a new dict, the input untouched
+    (without rules, the input itself)."""
+    if not rules:
+        return obj
     out = copy.deepcopy(obj)
     for rule in rules:
         if rule.match.matches(out):

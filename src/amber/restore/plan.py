@@ -226,7 +226,7 @@ def _build(source: BackupSource, sel: Selection, opts: Options) -> Plan:
             anew = ((raw.get("spec") or {}).get("volumeName") or "") not in static_pvs
         port = portable.make_portable(raw, keep_cluster_ips=opts.keep_cluster_ips,
                                       keep_node_ports=opts.keep_node_ports,
-                                      volume_provisioned_anew=anew)
+                                      volume_provisioned_anew=anew, in_place=True)
         if port.obj is None:
             step.skip = port.skip_reason
             continue
@@ -240,7 +240,7 @@ def _build(source: BackupSource, sel: Selection, opts: Options) -> Plan:
             step.failed = str(exc)
             continue
         if step.tier in order.PER_APPLICATION or item.ref.kind == "ConfigMap":
-            originals[item.ref] = raw  # what dependency inference reads
+            originals[item.ref] = step.obj  # what dependency inference reads
     return _place(source, steps, originals, opts.order)
 
 

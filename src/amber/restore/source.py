@@ -1,8 +1,9 @@
 """A resource backup opened for restoring: its manifest, its items, and the objects themselves.
 
-Objects are read one at a time from the repository when the plan needs them, so restoring
-10,000 objects never holds more than a tier's worth in memory; the item list (one small record
-per object, from ``items.json``) is what selection and ordering work on.
+The tree of ``resources/`` is read once, when the backup is opened, into a map from path to
+file node; an object is then one blob read away (walking the trees from the root for every
+object cost 60,000 tree decodes for 10,000 objects). The item list (one small record per
+object, from ``items.json``) is what selection and ordering work on.
 """
 
 from __future__ import annotations
@@ -53,6 +54,7 @@ class BackupSource:
                 f"backup {snap.short_id} has manifest format {self.manifest.get('format')!r}, "
                 "which this Amber cannot read")
         self.applications: list[Obj] = self._json(layout.APPLICATIONS)["applications"]
+        self._nodes = dict(memsnap.list_files(repo, snap, layout.RESOURCES))
         self.items: list[Item] = []
         for raw in self._json(layout.ITEMS)["items"]:
             parsed = layout.parse_path(raw["path"])
@@ -74,5 +76,9 @@ class BackupSource:
         return doc
 
     def read(self, item: Item) -> Obj:
-        obj: Obj = json.loads(memsnap.read_file(self.repo, self.snapshot, item.path))
+        node = self._nodes.get(item.path)
+        if node is None:
+            raise errors.IntegrityError(f"backup {self.snapshot.short_id} lists {item.path}, "
+                                        "which its snapshot does not hold")
+        obj: Obj = json.loads(memsnap.read_node(self.repo, node))
         return obj

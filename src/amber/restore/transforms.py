@@ -77,7 +77,10 @@ class Transforms:
 
 
 def apply(obj: Obj, t: Transforms) -> Obj:
-    """A transformed copy of ``obj``; the input is untouched."""
+    """A transformed copy of ``obj``; the input is untouched. With nothing to change, the
+    input itself is returned (no copy)."""
+    if t == _NOTHING:
+        return obj
     out = copy.deepcopy(obj)
     if t.namespaces:
         _map_namespaces(out, t.namespaces)
@@ -88,6 +91,9 @@ def apply(obj: Obj, t: Transforms) -> Obj:
     _edit_metadata(out, "labels", t.remove_labels, t.add_labels)
     _edit_metadata(out, "annotations", t.remove_annotations, t.add_annotations)
     return out
+
+
+_NOTHING = Transforms()
 
 
 def parse_mapping(values: Sequence[str], what: str) -> dict[str, str]:
