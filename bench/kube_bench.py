@@ -861,22 +861,23 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
-def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        description="Benchmark `amber backup create` against `kubectl get -A -o json` (issue 4)."
-    )
+def parse_args(argv: list[str] | None, *, description: str = (
+        "Benchmark `amber backup create` against `kubectl get -A -o json` (issue 4)."),
+        work: str = "kube", results: str = "kube-latest.md") -> argparse.Namespace:
+    """The options every Kubernetes benchmark here shares (this one and restore_bench.py)."""
+    parser = argparse.ArgumentParser(description=description)
     parser.add_argument(
         "--kubeconfig", type=Path, default=None,
         help="use this existing cluster instead of starting the sandbox",
     )  # fmt: skip
     parser.add_argument("--rounds", type=int, default=DEFAULT_ROUNDS, help="default 3")
     parser.add_argument(
-        "--workdir", type=Path, default=REPO_ROOT / "bench" / "work" / "kube",
-        help="repositories, kubectl output, logs (default bench/work/kube, git-ignored)",
+        "--workdir", type=Path, default=REPO_ROOT / "bench" / "work" / work,
+        help=f"repositories, kubectl files, logs (default bench/work/{work}, git-ignored)",
     )  # fmt: skip
     parser.add_argument(
         "--results-dir", type=Path, default=REPO_ROOT / "bench" / "results",
-        help="where kube-latest.md goes (default bench/results)",
+        help=f"where {results} goes (default bench/results)",
     )  # fmt: skip
     parser.add_argument("--namespaces", type=int, default=50, help="default 50")
     parser.add_argument(
@@ -903,17 +904,22 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    result = run(args)
-    markdown = render_report(result)
+def write_report(args: argparse.Namespace, result: dict[str, Any], markdown: str,
+                 name: str) -> int:
+    """Print the report, write it to the results directory, and say whether all went well."""
     print(markdown)
     args.results_dir.mkdir(parents=True, exist_ok=True)
-    path = args.results_dir / "kube-latest.md"
+    path = args.results_dir / name
     path.write_text(markdown)
     print(f"wrote {path}", file=sys.stderr)
     summaries: dict[str, Summary] = result["summaries"]
     return 0 if all(s.problem() is None for s in summaries.values()) else 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    result = run(args)
+    return write_report(args, result, render_report(result), "kube-latest.md")
 
 
 if __name__ == "__main__":

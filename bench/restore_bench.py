@@ -678,59 +678,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
-def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        description="Benchmark `amber restore` against `kubectl create -f` (issue 5)."
-    )
-    parser.add_argument(
-        "--kubeconfig", type=Path, default=None,
-        help="use this existing cluster instead of starting the sandbox",
-    )  # fmt: skip
-    parser.add_argument("--rounds", type=int, default=DEFAULT_ROUNDS, help="default 3")
-    parser.add_argument(
-        "--workdir", type=Path, default=REPO_ROOT / "bench" / "work" / "restore",
-        help="repository, manifests, logs (default bench/work/restore, git-ignored)",
-    )  # fmt: skip
-    parser.add_argument(
-        "--results-dir", type=Path, default=REPO_ROOT / "bench" / "results",
-        help="where restore-latest.md goes (default bench/results)",
-    )  # fmt: skip
-    parser.add_argument("--namespaces", type=int, default=50, help="default 50")
-    parser.add_argument(
-        "--per-kind", type=int, default=100,
-        help="ConfigMaps and Secrets each per namespace (default 100)",
-    )  # fmt: skip
-    parser.add_argument(
-        "--object-bytes", type=int, default=2048, help="payload per object (default 2048)"
-    )
-    parser.add_argument("--seed", type=int, default=4, help="dataset seed")
-    parser.add_argument("--seed-threads", type=int, default=8, help="client threads for seeding")
-    parser.add_argument("--kubectl", default="kubectl", help="kubectl binary (default: on PATH)")
-    parser.add_argument(
-        "--keep-namespaces", action="store_true",
-        help="with --kubeconfig: leave the seeded namespaces on the cluster",
-    )  # fmt: skip
-    parser.add_argument(
-        "--phase-timeout", type=float, default=1800.0,
-        help="seconds before one invocation is killed (default 1800)",
-    )  # fmt: skip
-    args = parser.parse_args(argv)
-    if args.rounds < 1 or args.namespaces < 1 or args.per_kind < 1:
-        parser.error("--rounds, --namespaces and --per-kind must be at least 1")
-    return args
-
-
 def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
+    args = kb.parse_args(
+        argv, description="Benchmark `amber restore` against `kubectl create -f` (issue 5).",
+        work="restore", results="restore-latest.md")
     result = run(args)
-    markdown = render_report(result)
-    print(markdown)
-    args.results_dir.mkdir(parents=True, exist_ok=True)
-    path = args.results_dir / "restore-latest.md"
-    path.write_text(markdown)
-    print(f"wrote {path}", file=sys.stderr)
-    summaries: dict[str, Summary] = result["summaries"]
-    return 0 if all(s.problem() is None for s in summaries.values()) else 1
+    return kb.write_report(args, result, render_report(result), "restore-latest.md")
 
 
 if __name__ == "__main__":
