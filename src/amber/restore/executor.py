@@ -215,9 +215,11 @@ class Executor:
                               f"({step.item.group_version} in the backup): install it first")
         assert step.obj is not None
         step.obj["apiVersion"] = preferred[0].group_version
+        warning = (f"{ref.qualified_kind}: restored as {preferred[0].group_version}; the "
+                   f"target does not serve {step.item.group_version}")
         with self._lock:
-            self._warnings.append(f"{step.target}: restored as {preferred[0].group_version}; "
-                                  f"the target does not serve {step.item.group_version}")
+            if warning not in self._warnings:  # once per kind, not once per object
+                self._warnings.append(warning)
         return preferred[0]
 
     def _one(self, step: Step, res: APIResource, live: dict[_Key, Obj | None]) -> Outcome:
