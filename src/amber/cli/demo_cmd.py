@@ -72,10 +72,11 @@ def _sample_dir() -> str:
 @click.pass_obj
 def demo(ctx: context.Context, paths: tuple[str, ...], sample_files: bool,
          current_cluster: bool) -> None:
-    """Show Amber's main job: find a sample application on a cluster and back it up.
+    """Show Amber's main job: back up a sample application, delete it, restore it, verify it.
 
     Without options the cluster is a sandbox started in this process (nothing to install) and
     the application is created in it. With PATHS (or --files) it backs up files instead.
+    Exits 3 if the restored application differs from the original.
     Creates the repository (at --repo / AMBER_REPO, or the default location) if it is missing.
     """
     _ensure_passphrase(ctx)
