@@ -28,6 +28,10 @@ The order alternates between rounds (a b c d, then d b c a, ...), so going first
 not favour one side. The report shows medians and min / median / max spreads; it goes to stdout
 and to ``<results-dir>/kube-latest.md``. Exit status 0 when every measurement succeeded in
 every round.
+
+restore_bench.py imports this module and runs on its helpers (dataset, seeding, environment,
+``Step`` / ``Summary``, the report's tables and sections, ``set_up`` / ``results``), so that the
+two benchmarks measure and report the same way; those helpers take what differs as arguments.
 """
 
 from __future__ import annotations
@@ -45,7 +49,7 @@ import string
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -69,6 +73,7 @@ STEP_LABELS = {
     "unchanged": "c. the same, again (unchanged re-backup)",
     "all": "d. `amber backup create --all` (every resource)",
 }
+LETTERS = {"kubectl": "a", "initial": "b", "unchanged": "c", "all": "d"}
 
 
 # --------------------------------------------------------------------------------------------
@@ -345,16 +350,29 @@ def delete_namespaces(kubeconfig: Path, count: int, prefix: str = NS_PREFIX) -> 
 
 @dataclass
 class Step:
-    """One measured invocation in one round, with untimed facts gathered after it."""
+    """One measured invocation in one round, with untimed facts gathered after it.
+
+    ``error`` is for checks made after a successful exit (restore_bench.py verifies what a
+    restore left on the cluster): a run that exits 0 but did not do the job is a failure too.
+    """
 
     name: str
     round: int
     result: rb.PhaseResult
     facts: dict[str, Any] = field(default_factory=dict)
+    error: str | None = None
 
     @property
     def ok(self) -> bool:
-        return self.result.ok
+        return self.result.ok and self.error is None
+
+    def why(self) -> str:
+        r = self.result
+        if r.timed_out:
+            return "timeout"
+        if r.returncode != 0:
+            return f"exit {r.returncode}"
+        return self.error or "?"
 
 
 @dataclass
@@ -455,14 +473,8 @@ def measure_step(env: Env, name: str, round_no: int, rounds: int) -> Step:
         facts["init"] = "ok" if status == 0 else f"FAILED: {out.strip()[-300:]}"
         cmd = rb.Command(env.backup_argv(repo_all, "all"), env.amber_env())
     label = f"[round {round_no}/{rounds}] {name}"
-    print(f"{label} ...", file=sys.stderr, flush=True)
-    result = rb.run_measured(name, cmd, logs / name, env.timeout)
-    status_text = "ok" if result.ok else f"FAILED (exit {result.returncode})"
-    print(
-        f"{label}: {result.seconds:.2f}s, peak {result.peak_bytes / MiB:.0f} MiB {status_text}",
-        file=sys.stderr,
-        flush=True,
-    )
+    result = run_step(env, name, cmd, logs, label)
+    print_step(label, result, "ok" if result.ok else f"FAILED (exit {result.returncode})")
     if name == "kubectl":
         facts.update(_kubectl_facts(logs / f"{name}.out"))
     elif name in ("initial", "unchanged"):
@@ -470,6 +482,21 @@ def measure_step(env: Env, name: str, round_no: int, rounds: int) -> Step:
     else:
         facts.update(_backup_facts(env, repo_all))
     return Step(name, round_no, result, facts)
+
+
+def run_step(env: Env, name: str, cmd: rb.Command, logs: Path, label: str) -> rb.PhaseResult:
+    """Announce one invocation on stderr and run it through bench/measure.py."""
+    print(f"{label} ...", file=sys.stderr, flush=True)
+    return rb.run_measured(name, cmd, logs / name, env.timeout)
+
+
+def print_step(label: str, result: rb.PhaseResult, status: str) -> None:
+    """The progress line after an invocation (the caller decides what counts as ok)."""
+    print(
+        f"{label}: {result.seconds:.2f}s, peak {result.peak_bytes / MiB:.0f} MiB {status}",
+        file=sys.stderr,
+        flush=True,
+    )
 
 
 def round_order(round_no: int) -> list[str]:
@@ -492,13 +519,13 @@ def warm_up(env: Env) -> None:
 # --------------------------------------------------------------------------------------------
 
 
-def _fmt(value: float | None, digits: int = 2) -> str:
+def fmt(value: float | None, digits: int = 2) -> str:
     return "n/a" if value is None else f"{value:.{digits}f}"
 
 
 @dataclass
 class Summary:
-    """One step over all rounds."""
+    """One measurement over all rounds (restore_bench.py's too)."""
 
     name: str
     steps: list[Step]
@@ -532,11 +559,15 @@ class Summary:
 
     def cell(self) -> str:
         bad = self.problem()
-        if bad is not None:
-            r = bad.result
-            why = "timeout" if r.timed_out else f"exit {r.returncode}"
-            return f"FAILED ({why}, round {bad.round})"
-        return _fmt(self.median)
+        return f"FAILED ({bad.why()}, round {bad.round})" if bad else fmt(self.median)
+
+
+def summarize(rounds_steps: list[list[Step]], names: tuple[str, ...]) -> dict[str, Summary]:
+    """Each measurement's steps over all rounds, in ``names`` order (the tables' row order)."""
+    return {
+        name: Summary(name, [s for steps in rounds_steps for s in steps if s.name == name])
+        for name in names
+    }
 
 
 def _objects_in(step: Step) -> str:
@@ -547,12 +578,12 @@ def _objects_in(step: Step) -> str:
             return f"unparsable output ({f.get('parse_error', '?')})"
         return f"{f['items']:,} items, {f['output_bytes'] / MB:.1f} MB JSON"
     show = f.get("show")
-    counts = _show_counts(show) if isinstance(show, dict) else None
+    counts = show_counts(show) if isinstance(show, dict) else None
     text = counts or ("`backup show` failed" if "show_error" in f else "?")
     return f"{text}; repository {f['repo_bytes'] / MiB:.1f} MiB"
 
 
-def _show_counts(show: dict[str, Any]) -> str | None:
+def show_counts(show: dict[str, Any]) -> str | None:
     """Object count from ``backup show -o json`` (its layout is young: look in a few places)."""
     for key in ("objects", "object_count", "items", "count"):
         value = show.get(key)
@@ -569,24 +600,38 @@ def _show_counts(show: dict[str, Any]) -> str | None:
     return None
 
 
-def render_table(summaries: dict[str, Summary]) -> str:
+def render_table(summaries: dict[str, Summary], labels: dict[str, str],
+                 outcome: Callable[[Step], str], *, compare: str = "vs kubectl (median)",
+                 outcome_header: str = "Result (last round)") -> str:  # fmt: skip
+    """The results table, one row a measurement in ``labels`` order; times relative to the
+    ``kubectl`` row (the reference in both benchmarks), ``outcome`` of each one's last round."""
     ref = summaries["kubectl"].median
     lines = [
-        "| Measurement | Median (s) | min / median / max (s) | vs kubectl (median) "
-        "| Peak RSS max (MiB) | Result (last round) |",
+        f"| Measurement | Median (s) | min / median / max (s) | {compare} "
+        f"| Peak RSS max (MiB) | {outcome_header} |",
         "|---|---|---|---|---|---|",
     ]
-    for name in STEPS:
+    for name, label in labels.items():
         s = summaries[name]
         ratio = "1.00x" if name == "kubectl" else (
             f"{s.median / ref:.2f}x" if s.median is not None and ref else "n/a"
         )  # fmt: skip
-        peak = _fmt(s.peak_bytes / MiB, 0) if s.peak_bytes else "n/a"
+        peak = fmt(s.peak_bytes / MiB, 0) if s.peak_bytes else "n/a"
         lines.append(
-            f"| {STEP_LABELS[name]} | {s.cell()} | {s.spread()} | {ratio} | {peak} "
-            f"| {_objects_in(s.steps[-1])} |"
+            f"| {label} | {s.cell()} | {s.spread()} | {ratio} | {peak} "
+            f"| {outcome(s.steps[-1])} |"
         )
     return "\n".join(lines)
+
+
+def verdict(met: bool | None) -> str:
+    return "n/a" if met is None else ("met" if met else "**not met**")
+
+
+def target_table(rows: list[tuple[str, str, str, str]]) -> str:
+    """The targets table: one row a target, (target, measured, required, verdict)."""
+    lines = ["| Target | Measured | Required | Verdict |", "|---|---|---|---|"]
+    return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in rows])
 
 
 def render_targets(summaries: dict[str, Summary]) -> tuple[str, bool | None]:
@@ -596,42 +641,43 @@ def render_targets(summaries: dict[str, Summary]) -> tuple[str, bool | None]:
     peak = summaries["initial"].peak_bytes
     peak_ok = summaries["initial"].problem() is None
     rss_met = None if not peak or not peak_ok else peak <= RSS_TARGET_BYTES
-
-    def verdict(met: bool | None) -> str:
-        return "n/a" if met is None else ("met" if met else "**not met**")
-
-    lines = [
-        "| Target | Measured | Required | Verdict |",
-        "|---|---|---|---|",
-        "| time: backup (b) / `kubectl get` (a), medians | "
-        + (f"**{ratio:.2f}x** ({_fmt(target)} s / {_fmt(ref)} s)" if ratio else "n/a")
-        + f" | <= {RATIO_TARGET}x | {verdict(ratio_met)} |",
-        "| peak RSS of the backup (b), max over rounds | "
-        + (f"{peak / MB:.0f} MB ({peak / MiB:.0f} MiB)" if peak else "n/a")
-        + f" | <= {RSS_TARGET_BYTES // MB} MB | {verdict(rss_met)} |",
-    ]
+    table = target_table([
+        ("time: backup (b) / `kubectl get` (a), medians",
+         f"**{ratio:.2f}x** ({fmt(target)} s / {fmt(ref)} s)" if ratio else "n/a",
+         f"<= {RATIO_TARGET}x", verdict(ratio_met)),
+        ("peak RSS of the backup (b), max over rounds",
+         f"{peak / MB:.0f} MB ({peak / MiB:.0f} MiB)" if peak else "n/a",
+         f"<= {RSS_TARGET_BYTES // MB} MB", verdict(rss_met)),
+    ])  # fmt: skip
     all_met = None if ratio_met is None or rss_met is None else ratio_met and rss_met
-    return "\n".join(lines), all_met
+    return table, all_met
 
 
-def render_rounds(rounds: list[list[Step]]) -> str:
-    lines = [
-        "| Round | Order | a. kubectl (s) | b. backup (s) | c. re-backup (s) | d. --all (s) "
-        "| b / a |",
-        "|---|---|---|---|---|---|---|",
-    ]
-    letters = {"kubectl": "a", "initial": "b", "unchanged": "c", "all": "d"}
+def round_table(rounds: list[list[Step]], letters: dict[str, str], columns: list[str],
+                failed: Callable[[Step], str], extra: Callable[[dict[str, Step]], list[str]]
+                ) -> str:  # fmt: skip
+    """The per-round table: round, order run, each measurement's seconds (in ``letters`` order,
+    ``FAILED (<failed(step)>)`` where one failed), then the ``extra`` cells; ``columns`` heads
+    all but the first two."""
+    heads = ["Round", "Order", *columns]
+    lines = ["| " + " | ".join(heads) + " |", "|" + "---|" * len(heads)]
     for i, steps in enumerate(rounds, 1):
         by = {s.name: s for s in steps}
         cells = [
-            _fmt(by[n].result.seconds) if by[n].ok else f"FAILED (exit {by[n].result.returncode})"
-            for n in STEPS
+            fmt(by[n].result.seconds) if by[n].ok else f"FAILED ({failed(by[n])})" for n in letters
         ]
-        a, b = by["kubectl"], by["initial"]
-        ratio = f"{b.result.seconds / a.result.seconds:.2f}x" if a.ok and b.ok else "n/a"
         order = " ".join(letters[s.name] for s in steps)
-        lines.append(f"| {i} | {order} | " + " | ".join(cells) + f" | {ratio} |")
+        lines.append(f"| {i} | {order} | " + " | ".join(cells + extra(by)) + " |")
     return "\n".join(lines)
+
+
+def render_rounds(rounds: list[list[Step]]) -> str:
+    def ratio(by: dict[str, Step]) -> list[str]:
+        a, b = by["kubectl"], by["initial"]
+        return [f"{b.result.seconds / a.result.seconds:.2f}x" if a.ok and b.ok else "n/a"]
+
+    columns = ["a. kubectl (s)", "b. backup (s)", "c. re-backup (s)", "d. --all (s)", "b / a"]
+    return round_table(rounds, LETTERS, columns, lambda s: f"exit {s.result.returncode}", ratio)
 
 
 def render_dedup(summaries: dict[str, Summary]) -> str:
@@ -654,7 +700,9 @@ def render_dedup(summaries: dict[str, Summary]) -> str:
     return "\n".join(lines)
 
 
-def render_failures(summaries: dict[str, Summary], workdir: Path) -> str:
+def render_failures(summaries: dict[str, Summary], workdir: Path, labels: dict[str, str],
+                    why: Callable[[Step], str] = Step.why) -> str:  # fmt: skip
+    """Each failed step with its command line and stderr tail; empty when none failed."""
     blocks = []
     for s in summaries.values():
         for step in s.steps:
@@ -662,13 +710,17 @@ def render_failures(summaries: dict[str, Summary], workdir: Path) -> str:
                 continue
             r = step.result
             blocks.append(
-                f"**{STEP_LABELS[s.name]}**, round {step.round}: exit {r.returncode}"
-                f"{', timeout' if r.timed_out else ''}\n\n"
+                f"**{labels[s.name]}**, round {step.round}: {why(step)}\n\n"
                 f"`{' '.join(r.argv)}`\n\n```\n{r.stderr_tail or '(no stderr)'}\n```"
             )
     if blocks:
         blocks.append(f"Full logs of the last run: `{workdir}/logs/round-<N>/`.")
     return "\n\n".join(blocks)
+
+
+def _exit_status(step: Step) -> str:
+    r = step.result
+    return f"exit {r.returncode}{', timeout' if r.timed_out else ''}"
 
 
 def render_dataset(seeded: Seeded, args: argparse.Namespace) -> str:
@@ -692,25 +744,65 @@ def render_dataset(seeded: Seeded, args: argparse.Namespace) -> str:
     )
 
 
+def report_header(run: dict[str, Any], title: str, included: str, *more: str) -> list[str]:
+    """The title and the run's facts (date, command, rounds, duration, cluster, ``more``)."""
+    facts = [
+        f"Date: {run['date']}",
+        f"Command (from the repository root): `{run['command']}`",
+        f"Rounds: **{run['rounds']}**; the run took {run['run_seconds'] / 60:.1f} min ({included})",
+        f"Cluster: {run['cluster']}",
+        *more,
+    ]
+    return [f"# {title}", "  \n".join(facts)]
+
+
+def results_section(run: dict[str, Any], table: str) -> str:
+    """The results table under its heading, after a warning if the machine was busy."""
+    n = run["rounds"]
+    warning = ""
+    if run["load"]["before"][0] >= LOAD_WARNING:
+        warning = (
+            f"> **Warning:** the 1-minute load average was {run['load']['before'][0]:.2f} on "
+            f"{run['machine']['nproc']} CPUs when the run started: other work was competing "
+            "for the CPUs, so the timings are noisy. Read the ratio against the spreads.\n\n"
+        )
+    return (
+        warning + f"## Results ({'median of ' + str(n) + ' rounds' if n > 1 else 'one round'})"
+        "\n\n" + table
+    )
+
+
+def machine_section(run: dict[str, Any]) -> str:
+    """Load before and after, CPUs, memory, OS, filesystem and tool versions."""
+    load, m = run["load"], run["machine"]
+    machine = [
+        "- Load average (1/5/15 min) before the run: "
+        + " / ".join(f"{x:.2f}" for x in load["before"])
+        + "; after: "
+        + " / ".join(f"{x:.2f}" for x in load["after"]),
+        f"- CPUs (nproc): {m['nproc']} ({m['cpu']})",
+        f"- Memory: {m['memory_gib']} GiB",
+        f"- OS: {m['os']}, kernel {m['kernel']}, Python {m['python']}",
+        f"- Work directory filesystem: {m['filesystem']}",
+    ] + [f"- {name}: `{version}`" for name, version in m["versions"].items()]
+    return "## Machine\n\n" + "\n".join(machine)
+
+
+def finish_report(sections: list[str], caveats: list[str]) -> str:
+    """The report's markdown: the sections, then the caveats as a list."""
+    listed = "\n".join(f"- {caveat}" for caveat in caveats)
+    return "\n\n".join([*sections, "## Caveats\n\n" + listed]) + "\n"
+
+
 def render_report(run: dict[str, Any]) -> str:
     summaries: dict[str, Summary] = run["summaries"]
     n = run["rounds"]
     targets, _ = render_targets(summaries)
-    load = run["load"]
-    warning = ""
-    if load["before"][0] >= LOAD_WARNING:
-        warning = (
-            f"> **Warning:** the 1-minute load average was {load['before'][0]:.2f} on "
-            f"{run['machine']['nproc']} CPUs when the run started: other work was competing "
-            "for the CPUs, so the timings are noisy. Read the ratio against the spreads.\n\n"
-        )
     sections = [
-        "# Kubernetes backup benchmark: amber backup vs kubectl get",
-        f"Date: {run['date']}  \nCommand (from the repository root): `{run['command']}`  \n"
-        f"Rounds: **{n}**; the run took {run['run_seconds'] / 60:.1f} min (seeding included)  \n"
-        f"Cluster: {run['cluster']}",
-        warning + f"## Results ({'median of ' + str(n) + ' rounds' if n > 1 else 'one round'})"
-        "\n\n" + render_table(summaries),
+        *report_header(
+            run, "Kubernetes backup benchmark: amber backup vs kubectl get", "seeding included"
+        ),
+        results_section(run, render_table(summaries, STEP_LABELS, _objects_in)),
         "Every measurement is a separate process, timed from spawn to reap (process start-up "
         "and Python imports included, as a user sees it; the output file is written before "
         "the clock stops). Peak RSS is the larger of the process's `ru_maxrss` (via `wait4`) "
@@ -727,37 +819,25 @@ def render_report(run: dict[str, Any]) -> str:
         "a b c d, even rounds d b c a (c always directly after b, on b's repository).",
         "## Unchanged re-backup: repository growth\n\n" + render_dedup(summaries),
     ]
-    failures = render_failures(summaries, run["workdir"])
+    failures = render_failures(summaries, run["workdir"], STEP_LABELS, _exit_status)
     if failures:
         sections.append("## Failures\n\n" + failures)
     sections.append("## Dataset\n\n" + render_dataset(run["seeded"], run["args"]))
-    m = run["machine"]
-    machine = [
-        "- Load average (1/5/15 min) before the run: "
-        + " / ".join(f"{x:.2f}" for x in load["before"])
-        + "; after: "
-        + " / ".join(f"{x:.2f}" for x in load["after"]),
-        f"- CPUs (nproc): {m['nproc']} ({m['cpu']})",
-        f"- Memory: {m['memory_gib']} GiB",
-        f"- OS: {m['os']}, kernel {m['kernel']}, Python {m['python']}",
-        f"- Work directory filesystem: {m['filesystem']}",
-    ] + [f"- {name}: `{version}`" for name, version in m["versions"].items()]
-    sections.append("## Machine\n\n" + "\n".join(machine))
-    sections.append(
-        "## Caveats\n\n"
-        "- Noisy numbers: the machine has 2 cores, and other work (test suites of concurrent "
+    sections.append(machine_section(run))
+    caveats = [
+        "Noisy numbers: the machine has 2 cores, and other work (test suites of concurrent "
         "development) may run at the same time; the load average above shows how busy it was. "
         "With the sandbox, the API server shares those 2 cores with the client being measured "
         "(it runs in the benchmark process), and it serves both clients alike. Compare the "
-        "per-round ratios and the spreads before trusting a verdict near the 1.5x line.\n"
-        "- kubectl's discovery cache is warm (its own HOME, one untimed `kubectl api-resources` "
+        "per-round ratios and the spreads before trusting a verdict near the 1.5x line.",
+        "kubectl's discovery cache is warm (its own HOME, one untimed `kubectl api-resources` "
         "before round 1), as on a workstation. Amber has no discovery cache and runs its "
-        "discovery (aggregated, two requests) in every backup.\n"
-        "- The reference only fetches and prints; the backup also encrypts, compresses, "
+        "discovery (aggregated, two requests) in every backup.",
+        "The reference only fetches and prints; the backup also encrypts, compresses, "
         "deduplicates and writes the objects to a local repository (in the work directory), "
-        "and (d) also groups applications and lists every resource type."
-    )
-    return "\n\n".join(sections) + "\n"
+        "and (d) also groups applications and lists every resource type.",
+    ]
+    return finish_report(sections, caveats)
 
 
 # --------------------------------------------------------------------------------------------
@@ -765,16 +845,17 @@ def render_report(run: dict[str, Any]) -> str:
 # --------------------------------------------------------------------------------------------
 
 
-def command_line() -> str:
-    """This script's command line as typed from the repository root."""
+def command_line(script: str) -> str:
+    """The command line of ``script`` (the running benchmark's ``__file__``) as typed from the
+    repository root."""
     exe = sys.executable
     if exe.startswith(str(Path.cwd()) + os.sep):
         exe = os.path.relpath(exe, Path.cwd())
-    script = os.path.relpath(Path(__file__).resolve(), Path.cwd())
+    script = os.path.relpath(Path(script).resolve(), Path.cwd())
     return " ".join([exe, script, *sys.argv[1:]])
 
 
-def _kubectl_version(kubectl: str) -> str:
+def kubectl_version(kubectl: str) -> str:
     status, out = rb.run_quiet([kubectl, "version", "--client"])
     first = out.strip().splitlines()[0] if out.strip() else ""
     path = shutil.which(kubectl) or kubectl
@@ -783,12 +864,51 @@ def _kubectl_version(kubectl: str) -> str:
     return f"{first} ({where})" if status == 0 else f"unavailable ({first})"
 
 
-def run(args: argparse.Namespace) -> dict[str, Any]:
+@dataclass
+class Setup:
+    """What a benchmark run starts from: its cluster, environment and clock."""
+
+    args: argparse.Namespace
+    env: Env
+    cluster: str  # for the report
+    sandbox: Any  # amber.sandbox.sandbox.Sandbox, or None with --kubeconfig
+    started: dt.datetime
+    clock: float
+    load_before: list[float]
+
+    @property
+    def workdir(self) -> Path:
+        return self.env.workdir
+
+    def seed(self, prefix: str = NS_PREFIX) -> Seeded:
+        """Seed the cluster once (untimed), saying so on stderr."""
+        print(f"seeding {self.args.namespaces} namespaces ...", file=sys.stderr, flush=True)
+        seeded = seed_cluster(self.env.kubeconfig, self.args, prefix)
+        print(
+            f"seeded {seeded.objects} objects in {seeded.seconds:.1f}s", file=sys.stderr, flush=True
+        )
+        return seeded
+
+    def tear_down(self, cleanup: Callable[[], object] | None, *, quiet: bool = False) -> None:
+        """Stop the sandbox; on an existing cluster run ``cleanup`` (delete the seeded
+        namespaces) unless --keep-namespaces, its errors suppressed when ``quiet``."""
+        if self.sandbox is not None:
+            self.sandbox.stop()
+        elif not self.args.keep_namespaces and cleanup is not None:
+            print("deleting the seeded namespaces", file=sys.stderr, flush=True)
+            with contextlib.suppress(Exception) if quiet else contextlib.nullcontext():
+                cleanup()
+
+
+def set_up(args: argparse.Namespace, stale: tuple[str, ...] = ()) -> Setup:
+    """Clear the work directory's logs (and ``stale`` globs), start the clock, and start the
+    sandbox cluster unless --kubeconfig names one."""
     workdir: Path = args.workdir.resolve()
     workdir.mkdir(parents=True, exist_ok=True)
     shutil.rmtree(workdir / "logs", ignore_errors=True)
-    for old in list(workdir.glob("repo-*")):
-        shutil.rmtree(old, ignore_errors=True)
+    for pattern in stale:
+        for old in list(workdir.glob(pattern)):
+            shutil.rmtree(old, ignore_errors=True)
     started = dt.datetime.now().astimezone()
     clock = time.perf_counter()
     load_before = list(os.getloadavg())
@@ -815,50 +935,50 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         timeout=args.phase_timeout,
         passfile=rb.write_passfile(workdir),
     )
+    return Setup(args, env, cluster, sandbox, started, clock, load_before)
+
+
+def results(setup: Setup, rounds_steps: list[list[Step]], names: tuple[str, ...],
+            script: str) -> dict[str, Any]:  # fmt: skip
+    """What every report needs from a finished run (``script``: the benchmark's ``__file__``)."""
+    env = setup.env
+    amber_version = rb.run_quiet([env.amber, "--version"])[1].strip().splitlines()
+    floors = [s.result.rss_floor_kib for steps in rounds_steps for s in steps]
+    return {
+        "date": setup.started.isoformat(timespec="seconds"),
+        "command": command_line(script),
+        "rounds": setup.args.rounds,
+        "run_seconds": time.perf_counter() - setup.clock,
+        "cluster": setup.cluster,
+        "summaries": summarize(rounds_steps, names),
+        "rounds_steps": rounds_steps,
+        "args": setup.args,
+        "workdir": env.workdir,
+        "rss_floor_mib": max(floors, default=0) / 1024,
+        "load": {"before": setup.load_before, "after": list(os.getloadavg())},
+        "machine": rb.machine_info(
+            env.workdir,
+            {
+                "kubectl": kubectl_version(env.kubectl),
+                "amber": amber_version[0] if amber_version else "unavailable",
+            },
+        ),
+    }
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    setup = set_up(args, stale=("repo-*",))
+    env = setup.env
     try:
-        print(f"seeding {args.namespaces} namespaces ...", file=sys.stderr, flush=True)
-        seeded = seed_cluster(env.kubeconfig, args)
-        print(
-            f"seeded {seeded.objects} objects in {seeded.seconds:.1f}s", file=sys.stderr, flush=True
-        )
+        seeded = setup.seed()
         warm_up(env)
         rounds_steps = []
         for round_no in range(1, args.rounds + 1):
             order = round_order(round_no)
             rounds_steps.append([measure_step(env, n, round_no, args.rounds) for n in order])
     finally:
-        if sandbox is not None:
-            sandbox.stop()
-        elif not args.keep_namespaces:
-            print("deleting the seeded namespaces", file=sys.stderr, flush=True)
-            delete_namespaces(env.kubeconfig, args.namespaces)
-    summaries = {
-        name: Summary(name, [s for steps in rounds_steps for s in steps if s.name == name])
-        for name in STEPS
-    }
-    amber_version = rb.run_quiet([env.amber, "--version"])[1].strip().splitlines()
-    floors = [s.result.rss_floor_kib for steps in rounds_steps for s in steps]
-    return {
-        "date": started.isoformat(timespec="seconds"),
-        "command": command_line(),
-        "rounds": args.rounds,
-        "run_seconds": time.perf_counter() - clock,
-        "cluster": cluster,
-        "summaries": summaries,
-        "rounds_steps": rounds_steps,
-        "seeded": seeded,
-        "args": args,
-        "workdir": workdir,
-        "rss_floor_mib": max(floors, default=0) / 1024,
-        "load": {"before": load_before, "after": list(os.getloadavg())},
-        "machine": rb.machine_info(
-            workdir,
-            {
-                "kubectl": _kubectl_version(env.kubectl),
-                "amber": amber_version[0] if amber_version else "unavailable",
-            },
-        ),
-    }
+        setup.tear_down(lambda: delete_namespaces(env.kubeconfig, args.namespaces))
+    return {**results(setup, rounds_steps, STEPS, __file__), "seeded": seeded}
 
 
 def parse_args(argv: list[str] | None, *, description: str = (

@@ -9,11 +9,12 @@ Issue 5's target: restoring 10,000 objects is at least 3x faster than ``kubectl 
 the same manifests against the same server.
 
 Without ``--kubeconfig`` the project's sandbox cluster is started inside this process (as in
-kube_bench.py, whose dataset, seeding and measuring helpers this script imports). The cluster is
-seeded once with 50 namespaces (``bench-restore-00`` ...) x (100 ConfigMaps + 100 Secrets) of
-~2 KB, backed up once with ``amber backup create -n <the 50 namespaces>``, and the same objects
-are written as one JSON ``List`` (Namespaces first) for kubectl. Then, in every round, each of
-these runs as its own process (wall time from spawn to reap, peak RSS; bench/measure.py):
+kube_bench.py, whose dataset, seeding, measuring and report helpers this script imports). The
+cluster is seeded once with 50 namespaces (``bench-restore-00`` ...) x (100 ConfigMaps + 100
+Secrets) of ~2 KB, backed up once with ``amber backup create -n <the 50 namespaces>``, and the
+same objects are written as one JSON ``List`` (Namespaces first) for kubectl. Then, in every
+round, each of these runs as its own process (wall time from spawn to reap, peak RSS;
+bench/measure.py):
 
 a. ``kubectl create -f manifests.json``, after deleting the 50 namespaces and waiting until
    they are gone: the reference;
@@ -32,17 +33,13 @@ when every measurement succeeded and verified in every round.
 from __future__ import annotations
 
 import argparse
-import contextlib
-import datetime as dt
 import json
 import os
 import re
-import shutil
 import statistics
 import subprocess
 import sys
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -55,7 +52,6 @@ MB = kb.MB
 MiB = kb.MiB
 NS_PREFIX = "bench-restore-"
 SPEEDUP_TARGET = 3.0
-LOAD_WARNING = 0.5
 DEFAULT_ROUNDS = 3
 CLEAN_TIMEOUT = 600.0
 STEPS = ("kubectl", "restore", "rerun", "dryrun")
@@ -180,27 +176,7 @@ class Cluster:
 # --------------------------------------------------------------------------------------------
 
 
-@dataclass
-class Step:
-    """One measured invocation in one round, with what was checked after it."""
-
-    name: str
-    round: int
-    result: rb.PhaseResult
-    facts: dict[str, Any] = field(default_factory=dict)
-    error: str | None = None
-
-    @property
-    def ok(self) -> bool:
-        return self.result.ok and self.error is None
-
-    def why(self) -> str:
-        r = self.result
-        if r.timed_out:
-            return "timeout"
-        if r.returncode != 0:
-            return f"exit {r.returncode}"
-        return self.error or "?"
+Step = kb.Step  # with its ``error`` set when a restore exits 0 but verification fails
 
 
 def _counts(text: str) -> dict[str, int] | None:
@@ -229,8 +205,7 @@ def measure_step(env: kb.Env, cluster: Cluster, repo: Path, manifests: Path, nam
         extra = ["--dry-run"] if name == "dryrun" else []
         cmd = rb.Command(env.amber_argv(repo, "restore", "latest", *extra), env.amber_env())
     label = f"[round {round_no}/{rounds}] {name}"
-    print(f"{label} ...", file=sys.stderr, flush=True)
-    result = rb.run_measured(name, cmd, logs / name, env.timeout)
+    result = kb.run_step(env, name, cmd, logs, label)
     step = Step(name, round_no, result, facts)
     out_path = logs / f"{name}.out"
     out = out_path.read_text(errors="replace") if out_path.exists() else ""
@@ -253,12 +228,7 @@ def measure_step(env: kb.Env, cluster: Cluster, repo: Path, manifests: Path, nam
         step.error = f"a re-run should skip everything, got {counts}"
     if not step.ok and not result.stderr_tail:
         result.stderr_tail = (out.strip().splitlines() or [""])[-1][-500:]
-    status_text = "ok" if step.ok else f"FAILED ({step.why()})"
-    print(
-        f"{label}: {result.seconds:.2f}s, peak {result.peak_bytes / MiB:.0f} MiB {status_text}",
-        file=sys.stderr,
-        flush=True,
-    )
+    kb.print_step(label, result, "ok" if step.ok else f"FAILED ({step.why()})")
     return step
 
 
@@ -288,7 +258,7 @@ def make_backup(env: kb.Env, repo: Path, args: argparse.Namespace) -> dict[str, 
     return {
         "seconds": seconds,
         "line": done.stdout.strip().splitlines()[0][:80] if done.stdout.strip() else "",
-        "objects": kb._show_counts(show) if isinstance(show, dict) else None,
+        "objects": kb.show_counts(show) if isinstance(show, dict) else None,
         "show": show,
         "repo_bytes": rb.disk_usage(repo)[0],
     }
@@ -299,47 +269,8 @@ def make_backup(env: kb.Env, repo: Path, args: argparse.Namespace) -> dict[str, 
 # --------------------------------------------------------------------------------------------
 
 
-def _fmt(value: float | None, digits: int = 2) -> str:
-    return "n/a" if value is None else f"{value:.{digits}f}"
-
-
-@dataclass
-class Summary:
-    """One measurement over all rounds."""
-
-    name: str
-    steps: list[Step]
-
-    def problem(self) -> Step | None:
-        return next((s for s in self.steps if not s.ok), None)
-
-    @property
-    def seconds(self) -> list[float]:
-        return [s.result.seconds for s in self.steps if s.ok]
-
-    @property
-    def median(self) -> float | None:
-        if not self.steps or self.problem() is not None:
-            return None
-        return statistics.median(self.seconds)
-
-    @property
-    def peak_bytes(self) -> int | None:
-        values = [s.result.peak_bytes for s in self.steps if s.result.returncode != 127]
-        return max(values) if values else None
-
-    def spread(self) -> str:
-        secs = self.seconds
-        if not secs:
-            return "n/a"
-        text = f"{min(secs):.2f} / {statistics.median(secs):.2f} / {max(secs):.2f}"
-        if len(secs) < len(self.steps):
-            text += f" ({len(secs)} of {len(self.steps)} rounds ok)"
-        return text
-
-    def cell(self) -> str:
-        bad = self.problem()
-        return f"FAILED ({bad.why()}, round {bad.round})" if bad else _fmt(self.median)
+Summary = kb.Summary
+fmt = kb.fmt
 
 
 def _outcome(step: Step) -> str:
@@ -360,26 +291,6 @@ def _outcome(step: Step) -> str:
     return "; ".join(parts)
 
 
-def render_table(summaries: dict[str, Summary]) -> str:
-    ref = summaries["kubectl"].median
-    lines = [
-        "| Measurement | Median (s) | min / median / max (s) | vs kubectl (time, median) "
-        "| Peak RSS max (MiB) | Outcome (last round) |",
-        "|---|---|---|---|---|---|",
-    ]
-    for name in STEPS:
-        s = summaries[name]
-        ratio = "1.00x" if name == "kubectl" else (
-            f"{s.median / ref:.2f}x" if s.median is not None and ref else "n/a"
-        )  # fmt: skip
-        peak = _fmt(s.peak_bytes / MiB, 0) if s.peak_bytes else "n/a"
-        lines.append(
-            f"| {STEP_LABELS[name]} | {s.cell()} | {s.spread()} | {ratio} | {peak} "
-            f"| {_outcome(s.steps[-1])} |"
-        )
-    return "\n".join(lines)
-
-
 def speedup(summaries: dict[str, Summary]) -> tuple[float | None, float | None]:
     """(b / a time ratio, a / b speed-up) of the medians."""
     ref, target = summaries["kubectl"].median, summaries["restore"].median
@@ -391,56 +302,28 @@ def speedup(summaries: dict[str, Summary]) -> tuple[float | None, float | None]:
 def render_targets(summaries: dict[str, Summary]) -> tuple[str, bool | None]:
     ratio, up = speedup(summaries)
     met = None if up is None else up >= SPEEDUP_TARGET
-    verdict = "n/a" if met is None else ("met" if met else "**not met**")
     ref, target = summaries["kubectl"].median, summaries["restore"].median
-    lines = [
-        "| Target | Measured | Required | Verdict |",
-        "|---|---|---|---|",
-        "| speed-up: `kubectl create -f` (a) / `amber restore` (b), medians | "
-        + (f"**{up:.2f}x** ({_fmt(ref)} s / {_fmt(target)} s)" if up else "n/a")
-        + f" | >= {SPEEDUP_TARGET:.0f}x | {verdict} |",
-        "| time ratio b / a, medians (the same, inverted) | "
-        + (f"{ratio:.2f}x" if ratio else "n/a")
-        + f" | <= {1 / SPEEDUP_TARGET:.2f}x | {verdict} |",
-    ]
-    return "\n".join(lines), met
+    table = kb.target_table([
+        ("speed-up: `kubectl create -f` (a) / `amber restore` (b), medians",
+         f"**{up:.2f}x** ({fmt(ref)} s / {fmt(target)} s)" if up else "n/a",
+         f">= {SPEEDUP_TARGET:.0f}x", kb.verdict(met)),
+        ("time ratio b / a, medians (the same, inverted)",
+         f"{ratio:.2f}x" if ratio else "n/a",
+         f"<= {1 / SPEEDUP_TARGET:.2f}x", kb.verdict(met)),
+    ])  # fmt: skip
+    return table, met
 
 
 def render_rounds(rounds: list[list[Step]]) -> str:
-    lines = [
-        "| Round | Order | a. kubectl (s) | b. restore (s) | c. re-run (s) | d. dry run (s) "
-        "| speed-up a / b | cleanup before a, b (s) |",
-        "|---|---|---|---|---|---|---|---|",
-    ]
-    for i, steps in enumerate(rounds, 1):
-        by = {s.name: s for s in steps}
-        cells = [
-            _fmt(by[n].result.seconds) if by[n].ok else f"FAILED ({by[n].why()})" for n in STEPS
-        ]
+    def speedup_and_cleanup(by: dict[str, Step]) -> list[str]:
         a, b = by["kubectl"], by["restore"]
         up = f"{a.result.seconds / b.result.seconds:.2f}x" if a.ok and b.ok else "n/a"
-        clean = " / ".join(
-            _fmt(by[n].facts.get("clean_seconds"), 1) for n in ("kubectl", "restore")
-        )
-        order = " ".join(LETTERS[s.name] for s in steps)
-        lines.append(f"| {i} | {order} | " + " | ".join(cells) + f" | {up} | {clean} |")
-    return "\n".join(lines)
+        clean = [fmt(by[n].facts.get("clean_seconds"), 1) for n in ("kubectl", "restore")]
+        return [up, " / ".join(clean)]
 
-
-def render_failures(summaries: dict[str, Summary], workdir: Path) -> str:
-    blocks = []
-    for s in summaries.values():
-        for step in s.steps:
-            if step.ok:
-                continue
-            r = step.result
-            blocks.append(
-                f"**{STEP_LABELS[s.name]}**, round {step.round}: {step.why()}\n\n"
-                f"`{' '.join(r.argv)}`\n\n```\n{r.stderr_tail or '(no stderr)'}\n```"
-            )
-    if blocks:
-        blocks.append(f"Full logs of the last run: `{workdir}/logs/round-<N>/`.")
-    return "\n\n".join(blocks)
+    columns = ["a. kubectl (s)", "b. restore (s)", "c. re-run (s)", "d. dry run (s)",
+               "speed-up a / b", "cleanup before a, b (s)"]  # fmt: skip
+    return kb.round_table(rounds, LETTERS, columns, Step.why, speedup_and_cleanup)
 
 
 def render_dataset(run: dict[str, Any]) -> str:
@@ -487,21 +370,17 @@ def render_report(run: dict[str, Any]) -> str:
     summaries: dict[str, Summary] = run["summaries"]
     n = run["rounds"]
     targets, _ = render_targets(summaries)
-    load = run["load"]
-    warning = ""
-    if load["before"][0] >= LOAD_WARNING:
-        warning = (
-            f"> **Warning:** the 1-minute load average was {load['before'][0]:.2f} on "
-            f"{run['machine']['nproc']} CPUs when the run started: other work was competing "
-            "for the CPUs, so the timings are noisy. Read the ratio against the spreads.\n\n"
-        )
+    table = kb.render_table(summaries, STEP_LABELS, _outcome,
+                            compare="vs kubectl (time, median)",
+                            outcome_header="Outcome (last round)")  # fmt: skip
     sections = [
-        "# Kubernetes restore benchmark: amber restore vs kubectl create -f",
-        f"Date: {run['date']}  \nCommand (from the repository root): `{run['command']}`  \n"
-        f"Rounds: **{n}**; the run took {run['run_seconds'] / 60:.1f} min (seeding, backup "
-        f"and cleanups included)  \nCluster: {run['cluster']}  \nSource: {run['source']}",
-        warning + f"## Results ({'median of ' + str(n) + ' rounds' if n > 1 else 'one round'})"
-        "\n\n" + render_table(summaries),
+        *kb.report_header(
+            run,
+            "Kubernetes restore benchmark: amber restore vs kubectl create -f",
+            "seeding, backup and cleanups included",
+            f"Source: {run['source']}",
+        ),
+        kb.results_section(run, table),
         "Every measurement is a separate process, timed from spawn to reap (start-up and "
         "Python imports included). Peak RSS is the larger of `ru_maxrss` (via `wait4`) and the "
         "sampled RSS sum of the process tree, spawned from bench/measure.py, whose own "
@@ -516,57 +395,36 @@ def render_report(run: dict[str, Any]) -> str:
         "## Per round\n\n" + render_rounds(run["rounds_steps"]) + "\n\n"
         "Odd rounds run a b c d, even rounds b c d a (c and d need b's objects).",
     ]
-    failures = render_failures(summaries, run["workdir"])
+    failures = kb.render_failures(summaries, run["workdir"], STEP_LABELS)
     if failures:
         sections.append("## Failures\n\n" + failures)
     sections.append("## Dataset\n\n" + render_dataset(run))
-    m = run["machine"]
-    machine = [
-        "- Load average (1/5/15 min) before the run: "
-        + " / ".join(f"{x:.2f}" for x in load["before"])
-        + "; after: "
-        + " / ".join(f"{x:.2f}" for x in load["after"]),
-        f"- CPUs (nproc): {m['nproc']} ({m['cpu']})",
-        f"- Memory: {m['memory_gib']} GiB",
-        f"- OS: {m['os']}, kernel {m['kernel']}, Python {m['python']}",
-        f"- Work directory filesystem: {m['filesystem']}",
-    ] + [f"- {name}: `{version}`" for name, version in m["versions"].items()]
-    sections.append("## Machine\n\n" + "\n".join(machine))
-    sections.append(
-        "## Caveats\n\n"
-        "- Noisy numbers: 2 cores, shared with other work (concurrent development, test "
+    sections.append(kb.machine_section(run))
+    caveats = [
+        "Noisy numbers: 2 cores, shared with other work (concurrent development, test "
         "suites); the load average above shows how busy the machine was. Read the per-round "
-        "speed-ups before trusting a verdict near the line.\n"
-        "- With the sandbox, the API server (Python, TLS, one process: the GIL) runs in the "
+        "speed-ups before trusting a verdict near the line.",
+        "With the sandbox, the API server (Python, TLS, one process: the GIL) runs in the "
         "benchmark process and shares the 2 cores with the client being measured. It serves "
         "both clients alike, but it caps how much parallel requests can gain: a real API "
         "server (Go, etcd) answers faster and in parallel, which shrinks the server's share "
-        "of both times and favours a parallel client.\n"
-        "- kubectl creates the items of the list one after another, one request each; "
+        "of both times and favours a parallel client.",
+        "kubectl creates the items of the list one after another, one request each; "
         "`amber restore` creates the objects of a tier with `--workers` (default 16) "
         "requests in flight, after reading and decrypting the backup, planning tiers and "
-        "waves, and checking readiness.\n"
-        "- kubectl's discovery cache is warm (its own HOME, one untimed `kubectl "
+        "waves, and checking readiness.",
+        "kubectl's discovery cache is warm (its own HOME, one untimed `kubectl "
         "api-resources` before round 1); Amber has no discovery cache and runs discovery in "
-        "every command.\n"
-        "- Amber runs from the working tree (editable install): the Source line above gives "
-        "the commit and whether `src/` had uncommitted changes at the start of the run."
-    )
-    return "\n\n".join(sections) + "\n"
+        "every command.",
+        "Amber runs from the working tree (editable install): the Source line above gives "
+        "the commit and whether `src/` had uncommitted changes at the start of the run.",
+    ]
+    return kb.finish_report(sections, caveats)
 
 
 # --------------------------------------------------------------------------------------------
 # Entry point
 # --------------------------------------------------------------------------------------------
-
-
-def command_line() -> str:
-    """This script's command line as typed from the repository root."""
-    exe = sys.executable
-    if exe.startswith(str(Path.cwd()) + os.sep):
-        exe = os.path.relpath(exe, Path.cwd())
-    script = os.path.relpath(Path(__file__).resolve(), Path.cwd())
-    return " ".join([exe, script, *sys.argv[1:]])
 
 
 def _shown(path: Path) -> str:
@@ -586,45 +444,16 @@ def source_state() -> str:
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
-    workdir: Path = args.workdir.resolve()
-    workdir.mkdir(parents=True, exist_ok=True)
-    shutil.rmtree(workdir / "logs", ignore_errors=True)
-    started = dt.datetime.now().astimezone()
-    clock = time.perf_counter()
-    load_before = list(os.getloadavg())
+    setup = kb.set_up(args)
+    env, workdir = setup.env, setup.workdir
     source = source_state()
-    sandbox = None
-    if args.kubeconfig is None:
-        from amber.sandbox.sandbox import Sandbox
-
-        sandbox_root = workdir / "sandbox"
-        shutil.rmtree(sandbox_root, ignore_errors=True)
-        sandbox = Sandbox(root_dir=sandbox_root, run_pods=False).start()
-        kubeconfig = sandbox.kubeconfig_path()
-        cluster = (
-            f"the project's sandbox (`amber.sandbox.sandbox.Sandbox`, no pods) at "
-            f"{sandbox.url}, in the benchmark process; TLS like a real API server"
-        )
-    else:
-        kubeconfig = args.kubeconfig.resolve()
-        cluster = f"existing cluster from `{args.kubeconfig}`"
-    env = kb.Env(
-        workdir=workdir,
-        kubeconfig=Path(kubeconfig),
-        kubectl=shutil.which(args.kubectl) or args.kubectl,
-        amber=rb.amber_binary(),
-        timeout=args.phase_timeout,
-        passfile=rb.write_passfile(workdir),
-    )
     repo = workdir / "repo"
     manifests = workdir / "manifests.json"
     objects = seeded_objects(args)
     manifest_bytes = write_manifests(manifests, objects)
     check = None
     try:
-        print(f"seeding {args.namespaces} namespaces ...", file=sys.stderr, flush=True)
-        seeded = kb.seed_cluster(env.kubeconfig, args, NS_PREFIX)
-        print(f"seeded {seeded.objects} objects in {seeded.seconds:.1f}s", file=sys.stderr)
+        seeded = setup.seed(NS_PREFIX)
         check = Cluster(env.kubeconfig, objects, args.namespaces)
         before = check.verify()
         if before["present"] != before["expected"] or before["differ"]:
@@ -639,42 +468,14 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 for name in round_order(round_no)
             ])  # fmt: skip
     finally:
-        if sandbox is not None:
-            sandbox.stop()
-        elif not args.keep_namespaces and check is not None:
-            print("deleting the seeded namespaces", file=sys.stderr, flush=True)
-            with contextlib.suppress(Exception):
-                check.clean()
-    summaries = {
-        name: Summary(name, [s for steps in rounds_steps for s in steps if s.name == name])
-        for name in STEPS
-    }
-    amber_version = rb.run_quiet([env.amber, "--version"])[1].strip().splitlines()
-    floors = [s.result.rss_floor_kib for steps in rounds_steps for s in steps]
+        setup.tear_down(check.clean if check is not None else None, quiet=True)
     return {
-        "date": started.isoformat(timespec="seconds"),
-        "command": command_line(),
-        "rounds": args.rounds,
-        "run_seconds": time.perf_counter() - clock,
-        "cluster": cluster,
+        **kb.results(setup, rounds_steps, STEPS, __file__),
         "source": source,
-        "summaries": summaries,
-        "rounds_steps": rounds_steps,
         "seeded": seeded,
         "backup": backup,
         "manifests": _shown(manifests),
         "manifest_bytes": manifest_bytes,
-        "args": args,
-        "workdir": workdir,
-        "rss_floor_mib": max(floors, default=0) / 1024,
-        "load": {"before": load_before, "after": list(os.getloadavg())},
-        "machine": rb.machine_info(
-            workdir,
-            {
-                "kubectl": kb._kubectl_version(env.kubectl),
-                "amber": amber_version[0] if amber_version else "unavailable",
-            },
-        ),
     }
 
 
