@@ -250,7 +250,9 @@ def test_interrupted_drill_cleans_up(kube: Amber, client: Client, tmp_path: Path
                       _scratch_namespaces(client)):  # the drill is in its job check
             assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
             time.sleep(0.2)
-        proc.send_signal(signal.SIGINT)
+        # SIGTERM, as a supervisor stops it: SIGINT may be ignored by a test run started in
+        # the background (a non-interactive shell's `&` sets it to SIG_IGN, which Python keeps).
+        proc.send_signal(signal.SIGTERM)
         _, stderr = proc.communicate(timeout=120)
     finally:
         if proc.poll() is None:
