@@ -163,9 +163,18 @@ def _print(ctx: context.Context, report: Report, backup: str,
             for line in o.diff:
                 print(f"      {line}")
     else:
+        # Failures one by one; skips counted by reason (a restore of 10,000 objects skips
+        # thousands of pods and ReplicaSets that their owners recreate).
+        skipped: dict[str, int] = {}
         for o in report.outcomes:
-            if o.result in ("failed", "skipped") and o.reason != "exists":
-                print(f"{o.result:<8} {o.step.target}: {o.reason}")
+            if o.result == "failed":
+                print(f"failed   {o.step.target}: {o.reason}")
+            elif o.result == "skipped":
+                owned = o.reason.startswith("recreated by its owner")
+                key = "recreated by their owners" if owned else o.reason
+                skipped[key] = skipped.get(key, 0) + 1
+        for reason, n in sorted(skipped.items()):
+            print(f"skipped  {n} object(s): {reason}")
     for app, needs in doc["dependencies"].items():
         for dep, why in needs.items():
             ctx.info(f"order: {app} after {dep} ({why})")
