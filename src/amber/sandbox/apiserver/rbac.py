@@ -91,6 +91,9 @@ class Tokens:
     def __init__(self, table: dict[str, User], *,
                  clock: Callable[[], float] = time.time) -> None:
         self._table = dict(table)
+        #: token -> ``self._table[token].with_authenticated()``, built on first use (every
+        #: request authenticates; ``dataclasses.replace`` each time was measurable)
+        self._authenticated: dict[str, User] = {}
         self._expiry: dict[str, float] = {}
         self._clock = clock
         self._lock = threading.Lock()
@@ -101,6 +104,7 @@ class Tokens:
             user = dataclasses.replace(user, binding=binding)
         with self._lock:
             self._table[token] = user
+            self._authenticated.pop(token, None)
             if expires_at is None:
                 self._expiry.pop(token, None)
             else:
@@ -119,9 +123,16 @@ class Tokens:
                 # expired for good: forget it (a real server answers 401 from now on)
                 del self._expiry[token]
                 self._table.pop(token, None)
+                self._authenticated.pop(token, None)
                 return None
+            known = self._authenticated.get(token)
+            if known is not None:
+                return known
             user = self._table.get(token)
-        return user.with_authenticated() if user else None
+            if user is None:
+                return None
+            known = self._authenticated[token] = user.with_authenticated()
+            return known
 
 
 @dataclass(frozen=True)

@@ -22,9 +22,10 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import os
 import secrets
+import threading
 import time
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -54,8 +55,45 @@ PATCH_TYPES = ("application/json-patch+json", "application/merge-patch+json",
                "application/strategic-merge-patch+json", "application/apply-patch+yaml")
 
 
+#: The last (second, text) that ``timestamp`` formatted: writes come many to a second. One
+#: slot holding a tuple, replaced whole, so threads need no lock to read it.
+_last_timestamp: list[tuple[int, str]] = [(-1, "")]
+
+
 def timestamp(t: float) -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t))
+    second = int(t) if t >= 0 else -1
+    cached = _last_timestamp[0]
+    if cached[0] == second and second >= 0:
+        return cached[1]
+    text = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t))
+    if second >= 0:
+        _last_timestamp[0] = (second, text)
+    return text
+
+
+class _Uids:
+    """Random (version 4) UUIDs as ``str(uuid.uuid4())`` gives them, from ``os.urandom`` read
+    4 KiB at a time instead of 16 bytes a call (a system call and a ``UUID`` object per create
+    otherwise)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._pool = b""
+        self._at = 0
+
+    def __call__(self) -> str:
+        with self._lock:
+            if self._at + 16 > len(self._pool):
+                self._pool, self._at = os.urandom(4096), 0
+            raw = bytearray(self._pool[self._at:self._at + 16])
+            self._at += 16
+        raw[6] = (raw[6] & 0x0F) | 0x40  # version 4
+        raw[8] = (raw[8] & 0x3F) | 0x80  # RFC 4122 variant
+        h = raw.hex()
+        return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+
+
+new_uid = _Uids()
 
 
 @dataclass(frozen=True)
@@ -170,7 +208,7 @@ class Rest:
                 meta["name"] = self._generate_name(rt, namespace, prefix)
             for f in _SERVER_META:
                 meta.pop(f, None)
-            meta["uid"] = str(uuid.uuid4())
+            meta["uid"] = new_uid()
             meta["creationTimestamp"] = self.now()
             if rt.generation:
                 meta["generation"] = 1

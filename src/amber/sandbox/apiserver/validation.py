@@ -8,6 +8,7 @@ Each check returns ``errors.Cause`` values with the real field path and message 
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from collections.abc import Callable
@@ -100,6 +101,13 @@ def name_problems(name: str, rule: resources.NameRule, *, prefix: bool = False) 
 
 
 def qualified_name_problems(key: str) -> list[str]:
+    return list(_qualified_name_problems(key))
+
+
+@functools.lru_cache(maxsize=4096)
+def _qualified_name_problems(key: str) -> tuple[str, ...]:
+    """Memoised: every object repeats the same few label and annotation keys, and the check is
+    a pure function of the key (a few regular expressions each time otherwise)."""
     prefix, slash, name = key.rpartition("/")
     out = []
     if slash and (not prefix or len(prefix) > 253 or not _SUBDOMAIN.fullmatch(prefix)):
@@ -113,7 +121,13 @@ def qualified_name_problems(key: str) -> list[str]:
                    "start and end with an alphanumeric character (e.g. 'MyName',  or 'my.name',  "
                    "or '123-abc', regex used for validation is "
                    "'([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]')")
-    return out
+    return tuple(out)
+
+
+@functools.lru_cache(maxsize=4096)
+def _label_value_ok(value: str) -> bool:
+    """Memoised like ``_qualified_name_problems`` (label values repeat as much as keys)."""
+    return len(value) <= 63 and _LABEL_VALUE.fullmatch(value) is not None
 
 
 def validate_metadata(rt: resources.ResourceType, obj: Obj) -> list[Cause]:
@@ -129,8 +143,8 @@ def validate_metadata(rt: resources.ResourceType, obj: Obj) -> list[Cause]:
         causes.append(invalid("metadata.labels", labels, "must be a map of strings"))
         labels = {}
     for key, value in labels.items():
-        causes.extend(invalid("metadata.labels", key, p) for p in qualified_name_problems(key))
-        if not isinstance(value, str) or len(value) > 63 or not _LABEL_VALUE.fullmatch(value):
+        causes.extend(invalid("metadata.labels", key, p) for p in _qualified_name_problems(key))
+        if not isinstance(value, str) or not _label_value_ok(value):
             causes.append(invalid(
                 "metadata.labels", value,
                 "a valid label must be an empty string or consist of alphanumeric characters, "
@@ -140,7 +154,7 @@ def validate_metadata(rt: resources.ResourceType, obj: Obj) -> list[Cause]:
     annotations = meta.get("annotations") or {}
     for key in annotations:
         causes.extend(invalid("metadata.annotations", key, p)
-                      for p in qualified_name_problems(key))
+                      for p in _qualified_name_problems(key))
     if sum(len(k) + len(str(v)) for k, v in annotations.items()) > 256 * 1024:
         causes.append(Cause("FieldValueTooLong", "Too long: must have at most 262144 bytes",
                             "metadata.annotations"))
