@@ -1,12 +1,19 @@
 """Authentication by bearer token and RBAC authorization over the stored RBAC objects.
 
-The authorizer reads Roles, ClusterRoles, RoleBindings and ClusterRoleBindings from the store on
-every decision (there is no cache to go stale), with the rule matching the RBAC documentation
-describes: ``*`` wildcards for verbs, API groups and resources, ``resource/subresource`` and
-``*/subresource`` forms, ``resourceNames`` (which never match a request without a name, such as
-list or create), non-resource URLs with a trailing ``*``, and subjects of kind User, Group and
-ServiceAccount. Members of ``system:masters`` are allowed everything without consulting RBAC, as
-on a real cluster. Access reviews (``handlers.py``) call the same ``authorize``.
+The authorizer reads Roles, ClusterRoles, RoleBindings and ClusterRoleBindings from the store,
+with the rule matching the RBAC documentation describes: ``*`` wildcards for verbs, API groups
+and resources, ``resource/subresource`` and ``*/subresource`` forms, ``resourceNames`` (which
+never match a request without a name, such as list or create), non-resource URLs with a
+trailing ``*``, and subjects of kind User, Group and ServiceAccount. Members of
+``system:masters`` are allowed everything without consulting RBAC, as on a real cluster. Access
+reviews (``handlers.py``) call the same ``authorize``.
+
+What is bound to a user in a namespace (``grants``: a scan of every ClusterRoleBinding and the
+namespace's RoleBindings) is cached per user name, groups and namespace, because every request
+of a user without ``system:masters`` needs it. The cache cannot go stale: a store listener bumps a
+generation on any write of the four RBAC resources (in the same locked step as the write, so a
+request that starts after an RBAC write returned sees it), and an entry is only used while the
+generation it was computed at is current.
 
 Tokens issued by the TokenRequest API are bound to their ServiceAccount's uid, as a real
 server's are: once that ServiceAccount is deleted (or re-created, so with a new uid) the token is
@@ -205,9 +212,26 @@ class Grant:
     namespace: str  # "" for cluster-wide grants
 
 
+#: The store keys whose writes change what ``Authorizer.grants`` returns.
+_RBAC_KEYS = frozenset(f"{_RBAC}/{plural}" for plural in
+                       ("roles", "clusterroles", "rolebindings", "clusterrolebindings"))
+#: Entries kept at most before the grants cache starts over (users x namespaces seen).
+_GRANTS_CACHE_SIZE = 10_000
+
+
 class Authorizer:
     def __init__(self, objects: store.Store) -> None:
         self.store = objects
+        #: bumped (under the store lock, by ``_on_event``) by every write of an RBAC object
+        self.generation = 0
+        #: (user name, groups, namespace or None) -> (generation, grants)
+        self._grants: dict[tuple[str, tuple[str, ...], str | None],
+                           tuple[int, list[Grant]]] = {}
+        objects.add_listener(self._on_event)
+
+    def _on_event(self, event: store.Event) -> None:
+        if event.resource in _RBAC_KEYS:
+            self.generation += 1
 
     def _role_rules(self, ref: Obj, namespace: str) -> tuple[str, list[Obj]]:
         kind = ref.get("kind")
@@ -222,7 +246,21 @@ class Authorizer:
 
     def grants(self, user: User, namespace: str | None) -> list[Grant]:
         """Every rule set bound to ``user`` that applies in ``namespace`` (cluster-wide ones
-        always; None means only cluster-wide)."""
+        always; None means only cluster-wide). Cached until the next RBAC write; the list is
+        shared, callers must not change it."""
+        key = (user.name, user.groups, namespace or None)
+        cached = self._grants.get(key)
+        if cached is not None and cached[0] == self.generation:
+            return cached[1]
+        with self.store.lock:
+            generation = self.generation
+            out = self._scan_grants(user, namespace)
+        if len(self._grants) >= _GRANTS_CACHE_SIZE:
+            self._grants.clear()
+        self._grants[key] = (generation, out)
+        return out
+
+    def _scan_grants(self, user: User, namespace: str | None) -> list[Grant]:
         out: list[Grant] = []
         with self.store.lock:
             for crb in self.store.scan(f"{_RBAC}/clusterrolebindings", ""):

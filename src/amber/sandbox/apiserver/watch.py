@@ -92,6 +92,10 @@ def stream(req: WatchRequest, objects: store.Store, *, render: Callable[[store.S
     if req.send_initial_events and req.bookmarks:
         yield _bookmark(rt, cursor, initial_end=True)
     last_activity = time.monotonic()
+    #: when the store was last seen written by another resource's event while this watch
+    #: waited: the quiet tick that a bookmark (and the check for a gone client) waits for starts
+    #: there, as it did when every write woke every watch
+    quiet_from: float | None = None
     while not objects.closed:
         events = objects.events_after(cursor)
         if events is None:
@@ -116,12 +120,24 @@ def stream(req: WatchRequest, objects: store.Store, *, render: Callable[[store.S
                 continue
             last_activity = time.monotonic()
             yield _event(kind, render(ev.new))
-        remaining = deadline - time.monotonic() if deadline else IDLE_TICK
+        started = time.monotonic()
+        remaining = deadline - started if deadline else IDLE_TICK
         if remaining <= 0:
             return
-        if not objects.wait_beyond(cursor, min(remaining, IDLE_TICK)):
-            if client_gone():
-                return
-            if req.bookmarks and time.monotonic() - last_activity >= IDLE_TICK:
-                last_activity = time.monotonic()
-                yield _bookmark(rt, cursor)
+        span = min(remaining, IDLE_TICK)
+        if quiet_from is not None:
+            span = min(span, max(0.0, quiet_from + IDLE_TICK - started))
+        if objects.wait_for_resource(rt.key, cursor, span):
+            quiet_from = None
+            continue
+        if objects.resource_version > cursor:
+            # Other resources were written meanwhile (their events are skipped above): not a
+            # quiet tick yet, it starts at the last of those writes.
+            quiet_from = objects.last_write
+            continue
+        quiet_from = None
+        if client_gone():
+            return
+        if req.bookmarks and time.monotonic() - last_activity >= IDLE_TICK:
+            last_activity = time.monotonic()
+            yield _bookmark(rt, cursor)
