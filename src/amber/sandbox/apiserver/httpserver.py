@@ -133,6 +133,8 @@ class _RequestHandler(BaseHTTPRequestHandler):
     #: The request's header fields in order, names as sent (what ``self.headers.items()``
     #: gives); set by ``parse_request``.
     header_fields: list[tuple[str, str]]
+    #: The same by lower-cased name (what ``handlers.Request.headers`` holds).
+    header_map: dict[str, list[str]]
     #: Set by ``handle_one_request`` (not declared in the stdlib's stubs).
     raw_requestline: bytes
 
@@ -155,7 +157,7 @@ class _RequestHandler(BaseHTTPRequestHandler):
         if len(words) != 3 or words[2] != "HTTP/1.1":
             ok = bool(super().parse_request())
             if ok:
-                self.header_fields = list(self.headers.items())
+                self._set_fields(list(self.headers.items()))
             return ok
         self.requestline = requestline
         self.request_version = "HTTP/1.1"
@@ -182,26 +184,26 @@ class _RequestHandler(BaseHTTPRequestHandler):
             self.headers = email.parser.Parser(_class=self.MessageClass).parsestr(
                 b"".join(lines).decode("iso-8859-1"))
             fields = list(self.headers.items())
-        self.header_fields = fields
-        connection = expect = ""
-        for name, value in fields:
-            lower = name.lower()
-            if lower == "connection" and not connection:
-                connection = value
-            elif lower == "expect" and not expect:
-                expect = value
+        self._set_fields(fields)
+        connection = self._header("connection")
+        expect = self._header("expect")
         if connection.lower() == "close":
             self.close_connection = True
         if expect.lower() == "100-continue":
             return bool(self.handle_expect_100())
         return True
 
+    def _set_fields(self, fields: list[tuple[str, str]]) -> None:
+        self.header_fields = fields
+        by_name: dict[str, list[str]] = {}
+        for key, value in fields:
+            by_name.setdefault(key.lower(), []).append(value)
+        self.header_map = by_name
+
     def _header(self, name: str) -> str:
-        """The first value of a header field (case-insensitive name), or ""."""
-        for key, value in self.header_fields:
-            if key.lower() == name:
-                return value
-        return ""
+        """The first value of a header field (``name`` lower-case), or ""."""
+        values = self.header_map.get(name)
+        return values[0] if values else ""
 
     def _client_gone(self) -> bool:
         """Whether the client closed a connection that is streaming a watch (it sends nothing
@@ -241,9 +243,7 @@ class _RequestHandler(BaseHTTPRequestHandler):
         for key, value in parse_qsl(query_string, keep_blank_values=True):
             query.setdefault(key, value)
             query_all.setdefault(key, []).append(value)
-        headers: dict[str, list[str]] = {}
-        for key, value in self.header_fields:
-            headers.setdefault(key.lower(), []).append(value)
+        headers = self.header_map
         body = self._read_body()
         app = self.server.app
         assert app is not None

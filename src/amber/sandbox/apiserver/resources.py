@@ -10,6 +10,7 @@ the ``Registry`` at run time.
 
 from __future__ import annotations
 
+import functools
 import re
 import threading
 from collections.abc import Iterable
@@ -77,7 +78,9 @@ class ResourceType:
     #: Versions under which the same objects are also served (CRDs with several versions).
     storage_version: str = ""
 
-    @property
+    # api_version, key and list_kind are cached (in the instance's __dict__, which a frozen
+    # dataclass allows cached_property to write): a request reads them a dozen times.
+    @functools.cached_property
     def api_version(self) -> str:
         return f"{self.group}/{self.version}" if self.group else self.version
 
@@ -85,12 +88,12 @@ class ResourceType:
     def singular(self) -> str:
         return self.kind.lower()
 
-    @property
+    @functools.cached_property
     def key(self) -> str:
         """The storage key, shared by every version of a resource: ``group/plural``."""
         return f"{self.group}/{self.plural}"
 
-    @property
+    @functools.cached_property
     def list_kind(self) -> str:
         return f"{self.kind}List"
 
