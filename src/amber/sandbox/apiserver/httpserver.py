@@ -100,6 +100,11 @@ class _Server(ThreadingHTTPServer):
 
     def _serve_one(self, request: Any, client_address: Any) -> None:
         try:
+            # A response is written in one call, but over TLS a large one is several records,
+            # several send()s: without TCP_NODELAY, Nagle's algorithm held the last of them
+            # until the client's delayed ACK (40 ms a page of a paginated list).
+            with contextlib.suppress(OSError):
+                request.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             if self.tls is not None and request.recv(1, socket.MSG_PEEK) == b"\x16":
                 with self.guard:
                     self.connections.discard(request)
