@@ -317,3 +317,19 @@ def test_an_object_the_cluster_refuses_fails_alone_and_is_reported(
     assert failed[0]["reason"]
     assert "could not be restored" in result.stderr
     assert "Deployment/db" in _snapshot_of(client)  # everything else went in
+
+
+def test_owner_that_exists_already_is_linked_by_its_live_uid(
+        client: Client, backed_up: tuple[Amber, dict[str, Any]]) -> None:
+    amber, _ = backed_up
+    _delete_namespace(client, NS)
+    amber("restore", "latest")
+    secrets = client.discover().find("secrets")
+    client.delete(secrets, "db-derived", NS)
+    out = amber("-o", "json", "restore", "latest", "--name", "db-derived,db-config").json()
+    results = {o["ref"]: o["result"] for o in out["objects"]}
+    assert results[f"Secret {NS}/db-derived"] == "created"
+    assert results[f"ConfigMap {NS}/db-config"] == "skipped"
+    owner = client.get(client.discover().find("configmaps"), "db-config", NS)
+    (ref,) = client.get(secrets, "db-derived", NS)["metadata"]["ownerReferences"]
+    assert ref["uid"] == owner["metadata"]["uid"]

@@ -336,14 +336,21 @@ class Executor:
     # -- owners ----------------------------------------------------------------------------
 
     def _relink_owners(self) -> None:
+        """Point each restored object's owner references at its owners as they are now: the
+        new uid of an owner this restore created, or the live uid of one that existed already
+        (skipped). Owners that are in neither state are dropped from the references."""
         new_uid = {o.step.item.uid: o.new_uid for o in self._outcomes if o.new_uid}
+        existing = {o.step.item.uid: o.step for o in self._outcomes
+                    if o.result == "skipped" and o.reason.startswith("exists")}
         for o in self._outcomes:
             if not o.new_uid or not o.step.owners:
                 continue
             owners = []
             for ref in o.step.owners:
-                uid = new_uid.get(ref.get("uid", ""))
+                old = ref.get("uid", "")
+                uid = new_uid.get(old) or self._live_uid(existing.get(old))
                 if uid:
+                    new_uid[old] = uid
                     owners.append({**ref, "uid": uid})
             if not owners:
                 continue
@@ -355,6 +362,17 @@ class Executor:
                                     content_type="application/merge-patch+json")
             except kerrors.APIError as exc:
                 self._warnings.append(f"{o.step.target}: owner references not restored: {exc}")
+
+
+    def _live_uid(self, step: Step | None) -> str:
+        if step is None:
+            return ""
+        try:
+            res = self._resource(step)
+            ns = step.target.namespace if res.namespaced else None
+            return _uid(self.client.get(res, step.target.name, ns))
+        except (kerrors.APIError, _StepFailed):
+            return ""
 
 
 class _StepFailed(Exception):
