@@ -20,7 +20,7 @@ import pytest
 from amber.kube import errors
 from amber.kube.client import Client
 from amber.kube.discovery import APIResource
-from amber.kube.watch import Reflector, WatchEvent
+from amber.kube.watch import Reflector, WatchEvent, identity
 
 SUFFIX = uuid.uuid4().hex[:8]
 
@@ -250,3 +250,25 @@ def test_stop_ends_the_reflector_within_a_second(client: Client, cm: APIResource
     thread.join(2)
     assert not thread.is_alive()
     assert time.monotonic() - started < 1.0
+
+
+def test_reflector_keeps_only_what_it_is_told_and_still_emits_whole_objects(
+        client: Client, cm: APIResource, namespace: str) -> None:
+    label = f"keep-{uuid.uuid4().hex[:6]}"
+    client.create(cm, make(f"{label}-a", label, "payload"), namespace)
+    events: list[WatchEvent] = []
+    stop = threading.Event()
+    reflector = Reflector(client, cm, namespace, on_event=events.append, stop=stop,
+                          label_selector=f"amber-watch={label}", keep=identity)
+    reflector.start()
+    try:
+        assert reflector.synced.wait(10)
+        client.create(cm, make(f"{label}-b", label, "more"), namespace)
+        wait(lambda: len(events) >= 2, message="the second object's event")
+        assert all(e.object.get("data") for e in events)  # events carry whole objects
+        kept = reflector.objects()
+        assert {o["metadata"]["name"] for o in kept} == {f"{label}-a", f"{label}-b"}
+        assert all("data" not in o and set(o["metadata"]) <= {
+            "name", "namespace", "uid", "resourceVersion"} for o in kept)
+    finally:
+        stop.set()

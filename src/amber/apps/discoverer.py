@@ -29,7 +29,7 @@ from amber.apps import model as appmodel
 from amber.apps.summary import summarize
 from amber.kube.client import Client
 from amber.kube.discovery import APIResource
-from amber.kube.watch import Reflector, WatchEvent
+from amber.kube.watch import Reflector, WatchEvent, identity
 
 
 @dataclass(frozen=True)
@@ -104,7 +104,7 @@ class Discoverer:
                 if key in self._reflectors:
                     continue
                 reflector = Reflector(self.client, res, ns, stop=self._stop,
-                                      on_event=self._handler(res))
+                                      on_event=self._handler(res), keep=identity)
                 self._reflectors[key] = reflector
                 reflector.start()
 

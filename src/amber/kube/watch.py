@@ -200,7 +200,7 @@ class Reflector:
                  label_selector: str | None = None, field_selector: str | None = None,
                  watch_timeout: int | None = None, resource_version: str | None = None,
                  known: Iterable[Obj] = (), backoff: RetryPolicy | None = None,
-                 page_size: int = 500) -> None:
+                 page_size: int = 500, keep: Callable[[Obj], Obj] | None = None) -> None:
         self.client = client
         self.res = res
         self.namespace = namespace
@@ -218,7 +218,11 @@ class Reflector:
         self.lists = 0
         self.watches = 0
         self._lock = threading.Lock()
-        self._known: dict[Key, Obj] = {_key(o): o for o in known}
+        #: What the view keeps of each object (default: all of it). Events always carry the
+        #: whole object; a consumer that keeps its own summary (the application discoverer)
+        #: passes ``identity`` so a watched cluster is not held in memory twice.
+        self.keep = keep
+        self._known: dict[Key, Obj] = {_key(o): self._kept(o) for o in known}
 
     def objects(self) -> list[Obj]:
         """The current view (shared objects: do not change them)."""
@@ -252,11 +256,14 @@ class Reflector:
                             failures, e)
                 self.stop.wait(self.backoff.backoff(min(failures - 1, 10), None))
 
+    def _kept(self, obj: Obj) -> Obj:
+        return self.keep(obj) if self.keep is not None else obj
+
     def _emit(self, kind: EventType, obj: Obj) -> None:
         self.on_event(WatchEvent(kind, obj))
 
     def _relist(self) -> None:
-        fresh: dict[Key, Obj] = {}
+        listed: dict[Key, Obj] = {}
         rv = ""
         for page in self.client.list_pages(self.res, self.namespace, limit=self.page_size,
                                            label_selector=self.label_selector,
@@ -265,12 +272,12 @@ class Reflector:
             for item in page.get("items") or []:
                 item.setdefault("apiVersion", self.res.group_version)
                 item.setdefault("kind", self.res.kind)
-                fresh[_key(item)] = item
+                listed[_key(item)] = item
         with self._lock:
-            old, self._known = self._known, fresh
+            old, self._known = self._known, {k: self._kept(o) for k, o in listed.items()}
         self.lists += 1
         self.resource_version = rv
-        for key, obj in fresh.items():
+        for key, obj in listed.items():
             before = old.pop(key, None)
             if before is None:
                 self._emit("ADDED", obj)
@@ -313,8 +320,17 @@ class Reflector:
             else:
                 if before is not None and _rv(before) == _rv(obj):
                     return
-                self._known[key] = obj
+                self._known[key] = self._kept(obj)
         if event.type == "DELETED":
-            self._emit("DELETED", obj)
+            self._emit("DELETED", obj)  # the server's last state of it, whole
         else:
             self._emit("ADDED" if before is None else "MODIFIED", obj)
+
+
+def identity(obj: Obj) -> Obj:
+    """Only what a view needs to know an object (kind, name, namespace, uid, version): the
+    ``keep`` for consumers that summarise objects themselves."""
+    meta = obj.get("metadata") or {}
+    return {"apiVersion": obj.get("apiVersion"), "kind": obj.get("kind"),
+            "metadata": {k: meta[k] for k in ("name", "namespace", "uid", "resourceVersion")
+                         if k in meta}}
