@@ -229,6 +229,15 @@ def test_conflict_modes_skip_update_replace(
     assert '-    "mode": "changed"' in one["diff"] and '+    "mode": "db"' in one["diff"]
     assert client.get(cms, "db-config", NS)["data"] == {"mode": "changed"}  # dry: unchanged
 
+    secrets = client.discover().find("secrets")
+    sec = client.get(secrets, "db-secret", NS)
+    sec["data"] = {"pw": base64.b64encode(b"live-only-value").decode()}
+    client.replace(secrets, sec, NS)
+    shown = amber("restore", "latest", "--kind", "Secret", "--name", "db-secret", "--dry-run")
+    assert "<redacted, live value>" in shown.stdout
+    assert sec["data"]["pw"] not in shown.stdout
+    assert base64.b64encode(b"db").decode() not in shown.stdout
+
     skip = amber("-o", "json", "restore", "latest", "--kind", "ConfigMap", "--name",
                  "db-config").json()
     assert {o["result"] for o in skip["objects"] if "db-config" in o["ref"]} == {"skipped"}

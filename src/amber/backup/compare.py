@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from amber.backup import layout
+from amber.backup import layout, redact
 from amber.repo import memsnap, repository
 from amber.repo import snapshot as snapshots
 
@@ -43,19 +43,6 @@ def _objects(repo: repository.Repository, snap: snapshots.Snapshot
             if layout.parse_path(path) is not None}
 
 
-def _redact(obj: dict[str, Any], other: dict[str, Any], side: str) -> None:
-    """Replace a Secret's values by markers, so a diff says which keys changed and never
-    prints a value (the backup holds them encrypted; a terminal is not the place for them).
-    A changed value gets a marker naming its ``side`` (old/new), so the diff shows the key."""
-    if obj.get("kind") != "Secret" or obj.get("apiVersion") != "v1":
-        return
-    for name in ("data", "stringData"):
-        mine, theirs = obj.get(name), other.get(name) or {}
-        if isinstance(mine, dict):
-            obj[name] = {k: "<redacted>" if theirs.get(k) == v else f"<redacted, {side} value>"
-                         for k, v in mine.items()}
-
-
 def _pretty(obj: dict[str, Any]) -> list[str]:
     return json.dumps(obj, indent=2, sort_keys=True, ensure_ascii=False).splitlines()
 
@@ -81,8 +68,8 @@ def diff(repo: repository.Repository, a: snapshots.Snapshot, b: snapshots.Snapsh
             if _without_bookkeeping(old_obj) == _without_bookkeeping(new_obj):
                 yield ObjectChange(path, "touched", [])
                 continue
-            _redact(old_obj, json.loads(new_raw), "old")
-            _redact(new_obj, json.loads(old_raw), "new")
-            lines = list(difflib.unified_diff(_pretty(old_obj), _pretty(new_obj), f"a/{path}",
+            shown_old = redact.redact(old_obj, new_obj, "old")
+            shown_new = redact.redact(new_obj, old_obj, "new")
+            lines = list(difflib.unified_diff(_pretty(shown_old), _pretty(shown_new), f"a/{path}",
                                               f"b/{path}", n=context, lineterm=""))
             yield ObjectChange(path, "modified", lines)

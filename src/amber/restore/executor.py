@@ -29,6 +29,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
+from amber.backup import redact
 from amber.kube import errors as kerrors
 from amber.kube.client import Client
 from amber.kube.discovery import APIResource
@@ -291,8 +292,9 @@ class Executor:
             return Outcome(step, "would-create")
         comparable = portable.make_portable(live).obj or {}
         diff = list(difflib.unified_diff(
-            _pretty(comparable), _pretty(step.obj), f"live/{step.target}",
-            f"restore/{step.target}", lineterm=""))
+            _pretty(redact.redact(comparable, step.obj, "live")),
+            _pretty(redact.redact(step.obj, comparable, "restored")),
+            f"live/{step.target}", f"restore/{step.target}", lineterm=""))
         if step.cluster_default or self.existing == "skip":
             return Outcome(step, "would-skip", "exists", diff=diff)
         key = (step.item.ref.group, step.item.ref.kind)
