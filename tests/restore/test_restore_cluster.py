@@ -342,3 +342,36 @@ def test_owner_that_exists_already_is_linked_by_its_live_uid(
     owner = client.get(client.discover().find("configmaps"), "db-config", NS)
     (ref,) = client.get(secrets, "db-derived", NS)["metadata"]["ownerReferences"]
     assert ref["uid"] == owner["metadata"]["uid"]
+
+
+def test_owner_outside_the_restore_and_updates_keep_relations(
+        client: Client, backed_up: tuple[Amber, dict[str, Any]]) -> None:
+    amber, _ = backed_up
+    _delete_namespace(client, NS)
+    amber("restore", "latest")
+    secrets = client.discover().find("secrets")
+    owner = client.get(client.discover().find("configmaps"), "db-config", NS)
+    client.delete(secrets, "db-derived", NS)
+    # Only the child is restored; its owner lives on: it is linked to the live owner.
+    amber("restore", "latest", "--name", "db-derived")
+    (ref,) = client.get(secrets, "db-derived", NS)["metadata"]["ownerReferences"]
+    assert ref["uid"] == owner["metadata"]["uid"]
+    # An update keeps the live relations: owner references and finalizers.
+    live = client.get(secrets, "db-derived", NS)
+    live["metadata"]["finalizers"] = ["example.com/hold"]
+    client.replace(secrets, live, NS)
+    out = amber("-o", "json", "restore", "latest", "--name", "db-derived",
+                "--existing", "update").json()
+    assert [o["result"] for o in out["objects"] if "db-derived" in o["ref"]] == ["updated"]
+    after = client.get(secrets, "db-derived", NS)
+    assert after["metadata"]["finalizers"] == ["example.com/hold"]
+    assert after["metadata"]["ownerReferences"][0]["uid"] == owner["metadata"]["uid"]
+    # Replace of an object with a finalizer updates it instead of leaving it terminating.
+    out = amber("-o", "json", "restore", "latest", "--name", "db-derived",
+                "--existing", "replace").json()
+    (one,) = [o for o in out["objects"] if "db-derived" in o["ref"]]
+    assert one["result"] == "updated" and "finalizers" in one["reason"]
+    assert "deletionTimestamp" not in client.get(secrets, "db-derived", NS)["metadata"]
+    held = client.get(secrets, "db-derived", NS)
+    held["metadata"]["finalizers"] = []
+    client.replace(secrets, held, NS)

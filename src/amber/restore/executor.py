@@ -45,6 +45,16 @@ _Key = tuple[str, str, "str | None", str]
 _NEVER_DELETE = {("", "Namespace"), ("apiextensions.k8s.io", "CustomResourceDefinition")}
 #: Kinds whose spec cannot change after creation: an update keeps the live spec.
 _IMMUTABLE_SPEC = {("", "PersistentVolumeClaim"), ("", "PersistentVolume"), ("", "Pod")}
+#: Spec fields the API server refuses to change, per kind: an update keeps the live ones.
+_IMMUTABLE_FIELDS = {
+    ("batch", "Job"): ("selector", "template"),
+    ("apps", "Deployment"): ("selector",),
+    ("apps", "ReplicaSet"): ("selector",),
+    ("apps", "DaemonSet"): ("selector",),
+    ("apps", "StatefulSet"): ("selector", "volumeClaimTemplates", "serviceName",
+                              "podManagementPolicy"),
+    ("", "Service"): ("clusterIP", "clusterIPs", "ipFamilies", "ipFamilyPolicy"),
+}
 
 
 @dataclass
@@ -256,7 +266,19 @@ class Executor:
         key = (step.item.ref.group, step.item.ref.kind)
         if self.existing == "update" or key in _NEVER_DELETE:
             return self._update(step, res, ns)
-        self.client.delete(res, step.target.name, ns)
+        live = self.client.get(res, step.target.name, ns)
+        held = (live.get("metadata") or {}).get("finalizers")
+        if held or key in _IMMUTABLE_SPEC:
+            # Deleting it would leave it terminating until its finalizer clears, and then it
+            # would be gone (a claim's volume with it): update it in place instead.
+            done = self._update(step, res, ns)
+            if done.result == "updated":
+                done.reason = ("updated, not replaced: it has finalizers" if held else
+                               "updated, not replaced: deleting it could delete its storage")
+            return done
+        self.client.request("DELETE", res.path(ns, step.target.name), {
+            "apiVersion": "v1", "kind": "DeleteOptions", "propagationPolicy": "Background",
+            "preconditions": {"uid": _uid(live)}})
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             try:
@@ -339,8 +361,9 @@ class Executor:
 
     def _relink_owners(self) -> None:
         """Point each restored object's owner references at its owners as they are now: the
-        new uid of an owner this restore created, or the live uid of one that existed already
-        (skipped). Owners that are in neither state are dropped from the references."""
+        new uid of an owner this restore created, the live uid of one that existed already
+        (skipped), or of a live owner of that kind and name that this restore did not include.
+        Owners found nowhere are dropped from the references."""
         new_uid = {o.step.item.uid: o.new_uid for o in self._outcomes if o.new_uid}
         existing = {o.step.item.uid: o.step for o in self._outcomes
                     if o.result == "skipped" and o.reason.startswith("exists")}
@@ -350,7 +373,8 @@ class Executor:
             owners = []
             for ref in o.step.owners:
                 old = ref.get("uid", "")
-                uid = new_uid.get(old) or self._live_uid(existing.get(old))
+                uid = (new_uid.get(old) or self._live_uid(existing.get(old))
+                       or self._owner_by_name(ref, o.step.target.namespace))
                 if uid:
                     new_uid[old] = uid
                     owners.append({**ref, "uid": uid})
@@ -365,6 +389,19 @@ class Executor:
             except kerrors.APIError as exc:
                 self._warnings.append(f"{o.step.target}: owner references not restored: {exc}")
 
+
+    def _owner_by_name(self, ref: Obj, namespace: str) -> str:
+        group = str(ref.get("apiVersion") or "").rpartition("/")[0]
+        found = [r for r in self.client.discover().preferred()
+                 if r.group == group and r.kind == ref.get("kind")]
+        if not found or not ref.get("name"):
+            return ""
+        try:
+            live = self.client.get(found[0], ref["name"],
+                                   namespace if found[0].namespaced else None)
+        except kerrors.APIError:
+            return ""
+        return _uid(live)
 
     def _live_uid(self, step: Step | None) -> str:
         if step is None:
@@ -394,18 +431,23 @@ def _merge_for_update(desired: Obj, live: Obj, key: tuple[str, str]) -> Obj:
     will not let change (a Service's cluster IPs, a claim's or volume's spec)."""
     out = copy.deepcopy(desired)
     meta = out.setdefault("metadata", {})
-    meta["resourceVersion"] = (live.get("metadata") or {}).get("resourceVersion")
+    live_meta = live.get("metadata") or {}
+    meta["resourceVersion"] = live_meta.get("resourceVersion")
+    # Owner references and finalizers belong to the live object's relations (a restore
+    # re-links the backed-up owners afterwards): an update must not cut them.
+    for f in ("ownerReferences", "finalizers"):
+        if f in live_meta and f not in meta:
+            meta[f] = live_meta[f]
     live_spec = live.get("spec") or {}
     if key in _IMMUTABLE_SPEC:
         out["spec"] = live_spec
-    elif key == ("", "Service"):
-        spec = out.setdefault("spec", {})
-        for f in ("clusterIP", "clusterIPs", "ipFamilies", "ipFamilyPolicy"):
+    else:
+        spec = out.setdefault("spec", {}) if isinstance(out.get("spec"), dict) else {}
+        for f in _IMMUTABLE_FIELDS.get(key, ()):
             if f in live_spec:
                 spec[f] = live_spec[f]
-    elif key == ("batch", "Job"):
-        spec = out.setdefault("spec", {})
-        for f in ("selector", "template"):
-            if f in live_spec:
-                spec[f] = live_spec[f]
+        if key == ("storage.k8s.io", "StorageClass"):
+            for f in ("provisioner", "parameters", "reclaimPolicy", "volumeBindingMode"):
+                if f in live:
+                    out[f] = live[f]
     return out
