@@ -29,8 +29,8 @@ from amber.apps.refs import Ref
 Obj = dict[str, Any]
 ANNOTATION = "amber.io/depends-on"
 _HOST = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
-_ADDRESS_NAMES = ("HOST", "URL", "URI", "ADDR", "ADDRESS", "ENDPOINT", "SERVER", "SERVICE",
-                  "DSN", "BROKER", "BROKERS")
+_ADDRESS_NAMES = ("HOST", "URL", "URI", "ADDR", "ADDRESS", "ENDPOINT", "SERVER", "DSN",
+                  "BROKER", "BROKERS")
 
 
 @dataclass
@@ -55,18 +55,22 @@ def _explicit(obj: Obj, namespace: str, app_ids: set[str]) -> Iterable[tuple[str
         yield candidate, f"annotation {ANNOTATION}"
 
 
-def _looks_like_address(var: str, value: str, host_end: int) -> bool:
-    if "://" in value:
+def _looks_like_address(var: str, value: str, start: int, end: int) -> bool:
+    """Whether the bare name at ``value[start:end]`` is used as a host: right after ``://``,
+    before ``:PORT``, or the whole value of a variable named like an address."""
+    if value[max(0, start - 3):start] == "://":
         return True
-    rest = value[host_end:host_end + 1]
-    if rest == ":":
+    if re.match(r":\d+\b", value[end:]):
         return True
+    if value.strip().lower() != value[start:end]:
+        return False
     return any(part in _ADDRESS_NAMES for part in re.split(r"[_\-.]", var.upper()))
 
 
 def _hosts(var: str, value: str, namespace: str,
            services: Mapping[tuple[str, str], str]) -> Iterable[tuple[str, str]]:
-    for m in _HOST.finditer(value.lower()):
+    lowered = value.lower()
+    for m in _HOST.finditer(lowered):
         host = m.group(0)
         parts = host.split(".")
         if len(parts) >= 2 and (len(parts) == 2 or parts[2] == "svc"):
@@ -74,7 +78,7 @@ def _hosts(var: str, value: str, namespace: str,
             if app is not None:
                 yield app, f"{var or 'a value'} names Service {parts[1]}/{parts[0]}"
                 continue
-        if len(parts) == 1 and _looks_like_address(var, value, m.end()):
+        if len(parts) == 1 and _looks_like_address(var, lowered, m.start(), m.end()):
             app = services.get((namespace, host))
             if app is not None:
                 yield app, f"{var or 'a value'} names Service {namespace}/{host}"
@@ -149,19 +153,71 @@ def _config_maps_used(obj: Obj, namespace: str) -> Iterable[Ref]:
                     yield Ref("", "ConfigMap", namespace, name)
 
 
+def _components(nodes: list[str], needs: Mapping[str, Iterable[str]]) -> dict[str, int]:
+    """Strongly connected components (Tarjan, iterative): node -> component number."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    comp: dict[str, int] = {}
+    counter = 0
+    for root in nodes:
+        if root in index:
+            continue
+        work = [(root, iter(sorted(d for d in needs.get(root, ()) if d in nodes)))]
+        index[root] = low[root] = counter
+        counter += 1
+        stack.append(root)
+        on_stack.add(root)
+        while work:
+            node, it = work[-1]
+            for nxt in it:
+                if nxt not in index:
+                    index[nxt] = low[nxt] = counter
+                    counter += 1
+                    stack.append(nxt)
+                    on_stack.add(nxt)
+                    work.append((nxt, iter(sorted(d for d in needs.get(nxt, ()) if d in nodes))))
+                    break
+                if nxt in on_stack:
+                    low[node] = min(low[node], index[nxt])
+            else:
+                work.pop()
+                if work:
+                    low[work[-1][0]] = min(low[work[-1][0]], low[node])
+                if low[node] == index[node]:
+                    while True:
+                        member = stack.pop()
+                        on_stack.discard(member)
+                        comp[member] = index[node]
+                        if member == node:
+                            break
+    return comp
+
+
 def waves(apps: Iterable[str], deps: AppDeps) -> list[list[str]]:
-    """Topological layers: each application after everything it depends on."""
-    remaining = set(apps)
-    out: list[list[str]] = []
-    done: set[str] = set()
-    while remaining:
-        layer = sorted(a for a in remaining
-                       if all(d in done or d not in remaining for d in deps.needs.get(a, {})))
-        if not layer:  # a cycle: the rest share a wave, and we say so
-            layer = sorted(remaining)
-            deps.warnings.append("dependency cycle between " + ", ".join(layer)
+    """Topological layers: each application after everything it depends on. Applications in
+    a dependency cycle share a wave (with a warning); what depends on the cycle comes after."""
+    nodes = sorted(set(apps))
+    comp = _components(nodes, deps.needs)
+    members: dict[int, list[str]] = defaultdict(list)
+    for node in nodes:
+        members[comp[node]].append(node)
+    for group in members.values():
+        if len(group) > 1:
+            deps.warnings.append("dependency cycle between " + ", ".join(sorted(group))
                                  + "; they start together")
-        out.append(layer)
-        done.update(layer)
-        remaining -= set(layer)
-    return out
+    level: dict[int, int] = {}
+
+    def depth(c: int, seen: frozenset[int] = frozenset()) -> int:
+        if c in level:
+            return level[c]
+        below = [comp[d] for m in members[c] for d in deps.needs.get(m, ())
+                 if d in comp and comp[d] != c and comp[d] not in seen]
+        level[c] = 1 + max((depth(b, seen | {c}) for b in below), default=-1)
+        return level[c]
+
+    out: dict[int, list[str]] = defaultdict(list)
+    for c, group in members.items():
+        out[depth(c)].extend(group)
+    return [sorted(out[i]) for i in sorted(out)]

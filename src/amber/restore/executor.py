@@ -34,6 +34,7 @@ from amber.kube import errors as kerrors
 from amber.kube.client import Client
 from amber.kube.discovery import APIResource
 from amber.restore import portable, readiness
+from amber.restore.order import PER_APPLICATION
 from amber.restore.plan import Phase, Plan, Step
 
 Obj = dict[str, Any]
@@ -207,6 +208,13 @@ class Executor:
                 outcome.seq = self._seq
             self._outcomes.append(outcome)
             done = len(self._outcomes)
+            app = outcome.step.app
+            if (outcome.result == "failed" and app and outcome.step.wave is not None
+                    and outcome.step.tier in PER_APPLICATION):
+                # Its dependents must not start: a failed workload is as unready as a slow
+                # one, and one that was not started blocks what depends on it in turn.
+                self._not_ready_apps.setdefault(
+                    app, f"could not be restored ({outcome.step.target}: {outcome.reason})"[:300])
         if self.progress is not None:
             self.progress(done, len(self.plan.steps))
 

@@ -40,7 +40,11 @@ def is_ready(obj: Obj) -> bool | None:
         return _observed(obj) and int(status.get("numberReady") or 0) >= int(
             status.get("desiredNumberScheduled") or 0)
     if kind == "Job":
-        return _condition(obj, "Complete") or int(status.get("succeeded") or 0) >= 1
+        if _condition(obj, "Failed"):
+            return False
+        completions = (obj.get("spec") or {}).get("completions")
+        wanted = 1 if completions is None else int(completions)
+        return _condition(obj, "Complete") or int(status.get("succeeded") or 0) >= wanted
     if kind == "Pod":
         return _condition(obj, "Ready") or status.get("phase") == "Succeeded"
     if kind == "CustomResourceDefinition":
