@@ -10,10 +10,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from amber_cli import Amber
 
 from amber.kube import errors as kerrors
 from amber.kube.client import Client
+from amber_cli import Amber
 
 NS = f"chain-{uuid.uuid4().hex[:6]}"
 
