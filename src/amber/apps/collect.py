@@ -128,7 +128,8 @@ def stream_collections(client: Client, jobs: Sequence[Job], *, workers: int = 4,
                 pages.put((res, page.get("items") or []))
         except kerrors.APIError as exc:
             where = f" in namespace {ns}" if ns else ""
-            errs[qualified(res)] = f"cannot list {qualified(res)}{where}: {exc}"
+            errs[qualified(res) + (f"/{ns}" if ns else "")] = (
+                f"cannot list {qualified(res)}{where}: {exc}")
 
     def run_all() -> None:
         try:

@@ -179,7 +179,10 @@ def build(inv: Inventory) -> list[Application]:
         if s.ref.namespace and s.ref not in claimed and not _namespace_default(s):
             leftovers[s.ref.namespace].add(s.ref)
     for ns, refs in leftovers.items():
-        app = Application(ns, "namespace", ns, members=set(refs))
+        # The fallback takes the bare namespace as id; an explicit application of that name
+        # (a cluster-scoped object annotated so) absorbs it rather than being replaced.
+        app = apps.get(ns) or Application(ns, "namespace", ns)
+        app.members |= refs
         close(app, idx)
         apps[ns] = app
     return sorted(apps.values(), key=lambda a: a.id)

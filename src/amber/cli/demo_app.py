@@ -34,6 +34,8 @@ NAMESPACE = "amber-demo"
 APP = f"{NAMESPACE}/shop"
 LABELS = {"app.kubernetes.io/name": "shop", "app.kubernetes.io/part-of": "shop"}
 RBAC = "rbac.authorization.k8s.io"
+#: Marks the demo's own namespace: the demo deletes it, so it refuses to adopt another one.
+DEMO_LABEL = "amber.io/demo"
 Obj = dict[str, Any]
 
 
@@ -49,7 +51,7 @@ def sample() -> list[tuple[str, str | None, dict[str, Any]]]:
                            "volumeMounts": [{"name": "data", "mountPath": "/data"}]}],
            "volumes": [{"name": "data", "persistentVolumeClaim": {"claimName": "shop-data"}}]}
     return [
-        ("namespaces", None, {"metadata": {"name": NAMESPACE}}),
+        ("namespaces", None, {"metadata": {"name": NAMESPACE, "labels": {DEMO_LABEL: "true"}}}),
         ("configmaps", None, {"metadata": {"name": "shop-config", **meta},
                               "data": {"GREETING": "hello", "PAGE_SIZE": "20"}}),
         ("secrets", None, {"metadata": {"name": "shop-db", **meta},
@@ -75,8 +77,15 @@ def sample() -> list[tuple[str, str | None, dict[str, Any]]]:
 
 
 def create_sample(client: Client) -> None:
-    """Create the sample (objects that exist already are left as they are)."""
+    """Create the sample (objects that exist already are left as they are). A namespace of the
+    demo's name that the demo did not make is refused: the demo deletes its namespace."""
     discovery = client.discover()
+    with contextlib.suppress(kerrors.NotFound):
+        existing = client.get(discovery.find("namespaces"), NAMESPACE)
+        if ((existing.get("metadata") or {}).get("labels") or {}).get(DEMO_LABEL) != "true":
+            raise errors.UsageError(
+                f"namespace {NAMESPACE} exists and was not made by `amber demo`, which deletes "
+                "its namespace: run the demo on the sandbox (without --current-cluster)")
     for resource, group, obj in sample():
         res = discovery.find(resource, group)
         with contextlib.suppress(kerrors.AlreadyExists):
@@ -103,7 +112,8 @@ def _live(client: Client, refs: Iterable[Ref]) -> dict[Ref, Obj]:
                 ref.namespace != NAMESPACE and ref.name != "amber-demo-shop-view"):
             continue
         res = served[(ref.group, ref.kind)]
-        out[ref] = client.get(res, ref.name, ref.namespace or None)
+        with contextlib.suppress(kerrors.NotFound):  # missing: reported as a mismatch
+            out[ref] = client.get(res, ref.name, ref.namespace or None)
     return out
 
 
@@ -146,7 +156,8 @@ def run(ctx: context.Context, client: Client, repo: repository.Repository,
     plan = restore_plan.build(source, restore_plan.Selection(app=APP), restore_plan.Options())
     report = Executor(client, plan, wait_timeout=60).run()
     after = _live(client, before)
-    mismatched = sorted(str(r) for r, obj in before.items() if verify.differs(obj, after[r]))
+    mismatched = sorted(str(r) for r, obj in before.items()
+                        if r not in after or verify.differs(obj, after[r]))
     counts = report.counts()
     if ctx.json:
         ctx.emit({"application": app.to_json(), "backup": snap.id, "objects": result.items,

@@ -91,6 +91,9 @@ def load(path: str) -> Order:
         if tier["name"] == OTHER:
             raise errors.UsageError(f"order file {path}: tier {i}: `{OTHER}` is reserved for "
                                     "kinds no tier names")
+        if any(tier["name"] == name for name, _ in out):
+            raise errors.UsageError(f"order file {path}: tier {i}: the name "
+                                    f"{tier['name']!r} is used twice")
         out.append((tier["name"], frozenset(tier["kinds"])))
     return Order(tuple(out))
 

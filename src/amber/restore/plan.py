@@ -127,11 +127,25 @@ def _cluster_dependencies(source: BackupSource, chosen: set[Ref]) -> set[Ref]:
     return out
 
 
+#: kubectl's short names of built-in resources (a backup records resources, not short names;
+#: custom resources are matched by kind or plural).
+SHORT_NAMES = {
+    "cm": "configmaps", "svc": "services", "deploy": "deployments", "sts": "statefulsets",
+    "ds": "daemonsets", "rs": "replicasets", "sa": "serviceaccounts",
+    "pvc": "persistentvolumeclaims", "pv": "persistentvolumes", "ns": "namespaces",
+    "ing": "ingresses", "netpol": "networkpolicies", "hpa": "horizontalpodautoscalers",
+    "pdb": "poddisruptionbudgets", "cj": "cronjobs", "crd": "customresourcedefinitions",
+    "crds": "customresourcedefinitions", "sc": "storageclasses", "pc": "priorityclasses",
+    "po": "pods", "limits": "limitranges", "quota": "resourcequotas",
+    "csr": "certificatesigningrequests", "rc": "replicationcontrollers",
+}
+
+
 def _kind_matches(item: Item, kinds: Sequence[str]) -> bool:
     ref = item.ref
     names = {ref.kind.lower(), ref.qualified_kind.lower(), item.resource,
              f"{item.resource}.{ref.group}" if ref.group else item.resource}
-    return any(k.lower() in names for k in kinds)
+    return any(SHORT_NAMES.get(k.lower(), k.lower()) in names for k in kinds)
 
 
 def select(source: BackupSource, sel: Selection) -> list[Item]:
