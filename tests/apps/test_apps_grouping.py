@@ -227,3 +227,13 @@ def test_select_by_id_or_unique_name() -> None:
         model.select(apps, "web")
     with pytest.raises(errors.NotFoundError, match="amber app list"):
         model.select(apps, "nope")
+
+
+def test_namespace_fallback_joins_an_explicit_application_of_the_same_id() -> None:
+    role = obj("ClusterRole", "monitoring-reader",
+               annotations={"amber.io/application": "monitoring"})
+    leftover = obj("ConfigMap", "settings", "monitoring")
+    apps = by_id(inventory(role, leftover))
+    assert names(apps["monitoring"].members) == {
+        "ClusterRole.rbac.authorization.k8s.io monitoring-reader", "ConfigMap monitoring/settings"}
+    assert apps["monitoring"].grouping == "annotation"

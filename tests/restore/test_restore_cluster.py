@@ -202,7 +202,7 @@ def test_partial_restore_and_dry_run_change_only_what_they_say(
     now = _snapshot_of(client)
     assert "Deployment/web" not in now and "ConfigMap/web-config" not in now
 
-    out = amber("-o", "json", "restore", "latest", "--kind", "ConfigMap",
+    out = amber("-o", "json", "restore", "latest", "--kind", "cm",  # kubectl's short name
                 "--name", "web-*").json()
     assert [o["ref"] for o in out["objects"] if o["result"] == "created"] == [
         f"ConfigMap {NS}/web-config"]
