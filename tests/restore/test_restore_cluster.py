@@ -113,8 +113,14 @@ def client(cluster_kubeconfig: Path) -> Iterator[Client]:
                for n in ("db", "web")):
             break
         time.sleep(0.1)
+    rbac = "rbac.authorization.k8s.io"
+    crbs = c.discover().find("clusterrolebindings", rbac)
+    c.create(crbs, {"metadata": {"name": f"{NS}-db-view"},
+                    "roleRef": {"apiGroup": rbac, "kind": "ClusterRole", "name": "view"},
+                    "subjects": [{"kind": "ServiceAccount", "name": "db", "namespace": NS}]})
     yield c
     _delete_namespace(c, NS)
+    c.delete(crbs, f"{NS}-db-view")
 
 
 @pytest.fixture(scope="module")
@@ -375,3 +381,20 @@ def test_owner_outside_the_restore_and_updates_keep_relations(
     held = client.get(secrets, "db-derived", NS)
     held["metadata"]["finalizers"] = []
     client.replace(secrets, held, NS)
+
+
+def test_namespace_mapping_adds_to_shared_bindings_and_never_takes_them_over(
+        client: Client, backed_up: tuple[Amber, dict[str, Any]]) -> None:
+    amber, _ = backed_up
+    copy_ns = f"{NS}-dr"
+    crbs = client.discover().find("clusterrolebindings", "rbac.authorization.k8s.io")
+    try:
+        out = amber("-o", "json", "restore", "latest", "-n", NS, "--namespace-mapping",
+                    f"{NS}={copy_ns}", "--existing", "update").json()
+        (step,) = [o for o in out["objects"] if o["ref"].endswith(f" {NS}-db-view")]
+        assert step["result"] == "updated" and "mapped subjects" in step["reason"]
+        subjects = client.get(crbs, f"{NS}-db-view")["subjects"]
+        assert {(s["namespace"], s["name"]) for s in subjects} == {(NS, "db"), (copy_ns, "db")}
+        assert client.get(client.discover().find("deployments", "apps"), "web", copy_ns)
+    finally:
+        _delete_namespace(client, copy_ns)

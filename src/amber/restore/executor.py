@@ -269,6 +269,8 @@ class Executor:
         assert step.obj is not None
         if step.cluster_default:
             return Outcome(step, "skipped", "exists (every cluster has one)")
+        if step.shared:
+            return self._shared(step, res, ns)
         if self.existing == "skip":
             return Outcome(step, "skipped", "exists")
         key = (step.item.ref.group, step.item.ref.kind)
@@ -298,6 +300,30 @@ class Executor:
         return Outcome(step, "failed", "replace: the old object was still being deleted "
                                        "after 60s (a finalizer?)")
 
+    def _shared(self, step: Step, res: APIResource, ns: str | None) -> Outcome:
+        """A cluster-scoped object that the namespace mapping rewrote exists already: it may
+        still serve the source namespace, so it is never replaced. A ClusterRoleBinding gets
+        the mapped subjects added (the source's stay bound); anything else is left as it is,
+        with a warning, whatever ``existing`` says."""
+        assert step.obj is not None
+        if step.item.ref.kind == "ClusterRoleBinding" and step.item.ref.group == (
+                "rbac.authorization.k8s.io"):
+            live = self.client.get(res, step.target.name, ns)
+            subjects = list(live.get("subjects") or [])
+            added = [s for s in step.obj.get("subjects") or [] if s not in subjects]
+            if not added:
+                return Outcome(step, "skipped", "exists, with the mapped subjects")
+            if self.dry_run:
+                return Outcome(step, "would-update", "adds the mapped subjects")
+            self.client.replace(res, {**live, "subjects": subjects + added}, ns)
+            return Outcome(step, "updated", "added the mapped subjects; the source's stay")
+        warning = (f"{step.target} exists and may serve the source namespace: left as it is "
+                   "(the namespace mapping would have changed it)")
+        with self._lock:
+            self._warnings.append(warning)
+        return Outcome(step, "would-skip" if self.dry_run else "skipped",
+                       "exists; shared with the source namespace")
+
     def _update(self, step: Step, res: APIResource, ns: str | None) -> Outcome:
         assert step.obj is not None
         for _ in range(3):
@@ -325,6 +351,10 @@ class Executor:
             _pretty(redact.redact(comparable, step.obj, "live")),
             _pretty(redact.redact(step.obj, comparable, "restored")),
             f"live/{step.target}", f"restore/{step.target}", lineterm=""))
+        if step.shared:
+            shared = self._shared(step, res, ns)
+            shared.diff = diff
+            return shared
         if step.cluster_default or self.existing == "skip":
             return Outcome(step, "would-skip", "exists", diff=diff)
         key = (step.item.ref.group, step.item.ref.kind)

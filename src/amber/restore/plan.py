@@ -62,6 +62,9 @@ class Step:
     wave: int = 0
     owners: list[Obj] = field(default_factory=list)
     cluster_default: bool = False
+    #: A cluster-scoped object a namespace mapping rewrote (a ClusterRoleBinding's subjects, a
+    #: PV's claim): the live one may still serve the source namespace, so it is not replaced.
+    shared: bool = False
 
     @property
     def restorable(self) -> bool:
@@ -248,14 +251,23 @@ def _build(source: BackupSource, sel: Selection, opts: Options) -> Plan:
             static_pvs.add(item.ref.name)
         step.owners, step.cluster_default = port.owners, port.cluster_default
         try:
-            step.obj = modifiers.apply(transforms.apply(port.obj, opts.transforms),
-                                       opts.modifiers)
+            moved = transforms.apply(port.obj, opts.transforms)
+            step.shared = (not step.target.namespace and bool(opts.transforms.namespaces)
+                           and _namespaces_rewritten(port.obj, moved))
+            step.obj = modifiers.apply(moved, opts.modifiers)
         except modifiers.ModifierError as exc:
             step.failed = str(exc)
             continue
         if step.tier in order.PER_APPLICATION or item.ref.kind == "ConfigMap":
             originals[item.ref] = step.obj  # what dependency inference reads
     return _place(source, steps, originals, opts.order)
+
+
+def _namespaces_rewritten(before: Obj, after: Obj) -> bool:
+    """Whether a namespace mapping changed more than labels/annotations of this object."""
+    strip = ("metadata",)
+    return {k: v for k, v in before.items() if k not in strip} != {
+        k: v for k, v in after.items() if k not in strip}
 
 
 def _place(source: BackupSource, steps: list[Step], originals: dict[Ref, Obj],
