@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
 
+from amber.kube import errors
 from amber.kube.client import Client
 
 #: Accept any object: the tests care about discovery and grouping, not validation.
@@ -28,3 +30,18 @@ def create_crd(client: Client, group: str, plural: str, kind: str, *,
             return
         time.sleep(0.1)
     raise AssertionError(f"{plural}.{group} is not served after 10 s")
+
+
+def delete_namespace(client: Client, name: str, *, timeout: float = 30) -> None:
+    """Delete a namespace and wait until it is gone (a real cluster takes a while)."""
+    ns = client.discover().find("namespaces")
+    with contextlib.suppress(errors.NotFound):
+        client.delete(ns, name)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            client.get(ns, name)
+        except errors.NotFound:
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"namespace {name} still exists after {timeout:.0f} s")

@@ -3,7 +3,6 @@ started, each saying why, and the report names the waves in order."""
 
 from __future__ import annotations
 
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -11,9 +10,9 @@ from typing import Any
 
 import pytest
 
-from amber.kube import errors as kerrors
 from amber.kube.client import Client
 from amber_cli import Amber
+from cluster_objects import delete_namespace
 
 NS = f"chain-{uuid.uuid4().hex[:6]}"
 
@@ -44,14 +43,7 @@ def test_unready_dependency_blocks_the_whole_chain(
         client: Client, repo: Amber, cluster_kubeconfig: Path) -> None:
     kube = Amber(repo=repo.repo, env={**repo.env, "KUBECONFIG": str(cluster_kubeconfig)})
     kube("backup", "create", "-n", NS)
-    client.delete(client.discover().find("namespaces"), NS)
-    ns = client.discover().find("namespaces")
-    for _ in range(300):
-        try:
-            client.get(ns, NS)
-        except kerrors.NotFound:
-            break
-        time.sleep(0.1)
+    delete_namespace(client, NS)
     result = kube("-o", "json", "restore", "latest", "--wait-timeout", "2", check=False)
     assert result.returncode == 3, result.stderr
     report = result.json()

@@ -23,6 +23,7 @@ from amber.kube import errors as kerrors
 from amber.kube.client import Client
 from amber.restore import verify
 from amber_cli import Amber
+from cluster_objects import delete_namespace
 
 SUFFIX = uuid.uuid4().hex[:6]
 NS = f"rs-{SUFFIX}"
@@ -74,19 +75,6 @@ def _create_all(client: Client, namespace: str = NS) -> None:
         "uid": owner["metadata"]["uid"]}]}, "data": {}}, namespace)
 
 
-def _delete_namespace(client: Client, name: str) -> None:
-    ns = client.discover().find("namespaces")
-    with contextlib.suppress(kerrors.NotFound):
-        client.delete(ns, name)
-    for _ in range(300):
-        try:
-            client.get(ns, name)
-        except kerrors.NotFound:
-            return
-        time.sleep(0.1)
-    raise AssertionError(f"namespace {name} still exists after 30 s")
-
-
 def _snapshot_of(client: Client, namespace: str = NS) -> dict[str, dict[str, Any]]:
     """Every object of the test's kinds in the namespace (and the Namespace), by kind/name."""
     d = client.discover()
@@ -119,7 +107,7 @@ def client(cluster_kubeconfig: Path) -> Iterator[Client]:
                     "roleRef": {"apiGroup": rbac, "kind": "ClusterRole", "name": "view"},
                     "subjects": [{"kind": "ServiceAccount", "name": "db", "namespace": NS}]})
     yield c
-    _delete_namespace(c, NS)
+    delete_namespace(c, NS)
     c.delete(crbs, f"{NS}-db-view")
 
 
@@ -142,7 +130,7 @@ def backed_up(client: Client, cluster_kubeconfig: Path,
 def test_round_trip_restores_every_object_as_it_was(
         client: Client, backed_up: tuple[Amber, dict[str, Any]]) -> None:
     amber, before = backed_up
-    _delete_namespace(client, NS)
+    delete_namespace(client, NS)
     report = amber("-o", "json", "restore", "latest").json()
     assert report["counts"].get("failed", 0) == 0, report
     after = _snapshot_of(client)
@@ -158,7 +146,7 @@ def test_round_trip_restores_every_object_as_it_was(
 def test_order_follows_tiers_and_the_inferred_dependency(
         client: Client, backed_up: tuple[Amber, dict[str, Any]]) -> None:
     amber, _ = backed_up
-    _delete_namespace(client, NS)
+    delete_namespace(client, NS)
     created: list[tuple[int, str]] = []
     stop = threading.Event()
     watchers = []
@@ -194,7 +182,7 @@ def test_order_follows_tiers_and_the_inferred_dependency(
 def test_partial_restore_and_dry_run_change_only_what_they_say(
         client: Client, backed_up: tuple[Amber, dict[str, Any]]) -> None:
     amber, _ = backed_up
-    _delete_namespace(client, NS)
+    delete_namespace(client, NS)
     dry = amber("-o", "json", "restore", "latest", "--app", f"{NS}/db", "--dry-run").json()
     assert dry["dryRun"] is True
     assert {o["result"] for o in dry["objects"]} <= {"would-create", "would-skip", "skipped"}
@@ -221,7 +209,7 @@ def test_partial_restore_and_dry_run_change_only_what_they_say(
 def test_conflict_modes_skip_update_replace(
         client: Client, backed_up: tuple[Amber, dict[str, Any]]) -> None:
     amber, _ = backed_up
-    _delete_namespace(client, NS)
+    delete_namespace(client, NS)
     amber("restore", "latest")
     cms = client.discover().find("configmaps")
     live = client.get(cms, "db-config", NS)
@@ -268,7 +256,7 @@ def test_conflict_modes_skip_update_replace(
 def test_interrupted_restore_completes_on_the_second_run(
         client: Client, backed_up: tuple[Amber, dict[str, Any]], tmp_path: Path) -> None:
     amber, before = backed_up
-    _delete_namespace(client, NS)
+    delete_namespace(client, NS)
     # Interrupt the first run right after its first objects (a modifier that the cluster
     # refuses would be a failure, not an interruption: kill the process instead).
     proc = amber.popen("restore", "latest", "--workers", "1")
@@ -318,7 +306,7 @@ def test_malformed_modifiers_and_unknown_backup_are_one_line_errors(
 def test_an_object_the_cluster_refuses_fails_alone_and_is_reported(
         client: Client, backed_up: tuple[Amber, dict[str, Any]], tmp_path: Path) -> None:
     amber, _ = backed_up
-    _delete_namespace(client, NS)
+    delete_namespace(client, NS)
     mods = tmp_path / "break.yaml"
     # ConfigMap data values must be strings: the API server refuses this one object.
     mods.write_text("version: amber.io/modifiers/v1\nrules:\n"
@@ -337,7 +325,7 @@ def test_an_object_the_cluster_refuses_fails_alone_and_is_reported(
 def test_owner_that_exists_already_is_linked_by_its_live_uid(
         client: Client, backed_up: tuple[Amber, dict[str, Any]]) -> None:
     amber, _ = backed_up
-    _delete_namespace(client, NS)
+    delete_namespace(client, NS)
     amber("restore", "latest")
     secrets = client.discover().find("secrets")
     client.delete(secrets, "db-derived", NS)
@@ -353,7 +341,7 @@ def test_owner_that_exists_already_is_linked_by_its_live_uid(
 def test_owner_outside_the_restore_and_updates_keep_relations(
         client: Client, backed_up: tuple[Amber, dict[str, Any]]) -> None:
     amber, _ = backed_up
-    _delete_namespace(client, NS)
+    delete_namespace(client, NS)
     amber("restore", "latest")
     secrets = client.discover().find("secrets")
     owner = client.get(client.discover().find("configmaps"), "db-config", NS)
@@ -397,4 +385,4 @@ def test_namespace_mapping_adds_to_shared_bindings_and_never_takes_them_over(
         assert {(s["namespace"], s["name"]) for s in subjects} == {(NS, "db"), (copy_ns, "db")}
         assert client.get(client.discover().find("deployments", "apps"), "web", copy_ns)
     finally:
-        _delete_namespace(client, copy_ns)
+        delete_namespace(client, copy_ns)
