@@ -353,3 +353,26 @@ def test_no_cluster_is_a_one_line_error(repo: Amber, tmp_path: Path) -> None:
                   check=False)
     assert result.returncode == 2
     assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.stderr
+
+
+def test_excluded_by_label_and_by_selector(kube: Amber, cluster: Client,
+                                           tmp_path: Path) -> None:
+    cms = cluster.discover().find("configmaps")
+    labels = {"app.kubernetes.io/name": "scratch"}
+    cluster.create(cms, {"metadata": {"name": "never", "labels": {
+        **labels, "amber.io/exclude-from-backup": "true"}}}, NS)
+    cluster.create(cms, {"metadata": {"name": "temp", "labels": {**labels, "tier": "tmp"}}}, NS)
+    try:
+        out = kube("-o", "json", "backup", "create", "-n", NS,
+                   "--exclude-selector", "tier=tmp").json()
+        assert out["partial"] is False, out["warnings"]
+        paths = set(_files(kube, out["id"], tmp_path))
+        assert f"resources/core/v1/configmaps/{NS}/web-config.json" in paths
+        assert not any(p.endswith(("/never.json", "/temp.json")) for p in paths)
+        shown = kube("-o", "json", "backup", "show", out["id"]).json()
+        assert shown["scope"]["excludedObjects"] == 2
+        bad = kube("backup", "create", "-n", NS, "--exclude-selector", "a in b", check=False)
+        assert bad.returncode == 2 and "invalid label selector" in bad.stderr
+    finally:
+        cluster.delete(cms, "never", NS)
+        cluster.delete(cms, "temp", NS)

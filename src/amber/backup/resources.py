@@ -41,6 +41,8 @@ from amber.util import errors
 
 Obj = dict[str, Any]
 ENTRY_TIME = datetime.datetime(2000, 1, 1, tzinfo=datetime.UTC)
+#: An object labelled so is never backed up (the convention Velero users know, under our name).
+EXCLUDE_LABEL = "amber.io/exclude-from-backup"
 
 
 @dataclass
@@ -55,6 +57,8 @@ class Scope:
     include_resources: Sequence[str] = ()
     exclude_resources: Sequence[str] = ()
     exclude_namespaces: Sequence[str] = ()
+    #: Objects whose labels match are left out (as is ``amber.io/exclude-from-backup=true``).
+    exclude_selector: str | None = None
 
     def validate(self) -> None:
         chosen = [bool(self.app), bool(self.namespaces) or bool(self.selector), self.everything]
@@ -64,6 +68,8 @@ class Scope:
                 "or --all (exactly one of them; --selector may narrow --namespace)")
         if self.selector is not None:
             labels.parse(self.selector)  # a bad selector fails here, before any listing
+        if self.exclude_selector is not None:
+            labels.parse(self.exclude_selector)
 
     @property
     def label(self) -> str:
@@ -118,10 +124,16 @@ class _Run:
 
     writer: memsnap.MemorySnapshotWriter
     progress: Progress
+    exclude: labels.Matcher | None = None
     written: set[Ref] = field(default_factory=set)
+    excluded: set[Ref] = field(default_factory=set)
 
     def write(self, obj: Obj, s: Summary) -> None:
         if s.ref in self.written:
+            return
+        if s.labels.get(EXCLUDE_LABEL) == "true" or (
+                self.exclude is not None and self.exclude(s.labels)):
+            self.excluded.add(s.ref)
             return
         data = layout.encode(obj)
         self.writer.add_file(_path(s), data)
@@ -170,7 +182,8 @@ class ResourceBackup:
         # the objects in it, so an unchanged namespace is an unchanged tree in the next backup.
         with memsnap.MemorySnapshotWriter(self.repo, time=started,
                                           entry_time=ENTRY_TIME) as writer:
-            run = _Run(writer, self.progress)
+            run = _Run(writer, self.progress, exclude=labels.parse(scope.exclude_selector)
+                       if scope.exclude_selector else None)
             streaming = scope.everything or (scope.namespaces and not scope.selector)
             if streaming:
                 selection = self._streaming(scope, resources, inv, run)
@@ -284,7 +297,7 @@ class ResourceBackup:
     @staticmethod
     def _warnings(inv: appmodel.Inventory, selected: set[Ref], run: _Run) -> list[str]:
         warnings = [f"{msg}; the backup is partial" for msg in sorted(inv.errors.values())]
-        for ref in sorted(selected - run.written):
+        for ref in sorted(selected - run.written - run.excluded):
             warnings.append(f"{ref} disappeared while the backup ran; not included")
         return warnings
 
@@ -314,7 +327,9 @@ class ResourceBackup:
                       "all": scope.everything,
                       "includeResources": list(scope.include_resources),
                       "excludeResources": list(scope.exclude_resources),
-                      "excludeNamespaces": list(scope.exclude_namespaces)},
+                      "excludeNamespaces": list(scope.exclude_namespaces),
+                      "excludeSelector": scope.exclude_selector,
+                      "excludedObjects": len(run.excluded)},
             "cluster": self._cluster_identity(),
             "servedVersions": sorted({r.group_version for r in served}),
             "skippedResources": dict(sorted(rf.skipped.items())),

@@ -41,12 +41,15 @@ def backup() -> None:
               help="Leave these resources out.")
 @click.option("--exclude-namespaces", multiple=True, metavar="NS",
               help="Leave these namespaces out (with --all).")
+@click.option("--exclude-selector", default=None, metavar="SELECTOR",
+              help="Leave out objects matching this label selector (objects labelled "
+                   "amber.io/exclude-from-backup=true always are).")
 @click.option("--tag", "tags", multiple=True, help="Tag the backup (repeatable).")
 @pass_ctx
 def create(ctx: context.Context, application: str | None, namespaces: tuple[str, ...],
            selector: str | None, everything: bool, include_resources: tuple[str, ...],
            exclude_resources: tuple[str, ...], exclude_namespaces: tuple[str, ...],
-           tags: tuple[str, ...]) -> None:
+           exclude_selector: str | None, tags: tuple[str, ...]) -> None:
     """Back up APPLICATION (an id from `amber app list`), or --namespace, --selector, --all.
 
     Every object becomes one file in a new repository snapshot, plus a manifest. Exits 3 when
@@ -56,7 +59,7 @@ def create(ctx: context.Context, application: str | None, namespaces: tuple[str,
         app=application, namespaces=split_values(namespaces), selector=selector,
         everything=everything, include_resources=split_values(include_resources),
         exclude_resources=split_values(exclude_resources),
-        exclude_namespaces=split_values(exclude_namespaces))
+        exclude_namespaces=split_values(exclude_namespaces), exclude_selector=exclude_selector)
     scope.validate()
     repo = ctx.open_repo()
     client = ctx.kube_client()
