@@ -21,6 +21,7 @@ from amber.kube import errors
 from amber.kube.client import Client
 from amber.kube.discovery import APIResource
 from amber.kube.watch import Reflector, WatchEvent, identity
+from polling import wait_for
 
 SUFFIX = uuid.uuid4().hex[:8]
 
@@ -61,13 +62,7 @@ class Recorder:
 
 
 def wait(what: Callable[[], Any], timeout: float = 20, message: str = "condition") -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        got = what()
-        if got:
-            return got
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {message}")
+    return wait_for(what, timeout=timeout, message=message)
 
 
 def make(name: str, label: str, data: str = "0") -> dict[str, Any]:

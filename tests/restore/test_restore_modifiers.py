@@ -12,21 +12,17 @@ from hypothesis import given
 from hypothesis import strategies as st
 from restore_objects import deployment, secret, served
 
-from amber.restore.modifiers import (
-    Match,
-    ModifierError,
+from amber.restore.modifiers import Match, ModifierError, Rule, apply, load
+from amber.util.errors import UsageError
+from amber.util.jsonpatch import (
     Operation,
     PatchError,
-    Rule,
-    apply,
     apply_json_patch,
     json_equal,
-    load,
     make_pointer,
     merge_patch,
     parse_pointer,
 )
-from amber.util.errors import UsageError
 
 HEADER = "version: amber.io/modifiers/v1\nrules:\n"
 

@@ -16,13 +16,14 @@ import ssl
 import subprocess
 import tempfile
 import threading
-import time
 import urllib.parse
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import polling
 
 Obj = dict[str, Any]
 
@@ -212,14 +213,7 @@ class Endpoint:
                  message: str = "condition") -> Any:
         """Poll until ``what()`` is truthy (effects of controllers are asynchronous on any
         cluster)."""
-        deadline = time.monotonic() + timeout
-        while True:
-            value = what()
-            if value:
-                return value
-            if time.monotonic() > deadline:
-                raise AssertionError(f"timed out waiting for {message}")
-            time.sleep(0.05)
+        return polling.wait_for(what, timeout=timeout, message=message)
 
     def gone(self, path: str) -> bool:
         return self.get(path).status == 404

@@ -10,12 +10,12 @@ import http.client
 import json
 import os
 import subprocess
-import time
 import urllib.parse
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from polling import wait_for
 
 Obj = dict[str, Any]
 
@@ -105,17 +105,6 @@ def pod(name: str, *containers: Obj, labels: dict[str, str] | None = None, **spe
                      **spec}}
 
 
-def wait_for(what: Callable[[], Any], timeout: float = 30, message: str = "condition") -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = what()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {message}")
-        time.sleep(0.05)
-
-
 def pod_path(namespace: str, name: str) -> str:
     return f"/api/v1/namespaces/{namespace}/pods/{name}"
 
@@ -127,7 +116,7 @@ def wait_phase(api: Api, namespace: str, name: str, *phases: str, timeout: float
             return found  # type: ignore[no-any-return]
         return None
     try:
-        return wait_for(check, timeout)  # type: ignore[no-any-return]
+        return wait_for(check, timeout=timeout)
     except AssertionError:
         found = api.maybe(pod_path(namespace, name))
         raise AssertionError(f"pod {namespace}/{name} not in {phases}: "
@@ -144,7 +133,7 @@ def wait_ready(api: Api, namespace: str, name: str, timeout: float = 30) -> Obj:
         found = api.maybe(pod_path(namespace, name))
         return found if found and is_ready(found) else None
     try:
-        return wait_for(check, timeout)  # type: ignore[no-any-return]
+        return wait_for(check, timeout=timeout)
     except AssertionError:
         found = api.maybe(pod_path(namespace, name))
         raise AssertionError(f"pod {namespace}/{name} not ready: "

@@ -7,6 +7,7 @@ import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+import polling
 from amber.sandbox import apiclient as kube
 from amber.sandbox.controllers import Settings
 
@@ -22,14 +23,7 @@ FAST = Settings(job_backoff_seconds=0.2, job_backoff_max_seconds=1.0, cron_poll_
 def wait_for(what: Callable[[], T | None], *, timeout: float = TIMEOUT,
              message: str = "condition") -> T:
     """Poll until ``what()`` is truthy (controllers act asynchronously on any cluster)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = what()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {message}")
-        time.sleep(0.03)
+    return polling.wait_for(what, timeout=timeout, message=message, interval=0.03)
 
 
 def stays(what: Callable[[], bool], *, seconds: float = 0.6, message: str = "condition") -> None:

@@ -19,147 +19,43 @@ import copy
 from typing import Any
 
 from amber.sandbox.apiserver import errors
+from amber.util import jsonpatch
 
 Obj = dict[str, Any]
 
 # --------------------------------------------------------------------------------------------
-# JSON merge patch
+# JSON merge patch and JSON patch: the project's one implementation (amber.util.jsonpatch),
+# with the request checks and Status errors of the real server around it.
 
 
 def merge_patch(target: Any, patch: Any) -> Any:
     """RFC 7386. Neither argument is modified."""
-    if not isinstance(patch, dict):
-        return copy.deepcopy(patch)
-    result: Obj = dict(target) if isinstance(target, dict) else {}
-    for key, value in patch.items():
-        if value is None:
-            result.pop(key, None)
-        else:
-            result[key] = merge_patch(result.get(key), value)
-    return result
-
-
-# --------------------------------------------------------------------------------------------
-# JSON patch
-
-
-def _unescape(segment: str) -> str:
-    return segment.replace("~1", "/").replace("~0", "~")
-
-
-def _pointer(path: str) -> list[str]:
-    if path == "":
-        return []
-    if not path.startswith("/"):
-        raise errors.bad_request(f"invalid JSON pointer {path!r}")
-    return [_unescape(t) for t in path[1:].split("/")]
-
-
-def _fail(message: str) -> errors.ApiError:
-    # apply failures are 422 on the real server (a generic response with reason Invalid)
-    return errors.ApiError(422, "Invalid", message)
-
-
-def _index(container: list[Any], step: str, *, allow_end: bool) -> int:
-    if step == "-" and allow_end:
-        return len(container)
-    if not step.isdigit() or (len(step) > 1 and step.startswith("0")):
-        raise _fail(f"invalid array index {step!r}")
-    i = int(step)
-    if i > len(container) or (i == len(container) and not allow_end):
-        raise _fail(f"array index {i} out of bounds")
-    return i
-
-
-def _parent(doc: Any, tokens: list[str]) -> Any:
-    cur = doc
-    for t in tokens[:-1]:
-        if isinstance(cur, dict):
-            if t not in cur:
-                raise _fail(f"doc is missing path: /{'/'.join(tokens)}")
-            cur = cur[t]
-        elif isinstance(cur, list):
-            cur = cur[_index(cur, t, allow_end=False)]
-        else:
-            raise _fail(f"doc is missing path: /{'/'.join(tokens)}")
-    return cur
-
-
-def _get(doc: Any, tokens: list[str]) -> Any:
-    if not tokens:
-        return doc
-    parent = _parent(doc, tokens)
-    last = tokens[-1]
-    if isinstance(parent, dict):
-        if last not in parent:
-            raise _fail(f"doc is missing key: /{'/'.join(tokens)}")
-        return parent[last]
-    if isinstance(parent, list):
-        return parent[_index(parent, last, allow_end=False)]
-    raise _fail(f"doc is missing path: /{'/'.join(tokens)}")
-
-
-def _add(doc: Any, tokens: list[str], value: Any) -> Any:
-    if not tokens:
-        return value
-    parent = _parent(doc, tokens)
-    last = tokens[-1]
-    if isinstance(parent, dict):
-        parent[last] = value
-    elif isinstance(parent, list):
-        parent.insert(_index(parent, last, allow_end=True), value)
-    else:
-        raise _fail(f"doc is missing path: /{'/'.join(tokens)}")
-    return doc
-
-
-def _remove(doc: Any, tokens: list[str]) -> Any:
-    if not tokens:
-        raise _fail("cannot remove the whole document")
-    parent = _parent(doc, tokens)
-    last = tokens[-1]
-    if isinstance(parent, dict):
-        if last not in parent:
-            raise _fail(f"unable to remove nonexistent key: {last}: missing value")
-        del parent[last]
-    elif isinstance(parent, list):
-        del parent[_index(parent, last, allow_end=False)]
-    else:
-        raise _fail(f"doc is missing path: /{'/'.join(tokens)}")
-    return doc
+    return jsonpatch.merge_patch(target, patch)
 
 
 def json_patch(target: Any, operations: Any) -> Any:
-    """RFC 6902 applied to a copy of ``target``."""
+    """RFC 6902 applied to a copy of ``target``: a malformed request is a 400, an operation
+    that cannot apply a 422 (reason Invalid), as on the real server."""
     if not isinstance(operations, list):
         raise errors.bad_request("json: cannot unmarshal object into Go value of type "
                                  "jsonpatch.Patch")
-    doc = copy.deepcopy(target)
+    ops = []
     for op in operations:
         if not isinstance(op, dict) or "op" not in op:
             raise errors.bad_request("json patch operations must be objects with an 'op'")
-        kind = op["op"]
-        tokens = _pointer(str(op.get("path", "")))
-        if kind == "add":
-            doc = _add(doc, tokens, copy.deepcopy(op.get("value")))
-        elif kind == "remove":
-            doc = _remove(doc, tokens)
-        elif kind == "replace":
-            _get(doc, tokens)
-            doc = _add(_remove(doc, tokens), tokens, copy.deepcopy(op.get("value"))) \
-                if tokens else copy.deepcopy(op.get("value"))
-        elif kind in ("move", "copy"):
-            source = _pointer(str(op.get("from", "")))
-            value = copy.deepcopy(_get(doc, source))
-            if kind == "move":
-                doc = _remove(doc, source)
-            doc = _add(doc, tokens, value)
-        elif kind == "test":
-            if _get(doc, tokens) != op.get("value"):
-                raise _fail(f"testing value {op.get('path')} failed: test failed")
-        else:
-            raise errors.bad_request(f"Unexpected kind: {kind}")
-    return doc
+        if op["op"] not in jsonpatch.OPS:
+            raise errors.bad_request(f"Unexpected kind: {op['op']}")
+        for key in ("path", "from"):
+            try:
+                jsonpatch.parse_pointer(str(op.get(key, "")))
+            except ValueError:
+                raise errors.bad_request(f"invalid JSON pointer {op.get(key)!r}") from None
+        ops.append(jsonpatch.Operation(op["op"], str(op.get("path", "")), op.get("value"),
+                                       str(op.get("from", ""))))
+    try:
+        return jsonpatch.apply_json_patch(target, ops)
+    except jsonpatch.PatchError as exc:
+        raise errors.ApiError(422, "Invalid", str(exc)) from None
 
 
 # --------------------------------------------------------------------------------------------

@@ -186,13 +186,7 @@ class Rest:
             raise errors.method_not_allowed(verb="create", resource=rt.plural, group=rt.group)
         obj = self._check_body(rt, body)
         meta = obj["metadata"]
-        if rt.namespaced:
-            if meta.get("namespace") and meta["namespace"] != namespace:
-                raise errors.bad_request("the namespace of the provided object does not match "
-                                         "the namespace sent on the request")
-            meta["namespace"] = namespace
-        else:
-            meta.pop("namespace", None)
+        _place(rt, meta, namespace)
         with self.store.lock:
             if rt.namespaced:
                 self._check_namespace_open(rt, namespace, str(meta.get("name") or ""))
@@ -305,13 +299,7 @@ class Rest:
                                      f"name on the URL ({name})")
         meta["name"] = name
         scope = namespace if rt.namespaced else ""
-        if rt.namespaced:
-            if meta.get("namespace") and meta["namespace"] != namespace:
-                raise errors.bad_request("the namespace of the provided object does not match "
-                                         "the namespace sent on the request")
-            meta["namespace"] = namespace
-        else:
-            meta.pop("namespace", None)
+        _place(rt, meta, namespace)
         with self.store.lock:
             old = self.store.get(rt.key, scope, name)
             if old is None:
@@ -760,3 +748,15 @@ def _decode_continue(token: str, *, namespaced: bool) -> tuple[int, tuple[str, s
         ns, _, name = start.partition("/")
         return rv, (ns, name)
     return rv, ("", start)
+
+
+def _place(rt: resources.ResourceType, meta: dict[str, Any], namespace: str) -> None:
+    """Set the object's namespace from the URL (a body naming another one is refused), or drop
+    it for a cluster-scoped resource, as the real server does on create and update."""
+    if rt.namespaced:
+        if meta.get("namespace") and meta["namespace"] != namespace:
+            raise errors.bad_request("the namespace of the provided object does not match "
+                                     "the namespace sent on the request")
+        meta["namespace"] = namespace
+    else:
+        meta.pop("namespace", None)
