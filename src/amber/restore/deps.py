@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from amber.apps.refs import Ref
+from amber.restore import transforms
 
 Obj = dict[str, Any]
 ANNOTATION = "amber.io/depends-on"
@@ -84,22 +85,19 @@ def _hosts(var: str, value: str, namespace: str,
                 yield app, f"{var or 'a value'} names Service {namespace}/{host}"
 
 
+def _containers(obj: Obj) -> Iterable[Obj]:
+    """Init and app containers of every pod spec in ``obj`` (Pod, workload, CronJob)."""
+    for pod in transforms.pod_specs(obj):
+        for key in ("initContainers", "containers"):
+            yield from pod.get(key) or []
+
+
 def _env_values(obj: Obj) -> Iterable[tuple[str, str]]:
     """(name, value) of every literal env entry in the object's pod spec(s)."""
-    spec = obj.get("spec") or {}
-    specs = [spec] if obj.get("kind") == "Pod" else []
-    template = spec.get("template") if isinstance(spec, dict) else None
-    if isinstance(template, dict):
-        specs.append(template.get("spec") or {})
-    job = ((spec.get("jobTemplate") or {}).get("spec") or {}).get("template")
-    if isinstance(job, dict):
-        specs.append(job.get("spec") or {})
-    for pod in specs:
-        for key in ("initContainers", "containers"):
-            for c in pod.get(key) or []:
-                for env in c.get("env") or []:
-                    if isinstance(env.get("value"), str):
-                        yield env.get("name", ""), env["value"]
+    for c in _containers(obj):
+        for env in c.get("env") or []:
+            if isinstance(env.get("value"), str):
+                yield env.get("name", ""), env["value"]
 
 
 def infer(objects: Mapping[Ref, Obj], app_of: Mapping[Ref, str],
@@ -137,20 +135,13 @@ def infer(objects: Mapping[Ref, Obj], app_of: Mapping[Ref, str],
 
 
 def _config_maps_used(obj: Obj, namespace: str) -> Iterable[Ref]:
-    spec = obj.get("spec") or {}
-    pods = [spec] if obj.get("kind") == "Pod" else []
-    template = spec.get("template") if isinstance(spec, dict) else None
-    if isinstance(template, dict):
-        pods.append(template.get("spec") or {})
-    for pod in pods:
-        for c in (pod.get("containers") or []) + (pod.get("initContainers") or []):
-            for env_from in c.get("envFrom") or []:
-                if name := (env_from.get("configMapRef") or {}).get("name"):
-                    yield Ref("", "ConfigMap", namespace, name)
-            for env in c.get("env") or []:
-                if name := ((env.get("valueFrom") or {}).get("configMapKeyRef") or {}).get(
-                        "name"):
-                    yield Ref("", "ConfigMap", namespace, name)
+    for c in _containers(obj):
+        for env_from in c.get("envFrom") or []:
+            if name := (env_from.get("configMapRef") or {}).get("name"):
+                yield Ref("", "ConfigMap", namespace, name)
+        for env in c.get("env") or []:
+            if name := ((env.get("valueFrom") or {}).get("configMapKeyRef") or {}).get("name"):
+                yield Ref("", "ConfigMap", namespace, name)
 
 
 def _components(nodes: list[str], needs: Mapping[str, Iterable[str]]) -> dict[str, int]:
