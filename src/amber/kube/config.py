@@ -7,7 +7,13 @@ plugins (``client.authentication.k8s.io`` v1 and v1beta1: EKS, GKE, OIDC helpers
 
 A kubeconfig is read as JSON when it is JSON, else as YAML (PyYAML's safe loader); only a file
 neither can parse goes to ``kubectl config view -o json --raw --flatten``, whose error names the
-problem. Relative file paths are resolved against the kubeconfig's directory, as client-go does.
+problem. Relative file paths are resolved against the directory of the file that defined the
+entry, as client-go does.
+
+Which files (client-go's loading rules, as kubectl): ``--kubeconfig PATH`` is that one file; else
+the files ``$KUBECONFIG`` lists are merged (files that do not exist are skipped, the first file to
+define a cluster, user or context name wins it whole, ``current-context`` comes from the first file
+that sets one); else ``~/.kube/config``. See decision 0014.
 """
 
 from __future__ import annotations
@@ -254,10 +260,16 @@ class ClusterConfig:
 
 
 def _read_doc(path: Path) -> dict[str, Any]:
+    """The document in ``path`` (an empty file is an empty config, as in client-go);
+    ``FileNotFoundError`` when there is no such file, so a ``$KUBECONFIG`` list can skip it."""
     try:
         text = path.read_text()
+    except FileNotFoundError:
+        raise
     except OSError as e:
         raise ConfigError(f"cannot read kubeconfig {path}: {e.strerror}") from None
+    if not text.strip():
+        return {}
     try:
         doc = json.loads(text)
     except ValueError:
@@ -285,12 +297,98 @@ def _via_kubectl(path: Path) -> Any:
     return json.loads(proc.stdout)
 
 
-def _named(doc: Mapping[str, Any], key: str, name: str, path: Path) -> dict[str, Any]:
-    for item in doc.get(key) or []:
-        if isinstance(item, dict) and item.get("name") == name:
-            inner = item.get(key[:-1])
-            return inner if isinstance(inner, dict) else {}
-    raise ConfigError(f"kubeconfig {path}: no {key[:-1]} named {name!r}")
+@dataclass(frozen=True)
+class _Entry:
+    """One named cluster, user or context, and the directory its relative paths are relative
+    to: that of the file that defined it."""
+
+    body: dict[str, Any]
+    base: Path
+
+
+@dataclass
+class Kubeconfig:
+    """The clusters, users and contexts of one kubeconfig file, or of several merged."""
+
+    source: str  # for messages: the file, or the files read
+    current_context: str = ""
+    clusters: dict[str, _Entry] = field(default_factory=dict)
+    users: dict[str, _Entry] = field(default_factory=dict)
+    contexts: dict[str, _Entry] = field(default_factory=dict)
+
+    def add(self, path: Path, doc: Mapping[str, Any]) -> None:
+        """Merge in the next file, as client-go does: a name already defined keeps its first
+        definition whole (not field by field), and ``current-context`` is the first one set."""
+        # client-go: filepath.Abs(filepath.Dir(file)), so a symlinked kubeconfig's paths are
+        # relative to the link's directory, not its target's.
+        base = Path(os.path.abspath(path)).parent
+        if not self.current_context:
+            self.current_context = str(doc.get("current-context") or "")
+        for key, into in (("clusters", self.clusters), ("users", self.users),
+                          ("contexts", self.contexts)):
+            for item in doc.get(key) or []:
+                if not isinstance(item, dict) or not item.get("name"):
+                    continue
+                name = str(item["name"])
+                if name not in into:
+                    inner = item.get(key[:-1])
+                    into[name] = _Entry(inner if isinstance(inner, dict) else {}, base)
+
+    def named(self, key: str, name: str) -> _Entry:
+        table = {"clusters": self.clusters, "users": self.users, "contexts": self.contexts}[key]
+        entry = table.get(name)
+        if entry is None:
+            raise ConfigError(f"kubeconfig {self.source}: no {key[:-1]} named {name!r}")
+        return entry
+
+
+def read_kubeconfig(path: Path) -> Kubeconfig:
+    """One file, on its own (``--kubeconfig``: it must exist, and nothing is merged)."""
+    try:
+        doc = _read_doc(path)
+    except FileNotFoundError:
+        raise ConfigError(f"cannot read kubeconfig {path}: no such file") from None
+    kc = Kubeconfig(source=str(path))
+    kc.add(path, doc)
+    return kc
+
+
+def merge_kubeconfigs(paths: list[Path]) -> Kubeconfig:
+    """The files of a ``$KUBECONFIG`` list merged by client-go's rules: in order, files that do
+    not exist skipped (an error only when none does), any other unreadable or unparsable file an
+    error; see ``Kubeconfig.add`` for which definition wins."""
+    docs: list[tuple[Path, dict[str, Any]]] = []
+    for path in paths:
+        try:
+            docs.append((path, _read_doc(path)))
+        except FileNotFoundError:
+            continue
+    if not docs:
+        raise ConfigError("none of the kubeconfig files in KUBECONFIG exists: "
+                          + ", ".join(str(p) for p in paths))
+    kc = Kubeconfig(source=str(docs[0][0]) if len(docs) == 1
+                    else "files " + ", ".join(str(p) for p, _ in docs))
+    for path, doc in docs:
+        kc.add(path, doc)
+    return kc
+
+
+def kubeconfig_files(env: Mapping[str, str] | None = None) -> list[Path] | None:
+    """The files ``$KUBECONFIG`` lists, in order, without empty entries and repeats (as
+    client-go); None when it is unset or empty (then ``~/.kube/config`` alone is read)."""
+    value = (os.environ if env is None else env).get("KUBECONFIG", "")
+    if not value:
+        return None
+    return [Path(p) for p in dict.fromkeys(value.split(os.pathsep)) if p]
+
+
+def default_kubeconfig() -> Kubeconfig:
+    """What kubectl reads without ``--kubeconfig``: the ``$KUBECONFIG`` files merged, else
+    ``~/.kube/config``."""
+    files = kubeconfig_files()
+    if files is None:
+        return read_kubeconfig(Path.home() / ".kube" / "config")
+    return merge_kubeconfigs(files)
 
 
 def _data_or_file(entry: Mapping[str, Any], key: str, base: Path) -> bytes | None:
@@ -310,36 +408,32 @@ def _data_or_file(entry: Mapping[str, Any], key: str, base: Path) -> bytes | Non
     return None
 
 
-def default_kubeconfig() -> Path:
-    """The first file of ``$KUBECONFIG``, else ``~/.kube/config``. (Merging several files is
-    left to kubectl: pass a path that ``kubectl config view --flatten`` wrote.)"""
-    env = os.environ.get("KUBECONFIG", "")
-    first = next((p for p in env.split(os.pathsep) if p), "")
-    return Path(first) if first else Path.home() / ".kube" / "config"
-
-
 def load_kubeconfig(path: Path | None = None, *, context: str | None = None) -> ClusterConfig:
-    """The configuration of ``context`` (default: ``current-context``) in the kubeconfig."""
-    path = path or default_kubeconfig()
-    doc = _read_doc(path)
-    base = path.resolve().parent
-    ctx_name = context or doc.get("current-context") or ""
+    """The configuration of ``context`` (default: ``current-context``) in the kubeconfig file
+    ``path``, or by default in the ``$KUBECONFIG`` files merged (else ``~/.kube/config``)."""
+    kc = read_kubeconfig(path) if path is not None else default_kubeconfig()
+    ctx_name = context or kc.current_context
     if not ctx_name:
-        raise ConfigError(f"kubeconfig {path} has no current-context; pass a context")
-    ctx = _named(doc, "contexts", ctx_name, path)
-    cluster = _named(doc, "clusters", str(ctx.get("cluster", "")), path)
-    user = _named(doc, "users", str(ctx.get("user", "")), path) if ctx.get("user") else {}
+        raise ConfigError(f"kubeconfig {kc.source} has no current-context; pass a context")
+    ctx = kc.named("contexts", ctx_name).body
+    cluster_entry = kc.named("clusters", str(ctx.get("cluster", "")))
+    cluster, cluster_base = cluster_entry.body, cluster_entry.base
+    user_name = str(ctx.get("user") or "")
+    user_entry = kc.named("users", user_name) if user_name else None
+    user = user_entry.body if user_entry is not None else {}
+    user_base = user_entry.base if user_entry is not None else cluster_base
     if "auth-provider" in user:
-        raise ConfigError(f"kubeconfig {path}: user {ctx.get('user')!r} uses an auth-provider "
+        raise ConfigError(f"kubeconfig {kc.source}: user {user_name!r} uses an auth-provider "
                           "plugin (removed from kubectl in 1.26), which Amber does not run; use "
                           "its exec plugin replacement or a token")
     server = str(cluster.get("server") or "")
     if not server:
-        raise ConfigError(f"kubeconfig {path}: cluster {ctx.get('cluster')!r} has no server")
-    ca_data = _data_or_file(cluster, "certificate-authority", base)
+        raise ConfigError(f"kubeconfig {kc.source}: cluster {ctx.get('cluster')!r} has no "
+                          "server")
+    ca_data = _data_or_file(cluster, "certificate-authority", cluster_base)
     plugin = None
     if isinstance(user.get("exec"), dict):
-        plugin = ExecPlugin(user["exec"], user=str(ctx.get("user")), base=base,
+        plugin = ExecPlugin(user["exec"], user=user_name, base=user_base,
                             cluster=_exec_cluster(cluster, ca_data))
     token_file = user.get("tokenFile")
     return ClusterConfig(
@@ -347,9 +441,9 @@ def load_kubeconfig(path: Path | None = None, *, context: str | None = None) -> 
         ca_data=ca_data,
         insecure=bool(cluster.get("insecure-skip-tls-verify")),
         token=user.get("token") or None,
-        token_file=(base / Path(token_file).expanduser()) if token_file else None,
-        cert_data=_data_or_file(user, "client-certificate", base),
-        key_data=_data_or_file(user, "client-key", base),
+        token_file=(user_base / Path(token_file).expanduser()) if token_file else None,
+        cert_data=_data_or_file(user, "client-certificate", user_base),
+        key_data=_data_or_file(user, "client-key", user_base),
         namespace=str(ctx.get("namespace") or "default"),
         context=ctx_name,
         exec_plugin=plugin,

@@ -7,6 +7,11 @@ lock on the hot path) and retry exactly as the API conventions allow.
 Retries: 429 (after Retry-After when given), 5xx and timeouts / connection failures, with
 exponential backoff and full jitter, only for idempotent verbs (GET, HEAD, PUT, DELETE). A POST
 or PATCH that failed on the server may have been applied, so it is never repeated.
+
+Failures say where and why in one line: a connection that cannot be made (refused, unknown host,
+timed out, TLS verification failed) is ``errors.Unreachable``, naming the server URL, the
+kubeconfig context and the cause; a request that fails once connected is ``errors.Timeout``,
+naming the request and the server. Neither ever includes headers (the token) or bodies.
 """
 
 from __future__ import annotations
@@ -30,6 +35,14 @@ from amber.kube.ratelimit import TokenBucket
 
 IDEMPOTENT = frozenset({"GET", "HEAD", "PUT", "DELETE", "OPTIONS"})
 USER_AGENT = "amber/0.1"
+
+
+class _ConnectFailed(Exception):
+    """The connection (TCP, then TLS) could not be made; ``cause`` says why."""
+
+    def __init__(self, cause: OSError | http.client.HTTPException) -> None:
+        super().__init__(str(cause))
+        self.cause = cause
 
 
 @dataclass(frozen=True)
@@ -102,6 +115,26 @@ class Transport:
             self._local.conn, self._local.tls = conn, self._ssl
         return conn
 
+    def _connect(self, conn: http.client.HTTPConnection) -> None:
+        """Open ``conn`` if it is not yet: apart from the request, so that a failure here is
+        known to be one of reaching the server (``_ConnectFailed``)."""
+        if conn.sock is None:
+            try:
+                conn.connect()
+            except (OSError, http.client.HTTPException) as e:
+                conn.close()
+                raise _ConnectFailed(e) from e
+
+    def _unreachable(self, exc: BaseException, method: str, path: str) -> errors.Unreachable:
+        return errors.unreachable(exc, server=self.config.server, context=self.config.context,
+                                  host=self._host, timeout=self.timeout, method=method,
+                                  path=path)
+
+    def _failed(self, exc: BaseException, method: str, path: str) -> errors.Timeout:
+        return errors.failed_request(exc, server=self.config.server,
+                                     context=self.config.context, host=self._host,
+                                     timeout=self.timeout, method=method, path=path)
+
     def _drop_connection(self) -> None:
         conn = getattr(self._local, "conn", None)
         if conn is not None:
@@ -131,13 +164,15 @@ class Transport:
         refreshed = False
         while True:
             self._count()
+            err: errors.APIError
             try:
                 status, resp_headers, data = self._send(method, target, payload, headers)
+            except _ConnectFailed as e:
+                self._drop_connection()
+                err, retry_after = self._unreachable(e.cause, method, path), None
             except (OSError, http.client.HTTPException) as e:
                 self._drop_connection()
-                err: errors.APIError = errors.Timeout(
-                    f"{method} {path}: {type(e).__name__}: {e}"[:300], method=method, path=path)
-                retry_after = None
+                err, retry_after = self._failed(e, method, path), None
             else:
                 if status < 400:
                     return json.loads(data) if data else None
@@ -190,6 +225,7 @@ class Transport:
             self._count()
             conn = self._new_connection(self.timeout)
             try:
+                self._connect(conn)
                 conn.request("GET", target, headers=headers)
                 resp = conn.getresponse()
                 if resp.status < 400:
@@ -197,10 +233,11 @@ class Transport:
                         conn.sock.settimeout(read_timeout)
                     return Stream(conn, resp)
                 data = resp.read()
+            except _ConnectFailed as e:
+                raise self._unreachable(e.cause, "GET", path) from None
             except (OSError, http.client.HTTPException) as e:
                 conn.close()
-                raise errors.Timeout(f"GET {path}: {type(e).__name__}: {e}"[:300],
-                                     method="GET", path=path) from None
+                raise self._failed(e, "GET", path) from None
             except BaseException:
                 conn.close()
                 raise
@@ -213,6 +250,7 @@ class Transport:
     def _send(self, method: str, target: str, payload: bytes | None,
               headers: dict[str, str]) -> tuple[int, dict[str, str], bytes]:
         conn = self._connection()
+        self._connect(conn)
         try:
             conn.request(method, target, body=payload, headers=headers)
             resp = conn.getresponse()
@@ -223,6 +261,7 @@ class Transport:
             if method.upper() not in IDEMPOTENT:
                 raise
             conn = self._connection()
+            self._connect(conn)
             conn.request(method, target, body=payload, headers=headers)
             resp = conn.getresponse()
             data = resp.read()
