@@ -193,10 +193,17 @@ def test_pvc_keeps_volume_name_when_the_volume_is_reused() -> None:
     assert obj["metadata"]["annotations"] == {"note": "kept"}
 
 
-def test_statically_bound_pvc_keeps_volume_name() -> None:
-    obj = portable_obj(make_portable(claim(provisioned=False)))
+def test_statically_bound_pvc_keeps_volume_name_when_its_volume_is_restored() -> None:
+    obj = portable_obj(make_portable(claim(provisioned=False), volume_provisioned_anew=False))
     assert obj["spec"]["volumeName"] == "pvc-123"
     assert "volume.kubernetes.io/selected-node" not in obj["metadata"]["annotations"]
+
+
+def test_pvc_without_provisioner_annotation_drops_a_volume_name_not_restored() -> None:
+    """Not every provisioner annotates its claims: the name goes whenever the volume does."""
+    result = make_portable(claim(provisioned=False))
+    assert "volumeName" not in portable_obj(result)["spec"]
+    assert "spec.volumeName" in result.reset
 
 
 # --- Pods and Jobs --------------------------------------------------------------------------

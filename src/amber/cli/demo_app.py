@@ -43,8 +43,14 @@ def sample() -> list[tuple[str, str | None, dict[str, Any]]]:
     """(resource, group, object) in creation order."""
     meta = {"namespace": NAMESPACE, "labels": LABELS}
     password = base64.b64encode(secrets.token_urlsafe(16).encode()).decode()
+    # A command the sandbox can run (it runs the host's binaries, not images) and that busybox
+    # has on a real cluster; ready once it has written to its volume.
     pod = {"serviceAccountName": "shop",
-           "containers": [{"name": "web", "image": "nginx:1.27",
+           "containers": [{"name": "web", "image": "busybox:1.36",
+                           "command": ["sh", "-c", "date > /data/started; "
+                                       "while true; do sleep 3600; done"],
+                           "readinessProbe": {"exec": {"command": ["cat", "/data/started"]},
+                                              "periodSeconds": 1},
                            "envFrom": [{"configMapRef": {"name": "shop-config"}}],
                            "env": [{"name": "DB_PASSWORD", "valueFrom": {"secretKeyRef": {
                                "name": "shop-db", "key": "password"}}}],
@@ -135,8 +141,10 @@ def _delete(client: Client) -> None:
 
 
 def run(ctx: context.Context, client: Client, repo: repository.Repository,
-        where: str) -> None:
-    """Create, back up, delete, restore, verify: the whole promise in one command."""
+        where: str, *, pods_run: bool = True) -> None:
+    """Create, back up, delete, restore, verify: the whole promise in one command. Verified
+    means the objects are as they were, the claim is bound and (where the cluster runs pods:
+    the sandbox does only as root) the workload is ready."""
     create_sample(client)
     ctx.info(f"created the sample application {APP} on {where}")
     inv = collect.inventory(client, namespaces=[NAMESPACE])
@@ -154,7 +162,7 @@ def run(ctx: context.Context, client: Client, repo: repository.Repository,
     ctx.info(f"deleted namespace {NAMESPACE} and the application's ClusterRoleBinding")
     source = BackupSource(repo, snap)
     plan = restore_plan.build(source, restore_plan.Selection(app=APP), restore_plan.Options())
-    report = Executor(client, plan, wait_timeout=60).run()
+    report = Executor(client, plan, wait_timeout=120, wait_workloads=pods_run).run()
     after = _live(client, before)
     mismatched = sorted(str(r) for r, obj in before.items()
                         if r not in after or verify.differs(obj, after[r]))
@@ -163,13 +171,23 @@ def run(ctx: context.Context, client: Client, repo: repository.Repository,
         ctx.emit({"application": app.to_json(), "backup": snap.id, "objects": result.items,
                   "partial": result.partial, "warnings": result.warnings,
                   "restore": counts, "verified": len(before) - len(mismatched),
-                  "mismatched": mismatched})
+                  "mismatched": mismatched, "workloadsChecked": pods_run,
+                  "notReady": [{"ref": r, "reason": w} for r, w in report.not_ready.items()]})
     else:
         print(f"restored {counts.get('created', 0)} objects in {report.duration_s:.1f}s "
               f"({', '.join(f'{n} {k}' for k, n in counts.items())})")
         print(f"verified: {len(before) - len(mismatched)} of {len(before)} objects are as they "
               "were before the deletion" + (f"; different: {', '.join(mismatched)}"
                                              if mismatched else ""))
+        for ref, why in report.not_ready.items():
+            print(f"not ready: {ref}: {why}")
+        if not report.not_ready:
+            print("ready: the claim is bound" + (" and the workload is ready" if pods_run else
+                  "; the workload was not checked: this sandbox runs no pods (that needs "
+                  "root; or try --current-cluster)"))
         print(f"see it with: amber backup show {snap.short_id} --items")
     if report.failed or mismatched:
         raise errors.PartialError("the demo's restore did not bring everything back as it was")
+    if report.not_ready:
+        raise errors.NotReadyError("the demo's restore brought the objects back, but "
+                                   f"{len(report.not_ready)} did not become ready")

@@ -33,7 +33,7 @@ from amber.kube import errors as kerrors
 from amber.kube.client import Client
 from amber.kube.discovery import APIResource
 from amber.restore import plan as restore_plan
-from amber.restore import readiness
+from amber.restore import waiting
 from amber.restore.drill_checks import (
     Check,
     annotation_checks,
@@ -88,7 +88,7 @@ class DrillReport:
     backup: str
     scratch: dict[str, str] = field(default_factory=dict)  # original -> scratch namespace
     restore: Report | None = None
-    not_ready: list[str] = field(default_factory=list)
+    not_ready: dict[str, str] = field(default_factory=dict)  # object -> why it is not ready
     checks: list[CheckResult] = field(default_factory=list)
     restore_s: float = 0.0
     ready_wait_s: float = 0.0
@@ -120,7 +120,7 @@ class DrillReport:
             "counts": r.counts() if r else {},
             "failedObjects": [{"ref": str(o.step.target), "source": str(o.step.item.ref),
                                "reason": o.reason} for o in self.failed_objects],
-            "notReady": self.not_ready,
+            "notReady": [{"ref": ref, "reason": why} for ref, why in self.not_ready.items()],
             "checks": [c.to_json() for c in self.checks],
             "timings": {"restoreSeconds": round(self.restore_s, 3),
                         "readyWaitSeconds": round(self.ready_wait_s, 3),
@@ -157,6 +157,7 @@ class Drill:
         self.plan: restore_plan.Plan | None = None
         self._namespaces_made: list[str] = []
         self._map: dict[str, str] | None = None
+        self._causes: dict[str, str] = {}
 
     def run(self, *, keep: bool = False) -> DrillReport:
         """Restore, wait, check, measure; then clean up (unless ``keep``), whatever happened."""
@@ -221,8 +222,9 @@ class Drill:
         def tick(done: int, _total: int) -> None:
             self.status = f"restoring: {done}/{total} objects"
 
+        # The drill waits for readiness itself (it times it and checks it per application).
         report.restore = Executor(self.client, the_plan, existing="skip", workers=self.workers,
-                                  wait_timeout=self.timeout, progress=tick).run()
+                                  wait_timeout=self.timeout, wait=False, progress=tick).run()
         report.created_cluster = [str(o.step.target) for o in report.restore.outcomes
                                   if o.result == "created" and o.step.target.cluster_scoped
                                   and not _is_namespace(o.step.target)]
@@ -232,12 +234,14 @@ class Drill:
 
     def _wait_and_check(self, report: DrillReport) -> None:
         assert report.restore is not None
-        waited = [o for o in report.restore.outcomes if o.result in _WRITTEN and o.step.obj
-                  and o.step.target.namespace and readiness.is_ready(o.step.obj) is not None]
+        waited = [o for o in report.restore.outcomes if o.result in _WRITTEN
+                  and o.step.target.namespace and waiting.awaited(o.step.obj)]
         wait_start = time.monotonic()
-        ready_at = self._wait_ready(waited)
+        result = self._wait_ready(waited)
+        ready_at = {id(o): result.ready_at[str(o.step.target)] for o in waited
+                    if str(o.step.target) in result.ready_at}
         report.ready_wait_s = time.monotonic() - wait_start
-        report.not_ready = [str(o.step.target) for o in waited if id(o) not in ready_at]
+        report.not_ready = self._causes = result.not_ready
         checks = list(self.declared)
         if not any(c.type == "ready" and c.app is None for c in checks):
             checks.insert(0, Check("workloads ready", "ready", origin="default"))
@@ -262,24 +266,21 @@ class Drill:
         if report.passed:
             report.recovery_s = time.monotonic() - self.started
 
-    def _wait_ready(self, waited: list[Outcome]) -> dict[int, float]:
-        """Poll until each workload is ready or ``timeout`` passes; when each got ready."""
-        ready_at: dict[int, float] = {}
-        deadline = time.monotonic() + self.timeout
-        while True:
-            pending = [o for o in waited if id(o) not in ready_at]
-            self.status = f"waiting for {len(pending)} workload(s) to be ready"
-            for o in pending:
-                try:
-                    live = self.client.get(self._resource(o.step.target, o.step.obj),
-                                           o.step.target.name, o.step.target.namespace)
-                except (kerrors.NotFound, _CheckError):
-                    continue
-                if readiness.is_ready(live):
-                    ready_at[id(o)] = time.monotonic()
-            if len(ready_at) == len(waited) or time.monotonic() >= deadline:
-                return ready_at
-            time.sleep(POLL)
+    def _wait_ready(self, waited: list[Outcome]) -> waiting.Waited:
+        """Wait until each workload is ready and each claim bound, or ``timeout`` passes."""
+        watched = []
+        for o in waited:
+            try:
+                res = self._resource(o.step.target, o.step.obj)
+            except _CheckError:
+                continue
+            watched.append(waiting.Watched(str(o.step.target), res, o.step.target.name,
+                                           o.step.target.namespace))
+
+        def status(pending: int) -> None:
+            self.status = f"waiting for {pending} workload(s) and claim(s) to be ready"
+
+        return waiting.wait_ready(self.client, watched, self.timeout, status=status)
 
     def _ready(self, check: Check, waited: list[Outcome], ready_at: dict[int, float],
                wait_start: float) -> CheckResult:
@@ -292,8 +293,9 @@ class Drill:
         took = max((ready_at[id(o)] - wait_start for o in mine if id(o) in ready_at),
                    default=0.0)
         if late:
-            return CheckResult(check, False, f"not ready within {self.timeout:.0f}s: "
-                                             + ", ".join(late), took)
+            why = "; ".join(f"{key}: {self._causes.get(key, 'not ready')}" for key in late)
+            return CheckResult(check, False, f"not ready within {self.timeout:.0f}s: {why}",
+                               took)
         return CheckResult(check, True, f"{len(mine)} workload(s) ready", took)
 
     def _scratch_for(self, check: Check) -> str:

@@ -33,7 +33,7 @@ from amber.backup import redact
 from amber.kube import errors as kerrors
 from amber.kube.client import Client
 from amber.kube.discovery import APIResource
-from amber.restore import portable, readiness
+from amber.restore import portable, waiting
 from amber.restore.order import PER_APPLICATION
 from amber.restore.plan import Phase, Plan, Step
 
@@ -42,6 +42,8 @@ MODES = ("skip", "update", "replace")
 #: Steps in one collection from which listing it beats asking object by object.
 _LIST_FROM = 20
 _Key = tuple[str, str, "str | None", str]
+#: Results after which the object is on the cluster as restored.
+_WRITTEN = ("created", "updated", "replaced")
 #: Kinds that are never deleted to be replaced: deleting them deletes what they contain.
 _NEVER_DELETE = {("", "Namespace"), ("apiextensions.k8s.io", "CustomResourceDefinition")}
 #: Kinds whose spec cannot change after creation: an update keeps the live spec.
@@ -84,6 +86,10 @@ class Report:
     warnings: list[str]
     dry_run: bool
     duration_s: float = 0.0
+    #: restored objects that were not ready (claims not bound, workloads not ready) when the
+    #: restore gave up waiting, with why; only known when ``waited``
+    not_ready: dict[str, str] = field(default_factory=dict)
+    waited: bool = False
 
     def counts(self) -> dict[str, int]:
         out: dict[str, int] = {}
@@ -99,6 +105,7 @@ class Report:
 class Executor:
     def __init__(self, client: Client, plan: Plan, *, existing: str = "skip",
                  workers: int = 8, wait_timeout: float = 300.0, dry_run: bool = False,
+                 wait: bool = True, wait_workloads: bool = True,
                  progress: Callable[[int, int], None] | None = None) -> None:
         if existing not in MODES:
             raise ValueError(existing)
@@ -108,12 +115,15 @@ class Executor:
         self.workers = workers
         self.wait_timeout = wait_timeout
         self.dry_run = dry_run
+        self.wait = wait
+        self.wait_workloads = wait_workloads
         self.progress = progress
         self._lock = threading.Lock()
         self._seq = 0
         self._outcomes: list[Outcome] = []
         self._warnings: list[str] = list(plan.warnings)
         self._not_ready_apps: dict[str, str] = {}
+        self._not_ready: dict[str, str] = {}
 
     # -- driver ----------------------------------------------------------------------------
 
@@ -126,18 +136,20 @@ class Executor:
                 self.client.discover(refresh=True)
             if (phase.wave is not None and not self.dry_run and self._wave_ends(phase)
                     and phase.wave + 1 < len(self.plan.waves)):
-                # Only a wave that others wait for is waited for: the last wave's readiness
-                # is the cluster's business (a drill checks it; a restore does not block on it).
+                # A wave that others wait for is waited for before they start.
                 self._wait_wave(phase.wave)
         if not self.dry_run:
             self._relink_owners()
+            if self.wait:
+                self._wait_all()
         # Report in plan order: phase by phase, and within a phase in creation order.
         position = {id(s): (p, i) for p, phase in enumerate(self.plan.phases)
                     for i, s in enumerate(phase.steps)}
         outcomes = sorted(self._outcomes, key=lambda o: (
             position[id(o.step)][0], o.seq or 1 << 60, position[id(o.step)][1]))
         return Report(outcomes, self._warnings, self.dry_run,
-                      round(time.monotonic() - started, 3))
+                      round(time.monotonic() - started, 3), dict(self._not_ready),
+                      waited=self.wait and not self.dry_run)
 
     def _wave_ends(self, phase: Phase) -> bool:
         later = self.plan.phases[self.plan.phases.index(phase) + 1:]
@@ -363,37 +375,42 @@ class Executor:
 
     # -- waiting ---------------------------------------------------------------------------
 
-    def _wait(self, outcomes: list[Outcome]) -> list[Outcome]:
-        """Poll until each object is ready (or has no readiness); return those that never got
-        there within ``wait_timeout``."""
-        pending = [o for o in outcomes if o.result in ("created", "updated", "replaced")
-                   and o.step.obj is not None and readiness.is_ready(o.step.obj) is not None]
-        deadline = time.monotonic() + self.wait_timeout
-        while pending and time.monotonic() < deadline:
-            still = []
-            for o in pending:
-                res = self._resource(o.step)
-                ns = o.step.target.namespace if res.namespaced else None
-                try:
-                    live = self.client.get(res, o.step.target.name, ns)
-                except kerrors.NotFound:
-                    still.append(o)
-                    continue
-                if not readiness.is_ready(live):
-                    still.append(o)
-            pending = still
-            if pending:
-                time.sleep(0.5)
-        return pending
+    def _wait(self, outcomes: list[Outcome], *, workloads: bool = True,
+              jobs: bool = True) -> dict[str, str]:
+        """Wait until each claim is bound and each object with a readiness (with
+        ``workloads``; Jobs only with ``jobs``) is ready; return those that never got there
+        within ``wait_timeout``, with why."""
+        watched = []
+        for o in outcomes:
+            obj = o.step.obj
+            kind = o.step.target.kind
+            there = o.result in _WRITTEN or (o.result == "skipped" and o.reason == "exists")
+            if not there or not waiting.awaited(obj) or (
+                    kind != "PersistentVolumeClaim" and not workloads) or (
+                    kind == "Job" and not jobs):
+                continue
+            res = self._resource(o.step)
+            watched.append(waiting.Watched(str(o.step.target), res, o.step.target.name,
+                                           o.step.target.namespace if res.namespaced else None))
+        if not watched:
+            return {}
+        return waiting.wait_ready(self.client, watched, self.wait_timeout).not_ready
 
     def _wait_wave(self, wave: int) -> None:
         outcomes = [o for o in self._outcomes if o.step.wave == wave and o.step.app]
-        for o in self._wait(outcomes):
-            app = o.step.app or ""
+        by_key = {str(o.step.target): o for o in outcomes}
+        for key, why in self._wait(outcomes).items():
+            app = by_key[key].step.app or ""
             self._not_ready_apps.setdefault(
-                app, f"was not ready within {self.wait_timeout:.0f}s ({o.step.target})")
-            self._warnings.append(f"{o.step.target} was not ready within "
-                                  f"{self.wait_timeout:.0f}s")
+                app, f"was not ready within {self.wait_timeout:.0f}s ({key}: {why})"[:300])
+            self._not_ready[key] = why
+
+    def _wait_all(self) -> None:
+        """The restore's own end: every claim bound and every workload ready (Jobs excepted:
+        their completion is their business, not the restore's), or each says why not."""
+        done = set(self._not_ready)
+        rest = [o for o in self._outcomes if str(o.step.target) not in done]
+        self._not_ready.update(self._wait(rest, workloads=self.wait_workloads, jobs=False))
 
     # -- owners ----------------------------------------------------------------------------
 

@@ -54,9 +54,12 @@ PersistentVolumeClaim
     ``volume.kubernetes.io/storage-provisioner``, ``volume.beta.kubernetes.io/storage-provisioner``,
     ``volume.kubernetes.io/selected-node``: binding and provisioning state of the old cluster
     (the selected node does not exist there; the scheduler picks one again).
-  - ``spec.volumeName`` when ``volume_provisioned_anew`` and the claim was dynamically
-    provisioned (it carried a storage-provisioner annotation): a new volume is provisioned. A
-    statically bound claim keeps it: nothing would provision a replacement.
+  - ``spec.volumeName`` when ``volume_provisioned_anew``, i.e. the claim's volume is not part
+    of the restore, whatever the claim's annotations say (not every provisioner sets
+    ``storage-provisioner``): a claim pre-bound to a volume that is not there, or that is still
+    bound to the old claim's uid, stays Pending for ever; without the name the PV controller
+    binds a matching (or pre-bound) volume or provisions a new one. A claim whose volume is
+    restored with it keeps the name.
 
 Pod
   - skipped when finished (``status.phase`` Succeeded or Failed): creating it would run it
@@ -346,11 +349,11 @@ def _persistent_volume(work: _Work) -> None:
 
 
 def _persistent_volume_claim(work: _Work) -> None:
-    annotations = _child(work.meta, "annotations")
-    dynamic = any(key in annotations for key in PVC_PROVISIONER)
     for key in (*BIND_ANNOTATIONS, *PVC_PROVISIONER, SELECTED_NODE):
         work.pop_annotation(key)
-    if work.opts.volume_provisioned_anew and dynamic:
+    if work.opts.volume_provisioned_anew:
+        # Whatever the annotations say (not every provisioner sets them): a claim pre-bound to a
+        # volume that is not restored with it stays Pending for ever.
         work.pop(work.spec, "volumeName", "spec.volumeName")
 
 

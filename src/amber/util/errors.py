@@ -17,6 +17,7 @@ class ExitCode(enum.IntEnum):
     FAILURE = 1
     USAGE = 2
     PARTIAL = 3
+    NOT_READY = 4
     REPO_NOT_FOUND = 10
     WRONG_PASSPHRASE = 11
     UNSUPPORTED_FORMAT = 12
@@ -37,6 +38,13 @@ class AmberError(Exception):
 
 class UsageError(AmberError):
     exit_code = ExitCode.USAGE
+
+
+class NotReadyError(AmberError):
+    """Everything was restored, but claims did not bind or workloads did not become ready in
+    time: the application is not back yet."""
+
+    exit_code = ExitCode.NOT_READY
 
 
 class RepositoryNotFoundError(AmberError):

@@ -13,7 +13,9 @@ For an unbound claim:
   set);
 * an existing PV that fits (same class, enough capacity, the access modes, volume mode and
   selector) is bound, the smallest first; PVs reserved for the claim (``claimRef``) come first;
-* otherwise, when the class's provisioner is ours, a PV ``pvc-<claim uid>`` is provisioned
+* otherwise the claim is annotated ``volume.kubernetes.io/storage-provisioner`` (and the beta
+  key) with the class's provisioner, as the PV controller does, and, when that provisioner is
+  ours, a PV ``pvc-<claim uid>`` is provisioned
   (pre-filled from a ``VolumeSnapshot`` or ``PersistentVolumeClaim`` data source) and bound.
 
 Binding writes, in this order, the PV's ``claimRef``, the PV's status (``Bound``), the claim's
@@ -42,6 +44,9 @@ BIND_COMPLETED = "pv.kubernetes.io/bind-completed"
 PROTECTION = "kubernetes.io/pvc-protection"
 BOUND_BY_CONTROLLER = "pv.kubernetes.io/bound-by-controller"
 SNAPSHOT_GROUP = "snapshot.storage.k8s.io"
+PROVISIONER_KEYS = ("volume.kubernetes.io/storage-provisioner",
+                    "volume.beta.kubernetes.io/storage-provisioner")
+NO_PROVISIONER = "kubernetes.io/no-provisioner"
 
 
 class ClaimController(Controller):
@@ -122,7 +127,18 @@ class ClaimController(Controller):
         if volume is not None:
             self._bind(volume, claim)
             return None
-        if storage_class is None or storage_class.get("provisioner") != self.provisioner.name:
+        provisioner = str((storage_class or {}).get("provisioner") or "")
+        if not provisioner or provisioner == NO_PROVISIONER:
+            return None
+        if any(objects.annotations_of(claim).get(a) != provisioner for a in PROVISIONER_KEYS):
+            # As the PV controller does before it leaves a claim to a provisioner: the annotation
+            # names who will provision it (external provisioners wait for it).
+            obj = objects.clone(claim)
+            annotations = obj["metadata"].setdefault("annotations", {})
+            annotations.update(dict.fromkeys(PROVISIONER_KEYS, provisioner))
+            self.client.update(kube.PVCS, obj)
+            return None
+        if provisioner != self.provisioner.name:
             return None
         source, wait = self._source_directory(claim)
         if wait:
