@@ -18,6 +18,7 @@ from amber_cli import Amber
 from cluster_objects import delete_namespace
 
 NS = f"ready-{uuid.uuid4().hex[:6]}"
+HOLD = "amber.io/test-hold"
 PROVISIONER_KEYS = ("volume.kubernetes.io/storage-provisioner",
                     "volume.beta.kubernetes.io/storage-provisioner")
 
@@ -143,3 +144,50 @@ def _pods_run(client: Client) -> bool:
     return any(c.get("type") == "Ready" and c.get("status") == "True"
                for n in client.list(nodes) for c in (n.get("status") or {}).get("conditions")
                or [])
+
+
+def test_restore_into_a_namespace_still_terminating_waits_for_it(
+        client: Client, kube: Amber) -> None:
+    """A namespace being deleted refuses every create; the restore waits until it is gone,
+    says so, and then restores everything."""
+    cms = client.discover().find("configmaps")
+    client.create(cms, {"metadata": {"name": "settings"}, "data": {"a": "1"}}, NS)
+    kube("backup", "create", "-n", NS)
+    # A finalizer on an object inside keeps the namespace Terminating until it is removed.
+    client.create(cms, {"metadata": {"name": "held", "finalizers": [HOLD]}}, NS)
+    client.delete(client.discover().find("namespaces"), NS)
+    proc = kube.popen("restore", "latest", "--wait-timeout", "30")
+    try:
+        time.sleep(3)
+        assert proc.poll() is None, "the restore did not wait for the namespace"
+        held = client.get(cms, "held", NS)
+        held["metadata"]["finalizers"] = []
+        client.replace(cms, held, NS)
+        _out, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, err
+    assert f"waiting for namespace(s) {NS} to finish terminating" in err
+    assert client.get(cms, "settings", NS)["data"] == {"a": "1"}
+
+
+def test_a_namespace_that_stays_terminating_fails_its_objects_with_why(
+        client: Client, kube: Amber) -> None:
+    cms = client.discover().find("configmaps")
+    client.create(cms, {"metadata": {"name": "settings"}, "data": {"a": "1"}}, NS)
+    kube("backup", "create", "-n", NS)
+    client.create(cms, {"metadata": {"name": "held", "finalizers": [HOLD]}}, NS)
+    client.delete(client.discover().find("namespaces"), NS)
+    try:
+        result = kube("-o", "json", "restore", "latest", "--namespace-timeout", "2",
+                      check=False)
+        assert result.returncode == 3, result.stderr
+        failed = {o["ref"]: o["reason"] for o in result.json()["objects"]
+                  if o["result"] == "failed"}
+        assert f"namespace {NS} was still terminating after 2s" in failed[
+            f"ConfigMap {NS}/settings"]
+    finally:
+        held = client.get(cms, "held", NS)
+        held["metadata"]["finalizers"] = []
+        client.replace(cms, held, NS)

@@ -29,6 +29,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
+from amber.apps.refs import Ref
 from amber.backup import redact
 from amber.kube import errors as kerrors
 from amber.kube.client import Client
@@ -106,7 +107,9 @@ class Executor:
     def __init__(self, client: Client, plan: Plan, *, existing: str = "skip",
                  workers: int = 8, wait_timeout: float = 300.0, dry_run: bool = False,
                  wait: bool = True, wait_workloads: bool = True,
-                 progress: Callable[[int, int], None] | None = None) -> None:
+                 namespace_timeout: float = 600.0,
+                 progress: Callable[[int, int], None] | None = None,
+                 log: Callable[[str], None] | None = None) -> None:
         if existing not in MODES:
             raise ValueError(existing)
         self.client = client
@@ -117,6 +120,8 @@ class Executor:
         self.dry_run = dry_run
         self.wait = wait
         self.wait_workloads = wait_workloads
+        self.namespace_timeout = namespace_timeout
+        self.log = log or (lambda _message: None)
         self.progress = progress
         self._lock = threading.Lock()
         self._seq = 0
@@ -129,6 +134,7 @@ class Executor:
 
     def run(self) -> Report:
         started = time.monotonic()
+        self._await_terminating_namespaces()
         for phase in self.plan.phases:
             self._run_phase(phase)
             if phase.tier == "crds" and not self.dry_run:
@@ -150,6 +156,47 @@ class Executor:
         return Report(outcomes, self._warnings, self.dry_run,
                       round(time.monotonic() - started, 3), dict(self._not_ready),
                       waited=self.wait and not self.dry_run)
+
+    def _await_terminating_namespaces(self) -> None:
+        """A target namespace still being deleted refuses every create (403 "being
+        terminated"): wait until it is gone, up to ``namespace_timeout``, saying so; then the
+        restore recreates it. Steps in one that is still there after that fail with why."""
+        wanted = {s.target.namespace for s in self.plan.steps if s.restorable
+                  and s.target.namespace} | {s.target.name for s in self.plan.steps
+                                             if s.restorable and _is_namespace(s.target)}
+        if not wanted:
+            return
+        res = self.client.discover().find("namespaces", "")
+        terminating = sorted(
+            _name(ns) for ns in self.client.list(res) if _name(ns) in wanted and (
+                (ns.get("metadata") or {}).get("deletionTimestamp")
+                or (ns.get("status") or {}).get("phase") == "Terminating"))
+        if not terminating:
+            return
+        if self.dry_run:
+            self._warnings.append(f"namespace(s) {', '.join(terminating)} still being deleted: "
+                                  "a restore waits for them to go first")
+            return
+        self.log(f"waiting for namespace(s) {', '.join(terminating)} to finish terminating "
+                 f"(up to {self.namespace_timeout:.0f}s) before restoring into them")
+        deadline = time.monotonic() + self.namespace_timeout
+        while terminating and time.monotonic() < deadline:
+            time.sleep(0.5)
+            still = []
+            for name in terminating:
+                try:
+                    self.client.get(res, name)
+                    still.append(name)
+                except kerrors.NotFound:
+                    pass
+            terminating = still
+        for name in terminating:
+            why = (f"namespace {name} was still terminating after "
+                   f"{self.namespace_timeout:.0f}s (an object in it keeps a finalizer?)")
+            for step in self.plan.steps:
+                if step.restorable and (step.target.namespace == name or (
+                        _is_namespace(step.target) and step.target.name == name)):
+                    step.failed = why
 
     def _wave_ends(self, phase: Phase) -> bool:
         later = self.plan.phases[self.plan.phases.index(phase) + 1:]
@@ -471,6 +518,14 @@ class Executor:
 
 class _StepFailed(Exception):
     pass
+
+
+def _is_namespace(ref: Ref) -> bool:
+    return (ref.group, ref.kind) == ("", "Namespace")
+
+
+def _name(obj: Obj) -> str:
+    return str((obj.get("metadata") or {}).get("name", ""))
 
 
 def _uid(obj: Obj | None) -> str:
