@@ -24,6 +24,7 @@ from amber.kube.client import Client
 from amber.restore import verify
 from amber_cli import Amber
 from cluster_objects import delete_namespace
+from polling import wait_for
 
 SUFFIX = uuid.uuid4().hex[:6]
 NS = f"rs-{SUFFIX}"
@@ -152,9 +153,15 @@ def test_order_follows_tiers_and_the_inferred_dependency(
     watchers = []
     for resource, group in KINDS:
         res = client.discover().find(resource, group)
+        # Each watch starts from a resourceVersion read now, so it sees every later event
+        # however late its connection is established (a real server makes no promise about
+        # events before the watch is up, and the Namespace's ADDED comes first).
+        page = next(client.list_pages(res, limit=1))
+        since = str(page["metadata"]["resourceVersion"])
 
-        def watch(res: Any = res) -> None:
-            for event in client.watch(res, stop=stop, timeout_seconds=60):
+        def watch(res: Any = res, since: str = since) -> None:
+            for event in client.watch(res, resource_version=since, stop=stop,
+                                      timeout_seconds=120):
                 meta = event.object.get("metadata") or {}
                 if event.type == "ADDED" and NS in (meta.get("namespace"), meta.get("name")):
                     created.append((int(meta["resourceVersion"]),
@@ -163,9 +170,10 @@ def test_order_follows_tiers_and_the_inferred_dependency(
         t = threading.Thread(target=watch, daemon=True)
         t.start()
         watchers.append(t)
-    time.sleep(1)
     report = amber("-o", "json", "restore", "latest").json()
-    time.sleep(1)
+    wanted = {"Namespace/" + NS, "Deployment/web", "Service/web", "ConfigMap/db-config"}
+    wait_for(lambda: wanted <= {name for _, name in created}, timeout=30,
+             message="the watches did not report every restored object")
     stop.set()
     order = [name for _, name in sorted(created)]
     pos = {name: i for i, name in enumerate(order)}
