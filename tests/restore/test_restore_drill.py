@@ -260,3 +260,35 @@ def test_interrupted_drill_cleans_up(kube: Amber, client: Client, tmp_path: Path
             proc.wait()
     assert proc.returncode == 130, stderr
     assert _scratch_namespaces(client) == []
+
+
+def test_a_workload_that_is_not_ready_fails_the_drill_with_its_cause(
+        repo: Amber, cluster_kubeconfig: Path, client: Client) -> None:
+    """"Not ready" alone sends the user to kubectl describe: the report says why."""
+    other = f"dr-crash-{SUFFIX}"
+    _create(client, "namespaces", {"metadata": {"name": other}}, namespace=None)
+    try:
+        _create(client, "deployments", {
+            "metadata": {"name": "crasher"},
+            "spec": {"replicas": 1, "selector": {"matchLabels": {"run": "crasher"}},
+                     "template": {"metadata": {"labels": {"run": "crasher"}}, "spec": {
+                         "terminationGracePeriodSeconds": 1,
+                         "containers": [{"name": "c", "image": "busybox:1.36",
+                                         "command": ["sh", "-c", "exit 3"]}]}}}},
+            "apps", namespace=other)
+        kube = Amber(repo=repo.repo, env={**repo.env, "KUBECONFIG": str(cluster_kubeconfig)})
+        backup = kube("-o", "json", "backup", "create", "-n", other).json()["id"]
+        out = kube("-o", "json", "drill", backup, "--timeout", "15", check=False)
+        assert out.returncode == 3, out.stderr
+        report = out.json()
+        (late,) = report["notReady"]
+        assert late["ref"].startswith("Deployment.apps drill-") and late["ref"].endswith(
+            "/crasher")
+        assert late["reason"].startswith("pod crasher-"), late
+        ready = next(c for c in report["checks"] if c["name"] == "workloads ready")
+        assert ready["result"] == "failed" and late["reason"] in ready["reason"]
+        if os.geteuid() == 0 or os.environ.get("AMBER_TEST_KUBECONFIG"):  # pods run
+            assert "exit" in late["reason"] or "crash-looping" in late["reason"], late
+    finally:
+        with contextlib.suppress(kerrors.NotFound):
+            client.delete(client.discover().find("namespaces"), other)
