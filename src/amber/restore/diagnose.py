@@ -58,7 +58,7 @@ class Diagnoser:
         if kind == "Pod":
             return self._pod(live, namespace)
         if kind in _POD_KINDS and namespace:
-            failed = _false_condition(live, ("ReplicaFailure", "Failed", "Progressing"))
+            failed = _bad_condition(live)
             pods = self._pods_of(live, namespace)
             for pod in pods:
                 if cause := self._pod(pod, namespace):
@@ -196,13 +196,14 @@ def _container(status: Obj) -> str:
     return ""
 
 
-def _false_condition(obj: Obj, kinds: tuple[str, ...]) -> str:
+def _bad_condition(obj: Obj) -> str:
+    """A workload controller's own complaint: ``ReplicaFailure``/``Failed`` True (quota,
+    admission refused the pods), ``Progressing`` False (deadline exceeded)."""
     for cond in (obj.get("status") or {}).get("conditions") or []:
-        bad = (cond.get("type") == "Failed" and cond.get("status") == "True") or (
-            cond.get("type") in kinds and cond.get("type") != "Failed"
-            and cond.get("status") == "False")
-        if bad:
-            return f"{cond.get('type')}: {cond.get('message') or cond.get('reason')}"
+        kind, status = cond.get("type"), cond.get("status")
+        if (kind in ("ReplicaFailure", "Failed") and status == "True") or (
+                kind == "Progressing" and status == "False"):
+            return f"{kind}: {cond.get('message') or cond.get('reason')}"
     return ""
 
 
