@@ -215,7 +215,7 @@ def test_forget_keep_last_and_dry_run(repo: Amber, tmp_path: Path) -> None:
     assert all(decisions[i]["reasons"] == [] for i in ids[:2])
     assert _ids(repo) == ids  # a dry run removes nothing
 
-    text = repo("repo", "forget", "--keep-last", "2", "-n").stdout
+    text = repo("repo", "forget", "--keep-last", "2", "--dry-run").stdout
     assert "1 snapshot(s) would be removed" in text
     assert f"would remove {ids[0][:8]}" in text
     assert _ids(repo) == ids

@@ -23,7 +23,7 @@ import datetime
 import urllib.parse
 from collections import defaultdict
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from amber import __version__
@@ -189,6 +189,10 @@ class ResourceBackup:
                 selection = self._streaming(scope, resources, inv, run)
             else:
                 selection = self._inventory_first(scope, resources, inv, run)
+                if scope.app:
+                    # Recorded as `app list` prints it, however it was typed (`shop` or
+                    # `shop/shop`): retention groups backups by this scope.
+                    scope = replace(scope, app=selection.id)
             skip_ns = set(scope.exclude_namespaces)
             selected = {r for r in selection.refs if r.namespace not in skip_ns}
             apps = appmodel.build(inv)
@@ -207,7 +211,10 @@ class ResourceBackup:
                 tags=sorted({layout.TAG, *tags}),
                 summary={"objects": len(run.written), "warnings": len(warnings),
                          "bytes": self.progress.bytes, "scope": scope.label,
-                         "applications": [a.id for a in _involved(apps, run.written)]},
+                         "applications": [a.id for a in _involved(apps, run.written)],
+                         # what `latest --namespace NS` is matched against
+                         "namespaces": sorted({r.namespace for r in run.written
+                                               if r.namespace})},
                 errors=warnings)
         return Result(snap, len(run.written), warnings,
                       [a.id for a in _involved(apps, run.written)])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 import json
 import sys
 from typing import Any
@@ -10,9 +11,10 @@ import click
 
 from amber.backup import compare, layout
 from amber.backup import resources as resource_backup
-from amber.cli import context, progress
-from amber.repo import memsnap, repository
+from amber.cli import context, durations, progress, repo_cmds
+from amber.repo import locks, memsnap, pruner, repository
 from amber.repo import snapshot as snapshots
+from amber.restore import source
 from amber.util import errors
 
 pass_ctx = click.make_pass_decorator(context.Context)
@@ -88,21 +90,11 @@ def create(ctx: context.Context, application: str | None, namespaces: tuple[str,
                                   "is partial")
 
 
-def _backups(repo: repository.Repository) -> list[snapshots.Snapshot]:
-    return [s for s in repo.list_snapshots() if layout.TAG in s.tags]
-
-
-def resolve_backup(repo: repository.Repository, ref: str) -> snapshots.Snapshot:
-    if ref == "latest":
-        found = _backups(repo)
-        if not found:
-            raise errors.NotFoundError("the repository holds no resource backup yet")
-        return found[-1]
-    snap = repo.resolve_snapshot(ref)
-    if layout.TAG not in snap.tags:
-        raise errors.UsageError(f"snapshot {snap.short_id} is a file snapshot, not a resource "
-                                "backup; see `amber snapshot`")
-    return snap
+def resolve_backup(repo: repository.Repository, ref: str,
+                   which: source.BackupFilter | None = None) -> snapshots.Snapshot:
+    """BACKUP_ID as the commands take it: ``latest`` (the newest backup matching ``which``) or
+    an id prefix of a resource backup."""
+    return source.resolve(repo, ref, which)
 
 
 def _manifest(repo: repository.Repository, snap: snapshots.Snapshot) -> dict[str, Any]:
@@ -118,11 +110,20 @@ def _manifest(repo: repository.Repository, snap: snapshots.Snapshot) -> dict[str
 
 
 @backup.command("list")
+@click.option("--app", "app", default=None, metavar="APPLICATION",
+              help="Only backups holding this application (an id, or its name).")
+@click.option("--namespace", "-n", "namespaces", multiple=True, metavar="NS",
+              help="Only backups holding objects in NS (repeatable, or comma-separated: any).")
+@click.option("--tag", "tags", multiple=True, metavar="TAG",
+              help="Only backups carrying TAG (repeatable: any).")
 @pass_ctx
-def list_cmd(ctx: context.Context) -> None:
-    """Resource backups in the repository, oldest first."""
+def list_cmd(ctx: context.Context, app: str | None, namespaces: tuple[str, ...],
+             tags: tuple[str, ...]) -> None:
+    """Resource backups in the repository, oldest first; the filters are those with which
+    'latest' narrows (restore latest --app APP uses the last backup listed by --app APP)."""
     repo = ctx.open_repo()
-    found = _backups(repo)
+    found = source.backups(repo, source.BackupFilter(app, split_values(namespaces),
+                                                     split_values(tags)))
     rows = [{"id": s.id, "short_id": s.short_id, "time": snapshots.format_time(s.time),
              "cluster": s.hostname, "scope": s.summary.get("scope", ""),
              "objects": s.summary.get("objects", 0),
@@ -209,3 +210,37 @@ def diff(ctx: context.Context, backup_a: str, backup_b: str, stat_only: bool) ->
             print("\n".join(c.diff))
     totals = {k: sum(1 for c in changes if c.change == k) for k in marks}
     ctx.info(", ".join(f"{n} {k}" for k, n in totals.items()))
+
+
+@backup.command("delete")
+@click.argument("backup_ids", nargs=-1, required=True)
+@click.option("--prune", "and_prune", is_flag=True,
+              help="Then delete the data no snapshot needs any more (as 'repo prune').")
+@click.option("--keep-younger-than", type=durations.DURATION, default="1h", show_default=True,
+              help="With --prune: prune's safety margin.")
+@click.option("--dry-run", is_flag=True, help="Say what would be deleted; change nothing.")
+@pass_ctx
+def delete(ctx: context.Context, backup_ids: tuple[str, ...], and_prune: bool,
+           keep_younger_than: datetime.timedelta, dry_run: bool) -> None:
+    """Delete the backups BACKUP_IDS ('latest' or id prefixes; file snapshots are refused).
+
+    Like 'repo forget' with ids: only the backups' manifests go, under the maintenance lease;
+    their data is freed by 'repo prune' (or --prune), once it is older than the safety margin.
+    """
+    repo = ctx.open_repo()
+    with locks.MaintenanceLease(repo.backend):
+        chosen = {s.id: s for s in (resolve_backup(repo, i) for i in backup_ids)}
+        if not dry_run:
+            pruner.forget(repo, chosen.values())
+    prune_data: dict[str, object] | None = None
+    prune_text = ""
+    if and_prune and not dry_run:
+        prune_data, prune_text = repo_cmds.run_prune(repo, keep_younger_than.total_seconds(),
+                                                     pruner.DEFAULT_MAX_UNUSED, False, ctx.info)
+    doc: dict[str, object] = {"dry_run": dry_run, "deleted": sorted(chosen)}
+    if and_prune:
+        doc["prune"] = prune_data
+    verb = "would delete" if dry_run else "deleted"
+    lines = [f"{verb} backup {s.short_id}  {snapshots.format_time(s.time)}  "
+             f"{s.summary.get('scope', '')}" for s in chosen.values()]
+    ctx.emit(doc, "\n".join([*lines, prune_text] if prune_text else lines))

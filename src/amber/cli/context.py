@@ -29,6 +29,8 @@ class Context:
     quiet: bool
     kubeconfig: str | None = None
     kube_context: str | None = None
+    #: ``-n`` given before the command; handed to the command's own ``--namespace``.
+    namespaces: tuple[str, ...] = ()
 
     def kube_client(self, *, qps: float = 100.0, burst: int = 200) -> Client:
         """A client for the chosen cluster: --kubeconfig/--context, else $KUBECONFIG or

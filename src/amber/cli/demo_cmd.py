@@ -7,10 +7,13 @@ says where it is. There is still no built-in passphrase: each demo repository ge
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
+import shlex
 import sys
 import tempfile
+from collections.abc import Iterator
 
 import click
 import platformdirs
@@ -32,6 +35,29 @@ def _ensure_passphrase(ctx: context.Context) -> None:
             f.write(secrets.token_urlsafe(32) + "\n")
         ctx.info(f"generated a passphrase for the demo repository in {path} (keep it safe)")
     os.environ["AMBER_PASSWORD_FILE"] = path
+
+
+@contextlib.contextmanager
+def _shell_hint(ctx: context.Context) -> Iterator[None]:
+    """After the demo's "see it with: amber backup show ..." hint, the settings that make it work
+    as printed in the user's shell: the demo may have used a passphrase file it generated (or
+    one, or a repository, given for this command only), which a new command would not find."""
+    settings = []
+    if os.path.abspath(os.path.expanduser(ctx.repo_location)) != context.default_repo_location():
+        where = repository.display_location(ctx.backend())
+        settings.append(f"AMBER_REPO={shlex.quote(where)}")
+    if os.environ.get("AMBER_PASSWORD_FILE"):
+        path = os.path.abspath(os.environ["AMBER_PASSWORD_FILE"])
+        settings.append(f"AMBER_PASSWORD_FILE={shlex.quote(path)}")
+    line = f"  in your shell, first: export {' '.join(settings)}" if settings else ""
+    try:
+        yield
+    except errors.AmberError:
+        if line and not ctx.json:
+            print(line)
+        raise
+    if line and not ctx.json:
+        print(line)
 
 
 def _open_or_create(ctx: context.Context) -> repository.Repository:
@@ -84,11 +110,13 @@ def demo(ctx: context.Context, paths: tuple[str, ...], sample_files: bool,
     if not paths and not sample_files:
         if current_cluster:
             client = ctx.kube_client()
-            demo_app.run(ctx, client, repo, f"the cluster of context {client.config.context}")
+            with _shell_hint(ctx):
+                demo_app.run(ctx, client, repo,
+                             f"the cluster of context {client.config.context}")
             return
         from amber.sandbox import sandbox  # a demo-only dependency, loaded on demand
 
-        with tempfile.TemporaryDirectory(prefix="amber-demo-") as tmp, \
+        with _shell_hint(ctx), tempfile.TemporaryDirectory(prefix="amber-demo-") as tmp, \
                 sandbox.Sandbox(root_dir=tmp, run_pods=False) as box:
             client = Client.from_kubeconfig(box.kubeconfig_path(), qps=0)
             demo_app.run(ctx, client, repo, f"a sandbox cluster at {box.url}")

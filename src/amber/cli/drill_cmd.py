@@ -15,7 +15,7 @@ from amber.cli import backup_cmds, context, progress
 from amber.restore import drill as drills
 from amber.restore import drill_checks, transforms
 from amber.restore import plan as restore_plan
-from amber.restore.source import BackupSource
+from amber.restore.source import BackupFilter, BackupSource
 from amber.util import errors
 
 pass_ctx = click.make_pass_decorator(context.Context)
@@ -29,6 +29,8 @@ _split = backup_cmds.split_values
               help="Only these namespaces of the backup (and the cluster objects they need).")
 @click.option("--selector", "-l", default=None, help="Only objects matching this label selector "
                                                      "(and the cluster objects they need).")
+@click.option("--tag", "tags", multiple=True, metavar="TAG",
+              help="With 'latest': the newest backup carrying TAG (repeatable: any).")
 @click.option("--checks", "checks_file", type=click.Path(), default=None,
               help="Checks to run after the restore (YAML or JSON; see docs/drills.md).")
 @click.option("--timeout", type=float, default=600.0, show_default=True, metavar="SECONDS",
@@ -43,7 +45,8 @@ _split = backup_cmds.split_values
               help="Objects created in parallel within a tier.")
 @pass_ctx
 def drill(ctx: context.Context, backup_id: str, app: str | None, namespaces: tuple[str, ...],
-          selector: str | None, checks_file: str | None, timeout: float, keep: bool,
+          selector: str | None, tags: tuple[str, ...], checks_file: str | None,
+          timeout: float, keep: bool,
           storage_class_mapping: tuple[str, ...], image_registry_mapping: tuple[str, ...],
           workers: int) -> None:
     """Restore BACKUP_ID ('latest' or an id prefix) into fresh scratch namespaces, wait until
@@ -69,7 +72,8 @@ def drill(ctx: context.Context, backup_id: str, app: str | None, namespaces: tup
     repo = ctx.open_repo()
     client = ctx.kube_client(qps=500.0, burst=1000)
     started = time.monotonic()  # recovery starts with reading the backup
-    source = BackupSource(repo, backup_cmds.resolve_backup(repo, backup_id))
+    source = BackupSource(repo, backup_cmds.resolve_backup(
+        repo, backup_id, BackupFilter(app, _split(namespaces), _split(tags))))
     selection = restore_plan.Selection(app=app, namespaces=_split(namespaces), selector=selector)
     the_drill = drills.Drill(client, source, selection, opts, checks=checks, timeout=timeout,
                              workers=workers, started=started, log=ctx.info)

@@ -80,9 +80,11 @@ def snapshot_rows(snaps: list[snapshots.Snapshot]) -> list[dict[str, object]]:
     } for s in snaps]
 
 
-def print_snapshots(ctx: context.Context) -> None:
+def print_snapshots(ctx: context.Context,
+                    keep: Callable[[snapshots.Snapshot], bool] = lambda _s: True) -> None:
+    """The snapshot table (or JSON list) of the snapshots ``keep`` accepts, oldest first."""
     r = ctx.open_repo()
-    snaps = r.list_snapshots()
+    snaps = [s for s in r.list_snapshots() if keep(s)]
     if ctx.json:
         ctx.emit(snapshot_rows(snaps))
         return
@@ -102,7 +104,7 @@ def print_snapshots(ctx: context.Context) -> None:
 @repo.command("snapshots")
 @pass_ctx
 def list_snapshots(ctx: context.Context) -> None:
-    """List snapshots, oldest first (same as 'snapshot list')."""
+    """List every snapshot, oldest first: file snapshots and resource backups."""
     print_snapshots(ctx)
 
 
@@ -158,7 +160,7 @@ def check(ctx: context.Context, read_data: bool) -> None:
 @click.option("--keep-tag", multiple=True, help="Always keep snapshots with this tag.")
 @click.option("--group-by", default="host,paths", show_default=True,
               help="Apply the policy per group of host, paths and/or tags.")
-@click.option("--dry-run", "-n", is_flag=True, help="Show what would be removed; change nothing.")
+@click.option("--dry-run", is_flag=True, help="Show what would be removed; change nothing.")
 @click.option("--prune", "and_prune", is_flag=True, help="Run prune afterwards.")
 @click.option("--keep-younger-than", type=durations.DURATION, default="1h", show_default=True,
               help="With --prune: prune's safety margin.")
@@ -200,12 +202,11 @@ def forget(ctx: context.Context, keep_last: int, keep_hourly: int, keep_daily: i
             remove = [s for s in snaps
                       if any(d["id"] == s.id and not d["keep"] for d in decisions)]
         if not dry_run:
-            for s in remove:
-                r.backend.delete(fmt.SNAPSHOTS_PREFIX + s.id)
+            pruner.forget(r, remove)
     forget_data = {"dry_run": dry_run, "decisions": decisions}
     prune_data: dict[str, object] | None = None
     if and_prune and not dry_run:
-        prune_data, prune_text = _run_prune(r, keep_younger_than.total_seconds(),
+        prune_data, prune_text = run_prune(r, keep_younger_than.total_seconds(),
                                             pruner.DEFAULT_MAX_UNUSED, False, ctx.info)
     if ctx.json:
         # one document per command, so scripts can parse it whole
@@ -222,15 +223,16 @@ def forget(ctx: context.Context, keep_last: int, keep_hourly: int, keep_daily: i
             print(prune_text)
 
 
-def _run_prune(r: repository.Repository, margin_s: float, max_unused: float, dry_run: bool,
-               log: Callable[[str], None]) -> tuple[dict[str, object], str]:
+def run_prune(r: repository.Repository, margin_s: float, max_unused: float, dry_run: bool,
+              log: Callable[[str], None]) -> tuple[dict[str, object], str]:
     """Prune under the maintenance lease; return the report as data and as text."""
     with locks.MaintenanceLease(r.backend):
         report = pruner.Pruner(r, margin_s=margin_s, max_unused=max_unused, dry_run=dry_run,
                                log=log).run()
     data: dict[str, object] = dict(vars(report))
     data["dry_run"] = dry_run
-    return data, "\n".join([
+    data["held_until"] = _utc(report.held_until)
+    lines = [
         *report.messages,
         f"packs: {report.packs_before} indexed, {report.packs_kept} kept, "
         f"{report.packs_young} younger than the safety margin, {report.packs_dropped} dropped "
@@ -238,7 +240,37 @@ def _run_prune(r: repository.Repository, margin_s: float, max_unused: float, dry
         f"{report.packs_deleted} deleted",
         f"{'would free' if dry_run else 'freed'} {progress.human_bytes(report.bytes_freed)}"
         + (" (deletion deferred: a backup is running)" if report.deferred else ""),
-    ])
+    ]
+    held = held_line(report, margin_s)
+    return data, "\n".join([*lines, held] if held else lines)
+
+
+def held_line(report: pruner.PruneReport, margin_s: float) -> str:
+    """One line on the unused data the safety margin kept, and from when a prune frees it; empty
+    when the margin held nothing back."""
+    if not report.bytes_held_young or report.held_until is None:
+        return ""
+    when = datetime.datetime.fromtimestamp(report.held_until, datetime.UTC)
+    head = "nothing freed: " if report.bytes_freed <= 0 else "not yet freed: "
+    return (f"{head}{progress.human_bytes(report.bytes_held_young)} that no snapshot needs is "
+            f"in packs younger than the safety margin (--keep-younger-than {_span(margin_s)}); "
+            f"a prune after {when:%Y-%m-%d %H:%M:%S} UTC frees it")
+
+
+def _span(seconds: float) -> str:
+    """``3600`` -> ``1h``, ``5400`` -> ``1h30m``: as --keep-younger-than takes it."""
+    rest, parts = int(seconds), []
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
+        n, rest = divmod(rest, size)
+        if n:
+            parts.append(f"{n}{unit}")
+    return "".join(parts) or "0s"
+
+
+def _utc(epoch: float | None) -> str | None:
+    if epoch is None:
+        return None
+    return snapshots.format_time(datetime.datetime.fromtimestamp(epoch, datetime.UTC))
 
 
 @repo.command()
@@ -246,11 +278,11 @@ def _run_prune(r: repository.Repository, margin_s: float, max_unused: float, dry
               help="Safety margin: never touch packs younger than this.")
 @click.option("--max-unused", type=click.FloatRange(0.0, 1.0), default=pruner.DEFAULT_MAX_UNUSED,
               show_default=True, help="Repack a pack once this share of it is unused.")
-@click.option("--dry-run", "-n", is_flag=True, help="Report what would be freed; change nothing.")
+@click.option("--dry-run", is_flag=True, help="Report what would be freed; change nothing.")
 @pass_ctx
 def prune(ctx: context.Context, keep_younger_than: datetime.timedelta, max_unused: float,
           dry_run: bool) -> None:
     """Delete data that no snapshot needs (takes the maintenance lease)."""
-    data, text = _run_prune(ctx.open_repo(), keep_younger_than.total_seconds(), max_unused,
+    data, text = run_prune(ctx.open_repo(), keep_younger_than.total_seconds(), max_unused,
                             dry_run, ctx.info)
     ctx.emit(data, text)

@@ -11,7 +11,7 @@ from amber.cli import backup_cmds, context, progress
 from amber.restore import modifiers, order, transforms
 from amber.restore import plan as restore_plan
 from amber.restore.executor import MODES, Executor, Report
-from amber.restore.source import BackupSource
+from amber.restore.source import BackupFilter, BackupSource
 from amber.util import errors
 
 pass_ctx = click.make_pass_decorator(context.Context)
@@ -48,6 +48,8 @@ def _options(namespace_mapping: tuple[str, ...], storage_class_mapping: tuple[st
 @click.option("--name", "names", multiple=True, help="Only objects named so (globs allowed).")
 @click.option("--selector", "-l", default=None, help="Only objects matching this label selector "
                                                      "(and the cluster objects they need).")
+@click.option("--tag", "tags", multiple=True, metavar="TAG",
+              help="With 'latest': the newest backup carrying TAG (repeatable: any).")
 @click.option("--resources-only", is_flag=True, help="Kubernetes objects only (the default: "
                                                      "backups hold no volume data yet).")
 @click.option("--data-only", is_flag=True, help="Volume data only.")
@@ -82,7 +84,7 @@ def _options(namespace_mapping: tuple[str, ...], storage_class_mapping: tuple[st
 @pass_ctx
 def restore(ctx: context.Context, backup_id: str, app: str | None,
             namespaces: tuple[str, ...], kinds: tuple[str, ...], names: tuple[str, ...],
-            selector: str | None, resources_only: bool, data_only: bool,
+            selector: str | None, tags: tuple[str, ...], resources_only: bool, data_only: bool,
             namespace_mapping: tuple[str, ...], storage_class_mapping: tuple[str, ...],
             image_registry_mapping: tuple[str, ...], add_label: tuple[str, ...],
             add_annotation: tuple[str, ...], remove_label: tuple[str, ...],
@@ -112,7 +114,9 @@ def restore(ctx: context.Context, backup_id: str, app: str | None,
         from amber.apps import labels
         labels.parse(selector)  # a bad selector fails before anything is read
     repo = ctx.open_repo()
-    source = BackupSource(repo, backup_cmds.resolve_backup(repo, backup_id))
+    # `latest` is the newest backup this selection can be restored from
+    source = BackupSource(repo, backup_cmds.resolve_backup(
+        repo, backup_id, BackupFilter(app, _split(namespaces), _split(tags))))
     selection = restore_plan.Selection(app=app, namespaces=_split(namespaces),
                                        kinds=_split(kinds), names=_split(names),
                                        selector=selector)
@@ -183,3 +187,15 @@ def _print(ctx: context.Context, report: Report, backup: str,
     counts = ", ".join(f"{n} {k}" for k, n in report.counts().items())
     print(f"{'planned' if report.dry_run else 'restored'} from backup {backup[:8]}: {counts} "
           f"in {report.duration_s:.1f}s")
+    existing = _skipped_existing(report)
+    if existing:
+        # A re-run's skips are expected; a first restore's skips surprise: say how to overwrite.
+        print(f"{existing} object(s) already {'exist' if report.dry_run else 'existed'} and "
+              f"{'would be' if report.dry_run else 'were'} left as they are; --existing update "
+              "(or replace) restores them from the backup")
+
+
+def _skipped_existing(report: Report) -> int:
+    """Objects skipped because they exist (``--existing skip``, the default)."""
+    return sum(1 for o in report.outcomes
+               if o.result in ("skipped", "would-skip") and o.reason == "exists")

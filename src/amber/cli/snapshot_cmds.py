@@ -9,8 +9,9 @@ import threading
 
 import click
 
+from amber.backup import layout
 from amber.cli import context, progress, repo_cmds
-from amber.repo import archiver, differ, fsmeta, restorer, walker
+from amber.repo import archiver, differ, fsmeta, repository, restorer, walker
 from amber.repo import snapshot as snapshots
 from amber.util import errors
 
@@ -20,6 +21,25 @@ pass_ctx = click.make_pass_decorator(context.Context)
 @click.group()
 def snapshot() -> None:
     """Back up paths, restore them, browse and compare snapshots."""
+
+
+def is_file_snapshot(snap: snapshots.Snapshot) -> bool:
+    """File snapshots are what these commands handle; resource backups (``amber backup``)
+    are snapshots too, but of Kubernetes objects, tagged so."""
+    return layout.TAG not in snap.tags
+
+
+def resolve(r: repository.Repository, ref: str) -> snapshots.Snapshot:
+    """SNAPSHOT_ID: ``latest``, the newest file snapshot (a newer resource backup does not
+    count), or an id prefix. An explicit id may name a resource backup: it is an ordinary
+    snapshot, and restoring its files is how one reads the objects as stored
+    (docs/internals/resource-backups.md)."""
+    if ref != "latest":
+        return r.resolve_snapshot(ref)
+    found = [s for s in r.list_snapshots() if is_file_snapshot(s)]
+    if not found:
+        raise errors.NotFoundError("the repository has no snapshots of files yet")
+    return found[-1]
 
 
 def _show_progress(ctx: context.Context) -> bool:
@@ -78,8 +98,8 @@ def create(ctx: context.Context, paths: tuple[str, ...], tags: tuple[str, ...],
 @snapshot.command("list")
 @pass_ctx
 def list_cmd(ctx: context.Context) -> None:
-    """List snapshots, oldest first."""
-    repo_cmds.print_snapshots(ctx)
+    """List file snapshots, oldest first ('backup list' lists resource backups)."""
+    repo_cmds.print_snapshots(ctx, is_file_snapshot)
 
 
 @snapshot.command()
@@ -97,7 +117,7 @@ def restore(ctx: context.Context, snapshot_id: str, target: str,
     damaged are left out and listed; the exit code is then 14.
     """
     r = ctx.open_repo()
-    snap = r.resolve_snapshot(snapshot_id)
+    snap = resolve(r, snapshot_id)
     state = restorer.RestoreProgress()
 
     def render(elapsed: float) -> str:
@@ -138,7 +158,7 @@ def ls(ctx: context.Context, snapshot_id: str, path: str, long_: bool) -> None:
     """List the files in a snapshot, at or below PATH."""
     r = ctx.open_repo()
     r.load_index()
-    snap = r.resolve_snapshot(snapshot_id)
+    snap = resolve(r, snapshot_id)
     rows = []
     for entry in walker.walk(r, snap, path):
         m = entry.node.meta
@@ -173,7 +193,7 @@ def diff_cmd(ctx: context.Context, snapshot_a: str, snapshot_b: str) -> None:
     """
     r = ctx.open_repo()
     r.load_index()
-    a, b = r.resolve_snapshot(snapshot_a), r.resolve_snapshot(snapshot_b)
+    a, b = resolve(r, snapshot_a), resolve(r, snapshot_b)
     changes = list(differ.diff(r, a, b))
     counts = {k: sum(1 for c in changes if c.kind == k) for k in "+-MU"}
     if ctx.json:

@@ -10,11 +10,12 @@ The caller holds the maintenance lease.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from amber.repo import format as fmt
 from amber.repo import indexfile, locks, memindex, packer, repository, walker
+from amber.repo import snapshot as snapshots
 from amber.storage import base
 from amber.util import errors
 
@@ -35,6 +36,20 @@ class PruneReport:
     index_files_replaced: int = 0
     deferred: bool = False
     messages: list[str] = field(default_factory=list)
+    #: Unused data this prune left alone because its packs are younger than the safety margin
+    #: (a forget right after a backup frees nothing), and when the last of them is old enough
+    #: (seconds since the epoch; None when nothing is held).
+    bytes_held_young: int = 0
+    held_until: float | None = None
+
+
+def forget(repo: repository.Repository, snaps: Iterable[snapshots.Snapshot]) -> None:
+    """Remove these snapshots (``repo forget``, ``backup delete``): their manifests go, their
+    data stays until a prune finds that no snapshot needs it. Deleting is this module's job,
+    and the caller holds the maintenance lease, so no prune decides what is needed while the
+    snapshot list changes under it."""
+    for snap in snaps:
+        repo.backend.delete(fmt.SNAPSHOTS_PREFIX + snap.id)
 
 
 @dataclass
@@ -159,6 +174,7 @@ class Pruner:
                 keep[p.pack_id] = p
                 r.packs_young += 1
                 owned.update(e.blob_id for e in p.entries)
+                self._count_held(p, used)
         candidates: list[_PackInfo] = []
         for p in sorted((p for p in packs.values() if p.pack_id not in keep),
                         key=lambda p: (p.mtime, p.pack_id)):
@@ -177,6 +193,16 @@ class Pruner:
                     to_copy[e.blob_id] = (p, e)
                     owned.add(e.blob_id)
         return keep, candidates, to_copy
+
+    def _count_held(self, p: _PackInfo, used: set[bytes]) -> None:
+        """Count a young pack's unused data that a later prune would free (its unused share is
+        above ``max_unused``), so the report can say why nothing was freed and when it will be."""
+        total = sum(e.length for e in p.entries) or 1
+        unused = sum(e.length for e in p.entries if e.blob_id not in used)
+        if unused and unused / total > self.max_unused:
+            self.report.bytes_held_young += unused
+            ready = p.mtime + self.margin_s
+            self.report.held_until = max(self.report.held_until or ready, ready)
 
     def _used_blobs(self, snapshot_ids: set[str]) -> set[bytes]:
         used: set[bytes] = set()

@@ -71,6 +71,12 @@ def read_config(backend: base.Backend) -> Config:
         raise errors.IntegrityError(f"repository config at {backend.url} is malformed") from exc
 
 
+def display_location(backend: base.Backend) -> str:
+    """The repository as a user names it: a local one by its path, others by their URL."""
+    prefix = "file://"
+    return backend.url[len(prefix):] if backend.url.startswith(prefix) else backend.url
+
+
 def ensure_can_init(backend: base.Backend) -> None:
     """Refuse to create a repository where anything exists already.
 
@@ -157,8 +163,8 @@ class Repository:
             if master is not None:
                 return cls(backend, config, master)
         raise errors.WrongPassphraseError(
-            "wrong passphrase: no key file of this repository opens with it"
-        )
+            f"wrong passphrase for repository {display_location(backend)}: none of its key "
+            "files opens with it")
 
     # -- helpers shared by readers and writers -------------------------------------------
 

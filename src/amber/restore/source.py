@@ -4,11 +4,15 @@ The tree of ``resources/`` is read once, when the backup is opened, into a map f
 file node; an object is then one blob read away (walking the trees from the root for every
 object cost 60,000 tree decodes for 10,000 objects). The item list (one small record per
 object, from ``items.json``) is what selection and ordering work on.
+
+Which backup a command opens is decided here too (:func:`resolve`): ``latest`` is the newest
+backup that matches the command's selection, not the newest snapshot of any kind.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,6 +23,83 @@ from amber.repo import snapshot as snapshots
 from amber.util import errors
 
 Obj = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class BackupFilter:
+    """Which resource backups a command is about, so that ``latest`` means the newest backup
+    that can serve it: ``restore latest --app shop/web`` must not pick a newer backup of
+    another application. Each given criterion must hold; within one, any value will do.
+
+    Matching reads only the snapshot's summary (no manifest, no index): ``applications`` (ids
+    with a member in the backup) and ``namespaces`` (where its objects are). Backups made before
+    ``namespaces`` was recorded fall back to the namespaces in their application ids.
+    """
+
+    app: str | None = None
+    namespaces: Sequence[str] = ()
+    tags: Sequence[str] = ()
+
+    def __bool__(self) -> bool:
+        return bool(self.app or self.namespaces or self.tags)
+
+    def matches(self, snap: snapshots.Snapshot) -> bool:
+        apps = [str(a) for a in snap.summary.get("applications") or []]
+        if self.app and not any(self.app in (a, _app_name(a)) for a in apps):
+            return False
+        if self.namespaces and not set(self.namespaces) & _namespaces(snap, apps):
+            return False
+        return not self.tags or bool(set(self.tags) & set(snap.tags))
+
+    def describe(self) -> str:
+        """``holding application shop/web, with objects in namespace shop, tagged nightly``."""
+        parts = [f"holding application {self.app}"] if self.app else []
+        if self.namespaces:
+            parts.append(f"with objects in namespace {' or '.join(self.namespaces)}")
+        if self.tags:
+            parts.append(f"tagged {' or '.join(self.tags)}")
+        return ", ".join(parts)
+
+
+def _app_name(app_id: str) -> str:
+    """The name part of an application id (``shop/web``, ``argocd:web``, ``flux:ns/web``), which
+    selects the application as the id does when it is unique."""
+    return app_id.rsplit("/", 1)[-1].rsplit(":", 1)[-1]
+
+
+def _namespaces(snap: snapshots.Snapshot, apps: list[str]) -> set[str]:
+    recorded = snap.summary.get("namespaces")
+    if recorded is not None:
+        return {str(n) for n in recorded}
+    return {a.split("/", 1)[0] for a in apps if ":" not in a}
+
+
+def backups(repo: repository.Repository,
+            which: BackupFilter | None = None) -> list[snapshots.Snapshot]:
+    """The resource backups matching ``which``, oldest first (file snapshots never match)."""
+    which = which or BackupFilter()
+    return [s for s in repo.list_snapshots() if layout.TAG in s.tags and which.matches(s)]
+
+
+def resolve(repo: repository.Repository, ref: str,
+            which: BackupFilter | None = None) -> snapshots.Snapshot:
+    """The resource backup ``ref`` names: ``latest`` is the newest one matching ``which``; an id
+    (prefix) is taken as given (the selection then applies to what it holds). A file snapshot
+    is a usage error: it holds no Kubernetes objects."""
+    which = which or BackupFilter()
+    if ref == "latest":
+        found = backups(repo, which)
+        if found:
+            return found[-1]
+        if which:
+            raise errors.NotFoundError(f"no resource backup {which.describe()} (see `amber "
+                                       "backup list`, which takes the same filters)")
+        raise errors.NotFoundError("the repository holds no resource backup yet")
+    snap = repo.resolve_snapshot(ref)
+    if layout.TAG not in snap.tags:
+        raise errors.UsageError(f"snapshot {snap.short_id} is a file snapshot, not a resource "
+                                "backup; see `amber snapshot`")
+    return snap
 
 
 @dataclass(frozen=True)
