@@ -213,7 +213,7 @@ def test_namespace_backup_dedups_unchanged_objects_and_diff_shows_changes(
         kube: Amber, cluster: Client, tmp_path: Path) -> None:
     first = kube("-o", "json", "backup", "create", "-n", NS).json()
     second = kube("-o", "json", "backup", "create", "-n", NS).json()
-    rows = {r["id"]: r for r in kube("-o", "json", "snapshot", "list").json()}
+    rows = {r["id"]: r for r in kube("-o", "json", "repo", "snapshots").json()}
     assert rows[second["id"]]["summary"]["objects"] == rows[first["id"]]["summary"]["objects"]
     # Only the manifest (its times) and the root directory are new the second time.
     assert rows[second["id"]]["summary"]["blobs_new"] <= 2

@@ -102,7 +102,8 @@ def demo(ctx: context.Context, paths: tuple[str, ...], sample_files: bool,
 
     Without options the cluster is a sandbox started in this process (nothing to install) and
     the application is created in it. With PATHS (or --files) it backs up files instead.
-    Exits 3 if the restored application differs from the original.
+    Exits 3 if the restored application differs from the original, 4 if its claim did not
+    bind or its workload did not become ready.
     Creates the repository (at --repo / AMBER_REPO, or the default location) if it is missing.
     """
     _ensure_passphrase(ctx)
@@ -116,10 +117,13 @@ def demo(ctx: context.Context, paths: tuple[str, ...], sample_files: bool,
             return
         from amber.sandbox import sandbox  # a demo-only dependency, loaded on demand
 
+        # Pods run (as local processes) when we are root; otherwise the demo says the
+        # workload's readiness was not checked.
         with _shell_hint(ctx), tempfile.TemporaryDirectory(prefix="amber-demo-") as tmp, \
-                sandbox.Sandbox(root_dir=tmp, run_pods=False) as box:
+                sandbox.Sandbox(root_dir=tmp) as box:
             client = Client.from_kubeconfig(box.kubeconfig_path(), qps=0)
-            demo_app.run(ctx, client, repo, f"a sandbox cluster at {box.url}")
+            demo_app.run(ctx, client, repo, f"a sandbox cluster at {box.url}",
+                         pods_run=box.run_pods)
         return
     sources = list(paths) or [_sample_dir()]
     snap = archiver.Archiver(repo).run(sources, tags=["demo"])

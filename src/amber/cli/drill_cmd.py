@@ -118,8 +118,8 @@ def _text(report: drills.DrillReport, hint: str) -> list[str]:
         lines.append(f"  objects      {counts}")
     for o in report.failed_objects:
         lines.append(f"    failed     {o.step.target}: {o.reason}")
-    for name in report.not_ready:
-        lines.append(f"    not ready  {name}")
+    for name, why in report.not_ready.items():
+        lines.append(f"    not ready  {name}: {why}")
     width = max((len(c.check.name) for c in report.checks), default=0)
     for c in report.checks:
         why = f"  {c.reason}" if c.reason and not c.passed else ""

@@ -75,7 +75,14 @@ def _options(namespace_mapping: tuple[str, ...], storage_class_mapping: tuple[st
 @click.option("--keep-cluster-ips", is_flag=True, help="Keep Services' cluster IPs.")
 @click.option("--keep-node-ports", is_flag=True, help="Keep Services' node ports.")
 @click.option("--wait-timeout", type=float, default=300.0, show_default=True, metavar="SECONDS",
-              help="How long to wait for a dependency to become ready.")
+              help="How long to wait for a dependency, and at the end for every claim to bind "
+                   "and every workload to be ready.")
+@click.option("--namespace-timeout", type=click.FloatRange(min=0), default=600.0,
+              show_default=True, metavar="SECONDS",
+              help="How long to wait for a target namespace that is still being deleted.")
+@click.option("--wait/--no-wait", default=True, show_default=True,
+              help="Wait at the end until claims are bound and workloads ready (exit 4 if "
+                   "they are not); --no-wait returns once the objects are created.")
 @click.option("--workers", type=click.IntRange(1, 64), default=16, show_default=True,
               help="Objects created in parallel within a tier.")
 @click.option("--qps", type=click.FloatRange(min=0), default=0.0, show_default=True,
@@ -91,11 +98,14 @@ def restore(ctx: context.Context, backup_id: str, app: str | None,
             remove_annotation: tuple[str, ...], modifiers_file: str | None,
             order_file: str | None, show_order: bool, existing: str, dry_run: bool,
             keep_cluster_ips: bool, keep_node_ports: bool, wait_timeout: float,
+            namespace_timeout: float, wait: bool,
             workers: int, qps: float) -> None:
     """Restore BACKUP_ID ('latest' or an id prefix) into the cluster, in dependency order.
 
     Exits 3 if any object failed (the report says which and why); nothing is half-applied
-    silently. Run again to finish an interrupted restore: existing objects are skipped.
+    silently. Then waits until every claim is bound and every workload ready, and exits 4 if
+    one is not (saying why). Run again to finish an interrupted restore: existing objects are
+    skipped.
     """
     opts = _options(namespace_mapping, storage_class_mapping, image_registry_mapping,
                     add_label, add_annotation, remove_label, remove_annotation,
@@ -136,11 +146,17 @@ def restore(ctx: context.Context, backup_id: str, app: str | None,
     show = sys.stderr.isatty() and not ctx.quiet and not ctx.json
     with progress.Display(render, enabled=show):
         report = Executor(client, the_plan, existing=existing, workers=workers,
-                          wait_timeout=wait_timeout, dry_run=dry_run, progress=tick).run()
+                          wait_timeout=wait_timeout, dry_run=dry_run, wait=wait,
+                          namespace_timeout=namespace_timeout, progress=tick,
+                          log=ctx.info).run()
     _print(ctx, report, source.snapshot.id, the_plan)
     if report.failed:
         raise errors.PartialError(f"{len(report.failed)} of {len(report.outcomes)} object(s) "
                                   "could not be restored (see the report above)")
+    if report.not_ready:
+        raise errors.NotReadyError(
+            f"restored, but {len(report.not_ready)} object(s) not ready within "
+            f"{wait_timeout:.0f}s (see the report above): the application is not back yet")
 
 
 def _print(ctx: context.Context, report: Report, backup: str,
@@ -150,6 +166,8 @@ def _print(ctx: context.Context, report: Report, backup: str,
         "waves": the_plan.waves, "warnings": report.warnings,
         "dependencies": {a: d for a, d in the_plan.app_deps.needs.items() if d},
         "objects": [o.to_json() for o in report.outcomes],
+        "notReady": [{"ref": ref, "reason": why} for ref, why in report.not_ready.items()],
+        "readinessChecked": report.waited,
         "durationSeconds": report.duration_s}
     if ctx.json:
         ctx.emit(doc)
@@ -179,14 +197,21 @@ def _print(ctx: context.Context, report: Report, backup: str,
                 skipped[key] = skipped.get(key, 0) + 1
         for reason, n in sorted(skipped.items()):
             print(f"skipped  {n} object(s): {reason}")
+        for ref, why in report.not_ready.items():
+            print(f"not ready {ref}: {why}")
     for app, needs in doc["dependencies"].items():
         for dep, why in needs.items():
             ctx.info(f"order: {app} after {dep} ({why})")
     for w in report.warnings:
         print(f"warning: {w}", file=sys.stderr)
     counts = ", ".join(f"{n} {k}" for k, n in report.counts().items())
+    ready = ""
+    if report.waited and not report.not_ready:
+        ready = "; claims bound and workloads ready"
+    elif report.waited:
+        ready = f"; {len(report.not_ready)} not ready"
     print(f"{'planned' if report.dry_run else 'restored'} from backup {backup[:8]}: {counts} "
-          f"in {report.duration_s:.1f}s")
+          f"in {report.duration_s:.1f}s{ready}")
     existing = _skipped_existing(report)
     if existing:
         # A re-run's skips are expected; a first restore's skips surprise: say how to overwrite.

@@ -127,7 +127,9 @@ class ClaimController(Controller):
         if volume is not None:
             self._bind(volume, claim)
             return None
-        provisioner = str((storage_class or {}).get("provisioner") or "")
+        if storage_class is None:
+            return None
+        provisioner = str(storage_class.get("provisioner") or "")
         if not provisioner or provisioner == NO_PROVISIONER:
             return None
         if any(objects.annotations_of(claim).get(a) != provisioner for a in PROVISIONER_KEYS):
