@@ -139,16 +139,18 @@ def restore(ctx: context.Context, backup_id: str, app: str | None,
     def tick(done: int, total: int) -> None:
         state["done"], state["total"] = done, total
 
+    executor = Executor(client, the_plan, existing=existing, workers=workers,
+                        wait_timeout=wait_timeout, dry_run=dry_run, wait=wait,
+                        namespace_timeout=namespace_timeout, progress=tick, log=ctx.info)
+
     def render(elapsed: float) -> str:
-        return (f"{state['done']}/{state['total']} objects, "
+        waiting = f", {executor.status}" if executor.status else ""
+        return (f"{state['done']}/{state['total']} objects{waiting}, "
                 f"{progress.human_duration(elapsed)}")
 
     show = sys.stderr.isatty() and not ctx.quiet and not ctx.json
     with progress.Display(render, enabled=show):
-        report = Executor(client, the_plan, existing=existing, workers=workers,
-                          wait_timeout=wait_timeout, dry_run=dry_run, wait=wait,
-                          namespace_timeout=namespace_timeout, progress=tick,
-                          log=ctx.info).run()
+        report = executor.run()
     _print(ctx, report, source.snapshot.id, the_plan)
     if report.failed:
         raise errors.PartialError(f"{len(report.failed)} of {len(report.outcomes)} object(s) "

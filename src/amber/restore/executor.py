@@ -122,6 +122,8 @@ class Executor:
         self.wait_workloads = wait_workloads
         self.namespace_timeout = namespace_timeout
         self.log = log or (lambda _message: None)
+        #: what it waits for right now ("" while it creates), for a progress line
+        self.status = ""
         self.progress = progress
         self._lock = threading.Lock()
         self._seq = 0
@@ -441,7 +443,15 @@ class Executor:
                                            o.step.target.namespace if res.namespaced else None))
         if not watched:
             return {}
-        return waiting.wait_ready(self.client, watched, self.wait_timeout).not_ready
+
+        def status(pending: int) -> None:
+            self.status = f"waiting for {pending} claim(s) and workload(s) to be ready"
+
+        try:
+            return waiting.wait_ready(self.client, watched, self.wait_timeout,
+                                      status=status).not_ready
+        finally:
+            self.status = ""
 
     def _wait_wave(self, wave: int) -> None:
         outcomes = [o for o in self._outcomes if o.step.wave == wave and o.step.app]
