@@ -190,10 +190,12 @@ def test_custom_resource_brings_its_crd_and_services_ingress_statefulset_claims(
     deps = names(db.dependencies)
     assert "CustomResourceDefinition.apiextensions.k8s.io gadgets.example.com" in deps
     assert "CustomResourceDefinition.apiextensions.k8s.io widgets.example.com" not in deps
-    assert {"PersistentVolumeClaim ns/data-db-0", "PersistentVolumeClaim ns/data-db-1",
-            "Service ns/db", "IngressClass.networking.k8s.io nginx",
+    assert {"Service ns/db", "IngressClass.networking.k8s.io nginx",
             "StorageClass.storage.k8s.io fast"} <= deps
-    assert "PersistentVolumeClaim ns/data-db-x" not in deps
+    # the StatefulSet's claims are members of its application (test_apps_statefulset_claims.py)
+    assert {"PersistentVolumeClaim ns/data-db-0",
+            "PersistentVolumeClaim ns/data-db-1"} <= names(db.members)
+    assert "PersistentVolumeClaim ns/data-db-x" not in names(db.refs)
     assert "Service ns/cache" not in deps
 
 

@@ -3,22 +3,25 @@
 Lists run on a few worker threads (the client's rate limiter bounds them), but objects are
 handed to the caller on its own thread, a page at a time, through a small bounded queue: the
 repository writer is single-threaded, and at most a few pages are ever in memory however many
-objects the cluster holds.
+objects the cluster holds. A caller that stops early (Ctrl-C) stops the workers with it.
+
+What the cluster puts in every namespace (``recognise_defaults``, rule in defaults.py) is found
+here, where the client is, and carried on the ``Inventory``.
 
 Resources skipped by default, and why (``--include-resources`` brings any of them back):
 """
 
 from __future__ import annotations
 
-import contextlib
+import collections
 import queue
 import threading
 from collections.abc import Iterable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-from amber.apps.model import Inventory
+from amber.apps import defaults
+from amber.apps.model import Inventory, build
 from amber.apps.summary import summarize
 from amber.kube import errors as kerrors
 from amber.kube.client import DEFAULT_PAGE, Client
@@ -89,10 +92,22 @@ class ResourceFilter:
         return out
 
 
-_DONE = object()
-
-
 Job = tuple[APIResource, "str | None"]
+
+#: How long a worker waits on a full queue before it looks whether the consumer is gone.
+HANDOVER_WAIT = 0.1
+
+
+@dataclass(frozen=True)
+class _Done:
+    """A worker's last hand-over: it has nothing more to list."""
+
+
+@dataclass(frozen=True)
+class _Failed:
+    """A worker hit something other than an API error: the consumer raises it."""
+
+    error: Exception
 
 
 def stream(client: Client, resources: Sequence[APIResource],
@@ -114,46 +129,70 @@ def stream(client: Client, resources: Sequence[APIResource],
 def stream_collections(client: Client, jobs: Sequence[Job], *, workers: int = 4,
                        failed: dict[str, str] | None = None, limit: int = DEFAULT_PAGE
                        ) -> Iterator[tuple[APIResource, Obj]]:
-    """``stream`` over explicit (resource, namespace or None for all) collections."""
-    pages: queue.Queue[Any] = queue.Queue(maxsize=max(1, workers))
+    """``stream`` over explicit (resource, namespace or None for all) collections.
+
+    However the consumer stops (it breaks out, raises, or Ctrl-C lands anywhere in here, even
+    while the workers start), its ``finally`` sets ``stop`` and every worker ends on its own:
+    workers never block on the queue for good (each hand-over is a bounded wait that looks at
+    ``stop`` again), take no new collection once stopped, and are daemon threads, so exiting
+    the interpreter never waits on one. They also stop when the main thread has ended, which
+    covers a generator abandoned without being closed."""
+    count = max(1, min(workers, len(jobs)))
+    pages: queue.Queue[Any] = queue.Queue(maxsize=count)
+    todo = collections.deque(jobs)
     stop = threading.Event()
     errs = failed if failed is not None else {}
 
-    def work(job: Job) -> None:
-        res, ns = job
+    def stopping() -> bool:
+        return stop.is_set() or not threading.main_thread().is_alive()
+
+    def hand_over(item: object) -> bool:
+        while not stopping():
+            try:
+                pages.put(item, timeout=HANDOVER_WAIT)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def work() -> None:
         try:
-            for page in client.list_pages(res, ns, limit=limit):
-                if stop.is_set():
+            while not stopping():
+                try:
+                    res, ns = todo.popleft()  # atomic: no lock needed
+                except IndexError:
                     return
-                pages.put((res, page.get("items") or []))
-        except kerrors.APIError as exc:
-            where = f" in namespace {ns}" if ns else ""
-            errs[qualified(res) + (f"/{ns}" if ns else "")] = (
-                f"cannot list {qualified(res)}{where}: {exc}")
-
-    def run_all() -> None:
-        try:
-            with ThreadPoolExecutor(max_workers=max(1, workers),
-                                    thread_name_prefix="amber-list") as pool:
-                list(pool.map(work, jobs))
+                try:
+                    for page in client.list_pages(res, ns, limit=limit):
+                        if not hand_over((res, page.get("items") or [])):
+                            return
+                except kerrors.APIError as exc:
+                    where = f" in namespace {ns}" if ns else ""
+                    errs[qualified(res) + (f"/{ns}" if ns else "")] = (
+                        f"cannot list {qualified(res)}{where}: {exc}")
+        except Exception as exc:  # a bug or an unmapped failure: not a silent partial backup
+            hand_over(_Failed(exc))
         finally:
-            pages.put(_DONE)
+            hand_over(_Done())
 
-    feeder = threading.Thread(target=run_all, name="amber-list-feeder", daemon=True)
-    feeder.start()
     try:
-        while (got := pages.get()) is not _DONE:
-            res, items = got
-            for obj in items:
-                obj.setdefault("apiVersion", res.group_version)
-                obj.setdefault("kind", res.kind)
-                yield res, obj
+        for i in range(count):
+            threading.Thread(target=work, name=f"amber-list-{i}", daemon=True).start()
+        done = 0
+        while done < count:
+            got = pages.get()
+            if isinstance(got, _Done):
+                done += 1
+            elif isinstance(got, _Failed):
+                raise got.error
+            else:
+                res, items = got
+                for obj in items:
+                    obj.setdefault("apiVersion", res.group_version)
+                    obj.setdefault("kind", res.kind)
+                    yield res, obj
     finally:
         stop.set()
-        while feeder.is_alive():  # unblock workers waiting on a full queue, then let them end
-            with contextlib.suppress(queue.Empty):
-                pages.get(timeout=0.05)
-        feeder.join()
 
 
 def inventory(client: Client, *, namespaces: Sequence[str] | None = None,
@@ -164,7 +203,75 @@ def inventory(client: Client, *, namespaces: Sequence[str] | None = None,
     inv = Inventory()
     for res, obj in stream(client, resources, namespaces, workers=workers, failed=inv.errors):
         inv.add(summarize(obj, res.resource, res.group, res.version))
+    recognise_defaults(client, inv, namespaces)
     return inv
+
+
+#: At most this many candidates are asked about (one list each) when only some namespaces
+#: were listed; what the cap leaves out is an application it should not have been, never a
+#: lost one.
+MAX_CANDIDATES = 16
+
+
+def recognise_defaults(client: Client, inv: Inventory,
+                       namespaces: Sequence[str] | None) -> None:
+    """Set ``inv.namespace_defaults``: what the cluster puts in every namespace (defaults.py).
+
+    An inventory of every namespace counts them itself. One of only some namespaces cannot,
+    so the cluster is asked about the few objects that would otherwise make or join a fallback
+    application there (namespace leftovers and unsignalled owner-tree roots): one list across
+    all namespaces with ``fieldSelector=metadata.name=NAME`` each, its namespaces counted
+    against the quorum. A list that fails (a namespace-bound user is Forbidden) leaves that
+    candidate out; without the Namespace list only the built-in defaults apply."""
+    if namespaces is None:
+        inv.namespace_defaults = defaults.infer(inv.summaries.values())
+        return
+    keys = set(defaults.BUILT_IN)
+    need = defaults.quorum(defaults.namespace_count(inv.summaries.values()))
+    if need is not None:
+        served = {(r.group, r.resource): r for r in client.discover().preferred()}
+        for (group, kind, name), resource in _candidates(inv, namespaces):
+            res = served.get((group, resource))
+            if res is None or not res.listable:
+                continue
+            try:
+                if _holders(client, res, name, need) >= need:
+                    keys.add((group, kind, name))
+            except kerrors.APIError:
+                continue
+    inv.namespace_defaults = frozenset(keys)
+
+
+def _candidates(inv: Inventory, namespaces: Sequence[str]
+                ) -> list[tuple[defaults.Key, str]]:
+    """(key, resource) of the objects in ``namespaces`` that only the fallbacks would group,
+    those in the most of ``namespaces`` first, at most ``MAX_CANDIDATES``."""
+    probe = Inventory(inv.summaries, namespace_defaults=defaults.BUILT_IN)
+    wanted = set(namespaces)
+    held: collections.Counter[defaults.Key] = collections.Counter()
+    resources: dict[defaults.Key, str] = {}
+    for app in build(probe):
+        if app.grouping not in ("namespace", "owner"):
+            continue
+        for ref in app.members:
+            s = inv.summaries[ref]
+            if ref.namespace in wanted and not s.owners:
+                k = defaults.key(s)
+                held[k] += 1
+                resources[k] = s.resource
+    ranked = sorted(held, key=lambda k: (-held[k], k))[:MAX_CANDIDATES]
+    return [(k, resources[k]) for k in ranked]
+
+
+def _holders(client: Client, res: APIResource, name: str, enough: int) -> int:
+    """In how many namespaces an object ``name`` of ``res`` is (counting stops at ``enough``)."""
+    seen: set[str] = set()
+    for page in client.list_pages(res, None, field_selector=f"metadata.name={name}"):
+        seen.update((item.get("metadata") or {}).get("namespace") or ""
+                    for item in page.get("items") or [])
+        if len(seen) >= enough:
+            break
+    return len(seen)
 
 
 def check_namespaces(client: Client, namespaces: Sequence[str]) -> None:

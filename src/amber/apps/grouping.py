@@ -16,6 +16,11 @@ ReplicaSet's, hence its Deployment's). An owner-tree root without any signal tha
 (an unlabelled Deployment, a custom resource with children) becomes an application of its own;
 whatever is left in a namespace falls back to the namespace's application (see model.py).
 
+A StatefulSet's claims (claims.py) take the StatefulSet's application whatever labels they
+carry; only an explicit ``amber.io/application`` on the claim itself overrides that. What the
+cluster puts in every namespace (defaults.py) is never an owner-tree root: OpenShift's
+``builder`` service account owning its pull secret is not an application in every namespace.
+
 Application ids: ``NAMESPACE/NAME`` for namespace-bound groupings (Helm charts set
 ``app.kubernetes.io/instance`` to the release name, so a Helm release and its labels meet in one
 id), ``argocd:APP`` and ``flux:NAMESPACE/NAME`` for tools whose applications span namespaces, and
@@ -24,8 +29,10 @@ the bare ``NAMESPACE`` for the fallback.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
+from amber.apps.refs import Ref
 from amber.apps.summary import HELM_RELEASE_SECRET, Summary
 
 #: Grouping kinds, strongest first; a merged application reports the strongest.
@@ -73,20 +80,37 @@ def signal(s: Summary) -> AppKey | None:
     return None
 
 
-def assign(summaries: list[Summary]) -> dict[str, AppKey]:
+def _never(_s: Summary) -> bool:
+    return False
+
+
+def assign(summaries: list[Summary], *, claims: Mapping[Ref, Summary] | None = None,
+           is_default: Callable[[Summary], bool] = _never) -> dict[str, AppKey]:
     """Map object uid -> application for every object that has one (signal, inherited from its
-    owners, or owner-tree root). Objects left out fall back to their namespace (model.py)."""
+    owners or its StatefulSet, or owner-tree root). Objects left out fall back to their
+    namespace (model.py). ``claims``: claim -> its StatefulSet (claims.py); ``is_default``:
+    what the cluster puts in every namespace (defaults.py)."""
+    claims = claims if claims is not None else {}
     by_uid = {s.uid: s for s in summaries if s.uid}
     has_children = {o.uid for s in summaries for o in s.owners if o.uid in by_uid}
+    has_children |= {sts.uid for sts in claims.values()}
     keys: dict[str, AppKey] = {}
     for s in summaries:
-        if s.uid and (k := signal(s)) is not None:
+        if s.uid and (k := signal(s)) is not None and (
+                s.ref not in claims or k.grouping == "annotation"):
             keys[s.uid] = k
     for s in summaries:  # roots without a signal that own something: their own application
         present_owners = [o for o in s.owners if o.uid in by_uid]
         if (s.uid in has_children and s.uid not in keys and not present_owners
-                and s.ref.namespace):
+                and s.ref.namespace and not is_default(s)):
             keys[s.uid] = AppKey(f"{s.ref.namespace}/{s.ref.name}", "owner", s.ref.name)
+
+    def parents(s: Summary) -> list[Summary]:
+        out = [claims[s.ref]] if s.ref in claims else []
+        for owner in sorted(s.owners, key=lambda o: not o.controller):  # the controller first
+            if (parent := by_uid.get(owner.uid)) is not None:
+                out.append(parent)
+        return out
 
     def inherited(s: Summary, seen: set[str]) -> AppKey | None:
         if s.uid in keys:
@@ -94,15 +118,13 @@ def assign(summaries: list[Summary]) -> dict[str, AppKey]:
         if s.uid in seen:  # an ownerReference cycle: stop rather than recurse forever
             return None
         seen.add(s.uid)
-        owners = sorted(s.owners, key=lambda o: not o.controller)  # the controller first
-        for owner in owners:
-            parent = by_uid.get(owner.uid)
-            if parent is not None and (k := inherited(parent, seen)) is not None:
+        for parent in parents(s):
+            if (k := inherited(parent, seen)) is not None:
                 return k
         return None
 
     for s in summaries:
-        if s.uid and s.uid not in keys and s.owners:
+        if s.uid and s.uid not in keys and (s.owners or s.ref in claims):
             k = inherited(s, set())
             if k is not None:
                 keys[s.uid] = k

@@ -7,6 +7,10 @@ namespace) and the objects that act on them (RoleBindings and ClusterRoleBinding
 their service accounts, with the roles they grant; Services, PodDisruptionBudgets and
 NetworkPolicies whose selectors pick their pods; the claims a StatefulSet creates). Nothing else:
 an object is included only through an edge from a member, so unrelated cluster objects stay out.
+
+What is left in a namespace after grouping forms the namespace's application, unless it is
+only what the cluster puts in every namespace (defaults.py): those objects stay out of the
+namespace application (an application that uses one still has it as a dependency).
 """
 
 from __future__ import annotations
@@ -16,13 +20,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from amber.apps import grouping
+from amber.apps import defaults, grouping
+from amber.apps.claims import statefulset_claims
 from amber.apps.refs import Ref, crd_ref
 from amber.apps.summary import Edge, Summary
-
-#: Objects every namespace gets without anyone asking; alone they do not make an application.
-NAMESPACE_DEFAULTS = {("", "ConfigMap", "kube-root-ca.crt"), ("", "ServiceAccount", "default")}
-SA_TOKEN = "kubernetes.io/service-account-token"  # noqa: S105 (a type name)
 
 
 @dataclass
@@ -32,6 +33,9 @@ class Inventory:
     summaries: dict[Ref, Summary] = field(default_factory=dict)
     #: ``resource.group`` -> error message, for lists that failed (Forbidden, ...).
     errors: dict[str, str] = field(default_factory=dict)
+    #: What the cluster puts in every namespace (defaults.py), as collect.py found it; None:
+    #: count it from the summaries, which is right when they cover every namespace.
+    namespace_defaults: frozenset[defaults.Key] | None = None
 
     def add(self, s: Summary) -> None:
         self.summaries[s.ref] = s
@@ -92,7 +96,11 @@ class _Indexes:
         self.inv = inv
         self.binders: dict[Ref, list[Summary]] = defaultdict(list)
         self.selectors: dict[str, list[Summary]] = defaultdict(list)
-        self.claims: dict[str, list[Summary]] = defaultdict(list)
+        #: claim -> its StatefulSet, and the reverse.
+        self.claims: dict[Ref, Summary] = statefulset_claims(inv.summaries.values())
+        self.claims_of: dict[Ref, list[Ref]] = defaultdict(list)
+        for claim, sts in self.claims.items():
+            self.claims_of[sts.ref].append(claim)
         self.crds: set[str] = set()
         self.by_uid: dict[str, Summary] = {}
         for s in inv.summaries.values():
@@ -101,8 +109,6 @@ class _Indexes:
                 self.binders[sa].append(s)
             if s.pod_selector is not None:
                 self.selectors[s.ref.namespace].append(s)
-            if s.ref.kind == "PersistentVolumeClaim" and not s.ref.group:
-                self.claims[s.ref.namespace].append(s)
             if s.ref.kind == "CustomResourceDefinition":
                 self.crds.add(s.ref.name)
 
@@ -117,10 +123,8 @@ class _Indexes:
                 assert selector.pod_selector is not None
                 if selector.pod_selector(s.pod_labels):
                     yield Edge(selector.ref, s.ref, "selects pods of")
-        for prefix in s.claim_prefixes:
-            for claim in self.claims.get(s.ref.namespace, ()):
-                if claim.ref.name.startswith(prefix) and claim.ref.name[len(prefix):].isdigit():
-                    yield Edge(s.ref, claim.ref, "volumeClaimTemplate")
+        for claim in self.claims_of.get(s.ref, ()):
+            yield Edge(s.ref, claim, "volumeClaimTemplate")
         crd = f"{s.resource}.{s.ref.group}"
         if s.ref.group and crd in self.crds:
             yield Edge(s.ref, crd_ref(s.resource, s.ref.group), "definition")
@@ -158,7 +162,10 @@ def close(app: Application, inv: Inventory | _Indexes) -> None:
 def build(inv: Inventory) -> list[Application]:
     """Every application in the inventory, sorted by id."""
     summaries = list(inv.summaries.values())
-    keys = grouping.assign(summaries)
+    is_default = defaults.Recogniser(inv.namespace_defaults if inv.namespace_defaults is not None
+                                     else defaults.infer(summaries))
+    idx = _Indexes(inv)
+    keys = grouping.assign(summaries, claims=idx.claims, is_default=is_default)
     apps: dict[str, Application] = {}
     for s in summaries:
         key = keys.get(s.uid)
@@ -170,13 +177,12 @@ def build(inv: Inventory) -> list[Application]:
         elif grouping.STRENGTH.index(key.grouping) < grouping.STRENGTH.index(app.grouping):
             app.grouping = key.grouping
         app.members.add(s.ref)
-    idx = _Indexes(inv)
     for app in apps.values():
         close(app, idx)
     claimed = set().union(*(a.refs for a in apps.values())) if apps else set()
     leftovers: dict[str, set[Ref]] = defaultdict(set)
     for s in summaries:
-        if s.ref.namespace and s.ref not in claimed and not _namespace_default(s):
+        if s.ref.namespace and s.ref not in claimed and not is_default(s):
             leftovers[s.ref.namespace].add(s.ref)
     for ns, refs in leftovers.items():
         # The fallback takes the bare namespace as id; an explicit application of that name
@@ -186,14 +192,6 @@ def build(inv: Inventory) -> list[Application]:
         close(app, idx)
         apps[ns] = app
     return sorted(apps.values(), key=lambda a: a.id)
-
-
-def _namespace_default(s: Summary) -> bool:
-    if (s.ref.group, s.ref.kind, s.ref.name) in NAMESPACE_DEFAULTS:
-        return True
-    if s.ref == Ref("", "Service", "default", "kubernetes"):
-        return True  # the API server's own Service
-    return s.secret_type == SA_TOKEN and s.ref.name.startswith("default-token-")
 
 
 def select(apps: list[Application], app_id: str) -> Application:

@@ -18,10 +18,13 @@ from amber.apps.refs import Ref, core, namespace_ref
 
 Obj = Mapping[str, Any]
 
-#: Annotations and labels grouping reads; every other annotation is dropped from the summary.
+#: Annotations grouping (and defaults.py) reads; every other annotation is dropped from the summary.
 KEPT_ANNOTATIONS = (
     "meta.helm.sh/release-name", "meta.helm.sh/release-namespace",
     "argocd.argoproj.io/tracking-id", "amber.io/application",
+    # the service account a token or pull Secret was made for (defaults.py)
+    "kubernetes.io/service-account.name",
+    "openshift.io/internal-registry-auth-token.service-account",
 )
 HELM_RELEASE_SECRET = "helm.sh/release.v1"  # noqa: S105 (a type name)
 
@@ -71,7 +74,7 @@ class Summary:
     pod_selector: sel.Matcher | None = None
     #: Service accounts this binding grants to (RoleBinding / ClusterRoleBinding subjects).
     binds: Sequence[Ref] = ()
-    #: StatefulSets: ``TEMPLATE-SET-`` prefixes of the claims it creates (not owned by it).
+    #: StatefulSets: ``TEMPLATE-SET-`` prefixes of the claims it creates (claims.py).
     claim_prefixes: Sequence[str] = ()
     secret_type: str = ""
 
@@ -196,8 +199,8 @@ def _cronjob(obj: Obj, s: Summary) -> None:
 def _statefulset(obj: Obj, s: Summary) -> None:
     _workload(obj, s)
     spec = obj.get("spec") or {}
-    # Claims a StatefulSet makes are named TEMPLATE-SET-ORDINAL and not owned by it; the graph
-    # matches them by that name (see graph.py), here we only note the classes they use.
+    # Claims a StatefulSet makes are named TEMPLATE-SET-ORDINAL and not always owned by it;
+    # claims.py matches them by that name, here we only note the prefixes and the classes.
     for tpl in spec.get("volumeClaimTemplates") or []:
         tpl_name = (tpl.get("metadata") or {}).get("name")
         if tpl_name:

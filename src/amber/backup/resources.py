@@ -195,6 +195,9 @@ class ResourceBackup:
                     scope = replace(scope, app=selection.id)
             skip_ns = set(scope.exclude_namespaces)
             selected = {r for r in selection.refs if r.namespace not in skip_ns}
+            # What the cluster puts in every namespace makes no application (defaults.py); a
+            # backup of some namespaces asks the cluster, as `app list -n` does.
+            collect.recognise_defaults(self.client, inv, list(scope.namespaces) or None)
             apps = appmodel.build(inv)
             warnings = self._warnings(inv, selected, run)
             manifest = self._manifest(scope, discovery.resources, rf, inv=inv, apps=apps,
