@@ -20,11 +20,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from fault_proxy import FaultProxy
 
 from amber.kube import errors as kerrors
 from amber.kube.client import Client
 from amber_cli import Amber
+from api_proxy import FaultProxy
 from cluster_objects import create_crd
 
 SUFFIX = uuid.uuid4().hex[:6]

@@ -18,12 +18,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from fault_proxy import FaultProxy, _Handler
 
 from amber.apps import collect
 from amber.kube.client import Client
 from amber.kube.discovery import APIResource
 from amber_cli import Amber
+from api_proxy import FaultProxy, is_discovery
 
 CONFIGMAPS = APIResource("", "v1", "configmaps", "ConfigMap", True,
                          frozenset({"list"}), True)
@@ -123,22 +123,17 @@ def test_an_abandoned_stream_does_not_hold_the_interpreter_at_exit() -> None:
 
 # -- the CLI -----------------------------------------------------------------------------------
 
-class _SlowHandler(_Handler):
-    """Forwards as the fault proxy does, each list a second late (counted in ``injected``)."""
-
-    def do_GET(self) -> None:
-        if "limit=" in self.path:  # a list, not discovery
-            with self.server.lock:
-                self.server.injected.append(0)
-            time.sleep(1.0)
-        self._forward()
-
-
 def test_sigint_during_backup_all_exits_130_promptly(repo: Amber, tmp_path: Path,
                                                       cluster_kubeconfig: Path) -> None:
     client = Client.from_kubeconfig(cluster_kubeconfig)
-    with FaultProxy(client.config, every=10**9) as proxy:
-        proxy.RequestHandlerClass = _SlowHandler
+    lists: list[str] = []
+
+    def slow_lists(_method: str, path: str) -> None:
+        if not is_discovery(path):  # each list a second late
+            lists.append(path)
+            time.sleep(1.0)
+
+    with FaultProxy(client.config, before=slow_lists) as proxy:
         kc = tmp_path / "proxy.kubeconfig"
         kc.write_text(proxy.kubeconfig())
         proc = repo.popen("--kubeconfig", str(kc), "backup", "create", "--all",
@@ -147,7 +142,7 @@ def test_sigint_during_backup_all_exits_130_promptly(repo: Amber, tmp_path: Path
                           preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
         try:
             deadline = time.monotonic() + 60
-            while len(proxy.injected) < 6:  # listing has started
+            while len(lists) < 6:  # listing has started
                 assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
                 time.sleep(0.05)
             proc.send_signal(signal.SIGINT)

@@ -1,14 +1,18 @@
-"""A plain-HTTP proxy in front of a real API server that answers some requests itself with 429
-or 500, to prove that callers retry. It forwards everything else upstream with its own
-credentials (those of the admin kubeconfig), so it works against the sandbox and a real cluster.
+"""A plain-HTTP proxy in front of a real API server, for faults a test cluster will not make on
+its own: every n-th GET answered 429 or 500 (callers must retry), or requests held or slowed by a
+``before`` hook (an API server that stops answering, to interrupt a command mid-listing). It
+forwards everything upstream with its own credentials (those of the admin kubeconfig), so it
+works against the sandbox and a real cluster.
 """
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
 import threading
 import urllib.parse
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
 
@@ -18,10 +22,14 @@ from amber.kube.config import ClusterConfig
 class FaultProxy(ThreadingHTTPServer):
     daemon_threads = True
 
-    def __init__(self, upstream: ClusterConfig, *, every: int = 3) -> None:
+    def __init__(self, upstream: ClusterConfig, *, every: int = 0,
+                 before: Callable[[str, str], None] | None = None) -> None:
+        """``every``: refuse every n-th GET (0: never); ``before(method, path)`` runs first on
+        each request's thread (it may sleep or wait)."""
         super().__init__(("127.0.0.1", 0), _Handler)
         self.upstream = upstream
         self.every = every
+        self.before = before
         self.count = 0
         self.injected: list[int] = []
         self.lock = threading.Lock()
@@ -40,7 +48,7 @@ class FaultProxy(ThreadingHTTPServer):
 
     def fault_for(self, method: str) -> int | None:
         """Every ``every``-th GET is refused, alternating 429 and 500."""
-        if method != "GET":
+        if method != "GET" or not self.every:
             return None
         with self.lock:
             self.count += 1
@@ -60,6 +68,13 @@ class FaultProxy(ThreadingHTTPServer):
         self.server_close()
 
 
+def is_discovery(path: str) -> bool:
+    """Whether ``path`` asks what the server serves rather than for objects."""
+    parts = urllib.parse.urlsplit(path).path.strip("/").split("/")
+    return (parts[0] == "api" and len(parts) <= 2) or (parts[0] == "apis" and len(parts) <= 3) \
+        or parts[0] in ("version", "openapi")
+
+
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server: FaultProxy
@@ -73,11 +88,15 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_header(k, v)
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
-        self.wfile.write(body)
+        # the client may have gone away (an interrupted command): nothing to answer then
+        with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+            self.wfile.write(body)
 
     def _forward(self) -> None:
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length) if length else None
+        if self.server.before is not None:
+            self.server.before(self.command, self.path)
         fault = self.server.fault_for(self.command)
         if fault is not None:
             reason = "TooManyRequests" if fault == 429 else "InternalError"
