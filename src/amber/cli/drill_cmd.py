@@ -11,7 +11,7 @@ from types import FrameType
 
 import click
 
-from amber.cli import backup_cmds, context, progress
+from amber.cli import backup_cmds, context, durations, progress
 from amber.restore import drill as drills
 from amber.restore import drill_checks, transforms
 from amber.restore import plan as restore_plan
@@ -33,7 +33,8 @@ _split = backup_cmds.split_values
               help="With 'latest': the newest backup carrying TAG (repeatable: any).")
 @click.option("--checks", "checks_file", type=click.Path(), default=None,
               help="Checks to run after the restore (YAML or JSON; see docs/drills.md).")
-@click.option("--timeout", type=float, default=600.0, show_default=True, metavar="SECONDS",
+@click.option("--timeout", type=durations.POSITIVE_SECONDS, default=600.0, show_default=True,
+              metavar="SECONDS",
               help="How long to wait for the restored workloads to become ready.")
 @click.option("--keep", is_flag=True,
               help="Leave the scratch namespaces (and what the drill created) for inspection.")
@@ -59,8 +60,6 @@ def drill(ctx: context.Context, backup_id: str, app: str | None, namespaces: tup
     a check failed, 0 when everything passed.
     """
     checks = drill_checks.load_checks(checks_file) if checks_file else []
-    if timeout <= 0:
-        raise errors.UsageError("--timeout must be positive")
     if selector is not None:
         from amber.apps import labels
         labels.parse(selector)  # a bad selector fails before anything is read

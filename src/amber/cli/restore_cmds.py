@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-from amber.cli import backup_cmds, context, progress
+from amber.cli import backup_cmds, context, durations, progress
 from amber.restore import modifiers, order, transforms
 from amber.restore import plan as restore_plan
 from amber.restore.executor import MODES, Executor, Report
@@ -74,10 +74,11 @@ def _options(namespace_mapping: tuple[str, ...], storage_class_mapping: tuple[st
               help="Print the ordered plan and a diff against the live cluster; change nothing.")
 @click.option("--keep-cluster-ips", is_flag=True, help="Keep Services' cluster IPs.")
 @click.option("--keep-node-ports", is_flag=True, help="Keep Services' node ports.")
-@click.option("--wait-timeout", type=float, default=300.0, show_default=True, metavar="SECONDS",
+@click.option("--wait-timeout", type=durations.SECONDS, default=300.0, show_default=True,
+              metavar="SECONDS",
               help="How long to wait for a dependency, and at the end for every claim to bind "
                    "and every workload to be ready.")
-@click.option("--namespace-timeout", type=click.FloatRange(min=0), default=600.0,
+@click.option("--namespace-timeout", type=durations.SECONDS, default=600.0,
               show_default=True, metavar="SECONDS",
               help="How long to wait for a target namespace that is still being deleted.")
 @click.option("--wait/--no-wait", default=True, show_default=True,
