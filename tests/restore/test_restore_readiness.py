@@ -187,6 +187,10 @@ def test_a_namespace_that_stays_terminating_fails_its_objects_with_why(
                   if o["result"] == "failed"}
         assert f"namespace {NS} was still terminating after 2s" in failed[
             f"ConfigMap {NS}/settings"]
+        text = kube("restore", "latest", "--namespace-timeout", "1", check=False)
+        assert text.returncode == 3
+        summary = text.stdout.strip().splitlines()[-1]
+        assert "failed" in summary and "ready" not in summary, summary  # nothing came back
     finally:
         held = client.get(cms, "held", NS)
         held["metadata"]["finalizers"] = []

@@ -209,10 +209,10 @@ def _print(ctx: context.Context, report: Report, backup: str,
         print(f"warning: {w}", file=sys.stderr)
     counts = ", ".join(f"{n} {k}" for k, n in report.counts().items())
     ready = ""
-    if report.waited and not report.not_ready:
-        ready = "; claims bound and workloads ready"
-    elif report.waited:
+    if report.waited and report.not_ready:
         ready = f"; {len(report.not_ready)} not ready"
+    elif report.waited and not report.failed:  # never "ready" beside objects that failed
+        ready = "; claims bound and workloads ready"
     print(f"{'planned' if report.dry_run else 'restored'} from backup {backup[:8]}: {counts} "
           f"in {report.duration_s:.1f}s{ready}")
     existing = _skipped_existing(report)
