@@ -138,3 +138,10 @@ def test_a_claim_pre_bound_to_a_volume_that_is_gone_and_an_object_that_is_gone()
     assert "asks for volume pvc-old, which does not exist" in diagnoser.why(
         claims, claim, "data", "shop")
     assert "does not exist" in diagnoser.why(claims, None, "data", "shop")
+
+
+def test_a_waiting_reason_not_known_here_is_shown_with_its_message() -> None:
+    why = _why(_pod("web-1", _waiting("NoCommand", "the runtime needs a command")))
+    assert why == "pod web-1: container c: NoCommand: the runtime needs a command"
+    assert _why(_pod("web-1", _waiting("ContainerCreating"))) == (
+        "pod web-1: container c is still starting (ContainerCreating)")

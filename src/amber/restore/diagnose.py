@@ -24,6 +24,8 @@ Obj = dict[str, Any]
 _IMAGE_REASONS = ("ErrImagePull", "ImagePullBackOff", "InvalidImageName", "ErrImageNeverPull")
 #: Waiting reasons that mean the container's configuration cannot be assembled.
 _CONFIG_REASONS = ("CreateContainerConfigError", "CreateContainerError", "RunContainerError")
+#: Waiting reasons of a container on its way up: no cause yet.
+_STARTING = ("ContainerCreating", "PodInitializing")
 _POD_KINDS = ("Deployment", "StatefulSet", "DaemonSet", "ReplicaSet", "ReplicationController",
               "Job")
 _LIMIT = 240
@@ -95,6 +97,10 @@ class Diagnoser:
                 if running:
                     return (f"container {', '.join(map(str, running))} runs but is not ready "
                             "(its readiness probe fails)")
+        for c in status.get("containerStatuses") or []:
+            reason = ((c.get("state") or {}).get("waiting") or {}).get("reason")
+            if reason in _STARTING:
+                return f"container {c.get('name')} is still starting ({reason})"
         return ""
 
     def _claim(self, claim: Obj, namespace: str | None) -> str:
@@ -193,6 +199,10 @@ def _container(status: Obj) -> str:
     terminated = state.get("terminated") or {}
     if terminated and terminated.get("exitCode") not in (0, None):
         return f"container {name} exited with code {terminated['exitCode']}"
+    if reason and reason not in _STARTING:
+        # A reason this module does not know (a runtime's own, e.g. the sandbox's NoCommand):
+        # the kubelet's words are still better than a replica count.
+        return f"container {name}: {reason}" + (f": {message}" if message else "")
     return ""
 
 
