@@ -15,11 +15,15 @@ def test_the_demo_hint_works_as_printed_in_a_new_shell(tmp_path: Path) -> None:
     home = tmp_path / "home"
     env = {k: v for k, v in os.environ.items()
            if not k.startswith(("AMBER_", "XDG_", "KUBECONFIG"))}
+    # As scripts/quickstart runs it: .venv/bin/amber, with .venv/bin not on the user's PATH.
+    installed = Path(sys.executable).parent / "amber"
+    assert installed.is_file(), "the tests run from Amber's virtual environment"
+    path = [p for p in env.get("PATH", "").split(os.pathsep)
+            if p and Path(p).resolve() != installed.parent.resolve()]
     env.update(HOME=str(home), XDG_DATA_HOME=str(home / "data"),
-               XDG_CONFIG_HOME=str(home / "config"),
-               PATH=f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}")
+               XDG_CONFIG_HOME=str(home / "config"), PATH=os.pathsep.join(path))
     repo = tmp_path / "my repo"  # a space, so the printed line must quote it
-    demo = subprocess.run([sys.executable, "-m", "amber.cli.main", "--repo", str(repo), "demo"],
+    demo = subprocess.run([str(installed), "--repo", str(repo), "demo"],
                           capture_output=True, text=True, env=env, timeout=300, check=False,
                           stdin=subprocess.DEVNULL)
     lines = demo.stdout.splitlines()
@@ -31,6 +35,7 @@ def test_the_demo_hint_works_as_printed_in_a_new_shell(tmp_path: Path) -> None:
     assert setup.startswith("in your shell, first: export "), setup
     export = setup[len("in your shell, first: "):]
     assert "AMBER_PASSWORD_FILE=" in export and "AMBER_REPO=" in export
+    assert f"PATH={installed.parent}:" in export  # `amber` is not on this PATH
 
     # a new shell: nothing but what the demo printed
     shell = subprocess.run(["bash", "-c", f"{export}\n{hint}"], capture_output=True, text=True,

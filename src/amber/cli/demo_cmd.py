@@ -11,6 +11,7 @@ import contextlib
 import os
 import secrets
 import shlex
+import shutil
 import sys
 import tempfile
 from collections.abc import Iterator
@@ -37,12 +38,29 @@ def _ensure_passphrase(ctx: context.Context) -> None:
     os.environ["AMBER_PASSWORD_FILE"] = path
 
 
+def _install_dir() -> str | None:
+    """The directory of the running ``amber`` when a shell would not find it (or would find
+    another one) by that name; None when ``amber`` on PATH is this one."""
+    script = os.path.join(os.path.dirname(os.path.abspath(sys.argv[0])), "amber")
+    if not os.path.isfile(script):  # run as `python -m amber.cli.main`
+        script = os.path.join(os.path.dirname(sys.executable), "amber")
+        if not os.path.isfile(script):
+            return None
+    found = shutil.which("amber")
+    if found and os.path.realpath(found) == os.path.realpath(script):
+        return None
+    return os.path.dirname(script)
+
+
 @contextlib.contextmanager
 def _shell_hint(ctx: context.Context) -> Iterator[None]:
     """After the demo's "see it with: amber backup show ..." hint, the settings that make it work
     as printed in the user's shell: the demo may have used a passphrase file it generated (or
     one, or a repository, given for this command only), which a new command would not find."""
     settings = []
+    here = _install_dir()
+    if here is not None:  # e.g. scripts/quickstart ran .venv/bin/amber: `amber` is not on PATH
+        settings.append(f"PATH={shlex.quote(here)}:\"$PATH\"")
     if os.path.abspath(os.path.expanduser(ctx.repo_location)) != context.default_repo_location():
         where = repository.display_location(ctx.backend())
         settings.append(f"AMBER_REPO={shlex.quote(where)}")
