@@ -80,14 +80,21 @@ def create(ctx: context.Context, application: str | None, namespaces: tuple[str,
               "applications": result.applications, "partial": result.partial,
               "warnings": result.warnings},
              f"backup {snap.short_id} saved: {result.items} objects"
-             + (f" of {', '.join(result.applications)}" if len(result.applications) <= 5
-                else f" of {len(result.applications)} applications")
+             + _of_applications(result.applications)
              + (" (partial)" if result.partial else ""))
     if result.partial:
         for line in result.warnings[:20]:
             print(f"warning: {line}", file=sys.stderr)
         raise errors.PartialError(f"{len(result.warnings)} warning(s); backup {snap.short_id} "
                                   "is partial")
+
+
+def _of_applications(apps: list[str]) -> str:
+    if not apps:
+        return " (no application among them)"
+    if len(apps) > 5:
+        return f" of {len(apps)} applications"
+    return f" of {', '.join(apps)}"
 
 
 def resolve_backup(repo: repository.Repository, ref: str,
