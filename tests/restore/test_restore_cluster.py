@@ -394,3 +394,22 @@ def test_namespace_mapping_adds_to_shared_bindings_and_never_takes_them_over(
         assert client.get(client.discover().find("deployments", "apps"), "web", copy_ns)
     finally:
         delete_namespace(client, copy_ns)
+
+
+def test_an_owned_object_whose_owner_does_not_come_back_says_so(
+        backed_up: tuple[Amber, dict[str, Any]], tmp_path: Path) -> None:
+    """"Recreated by its owner" is only true when the owner is restored: a ReplicaSet whose
+    Deployment fails says that its owner does not come back, and why."""
+    amber, _ = backed_up
+    mods = tmp_path / "fail-db.yaml"
+    mods.write_text("version: amber.io/modifiers/v1\nrules:\n"
+                    "- match: {kind: Deployment, name: db}\n"
+                    "  jsonPatch: [{op: test, path: /spec/replicas, value: 99}]\n")
+    report = amber("-o", "json", "restore", "latest", "--dry-run", "--modifiers", str(mods),
+                   check=False).json()
+    reasons = {o["ref"]: o["reason"] for o in report["objects"]}
+    (db_rs,) = [r for r in reasons if r.startswith(f"ReplicaSet.apps {NS}/db-")]
+    assert reasons[db_rs].startswith("not restored: its owner Deployment/db does not come back"
+                                     " (modifier rule 1"), reasons[db_rs]
+    (web_rs,) = [r for r in reasons if r.startswith(f"ReplicaSet.apps {NS}/web-")]
+    assert reasons[web_rs] == "recreated by its owner Deployment/web"

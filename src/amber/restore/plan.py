@@ -190,6 +190,9 @@ def _target(item: Item, t: transforms.Transforms) -> Ref:
     return Ref(ref.group, ref.kind, t.namespaces.get(ref.namespace, ref.namespace), ref.name)
 
 
+_OWNED = "recreated by its owner"
+
+
 def _owner_in(item: Item, chosen: dict[tuple[str, str, str], Item]) -> bool:
     if not item.owned_by:
         return False
@@ -232,7 +235,7 @@ def _build(source: BackupSource, sel: Selection, opts: Options) -> Plan:
         step = Step(item, _target(item, opts.transforms), opts.order.tier_of(item.ref))
         steps.append(step)
         if _owner_in(item, by_kind_name):
-            step.skip = f"recreated by its owner {item.owned_by}"
+            step.skip = f"{_OWNED} {item.owned_by}"
             continue
         mapped_to = opts.transforms.storage_classes.get(item.ref.name)
         if item.ref.kind == "StorageClass" and mapped_to is not None:
@@ -260,7 +263,36 @@ def _build(source: BackupSource, sel: Selection, opts: Options) -> Plan:
             continue
         if step.tier in order.PER_APPLICATION or item.ref.kind == "ConfigMap":
             originals[item.ref] = step.obj  # what dependency inference reads
+    _owners_that_stay_away(steps)
     return _place(source, steps, originals, opts.order)
+
+
+def _owners_that_stay_away(steps: list[Step]) -> None:
+    """"Recreated by its owner" only holds if the owner comes back: restored, or recreated by
+    its own owner in turn. A Pod of a finished Job (skipped) is not recreated by anyone."""
+    by_ref = {(s.item.ref.kind, s.item.ref.namespace, s.item.ref.name): s for s in steps}
+
+    def why_away(step: Step, depth: int = 0) -> str:
+        """"" when ``step``'s object comes back, else why not."""
+        if step.restorable or depth > 8:
+            return ""
+        owner = _owner_step(step, by_ref)
+        if owner is not None and step.skip.startswith(_OWNED):
+            return why_away(owner, depth + 1)
+        return step.skip or step.failed or "not restored"
+
+    for step in steps:
+        owner = _owner_step(step, by_ref)
+        if owner is None or not step.skip.startswith(_OWNED):
+            continue
+        if away := why_away(owner):
+            step.skip = (f"not restored: its owner {step.item.owned_by} does not come back "
+                         f"({away})")
+
+
+def _owner_step(step: Step, by_ref: dict[tuple[str, str, str], Step]) -> Step | None:
+    kind, _, name = step.item.owned_by.partition("/")
+    return by_ref.get((kind, step.item.ref.namespace, name)) if step.item.owned_by else None
 
 
 def _namespaces_rewritten(before: Obj, after: Obj) -> bool:
