@@ -11,6 +11,7 @@ backup that matches the command's selection, not the newest snapshot of any kind
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -44,8 +45,10 @@ class BackupFilter:
         return bool(self.app or self.namespaces or self.tags)
 
     def matches(self, snap: snapshots.Snapshot) -> bool:
-        apps = [str(a) for a in snap.summary.get("applications") or []]
-        if self.app and not any(self.app in (a, _app_name(a)) for a in apps):
+        """Whether ``snap`` serves the filter; ``app`` is an exact id here (see
+        :meth:`canonical`)."""
+        apps = _applications(snap)
+        if self.app and self.app not in apps:
             return False
         if self.namespaces and not set(self.namespaces) & _namespaces(snap, apps):
             return False
@@ -59,6 +62,27 @@ class BackupFilter:
         if self.tags:
             parts.append(f"tagged {' or '.join(self.tags)}")
         return ", ".join(parts)
+
+
+    def canonical(self, candidates: Sequence[snapshots.Snapshot]) -> BackupFilter:
+        """The filter with ``app`` as an exact id, resolved as ``app list``/``app show`` do: an
+        id held by some backup is taken as it is; otherwise a name that is unique among the
+        backups' ids stands for that id (``web`` for ``shop/web``); a name shared by several
+        ids is ambiguous."""
+        if not self.app:
+            return self
+        ids = {a for snap in candidates for a in _applications(snap)}
+        if self.app in ids:
+            return self
+        named = sorted(a for a in ids if _app_name(a) == self.app)
+        if len(named) > 1:
+            raise errors.UsageError(f"application name {self.app!r} is ambiguous among the "
+                                    f"backups: use one of {', '.join(named)}")
+        return dataclasses.replace(self, app=named[0]) if named else self
+
+
+def _applications(snap: snapshots.Snapshot) -> list[str]:
+    return [str(a) for a in snap.summary.get("applications") or []]
 
 
 def _app_name(app_id: str) -> str:
@@ -78,7 +102,9 @@ def backups(repo: repository.Repository,
             which: BackupFilter | None = None) -> list[snapshots.Snapshot]:
     """The resource backups matching ``which``, oldest first (file snapshots never match)."""
     which = which or BackupFilter()
-    return [s for s in repo.list_snapshots() if layout.TAG in s.tags and which.matches(s)]
+    resource_backups = [s for s in repo.list_snapshots() if layout.TAG in s.tags]
+    which = which.canonical(resource_backups)
+    return [s for s in resource_backups if which.matches(s)]
 
 
 def resolve(repo: repository.Repository, ref: str,
