@@ -5,9 +5,11 @@ from __future__ import annotations
 import errno
 import io
 import os
+import re
 import signal
 import sys
 from types import FrameType
+from typing import Any, NoReturn
 
 import click
 
@@ -27,7 +29,20 @@ from amber.cli import (
 from amber.util import errors
 
 
-@click.group(cls=options.AmberGroup,
+class _Interrupted(BaseException):
+    """A Ctrl-C carried past ``click``'s ``main``, which on a KeyboardInterrupt prints an empty
+    line (to end a terminal's ``^C``), even when stderr is not a terminal, and raises Abort."""
+
+
+class _RootGroup(options.AmberGroup):
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except KeyboardInterrupt as exc:
+            raise _Interrupted from exc
+
+
+@click.group(cls=_RootGroup,
              context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(__version__, prog_name="amber")
 @options.root_options
@@ -65,13 +80,34 @@ def _usage_line(exc: click.ClickException) -> str:
     return text
 
 
+def _as_invoked(message: str, prog: str) -> str:
+    """``message`` with the commands it suggests (`` `amber app list` ``, ``'amber repo init'``:
+    the library names them so) spelled as the program was invoked, ``kubectl amber ...``."""
+    if prog == "amber":
+        return message
+    names = "|".join(map(re.escape, sorted(cli.commands)))
+    return re.sub(rf"([`'])amber (?=(?:{names})\b)", rf"\1{prog} ", message)
+
+
+#: Erases a line a terminal shows (the progress line, the ``^C`` it echoed) before a message.
+_CLEAR_LINE = "\r\x1b[2K"
+
+
+def _interrupted(prog: str) -> NoReturn:
+    clear = _CLEAR_LINE if sys.stderr.isatty() else ""
+    print(f"{clear}{prog}: interrupted", file=sys.stderr)
+    sys.exit(errors.ExitCode.INTERRUPTED)
+
+
 def _install_interrupt_handlers(prog: str) -> None:
     """The first Ctrl-C raises KeyboardInterrupt, so workers finish what they hold and the
     command ends with its usual message; a second one means "now": one line, exit 130 at once,
     whatever the workers (or the interpreter's shutdown joining them) are doing. Without this the
     second KeyboardInterrupt lands inside a thread join and prints a traceback."""
+    clear = _CLEAR_LINE if os.isatty(2) else ""
+
     def again(_signum: int, _frame: FrameType | None) -> None:
-        os.write(2, f"{prog}: interrupted again, exiting now\n".encode())
+        os.write(2, f"{clear}{prog}: interrupted again, exiting now\n".encode())
         os._exit(errors.ExitCode.INTERRUPTED)
 
     def first(_signum: int, _frame: FrameType | None) -> None:
@@ -93,9 +129,8 @@ def main(argv: list[str] | None = None) -> None:
         cli.main(args=argv, prog_name=prog, standalone_mode=False)
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
-    except click.Abort:
-        print(f"{prog}: interrupted", file=sys.stderr)
-        sys.exit(errors.ExitCode.INTERRUPTED)
+    except (_Interrupted, KeyboardInterrupt, click.Abort):  # Abort: a Ctrl-C at a click prompt
+        _interrupted(prog)
     except click.exceptions.NoArgsIsHelpError as exc:
         exc.show()  # a bare group: its help, on stderr
         sys.exit(errors.ExitCode.USAGE)
@@ -103,11 +138,8 @@ def main(argv: list[str] | None = None) -> None:
         print(f"{prog}: error: {_usage_line(exc)}", file=sys.stderr)
         sys.exit(errors.ExitCode.USAGE)
     except errors.AmberError as exc:
-        print(f"{prog}: error: {exc}", file=sys.stderr)
+        print(f"{prog}: error: {_as_invoked(str(exc), prog)}", file=sys.stderr)
         sys.exit(exc.exit_code)
-    except KeyboardInterrupt:
-        print(f"{prog}: interrupted", file=sys.stderr)
-        sys.exit(errors.ExitCode.INTERRUPTED)
     except OSError as exc:
         if exc.errno in (errno.ENOSPC, errno.EDQUOT):
             print(f"{prog}: error: no space left on device ({exc.filename or 'write'})",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import shutil
 import signal
@@ -11,6 +12,7 @@ import click
 import platformdirs
 
 from amber.cli import context
+from amber.util import errors
 
 
 @click.group()
@@ -19,7 +21,8 @@ def sandbox() -> None:
 
 
 @sandbox.command()
-@click.option("--port", type=int, default=0, help="Port for the API server (default: any free).")
+@click.option("--port", type=click.IntRange(0, 65535), default=0,
+              help="Port for the API server (default: any free).")
 @click.option("--kubeconfig", "kubeconfig_out", type=click.Path(dir_okay=False), default=None,
               help="Where to write the admin kubeconfig (default: under your state dir).")
 @click.pass_obj
@@ -33,7 +36,16 @@ def up(ctx: context.Context, port: int, kubeconfig_out: str | None) -> None:
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda _s, _f: stop.set())
-    with sandbox_mod.Sandbox(port=port) as box:
+    box = sandbox_mod.Sandbox(port=port)
+    try:
+        box.start()  # on failure it has stopped what it started and removed its directory
+    except OSError as exc:
+        if not _cannot_listen(exc, port):
+            raise
+        reason = exc.strerror or str(exc)  # "Address already in use"
+        reason = reason[:1].lower() + reason[1:]
+        raise errors.AmberError(f"cannot listen on 127.0.0.1:{port}: {reason}") from None
+    with box:
         shutil.copyfile(box.kubeconfig_path(), target)
         os.chmod(target, 0o600)
         ctx.emit({"kubeconfig": target, "server": box.url, "pods": box.run_pods}, target)
@@ -42,3 +54,10 @@ def up(ctx: context.Context, port: int, kubeconfig_out: str | None) -> None:
                                       " (not root: pods will stay Pending)"))
         stop.wait()
     os.unlink(target)
+
+
+def _cannot_listen(exc: OSError, port: int) -> bool:
+    """Whether starting failed because the API server's port cannot be had: taken, or below
+    1024 without the privilege."""
+    return port != 0 and (exc.errno == errno.EADDRINUSE
+                          or (exc.errno == errno.EACCES and port < 1024))
