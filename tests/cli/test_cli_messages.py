@@ -78,8 +78,6 @@ def test_a_port_in_use_is_one_line_naming_the_address(
     assert not (tmp_path / "kc").exists()
 
 
-@pytest.mark.xfail(strict=True, reason="the API server's Cluster.__init__ (sandbox/apiserver/"
-                   "server.py) keeps its certificate directory when its port cannot be bound")
 def test_a_sandbox_that_cannot_start_leaves_no_directory(
         tmpdir_env: tuple[dict[str, str], Path], tmp_path: Path, taken_port: int) -> None:
     env, tmp = tmpdir_env

@@ -78,7 +78,12 @@ class Cluster:
         tls.load_cert_chain(cert_path, key_path)
         tls.set_alpn_protocols(["http/1.1"])
         self.controllers = gc.Controllers(api=self.api, ca_pem=bundle.ca_pem.decode())
-        self._http = httpserver.HttpServer(None, port=port, tls=tls)
+        try:
+            self._http = httpserver.HttpServer(None, port=port, tls=tls)
+        except BaseException:
+            # A port in use: leave no key and certificates behind in a directory nobody owns.
+            shutil.rmtree(self._dir, ignore_errors=True)
+            raise
         #: What kubeconfigs name (TLS, so that clients send their bearer tokens).
         self.url = f"https://127.0.0.1:{self._http.port}"
         #: The same server without TLS, for clients that set the Authorization header themselves.
