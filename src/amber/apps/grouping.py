@@ -16,10 +16,22 @@ ReplicaSet's, hence its Deployment's). An owner-tree root without any signal tha
 (an unlabelled Deployment, a custom resource with children) becomes an application of its own;
 whatever is left in a namespace falls back to the namespace's application (see model.py).
 
-A StatefulSet's claims (claims.py) take the StatefulSet's application whatever labels they
-carry; only an explicit ``amber.io/application`` on the claim itself overrides that. What the
-cluster puts in every namespace (defaults.py) is never an owner-tree root: OpenShift's
-``builder`` service account owning its pull secret is not an application in every namespace.
+What a controller makes follows its controller, not its own labels: an object with a controller
+ownerReference (``controller: true``) to an owner in the inventory takes the owner's
+application. Controllers copy a pod template's labels, which usually name a component
+(``app.kubernetes.io/name=db``) rather than the application, so the StatefulSet's pods, the
+Deployment's ReplicaSets and the CronJob's Jobs would otherwise be an application of their own
+whose backup holds bare pods. Likewise a StatefulSet's claims (claims.py) take the
+StatefulSet's application whatever labels they carry. Only an explicit ``amber.io/application``
+on the object itself overrides either; the object's other signals count only when its owner
+ends up with no application (what the cluster puts in every namespace). Owners that are not the
+controller (``controller`` unset) do not override a signal.
+
+An object being deleted (``Summary.deleting``) is treated as already gone: it takes no
+application and makes none (no signal, no owner-tree root), and its children group as if it
+were already deleted. What the cluster puts in every namespace (defaults.py) is never an
+owner-tree root: OpenShift's ``builder`` service account owning its pull secret is not an
+application in every namespace.
 
 Application ids: ``NAMESPACE/NAME`` for namespace-bound groupings (Helm charts set
 ``app.kubernetes.io/instance`` to the release name, so a Helm release and its labels meet in one
@@ -87,19 +99,30 @@ def _never(_s: Summary) -> bool:
 def assign(summaries: list[Summary], *, claims: Mapping[Ref, Summary] | None = None,
            is_default: Callable[[Summary], bool] = _never) -> dict[str, AppKey]:
     """Map object uid -> application for every object that has one (signal, inherited from its
-    owners or its StatefulSet, or owner-tree root). Objects left out fall back to their
+    controller, owners or StatefulSet, or owner-tree root). Objects left out fall back to their
     namespace (model.py). ``claims``: claim -> its StatefulSet (claims.py); ``is_default``:
-    what the cluster puts in every namespace (defaults.py)."""
-    claims = claims if claims is not None else {}
-    by_uid = {s.uid: s for s in summaries if s.uid}
-    has_children = {o.uid for s in summaries for o in s.owners if o.uid in by_uid}
+    what the cluster puts in every namespace (defaults.py). Objects being deleted get nothing
+    and count as absent."""
+    live = [s for s in summaries if s.uid and not s.deleting]
+    by_uid = {s.uid: s for s in live}
+    claims = {c: sts for c, sts in (claims or {}).items() if sts.uid in by_uid}
+    has_children = {o.uid for s in live for o in s.owners if o.uid in by_uid}
     has_children |= {sts.uid for sts in claims.values()}
+
+    def follows(s: Summary) -> bool:
+        """Does ``s`` take its application from a StatefulSet or controller in the inventory?"""
+        return s.ref in claims or any(o.controller and o.uid in by_uid for o in s.owners)
+
     keys: dict[str, AppKey] = {}
-    for s in summaries:
-        if s.uid and (k := signal(s)) is not None and (
-                s.ref not in claims or k.grouping == "annotation"):
-            keys[s.uid] = k
-    for s in summaries:  # roots without a signal that own something: their own application
+    #: Signals of objects that follow an owner: used only if the owner's line has no application.
+    own: dict[str, AppKey] = {}
+    for s in live:
+        if (k := signal(s)) is not None:
+            if k.grouping != "annotation" and follows(s):
+                own[s.uid] = k
+            else:
+                keys[s.uid] = k
+    for s in live:  # roots without a signal that own something: their own application
         present_owners = [o for o in s.owners if o.uid in by_uid]
         if (s.uid in has_children and s.uid not in keys and not present_owners
                 and s.ref.namespace and not is_default(s)):
@@ -121,10 +144,10 @@ def assign(summaries: list[Summary], *, claims: Mapping[Ref, Summary] | None = N
         for parent in parents(s):
             if (k := inherited(parent, seen)) is not None:
                 return k
-        return None
+        return own.get(s.uid)
 
-    for s in summaries:
-        if s.uid and s.uid not in keys and (s.owners or s.ref in claims):
+    for s in live:
+        if s.uid not in keys and (s.owners or s.ref in claims):
             k = inherited(s, set())
             if k is not None:
                 keys[s.uid] = k

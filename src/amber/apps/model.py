@@ -10,7 +10,10 @@ an object is included only through an edge from a member, so unrelated cluster o
 
 What is left in a namespace after grouping forms the namespace's application, unless it is
 only what the cluster puts in every namespace (defaults.py): those objects stay out of the
-namespace application (an application that uses one still has it as a dependency).
+namespace application (an application that uses one still has it as a dependency). Objects
+being deleted (``Summary.deleting``) are members of no application, the namespace's included;
+one a live member still references stays in the graph as a dependency, since it still exists,
+and a backup leaves it out (backup/resources.py).
 """
 
 from __future__ import annotations
@@ -182,7 +185,7 @@ def build(inv: Inventory) -> list[Application]:
     claimed = set().union(*(a.refs for a in apps.values())) if apps else set()
     leftovers: dict[str, set[Ref]] = defaultdict(set)
     for s in summaries:
-        if s.ref.namespace and s.ref not in claimed and not is_default(s):
+        if s.ref.namespace and s.ref not in claimed and not is_default(s) and not s.deleting:
             leftovers[s.ref.namespace].add(s.ref)
     for ns, refs in leftovers.items():
         # The fallback takes the bare namespace as id; an explicit application of that name

@@ -2,8 +2,9 @@
 
 A backup lists every object once and must not hold 10,000 full objects in memory, so each is
 reduced on arrival to the little that grouping and the dependency graph need: identity, labels,
-the few annotations that name an owner tool, owner references, and the references it makes to
-other objects (``Edge``). The full object goes to the repository and is dropped.
+the few annotations that name an owner tool, owner references, whether it is being deleted, and
+the references it makes to other objects (``Edge``). The full object goes to the repository and
+is dropped.
 """
 
 from __future__ import annotations
@@ -77,6 +78,9 @@ class Summary:
     #: StatefulSets: ``TEMPLATE-SET-`` prefixes of the claims it creates (claims.py).
     claim_prefixes: Sequence[str] = ()
     secret_type: str = ""
+    #: ``metadata.deletionTimestamp`` is set: the object is on its way out (a Terminating pod,
+    #: anything a finalizer holds). It makes no application and no backup keeps it.
+    deleting: bool = False
 
     def need(self, target: Ref, reason: str) -> None:
         if not isinstance(self.needs, list):
@@ -101,6 +105,7 @@ def summarize(obj: Obj, resource: str, group: str, version: str) -> Summary:
         resource_version=meta.get("resourceVersion", ""),
         labels=meta.get("labels") or _EMPTY,  # the object's own dict: nothing copied
         annotations=kept,
+        deleting=bool(meta.get("deletionTimestamp")),
         owners=tuple(Owner(o.get("uid", ""), o.get("kind", ""), o.get("name", ""),
                            bool(o.get("controller"))) for o in meta.get("ownerReferences") or ()),
     )

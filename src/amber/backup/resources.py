@@ -14,7 +14,10 @@ Two ways to run, chosen by the scope:
   hold its objects and writes those. Objects that vanished in between become warnings.
 
 Either way, a list that fails (typically Forbidden) does not stop the backup: it becomes a
-warning, and the snapshot is marked partial.
+warning, and the snapshot is marked partial. Objects being deleted (``deletionTimestamp`` set)
+are never written nor seed a selection: they are on their way out, and restoring a Terminating
+pod would bring back what its owner already let go. They are counted in the manifest's
+``skippedObjects``.
 """
 
 from __future__ import annotations
@@ -127,9 +130,14 @@ class _Run:
     exclude: labels.Matcher | None = None
     written: set[Ref] = field(default_factory=set)
     excluded: set[Ref] = field(default_factory=set)
+    #: Objects left out because they are being deleted.
+    deleting: set[Ref] = field(default_factory=set)
 
     def write(self, obj: Obj, s: Summary) -> None:
         if s.ref in self.written:
+            return
+        if s.deleting:
+            self.deleting.add(s.ref)
             return
         if s.labels.get(EXCLUDE_LABEL) == "true" or (
                 self.exclude is not None and self.exclude(s.labels)):
@@ -238,9 +246,10 @@ class ResourceBackup:
                 run.write(obj, s)
         if scope.everything:
             return self._closure(set(run.written), inv)  # for its missing references
-        seeds = {r for r in inv.summaries if r.namespace and r.namespace not in skip_ns}
+        seeds = {r for r, s in inv.summaries.items()
+                 if r.namespace and r.namespace not in skip_ns and not s.deleting}
         selection = self._closure(seeds, inv)
-        self._fetch(selection.refs - run.written, inv, run)
+        self._fetch(selection.refs - run.written - run.deleting, inv, run)
         return selection
 
     def _inventory_first(self, scope: Scope, resources: list[APIResource],
@@ -257,7 +266,8 @@ class ResourceBackup:
         else:
             assert scope.selector is not None
             match = labels.parse(scope.selector)
-            seeds = {r for r, s in inv.summaries.items() if r.namespace and match(s.labels)}
+            seeds = {r for r, s in inv.summaries.items()
+                     if r.namespace and match(s.labels) and not s.deleting}
             if not seeds:
                 raise errors.NotFoundError(
                     f"no object matches the selector {scope.selector!r}"
@@ -307,7 +317,7 @@ class ResourceBackup:
     @staticmethod
     def _warnings(inv: appmodel.Inventory, selected: set[Ref], run: _Run) -> list[str]:
         warnings = [f"{msg}; the backup is partial" for msg in sorted(inv.errors.values())]
-        for ref in sorted(selected - run.written - run.excluded):
+        for ref in sorted(selected - run.written - run.excluded - run.deleting):
             warnings.append(f"{ref} disappeared while the backup ran; not included")
         return warnings
 
@@ -343,6 +353,7 @@ class ResourceBackup:
             "cluster": self._cluster_identity(),
             "servedVersions": sorted({r.group_version for r in served}),
             "skippedResources": dict(sorted(rf.skipped.items())),
+            "skippedObjects": {"deleting": len(run.deleting)},
             "applications": [a.to_json() for a in involved],
             "counts": {"objects": len(items), "byResource": dict(sorted(counts.items()))},
             "partial": bool(warnings),
