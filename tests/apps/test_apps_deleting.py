@@ -124,6 +124,7 @@ def test_a_namespace_backup_leaves_a_deleting_object_out_and_counts_it(
     assert f"resources/core/v1/namespaces/_cluster/{NS}.json" in files  # the rest is there
     shown = kube("-o", "json", "backup", "show", out["id"]).json()
     assert shown["skippedObjects"] == {"deleting": 1}
+    assert "  left out: 1 being deleted" in kube("backup", "show", out["id"]).stdout
 
 
 def test_app_watch_never_reports_a_deleting_object(cluster: Client) -> None:

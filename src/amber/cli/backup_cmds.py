@@ -177,6 +177,10 @@ def show(ctx: context.Context, backup_id: str, show_items: bool) -> None:
         print(f"    {n:>6}  {res}")
     apps = doc.get("applications") or []
     print(f"  applications: {', '.join(a['id'] for a in apps) or '-'}")
+    left_out = {"excluded by label": (doc.get("scope") or {}).get("excludedObjects") or 0,
+                "being deleted": (doc.get("skippedObjects") or {}).get("deleting") or 0}
+    if any(left_out.values()):
+        print("  left out: " + ", ".join(f"{n} {why}" for why, n in left_out.items() if n))
     skipped = doc.get("skippedResources") or {}
     if skipped:
         print("  skipped resources:")
