@@ -23,10 +23,11 @@ class FaultProxy(ThreadingHTTPServer):
     daemon_threads = True
 
     def __init__(self, upstream: ClusterConfig, *, every: int = 0,
-                 before: Callable[[str, str], None] | None = None) -> None:
+                 before: Callable[[str, str], None] | None = None, port: int = 0) -> None:
         """``every``: refuse every n-th GET (0: never); ``before(method, path)`` runs first on
-        each request's thread (it may sleep or wait)."""
-        super().__init__(("127.0.0.1", 0), _Handler)
+        each request's thread (it may sleep or wait); ``port``: where to listen (0: any free
+        one), e.g. where clients already failed to connect: a server that comes back."""
+        super().__init__(("127.0.0.1", port), _Handler)
         self.upstream = upstream
         self.every = every
         self.before = before

@@ -9,6 +9,7 @@ import datetime
 import socket
 import ssl
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -187,3 +188,42 @@ def test_watch_stream_to_an_unreachable_server_says_so_too() -> None:
     assert str(e.value) == (f'cannot reach the Kubernetes API server https://127.0.0.1:{port} '
                             f'(context "dev"): connection refused{RUNNING}')
     assert client.transport.attempts == 1  # a stream is not retried here (the caller's job)
+
+
+def test_watches_of_a_server_that_is_down_warn_once_and_once_when_it_answers(
+        cluster_kubeconfig: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """``app watch`` runs a reflector per resource: when the server goes away, one line, not
+    one per reflector per retry (hundreds a minute); and one when it answers again."""
+    from amber.kube.watch import Reflector
+    from api_proxy import FaultProxy
+
+    real = Client.from_kubeconfig(cluster_kubeconfig, qps=0)
+    found = real.discover()
+    resources = [found.find(r) for r in ("configmaps", "secrets", "services", "serviceaccounts")]
+    port = _free_port()
+    down = Client(ClusterConfig(server=f"http://127.0.0.1:{port}", context="dev"), qps=0,
+                  retry=RetryPolicy(attempts=1, base=0.001, cap=0.01))
+    stop = threading.Event()
+    reflectors = [Reflector(down, res, on_event=lambda _e: None, stop=stop, watch_timeout=5,
+                            backoff=RetryPolicy(base=0.01, cap=0.05)) for res in resources]
+    caplog.set_level("WARNING", logger="amber.kube.watch")
+    threads = [r.start() for r in reflectors]
+    try:
+        deadline = time.monotonic() + 1.5  # each reflector fails dozens of times meanwhile
+        while time.monotonic() < deadline:
+            time.sleep(0.1)
+        with FaultProxy(real.config, port=port):  # the server is back, at the same address
+            for r in reflectors:
+                assert r.synced.wait(30), r.res.resource
+            stop.set()  # before the server goes away again
+            for t in threads:
+                t.join(10)
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(10)
+    lines = [rec.getMessage() for rec in caplog.records if rec.name == "amber.kube.watch"]
+    outage = [x for x in lines if x.startswith("cannot reach the Kubernetes API server")]
+    back = [x for x in lines if x.endswith("answers again")]
+    assert len(outage) == 1 and f"127.0.0.1:{port}" in outage[0], lines
+    assert back == [f"the Kubernetes API server http://127.0.0.1:{port} answers again"], lines

@@ -179,6 +179,35 @@ def _uid(obj: Obj) -> str:
     return str((obj.get("metadata") or {}).get("uid") or "")
 
 
+class _Outages:
+    """One warning when an API server stops answering and one when it answers again, however
+    many reflectors watch it: dozens share a server (one per resource), and each retries with
+    back-off, which made hundreds of lines a minute."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._down: set[str] = set()
+
+    def down(self, server: str, error: errors.Unreachable) -> None:
+        with self._lock:
+            if server in self._down:
+                return
+            self._down.add(server)
+        log.warning("%s (watches retry until it answers)", error)
+
+    def up(self, server: str) -> None:
+        if server not in self._down:  # the common case, without the lock
+            return
+        with self._lock:
+            if server not in self._down:
+                return
+            self._down.discard(server)
+        log.warning("the Kubernetes API server %s answers again", server)
+
+
+_OUTAGES = _Outages()
+
+
 class Reflector:
     """Keeps ``on_event``'s view of one resource exact: ``run()`` until ``stop`` is set.
 
@@ -250,10 +279,15 @@ class Reflector:
                 log.info("watch of %s: resourceVersion %s is gone; listing again",
                          self.res.resource, self.resource_version)
                 need_list = True
+            except errors.Unreachable as e:  # the server is down: one line for all watches
+                failures += 1
+                _OUTAGES.down(self.client.config.server, e)
+                self.stop.wait(self.backoff.backoff(min(failures - 1, 10), None))
             except errors.KubeError as e:  # API errors, broken connections, a failed plugin
                 failures += 1
-                log.warning("watch of %s failed (%d in a row): %s", self.res.resource,
-                            failures, e)
+                if failures & (failures - 1) == 0:  # the 1st, 2nd, 4th, 8th...: seen, not a flood
+                    log.warning("watch of %s failed (%d in a row): %s", self.res.resource,
+                                failures, e)
                 self.stop.wait(self.backoff.backoff(min(failures - 1, 10), None))
 
     def _kept(self, obj: Obj) -> Obj:
@@ -289,6 +323,7 @@ class Reflector:
         for obj in old.values():  # vanished while we were not watching
             self._emit("DELETED", obj)
         self.synced.set()
+        _OUTAGES.up(self.client.config.server)
 
     def _watch(self) -> None:
         timeout = self.watch_timeout or random.randint(300, 600)
@@ -298,6 +333,7 @@ class Reflector:
                 self.res, self.namespace, resource_version=self.resource_version,
                 label_selector=self.label_selector, field_selector=self.field_selector,
                 timeout_seconds=timeout, allow_bookmarks=True, stop=self.stop):
+            _OUTAGES.up(self.client.config.server)
             if event.type == "ERROR":
                 raise errors.from_status(event.object, method="WATCH", path=path)
             if event.type != "BOOKMARK":
