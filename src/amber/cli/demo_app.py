@@ -16,6 +16,8 @@ import time
 from collections.abc import Iterable
 from typing import Any
 
+import click
+
 from amber.apps import collect, render
 from amber.apps import model as appmodel
 from amber.apps.refs import Ref
@@ -140,6 +142,12 @@ def _delete(client: Client) -> None:
     raise errors.AmberError(f"namespace {NAMESPACE} was still being deleted after 60s")
 
 
+def _program() -> str:
+    """How the user invoked us (``amber`` or ``kubectl amber``), for hints they can type."""
+    current = click.get_current_context(silent=True)
+    return (current.find_root().info_name if current else None) or "amber"
+
+
 def run(ctx: context.Context, client: Client, repo: repository.Repository,
         where: str, *, pods_run: bool = True) -> None:
     """Create, back up, delete, restore, verify: the whole promise in one command. Verified
@@ -185,7 +193,7 @@ def run(ctx: context.Context, client: Client, repo: repository.Repository,
             print("ready: the claim is bound" + (" and the workload is ready" if pods_run else
                   "; the workload was not checked: this sandbox runs no pods (that needs "
                   "root; or try --current-cluster)"))
-        print(f"see it with: amber backup show {snap.short_id} --items")
+        print(f"see it with: {_program()} backup show {snap.short_id} --items")
     if report.failed or mismatched:
         raise errors.PartialError("the demo's restore did not bring everything back as it was")
     if report.not_ready:
