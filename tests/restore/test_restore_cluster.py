@@ -413,3 +413,21 @@ def test_an_owned_object_whose_owner_does_not_come_back_says_so(
                                      " (modifier rule 1"), reasons[db_rs]
     (web_rs,) = [r for r in reasons if r.startswith(f"ReplicaSet.apps {NS}/web-")]
     assert reasons[web_rs] == "recreated by its owner Deployment/web"
+
+
+def test_a_dry_run_predicts_what_the_restore_creates(
+        client: Client, backed_up: tuple[Amber, dict[str, Any]]) -> None:
+    """Into a namespace that does not exist yet: the objects the cluster makes with the
+    namespace (kube-root-ca.crt, the default ServiceAccount) are predicted as skipped, as the
+    real run skips them."""
+    amber, _ = backed_up
+    delete_namespace(client, NS)
+    dry = amber("-o", "json", "restore", "latest", "-n", NS, "--dry-run").json()
+    real = amber("-o", "json", "restore", "latest", "-n", NS).json()
+    predicted = {o["ref"]: o["result"] for o in dry["objects"]}
+    happened = {o["ref"]: o["result"] for o in real["objects"]}
+    assert predicted.keys() == happened.keys()
+    wrong = {ref: (predicted[ref], happened[ref]) for ref in predicted
+             if (predicted[ref] == "would-create") != (happened[ref] == "created")}
+    assert not wrong, wrong
+    assert predicted[f"ServiceAccount {NS}/default"] == "would-skip"
