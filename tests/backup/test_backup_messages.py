@@ -1,5 +1,5 @@
 """What ``backup create`` says when the scope holds no application (an empty namespace): the
-summary line must not end in a dangling "of "."""
+summary line must not end in a dangling "of "; and ``app list``'s columns under its header."""
 
 from __future__ import annotations
 
@@ -20,5 +20,21 @@ def test_a_namespace_without_applications_says_so(repo: Amber, cluster_kubeconfi
         line = kube("backup", "create", "-n", ns).stdout.strip().splitlines()[-1]
         assert line.startswith("backup ") and " saved: " in line, line
         assert line.endswith("objects (no application among them)"), line
+    finally:
+        delete_namespace(client, ns)
+
+
+def test_app_list_columns_line_up_under_the_header_with_short_ids(
+        cluster_kubeconfig: Path, amber: Amber) -> None:
+    client = Client.from_kubeconfig(cluster_kubeconfig, qps=0)
+    ns = f"s-{uuid.uuid4().hex[:4]}"  # ids shorter than the APPLICATION header
+    client.create(client.discover().find("namespaces"), {"metadata": {"name": ns}})
+    try:
+        client.create(client.discover().find("configmaps"), {"metadata": {
+            "name": "c", "labels": {"app.kubernetes.io/name": "a"}}}, ns)
+        kube = Amber(repo=amber.repo, env={**amber.env, "KUBECONFIG": str(cluster_kubeconfig)})
+        header, *rows = kube("app", "list", "-n", ns).stdout.splitlines()
+        assert rows and rows[0].startswith(f"{ns}/a ")
+        assert rows[0].index("label") == header.index("GROUPING"), (header, rows)
     finally:
         delete_namespace(client, ns)

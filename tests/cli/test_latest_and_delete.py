@@ -137,6 +137,9 @@ def test_backup_list_takes_the_same_filters(backups: Repo) -> None:
     # -n before the command is the command's own -n
     assert _listed(amber, "-n", NS_B, "backup", "list") == [backups.db]
     assert _listed(amber, "backup", "list", "-o", "json", "-n", NS_A) == both
+    # an empty answer says which filter matched nothing, not that the repository is empty
+    assert amber("backup", "list", "--app", "nosuch").stdout.strip() == (
+        "no resource backup holding application nosuch")
 
 
 def test_snapshot_commands_take_latest_among_file_snapshots(backups: Repo) -> None:

@@ -51,7 +51,7 @@ def list_cmd(ctx: context.Context, namespaces: tuple[str, ...]) -> None:
     if not apps:
         print("no applications found")
         return
-    width = max(len(a.id) for a in apps)
+    width = max(len("APPLICATION"), *(len(a.id) for a in apps))
     print(f"{'APPLICATION':<{width}}  {'GROUPING':<9}  {'NAMESPACES':<20}  {'DEPS':>4}  "
           "COMPONENTS")
     for a in apps:

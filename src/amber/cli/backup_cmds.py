@@ -129,8 +129,8 @@ def list_cmd(ctx: context.Context, app: str | None, namespaces: tuple[str, ...],
     """Resource backups in the repository, oldest first; the filters are those with which
     'latest' narrows (restore latest --app APP uses the last backup listed by --app APP)."""
     repo = ctx.open_repo()
-    found = source.backups(repo, source.BackupFilter(app, split_values(namespaces),
-                                                     split_values(tags)))
+    which = source.BackupFilter(app, split_values(namespaces), split_values(tags))
+    found = source.backups(repo, which)
     rows = [{"id": s.id, "short_id": s.short_id, "time": snapshots.format_time(s.time),
              "cluster": s.hostname, "scope": s.summary.get("scope", ""),
              "objects": s.summary.get("objects", 0),
@@ -140,7 +140,7 @@ def list_cmd(ctx: context.Context, app: str | None, namespaces: tuple[str, ...],
         ctx.emit(rows)
         return
     if not rows:
-        print("no resource backups")
+        print(f"no resource backup {which.describe()}" if which else "no resource backups")
         return
     print(f"{'ID':<10}{'TIME (UTC)':<21}{'CLUSTER':<16}{'OBJECTS':>8}  SCOPE")
     for s, row in zip(found, rows, strict=True):
