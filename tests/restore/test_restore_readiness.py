@@ -86,6 +86,7 @@ def test_claim_binds_again_when_its_provisioner_did_not_annotate_it(
     report = kube("-o", "json", "restore", "latest", "--wait-timeout", "60").json()
     assert report["counts"].get("failed", 0) == 0, report
     assert report["readinessChecked"] is True and report["notReady"] == []
+    assert report["ready"] == 1  # the claim, seen bound
     claim = client.get(claims, "data", NS)
     assert (claim.get("status") or {}).get("phase") == "Bound"  # when restore returned
     assert claim["spec"]["volumeName"] != old_volume
@@ -163,12 +164,14 @@ def test_restore_into_a_namespace_still_terminating_waits_for_it(
         held = client.get(cms, "held", NS)
         held["metadata"]["finalizers"] = []
         client.replace(cms, held, NS)
-        _out, err = proc.communicate(timeout=120)
+        out, err = proc.communicate(timeout=120)
     finally:
         if proc.poll() is None:
             proc.kill()
     assert proc.returncode == 0, err
     assert f"waiting for namespace(s) {NS} to finish terminating" in err
+    summary = out.strip().splitlines()[-1]
+    assert "restored from backup" in summary and "ready" not in summary, summary  # none to be
     assert client.get(cms, "settings", NS)["data"] == {"a": "1"}
 
 

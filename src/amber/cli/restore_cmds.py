@@ -170,7 +170,7 @@ def _print(ctx: context.Context, report: Report, backup: str,
         "dependencies": {a: d for a, d in the_plan.app_deps.needs.items() if d},
         "objects": [o.to_json() for o in report.outcomes],
         "notReady": [{"ref": ref, "reason": why} for ref, why in report.not_ready.items()],
-        "readinessChecked": report.waited,
+        "readinessChecked": report.waited, "ready": report.ready,
         "durationSeconds": report.duration_s}
     if ctx.json:
         ctx.emit(doc)
@@ -211,8 +211,8 @@ def _print(ctx: context.Context, report: Report, backup: str,
     ready = ""
     if report.waited and report.not_ready:
         ready = f"; {len(report.not_ready)} not ready"
-    elif report.waited and not report.failed:  # never "ready" beside objects that failed
-        ready = "; claims bound and workloads ready"
+    elif report.waited and report.ready and not report.failed:  # never beside failures
+        ready = f"; {report.ready} claim(s) and workload(s) bound and ready"
     print(f"{'planned' if report.dry_run else 'restored'} from backup {backup[:8]}: {counts} "
           f"in {report.duration_s:.1f}s{ready}")
     existing = _skipped_existing(report)

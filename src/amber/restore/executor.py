@@ -91,6 +91,8 @@ class Report:
     #: restore gave up waiting, with why; only known when ``waited``
     not_ready: dict[str, str] = field(default_factory=dict)
     waited: bool = False
+    #: claims and workloads the final wait saw bound or ready
+    ready: int = 0
 
     def counts(self) -> dict[str, int]:
         out: dict[str, int] = {}
@@ -131,6 +133,7 @@ class Executor:
         self._warnings: list[str] = list(plan.warnings)
         self._not_ready_apps: dict[str, str] = {}
         self._not_ready: dict[str, str] = {}
+        self._ready = 0
 
     # -- driver ----------------------------------------------------------------------------
 
@@ -157,7 +160,7 @@ class Executor:
             position[id(o.step)][0], o.seq or 1 << 60, position[id(o.step)][1]))
         return Report(outcomes, self._warnings, self.dry_run,
                       round(time.monotonic() - started, 3), dict(self._not_ready),
-                      waited=self.wait and not self.dry_run)
+                      waited=self.wait and not self.dry_run, ready=self._ready)
 
     def _await_terminating_namespaces(self) -> None:
         """A target namespace still being deleted refuses every create (403 "being
@@ -431,7 +434,7 @@ class Executor:
     # -- waiting ---------------------------------------------------------------------------
 
     def _wait(self, outcomes: list[Outcome], *, workloads: bool = True,
-              jobs: bool = True) -> dict[str, str]:
+              jobs: bool = True) -> waiting.Waited:
         """Wait until each claim is bound and each object with a readiness (with
         ``workloads``; Jobs only with ``jobs``) is ready; return those that never got there
         within ``wait_timeout``, with why."""
@@ -448,21 +451,20 @@ class Executor:
             watched.append(waiting.Watched(str(o.step.target), res, o.step.target.name,
                                            o.step.target.namespace if res.namespaced else None))
         if not watched:
-            return {}
+            return waiting.Waited()
 
         def status(pending: int) -> None:
             self.status = f"waiting for {pending} claim(s) and workload(s) to be ready"
 
         try:
-            return waiting.wait_ready(self.client, watched, self.wait_timeout,
-                                      status=status).not_ready
+            return waiting.wait_ready(self.client, watched, self.wait_timeout, status=status)
         finally:
             self.status = ""
 
     def _wait_wave(self, wave: int) -> None:
         outcomes = [o for o in self._outcomes if o.step.wave == wave and o.step.app]
         by_key = {str(o.step.target): o for o in outcomes}
-        for key, why in self._wait(outcomes).items():
+        for key, why in self._wait(outcomes).not_ready.items():
             app = by_key[key].step.app or ""
             self._not_ready_apps.setdefault(
                 app, f"was not ready within {self.wait_timeout:.0f}s ({key}: {why})"[:300])
@@ -473,7 +475,9 @@ class Executor:
         their completion is their business, not the restore's), or each says why not."""
         done = set(self._not_ready)
         rest = [o for o in self._outcomes if str(o.step.target) not in done]
-        self._not_ready.update(self._wait(rest, workloads=self.wait_workloads, jobs=False))
+        result = self._wait(rest, workloads=self.wait_workloads, jobs=False)
+        self._not_ready.update(result.not_ready)
+        self._ready = len(result.ready_at)
 
     # -- owners ----------------------------------------------------------------------------
 
