@@ -102,8 +102,9 @@ def watch(ctx: context.Context, namespaces: tuple[str, ...]) -> None:
         else:
             detail = ""
             if event.application is not None:
+                deps = len(event.application.dependencies)
                 detail = (f"  {event.application.grouping}; {_counts(event.application)}; "
-                          f"{len(event.application.dependencies)} dependencies")
+                          f"{deps} {'dependency' if deps == 1 else 'dependencies'}")
             print(f"{event.type:<8} {event.id}{detail}", flush=True)
 
     # Block the signals before any thread starts (threads inherit the mask), then wait for one
