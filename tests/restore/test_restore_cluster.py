@@ -307,6 +307,7 @@ def test_malformed_modifiers_and_unknown_backup_are_one_line_errors(
     assert "rule 1" in result.stderr
     result = amber("restore", "deadbeef", check=False)
     assert result.returncode == 16 and len(result.stderr.strip().splitlines()) == 1
+    assert "no backup with id 'deadbeef' (see 'amber backup list')" in result.stderr
     result = amber("restore", "latest", "--existing", "merge", check=False)
     assert result.returncode == 2
 

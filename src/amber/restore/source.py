@@ -121,7 +121,11 @@ def resolve(repo: repository.Repository, ref: str,
             raise errors.NotFoundError(f"no resource backup {which.describe()} (see `amber "
                                        "backup list`, which takes the same filters)")
         raise errors.NotFoundError("the repository holds no resource backup yet")
-    snap = repo.resolve_snapshot(ref)
+    try:
+        snap = repo.resolve_snapshot(ref)
+    except errors.NotFoundError:
+        raise errors.NotFoundError(f"no backup with id {ref!r} (see 'amber backup list')"
+                                   ) from None
     if layout.TAG not in snap.tags:
         raise errors.UsageError(f"snapshot {snap.short_id} is a file snapshot, not a resource "
                                 "backup; see `amber snapshot`")
