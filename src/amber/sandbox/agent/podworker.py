@@ -135,7 +135,8 @@ class PodWorker:
             return True
         if meta.get("deletionTimestamp"):
             self._stop_containers(float(meta.get("deletionGracePeriodSeconds") or 0))
-            self._delete_from_api()
+            if not self._stop.is_set():  # not cut short by the agent's shutdown (grace 0)
+                self._delete_from_api()
             return True
         if self.handle is None:
             if not _terminal(pod):

@@ -16,9 +16,9 @@ from __future__ import annotations
 import logging
 import os
 import signal
-import subprocess
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Protocol
 
@@ -34,6 +34,23 @@ log = logging.getLogger(__name__)
 #: kubelet's limits on a termination message and its fallback from the log
 MESSAGE_BYTES = 4096
 FALLBACK_LINES, FALLBACK_BYTES = 80, 2048
+#: Longest sleep of a graceful stop between checks (exits and shortened deadlines also wake it).
+STOP_POLL = 0.1
+
+
+class Deadline:
+    """When a graceful stop kills (monotonic time). As in kubelet, a later stop with a shorter
+    grace period moves it earlier (``shorten``, then notify the pod's ``cond``); the stop in
+    progress re-reads it each time it wakes, so it kills at the earlier deadline."""
+
+    def __init__(self, at: float) -> None:
+        self.at = at
+
+    def shorten(self, at: float) -> None:
+        self.at = min(self.at, at)
+
+    def left(self) -> float:
+        return self.at - time.monotonic()
 
 
 class PodContext(Protocol):
@@ -88,20 +105,38 @@ class ContainerWorker:
     def alive(self) -> bool:
         return self._thread.is_alive()
 
-    def terminate(self, deadline: float) -> None:
-        """preStop hook, SIGTERM, and SIGKILL at the deadline (monotonic time); no restart."""
+    def terminate(self, deadline: Deadline) -> None:
+        """preStop hook, SIGTERM, and SIGKILL at the deadline (which may move earlier while
+        this waits); no restart."""
         self._halt.set()
         proc = self.process
         if proc is None:
             return
         if self.spec.pre_stop is not None:
-            ok, message = run_handler(self.spec.pre_stop, self._target(proc),
-                                      max(0.1, deadline - time.monotonic()))
-            if not ok:
-                self.ctx.event("Warning", "FailedPreStopHook",
-                               f"PreStopHook failed for container {self.spec.name}: {message}")
+            self._pre_stop(self.spec.pre_stop, proc, deadline)
         self.ctx.event("Normal", "Killing", f"Stopping container {self.spec.name}")
         self._stop_process(proc, deadline)
+
+    def _pre_stop(self, hook: Handler, proc: ContainerProcess, deadline: Deadline) -> None:
+        """Run the hook until it ends or the deadline passes (a shortened one included: the
+        kill that follows ends a hook running in the container)."""
+        done = threading.Event()
+
+        def run() -> None:
+            try:
+                ok, message = run_handler(hook, self._target(proc), max(0.1, deadline.left()))
+                if not ok:
+                    self.ctx.event("Warning", "FailedPreStopHook",
+                                   f"PreStopHook failed for container {self.spec.name}: "
+                                   f"{message}")
+            finally:
+                done.set()
+                with self.ctx.cond:
+                    self.ctx.cond.notify_all()
+
+        threading.Thread(target=run, daemon=True,
+                         name=f"pre-stop-{self.ctx.pod_ref}-{self.spec.name}").start()
+        self._wait_until(done.is_set, deadline)
 
     # ---- the worker thread ----
 
@@ -248,7 +283,7 @@ class ContainerWorker:
         if not ok:
             self.ctx.event("Warning", "FailedPostStartHook",
                            f"PostStartHook failed for container {self.spec.name}: {message}")
-            self._stop_process(proc, time.monotonic() + self.ctx.grace)
+            self._stop_process(proc, Deadline(time.monotonic() + self.ctx.grace))
         return ok
 
     def _add_probe(self, kind: str, probe: Probe, target: Target,
@@ -304,15 +339,29 @@ class ContainerWorker:
                        f"{kind.lower()} probe, will be restarted")
         grace = probe.termination_grace if probe and probe.termination_grace is not None \
             else self.ctx.grace
-        self._stop_process(proc, time.monotonic() + grace)
+        self._stop_process(proc, Deadline(time.monotonic() + grace))
 
-    @staticmethod
-    def _stop_process(proc: ContainerProcess, deadline: float) -> None:
+    def _stop_process(self, proc: ContainerProcess, deadline: Deadline) -> None:
         proc.signal_group(signal.SIGTERM)
-        try:
-            proc.wait(max(0.0, deadline - time.monotonic()))
-        except subprocess.TimeoutExpired:
+        if not self._wait_until(lambda: proc.poll() is not None, deadline):
             proc.kill()
+
+    def _wait_until(self, done: Callable[[], bool], deadline: Deadline) -> bool:
+        """Wait on the pod's ``cond`` until ``done()`` (True) or the deadline passes (False).
+
+        Not a plain ``wait(timeout)``: a later, shorter stop moves the deadline earlier and
+        notifies ``cond``, and the exit of the container (reported through ``touch``) wakes this
+        too; ``STOP_POLL`` bounds each sleep for exits nobody reports (a worker stopping its own
+        process).
+        """
+        cond = self.ctx.cond
+        with cond:
+            while not done():
+                left = deadline.left()
+                if left <= 0:
+                    return False
+                cond.wait(min(left, STOP_POLL))
+            return True
 
     # ---- record updates ----
 

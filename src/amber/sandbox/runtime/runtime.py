@@ -26,7 +26,7 @@ from .env import DEFAULT_PATH, ConfigError, container_argv, container_env
 from .hosts import render_hosts, write_in_place
 from .inputs import ResolvedPod
 from .launcher import Plan
-from .lifecycle import ContainerWorker
+from .lifecycle import ContainerWorker, Deadline
 from .logs import ContainerLogs
 from .mounts import PodFiles, container_mounts
 from .payloads import MountError
@@ -148,6 +148,9 @@ class PodHandle:
         self._on_change = on_change
         self._stopping = False
         self.stopped = False
+        #: the kill deadlines of the stop in progress, which a later, shorter stop moves earlier
+        self._deadlines: list[Deadline] = []
+        self._stop_grace: float | None = None
         self._retry = threading.Event()
         self._stop_lock = threading.Lock()
         self._emit_lock = threading.Lock()
@@ -293,7 +296,8 @@ class PodHandle:
             self._wait_until(lambda: self._stopping or all(w.record.finished for w in self._apps))
             if not self._stopping:
                 sidecars = [w for w in self._inits if w.spec.kind == "sidecar"]
-                self._terminate(list(reversed(sidecars)), time.monotonic() + self.grace)
+                self._terminate(list(reversed(sidecars)),
+                                Deadline(time.monotonic() + self.grace))
         except Exception:
             log.exception("supervisor of %s failed", self.pod_ref)
         finally:
@@ -424,7 +428,23 @@ class PodHandle:
         """SIGTERM (after preStop hooks), SIGKILL after the grace period, then clean up.
 
         Idempotent. Logs stay readable until ``remove()``; volumes the runtime made are deleted.
+        As in kubelet, a stop while another is in progress shortens it when its grace period
+        ends sooner (the kill happens at the earlier deadline), then waits for it to finish:
+        so ``stop(0)`` ends a pod at once even while a stop with a long grace is running.
         """
+        grace = self.grace if grace_seconds is None else max(0.0, grace_seconds)
+        with self.cond:
+            if self.stopped:
+                return
+            at = time.monotonic() + grace
+            self._stop_grace = grace if self._stop_grace is None else min(self._stop_grace,
+                                                                          grace)
+            for d in self._deadlines:
+                d.shorten(at)
+            if not self._deadlines:
+                self._deadlines.append(Deadline(at))
+            deadline = self._deadlines[0]
+            self.cond.notify_all()
         with self._stop_lock:
             if self.stopped:
                 return
@@ -432,13 +452,15 @@ class PodHandle:
                 self._stopping = True
                 self._retry.set()
                 self.cond.notify_all()
-            grace = self.grace if grace_seconds is None else max(0.0, grace_seconds)
-            deadline = time.monotonic() + grace
             regular = [w for w in self._inits + self._apps if w.spec.kind != "sidecar"]
             self._terminate(regular, deadline)
+            with self.cond:
+                assert self._stop_grace is not None
+                sidecar_deadline = Deadline(max(deadline.at, time.monotonic()
+                                                + min(2.0, self._stop_grace)))
+                self._deadlines.append(sidecar_deadline)
             sidecars = [w for w in self._inits if w.spec.kind == "sidecar"]
-            self._terminate(list(reversed(sidecars)),
-                            max(deadline, time.monotonic() + min(2.0, grace)))
+            self._terminate(list(reversed(sidecars)), sidecar_deadline)
             for w in self._inits + self._apps:
                 w.join(30)
             if self._supervisor.ident is not None:
@@ -455,7 +477,7 @@ class PodHandle:
         self.runtime._forget(self)
 
     @staticmethod
-    def _terminate(workers: list[ContainerWorker], deadline: float) -> None:
+    def _terminate(workers: list[ContainerWorker], deadline: Deadline) -> None:
         threads = [threading.Thread(target=w.terminate, args=(deadline,)) for w in workers]
         for t in threads:
             t.start()
