@@ -36,6 +36,7 @@ from typing import Any
 import yaml
 
 from amber.kube.errors import ConfigError
+from amber.util.childenv import child_env
 
 SERVICE_ACCOUNT_DIR = Path("/var/run/secrets/kubernetes.io/serviceaccount")
 #: Projected service-account tokens rotate; re-read the file this often (client-go: 1 minute).
@@ -63,7 +64,8 @@ class ExecCredential:
 class ExecPlugin:
     """A kubeconfig ``users[].user.exec`` entry: a command that prints an ``ExecCredential``.
 
-    It runs without a shell, with our environment plus the entry's ``env``, and with
+    It runs without a shell, with our environment (less the passphrase variables: see
+    ``amber.util.childenv``) plus the entry's ``env``, and with
     ``KUBERNETES_EXEC_INFO`` describing the request (never interactive: Amber runs unattended, so
     stdin is /dev/null). Its stdout is parsed and never repeated in errors; its stderr is left to
     reach the user, since that is where plugins explain what went wrong. The credential is cached
@@ -126,7 +128,7 @@ class ExecPlugin:
                            f"{what}{hint}")
 
     def _run(self) -> ExecCredential:
-        env = {**os.environ, **self.env, "KUBERNETES_EXEC_INFO": self._exec_info()}
+        env = child_env({**self.env, "KUBERNETES_EXEC_INFO": self._exec_info()})
         try:
             proc = subprocess.run([self.command, *self.args], env=env, stdin=subprocess.DEVNULL,
                                   stdout=subprocess.PIPE, timeout=EXEC_TIMEOUT, check=False)
@@ -287,7 +289,7 @@ def _via_kubectl(path: Path) -> Any:
     if kubectl is None:
         raise ConfigError(f"kubeconfig {path} is YAML; install kubectl (used to read YAML) "
                           "or convert it with `kubectl config view -o json --raw`")
-    env = dict(os.environ, KUBECONFIG=str(path))
+    env = child_env({"KUBECONFIG": str(path)})
     proc = subprocess.run([kubectl, "config", "view", "-o", "json", "--raw", "--flatten"],
                           env=env, capture_output=True, timeout=30, check=False)
     if proc.returncode != 0:
