@@ -781,3 +781,20 @@ def test_backup_loading_the_index_while_prune_deletes_it(repo: Amber, tmp_path: 
     assert reports and reports[0].index_files_replaced >= 1
     assert reports[0].deferred is True  # the backup's marker predates the rewrite
     _assert_backup_whole(repo, snap.id, tree_b, tmp_path)
+
+
+def test_prune_counts_the_leftover_packs_it_deletes(repo: Amber, tmp_path: Path) -> None:
+    """A killed backup's unindexed packs are deleted by prune's sweep; the report must count
+    the bytes ("freed 0 B" after deleting 46 MB was wrong)."""
+    src = tmp_path / "src"
+    _write(src / "a.txt", b"kept\n")
+    repo("snapshot", "create", str(src))
+    leftover = repo.repo / "data" / "ab" / ("ab" + "0" * 62)
+    leftover.parent.mkdir(parents=True, exist_ok=True)
+    leftover.write_bytes(os.urandom(3 * MiB))  # no valid header: nothing in it is needed
+    old = time.time() - 7200
+    os.utime(leftover, (old, old))
+    report = _prune(repo, "--keep-younger-than", "0s")
+    assert not leftover.exists()
+    assert report["packs_deleted"] == 1 and report["bytes_freed"] >= 3 * MiB, report
+    _check(repo)

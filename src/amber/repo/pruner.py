@@ -276,6 +276,7 @@ class Pruner:
                     continue
                 self.repo.backend.delete(info.name)
                 r.packs_deleted += 1
+                r.bytes_freed += info.size  # a killed backup's leftovers count as freed too
 
     def _write_index(self, packs: dict[bytes, list[indexfile.PackEntry]]) -> None:
         self.repo.save_file_object(fmt.INDEX_PREFIX, fmt.ObjectType.INDEX,
