@@ -30,8 +30,9 @@ def repo() -> None:
 @pass_ctx
 def init(ctx: context.Context, cipher: str, kdf_n: int) -> None:
     """Create a new, empty repository."""
-    if kdf_n < 1024 or kdf_n & (kdf_n - 1):
-        raise errors.UsageError("--kdf-n must be a power of two >= 1024")
+    if kdf_n < 1024 or kdf_n & (kdf_n - 1) or keyfile.kdf_memory(
+            keyfile.KdfParams(n=kdf_n)) > keyfile.MAX_KDF_MEMORY:
+        raise errors.UsageError("--kdf-n must be a power of two from 1024 to 2^20")
     backend = ctx.backend()
     repository.ensure_can_init(backend)  # fail before asking for a passphrase
     passphrase = context.read_passphrase(confirm=True)

@@ -31,6 +31,15 @@ class KdfParams:
     p: int = fmt.SCRYPT_P
 
 
+#: The most memory a key file's scrypt parameters may ask for (n = 2^20 at r = 8).
+MAX_KDF_MEMORY = 1 << 30
+
+
+def kdf_memory(params: KdfParams) -> int:
+    """Bytes of scrypt's large array for ``params`` (128 * n * r; the rest is small)."""
+    return 128 * params.n * params.r
+
+
 def _b64(data: bytes) -> str:
     return base64.b64encode(data).decode("ascii")
 
@@ -72,9 +81,16 @@ def unwrap(keyfile: bytes, passphrase: str, repo_id: bytes) -> bytes | None:
                 f"key file uses {kdf['algorithm']}/{wrap['cipher']}, which this version cannot read"
             )
         params = KdfParams(n=int(kdf["n"]), r=int(kdf["r"]), p=int(kdf["p"]))
-        if not (2 <= params.n <= 1 << 24 and params.n & (params.n - 1) == 0
+        if not (params.n >= 2 and params.n & (params.n - 1) == 0
                 and 1 <= params.r <= 64 and 1 <= params.p <= 64):
             raise ValueError("scrypt parameters out of range")
+        if kdf_memory(params) > MAX_KDF_MEMORY:
+            # Refused before any work: a damaged or hostile key file must not make every
+            # command allocate gigabytes (n = 2^22, r = 8 asks for 4 GiB) and die.
+            raise errors.IntegrityError(
+                f"a key file asks scrypt for {kdf_memory(params) >> 20} MiB (n={params.n}, "
+                f"r={params.r}, p={params.p}), more than the {MAX_KDF_MEMORY >> 20} MiB Amber "
+                "allows: the key file is damaged or was not made by Amber")
         salt = base64.b64decode(kdf["salt"], validate=True)
         nonce = base64.b64decode(wrap["nonce"], validate=True)
         ciphertext = base64.b64decode(wrap["ciphertext"], validate=True)
