@@ -188,6 +188,15 @@ def test_wrong_passphrase(snap_repo: tuple[Amber, str], src: Path, tmp_path: Pat
     assert not out.exists()
 
 
+def test_a_passphrase_file_that_is_not_text_is_a_usage_error(
+        snap_repo: tuple[Amber, str], tmp_path: Path) -> None:
+    repo, _ = snap_repo
+    binary = tmp_path / "binary-passphrase"
+    binary.write_bytes(b"\xff\xfe\x00secret\x80\n")
+    res = run(repo, "snapshot", "list", env={"AMBER_PASSWORD_FILE": str(binary)})
+    assert_error(res, ExitCode.USAGE, str(binary), "not UTF-8")
+
+
 def test_wrong_passphrase_from_environment_variable(snap_repo: tuple[Amber, str]) -> None:
     repo, _ = snap_repo
     res = run(repo, "snapshot", "list", env={"AMBER_PASSWORD": WRONG_PASSPHRASE},

@@ -73,6 +73,9 @@ def read_passphrase(*, confirm: bool = False) -> str:
         except OSError as exc:
             raise errors.UsageError(
                 f"cannot read AMBER_PASSWORD_FILE {path}: {exc.strerror}") from None
+        except UnicodeDecodeError:
+            raise errors.UsageError(
+                f"AMBER_PASSWORD_FILE {path} is not UTF-8 text (a passphrase is text)") from None
         if not value:
             raise errors.UsageError(f"AMBER_PASSWORD_FILE {path} is empty")
         return value
