@@ -47,6 +47,9 @@ EXEC_API_VERSIONS = ("client.authentication.k8s.io/v1", "client.authentication.k
 EXEC_REFRESH_MARGIN = 10.0
 #: A plugin that has not answered by then is hung (waiting for a login nobody will type).
 EXEC_TIMEOUT = 120.0
+#: Kubeconfigs are kilobytes; a larger file is refused before parsing it (a 12 MB one took
+#: 55 s and 1.2 GB to parse).
+MAX_KUBECONFIG_SIZE = 4 << 20
 
 
 @dataclass(frozen=True)
@@ -262,26 +265,117 @@ class ClusterConfig:
 
 
 def _read_doc(path: Path) -> dict[str, Any]:
-    """The document in ``path`` (an empty file is an empty config, as in client-go);
-    ``FileNotFoundError`` when there is no such file, so a ``$KUBECONFIG`` list can skip it."""
+    """The document in ``path`` (an empty file is an empty config, as in client-go), its shape
+    checked (``_check_shape``); ``FileNotFoundError`` when there is no such file, so a
+    ``$KUBECONFIG`` list can skip it. Every other problem is a one-line ``ConfigError`` naming
+    the file: unreadable, larger than ``MAX_KUBECONFIG_SIZE``, not UTF-8, not a mapping, a
+    field of the wrong type."""
     try:
-        text = path.read_text()
+        with path.open("rb") as f:
+            # Read no more than the limit (+1 to notice), whatever the file claims to be.
+            raw = f.read(MAX_KUBECONFIG_SIZE + 1)
     except FileNotFoundError:
         raise
     except OSError as e:
         raise ConfigError(f"cannot read kubeconfig {path}: {e.strerror}") from None
+    if len(raw) > MAX_KUBECONFIG_SIZE:
+        raise ConfigError(f"kubeconfig {path} is larger than {MAX_KUBECONFIG_SIZE >> 20} MiB "
+                          "(kubeconfigs are kilobytes): not a kubeconfig, or not the right file")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"kubeconfig {path} is not UTF-8 text (byte {e.start}): a binary "
+                          "file, not a kubeconfig") from None
     if not text.strip():
         return {}
     try:
-        doc = json.loads(text)
-    except ValueError:
         try:
-            doc = yaml.safe_load(text)  # kubeconfigs are YAML as a rule
-        except yaml.YAMLError:
-            doc = _via_kubectl(path)  # let kubectl say what is wrong with it
+            doc = json.loads(text)
+        except ValueError:
+            try:
+                doc = yaml.safe_load(text)  # kubeconfigs are YAML as a rule
+            except yaml.YAMLError:
+                doc = _via_kubectl(path)  # let kubectl say what is wrong with it
+    except RecursionError:
+        raise ConfigError(f"kubeconfig {path} is nested too deeply to be a kubeconfig") from None
     if not isinstance(doc, dict):
         raise ConfigError(f"kubeconfig {path} is not a mapping")
+    _check_shape(path, doc)
     return doc
+
+
+#: Fields Amber reads, and the type each must have when set (null counts as unset), by section.
+_FIELD_TYPES: dict[str, dict[str, type]] = {
+    "cluster": {"server": str, "certificate-authority": str, "certificate-authority-data": str,
+                "insecure-skip-tls-verify": bool, "tls-server-name": str, "proxy-url": str,
+                "disable-compression": bool, "extensions": list},
+    "user": {"token": str, "tokenFile": str, "client-certificate": str,
+             "client-certificate-data": str, "client-key": str, "client-key-data": str,
+             "exec": dict, "auth-provider": dict},
+    "context": {"cluster": str, "user": str, "namespace": str},
+    "exec": {"apiVersion": str, "command": str, "args": list, "env": list, "installHint": str,
+             "provideClusterInfo": bool, "interactiveMode": str},
+}
+
+_TYPE_NAMES = {str: "a string", bool: "true or false", list: "a list", dict: "a mapping"}
+
+
+def _check_shape(path: Path, doc: Mapping[str, Any]) -> None:
+    """A ``ConfigError`` naming ``path`` and the field when a section or a field Amber reads has
+    the wrong type (client-go refuses such files as well), so that nothing later trips over
+    it with a traceback."""
+
+    def bad(where: str, want: type) -> ConfigError:
+        return ConfigError(f"kubeconfig {path}: {where} must be {_TYPE_NAMES[want]}")
+
+    def check_fields(where: str, body: Mapping[str, Any], section: str) -> None:
+        for key, want in _FIELD_TYPES[section].items():
+            value = body.get(key)
+            if value is not None and not isinstance(value, want):
+                raise bad(f"{where}.{key}", want)
+
+    current = doc.get("current-context")
+    if current is not None and not isinstance(current, str):
+        raise bad("current-context", str)
+    for key in ("clusters", "users", "contexts"):
+        items = doc.get(key)
+        if items is None:
+            continue
+        if not isinstance(items, list):
+            raise ConfigError(f"kubeconfig {path}: {key} must be a list of named {key[:-1]} "
+                              "entries")
+        for i, item in enumerate(items):
+            where = f"{key}[{i}]"
+            if not isinstance(item, dict):
+                raise ConfigError(f"kubeconfig {path}: {where} must be a mapping (name: ..., "
+                                  f"{key[:-1]}: ...)")
+            if item.get("name") is not None and not isinstance(item["name"], str):
+                raise bad(f"{where}.name", str)
+            body = item.get(key[:-1])
+            if body is None:
+                continue
+            if not isinstance(body, dict):
+                raise bad(f"{where}.{key[:-1]}", dict)
+            where = f"{where}.{key[:-1]}"
+            check_fields(where, body, key[:-1])
+            if key == "clusters":
+                for j, ext in enumerate(body.get("extensions") or []):
+                    if not isinstance(ext, dict):
+                        raise bad(f"{where}.extensions[{j}]", dict)
+            exec_spec = body.get("exec") if key == "users" else None
+            if exec_spec is not None:
+                check_fields(f"{where}.exec", exec_spec, "exec")
+                for j, arg in enumerate(exec_spec.get("args") or []):
+                    if not isinstance(arg, str):
+                        raise bad(f"{where}.exec.args[{j}]", str)
+                for j, var in enumerate(exec_spec.get("env") or []):
+                    if not isinstance(var, dict):
+                        raise ConfigError(f"kubeconfig {path}: {where}.exec.env[{j}] must be a "
+                                          "mapping (name: ..., value: ...)")
+                    for field_name in ("name", "value"):
+                        if var.get(field_name) is not None and \
+                                not isinstance(var[field_name], str):
+                            raise bad(f"{where}.exec.env[{j}].{field_name}", str)
 
 
 def _via_kubectl(path: Path) -> Any:
