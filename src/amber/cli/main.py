@@ -118,12 +118,20 @@ def _install_interrupt_handlers(prog: str) -> None:
         signal.signal(signal.SIGINT, first)
 
 
+#: The deepest directory nesting a path of PATH_MAX bytes allows (one-letter names).
+MAX_TREE_DEPTH = 4096 // 2
+
+
 def main(argv: list[str] | None = None) -> None:
     """Run the CLI; map every failure to a one-line message and a documented exit code."""
     # File names need not be valid UTF-8; print them as the bytes they are.
     if isinstance(sys.stdout, io.TextIOWrapper):
         sys.stdout.reconfigure(errors="surrogateescape")
     prog = "kubectl amber" if os.path.basename(sys.argv[0]).startswith("kubectl-") else "amber"
+    # Trees are walked recursively, a level a frame or two; a path holds at most PATH_MAX
+    # (4096) bytes, so directories nest at most ~2048 deep: make room for that, or a user who
+    # nests 1,000 directories in a shared path stops everyone's backups of it.
+    sys.setrecursionlimit(max(sys.getrecursionlimit(), MAX_TREE_DEPTH * 3))
     _install_interrupt_handlers(prog)
     try:
         cli.main(args=argv, prog_name=prog, standalone_mode=False)
