@@ -19,7 +19,7 @@ def test_a_namespace_without_applications_says_so(repo: Amber, cluster_kubeconfi
         kube = Amber(repo=repo.repo, env={**repo.env, "KUBECONFIG": str(cluster_kubeconfig)})
         line = kube("backup", "create", "-n", ns).stdout.strip().splitlines()[-1]
         assert line.startswith("backup ") and " saved: " in line, line
-        assert line.endswith("objects (no application among them)"), line
+        assert line.endswith(f"objects of namespace/{ns} (no application among them)"), line
     finally:
         delete_namespace(client, ns)
 

@@ -80,7 +80,7 @@ def create(ctx: context.Context, application: str | None, namespaces: tuple[str,
               "applications": result.applications, "partial": result.partial,
               "warnings": result.warnings},
              f"backup {snap.short_id} saved: {result.items} objects"
-             + _of_applications(result.applications)
+             + _of_applications(result.applications, scope.label)
              + (" (partial)" if result.partial else ""))
     if result.partial:
         for line in result.warnings[:20]:
@@ -89,9 +89,9 @@ def create(ctx: context.Context, application: str | None, namespaces: tuple[str,
                                   "is partial")
 
 
-def _of_applications(apps: list[str]) -> str:
+def _of_applications(apps: list[str], scope: str) -> str:
     if not apps:
-        return " (no application among them)"
+        return f" of {scope} (no application among them)"
     if len(apps) > 5:
         return f" of {len(apps)} applications"
     return f" of {', '.join(apps)}"
