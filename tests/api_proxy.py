@@ -1,5 +1,6 @@
 """A plain-HTTP proxy in front of a real API server, for faults a test cluster will not make on
-its own: every n-th GET answered 429 or 500 (callers must retry), or requests held or slowed by a
+its own: every n-th GET (or POST, ...) answered 429 or 500 (callers must retry), or requests held
+or slowed by a
 ``before`` hook (an API server that stops answering, to interrupt a command mid-listing). It
 forwards everything upstream with its own credentials (those of the admin kubeconfig), so it
 works against the sandbox and a real cluster.
@@ -23,13 +24,21 @@ class FaultProxy(ThreadingHTTPServer):
     daemon_threads = True
 
     def __init__(self, upstream: ClusterConfig, *, every: int = 0,
-                 before: Callable[[str, str], None] | None = None, port: int = 0) -> None:
-        """``every``: refuse every n-th GET (0: never); ``before(method, path)`` runs first on
-        each request's thread (it may sleep or wait); ``port``: where to listen (0: any free
-        one), e.g. where clients already failed to connect: a server that comes back."""
+                 before: Callable[[str, str], None] | None = None, port: int = 0,
+                 methods: tuple[str, ...] = ("GET",), statuses: tuple[int, ...] = (429, 500),
+                 applied: bool = False) -> None:
+        """``every``: refuse every n-th request of ``methods`` (0: never), answering
+        ``statuses`` in turn; ``applied``: forward it first and answer the fault instead of the
+        server's answer (a request applied whose answer was lost); ``before(method, path)``
+        runs first on each request's thread (it may sleep or wait); ``port``: where to listen
+        (0: any free one), e.g. where clients already failed to connect: a server that comes
+        back."""
         super().__init__(("127.0.0.1", port), _Handler)
         self.upstream = upstream
         self.every = every
+        self.methods = methods
+        self.statuses = statuses
+        self.applied = applied
         self.before = before
         self.count = 0
         self.injected: list[int] = []
@@ -48,14 +57,14 @@ class FaultProxy(ThreadingHTTPServer):
                 '"contexts":[{"name":"proxy","context":{"cluster":"proxy","user":"proxy"}}]}')
 
     def fault_for(self, method: str) -> int | None:
-        """Every ``every``-th GET is refused, alternating 429 and 500."""
-        if method != "GET" or not self.every:
+        """Every ``every``-th request of ``methods`` is refused, with ``statuses`` in turn."""
+        if method not in self.methods or not self.every:
             return None
         with self.lock:
             self.count += 1
             if self.count % self.every:
                 return None
-            status = 429 if len(self.injected) % 2 == 0 else 500
+            status = self.statuses[len(self.injected) % len(self.statuses)]
             self.injected.append(status)
             return status
 
@@ -99,6 +108,8 @@ class _Handler(BaseHTTPRequestHandler):
         if self.server.before is not None:
             self.server.before(self.command, self.path)
         fault = self.server.fault_for(self.command)
+        if fault is not None and self.server.applied:
+            self._upstream(body, reply=False)
         if fault is not None:
             reason = "TooManyRequests" if fault == 429 else "InternalError"
             status = json.dumps({"kind": "Status", "apiVersion": "v1", "status": "Failure",
@@ -109,6 +120,9 @@ class _Handler(BaseHTTPRequestHandler):
                 headers["Retry-After"] = "0"
             self._reply(fault, status.encode(), headers)
             return
+        self._upstream(body)
+
+    def _upstream(self, body: bytes | None, *, reply: bool = True) -> None:
         up = self.server.upstream
         url = urllib.parse.urlsplit(up.server)
         conn: http.client.HTTPConnection
@@ -127,8 +141,10 @@ class _Handler(BaseHTTPRequestHandler):
                          headers=headers)
             resp = conn.getresponse()
             data = resp.read()
-            self._reply(resp.status, data,
-                        {"Content-Type": resp.getheader("Content-Type") or "application/json"})
+            if reply:
+                self._reply(resp.status, data,
+                            {"Content-Type": resp.getheader("Content-Type")
+                             or "application/json"})
         finally:
             conn.close()
 

@@ -68,7 +68,12 @@ class Client:
         return result
 
     def create(self, res: APIResource, obj: Obj, namespace: str | None = None) -> Obj:
-        result: Obj = self.transport.request("POST", res.path(namespace), body=obj)
+        """Create ``obj``. One with a name is retried after a 5xx or a lost connection too: a
+        repeat that finds it answers AlreadyExists (``transport.MaybeCreated``: perhaps the
+        first attempt's), never a duplicate; one with only ``generateName`` is not."""
+        named = bool((obj.get("metadata") or {}).get("name"))
+        result: Obj = self.transport.request("POST", res.path(namespace), body=obj,
+                                             retry_ambiguous=named)
         return result
 
     def replace(self, res: APIResource, obj: Obj, namespace: str | None = None) -> Obj:

@@ -4,9 +4,16 @@ Built on ``http.client`` rather than a client library (see decision 0014): every
 path and a JSON body, and owning the loop lets us keep one connection per worker thread (no pool
 lock on the hot path) and retry exactly as the API conventions allow.
 
-Retries: 429 (after Retry-After when given), 5xx and timeouts / connection failures, with
-exponential backoff and full jitter, only for idempotent verbs (GET, HEAD, PUT, DELETE). A POST
-or PATCH that failed on the server may have been applied, so it is never repeated.
+Retries, with exponential backoff and full jitter (Retry-After when given), follow the API
+conventions on what a failure says about the request:
+
+- 429 (priority and fairness, max-in-flight) and a connection that could not be made: the
+  request was not processed, so any verb is retried, POST and PATCH included;
+- 5xx, timeouts and connections lost once the request was sent: it may have been applied, so
+  only idempotent verbs (GET, HEAD, PUT, DELETE) are retried, and a POST only when its caller
+  can tell a duplicate (``retry_ambiguous``: a create with a name, whose repeat answers
+  AlreadyExists). That AlreadyExists is raised as ``MaybeCreated``: the first attempt may have
+  created the object.
 
 Failures say where and why in one line: a connection that cannot be made (refused, unknown host,
 timed out, TLS verification failed) is ``errors.Unreachable``, naming the server URL, the
@@ -35,6 +42,11 @@ from amber.kube.ratelimit import TokenBucket
 
 IDEMPOTENT = frozenset({"GET", "HEAD", "PUT", "DELETE", "OPTIONS"})
 USER_AGENT = "amber/0.1"
+
+
+class MaybeCreated(errors.AlreadyExists):
+    """AlreadyExists answered to the retry of a create whose earlier attempt failed after it
+    was sent: the object may be the one that attempt created."""
 
 
 class _ConnectFailed(Exception):
@@ -147,8 +159,12 @@ class Transport:
 
     def request(self, method: str, path: str, *, query: Mapping[str, str] | None = None,
                 body: Any = None, content_type: str = "application/json",
-                accept: str = "application/json") -> Any:
+                accept: str = "application/json", retry_ambiguous: bool = False) -> Any:
         """Send one request, retrying when allowed; the decoded JSON answer (None if empty).
+
+        ``retry_ambiguous``: the caller tells a duplicate apart (a named create), so a POST or
+        PATCH is retried after a failure that leaves unknown whether it was applied (5xx, lost
+        connection); without it only a 429 or a connection never made is retried for them.
 
         A 401 with an exec plugin configured is sent once more with a fresh credential (the
         token may have been revoked or rotated before its stated expiry); not a retry, since the
@@ -159,17 +175,20 @@ class Transport:
         taken = time.monotonic()  # a credential fetched after this is not the one we send
         if payload is not None:
             headers["Content-Type"] = content_type
-        retriable = method.upper() in IDEMPOTENT
+        retriable = method.upper() in IDEMPOTENT or retry_ambiguous
         attempt = 0
         refreshed = False
+        ambiguous = False  # an earlier attempt may have been applied
         while True:
             self._count()
             err: errors.APIError
+            unprocessed = False  # the server certainly did not act on this attempt
             try:
                 status, resp_headers, data = self._send(method, target, payload, headers)
             except _ConnectFailed as e:
                 self._drop_connection()
                 err, retry_after = self._unreachable(e.cause, method, path), None
+                unprocessed = True
             except (OSError, http.client.HTTPException) as e:
                 self._drop_connection()
                 err, retry_after = self._failed(e, method, path), None
@@ -183,11 +202,16 @@ class Transport:
                     continue
                 err = errors.from_response(status, data, method=method, path=path)
                 retry_after = _retry_after(resp_headers.get("retry-after"))
+                if ambiguous and isinstance(err, errors.AlreadyExists):
+                    raise MaybeCreated(str(err), status=err.status, reason=err.reason,
+                                       method=method, path=path) from None
                 if not (status == 429 or status >= 500):
                     raise err
+                unprocessed = status == 429
             attempt += 1
-            if not retriable or attempt >= self.retry.attempts:
+            if not (retriable or unprocessed) or attempt >= self.retry.attempts:
                 raise err
+            ambiguous = ambiguous or not unprocessed
             self._sleep(self.retry.backoff(attempt - 1, retry_after))
 
     def _target(self, path: str, query: Mapping[str, str] | None) -> str:
@@ -259,7 +283,7 @@ class Transport:
             # A kept-alive connection the server had closed: one fresh try, not a retry.
             self._drop_connection()
             if method.upper() not in IDEMPOTENT:
-                raise
+                raise  # perhaps sent: the caller's loop decides (``retry_ambiguous``)
             conn = self._connection()
             self._connect(conn)
             conn.request(method, target, body=payload, headers=headers)
