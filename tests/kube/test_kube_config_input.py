@@ -135,3 +135,13 @@ def test_cli_bad_kubeconfig_is_exit_2_one_line(tmp_path: Path, content: bytes) -
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1, proc.stderr
     assert str(path) in lines[0]
+
+
+def test_bad_base64_names_the_kubeconfig(tmp_path: Path) -> None:
+    doc = _good()
+    doc["clusters"][0]["cluster"]["certificate-authority-data"] = "not base64!"
+    path = tmp_path / "kubeconfig"
+    path.write_text(json.dumps(doc))
+    with pytest.raises(ConfigError, match=f"^kubeconfig {path}: certificate-authority-data is "
+                       "not valid base64$"):
+        config.load_kubeconfig(path)

@@ -487,20 +487,21 @@ def default_kubeconfig() -> Kubeconfig:
     return merge_kubeconfigs(files)
 
 
-def _data_or_file(entry: Mapping[str, Any], key: str, base: Path) -> bytes | None:
+def _data_or_file(entry: Mapping[str, Any], key: str, base: Path, source: str) -> bytes | None:
     data = entry.get(f"{key}-data")
     if data:
         try:
             return base64.b64decode(data, validate=True)
         except ValueError:
-            raise ConfigError(f"{key}-data is not valid base64") from None
+            raise ConfigError(f"kubeconfig {source}: {key}-data is not valid base64") from None
     name = entry.get(key)
     if name:
         file = base / Path(name).expanduser()
         try:
             return file.read_bytes()
         except OSError as e:
-            raise ConfigError(f"cannot read {key} {file}: {e.strerror}") from None
+            raise ConfigError(f"kubeconfig {source}: cannot read {key} {file}: "
+                              f"{e.strerror}") from None
     return None
 
 
@@ -526,7 +527,7 @@ def load_kubeconfig(path: Path | None = None, *, context: str | None = None) -> 
     if not server:
         raise ConfigError(f"kubeconfig {kc.source}: cluster {ctx.get('cluster')!r} has no "
                           "server")
-    ca_data = _data_or_file(cluster, "certificate-authority", cluster_base)
+    ca_data = _data_or_file(cluster, "certificate-authority", cluster_base, kc.source)
     plugin = None
     if isinstance(user.get("exec"), dict):
         plugin = ExecPlugin(user["exec"], user=user_name, base=user_base,
@@ -538,8 +539,8 @@ def load_kubeconfig(path: Path | None = None, *, context: str | None = None) -> 
         insecure=bool(cluster.get("insecure-skip-tls-verify")),
         token=user.get("token") or None,
         token_file=(user_base / Path(token_file).expanduser()) if token_file else None,
-        cert_data=_data_or_file(user, "client-certificate", user_base),
-        key_data=_data_or_file(user, "client-key", user_base),
+        cert_data=_data_or_file(user, "client-certificate", user_base, kc.source),
+        key_data=_data_or_file(user, "client-key", user_base, kc.source),
         namespace=str(ctx.get("namespace") or "default"),
         context=ctx_name,
         exec_plugin=plugin,
