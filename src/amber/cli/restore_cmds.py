@@ -8,7 +8,7 @@ from typing import Any
 import click
 
 from amber.cli import backup_cmds, context, durations, progress
-from amber.restore import modifiers, order, transforms
+from amber.restore import modifiers, order, privileges, transforms
 from amber.restore import plan as restore_plan
 from amber.restore.executor import MODES, Executor, Report
 from amber.restore.source import BackupFilter, BackupSource
@@ -70,6 +70,9 @@ def _options(namespace_mapping: tuple[str, ...], storage_class_mapping: tuple[st
 @click.option("--show-order", is_flag=True, help="Print the tier table in use and exit.")
 @click.option("--existing", type=click.Choice(MODES), default="skip", show_default=True,
               help="What to do with objects that already exist.")
+@click.option("--yes", is_flag=True,
+              help="Proceed although the restore grants cluster-wide privileges (a binding to "
+                   "cluster-admin) or maps objects into a kube-* namespace.")
 @click.option("--dry-run", is_flag=True,
               help="Print the ordered plan and a diff against the live cluster; change nothing.")
 @click.option("--keep-cluster-ips", is_flag=True, help="Keep Services' cluster IPs.")
@@ -97,7 +100,7 @@ def restore(ctx: context.Context, backup_id: str, app: str | None,
             image_registry_mapping: tuple[str, ...], add_label: tuple[str, ...],
             add_annotation: tuple[str, ...], remove_label: tuple[str, ...],
             remove_annotation: tuple[str, ...], modifiers_file: str | None,
-            order_file: str | None, show_order: bool, existing: str, dry_run: bool,
+            order_file: str | None, show_order: bool, existing: str, yes: bool, dry_run: bool,
             keep_cluster_ips: bool, keep_node_ports: bool, wait_timeout: float,
             namespace_timeout: float, wait: bool,
             workers: int, qps: float) -> None:
@@ -134,6 +137,13 @@ def restore(ctx: context.Context, backup_id: str, app: str | None,
     the_plan = restore_plan.build(source, selection, opts)
     if not the_plan.steps:
         raise errors.NotFoundError("nothing in the backup matches the selection")
+    sensitive = privileges.needing_consent(the_plan)
+    if sensitive and dry_run:
+        the_plan.warnings.extend(f"needs --yes: {line}" for line in sensitive)
+    elif sensitive and not yes:
+        more = f" (and {len(sensitive) - 1} more; --dry-run lists them)" if len(
+            sensitive) > 1 else ""
+        raise errors.UsageError(f"refusing without --yes: {sensitive[0]}{more}")
     client = ctx.kube_client(qps=qps, burst=max(1, int(qps * 2)))
     state = {"done": 0, "total": len(the_plan.steps)}
 

@@ -1,0 +1,76 @@
+"""A restore that would grant cluster-wide privileges (a ClusterRoleBinding to cluster-admin) or
+map objects into a ``kube-*`` namespace proceeds only with ``--yes``: a backup is data, and a
+grant hidden among thousands of objects must not take effect because it was in a file. The dry
+run lists what needs consent."""
+
+from __future__ import annotations
+
+import contextlib
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from amber.kube import errors as kerrors
+from amber.kube.client import Client
+from amber.util.errors import ExitCode
+from amber_cli import Amber
+from cluster_objects import delete_namespace
+
+NS = f"priv-{uuid.uuid4().hex[:6]}"
+RBAC = "rbac.authorization.k8s.io"
+BINDING = f"{NS}-admin"
+
+
+@pytest.fixture
+def client(cluster_kubeconfig: Path) -> Iterator[Client]:
+    c = Client.from_kubeconfig(cluster_kubeconfig, qps=0)
+    d = c.discover()
+    c.create(d.find("namespaces"), {"metadata": {"name": NS}})
+    c.create(d.find("serviceaccounts"), {"metadata": {"name": "ops"}}, NS)
+    c.create(d.find("clusterrolebindings", RBAC), {
+        "metadata": {"name": BINDING},
+        "roleRef": {"apiGroup": RBAC, "kind": "ClusterRole", "name": "cluster-admin"},
+        "subjects": [{"kind": "ServiceAccount", "name": "ops", "namespace": NS}]})
+    yield c
+    delete_namespace(c, NS, timeout=120)
+    with contextlib.suppress(kerrors.NotFound):
+        c.delete(d.find("clusterrolebindings", RBAC), BINDING)
+
+
+def test_a_grant_of_cluster_admin_needs_yes(client: Client, repo: Amber,
+                                            cluster_kubeconfig: Path) -> None:
+    kube = Amber(repo=repo.repo, env={**repo.env, "KUBECONFIG": str(cluster_kubeconfig)})
+    kube("backup", "create", "-n", NS)
+    bindings = client.discover().find("clusterrolebindings", RBAC)
+    client.delete(bindings, BINDING)
+
+    refused = kube("restore", "latest", check=False)
+    assert refused.returncode == ExitCode.USAGE, refused.stderr
+    (line,) = refused.stderr.strip().splitlines()
+    assert line.startswith("amber: error: refusing without --yes: ClusterRoleBinding "
+                           f"{BINDING} grants cluster-admin"), line
+    assert f"ServiceAccount {NS}/ops" in line
+    with pytest.raises(kerrors.NotFound):  # nothing was written
+        client.get(bindings, BINDING)
+
+    dry = kube("restore", "latest", "--dry-run")
+    assert f"warning: needs --yes: ClusterRoleBinding {BINDING} grants cluster-admin" in dry.stderr
+
+    kube("restore", "latest", "--yes")
+    assert client.get(bindings, BINDING)["roleRef"]["name"] == "cluster-admin"
+
+
+def test_a_mapping_into_a_kube_namespace_needs_yes(client: Client, repo: Amber,
+                                                   cluster_kubeconfig: Path) -> None:
+    kube = Amber(repo=repo.repo, env={**repo.env, "KUBECONFIG": str(cluster_kubeconfig)})
+    kube("backup", "create", "-n", NS)
+    target = f"kube-{NS}"
+    refused = kube("restore", "latest", "--kind", "ServiceAccount", "--name", "ops",
+                   "--namespace-mapping", f"{NS}={target}", check=False)
+    assert refused.returncode == ExitCode.USAGE, refused.stderr
+    assert f"into the cluster's own namespace {target}" in refused.stderr
+    dry = kube("-o", "json", "restore", "latest", "--kind", "ServiceAccount", "--name", "ops",
+               "--namespace-mapping", f"{NS}={target}", "--dry-run").json()
+    assert any(w.startswith("needs --yes: ") and target in w for w in dry["warnings"])
