@@ -11,7 +11,8 @@ from amber.kube import errors
 from amber.kube.client import Client
 from amber.kube.config import ClusterConfig
 from amber.kube.discovery import APIResource
-from amber.kube.transport import MaybeCreated, RetryPolicy
+from amber.kube.errors import MaybeCreated
+from amber.kube.transport import RetryPolicy
 
 PATH = "/api/v1/namespaces/a/configmaps"
 CMS = APIResource(group="", version="v1", resource="configmaps", kind="ConfigMap",

@@ -69,7 +69,7 @@ class Client:
 
     def create(self, res: APIResource, obj: Obj, namespace: str | None = None) -> Obj:
         """Create ``obj``. One with a name is retried after a 5xx or a lost connection too: a
-        repeat that finds it answers AlreadyExists (``transport.MaybeCreated``: perhaps the
+        repeat that finds it answers AlreadyExists (``errors.MaybeCreated``: perhaps the
         first attempt's), never a duplicate; one with only ``generateName`` is not."""
         named = bool((obj.get("metadata") or {}).get("name"))
         result: Obj = self.transport.request("POST", res.path(namespace), body=obj,

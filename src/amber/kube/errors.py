@@ -86,6 +86,11 @@ class Timeout(APIError):
     """The request timed out or the connection failed (status 0), or the server said 504."""
 
 
+class MaybeCreated(AlreadyExists):
+    """AlreadyExists answered to the retry of a create whose earlier attempt failed after it
+    was sent: the object may be the one that attempt created."""
+
+
 class Unreachable(Timeout):
     """No connection to the API server could be made (refused, unknown host name, timed out,
     TLS verification failed): a ``Timeout`` to callers, with a message that names the server,

@@ -12,8 +12,8 @@ conventions on what a failure says about the request:
 - 5xx, timeouts and connections lost once the request was sent: it may have been applied, so
   only idempotent verbs (GET, HEAD, PUT, DELETE) are retried, and a POST only when its caller
   can tell a duplicate (``retry_ambiguous``: a create with a name, whose repeat answers
-  AlreadyExists). That AlreadyExists is raised as ``MaybeCreated``: the first attempt may have
-  created the object.
+  AlreadyExists). That AlreadyExists is raised as ``errors.MaybeCreated``: the first attempt
+  may have created the object.
 
 Failures say where and why in one line: a connection that cannot be made (refused, unknown host,
 timed out, TLS verification failed) is ``errors.Unreachable``, naming the server URL, the
@@ -42,11 +42,6 @@ from amber.kube.ratelimit import TokenBucket
 
 IDEMPOTENT = frozenset({"GET", "HEAD", "PUT", "DELETE", "OPTIONS"})
 USER_AGENT = "amber/0.1"
-
-
-class MaybeCreated(errors.AlreadyExists):
-    """AlreadyExists answered to the retry of a create whose earlier attempt failed after it
-    was sent: the object may be the one that attempt created."""
 
 
 class _ConnectFailed(Exception):
@@ -203,7 +198,7 @@ class Transport:
                 err = errors.from_response(status, data, method=method, path=path)
                 retry_after = _retry_after(resp_headers.get("retry-after"))
                 if ambiguous and isinstance(err, errors.AlreadyExists):
-                    raise MaybeCreated(str(err), status=err.status, reason=err.reason,
+                    raise errors.MaybeCreated(str(err), status=err.status, reason=err.reason,
                                        method=method, path=path) from None
                 if not (status == 429 or status >= 500):
                     raise err

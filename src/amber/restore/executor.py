@@ -34,7 +34,6 @@ from amber.backup import redact
 from amber.kube import errors as kerrors
 from amber.kube.client import Client
 from amber.kube.discovery import APIResource
-from amber.kube.transport import MaybeCreated
 from amber.restore import portable, waiting
 from amber.restore.order import PER_APPLICATION
 from amber.restore.plan import Phase, Plan, Step
@@ -326,7 +325,7 @@ class Executor:
         try:
             made = self.client.create(res, step.obj, ns)
             return Outcome(step, "created", new_uid=_uid(made))
-        except MaybeCreated:
+        except kerrors.MaybeCreated:
             # An attempt failed after it was sent (5xx, lost connection) and its retry found
             # the object: nothing had it a moment ago (that is why we create), so it is most
             # likely the first attempt's. Only "skip" takes it as ours; update and replace

@@ -49,5 +49,6 @@ def is_ready(obj: Obj) -> bool | None:
         return _condition(obj, "Ready") or status.get("phase") == "Succeeded"
     if kind == "CustomResourceDefinition":
         return _condition(obj, "Established")
-    # Claims are not waited for: with WaitForFirstConsumer they bind only once a pod uses them.
+    # Claims have no readiness of their own here: whether a Pending one should have bound
+    # depends on its class and its consumers, which waiting.py reads from the cluster.
     return None
