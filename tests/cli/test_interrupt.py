@@ -38,13 +38,26 @@ def _interrupt_twice(proc: subprocess.Popen[str], *, busy: float = 1.5) -> str:
         proc.send_signal(signal.SIGINT)
         time.sleep(busy)
         assert proc.poll() is None, "the first Ctrl-C should wait for the workers"
+    except BaseException:
+        _kill(proc)
+        raise
+    return _interrupt_again(proc)
+
+
+def _interrupt_again(proc: subprocess.Popen[str]) -> str:
+    """The second SIGINT; stderr once the process has exited (within 10 s), killed if not."""
+    try:
         proc.send_signal(signal.SIGINT)
         _out, err = proc.communicate(timeout=10)
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
+        _kill(proc)
     return err
+
+
+def _kill(proc: subprocess.Popen[str]) -> None:
+    if proc.poll() is None:
+        proc.kill()
+        proc.communicate()
 
 
 def _assert_quick_clean_exit(proc: subprocess.Popen[str], err: str) -> None:
@@ -111,11 +124,4 @@ def test_second_ctrl_c_does_not_wait_for_requests_in_flight(
         assert proc.returncode == ExitCode.INTERRUPTED, err
         assert "Traceback" not in err and "Exception ignored" not in err, err
         return
-    try:
-        proc.send_signal(signal.SIGINT)
-        _out, err = proc.communicate(timeout=10)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
-    _assert_quick_clean_exit(proc, err)
+    _assert_quick_clean_exit(proc, _interrupt_again(proc))
