@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import base64
 import contextlib
+import json
 import time
+from pathlib import Path
+from typing import Any
 
 from amber.kube import errors
 from amber.kube.client import Client
@@ -45,3 +49,25 @@ def delete_namespace(client: Client, name: str, *, timeout: float = 30) -> None:
             return
         time.sleep(0.1)
     raise AssertionError(f"namespace {name} still exists after {timeout:.0f} s")
+
+
+def service_account_kubeconfig(client: Client, namespace: str, account: str, path: Path) -> Path:
+    """A kubeconfig (mode 0600) for ``namespace/account`` with a short-lived token, at ``path``:
+    to act as a user with only the RBAC the test gave that account."""
+    answer = client.request(
+        "POST", f"/api/v1/namespaces/{namespace}/serviceaccounts/{account}/token",
+        {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest",
+         "spec": {"expirationSeconds": 600}})
+    cfg = client.config
+    cluster: dict[str, Any] = {"server": cfg.server}
+    if cfg.ca_data:
+        cluster["certificate-authority-data"] = base64.b64encode(cfg.ca_data).decode()
+    if cfg.insecure:
+        cluster["insecure-skip-tls-verify"] = True
+    doc = {"apiVersion": "v1", "kind": "Config", "current-context": "limited",
+           "clusters": [{"name": "c", "cluster": cluster}],
+           "users": [{"name": "u", "user": {"token": answer["status"]["token"]}}],
+           "contexts": [{"name": "limited", "context": {"cluster": "c", "user": "u"}}]}
+    path.write_text(json.dumps(doc))
+    path.chmod(0o600)
+    return path

@@ -25,7 +25,7 @@ from amber.kube import errors as kerrors
 from amber.kube.client import Client
 from amber_cli import Amber
 from api_proxy import FaultProxy
-from cluster_objects import create_crd
+from cluster_objects import create_crd, service_account_kubeconfig
 
 SUFFIX = uuid.uuid4().hex[:6]
 NS = f"bk-{SUFFIX}"
@@ -280,24 +280,7 @@ def _restricted_kubeconfig(client: Client, tmp_path: Path) -> Path:
         "metadata": {"name": "no-secrets"},
         "roleRef": {"apiGroup": RBAC, "kind": "Role", "name": "no-secrets"},
         "subjects": [{"kind": "ServiceAccount", "name": "no-secrets", "namespace": NS}]}, RBAC)
-    answer = client.request(
-        "POST", f"/api/v1/namespaces/{NS}/serviceaccounts/no-secrets/token",
-        {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest",
-         "spec": {"expirationSeconds": 600}})
-    cfg = client.config
-    cluster: dict[str, Any] = {"server": cfg.server}
-    if cfg.ca_data:
-        cluster["certificate-authority-data"] = base64.b64encode(cfg.ca_data).decode()
-    if cfg.insecure:
-        cluster["insecure-skip-tls-verify"] = True
-    doc = {"apiVersion": "v1", "kind": "Config", "current-context": "limited",
-           "clusters": [{"name": "c", "cluster": cluster}],
-           "users": [{"name": "u", "user": {"token": answer["status"]["token"]}}],
-           "contexts": [{"name": "limited", "context": {"cluster": "c", "user": "u"}}]}
-    path = tmp_path / "limited.kubeconfig"
-    path.write_text(json.dumps(doc))
-    path.chmod(0o600)
-    return path
+    return service_account_kubeconfig(client, NS, "no-secrets", tmp_path / "limited.kubeconfig")
 
 
 def test_a_resource_the_user_may_not_list_gives_a_partial_backup(

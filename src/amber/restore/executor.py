@@ -172,10 +172,9 @@ class Executor:
         if not wanted:
             return
         res = self.client.discover().find("namespaces", "")
-        terminating = sorted(
-            _name(ns) for ns in self.client.list(res) if _name(ns) in wanted and (
-                (ns.get("metadata") or {}).get("deletionTimestamp")
-                or (ns.get("status") or {}).get("phase") == "Terminating"))
+        terminating = sorted(_name(ns) for ns in self._namespaces(res, wanted) if (
+            (ns.get("metadata") or {}).get("deletionTimestamp")
+            or (ns.get("status") or {}).get("phase") == "Terminating"))
         if not terminating:
             return
         if self.dry_run:
@@ -202,6 +201,20 @@ class Executor:
                 if step.restorable and (step.target.namespace == name or (
                         _is_namespace(step.target) and step.target.name == name)):
                     step.failed = why
+
+    def _namespaces(self, res: APIResource, names: set[str]) -> list[Obj]:
+        """The target namespaces that exist: one list, or, for a user who may not list
+        namespaces (a tenant restoring its own), one GET each of those it may read."""
+        try:
+            return [ns for ns in self.client.list(res) if _name(ns) in names]
+        except kerrors.Forbidden:
+            found = []
+            for name in sorted(names):
+                try:
+                    found.append(self.client.get(res, name))
+                except (kerrors.NotFound, kerrors.Forbidden):
+                    continue
+            return found
 
     def _wave_ends(self, phase: Phase) -> bool:
         later = self.plan.phases[self.plan.phases.index(phase) + 1:]
@@ -335,6 +348,14 @@ class Executor:
             live = self.client.get(res, step.target.name, ns)
             return Outcome(step, "created", new_uid=_uid(live))
         except kerrors.AlreadyExists:
+            return self._exists(step, res, ns)
+        except kerrors.Forbidden as refused:
+            # A user who may not create it (a tenant and its own Namespace) but whose object is
+            # there already has nothing to create: treat it as existing, else the refusal stands.
+            try:
+                self.client.get(res, step.target.name, ns)
+            except kerrors.APIError:
+                raise _StepFailed(str(refused)) from None
             return self._exists(step, res, ns)
 
     def _exists(self, step: Step, res: APIResource, ns: str | None) -> Outcome:
