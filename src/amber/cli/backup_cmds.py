@@ -242,7 +242,7 @@ def delete(ctx: context.Context, backup_ids: tuple[str, ...], and_prune: bool,
     with locks.MaintenanceLease(repo.backend):
         chosen = {s.id: s for s in (resolve_backup(repo, i) for i in backup_ids)}
         if not dry_run:
-            pruner.forget(repo, chosen.values())
+            pruner.forget(repo, [s.id for s in chosen.values()])
     prune_data: dict[str, object] | None = None
     prune_text = ""
     if and_prune and not dry_run:

@@ -49,7 +49,9 @@ class Context:
     def open_repo(self) -> repository.Repository:
         backend = self.backend()
         repository.read_config(backend)  # missing/too new: say so before asking for a passphrase
-        return repository.Repository.open(backend, read_passphrase())
+        repo = repository.Repository.open(backend, read_passphrase())
+        repo.on_warning = self.warn
+        return repo
 
     def emit(self, data: Any, text: str | None = None) -> None:
         """Print ``data`` as JSON in -o json mode, else ``text`` (if any)."""
@@ -57,6 +59,10 @@ class Context:
             print(json.dumps(data, indent=2, sort_keys=True, default=str))
         elif text is not None:
             print(text)
+
+    def warn(self, message: str) -> None:
+        """A warning: always on stderr (also with -q and -o json, whose stdout stays clean)."""
+        print(f"warning: {message}", file=sys.stderr)
 
     def info(self, message: str) -> None:
         if not self.quiet and not self.json:

@@ -186,9 +186,10 @@ def forget(ctx: context.Context, keep_last: int, keep_hourly: int, keep_daily: i
     r = ctx.open_repo()
     with locks.MaintenanceLease(r.backend):
         if snapshot_ids:
-            remove = [r.resolve_snapshot(i) for i in snapshot_ids]
+            # By id, not loaded: a damaged snapshot file must be removable too.
+            remove = [r.resolve_snapshot_id(i) for i in snapshot_ids]
             decisions: list[dict[str, object]] = [
-                {"id": s.id, "keep": False, "reasons": []} for s in remove]
+                {"id": i, "keep": False, "reasons": []} for i in remove]
         else:
             snaps = r.list_snapshots()
             try:
@@ -200,7 +201,7 @@ def forget(ctx: context.Context, keep_last: int, keep_hourly: int, keep_daily: i
                 raise errors.UsageError(str(exc)) from None
             decisions = [{"id": d.snapshot.id, "keep": d.keep, "reasons": list(d.reasons),
                           "group": list(key)} for key, ds in groups.items() for d in ds]
-            remove = [s for s in snaps
+            remove = [s.id for s in snaps
                       if any(d["id"] == s.id and not d["keep"] for d in decisions)]
         if not dry_run:
             pruner.forget(r, remove)

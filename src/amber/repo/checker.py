@@ -160,7 +160,8 @@ class Checker:
             try:
                 snap = self.repo.load_snapshot(snapshot_id)
             except errors.AmberError as exc:
-                r.errors.append(f"snapshot {snapshot_id[:8]}: {exc}")
+                r.errors.append(f"snapshot {snapshot_id[:8]} is unreadable ({exc}); "
+                                f"'amber repo forget {snapshot_id[:8]}' removes it")
                 continue
             r.snapshots += 1
             bad_paths: list[str] = []

@@ -43,13 +43,14 @@ class PruneReport:
     held_until: float | None = None
 
 
-def forget(repo: repository.Repository, snaps: Iterable[snapshots.Snapshot]) -> None:
+def forget(repo: repository.Repository, snapshot_ids: Iterable[str]) -> None:
     """Remove these snapshots (``repo forget``, ``backup delete``): their manifests go, their
     data stays until a prune finds that no snapshot needs it. Deleting is this module's job,
     and the caller holds the maintenance lease, so no prune decides what is needed while the
-    snapshot list changes under it."""
-    for snap in snaps:
-        repo.backend.delete(fmt.SNAPSHOTS_PREFIX + snap.id)
+    snapshot list changes under it. Ids, not loaded snapshots: a damaged snapshot file cannot
+    be read, yet must be removable."""
+    for snapshot_id in snapshot_ids:
+        repo.backend.delete(fmt.SNAPSHOTS_PREFIX + snapshot_id)
 
 
 @dataclass
@@ -206,9 +207,24 @@ class Pruner:
 
     def _used_blobs(self, snapshot_ids: set[str]) -> set[bytes]:
         used: set[bytes] = set()
-        roots = [tuple(self.repo.load_snapshot(i).tree) for i in sorted(snapshot_ids)]
+        roots = [tuple(self._load_snapshot(i).tree) for i in sorted(snapshot_ids)]
         walker.reachable_blobs(self.repo, roots, on_blob=lambda b, _t: used.add(b))
         return used
+
+    def _load_snapshot(self, snapshot_id: str) -> snapshots.Snapshot:
+        """A snapshot prune must account for; a damaged one stops prune before anything goes.
+
+        Skipping it would free the data only it needs, and that data is what makes the snapshot
+        recoverable if a good copy of its file turns up (another copy of the repository, a
+        backup of the disk). So prune refuses, and says how to go on once the user decides.
+        """
+        try:
+            return self.repo.load_snapshot(snapshot_id)
+        except (errors.IntegrityError, errors.UnsupportedFormatError) as exc:
+            raise type(exc)(
+                f"snapshot {snapshot_id[:8]} cannot be read ({exc}), so prune cannot tell which "
+                f"data it needs; put back a good copy of snapshots/{snapshot_id} or remove it "
+                f"with 'amber repo forget {snapshot_id[:8]}', then prune again") from exc
 
     def _older_writers(self, before: float) -> list[locks.MarkerInfo]:
         return [m for m in locks.live_writers(self.repo.backend) if m.started < before]

@@ -10,6 +10,7 @@ import concurrent.futures
 import json
 import os
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -111,6 +112,12 @@ class Repository:
         #: Index files whose content is in ``self.index`` (after superseded ones were dropped).
         self.loaded_index_ids: set[bytes] = set()
         self._local = threading.local()
+        #: Where damage that a command can work around is reported (the CLI prints it on
+        #: stderr); every distinct message once, and kept in ``warnings`` for JSON reports.
+        self.on_warning: Callable[[str], None] = lambda _message: None
+        self.warnings: list[str] = []
+        #: Snapshot files that could not be read (id -> why), skipped by ``list_snapshots``.
+        self.damaged_snapshots: dict[str, str] = {}
 
     # -- creation and opening -------------------------------------------------------------
 
@@ -167,6 +174,14 @@ class Repository:
             "files opens with it")
 
     # -- helpers shared by readers and writers -------------------------------------------
+
+    def warn(self, message: str) -> None:
+        """Report damage the command works around, once per distinct message."""
+        with self._pack_lock:
+            if message in self.warnings:
+                return
+            self.warnings.append(message)
+        self.on_warning(message)
 
     def codec(self) -> crypto.Codec:
         """The calling thread's codec (zstd contexts cannot be shared between threads)."""
@@ -316,11 +331,30 @@ class Repository:
         return snapshots.Snapshot.from_json(plain, snapshot_id)
 
     def list_snapshots(self) -> list[snapshots.Snapshot]:
-        """All snapshots, oldest first."""
+        """All readable snapshots, oldest first.
+
+        A damaged snapshot file (or one written by a newer Amber) is skipped with a warning and
+        remembered in ``damaged_snapshots``: one bad 350-byte file must not stop every listing,
+        backup and restore of the others (``repo forget ID`` removes it, ``repo check`` names it).
+        """
         ids = self.snapshot_ids()
         with concurrent.futures.ThreadPoolExecutor(max_workers=4) as pool:
-            snaps = list(pool.map(self.load_snapshot, ids))
-        return sorted(snaps, key=lambda s: (s.time, s.id))
+            loaded = list(pool.map(self._load_snapshot_or_none, ids))
+        return sorted((s for s in loaded if s is not None), key=lambda s: (s.time, s.id))
+
+    def _load_snapshot_or_none(self, snapshot_id: str) -> snapshots.Snapshot | None:
+        try:
+            return self.load_snapshot(snapshot_id)
+        except FileNotFoundError:
+            return None  # forgotten between listing and reading
+        except errors.UnsupportedFormatError as exc:
+            self.damaged_snapshots[snapshot_id] = str(exc)
+            self.warn(f"skipped snapshot {snapshot_id[:8]}: {exc}; upgrade Amber to read it")
+        except errors.IntegrityError as exc:
+            self.damaged_snapshots[snapshot_id] = str(exc)
+            self.warn(f"skipped damaged snapshot {snapshot_id[:8]} ({exc}); "
+                      f"'amber repo forget {snapshot_id[:8]}' removes it")
+        return None
 
     def save_snapshot(self, snap: snapshots.Snapshot) -> str:
         snap.id = self.save_file_object(
@@ -329,12 +363,17 @@ class Repository:
         return snap.id
 
     def resolve_snapshot(self, ref: str) -> snapshots.Snapshot:
-        """A snapshot by full id, unique id prefix, or 'latest'."""
+        """A snapshot by full id, unique id prefix, or 'latest' (the newest readable one)."""
         if ref == "latest":
             snaps = self.list_snapshots()
             if not snaps:
                 raise errors.NotFoundError("the repository has no snapshots yet")
             return snaps[-1]
+        return self.load_snapshot(self.resolve_snapshot_id(ref))
+
+    def resolve_snapshot_id(self, ref: str) -> str:
+        """The full id of the snapshot file ``ref`` (an id or a unique prefix) names, without
+        reading it: so a damaged snapshot can still be named, e.g. to forget it."""
         ref = ref.lower()
         matches = [i for i in self.snapshot_ids() if i.startswith(ref)]
         if not matches or not ref:
@@ -342,4 +381,4 @@ class Repository:
         if len(matches) > 1:
             raise errors.UsageError(
                 f"snapshot id prefix {ref!r} is ambiguous; give more characters")
-        return self.load_snapshot(matches[0])
+        return matches[0]
