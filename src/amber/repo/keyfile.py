@@ -61,6 +61,9 @@ def create(master: bytes, passphrase: str, repo_id: bytes, params: KdfParams) ->
     )
     doc = {
         "version": 1,
+        # Plaintext, for diagnosis only (the AEAD binds the id): tells a replaced config apart
+        # from a wrong passphrase.
+        "repository": repo_id.hex(),
         "created": datetime.datetime.now(datetime.UTC).isoformat(),
         "hostname": socket.gethostname(),
         "username": getpass.getuser(),
@@ -69,6 +72,15 @@ def create(master: bytes, passphrase: str, repo_id: bytes, params: KdfParams) ->
         "wrap": {"cipher": "aes-256-gcm", "nonce": _b64(nonce), "ciphertext": _b64(ciphertext)},
     }
     return json.dumps(doc, indent=1).encode()
+
+
+def repository_id(keyfile: bytes) -> bytes | None:
+    """The repository id a key file says it was made for (None: older or unreadable file)."""
+    try:
+        value = json.loads(keyfile).get("repository")
+        return bytes.fromhex(value) if isinstance(value, str) else None
+    except (ValueError, AttributeError):
+        return None
 
 
 def unwrap(keyfile: bytes, passphrase: str, repo_id: bytes) -> bytes | None:

@@ -94,6 +94,27 @@ def ensure_can_init(backend: base.Backend) -> None:
         )
 
 
+def _why_key_did_not_open(name: str, data: bytes, config: Config) -> errors.AmberError | None:
+    """The damage that explains why a key file did not open, or None (a wrong passphrase).
+
+    A key file is named by the BLAKE3 of its bytes, so a changed byte shows without the key;
+    and it names the repository it was made for, so a replaced config (whose id is bound into
+    every key file's AEAD) shows too.
+    """
+    leaf = name.rsplit("/", 1)[-1]
+    if object_id(data).hex() != leaf:
+        return errors.IntegrityError(
+            f"key file {name} is damaged (its bytes do not match its name) and no other key "
+            "file opens with this passphrase; put back a good copy of the key file")
+    made_for = keyfile.repository_id(data)
+    if made_for is not None and made_for != config.repo_id:
+        return errors.IntegrityError(
+            f"the config's repository id {config.repo_id.hex()[:8]} is not the "
+            f"{made_for.hex()[:8]} its key files were made for: the config file was changed or "
+            "replaced; put back the original config")
+    return None
+
+
 def object_id(data: bytes | bytearray | memoryview) -> bytes:
     """Name of a stored file: unkeyed BLAKE3 of its bytes (verifiable without the key)."""
     return blake3.blake3(data).digest()
@@ -165,10 +186,23 @@ class Repository:
                      if not info.name.rsplit("/", 1)[-1].startswith(".")]
         if not key_names:
             raise errors.IntegrityError(f"repository at {backend.url} has no key files")
+        problems: list[errors.AmberError] = []
         for name in key_names:
-            master = keyfile.unwrap(backend.read(name), passphrase, config.repo_id)
+            data = backend.read(name)
+            try:
+                master = keyfile.unwrap(data, passphrase, config.repo_id)
+            except errors.IntegrityError as exc:  # unreadable: another key file may open
+                problems.append(exc)
+                continue
             if master is not None:
                 return cls(backend, config, master)
+            problem = _why_key_did_not_open(name, data, config)
+            if problem is not None:
+                problems.append(problem)
+        if problems:
+            # Damage, not a wrong passphrase: saying "wrong passphrase" would send the user
+            # hunting for a passphrase that was right all along.
+            raise problems[0]
         raise errors.WrongPassphraseError(
             f"wrong passphrase for repository {display_location(backend)}: none of its key "
             "files opens with it")

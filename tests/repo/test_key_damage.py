@@ -1,0 +1,56 @@
+"""Damage to a key file or the config is reported as damage, not as a wrong passphrase (issue 10,
+item 11): "wrong passphrase" would send the user hunting for a passphrase that was right."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from amber.util.errors import ExitCode
+from amber_cli import Amber
+
+
+def _key_file(repo: Amber) -> Path:
+    (key,) = [p for p in (repo.repo / "keys").iterdir() if p.is_file()]
+    return key
+
+
+def _one_error_line(stderr: str) -> str:
+    (line,) = stderr.strip().splitlines()
+    assert line.startswith("amber: error: "), line
+    return line
+
+
+def test_a_damaged_key_file_is_named_as_damaged(repo: Amber) -> None:
+    key = _key_file(repo)
+    doc = json.loads(key.read_bytes())
+    ciphertext = doc["wrap"]["ciphertext"]
+    # Change one base64 character: still well-formed, but the AEAD no longer authenticates.
+    doc["wrap"]["ciphertext"] = ("B" if ciphertext[0] != "B" else "C") + ciphertext[1:]
+    key.chmod(0o600)
+    key.write_text(json.dumps(doc, indent=1))
+    res = repo("snapshot", "list", check=False)
+    assert res.returncode == ExitCode.INTEGRITY, res.stderr
+    line = _one_error_line(res.stderr)
+    assert f"key file keys/{key.name} is damaged" in line and "wrong passphrase" not in line
+
+
+def test_a_replaced_config_id_is_named_as_such(repo: Amber) -> None:
+    config = repo.repo / "config"
+    doc = json.loads(config.read_bytes())
+    original = doc["id"]
+    doc["id"] = ("0" if original[0] != "0" else "1") + original[1:]
+    config.chmod(0o600)
+    config.write_text(json.dumps(doc, indent=1))
+    res = repo("snapshot", "list", check=False)
+    assert res.returncode == ExitCode.INTEGRITY, res.stderr
+    line = _one_error_line(res.stderr)
+    assert "config file was changed or replaced" in line and original[:8] in line
+
+
+def test_a_wrong_passphrase_is_still_a_wrong_passphrase(repo: Amber, tmp_path: Path) -> None:
+    wrong = tmp_path / "wrong"
+    wrong.write_text("not the passphrase\n")
+    res = repo("snapshot", "list", check=False, env={"AMBER_PASSWORD_FILE": str(wrong)})
+    assert res.returncode == ExitCode.WRONG_PASSPHRASE, res.stderr
+    assert "wrong passphrase" in _one_error_line(res.stderr)
