@@ -74,3 +74,30 @@ def test_a_mapping_into_a_kube_namespace_needs_yes(client: Client, repo: Amber,
     dry = kube("-o", "json", "restore", "latest", "--kind", "ServiceAccount", "--name", "ops",
                "--namespace-mapping", f"{NS}={target}", "--dry-run").json()
     assert any(w.startswith("needs --yes: ") and target in w for w in dry["warnings"])
+
+
+def test_a_drill_that_would_grant_cluster_admin_needs_yes(client: Client, repo: Amber,
+                                                          cluster_kubeconfig: Path) -> None:
+    """A drill creates the cluster-scoped objects the cluster lacks, so the same consent holds."""
+    kube = Amber(repo=repo.repo, env={**repo.env, "KUBECONFIG": str(cluster_kubeconfig)})
+    kube("backup", "create", "-n", NS)
+    bindings = client.discover().find("clusterrolebindings", RBAC)
+    client.delete(bindings, BINDING)
+    namespaces = client.discover().find("namespaces")
+
+    def drill_namespaces() -> list[str]:
+        return [n["metadata"]["name"] for n in client.list(namespaces)
+                if n["metadata"]["name"].startswith("drill-")
+                and n["metadata"].get("deletionTimestamp") is None]
+
+    before = drill_namespaces()
+    refused = kube("drill", "latest", "--timeout", "60", check=False)
+    assert refused.returncode == ExitCode.USAGE, refused.stderr
+    assert refused.stderr.strip().splitlines()[-1].startswith(
+        f"amber: error: refusing without --yes: ClusterRoleBinding {BINDING} grants "
+        "cluster-admin"), refused.stderr
+    with pytest.raises(kerrors.NotFound):  # nothing was written
+        client.get(bindings, BINDING)
+    assert drill_namespaces() == before
+
+    kube("drill", "latest", "--yes", "--timeout", "60")

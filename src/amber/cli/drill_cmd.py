@@ -44,12 +44,15 @@ _split = backup_cmds.split_values
               help="Rewrite image prefix OLD (e.g. docker.io/library) to NEW.")
 @click.option("--workers", type=click.IntRange(1, 64), default=16, show_default=True,
               help="Objects created in parallel within a tier.")
+@click.option("--yes", is_flag=True,
+              help="Proceed although the drill would grant cluster-wide privileges (a binding "
+                   "to cluster-admin the cluster lacks).")
 @pass_ctx
 def drill(ctx: context.Context, backup_id: str, app: str | None, namespaces: tuple[str, ...],
           selector: str | None, tags: tuple[str, ...], checks_file: str | None,
           timeout: float, keep: bool,
           storage_class_mapping: tuple[str, ...], image_registry_mapping: tuple[str, ...],
-          workers: int) -> None:
+          workers: int, yes: bool) -> None:
     """Restore BACKUP_ID ('latest' or an id prefix) into fresh scratch namespaces, wait until
     its workloads are ready, run the declared checks, report the recovery time, clean up.
 
@@ -75,7 +78,8 @@ def drill(ctx: context.Context, backup_id: str, app: str | None, namespaces: tup
         repo, backup_id, BackupFilter(app, _split(namespaces), _split(tags))))
     selection = restore_plan.Selection(app=app, namespaces=_split(namespaces), selector=selector)
     the_drill = drills.Drill(client, source, selection, opts, checks=checks, timeout=timeout,
-                             workers=workers, started=started, log=ctx.info)
+                             workers=workers, started=started, log=ctx.info,
+                             consent=yes)
     show = sys.stderr.isatty() and not ctx.quiet and not ctx.json
     with _term_as_interrupt(), progress.Display(
             lambda elapsed: f"{the_drill.status}, {progress.human_duration(elapsed)}",

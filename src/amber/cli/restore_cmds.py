@@ -137,13 +137,11 @@ def restore(ctx: context.Context, backup_id: str, app: str | None,
     the_plan = restore_plan.build(source, selection, opts)
     if not the_plan.steps:
         raise errors.NotFoundError("nothing in the backup matches the selection")
-    sensitive = privileges.needing_consent(the_plan)
-    if sensitive and dry_run:
-        the_plan.warnings.extend(f"needs --yes: {line}" for line in sensitive)
-    elif sensitive and not yes:
-        more = f" (and {len(sensitive) - 1} more; --dry-run lists them)" if len(
-            sensitive) > 1 else ""
-        raise errors.UsageError(f"refusing without --yes: {sensitive[0]}{more}")
+    if dry_run:
+        the_plan.warnings.extend(f"needs --yes: {line}"
+                                 for line in privileges.needing_consent(the_plan))
+    else:
+        privileges.require_consent(the_plan, given=yes)
     client = ctx.kube_client(qps=qps, burst=max(1, int(qps * 2)))
     state = {"done": 0, "total": len(the_plan.steps)}
 

@@ -33,7 +33,7 @@ from amber.kube import errors as kerrors
 from amber.kube.client import Client
 from amber.kube.discovery import APIResource
 from amber.restore import plan as restore_plan
-from amber.restore import waiting
+from amber.restore import privileges, waiting
 from amber.restore.drill_checks import (
     Check,
     annotation_checks,
@@ -141,8 +141,8 @@ class Drill:
     def __init__(self, client: Client, source: BackupSource, selection: restore_plan.Selection,
                  opts: restore_plan.Options | None = None, *, checks: Sequence[Check] = (),
                  timeout: float = 600.0, workers: int = 16, drill_id: str | None = None,
-                 started: float | None = None, log: Callable[[str], None] | None = None
-                 ) -> None:
+                 started: float | None = None, log: Callable[[str], None] | None = None,
+                 consent: bool = False) -> None:
         self.client = client
         self.source = source
         self.selection = selection
@@ -153,6 +153,9 @@ class Drill:
         self.id = drill_id or new_id()
         self.started = time.monotonic() if started is None else started
         self.log = log or (lambda _message: None)
+        #: The user's --yes: a drill creates the cluster-scoped objects the target lacks, so a
+        #: binding to cluster-admin in the backup would take effect here as in a restore.
+        self.consent = consent
         self.status = "planning"
         self.plan: restore_plan.Plan | None = None
         self._namespaces_made: list[str] = []
@@ -203,6 +206,7 @@ class Drill:
 
     def _restore(self, report: DrillReport) -> None:
         the_plan = self.plan = self._build()
+        privileges.require_consent(the_plan, given=self.consent)
         used = {s.target.namespace for s in the_plan.steps if s.restorable}
         used |= {s.target.name for s in the_plan.steps if s.restorable and _is_namespace(s.target)}
         report.scratch = {o: n for o, n in self._mapping().items() if n in used}

@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from amber.restore.plan import Plan, Step
+from amber.util import errors
 
 Obj = dict[str, Any]
 RBAC = "rbac.authorization.k8s.io"
@@ -39,6 +40,16 @@ def needing_consent(plan: Plan) -> list[str]:
             out.append(f"{step.target} is mapped from namespace {step.item.ref.namespace} into "
                        f"the cluster's own namespace {ns}")
     return out
+
+
+def require_consent(plan: Plan, *, given: bool) -> None:
+    """Refuse (a usage error, before anything is written) a plan that needs consent when the
+    user did not give it; one line naming the first reason and how many more there are."""
+    sensitive = needing_consent(plan)
+    if sensitive and not given:
+        more = f" (and {len(sensitive) - 1} more; --dry-run lists them)" if len(
+            sensitive) > 1 else ""
+        raise errors.UsageError(f"refusing without --yes: {sensitive[0]}{more}")
 
 
 def _is(step: Step, kind: str) -> bool:
