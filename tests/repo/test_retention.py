@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import itertools
 from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime, timedelta, timezone
 
@@ -28,8 +30,10 @@ def snap(
     host: str = "h1",
     paths: Sequence[str] = ("/data",),
     tags: Sequence[str] = (),
+    partial: bool = False,
 ) -> SnapshotInfo:
-    return SnapshotInfo(id=sid, time=when, hostname=host, paths=tuple(paths), tags=tuple(tags))
+    return SnapshotInfo(id=sid, time=when, hostname=host, paths=tuple(paths), tags=tuple(tags),
+                        partial=partial)
 
 
 def at(y: int, mo: int, d: int, h: int = 0, mi: int = 0) -> datetime:
@@ -275,6 +279,57 @@ def test_validation() -> None:
 
 
 # ---------------------------------------------------------------------------
+# partial snapshots (issue 10, item 2): they never take a complete snapshot's place
+
+
+def test_a_newer_partial_snapshot_does_not_displace_the_complete_one() -> None:
+    snaps = [snap("empty", at(2026, 1, 2), partial=True), snap("full", at(2026, 1, 1))]
+    decisions = only_group(apply(snaps, Policy(last=1)))
+    # the complete one keeps its slot; the newer partial one is kept as well, marked so
+    assert reasons_by_id(decisions) == {"empty": ("last (partial)",), "full": ("last",)}
+
+
+def test_a_partial_snapshot_older_than_a_complete_one_is_removed_with_the_reason() -> None:
+    snaps = [snap("full2", at(2026, 1, 3)), snap("empty", at(2026, 1, 2), partial=True),
+             snap("full1", at(2026, 1, 1))]
+    decisions = only_group(apply(snaps, Policy(last=2)))
+    assert kept_ids(decisions) == {"full2", "full1"}
+    removed = next(d for d in decisions if d.snapshot.id == "empty")
+    assert removed.reasons == () and "full2" in removed.note and "partial" in removed.note
+
+
+def test_partial_snapshots_take_no_period_slots() -> None:
+    # daily=2: the partial one on the 3rd does not use up a day; the 2nd and 1st are kept
+    snaps = [snap("d4", at(2026, 1, 4)), snap("d3", at(2026, 1, 3), partial=True),
+             snap("d2", at(2026, 1, 2)), snap("d1", at(2026, 1, 1))]
+    r = reasons_by_id(only_group(apply(snaps, Policy(daily=2))))
+    assert r == {"d4": ("daily 2026-01-04",), "d3": (), "d2": ("daily 2026-01-02",),
+                 "d1": ()}
+
+
+def test_within_is_anchored_on_the_newest_complete_snapshot() -> None:
+    # a week of partial backups must not push the last complete one out of a 2-day window
+    snaps = [snap(f"p{d}", at(2026, 1, d), partial=True) for d in range(3, 10)]
+    snaps.append(snap("full", at(2026, 1, 2)))
+    r = reasons_by_id(only_group(apply(snaps, Policy(within=timedelta(days=2)))))
+    assert r["full"] == ("within",)
+    assert {k for k, v in r.items() if v} == {"full", "p9", "p8", "p7"}
+
+
+def test_a_group_of_only_partial_snapshots_keeps_as_before() -> None:
+    snaps = [snap("p2", at(2026, 1, 2), partial=True), snap("p1", at(2026, 1, 1), partial=True)]
+    r = reasons_by_id(only_group(apply(snaps, Policy(last=1))))
+    assert r == {"p2": ("last (partial)",), "p1": ()}
+
+
+def test_tags_keep_partial_snapshots_too() -> None:
+    snaps = [snap("full", at(2026, 1, 3)),
+             snap("empty", at(2026, 1, 2), partial=True, tags=("keep",))]
+    r = reasons_by_id(only_group(apply(snaps, Policy(last=1, keep_tags=frozenset({"keep"})))))
+    assert r == {"full": ("last",), "empty": ("tag keep",)}
+
+
+# ---------------------------------------------------------------------------
 # property tests
 
 _BASE = datetime(2023, 12, 25, tzinfo=UTC)
@@ -328,6 +383,12 @@ finite_policies = st.builds(
 ).filter(lambda p: not p.is_empty())
 
 group_bys = st.sampled_from(["host,paths", "host", "paths", "tags", "", "host,paths,tags"])
+
+
+@st.composite
+def partly_partial_lists(draw: st.DrawFn) -> list[SnapshotInfo]:
+    """``snapshot_lists``, each snapshot partial or not at random."""
+    return [dataclasses.replace(s, partial=draw(st.booleans())) for s in draw(snapshot_lists())]
 
 
 def _oracle(group: list[SnapshotInfo], p: Policy) -> set[str]:
@@ -396,7 +457,7 @@ def test_kept_count_bounded_by_rule_counts(
 
 
 @settings(max_examples=300)
-@given(snapshot_lists(), policies, group_bys)
+@given(partly_partial_lists(), policies, group_bys)
 def test_idempotent(snaps: list[SnapshotInfo], policy: Policy, by: str) -> None:
     first = apply(snaps, policy, group_by=by)
     kept = [d.snapshot for decisions in first.values() for d in decisions if d.keep]
@@ -407,6 +468,21 @@ def test_idempotent(snaps: list[SnapshotInfo], policy: Policy, by: str) -> None:
         before = {d.snapshot.id: d.reasons for d in first[key] if d.keep}
         assert reasons_by_id(decisions) == before
     assert {k for k, v in first.items() if any(d.keep for d in v)} == set(second)
+
+
+@settings(max_examples=300)
+@given(partly_partial_lists(), policies, group_bys)
+def test_complete_snapshots_are_kept_as_if_no_partial_one_existed(
+    snaps: list[SnapshotInfo], policy: Policy, by: str
+) -> None:
+    for decisions in apply(snaps, policy, group_by=by).values():
+        group = [d.snapshot for d in decisions]
+        complete = [s for s in group if not s.partial]
+        assert {i for i in kept_ids(decisions) if i in {s.id for s in complete}} == _oracle(
+            complete, policy)
+        # partial ones newer than every complete one are a series of their own
+        leading = list(itertools.takewhile(lambda s: s.partial, group))  # newest first
+        assert _oracle(leading, policy) <= kept_ids(decisions)
 
 
 @given(snapshot_lists(), st.integers(1, 50), group_bys)

@@ -105,7 +105,8 @@ class _Done:
 
 @dataclass(frozen=True)
 class _Failed:
-    """A worker hit something other than an API error: the consumer raises it."""
+    """A worker hit something other than an API error, or no answer at all (the server is
+    lost): the consumer raises it."""
 
     error: Exception
 
@@ -116,7 +117,8 @@ def stream(client: Client, resources: Sequence[APIResource],
            ) -> Iterator[tuple[APIResource, Obj]]:
     """Every object of ``resources`` (namespaced ones only in ``namespaces`` when given),
     yielded on the caller's thread. A list that fails (Forbidden, ...) is recorded in ``failed``
-    (``resource.group`` -> message) and the rest go on."""
+    (``resource.group`` -> message) and the rest go on; a list that got no answer at all after
+    retries (``kerrors.Timeout`` without a status: refused, reset) is raised instead."""
     jobs: list[Job] = []
     for r in resources:
         if r.namespaced and namespaces is not None:
@@ -167,6 +169,8 @@ def stream_collections(client: Client, jobs: Sequence[Job], *, workers: int = 4,
                         if not hand_over((res, page.get("items") or [])):
                             return
                 except kerrors.APIError as exc:
+                    if isinstance(exc, kerrors.Timeout) and not exc.status:
+                        raise  # no answer at all after retries: the server is lost, not a list
                     where = f" in namespace {ns}" if ns else ""
                     errs[qualified(res) + (f"/{ns}" if ns else "")] = (
                         f"cannot list {qualified(res)}{where}: {exc}")

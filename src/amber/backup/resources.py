@@ -14,7 +14,10 @@ Two ways to run, chosen by the scope:
   hold its objects and writes those. Objects that vanished in between become warnings.
 
 Either way, a list that fails (typically Forbidden) does not stop the backup: it becomes a
-warning, and the snapshot is marked partial. Objects being deleted (``deletionTimestamp`` set)
+warning, and the snapshot is marked partial (retention never lets such a backup displace a
+complete one: repo/retention.py). Two failures do stop it, saving nothing (decision 0020): a
+backup that captured no object at all while lists failed, and a list that got no answer at all
+(the API server lost mid-backup). Objects being deleted (``deletionTimestamp`` set)
 are never written nor seed a selection: they are on their way out, and restoring a Terminating
 pod would bring back what its owner already let go. They are counted in the manifest's
 ``skippedObjects``.
@@ -22,6 +25,7 @@ pod would bring back what its owner already let go. They are counted in the mani
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import urllib.parse
 from collections import defaultdict
@@ -192,25 +196,21 @@ class ResourceBackup:
                                           entry_time=ENTRY_TIME) as writer:
             run = _Run(writer, self.progress, exclude=labels.parse(scope.exclude_selector)
                        if scope.exclude_selector else None)
-            streaming = scope.everything or (scope.namespaces and not scope.selector)
-            if streaming:
-                selection = self._streaming(scope, resources, inv, run)
-            else:
-                selection = self._inventory_first(scope, resources, inv, run)
-                if scope.app:
-                    # Recorded as `app list` prints it, however it was typed (`shop` or
-                    # `shop/shop`): retention groups backups by this scope.
-                    scope = replace(scope, app=selection.id)
-            skip_ns = set(scope.exclude_namespaces)
-            selected = {r for r in selection.refs if r.namespace not in skip_ns}
-            # What the cluster puts in every namespace makes no application (defaults.py); a
-            # backup of some namespaces asks the cluster, as `app list -n` does.
-            collect.recognise_defaults(self.client, inv, list(scope.namespaces) or None)
+            with self._losing_server(scope):
+                selection, scope = self._capture(scope, resources, inv, run)
+                skip_ns = set(scope.exclude_namespaces)
+                selected = {r for r in selection.refs if r.namespace not in skip_ns}
+                # What the cluster puts in every namespace makes no application (defaults.py);
+                # a backup of some namespaces asks the cluster, as `app list -n` does.
+                collect.recognise_defaults(self.client, inv, list(scope.namespaces) or None)
             apps = appmodel.build(inv)
-            warnings = self._warnings(inv, selected, run)
+            gone = sorted(selected - run.written - run.excluded - run.deleting)
+            warnings = self._warnings(inv, gone)
+            if not run.written and inv.errors:
+                raise errors.BackupFailedError(_nothing_captured(scope, inv.errors))
             manifest = self._manifest(scope, discovery.resources, rf, inv=inv, apps=apps,
                                       selection=selection, run=run, warnings=warnings,
-                                      started=started)
+                                      gone=gone, started=started)
             # The parts that stay the same while the cluster does (every item with its
             # resourceVersion, the graph) go to files of their own, so an unchanged backup
             # stores only the small manifest again, not a second copy of them.
@@ -231,6 +231,38 @@ class ResourceBackup:
                       [a.id for a in _involved(apps, run.written)])
 
     # -- the two ways to run -----------------------------------------------------------------
+
+    def _capture(self, scope: Scope, resources: list[APIResource], inv: appmodel.Inventory,
+                 run: _Run) -> tuple[appmodel.Application, Scope]:
+        """List and write; the selection, and the scope as it is to be recorded."""
+        if scope.everything or (scope.namespaces and not scope.selector):
+            return self._streaming(scope, resources, inv, run), scope
+        selection = self._inventory_first(scope, resources, inv, run)
+        if scope.app:
+            # Recorded as `app list` prints it, however it was typed (`shop` or `shop/shop`):
+            # retention groups backups by this scope.
+            scope = replace(scope, app=selection.id)
+        return selection, scope
+
+    @contextlib.contextmanager
+    def _losing_server(self, scope: Scope) -> Iterator[None]:
+        """A request that got no answer at all after the client's retries (connection refused,
+        reset, nothing within the timeout) means the API server is gone, not that one resource
+        is off limits: what the first lists returned is no backup of the scope, so nothing is
+        saved and the error says so, instead of a partial backup whose namespace
+        "disappeared". A 504 is an answer: that list fails alone, as any other."""
+        try:
+            yield
+        except kerrors.Timeout as exc:
+            if exc.status:
+                raise
+            server = kerrors.where(self.client.config.server, self.client.config.context)
+            detail = str(exc)
+            for said in (f" ({server})", f" from {server}", f"cannot reach {server}: "):
+                detail = detail.replace(said, "")
+            raise errors.BackupFailedError(
+                f"lost {server} while backing up {scope.label}: {detail}; no backup saved, "
+                "run it again once the server answers") from None
 
     def _streaming(self, scope: Scope, resources: list[APIResource],
                    inv: appmodel.Inventory, run: _Run) -> appmodel.Application:
@@ -315,16 +347,17 @@ class ResourceBackup:
                 run.write(obj, s)
 
     @staticmethod
-    def _warnings(inv: appmodel.Inventory, selected: set[Ref], run: _Run) -> list[str]:
+    def _warnings(inv: appmodel.Inventory, gone: list[Ref]) -> list[str]:
+        """Every failed list, and every selected object not written (``gone``)."""
         warnings = [f"{msg}; the backup is partial" for msg in sorted(inv.errors.values())]
-        for ref in sorted(selected - run.written - run.excluded - run.deleting):
+        for ref in gone:
             warnings.append(f"{ref} disappeared while the backup ran; not included")
         return warnings
 
     def _manifest(self, scope: Scope, served: list[APIResource], rf: collect.ResourceFilter,
                   *, inv: appmodel.Inventory, apps: list[appmodel.Application],
                   selection: appmodel.Application, run: _Run, warnings: list[str],
-                  started: datetime.datetime) -> dict[str, Any]:
+                  gone: list[Ref], started: datetime.datetime) -> dict[str, Any]:
         involved = _involved(apps, run.written)
         missing: dict[Ref, list[str]] = defaultdict(list)
         for e in selection.missing:
@@ -357,6 +390,10 @@ class ResourceBackup:
             "applications": [a.to_json() for a in involved],
             "counts": {"objects": len(items), "byResource": dict(sorted(counts.items()))},
             "partial": bool(warnings),
+            # what the warnings say is missing, for scripts: the collections that could not be
+            # listed (`RESOURCE.GROUP/NAMESPACE`, `discovery GROUP/VERSION`) and the objects
+            # selected but not written
+            "missing": {"lists": sorted(inv.errors), "objects": [str(r) for r in gone]},
             "warnings": warnings,
             "items": sorted(items, key=lambda i: str(i["path"])),
         }
@@ -384,6 +421,14 @@ class ResourceBackup:
         """The kubeconfig context, else the API server's host name (in-cluster)."""
         return (self.context or self.client.config.context
                 or urllib.parse.urlsplit(self.client.config.server).hostname or "cluster")
+
+
+def _nothing_captured(scope: Scope, failed: dict[str, str]) -> str:
+    """One line for a backup that wrote no object while lists failed: the scope, how many lists
+    failed and the first reason (typically Forbidden: whose rights, on what)."""
+    first = sorted(failed.values())[0]
+    return (f"backup of {scope.label} captured nothing: {len(failed)} list(s) failed, e.g. "
+            f"{first}; no backup saved (an empty one would be the newest)")
 
 
 def _involved(apps: list[appmodel.Application], selected: set[Ref]

@@ -55,7 +55,9 @@ def create(ctx: context.Context, application: str | None, namespaces: tuple[str,
     """Back up APPLICATION (an id from `amber app list`), or --namespace, --selector, --all.
 
     Every object becomes one file in a new repository snapshot, plus a manifest. Exits 3 when
-    some resources could not be listed (the backup is saved and marked partial).
+    some resources could not be listed (the backup is saved and marked partial; retention never
+    lets it displace a complete backup). Exits 1, saving nothing, when it captured no object
+    while lists failed, or lost the API server mid-way.
     """
     scope = resource_backup.Scope(
         app=application, namespaces=split_values(namespaces), selector=selector,
@@ -95,6 +97,18 @@ def _of_applications(apps: list[str], scope: str) -> str:
     if len(apps) > 5:
         return f" of {len(apps)} applications"
     return f" of {', '.join(apps)}"
+
+
+def _completeness(doc: dict[str, Any]) -> str:
+    """``yes``, or ``no`` and what is missing (older manifests say only ``partial``)."""
+    if not doc.get("partial"):
+        return "yes"
+    missing = doc.get("missing")
+    if not isinstance(missing, dict):
+        return "no (see the warnings)"
+    lists, objects = len(missing.get("lists") or []), len(missing.get("objects") or [])
+    return (f"no: {lists} list(s) failed, {objects} selected object(s) not written "
+            "(see the warnings)")
 
 
 def resolve_backup(repo: repository.Repository, ref: str,
@@ -175,6 +189,7 @@ def show(ctx: context.Context, backup_id: str, show_items: bool) -> None:
                                                        else ""))
     for res, n in (counts.get("byResource") or {}).items():
         print(f"    {n:>6}  {res}")
+    print(f"  complete: {_completeness(doc)}")
     apps = doc.get("applications") or []
     print(f"  applications: {', '.join(a['id'] for a in apps) or '-'}")
     left_out = {"excluded by label": (doc.get("scope") or {}).get("excludedObjects") or 0,

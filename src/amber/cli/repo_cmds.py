@@ -195,12 +195,14 @@ def forget(ctx: context.Context, keep_last: int, keep_hourly: int, keep_daily: i
             try:
                 groups = retention.apply(
                     [retention.SnapshotInfo(id=s.id, time=s.time, hostname=s.hostname,
-                                            paths=tuple(s.paths), tags=tuple(s.tags))
+                                            paths=tuple(s.paths), tags=tuple(s.tags),
+                                            partial=s.partial)
                      for s in snaps], policy, group_by=group_by)
             except ValueError as exc:
                 raise errors.UsageError(str(exc)) from None
             decisions = [{"id": d.snapshot.id, "keep": d.keep, "reasons": list(d.reasons),
-                          "group": list(key)} for key, ds in groups.items() for d in ds]
+                          "group": list(key), "partial": d.snapshot.partial, "note": d.note}
+                         for key, ds in groups.items() for d in ds]
             remove = [s.id for s in snaps
                       if any(d["id"] == s.id and not d["keep"] for d in decisions)]
         if not dry_run:
@@ -219,7 +221,7 @@ def forget(ctx: context.Context, keep_last: int, keep_hourly: int, keep_daily: i
             verdict = "keep  " if d["keep"] else ("would remove" if dry_run else "remove")
             reasons = d["reasons"]
             assert isinstance(reasons, list)
-            print(f"{verdict} {str(d['id'])[:8]}  {', '.join(reasons)}")
+            print(f"{verdict} {str(d['id'])[:8]}  {', '.join(reasons) or d.get('note', '')}")
         print(f"{len(remove)} snapshot(s) {'would be ' if dry_run else ''}removed")
         if prune_data is not None:
             print(prune_text)

@@ -20,6 +20,22 @@ Semantics follow restic's documented ``forget`` behaviour:
 * A snapshot may be kept by several rules; all reasons are reported.  Every
   snapshot not kept by any rule is removed (``keep=False, reasons=()``).
 
+**Partial snapshots never take a complete one's place** (Amber's own rule, not
+restic's; decision 0020).  A partial snapshot is one whose backup captured less
+than it was asked to (lists refused, files unreadable): an empty resource backup
+made while RBAC was revoked must not push out yesterday's full one.  Inside a
+group:
+
+* the complete snapshots are judged by ``last``, the period rules and
+  ``within`` exactly as if the partial ones did not exist;
+* the partial snapshots newer than the newest complete one (all of them when
+  none is complete) are judged by the same rules as a series of their own, so
+  the latest state seen is not lost either; their reasons end in ``(partial)``;
+* a partial snapshot older than the newest complete one is removed unless a
+  ``keep_tags`` tag keeps it; its decision's ``note`` says why.
+
+A group without partial snapshots is decided exactly as before.
+
 **Periods are computed in UTC**: a snapshot's time is converted to UTC before
 its hour, day, ISO week (``YYYY-Www``), month or year is taken.  This makes
 results independent of the time zone the snapshot was recorded in (restic
@@ -66,6 +82,8 @@ class SnapshotInfo:
     hostname: str
     paths: tuple[str, ...]
     tags: tuple[str, ...]
+    #: The backup captured less than it was asked to (its snapshot has errors).
+    partial: bool = False
 
     def __post_init__(self) -> None:
         if self.time.tzinfo is None or self.time.utcoffset() is None:
@@ -127,6 +145,8 @@ class Decision:
     snapshot: SnapshotInfo
     keep: bool
     reasons: tuple[str, ...]
+    #: Why a removed snapshot counted for nothing (a partial one superseded), else empty.
+    note: str = ""
 
 
 def _parse_group_by(by: str) -> tuple[str, ...]:
@@ -209,7 +229,9 @@ def _sort_newest_first(snapshots: Iterable[SnapshotInfo]) -> list[SnapshotInfo]:
     return sorted(by_id, key=lambda s: s.time, reverse=True)
 
 
-def _apply_group(ordered: list[SnapshotInfo], policy: Policy) -> list[Decision]:
+def _series_reasons(ordered: list[SnapshotInfo], policy: Policy) -> list[list[str]]:
+    """Reasons ``last``, the period rules and ``within`` give each snapshot of one series
+    (newest first), as if it were the whole group."""
     n = len(ordered)
     reasons: list[list[str]] = [[] for _ in range(n)]
 
@@ -249,15 +271,35 @@ def _apply_group(ordered: list[SnapshotInfo], policy: Policy) -> list[Decision]:
                 reasons[i].append("within")
             else:
                 break  # ordered newest first: nothing older can be within
+    return reasons
+
+
+def _apply_group(ordered: list[SnapshotInfo], policy: Policy) -> list[Decision]:
+    # The partial snapshots before the newest complete one are their own series; the complete
+    # ones another; partial ones after it take no part in the counted rules (module docstring).
+    first = next((i for i, s in enumerate(ordered) if not s.partial), len(ordered))
+    complete = [i for i in range(first, len(ordered)) if not ordered[i].partial]
+    reasons: list[list[str]] = [[] for _ in ordered]
+    for i, r in zip(range(first), _series_reasons(ordered[:first], policy), strict=True):
+        reasons[i] = [f"{why} (partial)" for why in r]
+    for i, r in zip(complete, _series_reasons([ordered[i] for i in complete], policy),
+                    strict=True):
+        reasons[i] = r
 
     if policy.keep_tags:
         for i, s in enumerate(ordered):
             for tag in sorted(policy.keep_tags.intersection(s.tags)):
                 reasons[i].append(f"tag {tag}")
 
+    def note(i: int) -> str:
+        if reasons[i] or i < first or not ordered[i].partial:
+            return ""
+        return (f"partial: counts toward no --keep-* rule once a complete snapshot is newer "
+                f"({ordered[first].id[:8]})")
+
     return [
-        Decision(snapshot=s, keep=bool(r), reasons=tuple(r))
-        for s, r in zip(ordered, reasons, strict=True)
+        Decision(snapshot=s, keep=bool(r), reasons=tuple(r), note=note(i))
+        for i, (s, r) in enumerate(zip(ordered, reasons, strict=True))
     ]
 
 

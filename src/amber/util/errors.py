@@ -89,6 +89,12 @@ class SourceError(AmberError):
     exit_code = ExitCode.SOURCE_ERROR
 
 
+class BackupFailedError(AmberError):
+    """A resource backup saved nothing: it captured no object of its scope (every list it made
+    was refused), or it lost the API server while listing. Exit 1 (``FAILURE``), not 3: there
+    is no usable backup, and an empty one saved would be the newest (decision 0020)."""
+
+
 class PartialError(AmberError):
     """The operation finished but skipped some items; the message says how many."""
 
