@@ -107,14 +107,19 @@ def test_a_partial_backup_never_displaces_the_complete_one(
     assert [b["id"] for b in _backups(repo)] == [second["id"]]
 
 
+@pytest.mark.parametrize(("args", "scope"), [
+    (("-n", NS), f"namespace/{NS}"),
+    ((f"{NS}/settings",), f"app/{NS}/settings"),
+    (("-n", NS, "-l", "a=b"), f"namespace/{NS}+selector/a=b"),
+])
 def test_a_user_who_can_read_nothing_fails_and_saves_nothing(
-        repo: Amber, admin: Client, tmp_path: Path) -> None:
+        repo: Amber, admin: Client, tmp_path: Path, args: tuple[str, ...], scope: str) -> None:
     nobody = _as(admin, "nobody", tmp_path)
-    result = repo("--kubeconfig", str(nobody), "backup", "create", "-n", NS, check=False)
+    result = repo("--kubeconfig", str(nobody), "backup", "create", *args, check=False)
     assert result.returncode == 1, result.stderr
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1, result.stderr
-    assert f"namespace/{NS}" in lines[0] and "captured nothing" in lines[0], lines[0]
+    assert f"backup of {scope} captured nothing" in lines[0], lines[0]
     assert "forbidden" in lines[0].lower(), lines[0]
     assert "Traceback" not in result.stderr and result.stdout == ""
     assert _backups(repo) == []

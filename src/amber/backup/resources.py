@@ -293,6 +293,9 @@ class ResourceBackup:
             pass
         for _ in self._summaries(cluster, None, inv):
             pass
+        if not inv.summaries and inv.errors:
+            # nothing could be read: "no such application" would blame the wrong thing
+            raise errors.BackupFailedError(_nothing_captured(scope, inv.errors))
         if scope.app:
             selection = appmodel.select(appmodel.build(inv), scope.app)
         else:
