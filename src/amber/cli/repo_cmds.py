@@ -11,6 +11,7 @@ import click
 from amber.cli import context, durations, progress
 from amber.repo import checker, keyfile, locks, pruner, repository, retention
 from amber.repo import format as fmt
+from amber.repo import repair as repairs
 from amber.repo import snapshot as snapshots
 from amber.util import errors
 
@@ -290,3 +291,43 @@ def prune(ctx: context.Context, keep_younger_than: datetime.timedelta, max_unuse
     data, text = run_prune(ctx.open_repo(), keep_younger_than.total_seconds(), max_unused,
                             dry_run, ctx.info)
     ctx.emit(data, text)
+
+
+@repo.group("repair")
+def repair_group() -> None:
+    """Repair a damaged repository."""
+
+
+@repair_group.command("index")
+@pass_ctx
+def repair_index(ctx: context.Context) -> None:
+    """Rebuild the index from the packs, verifying every pack and blob.
+
+    Takes the maintenance lease. Blobs that fail verification are left out (the next backup of
+    the files holding them stores them anew); packs are never deleted. Exits 14 when damaged
+    blobs or unreadable packs were found (the rebuilt index is written all the same).
+    """
+    r = ctx.open_repo()
+    state = {"done": 0, "total": 0}
+
+    def on_progress(done: int, total: int) -> None:
+        state.update(done=done, total=total)
+
+    with locks.MaintenanceLease(r.backend), progress.Display(
+            lambda t: f"verifying packs {state['done']}/{state['total']}  "
+                      f"{progress.human_duration(t)}",
+            enabled=sys.stderr.isatty() and not ctx.json and not ctx.quiet):
+        report = repairs.rebuild_index(r, on_progress=on_progress)
+    lines = [f"unreadable pack {p[:16]} left in place: {why}"
+             for p, why in report.unreadable_packs.items()]
+    lines += [f"damaged, left out of the index: {b}" for b in report.damaged_blobs]
+    lines.append(
+        f"index rebuilt: {report.packs} packs, {report.blobs} blobs; "
+        f"{len(report.damaged_blobs)} damaged blob(s) left out; replaced "
+        f"{report.index_files_replaced} index file(s) ({report.damaged_index_files} damaged)")
+    ctx.emit(dict(vars(report)), "\n".join(lines))
+    if report.damaged_blobs or report.unreadable_packs:
+        raise errors.IntegrityError(
+            f"{len(report.damaged_blobs)} damaged blob(s) and {len(report.unreadable_packs)} "
+            "unreadable pack(s) could not be indexed; 'amber repo check' names the snapshots "
+            "that need them")

@@ -10,13 +10,15 @@ need it, so the user knows exactly what is lost.
 from __future__ import annotations
 
 import concurrent.futures
+import itertools
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from amber.repo import format as fmt
-from amber.repo import fsmeta, indexfile, locks, repository, tree
+from amber.repo import damage, fsmeta, locks, repository, tree
 from amber.util import errors
+
+_REPAIR = "'amber repo repair index' rebuilds the index from the packs (nothing is lost)"
 
 
 @dataclass
@@ -45,6 +47,9 @@ class Checker:
         self._on_progress = on_progress
         self._clean: set[bytes] = set()
         self._by_pack: dict[int, list[bytes]] = {}
+        #: pack numbers of packs no index file names, and those of them snapshots need
+        self._recovered_numbers: set[int] = set()
+        self._needs_reindex: set[int] = set()
 
     def run(self, *, read_data: bool = False) -> CheckReport:
         with locks.reading(self.repo.backend):
@@ -53,53 +58,55 @@ class Checker:
     def _run(self, read_data: bool) -> CheckReport:
         r = self.report
         self._check_index()
-        on_disk = {bytes.fromhex(i.name.rsplit("/", 1)[-1]): i
-                   for i in self.repo.backend.list(fmt.DATA_PREFIX)
-                   if not i.name.rsplit("/", 1)[-1].startswith(".")}
+        on_disk = set(damage.pack_ids_on_disk(self.repo))
+        # Packs no readable index file names, from their own headers: a lost or damaged index
+        # file must not make their blobs look missing, nor their packs look like litter.
+        recovered = self.repo.fallback.scan()
         # One pass over the index groups blob ids by pack (asking the index per pack would
         # scan it once per pack).
         self._by_pack.clear()
-        for blob_id, loc in self.repo.index.items():
+        for blob_id, loc in itertools.chain(self.repo.index.items(),
+                                            self.repo.fallback.index.items()):
             self._by_pack.setdefault(loc.pack, []).append(blob_id)
-        indexed = {self.repo.pack_ids[number] for number in self._by_pack}
-        r.packs = len(indexed)
-        for pack_id in sorted(indexed - set(on_disk)):
+        indexed = {self.repo.pack_ids[number] for number in self._by_pack} - set(recovered)
+        self._recovered_numbers = {self.repo.pack_number(p) for p in recovered}
+        r.packs = len(indexed) + len(recovered)
+        for pack_id in sorted(indexed - on_disk):
             r.errors.append(f"pack {pack_id.hex()[:16]} is in the index but missing")
             # its blobs are lost: the snapshot walk below names who needed them
             r.damaged_blobs.update(self._ids_in(pack_id))
-        unindexed = set(on_disk) - indexed
-        if unindexed:
-            r.warnings.append(f"{len(unindexed)} pack(s) are not indexed (left by an interrupted "
-                              "backup or a deferred prune; 'repo prune' removes them)")
-        present = sorted(indexed & set(on_disk))
+        present = sorted((indexed | set(recovered)) & on_disk)
         with concurrent.futures.ThreadPoolExecutor(max_workers=3) as pool:
             work = self._read_pack if read_data else self._check_pack_header
             for i, _ in enumerate(pool.map(work, present)):
                 if self._on_progress:
                     self._on_progress(i + 1, len(present))
         self._check_snapshots()
+        self._report_unindexed(len(recovered) + len(self.repo.fallback.unreadable))
         return r
 
     # -- index and packs ---------------------------------------------------------------------
 
     def _check_index(self) -> None:
-        try:
-            self.repo.load_index()
-        except errors.IntegrityError as exc:
-            self.report.errors.append(f"index: {exc}")
-            self._load_index_tolerant()
+        self.repo.load_index()
+        for name, why in self.repo.damaged_index_files.items():
+            self.report.errors.append(f"index file {name} is damaged ({why}); {_REPAIR}")
 
-    def _load_index_tolerant(self) -> None:
-        """Load every index file that can be read, reporting the others."""
-        for info in self.repo.backend.list(fmt.INDEX_PREFIX):
-            try:
-                plain = self.repo.load_file_object(info.name, fmt.ObjectType.INDEX)
-                content = indexfile.decode_index(plain)
-            except errors.IntegrityError as exc:
-                self.report.errors.append(f"{info.name}: {exc}")
-                continue
-            for pack_id, entries in content.packs.items():
-                self.repo.add_pack_to_index(pack_id, entries)
+    def _report_unindexed(self, unindexed: int) -> None:
+        """Say what unindexed packs are, and never advise deleting data a snapshot needs."""
+        r = self.report
+        needed = len(self._needs_reindex)
+        if needed:
+            r.errors.append(f"{needed} pack(s) hold data that snapshots need, but no index file "
+                            f"names them (an index file was lost or damaged); {_REPAIR}")
+        rest = unindexed - needed
+        if rest and self.repo.damaged_index_files:
+            r.warnings.append(f"{rest} further pack(s) are not indexed; {_REPAIR}")
+        elif rest:
+            r.warnings.append(f"{rest} pack(s) are not indexed and no snapshot needs them (left "
+                              "by an interrupted backup or a deferred prune; the next backup "
+                              "reuses them, 'repo prune' removes them once they are older than "
+                              "its safety margin)")
 
     def _check_pack_header(self, pack_id: bytes) -> None:
         try:
@@ -130,7 +137,7 @@ class Checker:
         damaged = []
         count = 0
         for blob_id in self._ids_in(pack_id):
-            loc = self.repo.index.get(blob_id)
+            loc = self.repo.locate(blob_id)
             if loc is None or loc.pack != number:
                 continue  # a duplicate indexed in another pack; that copy is checked there
             count += 1
@@ -172,7 +179,12 @@ class Checker:
                                 f"for {len(bad_paths)} path(s), e.g. {bad_paths[0]}")
 
     def _bad_blob(self, blob_id: bytes) -> bool:
-        return blob_id in self.report.damaged_blobs or blob_id not in self.repo.index
+        if blob_id in self.report.damaged_blobs:
+            return True
+        loc = self.repo.locate(blob_id)
+        if loc is not None and loc.pack in self._recovered_numbers:
+            self._needs_reindex.add(loc.pack)
+        return loc is None
 
     def _walk_snapshot(self, ids: list[bytes] | tuple[bytes, ...], prefix: str,
                        bad: list[str]) -> None:

@@ -21,6 +21,8 @@ SNAPSHOTS_PREFIX = "snapshots/"
 LOCKS_PREFIX = "locks/"
 MAINTENANCE_LEASE = "locks/maintenance"
 WRITER_MARKER_PREFIX = "locks/writer-"
+#: Records of blobs seen damaged (format doc §6.1); programs that predate them never list it.
+DAMAGED_PREFIX = "damaged/"
 
 ID_SIZE = 32
 ZERO_ID = bytes(ID_SIZE)
@@ -54,6 +56,7 @@ class ObjectType(enum.IntEnum):
     PACK_HEADER = 0x10
     INDEX = 0x11
     SNAPSHOT = 0x12
+    DAMAGE_RECORD = 0x13
 
 
 BLOB_TYPES = (ObjectType.DATA, ObjectType.TREE)
@@ -66,6 +69,7 @@ ENVELOPE_OVERHEAD = ENVELOPE_HEADER_SIZE + TAG_SIZE
 
 PACK_HEADER_MAGIC = b"APK1"
 INDEX_MAGIC = b"AIX1"
+DAMAGE_RECORD_MAGIC = b"ADM1"
 #: Pack header / index entry: type u8, id 32 bytes, offset u32, length u32, raw length u32.
 ENTRY_FORMAT = "<B32sIII"
 ENTRY_SIZE = 45

@@ -34,6 +34,9 @@ class PruneReport:
     blobs_repacked: int = 0
     bytes_freed: int = 0
     index_files_replaced: int = 0
+    #: packs no index file named (a killed backup, a lost or damaged index file), planned from
+    #: their headers
+    packs_recovered: int = 0
     deferred: bool = False
     messages: list[str] = field(default_factory=list)
     #: Unused data this prune left alone because its packs are younger than the safety margin
@@ -82,27 +85,18 @@ class Pruner:
         r = self.report
         now = time.time()
         contents = self.repo.read_index_files()
-        superseded = {s for c in contents.values() for s in c.supersedes}
-        old_index_ids = sorted(contents)
         self.repo.load_index()
+        # Damaged index files are replaced too: the packs they named are found by their
+        # headers below and named by the new index, so nothing they described is lost.
+        old_index_ids = sorted(contents) + [bytes.fromhex(n.rsplit("/", 1)[-1])
+                                            for n in self.repo.damaged_index_files]
         on_disk: dict[bytes, base.ObjectInfo] = {}
         for info in self.repo.backend.list(fmt.DATA_PREFIX):
             leaf = info.name.rsplit("/", 1)[-1]
             if not leaf.startswith("."):
                 on_disk[bytes.fromhex(leaf)] = info
-        packs: dict[bytes, _PackInfo] = {}
-        missing = 0
-        for index_id, content in contents.items():
-            if index_id in superseded:
-                continue
-            for pack_id, entries in content.packs.items():
-                found = on_disk.get(pack_id)
-                if found is None:
-                    missing += 1
-                    r.messages.append(f"indexed pack {pack_id.hex()[:16]} is missing; dropped "
-                                      "from the index ('repo check' lists affected snapshots)")
-                    continue
-                packs[pack_id] = _PackInfo(pack_id, entries, found.size, found.mtime)
+        packs, missing = self._indexed_packs(contents, on_disk)
+        recovered = self._recovered_packs(packs, on_disk, now)
         r.packs_before = len(packs)
         snapshot_ids = set(self.repo.snapshot_ids())
         used = self._used_blobs(snapshot_ids)
@@ -116,7 +110,7 @@ class Pruner:
         r.bytes_freed = sum(p.size for p in dropped) - sum(e.length for _, e in to_copy.values())
         if self.dry_run:
             return r
-        if not dropped and not missing:
+        if not (dropped or missing or recovered or self.repo.damaged_index_files):
             self._sweep(now, used, {p for c in contents.values() for p in c.packs})
             return r
 
@@ -138,7 +132,9 @@ class Pruner:
         except BaseException:
             writer.abort()
             raise
-        # 2. one index for everything kept, superseding every index file read
+        # 2. one index for everything kept, superseding every index file read; the packs found
+        # by their headers were maybe never synced by the process that wrote them
+        self.repo.backend.sync([self.repo.pack_name(p) for p in recovered if p in keep])
         keep_content = indexfile.IndexContent(
             supersedes=tuple(old_index_ids), packs={p.pack_id: p.entries for p in keep.values()})
         self.repo.save_file_object(fmt.INDEX_PREFIX, fmt.ObjectType.INDEX,
@@ -156,6 +152,51 @@ class Pruner:
         return r
 
     # -- helpers ---------------------------------------------------------------------------------
+
+    def _indexed_packs(self, contents: dict[bytes, indexfile.IndexContent],
+                       on_disk: dict[bytes, base.ObjectInfo],
+                       ) -> tuple[dict[bytes, _PackInfo], int]:
+        """The packs the index names (without locations recorded damaged), and how many of
+        them are missing."""
+        superseded = {s for c in contents.values() for s in c.supersedes}
+        packs: dict[bytes, _PackInfo] = {}
+        missing = 0
+        for index_id, content in contents.items():
+            if index_id in superseded:
+                continue
+            for pack_id, entries in content.packs.items():
+                found = on_disk.get(pack_id)
+                if found is None:
+                    missing += 1
+                    self.report.messages.append(
+                        f"indexed pack {pack_id.hex()[:16]} is missing; dropped from the index "
+                        "('repo check' lists affected snapshots)")
+                    continue
+                packs[pack_id] = _PackInfo(pack_id, self.repo.usable_entries(pack_id, entries),
+                                           found.size, found.mtime)
+        return packs, missing
+
+    def _recovered_packs(self, packs: dict[bytes, _PackInfo],
+                         on_disk: dict[bytes, base.ObjectInfo], now: float) -> set[bytes]:
+        """Add the packs no index file names, read by their headers, to ``packs``.
+
+        They are planned like indexed ones: kept (and named by the new index) when needed,
+        dropped otherwise. So a lost or damaged index file never makes prune delete
+        data a snapshot needs, and a killed backup's young packs become reusable.
+        """
+        # A young one may be a running backup's, which indexes it itself: left alone, unless an
+        # index file is damaged (then it may be one that file named).
+        found = {p: e for p, e in self.repo.fallback.scan().items()
+                 if p not in packs and p in on_disk and (
+                     self.repo.damaged_index_files or now - on_disk[p].mtime >= self.margin_s)}
+        for pack_id, entries in found.items():
+            info = on_disk[pack_id]
+            packs[pack_id] = _PackInfo(pack_id, entries, info.size, info.mtime)
+        if found:
+            self.report.packs_recovered = len(found)
+            self.report.messages.append(f"{len(found)} pack(s) that no index file named were "
+                                        "found by their headers")
+        return set(found)
 
     def _plan(
         self, packs: dict[bytes, _PackInfo], used: set[bytes], now: float,
@@ -232,6 +273,8 @@ class Pruner:
     def _delete_dropped(self, index_time: float, dropped: list[_PackInfo],
                         snapshot_ids: set[str]) -> None:
         r = self.report
+        if not dropped:
+            return
         writers = self._older_writers(index_time)
         if writers:
             r.deferred = True

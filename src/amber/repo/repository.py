@@ -17,7 +17,7 @@ from typing import Any
 import blake3
 from pyfastcdc import FastCDC
 
-from amber.repo import crypto, indexfile, keyfile, memindex
+from amber.repo import crypto, damage, indexfile, keyfile, memindex
 from amber.repo import format as fmt
 from amber.repo import snapshot as snapshots
 from amber.storage import base
@@ -133,6 +133,13 @@ class Repository:
         #: Index files whose content is in ``self.index`` (after superseded ones were dropped).
         self.loaded_index_ids: set[bytes] = set()
         self._local = threading.local()
+        #: Index files that could not be read (name -> why): skipped, their packs found by
+        #: header through ``fallback``.
+        self.damaged_index_files: dict[str, str] = {}
+        #: (blob id, pack id) recorded as damaged, left out of the index, and the record names.
+        self.damaged_locations: set[tuple[bytes, bytes]] = set()
+        self.damage_records: list[str] = []
+        self.fallback = damage.HeaderFallback(self, set())
         #: Where damage that a command can work around is reported (the CLI prints it on
         #: stderr); every distinct message once, and kept in ``warnings`` for JSON reports.
         self.on_warning: Callable[[str], None] = lambda _message: None
@@ -263,18 +270,24 @@ class Repository:
     # -- index --------------------------------------------------------------------------
 
     def read_index_files(self) -> dict[bytes, indexfile.IndexContent]:
-        """Every index file, decoded, in parallel (a large repository has many).
+        """Every readable index file, decoded, in parallel (a large repository has many).
 
         An index file that vanishes between listing and reading was superseded by a prune that
-        has written its replacement already, so the listing is simply taken again.
+        has written its replacement already, so the listing is simply taken again. A damaged
+        one is skipped with a warning and remembered in ``damaged_index_files``: the packs it
+        named describe themselves, so ``locate`` finds their blobs from the pack headers, and
+        one flipped bit in a 4 KB file does not stop every command.
         """
 
-        def load(name: str) -> tuple[bytes, indexfile.IndexContent] | None:
+        def load(name: str) -> tuple[bytes, indexfile.IndexContent | str] | None:
+            index_id = bytes.fromhex(name.rsplit("/", 1)[-1])
             try:
                 plain = self.load_file_object(name, fmt.ObjectType.INDEX)
+                return index_id, indexfile.decode_index(plain)
             except FileNotFoundError:
                 return None
-            return bytes.fromhex(name.rsplit("/", 1)[-1]), indexfile.decode_index(plain)
+            except errors.IntegrityError as exc:
+                return index_id, str(exc)
 
         for _attempt in range(10):
             names = [info.name for info in self.backend.list(fmt.INDEX_PREFIX)
@@ -282,22 +295,51 @@ class Repository:
             with concurrent.futures.ThreadPoolExecutor(max_workers=4) as pool:
                 loaded = list(pool.map(load, names))
             if all(item is not None for item in loaded):
-                return dict(item for item in loaded if item is not None)
+                return self._skip_damaged_index_files(dict(i for i in loaded if i is not None))
         raise errors.LockedError("the index keeps changing under this process (a prune is "
                                  "running); try again")
 
+    def _skip_damaged_index_files(
+        self, loaded: dict[bytes, indexfile.IndexContent | str],
+    ) -> dict[bytes, indexfile.IndexContent]:
+        contents = {i: c for i, c in loaded.items() if not isinstance(c, str)}
+        superseded = {s for c in contents.values() for s in c.supersedes}
+        self.damaged_index_files = {}
+        for index_id, why in loaded.items():
+            if isinstance(why, str) and index_id not in superseded:
+                name = fmt.INDEX_PREFIX + index_id.hex()
+                self.damaged_index_files[name] = why
+                self.warn(f"index file {name} is damaged ({why}); skipped, its packs are read "
+                          "from their own headers: 'amber repo repair index' rebuilds the index")
+        return contents
+
     def load_index(self) -> None:
-        """Fill the in-memory index from every index file not superseded by another."""
+        """Fill the in-memory index from every index file not superseded by another.
+
+        Locations recorded as damaged (``note_damaged``) are left out, so a backup stores those
+        blobs anew instead of deduplicating against bytes that cannot be read back.
+        """
         contents = self.read_index_files()
         superseded = {s for c in contents.values() for s in c.supersedes}
+        self.damaged_locations, self.damage_records = damage.load_records(self)
         index = memindex.BlobIndex()
+        named: set[bytes] = set()
         for index_id, content in contents.items():
             if index_id in superseded:
                 continue
             for pack_id, entries in content.packs.items():
                 self.add_pack_to_index(pack_id, entries, index)
+                named.add(pack_id)
         self.index = index
         self.loaded_index_ids = set(contents) - superseded
+        self.fallback = damage.HeaderFallback(self, named)
+
+    def usable_entries(self, pack_id: bytes,
+                       entries: list[indexfile.PackEntry]) -> list[indexfile.PackEntry]:
+        """``entries`` of a pack without the locations recorded as damaged."""
+        if not self.damaged_locations:
+            return entries
+        return [e for e in entries if (e.blob_id, pack_id) not in self.damaged_locations]
 
     def add_pack_to_index(
         self,
@@ -307,7 +349,7 @@ class Repository:
     ) -> None:
         number = self.pack_number(pack_id)
         target = self.index if index is None else index
-        for e in entries:
+        for e in self.usable_entries(pack_id, entries):
             target.add(e.blob_id, memindex.Location(number, e.offset, e.length, e.raw_length,
                                                     int(e.blob_type)))
 
@@ -330,8 +372,20 @@ class Repository:
             raise errors.IntegrityError(f"blob {blob_id.hex()[:16]} does not match its id")
         return plain
 
-    def read_blob(self, blob_id: bytes) -> bytes:
+    def locate(self, blob_id: bytes) -> memindex.Location | None:
+        """Where a blob is: the index, else a pack no index file names (read by its header).
+
+        Only a miss costs anything: the first one lists the packs and reads the headers of the
+        packs no loaded index file names (once per loaded index), so a lost or damaged index
+        file costs nothing but time. A healthy repository never misses on a read.
+        """
         loc = self.index.get(blob_id)
+        if loc is None:
+            loc = self.fallback.locate(blob_id)
+        return loc
+
+    def read_blob(self, blob_id: bytes) -> bytes:
+        loc = self.locate(blob_id)
         if loc is None:
             raise errors.IntegrityError(f"blob {blob_id.hex()[:16]} is not in the index")
         name = self.pack_name(self.pack_ids[loc.pack])
@@ -343,6 +397,16 @@ class Repository:
             ) from None
         return self.open_blob(envelope, blob_id, loc)
 
+    def note_damaged(self, blob_id: bytes, loc: memindex.Location) -> None:
+        """Record that the blob at ``loc`` failed authentication (format doc §6.1).
+
+        From the next index load on, that location is left out: the next backup of the files
+        holding the blob stores it anew, and since ids are content addresses, every snapshot
+        that needs it is whole again. Best effort: a repository we cannot write to stays as it
+        is (the damage is still reported by whoever found it).
+        """
+        damage.write_record(self, blob_id, self.pack_ids[loc.pack])
+
     def read_pack_header(self, pack_id: bytes) -> list[indexfile.PackEntry]:
         """Decode the self-description at the end of a pack (format doc §5)."""
         name = self.pack_name(pack_id)
@@ -351,6 +415,9 @@ class Repository:
         if header_len + 4 > size:
             raise errors.IntegrityError(f"pack {pack_id.hex()[:16]} has a bad header length")
         envelope = self.backend.read_range(name, size - 4 - header_len, header_len)
+        return self.decode_pack_header(envelope)
+
+    def decode_pack_header(self, envelope: bytes | memoryview) -> list[indexfile.PackEntry]:
         plain = self.codec().open(envelope, obj_type=fmt.ObjectType.PACK_HEADER)
         return indexfile.decode_pack_header(plain)
 
