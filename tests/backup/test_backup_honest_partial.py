@@ -90,6 +90,11 @@ def test_a_partial_backup_never_displaces_the_complete_one(
     assert shown["partial"] is True
     assert any(f"secrets/{NS}" == m for m in shown["missing"]["lists"]), shown["missing"]
     assert "(partial)" in repo("backup", "list").stdout.splitlines()[-1]
+    # 'latest' restores the newest complete backup, and says why it is not the newest one
+    dry = repo("--kubeconfig", str(cluster_kubeconfig), "-o", "json", "restore", "latest",
+               "--dry-run")
+    assert dry.json()["backup"] == first["id"]
+    assert f"the newest backup {partial['short_id']} is partial" in dry.stderr, dry.stderr
 
     # keep-last 1: the complete backup keeps its slot, the newer partial one is kept as well
     lines = _forget(repo, "--dry-run")

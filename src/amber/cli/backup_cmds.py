@@ -141,7 +141,8 @@ def _manifest(repo: repository.Repository, snap: snapshots.Snapshot) -> dict[str
 def list_cmd(ctx: context.Context, app: str | None, namespaces: tuple[str, ...],
              tags: tuple[str, ...]) -> None:
     """Resource backups in the repository, oldest first; the filters are those with which
-    'latest' narrows (restore latest --app APP uses the last backup listed by --app APP)."""
+    'latest' narrows (restore latest --app APP uses the last complete backup listed by
+    --app APP; a partial one only when none is complete)."""
     repo = ctx.open_repo()
     which = source.BackupFilter(app, split_values(namespaces), split_values(tags))
     found = source.backups(repo, which)

@@ -109,14 +109,15 @@ def backups(repo: repository.Repository,
 
 def resolve(repo: repository.Repository, ref: str,
             which: BackupFilter | None = None) -> snapshots.Snapshot:
-    """The resource backup ``ref`` names: ``latest`` is the newest one matching ``which``; an id
-    (prefix) is taken as given (the selection then applies to what it holds). A file snapshot
-    is a usage error: it holds no Kubernetes objects."""
+    """The resource backup ``ref`` names: ``latest`` is the newest complete one matching
+    ``which`` (the newest partial one only when none is complete); an id (prefix) is taken as
+    given (the selection then applies to what it holds). A file snapshot is a usage error: it
+    holds no Kubernetes objects."""
     which = which or BackupFilter()
     if ref == "latest":
         found = backups(repo, which)
         if found:
-            return found[-1]
+            return _newest_complete(repo, found)
         if which:
             raise errors.NotFoundError(f"no resource backup {which.describe()} (see `amber "
                                        "backup list`, which takes the same filters)")
@@ -130,6 +131,26 @@ def resolve(repo: repository.Repository, ref: str,
         raise errors.UsageError(f"snapshot {snap.short_id} is a file snapshot, not a resource "
                                 "backup; see `amber snapshot`")
     return snap
+
+
+def _newest_complete(repo: repository.Repository,
+                     found: list[snapshots.Snapshot]) -> snapshots.Snapshot:
+    """A disaster recovery wants everything: a partial backup taken while RBAC was broken or the
+    server failed must not become what ``latest`` restores when a complete one exists. Either way
+    the user is told, since a newer partial backup may hold changes they need."""
+    newest = found[-1]
+    complete = [s for s in found if not s.partial]
+    if not newest.partial:
+        return newest
+    if complete:
+        chosen = complete[-1]
+        repo.warn(f"the newest backup {newest.short_id} is partial ({len(newest.errors)} "
+                  f"error(s)); 'latest' is the newest complete backup {chosen.short_id} (give "
+                  f"{newest.short_id} to restore the partial one)")
+        return chosen
+    repo.warn(f"'latest' is backup {newest.short_id}, which is partial ({len(newest.errors)} "
+              "error(s); see 'amber backup show'): no complete backup matches")
+    return newest
 
 
 @dataclass(frozen=True)
