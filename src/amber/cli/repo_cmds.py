@@ -132,6 +132,7 @@ def check(ctx: context.Context, read_data: bool) -> None:
         "ok": report.ok, "errors": report.errors, "warnings": report.warnings,
         "damaged_blobs": sorted(b.hex() for b in report.damaged_blobs),
         "damaged_snapshots": report.damaged_snapshots, "snapshots": report.snapshots,
+        "healed_snapshots": report.healed_snapshots,
         "packs": report.packs, "blobs": report.blobs, "bytes_read": report.bytes_read,
     })
     if not ctx.json:
@@ -142,6 +143,9 @@ def check(ctx: context.Context, read_data: bool) -> None:
         for sid, paths in report.damaged_snapshots.items():
             print(f"snapshot {sid[:8]} cannot fully restore: {', '.join(paths[:10])}"
                   + (f" and {len(paths) - 10} more" if len(paths) > 10 else ""))
+        for sid in report.healed_snapshots:
+            print(f"snapshot {sid[:8]} is whole again: data it needs was found damaged, and a "
+                  "later backup stored a good copy")
         what = "all data read and verified" if read_data else "structure verified"
         if report.ok:
             print(f"no errors: {report.snapshots} snapshots, {report.packs} packs, "

@@ -457,6 +457,6 @@ def repair_after_concurrent_prune(repo: repository.Repository, snap: snapshots.S
         return
     packs = {}
     for pack_id in missing_packs:
-        packs[pack_id] = repo.read_pack_header(pack_id)
+        packs[pack_id] = repo.usable_entries(pack_id, repo.read_pack_header(pack_id))
     repo.save_file_object(fmt.INDEX_PREFIX, fmt.ObjectType.INDEX,
                           indexfile.encode_index(indexfile.IndexContent((), packs)))

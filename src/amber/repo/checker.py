@@ -28,6 +28,8 @@ class CheckReport:
     damaged_blobs: set[bytes] = field(default_factory=set)
     #: snapshot id -> paths inside it that need a damaged or missing blob
     damaged_snapshots: dict[str, list[str]] = field(default_factory=dict)
+    #: snapshots that need data once found damaged, of which a good copy has been stored since
+    healed_snapshots: list[str] = field(default_factory=list)
     snapshots: int = 0
     packs: int = 0
     blobs: int = 0
@@ -50,6 +52,12 @@ class Checker:
         #: pack numbers of packs no index file names, and those of them snapshots need
         self._recovered_numbers: set[int] = set()
         self._needs_reindex: set[int] = set()
+        #: blobs recorded damaged of which a good copy exists now; the root (tree ids joined) of
+        #: the snapshot being walked, subtrees that use such a blob, and the roots that do
+        self._healed_blobs: set[bytes] = set()
+        self._root = b""
+        self._healed_keys: set[bytes] = set()
+        self._healed_roots: set[bytes] = set()
 
     def run(self, *, read_data: bool = False) -> CheckReport:
         with locks.reading(self.repo.backend):
@@ -81,7 +89,10 @@ class Checker:
             for i, _ in enumerate(pool.map(work, present)):
                 if self._on_progress:
                     self._on_progress(i + 1, len(present))
+        self._healed_blobs = {b for b, _p in self.repo.damaged_locations
+                              if self.repo.locate(b) is not None}
         self._check_snapshots()
+        self._report_damage_records()
         self._report_unindexed(len(recovered) + len(self.repo.fallback.unreadable))
         return r
 
@@ -91,6 +102,28 @@ class Checker:
         self.repo.load_index()
         for name, why in self.repo.damaged_index_files.items():
             self.report.errors.append(f"index file {name} is damaged ({why}); {_REPAIR}")
+
+    def _report_damage_records(self) -> None:
+        """Blobs an earlier check or restore found damaged: still lost, or healed by a backup
+        that stored them anew (ids are content addresses, so every snapshot that needs one is
+        whole again)."""
+        r = self.report
+        if not self.repo.damaged_locations:
+            return
+        for blob_id, pack_id in sorted(self.repo.damaged_locations):
+            if blob_id not in self._healed_blobs:
+                r.damaged_blobs.add(blob_id)
+                r.errors.append(
+                    f"blob {blob_id.hex()[:16]} in pack {pack_id.hex()[:16]} failed "
+                    "authentication when it was last read and is left out of the index; the "
+                    "next backup of the files that hold it stores it anew, which heals every "
+                    "snapshot that needs it")
+        if self._healed_roots:
+            by_root: dict[bytes, list[str]] = {}
+            for snap in self.repo.list_snapshots():
+                by_root.setdefault(b"".join(snap.tree), []).append(snap.id)
+            r.healed_snapshots = sorted(i for root in self._healed_roots
+                                        for i in by_root.get(root, []))
 
     def _report_unindexed(self, unindexed: int) -> None:
         """Say what unindexed packs are, and never advise deleting data a snapshot needs."""
@@ -130,8 +163,7 @@ class Checker:
             return
         with self._lock:
             self.report.bytes_read += len(data)
-        if repository.object_id(data) != pack_id:
-            self._pack_error(pack_id, "content does not match its name (damaged)")
+        whole = repository.object_id(data) == pack_id
         view = memoryview(data)
         number = self.repo.pack_number(pack_id)
         damaged = []
@@ -145,12 +177,25 @@ class Checker:
                 self.repo.open_blob(view[loc.offset : loc.offset + loc.length], blob_id, loc)
             except errors.IntegrityError:
                 damaged.append(blob_id)
+                # so that the next backup stores it anew instead of deduplicating against it
+                self.repo.note_damaged(blob_id, loc)
         with self._lock:
             self.report.blobs += count
             self.report.damaged_blobs.update(damaged)
             for blob_id in damaged:
                 self.report.errors.append(
                     f"blob {blob_id.hex()[:16]} in pack {pack_id.hex()[:16]} is damaged")
+        if whole:
+            return
+        if not damaged and any(p == pack_id for _b, p in self.repo.damaged_locations):
+            # The damage lies in blobs already left out of the index (recorded earlier).
+            with self._lock:
+                self.report.warnings.append(
+                    f"pack {pack_id.hex()[:16]} is damaged, in blobs already left out of the "
+                    "index; everything else in it verified good ('amber repo prune' rewrites "
+                    "it without them)")
+        else:
+            self._pack_error(pack_id, "content does not match its name (damaged)")
 
     def _ids_in(self, pack_id: bytes) -> list[bytes]:
         return self._by_pack.get(self.repo.pack_number(pack_id), [])
@@ -189,8 +234,12 @@ class Checker:
     def _walk_snapshot(self, ids: list[bytes] | tuple[bytes, ...], prefix: str,
                        bad: list[str]) -> None:
         key = b"".join(ids)
-        if key in self._clean:
-            return  # shared by an earlier snapshot and already found whole
+        if not prefix:
+            self._root = key
+        if key in self._clean:  # shared by an earlier snapshot and already found whole
+            if key in self._healed_keys:
+                self._healed_roots.add(self._root)
+            return
         if any(self._bad_blob(i) for i in ids):
             bad.append(prefix or "/")
             return
@@ -200,11 +249,20 @@ class Checker:
             bad.append(prefix or "/")
             return
         before = len(bad)
+        healed = self._uses_healed(ids)
         for node in nodes:
             path = f"{prefix}/{node.name}"
             if node.meta.type is fsmeta.NodeType.DIR:
                 self._walk_snapshot(node.subtree, path, bad)
+                healed = healed or b"".join(node.subtree) in self._healed_keys
             elif any(self._bad_blob(b) for b in node.content):
                 bad.append(path)
+            healed = healed or self._uses_healed(node.content)
+        if healed:
+            self._healed_keys.add(key)
+            self._healed_roots.add(self._root)
         if len(bad) == before:
             self._clean.add(key)
+
+    def _uses_healed(self, ids: list[bytes] | tuple[bytes, ...]) -> bool:
+        return bool(self._healed_blobs) and any(i in self._healed_blobs for i in ids)

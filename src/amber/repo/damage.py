@@ -122,25 +122,28 @@ def write_record(repo: repository.Repository, blob_id: bytes, pack_id: bytes) ->
     return True
 
 
-def load_records(repo: repository.Repository) -> tuple[set[tuple[bytes, bytes]], list[str]]:
-    """Every recorded damaged (blob id, pack id), and the names of all record objects.
+Location = tuple[bytes, bytes]
+"""(blob id, pack id): one stored copy of a blob."""
+
+
+def load_records(repo: repository.Repository) -> dict[str, Location | None]:
+    """Every record object: name -> the (blob id, pack id) it records (None if unreadable).
 
     An unreadable record is ignored (with a warning): it can only make a blob look intact that
     is not, and ``repo check --read-data`` finds that blob again.
     """
-    locations: set[tuple[bytes, bytes]] = set()
-    names: list[str] = []
+    records: dict[str, Location | None] = {}
     for info in repo.backend.list(fmt.DAMAGED_PREFIX):
         leaf = info.name.rsplit("/", 1)[-1]
         if leaf.startswith("."):
             continue
-        names.append(info.name)
+        records[info.name] = None
         try:
             plain = repo.codec().open(repo.backend.read(info.name),
                                       obj_type=fmt.ObjectType.DAMAGE_RECORD,
                                       obj_id=bytes.fromhex(leaf))
         except FileNotFoundError:
-            names.pop()  # removed by a prune meanwhile
+            del records[info.name]  # removed by a prune meanwhile
             continue
         except (errors.IntegrityError, ValueError) as exc:
             repo.warn(f"damage record {info.name} is unreadable ({exc}); ignored")
@@ -149,5 +152,5 @@ def load_records(repo: repository.Repository) -> tuple[set[tuple[bytes, bytes]],
             repo.warn(f"damage record {info.name} is malformed; ignored")
             continue
         magic = len(fmt.DAMAGE_RECORD_MAGIC)
-        locations.add((plain[magic : magic + fmt.ID_SIZE], plain[magic + fmt.ID_SIZE :]))
-    return locations, names
+        records[info.name] = (plain[magic : magic + fmt.ID_SIZE], plain[magic + fmt.ID_SIZE :])
+    return records

@@ -37,6 +37,8 @@ class PruneReport:
     #: packs no index file named (a killed backup, a lost or damaged index file), planned from
     #: their headers
     packs_recovered: int = 0
+    #: records of damaged blobs dropped with the index entries they stood for
+    damage_records_removed: int = 0
     deferred: bool = False
     messages: list[str] = field(default_factory=list)
     #: Unused data this prune left alone because its packs are younger than the safety margin
@@ -80,6 +82,8 @@ class Pruner:
         self.dry_run = dry_run
         self.report = PruneReport()
         self._log = log or (lambda _msg: None)
+        #: packs holding a blob recorded damaged: never kept as they are (§6.1)
+        self._damaged_packs: set[bytes] = set()
 
     def run(self) -> PruneReport:
         r = self.report
@@ -95,6 +99,7 @@ class Pruner:
             leaf = info.name.rsplit("/", 1)[-1]
             if not leaf.startswith("."):
                 on_disk[bytes.fromhex(leaf)] = info
+        self._damaged_packs = {pack for _blob, pack in self.repo.damaged_locations}
         packs, missing = self._indexed_packs(contents, on_disk)
         recovered = self._recovered_packs(packs, on_disk, now)
         r.packs_before = len(packs)
@@ -110,7 +115,11 @@ class Pruner:
         r.bytes_freed = sum(p.size for p in dropped) - sum(e.length for _, e in to_copy.values())
         if self.dry_run:
             return r
-        if not (dropped or missing or recovered or self.repo.damaged_index_files):
+        # Blobs recorded damaged are out of the plan already, and their packs are repacked (or
+        # dropped) like partly unused ones: once such a pack is gone, so is its record.
+        records = [name for name, loc in self.repo.damage_records.items()
+                   if loc is None or loc[1] not in keep]
+        if not (dropped or missing or recovered or records or self.repo.damaged_index_files):
             self._sweep(now, used, {p for c in contents.values() for p in c.packs})
             return r
 
@@ -126,7 +135,15 @@ class Pruner:
                                         e.raw_length, int(e.blob_type))
                 env = self.repo.backend.read_range(self.repo.pack_name(p.pack_id), e.offset,
                                                    e.length)
-                plain = self.repo.open_blob(env, blob_id, loc)
+                try:
+                    plain = self.repo.open_blob(env, blob_id, loc)
+                except errors.IntegrityError:
+                    # Unreadable anyway: left out of the new index (a snapshot that needs it
+                    # was damaged already), and recorded so no backup deduplicates against it.
+                    self.repo.note_damaged(blob_id, loc)
+                    r.messages.append(f"blob {blob_id.hex()[:16]} in pack "
+                                      f"{p.pack_id.hex()[:16]} is damaged; not copied")
+                    continue
                 writer.add(e.blob_type, blob_id, plain, codec)
             writer.flush()
         except BaseException:
@@ -143,6 +160,9 @@ class Pruner:
         for index_id in old_index_ids:
             self.repo.backend.delete(fmt.INDEX_PREFIX + index_id.hex())
         r.index_files_replaced = len(old_index_ids)
+        for name in records:
+            self.repo.backend.delete(name)
+        r.damage_records_removed = len(records)
         # Only from now on can no process read the old index: a backup that started before this
         # instant may have loaded it and deduplicated against the dropped packs.
         index_time = time.time()
@@ -223,7 +243,8 @@ class Pruner:
             total = sum(e.length for e in p.entries) or 1
             needed = sum(e.length for e in p.entries
                          if e.blob_id in used and e.blob_id not in owned)
-            if needed and (total - needed) / total <= self.max_unused:
+            damaged = p.pack_id in self._damaged_packs
+            if needed and not damaged and (total - needed) / total <= self.max_unused:
                 keep[p.pack_id] = p
                 owned.update(e.blob_id for e in p.entries)
             else:
@@ -330,6 +351,7 @@ class Pruner:
                     entries = self.repo.read_pack_header(pack_id)
                 except errors.IntegrityError:
                     entries = []
+                entries = self.repo.usable_entries(pack_id, entries)
                 if any(e.blob_id in used and e.blob_id not in self.repo.index for e in entries):
                     self._write_index({pack_id: entries})
                     continue

@@ -1,5 +1,7 @@
-"""``repo repair index``: rebuild the index from the packs, which describe themselves (§5).
+"""Putting packs back into the index: ``repo repair index``, and a backup adopting the packs a
+killed backup left unindexed. Both rely on packs describing themselves (§5).
 
+**Repair.**
 Every pack is read whole: its name must be the BLAKE3 of its bytes, its header must decrypt, and
 every blob in it must decrypt and match its id. What passes goes into one new index file that
 supersedes every index file there was (readable or not); only then are the old index files and
@@ -7,16 +9,25 @@ the damage records deleted. A kill at any point leaves a readable repository: be
 index file exists nothing has changed, after it the old files are superseded (or skipped, if
 damaged) whether or not they are gone yet. Nothing but index files and damage records is ever
 deleted; a pack that cannot be read stays where it is. The caller holds the maintenance lease.
+
+**Adoption** (``adopt_unindexed``, at the start of a backup): a backup killed before it indexed
+its packs leaves them unindexed. The next backup names them in an index file of its own, so it
+deduplicates against them instead of uploading everything again (§10, step 2).
 """
 
 from __future__ import annotations
 
 import concurrent.futures
+import json
+import os
+import socket
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from amber.repo import damage, indexfile, memindex, repository
 from amber.repo import format as fmt
+from amber.storage import base
 from amber.util import errors
 
 
@@ -83,14 +94,20 @@ def rebuild_index(repo: repository.Repository, *,
     repo.load_index()  # for the damage records; damaged index files are reported by it
     old_ids = [bytes.fromhex(i.name.rsplit("/", 1)[-1]) for i in repo.backend.list(fmt.INDEX_PREFIX)
                if not i.name.rsplit("/", 1)[-1].startswith(".")]
-    records = list(repo.damage_records)
     pack_ids = sorted(damage.pack_ids_on_disk(repo))
     packs: dict[bytes, list[indexfile.PackEntry]] = {}
+    found: set[damage.Location] = set()
     with concurrent.futures.ThreadPoolExecutor(max_workers=3) as pool:
         for i, v in enumerate(pool.map(lambda p: verify_pack(repo, p), pack_ids)):
             if on_progress:
                 on_progress(i + 1, len(pack_ids))
             _account(report, v, packs)
+            found.update((b, v.pack_id) for b in v.damaged)
+    # Damage stays recorded (so prune rewrites those packs without it); records of damage no
+    # longer there (the pack is gone) go once the new index is written.
+    for blob_id, pack_id in found:
+        damage.write_record(repo, blob_id, pack_id)
+    stale = [name for name, loc in repo.damage_records.items() if loc not in found]
     # Packs first durable, then the index naming them, then the old index files go.
     repo.backend.sync([repo.pack_name(p) for p in packs])
     content = indexfile.IndexContent(supersedes=tuple(old_ids), packs=packs)
@@ -99,9 +116,9 @@ def rebuild_index(repo: repository.Repository, *,
     for index_id in old_ids:
         repo.backend.delete(fmt.INDEX_PREFIX + index_id.hex())
     report.index_files_replaced = len(old_ids)
-    for name in records:
+    for name in stale:
         repo.backend.delete(name)
-    report.damage_records_removed = len(records)
+    report.damage_records_removed = len(stale)
     return report
 
 
@@ -117,3 +134,100 @@ def _account(report: RepairReport, v: _Verified,
         packs[v.pack_id] = v.entries
         report.packs += 1
         report.blobs += len(v.entries)
+
+
+# -- adoption --------------------------------------------------------------------------------------
+
+
+@dataclass
+class AdoptReport:
+    packs: int = 0
+    bytes: int = 0
+    #: why nothing was adopted although there may have been something to adopt
+    skipped: str | None = None
+
+
+def adopt_unindexed(repo: repository.Repository, own_marker: str) -> AdoptReport:
+    """Name the packs no index file names in a new index file, and add them to ``repo.index``.
+
+    Call it with the writer marker ``own_marker`` written and the index loaded. It looks only
+    when there is a reason to: a writer marker of a process that is gone (a killed backup), or a
+    damaged index file; a healthy repository pays one listing of ``locks/``. It adopts nothing
+    while a maintenance lease is held: a prune that started before our marker existed may be
+    deleting unindexed packs right now, while any later prune sees our marker and defers. Each
+    pack is read whole and must hash to its name (the header is authenticated as well), and is
+    made durable before the index file that names it.
+    """
+    report = AdoptReport()
+    if not (repo.damaged_index_files or _dead_writers(repo.backend, own_marker)):
+        return report
+    if _lease_held(repo.backend):
+        report.skipped = "a maintenance lease is held"
+        return report
+    found = repo.fallback.scan()
+    with concurrent.futures.ThreadPoolExecutor(max_workers=3) as pool:
+        whole = list(pool.map(lambda p: _pack_is_whole(repo, p), found))
+    packs = {p: entries for (p, entries), ok in zip(found.items(), whole, strict=True)
+             if ok and entries}
+    if not packs:
+        return report
+    repo.backend.sync([repo.pack_name(p) for p in packs])
+    content = indexfile.IndexContent(supersedes=(), packs=packs)
+    index_id = repo.save_file_object(fmt.INDEX_PREFIX, fmt.ObjectType.INDEX,
+                                     indexfile.encode_index(content))
+    repo.loaded_index_ids.add(index_id)
+    for pack_id, entries in packs.items():
+        repo.add_pack_to_index(pack_id, entries)
+    report.packs = len(packs)
+    report.bytes = sum(e.raw_length for entries in packs.values() for e in entries)
+    return report
+
+
+def _pack_is_whole(repo: repository.Repository, pack_id: bytes) -> bool:
+    try:
+        return repository.object_id(repo.backend.read(repo.pack_name(pack_id))) == pack_id
+    except OSError:
+        return False  # deleted meanwhile, or unreadable: not adopted
+
+
+def _dead_writers(backend: base.Backend, own_marker: str) -> bool:
+    """True if some writer marker belongs to a process that is gone: expired, unreadable, or
+    naming a pid on this host that no longer runs. (A marker from another host is judged by
+    its expiry alone.)"""
+    now = time.time()
+    host = socket.gethostname()
+    for info in backend.list(fmt.LOCKS_PREFIX):
+        if not info.name.startswith(fmt.WRITER_MARKER_PREFIX) or info.name == own_marker:
+            continue
+        try:
+            doc = json.loads(backend.read(info.name))
+            expires, pid, marker_host = float(doc["expires"]), int(doc["pid"]), doc.get("host")
+        except FileNotFoundError:
+            continue  # released meanwhile
+        except (ValueError, KeyError, TypeError):
+            return True  # half-written by a process that crashed
+        if expires < now or (marker_host == host and not _pid_runs(pid)):
+            return True
+    return False
+
+
+def _pid_runs(pid: int) -> bool:
+    if pid <= 0:
+        return True  # unknown: assume alive
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # someone else's process
+    return True
+
+
+def _lease_held(backend: base.Backend) -> bool:
+    try:
+        doc = json.loads(backend.read(fmt.MAINTENANCE_LEASE))
+        return float(doc["expires"]) > time.time()
+    except FileNotFoundError:
+        return False
+    except (ValueError, KeyError, TypeError):
+        return True  # unreadable: another process may be breaking or taking it; do not race

@@ -137,8 +137,8 @@ class Repository:
         #: header through ``fallback``.
         self.damaged_index_files: dict[str, str] = {}
         #: (blob id, pack id) recorded as damaged, left out of the index, and the record names.
-        self.damaged_locations: set[tuple[bytes, bytes]] = set()
-        self.damage_records: list[str] = []
+        self.damaged_locations: set[damage.Location] = set()
+        self.damage_records: dict[str, damage.Location | None] = {}
         self.fallback = damage.HeaderFallback(self, set())
         #: Where damage that a command can work around is reported (the CLI prints it on
         #: stderr); every distinct message once, and kept in ``warnings`` for JSON reports.
@@ -321,7 +321,8 @@ class Repository:
         """
         contents = self.read_index_files()
         superseded = {s for c in contents.values() for s in c.supersedes}
-        self.damaged_locations, self.damage_records = damage.load_records(self)
+        self.damage_records = damage.load_records(self)
+        self.damaged_locations = {loc for loc in self.damage_records.values() if loc}
         index = memindex.BlobIndex()
         named: set[bytes] = set()
         for index_id, content in contents.items():
