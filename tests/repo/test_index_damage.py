@@ -65,10 +65,11 @@ def test_damaged_index_file_stops_nothing_and_repair_rebuilds_it(
     assert not any("prune" in e for e in errors + report["warnings"]), report  # type: ignore[operator]
     assert report["damaged_snapshots"] == {}
 
+    present = len(index_files(repo))
     res = repo("-o", "json", "repo", "repair", "index")
     rebuilt = res.json()
     assert rebuilt["damaged_index_files"] == 1
-    assert rebuilt["index_files_replaced"] == 3
+    assert rebuilt["index_files_replaced"] == present
     assert rebuilt["packs"] == len(pack_files(repo))
     assert rebuilt["damaged_blobs"] == [] and rebuilt["unreadable_packs"] == {}
     assert not damaged.exists()

@@ -27,7 +27,7 @@ from typing import Any
 
 from amber import __version__
 from amber.repo import format as fmt
-from amber.repo import fsmeta, indexfile, locks, packer, repository, tree, walker
+from amber.repo import fsmeta, indexfile, locks, packer, repair, repository, tree, walker
 from amber.repo import snapshot as snapshots
 from amber.util import errors
 
@@ -121,6 +121,8 @@ class Archiver:
         self._writer: packer.BlobWriter | None = None
         self._batch = _Batch()
         self._pool: concurrent.futures.ThreadPoolExecutor | None = None
+        #: What ``run`` adopted from an interrupted backup before it started.
+        self.adopted = repair.AdoptReport()
 
     # -- public --------------------------------------------------------------------------
 
@@ -148,6 +150,8 @@ class Archiver:
         marker = locks.WriterMarker(self.repo.backend)
         try:
             self.repo.load_index()
+            # Packs a killed backup uploaded but never indexed: reuse them, do not upload again.
+            self.adopted = repair.adopt_unindexed(self.repo, marker.name)
             parent_snap = self._find_parent(abs_paths, host) if parent is True else (
                 parent or None)
             writer = packer.BlobWriter(self.repo)

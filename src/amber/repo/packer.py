@@ -3,8 +3,9 @@
 One ``BlobWriter`` serves a whole backup (or a prune repack). Worker threads call ``add``
 concurrently; sealing runs outside the lock (zstd and AEAD release the GIL), and full packs go
 through a bounded queue to one uploader thread, so memory stays flat however much data flows.
-The uploader writes an index file after every few packs, and only after those packs are durable,
-so a killed backup leaves reusable, indexed packs behind (format doc §10-11).
+The uploader writes an index file after the first pack and then after every few packs, and only
+after those packs are durable, so a killed backup leaves reusable, indexed packs behind (format doc
+§10-11); the next backup adopts whatever packs it had not indexed yet (``repair.adopt_unindexed``).
 """
 
 from __future__ import annotations
@@ -69,6 +70,7 @@ class BlobWriter:
         repo: repository.Repository,
         *,
         index_every: int = 4,
+        early_index: bool = True,
         pack_size: int = fmt.PACK_TARGET_SIZE,
         queue_size: int = 1,
         supersedes: tuple[bytes, ...] = (),
@@ -79,6 +81,8 @@ class BlobWriter:
         self._dedup = repo.index if dedup_index is None else dedup_index
         self.stats = WriterStats()
         self._index_every = index_every
+        #: Index the first pack at once: most killed backups die before their fourth pack.
+        self._early_index = early_index
         self._pack_size = pack_size
         self._supersedes = supersedes
         self._lock = threading.Lock()
@@ -189,6 +193,8 @@ class BlobWriter:
         with self._lock:
             packs = [p for p in self._open.values() if p.entries]
             self._open = {t: _OpenPack(t, bytearray()) for t in fmt.BLOB_TYPES}
+            # The last packs are indexed together below: a small backup writes one index file.
+            self._early_index = False
         for p in packs:
             self._put(p)
         self._put(_STOP)
@@ -257,7 +263,8 @@ class BlobWriter:
             # recycled buffer costs no zero-filling or page faults.
             if pack.blob_type is fmt.ObjectType.DATA and len(self._spare) < 4:
                 self._spare.append(pack.buffer)
-        if len(self._unindexed) >= self._index_every:
+        first = self._early_index and not self.stats.index_files_written
+        if first or len(self._unindexed) >= self._index_every:
             self._write_index()
 
     def _write_index(self) -> None:

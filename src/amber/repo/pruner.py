@@ -125,7 +125,7 @@ class Pruner:
 
         # 1. copy the blobs still needed out of packs that go away
         # Dedup against an empty index: the blobs to copy are in the live index at their old place.
-        writer = packer.BlobWriter(self.repo, index_every=1 << 30,
+        writer = packer.BlobWriter(self.repo, index_every=1 << 30, early_index=False,
                                    dedup_index=memindex.BlobIndex())
         try:
             codec = self.repo.codec()
