@@ -502,7 +502,12 @@ def full_restore(repo: Amber, tmpfs: Callable[[str, str], Path],
 
 def test_restore_into_a_full_disk(repo: Amber, full_restore: tuple[Result, Path]) -> None:
     res, _target = full_restore
-    assert_error(res, ExitCode.NO_SPACE, "no space")
+    # The files left out come first, one line each (issue 10, item 3); the error line last.
+    *listed, last = res.stderr.splitlines()
+    assert listed and all(line.startswith("not restored (no space): ") for line in listed), \
+        res.stderr
+    assert_error(dataclasses.replace(res, stderr=last), ExitCode.NO_SPACE, "no space",
+                 stdout_empty=False)
     assert_no_locks(repo.repo)
     assert_check_ok(repo)
 

@@ -113,8 +113,11 @@ def restore(ctx: context.Context, snapshot_id: str, target: str,
             includes: tuple[str, ...]) -> None:
     """Restore SNAPSHOT_ID ('latest' or an id prefix) below TARGET.
 
-    Paths are recreated under TARGET as they were (TARGET/<absolute path>). Files whose data is
-    damaged are left out and listed; the exit code is then 14.
+    Paths are recreated under TARGET as they were (TARGET/<absolute path>); an entry already
+    there is replaced only once its restored version is complete. Files whose data is damaged
+    and directories whose listing is damaged are left out and listed, everything else is
+    restored; the exit code is then 14. A full TARGET stops the restore with exit 15 and a list
+    of the files not restored (what TARGET held at their names is left as it was).
     """
     r = ctx.open_repo()
     snap = resolve(r, snapshot_id)
@@ -129,16 +132,36 @@ def restore(ctx: context.Context, snapshot_id: str, target: str,
         result = restorer.Restorer(r, progress=state).run(snap, target, includes=includes)
     ctx.emit({"snapshot": snap.id, "target": target, "files": result.files,
               "dirs": result.dirs, "bytes": result.bytes, "damaged": result.damaged,
-              "warnings": result.warnings},
+              "unreadable": [path for path, _why in result.unreadable],
+              "not_restored": result.not_restored, "warnings": result.warnings},
              f"restored {result.files} files, {result.dirs} directories, "
              f"{progress.human_bytes(result.bytes)} from snapshot {snap.short_id} to {target}")
+    _report_restore_problems(result)
+
+
+def _report_restore_problems(result: restorer.RestoreResult) -> None:
+    """One stderr line per thing left out, then the error that sets the exit code: a full
+    target (15) outranks damage (14), since the restore did not finish."""
     for w in result.warnings[:20]:
         print(f"warning: {w}", file=sys.stderr)
+    for path, why in result.unreadable:
+        print(f"unreadable, not restored: {path}/ ({why})", file=sys.stderr)
+    for path in result.damaged:
+        print(f"damaged, not restored: {path}", file=sys.stderr)
+    for path in result.not_restored:
+        print(f"not restored (no space): {path}", file=sys.stderr)
+    if result.no_space:
+        raise errors.NoSpaceError(result.no_space)
+    problems = []
     if result.damaged:
-        for path in result.damaged:
-            print(f"damaged, not restored: {path}", file=sys.stderr)
-        raise errors.IntegrityError(
-            f"{len(result.damaged)} file(s) could not be restored because their data is damaged")
+        problems.append(f"{len(result.damaged)} file(s) could not be restored because their "
+                        "data is damaged")
+    if result.unreadable:
+        n = len(result.unreadable)
+        problems.append(f"{n} director{'y' if n == 1 else 'ies'} could not be read (damaged); "
+                        f"nothing below {'it' if n == 1 else 'them'} was restored")
+    if problems:
+        raise errors.IntegrityError("; ".join(problems))
 
 
 def _mode_string(meta: fsmeta.FileMeta) -> str:

@@ -1,12 +1,18 @@
 """Restoring a snapshot (or part of it) into a directory.
 
-Files are laid out first (created and sized, so unwritten ranges stay holes and sparse files come
-back sparse), then the blobs they need are read pack by pack with coalesced range reads and
-written with ``pwrite`` by a pool of threads: each pack is read once however many files share its
-blobs. Metadata is applied last, directories deepest-first, so writes do not disturb restored times.
+Files are laid out first under temporary names next to their final ones (created and sized, so
+unwritten ranges stay holes and sparse files come back sparse), then the blobs they need are
+read pack by pack with coalesced range reads and written with ``pwrite`` by a pool of threads:
+each pack is read once however many files share its blobs. A file whose last blob is written
+gets its metadata and is renamed over its final name in one step, so what the target held before
+the restore is replaced only by a complete file, never truncated or removed first (decision
+0019). Directory metadata is applied last, deepest first, so writes do not disturb their times.
 
-A blob that fails authentication damages only the files that need it: those are removed and
-listed, everything else is restored, and the caller exits non-zero.
+A blob that fails authentication damages only the files that need it, and an unreadable tree
+blob only the directory it lists: those are listed and left out (whatever the target held at
+their names stays), everything else is restored, and the caller exits non-zero. A full target
+stops the restore; the temporaries of this run are removed and the result lists what was not
+restored.
 """
 
 from __future__ import annotations
@@ -17,6 +23,8 @@ import dataclasses
 import errno
 import fnmatch
 import os
+import re
+import secrets
 import shutil
 import stat
 import threading
@@ -31,6 +39,11 @@ from amber.util import errors
 MAX_READ = 32 * 1024 * 1024
 MAX_GAP = 1024 * 1024
 SPARSE_BLOCK = 64 * 1024
+#: Temporary names are ``.amber-restore-<run token>-<kind><number>``: fixed length (a long final
+#: name plus a suffix could exceed NAME_MAX), hidden, and unique to one run.
+TEMP_PREFIX = ".amber-restore-"
+_NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
+_GLOB_CHARS = re.compile(r"[*?\[]")
 
 #: pack number -> [(offset in pack, blob id, location, [(file number, offset in file)])]
 _Work = dict[int, list[tuple[int, bytes, memindex.Location, list[tuple[int, int]]]]]
@@ -50,6 +63,12 @@ class RestoreResult:
     dirs: int = 0
     bytes: int = 0
     damaged: list[str] = field(default_factory=list)
+    #: Directories whose listing (tree blob) cannot be read: (path, why). Nothing below them
+    #: was restored.
+    unreadable: list[tuple[str, str]] = field(default_factory=list)
+    #: Set when the target filled up: the one-line reason; ``not_restored`` lists what was left.
+    no_space: str = ""
+    not_restored: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
 
 
@@ -61,6 +80,10 @@ class _Plan:
     links: list[tuple[str, str, fsmeta.FileMeta]] = field(default_factory=list)
     #: (device, inode) -> first restored path, for hard links anywhere in the snapshot
     hard: dict[tuple[int, int], str] = field(default_factory=dict)
+    unreadable: list[tuple[str, str]] = field(default_factory=list)
+
+    def empty(self) -> bool:
+        return not (self.files or self.specials or self.links or self.dirs)
 
 
 class _Matcher:
@@ -68,9 +91,18 @@ class _Matcher:
 
     def __init__(self, patterns: Sequence[str]) -> None:
         self.patterns = ["/" + p.strip("/") if not p.startswith("*") else p for p in patterns]
+        #: What every match starts with: the pattern up to its first wildcard.
+        self.prefixes = [_GLOB_CHARS.split(p, maxsplit=1)[0] for p in self.patterns]
 
     def matches(self, path: str) -> bool:
         return any(fnmatch.fnmatchcase(path, p) for p in self.patterns)
+
+    def may_match_below(self, path: str) -> bool:
+        """Whether anything below directory ``path`` can match: if not, its tree is not read,
+        which saves the reads and keeps damage elsewhere from failing a restore of intact
+        directories. Conservative: a pattern that starts with a wildcard may match anywhere."""
+        below = path + "/"
+        return any(p.startswith(below) or below.startswith(p) for p in self.prefixes)
 
 
 class Restorer:
@@ -81,6 +113,15 @@ class Restorer:
         self.progress = progress or RestoreProgress()
         self._damaged: set[int] = set()
         self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._token = secrets.token_hex(4)
+        self._restore_owner = os.geteuid() == 0
+        self._finals: list[str] = []  # file number -> final path
+        self._temps: list[str] = []  # file number -> temporary path
+        self._metas: list[fsmeta.FileMeta] = []
+        #: Blob writes each file still waits for; at 0 it is complete and is committed.
+        self._remaining: list[int] = []
+        self._committed: dict[int, list[str]] = {}  # file number -> metadata warnings
 
     def run(self, snap: snapshots.Snapshot, target: str, *,
             includes: Sequence[str] = ()) -> RestoreResult:
@@ -91,79 +132,101 @@ class Restorer:
              includes: Sequence[str]) -> RestoreResult:
         self.repo.load_index()
         target = os.path.abspath(target)
-        os.makedirs(target, exist_ok=True)
         matcher = _Matcher(includes) if includes else None
-        plan = _Plan()
-        self._walk(tuple(snap.tree), "", included=matcher is None, matcher=matcher, plan=plan)
-        if matcher is not None and not (plan.files or plan.specials or plan.links or plan.dirs):
-            raise errors.NotFoundError(
-                f"nothing in snapshot {snap.short_id} matches {', '.join(includes)}"
-            )
-        result = RestoreResult()
+        plan = self._plan(snap, matcher)
+        if matcher is not None and plan.empty():
+            _nothing_matches(snap, includes, plan)
+        result = RestoreResult(unreadable=plan.unreadable)
+        done: set[str] = set()  # links and specials in place
+        try:
+            try:
+                self._restore(target, plan, result, done)
+            finally:
+                self._remove_temps()
+        except OSError as exc:
+            if exc.errno not in _NO_SPACE:
+                raise
+            self._tally(plan, result, done)
+            self._list_left(target, plan, result, done)
+            return result
+        self._tally(plan, result, done)
+        return result
+
+    def _restore(self, target: str, plan: _Plan, result: RestoreResult, done: set[str]) -> None:
+        os.makedirs(target, exist_ok=True)
         for rel, _meta in plan.dirs:
             path = target + rel
             if not os.path.isdir(path) or os.path.islink(path):
                 _remove(path)
                 os.makedirs(path, exist_ok=True)
-        result.dirs = len(plan.dirs)
-        try:
-            work = self._layout_files(target, plan, result)
-            self._write_data(target, plan, work)
-        except BaseException as exc:
-            # Never leave files that look restored but are not: remove every file of this run.
-            for rel, _node in plan.files:
-                with contextlib.suppress(OSError):
-                    os.unlink(target + rel)
-            if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
-                raise errors.NoSpaceError(
-                    f"no space left on the restore target {target}; the files of this restore "
-                    "were removed") from None
-            raise
+            result.dirs += 1
+        work = self._layout_files(target, plan)
+        self._write_data(work)
         for rel, meta in plan.specials:
-            path = target + rel
-            _remove(path)
-            fsmeta.create_special(path, meta)
-        damaged_paths = {plan.files[i][0] for i in self._damaged}
-        for rel in sorted(damaged_paths):
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(target + rel)
-            result.damaged.append(rel)
-        linked = 0
-        for rel, first_rel, _meta in plan.links:
-            path = target + rel
-            _remove(path)
-            if first_rel in damaged_paths:
-                result.damaged.append(rel)  # a name of the same damaged file
-                continue
-            os.link(target + first_rel, path)
-            linked += 1
-        result.damaged.sort()
-        restore_owner = os.geteuid() == 0
-        metas = [(rel, node.meta) for rel, node in plan.files if rel not in damaged_paths]
-        metas += plan.specials
-        for rel, meta in metas:
-            result.warnings += fsmeta.apply_meta(target + rel, _with_atime(meta),
-                                                 restore_owner=restore_owner)
+            result.warnings += self._put_special(target, rel, meta)
+            done.add(rel)
+        self._put_links(target, plan, done)
         for rel, meta in sorted(plan.dirs, key=lambda d: d[0].count("/"), reverse=True):
             result.warnings += fsmeta.apply_meta(target + rel, _with_atime(meta),
-                                                 restore_owner=restore_owner)
-        result.files = len(plan.files) - len(damaged_paths) + linked
-        return result
+                                                 restore_owner=self._restore_owner)
+
+    def _tally(self, plan: _Plan, result: RestoreResult, done: set[str]) -> None:
+        """Count what is in place and name what is damaged."""
+        committed = sorted(self._committed.items())
+        links_done = [rel for rel, _first, _meta in plan.links if rel in done]
+        result.files = len(committed) + len(links_done)
+        result.bytes = sum(plan.files[i][1].meta.size for i, _w in committed)
+        result.warnings[:0] = [w for _i, warnings in committed for w in warnings]
+        damaged = {plan.files[i][0] for i in self._damaged}
+        damaged |= {rel for rel, first, _meta in plan.links if first in damaged}
+        result.damaged = sorted(damaged)
+
+    def _list_left(self, target: str, plan: _Plan, result: RestoreResult,
+                   done: set[str]) -> None:
+        """After a full target: what was not restored (its old entry, if any, is unchanged)."""
+        damaged = set(result.damaged)
+        left = [rel for i, (rel, _node) in enumerate(plan.files)
+                if i not in self._committed and rel not in damaged]
+        left += [rel for rel, _first, _meta in plan.links if rel not in done | damaged]
+        left += [rel for rel, meta in plan.specials
+                 if rel not in done and meta.type is not fsmeta.NodeType.SOCKET]
+        result.not_restored = sorted(left)
+        result.no_space = (
+            f"no space left on the restore target {target}: {len(left)} file(s) not restored "
+            f"(listed above), {result.files} restored; the target's entries at the names not "
+            "restored are unchanged; free space and run the restore again")
 
     # -- planning ----------------------------------------------------------------------------
 
-    def _walk(self, ids: tuple[bytes, ...], rel: str, *, included: bool,
+    def _plan(self, snap: snapshots.Snapshot, matcher: _Matcher | None) -> _Plan:
+        plan = _Plan()
+        try:
+            nodes = tree.load(self.repo, tuple(snap.tree))
+        except errors.IntegrityError as exc:
+            self._note_damaged(tuple(snap.tree))
+            raise errors.IntegrityError(
+                f"the root directory of snapshot {snap.short_id} cannot be read ({exc}); nothing "
+                "can be restored from it, try another snapshot") from None
+        self._walk(nodes, "", included=matcher is None, matcher=matcher, plan=plan)
+        return plan
+
+    def _walk(self, nodes: list[tree.TreeNode], rel: str, *, included: bool,
               matcher: _Matcher | None, plan: _Plan) -> bool:
         """Collect what to restore below ``rel``; return True if anything was selected."""
         hard = plan.hard
         selected_any = False
-        for node in tree.load(self.repo, ids):
+        for node in nodes:
             path = f"{rel}/{node.name}"
             inc = included or (matcher is not None and matcher.matches(path))
             meta = node.meta
             if meta.type is fsmeta.NodeType.DIR:
+                if not inc and matcher is not None and not matcher.may_match_below(path):
+                    continue
+                children = self._load_dir(node, path, plan)
+                if children is None:
+                    continue
                 n_before = len(plan.dirs)
-                below = self._walk(node.subtree, path, included=inc, matcher=matcher, plan=plan)
+                below = self._walk(children, path, included=inc, matcher=matcher, plan=plan)
                 if inc or below:
                     plan.dirs.insert(n_before, (path, meta))
                     selected_any = True
@@ -183,53 +246,97 @@ class Restorer:
                 plan.specials.append((path, meta))
         return selected_any
 
-    def _layout_files(self, target: str, plan: _Plan, result: RestoreResult) -> _Work:
-        """Create every file at its final size; group the blobs to fetch by pack."""
+    def _load_dir(self, node: tree.TreeNode, path: str,
+                  plan: _Plan) -> list[tree.TreeNode] | None:
+        """The listing of directory ``path``, or None (recorded) when its tree blob is damaged
+        or missing: that costs the directory, not the restore."""
+        try:
+            return tree.load(self.repo, node.subtree)
+        except errors.IntegrityError as exc:
+            self._note_damaged(node.subtree)
+            plan.unreadable.append((path, str(exc)))
+            return None
+
+    def _note_damaged(self, ids: Sequence[bytes]) -> None:
+        """Record the tree blobs that cannot be read, as data blobs are, so the next backup of
+        the directory writes its listing anew instead of deduplicating against the bad copy."""
+        for blob_id in ids:
+            loc = self.repo.locate(blob_id)
+            if loc is None:
+                continue
+            try:
+                self.repo.read_blob(blob_id)
+            except errors.IntegrityError:
+                self.repo.note_damaged(blob_id, loc)
+
+    def _layout_files(self, target: str, plan: _Plan) -> _Work:
+        """Create every file at its final size under a temporary name; group the blobs to fetch
+        by pack. A file that needs no blob is complete at once."""
         by_blob: dict[bytes, list[tuple[int, int]]] = defaultdict(list)
+        total = 0
         for i, (rel, node) in enumerate(plan.files):
-            path = target + rel
-            _remove(path)
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+            self._finals.append(target + rel)
+            self._temps.append(_temp_path(target + rel, self._token, str(i)))
+            self._metas.append(node.meta)
+            locs = [self.repo.locate(blob_id) for blob_id in node.content]
+            self._remaining.append(len(locs))
+            fd = os.open(self._temps[i], os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC,
+                         0o600)
             try:
                 os.ftruncate(fd, node.meta.size)
             finally:
                 os.close(fd)
-            result.bytes += node.meta.size
+            total += node.meta.size
+            if any(loc is None for loc in locs):
+                self._damaged.add(i)
+                continue
             offset = 0
-            for blob_id in node.content:
+            for blob_id, loc in zip(node.content, locs, strict=True):
+                assert loc is not None
                 by_blob[blob_id].append((i, offset))
-                loc = self.repo.index.get(blob_id)
-                if loc is None:
-                    self._damaged.add(i)
-                    break
                 offset += loc.raw_length
+            if not locs:
+                self._commit_file(i)
         self.progress.files_total = len(plan.files)
-        self.progress.bytes_total = result.bytes
+        self.progress.bytes_total = total
         by_pack: _Work = defaultdict(list)
         for blob_id, targets in by_blob.items():
-            loc = self.repo.index.get(blob_id)
-            if loc is None:
-                continue
-            by_pack[loc.pack].append((loc.offset, blob_id, loc, targets))
+            loc = self.repo.locate(blob_id)
+            if loc is not None:
+                by_pack[loc.pack].append((loc.offset, blob_id, loc, targets))
         return by_pack
 
     # -- data ----------------------------------------------------------------------------------
 
-    def _write_data(self, target: str, plan: _Plan, work: _Work) -> None:
-        paths = [target + rel for rel, _node in plan.files]
+    def _write_data(self, work: _Work) -> None:
         with concurrent.futures.ThreadPoolExecutor(max_workers=self.workers,
                                                    thread_name_prefix="amber-restore") as pool:
-            futures = [pool.submit(self._restore_pack, pack, sorted(items), paths)
+            futures = [pool.submit(self._restore_pack, pack, sorted(items))
                        for pack, items in work.items()]
-            for f in futures:
-                f.result()
+            try:
+                for f in futures:
+                    f.result()
+            except BaseException:
+                self._stop.set()
+                for f in futures:
+                    f.cancel()
+                raise
 
     def _restore_pack(self, pack: int,
-                      items: list[tuple[int, bytes, memindex.Location, list[tuple[int, int]]]],
-                      paths: list[str]) -> None:
+                      items: list[tuple[int, bytes, memindex.Location, list[tuple[int, int]]]]
+                      ) -> None:
+        try:
+            self._read_pack(pack, items)
+        except BaseException:
+            self._stop.set()  # a full target or an error: the other workers stop too
+            raise
+
+    def _read_pack(self, pack: int,
+                   items: list[tuple[int, bytes, memindex.Location, list[tuple[int, int]]]]
+                   ) -> None:
         name = self.repo.pack_name(self.repo.pack_ids[pack])
         start = 0
-        while start < len(items):
+        while start < len(items) and not self._stop.is_set():
             end = start + 1
             first_loc = items[start][2]
             span_end = first_loc.offset + first_loc.length
@@ -247,31 +354,132 @@ class Restorer:
                 buf = memoryview(b"")
             for _offset, blob_id, loc, targets in items[start:end]:
                 rel = loc.offset - first_loc.offset
-                self._restore_blob(blob_id, loc, buf[rel : rel + loc.length], targets, paths)
+                self._restore_blob(blob_id, loc, buf[rel : rel + loc.length], targets)
             start = end
 
     def _restore_blob(self, blob_id: bytes, loc: memindex.Location, envelope: memoryview,
-                      targets: list[tuple[int, int]], paths: list[str]) -> None:
+                      targets: list[tuple[int, int]]) -> None:
         try:
             if len(envelope) != loc.length:
                 raise errors.IntegrityError(f"blob {blob_id.hex()[:16]} is truncated")
             data = self.repo.open_blob(envelope, blob_id, loc)
         except errors.IntegrityError:
+            self.repo.note_damaged(blob_id, loc)  # so the next backup stores it anew
             with self._lock:
                 self._damaged.update(i for i, _ in targets)
             return
         runs = _nonzero_runs(data)
         for file_index, offset in targets:
             if runs:
-                fd = os.open(paths[file_index], os.O_WRONLY | os.O_CLOEXEC)
+                fd = os.open(self._temps[file_index], os.O_WRONLY | os.O_CLOEXEC)
                 try:
                     view = memoryview(data)
                     for start, end in runs:
-                        os.pwrite(fd, view[start:end], offset + start)
+                        _pwrite_all(fd, view[start:end], offset + start)
                 finally:
                     os.close(fd)
             with self.progress.lock:
                 self.progress.bytes_done += len(data)
+            with self._lock:
+                self._remaining[file_index] -= 1
+                complete = self._remaining[file_index] == 0
+            if complete:
+                self._commit_file(file_index)
+
+    # -- putting entries in place --------------------------------------------------------------
+
+    def _commit_file(self, i: int) -> None:
+        """A complete file takes its metadata and its name (replacing whatever was there)."""
+        warnings = _commit(self._temps[i], self._finals[i], self._metas[i], self._restore_owner)
+        with self._lock:
+            self._committed[i] = warnings
+
+    def _remove_temps(self) -> None:
+        """Remove the temporaries of files this run did not complete (damaged, interrupted,
+        no space): the target's own files at those names were never touched."""
+        for i in range(len(self._finals)):
+            if i not in self._committed:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(self._temps[i])
+
+    def _put_special(self, target: str, rel: str, meta: fsmeta.FileMeta) -> list[str]:
+        """Symlinks, FIFOs and devices, created aside and renamed into place like files.
+        Sockets are not recreated (fsmeta says why); the target's entry stays."""
+        final = target + rel
+        temp = _temp_path(final, self._token, "s")
+        if meta.type is fsmeta.NodeType.SOCKET:  # nothing at temp: the "not recreated" warning
+            return _renamed(fsmeta.apply_meta(temp, meta), temp, final)
+        try:
+            fsmeta.create_special(temp, meta)
+            return _commit(temp, final, meta, self._restore_owner)
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(temp)
+            raise
+
+    def _put_links(self, target: str, plan: _Plan, done: set[str]) -> None:
+        """Further names of hard-linked files whose first name was restored."""
+        restored = {plan.files[i][0] for i in self._committed}
+        for rel, first_rel, _meta in plan.links:
+            if first_rel not in restored:
+                continue
+            final = target + rel
+            temp = _temp_path(final, self._token, "l")
+            try:
+                os.link(target + first_rel, temp)
+                _replace(temp, final)
+            except BaseException:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(temp)
+                raise
+            done.add(rel)
+
+
+def _nothing_matches(snap: snapshots.Snapshot, includes: Sequence[str], plan: _Plan) -> None:
+    if plan.unreadable:
+        paths = ", ".join(path for path, _why in plan.unreadable)
+        raise errors.IntegrityError(
+            f"nothing readable in snapshot {snap.short_id} matches {', '.join(includes)}; "
+            f"these directories cannot be read (damaged): {paths}")
+    raise errors.NotFoundError(
+        f"nothing in snapshot {snap.short_id} matches {', '.join(includes)}")
+
+
+def _temp_path(final: str, token: str, tag: str) -> str:
+    return os.path.join(os.path.dirname(final), f"{TEMP_PREFIX}{token}-{tag}")
+
+
+def _commit(temp: str, final: str, meta: fsmeta.FileMeta, restore_owner: bool) -> list[str]:
+    """Give the complete entry at ``temp`` its metadata, then its final name in one rename: the
+    name shows the old entry or the complete new one, never a partial one. Returns the
+    metadata warnings, naming the final path."""
+    warnings = fsmeta.apply_meta(temp, _with_atime(meta), restore_owner=restore_owner)
+    _replace(temp, final)
+    return _renamed(warnings, temp, final)
+
+
+def _renamed(warnings: list[str], temp: str, final: str) -> list[str]:
+    """Warnings about ``temp`` as the user must read them: about ``final``."""
+    shown_temp, shown_final = repr(os.fsdecode(temp)), repr(os.fsdecode(final))
+    return [w.replace(shown_temp, shown_final) for w in warnings]
+
+
+def _replace(temp: str, final: str) -> None:
+    """Rename over ``final``; a directory there (the snapshot has a file) goes first: the
+    snapshot wins, but only once its entry is complete."""
+    try:
+        os.rename(temp, final)
+    except IsADirectoryError:
+        shutil.rmtree(final)
+        os.rename(temp, final)
+
+
+def _pwrite_all(fd: int, data: memoryview, offset: int) -> None:
+    """``pwrite`` until every byte is written: a filling file system writes what fits and
+    says so only in the count (the next call then fails with ENOSPC)."""
+    while data:
+        n = os.pwrite(fd, data, offset)
+        data, offset = data[n:], offset + n
 
 
 def _nonzero_runs(data: bytes) -> list[tuple[int, int]]:
@@ -299,7 +507,7 @@ def _nonzero_runs(data: bytes) -> list[tuple[int, int]]:
 
 
 def _remove(path: str) -> None:
-    """Clear the way for a restored entry: whatever is at ``path`` goes (the snapshot wins)."""
+    """Clear the way for a restored directory: whatever is at ``path`` goes (the snapshot wins)."""
     try:
         st = os.lstat(path)
     except FileNotFoundError:
