@@ -287,7 +287,9 @@ class Repository:
             except FileNotFoundError:
                 return None
             except errors.IntegrityError as exc:
-                return index_id, str(exc)
+                why = str(exc)
+                return index_id, ("its bytes do not match its name" if why.startswith(name)
+                                  else why)
 
         for _attempt in range(10):
             names = [info.name for info in self.backend.list(fmt.INDEX_PREFIX)
