@@ -1,6 +1,6 @@
 """A plain-HTTP proxy in front of a real API server, for faults a test cluster will not make on
-its own: every n-th GET (or POST, ...) answered 429 or 500 (callers must retry), or requests held
-or slowed by a
+its own: every n-th GET (or POST, ...) answered 429 or 500 (callers must retry) or its connection
+reset without an answer, or requests held or slowed by a
 ``before`` hook (an API server that stops answering, to interrupt a command mid-listing). It
 forwards everything upstream with its own credentials (those of the admin kubeconfig), so it
 works against the sandbox and a real cluster.
@@ -11,6 +11,8 @@ from __future__ import annotations
 import contextlib
 import http.client
 import json
+import socket
+import struct
 import threading
 import urllib.parse
 from collections.abc import Callable
@@ -26,10 +28,12 @@ class FaultProxy(ThreadingHTTPServer):
     def __init__(self, upstream: ClusterConfig, *, every: int = 0,
                  before: Callable[[str, str], None] | None = None, port: int = 0,
                  methods: tuple[str, ...] = ("GET",), statuses: tuple[int, ...] = (429, 500),
-                 applied: bool = False) -> None:
+                 applied: bool = False, reset: bool = False) -> None:
         """``every``: refuse every n-th request of ``methods`` (0: never), answering
         ``statuses`` in turn; ``applied``: forward it first and answer the fault instead of the
-        server's answer (a request applied whose answer was lost); ``before(method, path)``
+        server's answer (a request applied whose answer was lost); ``reset``: answer nothing
+        but reset the connection instead (``injected`` records 0 for each);
+        ``before(method, path)``
         runs first on each request's thread (it may sleep or wait); ``port``: where to listen
         (0: any free one), e.g. where clients already failed to connect: a server that comes
         back."""
@@ -39,6 +43,7 @@ class FaultProxy(ThreadingHTTPServer):
         self.methods = methods
         self.statuses = statuses
         self.applied = applied
+        self.reset = reset
         self.before = before
         self.count = 0
         self.injected: list[int] = []
@@ -64,7 +69,7 @@ class FaultProxy(ThreadingHTTPServer):
             self.count += 1
             if self.count % self.every:
                 return None
-            status = self.statuses[len(self.injected) % len(self.statuses)]
+            status = 0 if self.reset else self.statuses[len(self.injected) % len(self.statuses)]
             self.injected.append(status)
             return status
 
@@ -110,6 +115,9 @@ class _Handler(BaseHTTPRequestHandler):
         fault = self.server.fault_for(self.command)
         if fault is not None and self.server.applied:
             self._upstream(body, reply=False)
+        if fault is not None and self.server.reset:
+            self._reset()
+            return
         if fault is not None:
             reason = "TooManyRequests" if fault == 429 else "InternalError"
             status = json.dumps({"kind": "Status", "apiVersion": "v1", "status": "Failure",
@@ -121,6 +129,14 @@ class _Handler(BaseHTTPRequestHandler):
             self._reply(fault, status.encode(), headers)
             return
         self._upstream(body)
+
+    def _reset(self) -> None:
+        """Close the connection at once with a TCP reset (linger 0): the client gets no answer."""
+        self.close_connection = True
+        with contextlib.suppress(OSError):
+            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER,
+                                       struct.pack("ii", 1, 0))
+            self.connection.close()
 
     def _upstream(self, body: bytes | None, *, reply: bool = True) -> None:
         up = self.server.upstream
