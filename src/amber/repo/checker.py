@@ -65,6 +65,7 @@ class Checker:
 
     def _run(self, read_data: bool) -> CheckReport:
         r = self.report
+        r.errors.extend(self.repo.edited_key_files())
         self._check_index()
         on_disk = set(damage.pack_ids_on_disk(self.repo))
         # Packs no readable index file names, from their own headers: a lost or damaged index

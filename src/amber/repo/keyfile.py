@@ -45,9 +45,12 @@ def _b64(data: bytes) -> str:
 
 
 def _kek(passphrase: str, salt: bytes, params: KdfParams) -> bytes:
+    # OpenSSL's limit must cover the large array plus p blocks of 128 * r bytes and some slack;
+    # it must also stay below 2 GiB (a C int), which twice the array at n = 2^20 would not.
+    maxmem = kdf_memory(params) + 128 * params.r * params.p + (32 << 20)
     return hashlib.scrypt(
         passphrase.encode("utf-8"), salt=salt, n=params.n, r=params.r, p=params.p,
-        maxmem=256 * params.n * params.r + (16 << 20), dklen=32,
+        maxmem=maxmem, dklen=32,
     )
 
 
@@ -100,16 +103,16 @@ def unwrap(keyfile: bytes, passphrase: str, repo_id: bytes) -> bytes | None:
             # Refused before any work: a damaged or hostile key file must not make every
             # command allocate gigabytes (n = 2^22, r = 8 asks for 4 GiB) and die.
             raise errors.IntegrityError(
-                f"a key file asks scrypt for {kdf_memory(params) >> 20} MiB (n={params.n}, "
+                f"asks scrypt for {kdf_memory(params) >> 20} MiB (n={params.n}, "
                 f"r={params.r}, p={params.p}), more than the {MAX_KDF_MEMORY >> 20} MiB Amber "
-                "allows: the key file is damaged or was not made by Amber")
+                "allows: it is damaged or was not made by Amber")
         salt = base64.b64decode(kdf["salt"], validate=True)
         nonce = base64.b64decode(wrap["nonce"], validate=True)
         ciphertext = base64.b64decode(wrap["ciphertext"], validate=True)
         if len(nonce) != fmt.NONCE_SIZE:
             raise ValueError("bad nonce size")
     except (ValueError, KeyError, TypeError, AttributeError) as exc:
-        raise errors.IntegrityError("a key file is damaged (not the expected shape)") from exc
+        raise errors.IntegrityError("is damaged (not the expected shape)") from exc
     try:
         payload = AESGCM(_kek(passphrase, salt, params)).decrypt(
             nonce, ciphertext, fmt.KEYFILE_AAD_PREFIX + repo_id
@@ -118,5 +121,5 @@ def unwrap(keyfile: bytes, passphrase: str, repo_id: bytes) -> bytes | None:
         return None
     master = base64.b64decode(json.loads(payload)["master"])
     if len(master) != 32:
-        raise errors.IntegrityError("key file holds a master secret of the wrong size")
+        raise errors.IntegrityError("holds a master secret of the wrong size")
     return master

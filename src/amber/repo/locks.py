@@ -172,11 +172,13 @@ def reading(backend: base.Backend) -> Iterator[None]:
 
     Readers use the same marker as writers: prune only needs to know who might still read packs
     that its index rewrite dropped. A repository we cannot write to (read-only mount, locked
-    bucket) is read without a marker: nothing can prune it then either.
+    bucket) is read without a marker: nothing can prune it then either. Nor can anything prune
+    a repository whose device is full (prune must write its new index first), so a full device
+    is read without a marker too: restoring is what a full backup disk must still allow.
     """
     try:
         marker: WriterMarker | None = WriterMarker(backend)
-    except OSError:
+    except (OSError, errors.NoSpaceError):
         marker = None
     try:
         yield

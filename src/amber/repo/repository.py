@@ -60,7 +60,7 @@ def read_config(backend: base.Backend) -> Config:
                 f"repository needs features this Amber lacks: {', '.join(sorted(unknown))}; "
                 "upgrade Amber"
             )
-        return Config(
+        config = Config(
             repo_id=bytes.fromhex(raw["id"]),
             version=version,
             chunker=dict(raw["chunker"]),
@@ -68,8 +68,43 @@ def read_config(backend: base.Backend) -> Config:
             cipher=fmt.SUITE_NAMES[raw["cipher"]],
             raw=raw,
         )
+        _check_ranges(config)
+        return config
+    except _OutOfRange as exc:
+        raise errors.IntegrityError(
+            f"repository config at {backend.url} is malformed: {exc}") from exc
     except (KeyError, TypeError, ValueError) as exc:
         raise errors.IntegrityError(f"repository config at {backend.url} is malformed") from exc
+
+
+class _OutOfRange(ValueError):
+    """A config value of the right type but outside what this program can work with."""
+
+
+#: What the chunker (FastCDC 2020) and zstd accept: a config outside these ranges would fail
+#: deep inside a backup with a library's traceback instead of here with one line.
+_CHUNKER_RANGES = {"min_size": (64, 1 << 20), "avg_size": (256, 4 << 20),
+                   "max_size": (1024, 16 << 20)}
+_ZSTD_LEVELS = (-7, 22)
+
+
+def _check_ranges(config: Config) -> None:
+    if len(config.repo_id) != 16:
+        raise _OutOfRange(f"id has {len(config.repo_id)} bytes, not 16")
+    if config.chunker.get("algorithm") != fmt.DEFAULT_CHUNKER["algorithm"]:
+        raise _OutOfRange(f"chunker algorithm {config.chunker.get('algorithm')!r} is unknown")
+    sizes = {}
+    for key, (low, high) in _CHUNKER_RANGES.items():
+        value = config.chunker.get(key)
+        if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
+            raise _OutOfRange(f"chunker {key} {value!r} is not an integer from {low} to {high}")
+        sizes[key] = value
+    if not sizes["min_size"] <= sizes["avg_size"] <= sizes["max_size"]:
+        raise _OutOfRange("chunker sizes are not min_size <= avg_size <= max_size")
+    low, high = _ZSTD_LEVELS
+    if not low <= config.compression_level <= high:
+        raise _OutOfRange(f"compression level {config.compression_level} is not from {low} "
+                          f"to {high}")
 
 
 def display_location(backend: base.Backend) -> str:
@@ -109,8 +144,8 @@ def _why_key_did_not_open(name: str, data: bytes, config: Config) -> errors.Ambe
     made_for = keyfile.repository_id(data)
     if made_for is not None and made_for != config.repo_id:
         return errors.IntegrityError(
-            f"the config's repository id {config.repo_id.hex()[:8]} is not the "
-            f"{made_for.hex()[:8]} its key files were made for: the config file was changed or "
+            f"the config's repository id {config.repo_id.hex()} is not the id "
+            f"{made_for.hex()} its key files were made for: the config file was changed or "
             "replaced; put back the original config")
     return None
 
@@ -199,7 +234,7 @@ class Repository:
             try:
                 master = keyfile.unwrap(data, passphrase, config.repo_id)
             except errors.IntegrityError as exc:  # unreadable: another key file may open
-                problems.append(exc)
+                problems.append(errors.IntegrityError(f"key file {name} {exc}"))
                 continue
             if master is not None:
                 return cls(backend, config, master)
@@ -213,6 +248,24 @@ class Repository:
         raise errors.WrongPassphraseError(
             f"wrong passphrase for repository {display_location(backend)}: none of its key "
             "files opens with it")
+
+    def edited_key_files(self) -> list[str]:
+        """Key files whose bytes no longer match their names (``repo check`` reports them).
+
+        The wrapped master key is authenticated, so such a file may still open; what changed
+        is a plaintext field (host name, creation time, KDF parameters) or its name: damage or
+        tampering either way, and the user should know.
+        """
+        out = []
+        for info in self.backend.list(fmt.KEYS_PREFIX):
+            leaf = info.name.rsplit("/", 1)[-1]
+            if leaf.startswith("."):
+                continue
+            if object_id(self.backend.read(info.name)).hex() != leaf:
+                out.append(f"key file {info.name} does not match its name: it was damaged or "
+                           "edited (put back a good copy if another key file opens this "
+                           "repository; this one may stop opening)")
+        return out
 
     # -- helpers shared by readers and writers -------------------------------------------
 
