@@ -8,6 +8,7 @@ there, unchanged or completely replaced by its restored version; no file is half
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from damage import KiB, MiB, assert_restored, cli, reported, rng_for, tmpfs
@@ -49,6 +50,14 @@ def test_a_full_repository_keeps_what_it_has_and_works_again_once_space_is_freed
             cli(repo, "snapshot", "restore", first, str(tmp_path / "out1"), codes=(0,))
             assert_restored(restored(tmp_path / "out1", small), small_files)
 
+        with reported("a repository whose device is 100% full"):
+            # Restoring is what a full backup disk must still allow (no reader marker then).
+            _fill(fs / "filler.bin")
+            cli(repo, "snapshot", "restore", first, str(tmp_path / "out-full"), codes=(0,))
+            assert_restored(restored(tmp_path / "out-full", small), small_files)
+            _check(repo)
+            (fs / "filler.bin").unlink()
+
         with reported("the same backup once the ballast is deleted"):
             ballast.unlink()
             snap = cli(repo, "-o", "json", "snapshot", "create", str(big),
@@ -56,6 +65,20 @@ def test_a_full_repository_keeps_what_it_has_and_works_again_once_space_is_freed
             cli(repo, "snapshot", "restore", snap, str(tmp_path / "out2"), codes=(0,))
             assert_restored(restored(tmp_path / "out2", big), big_files)
             _check(repo, read_data=True)
+
+
+def _fill(path: Path) -> None:
+    """Write zeros to ``path`` until its file system has no byte left."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        for block in (MiB, 4 * KiB, 1):
+            try:
+                while True:
+                    os.write(fd, bytes(block))
+            except OSError:
+                pass
+    finally:
+        os.close(fd)
 
 
 def test_a_full_target_keeps_the_80_files_it_held(repo: Amber, tmp_path: Path) -> None:
