@@ -166,3 +166,68 @@ def test_repair_killed_midway_leaves_a_readable_repository(
     repo("repo", "repair", "index")
     code, report = _check_json(repo)
     assert code == 0, report
+
+
+def _largest_pack(repo: Amber) -> Path:
+    return max(pack_files(repo).values(), key=lambda p: p.stat().st_size)
+
+
+@pytest.mark.parametrize("how", ["flip", "truncate"])
+def test_repair_keeps_the_blobs_of_a_pack_whose_header_is_damaged(
+        repo: Amber, tmp_path: Path, how: str) -> None:
+    """The old index is the only map of a pack whose header cannot be read: repair must not
+    throw it away. It verifies each blob the old index names and copies the good ones into a
+    new pack; the damaged pack stays in place, needed by nothing."""
+    src = tmp_path / "src"
+    _two_backups(repo, src)
+    pack = _largest_pack(repo)
+    size = pack.stat().st_size
+    if how == "flip":
+        flip_byte(pack, size - 100)
+    else:
+        os.truncate(pack, size - 50)
+
+    code, report = _check_json(repo)
+    assert code == 14
+    (error,) = [e for e in report["errors"] if pack.name[:16] in e]  # type: ignore[attr-defined]
+    assert "header" in error and "repair index" in error, error
+    assert_restores(repo, src, tmp_path / "before")
+
+    res = repo("-o", "json", "repo", "repair", "index", check=False)
+    assert res.returncode == 0, res.stderr + res.stdout
+    assert list(res.json()["rescued_packs"]) == [pack.name], res.json()
+    assert pack.exists()
+    assert_restores(repo, src, tmp_path / "after")
+    code, report = _check_json(repo)
+    assert code == 0, report
+    (warning,) = report["warnings"]  # type: ignore[misc]
+    assert pack.name[:16] in warning and "header" in warning, warning
+    # Prune removes the damaged pack once nothing needs it, and nothing else.
+    old = time.time() - 7200
+    os.utime(pack, (old, old))
+    repo("repo", "prune")
+    assert not pack.exists()
+    assert_restores(repo, src, tmp_path / "pruned")
+    code, report = _check_json(repo)
+    assert code == 0 and report["warnings"] == [], report
+
+
+def test_prune_keeps_an_unindexed_pack_whose_header_is_damaged_while_data_is_missing(
+        repo: Amber, tmp_path: Path) -> None:
+    """Whether such a pack is needed cannot be told from its header: while a snapshot needs data
+    no index names, prune keeps it and check does not call it unneeded."""
+    src = tmp_path / "src"
+    _two_backups(repo, src)
+    pack = _largest_pack(repo)
+    flip_byte(pack, pack.stat().st_size - 100)
+    for path in index_files(repo):
+        path.unlink()
+    old = time.time() - 7200
+    os.utime(pack, (old, old))
+
+    code, report = _check_json(repo)
+    assert code == 14
+    text = " ".join(report["errors"] + report["warnings"])  # type: ignore[operator]
+    assert "no snapshot needs" not in text and pack.name[:16] in text, report
+    repo("repo", "prune", check=False)
+    assert pack.exists()

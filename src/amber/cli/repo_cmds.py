@@ -324,14 +324,19 @@ def repair_index(ctx: context.Context) -> None:
         report = repairs.rebuild_index(r, on_progress=on_progress)
     lines = [f"unreadable pack {p[:16]} left in place: {why}"
              for p, why in report.unreadable_packs.items()]
+    lines += [f"pack {p[:16]}: {why}; the damaged pack stays until 'amber repo prune' removes it"
+              for p, why in report.rescued_packs.items()]
+    lines += [f"pack {p[:16]} is missing (the old index named it): its blobs are lost; the next "
+              "backup stores them anew, 'amber repo check' names the snapshots that need them"
+              for p in report.missing_packs]
     lines += [f"damaged, left out of the index: {b}" for b in report.damaged_blobs]
     lines.append(
         f"index rebuilt: {report.packs} packs, {report.blobs} blobs; "
         f"{len(report.damaged_blobs)} damaged blob(s) left out; replaced "
         f"{report.index_files_replaced} index file(s) ({report.damaged_index_files} damaged)")
     ctx.emit(dict(vars(report)), "\n".join(lines))
-    if report.damaged_blobs or report.unreadable_packs:
+    if report.damaged_blobs or report.unreadable_packs or report.missing_packs:
         raise errors.IntegrityError(
-            f"{len(report.damaged_blobs)} damaged blob(s) and {len(report.unreadable_packs)} "
-            "unreadable pack(s) could not be indexed; 'amber repo check' names the snapshots "
-            "that need them")
+            f"{len(report.damaged_blobs)} damaged blob(s), {len(report.unreadable_packs)} "
+            f"unreadable and {len(report.missing_packs)} missing pack(s) could not be indexed; "
+            "'amber repo check' names the snapshots that need them")

@@ -94,7 +94,8 @@ class Checker:
                               if self.repo.locate(b) is not None}
         self._check_snapshots()
         self._report_damage_records()
-        self._report_unindexed(len(recovered) + len(self.repo.fallback.unreadable))
+        self._report_unindexed(len(recovered))
+        self._report_headerless(self.repo.fallback.unreadable)
         return r
 
     # -- index and packs ---------------------------------------------------------------------
@@ -142,11 +143,27 @@ class Checker:
                               "reuses them, 'repo prune' removes them once they are older than "
                               "its safety margin)")
 
+    def _report_headerless(self, unreadable: dict[bytes, str]) -> None:
+        """Packs no index file names whose header cannot be read: what they hold is unknown, so
+        they are needed as long as some snapshot needs data that nothing else holds."""
+        r = self.report
+        for pack_id, why in sorted(unreadable.items()):
+            head = f"pack {pack_id.hex()[:16]} is not indexed and its header is unreadable ({why})"
+            if r.damaged_snapshots:
+                r.errors.append(f"{head}; it may hold data that damaged snapshots need, and "
+                                "nothing can tell which: keep it")
+            else:
+                r.warnings.append(f"{head}; every snapshot's data is found elsewhere, so "
+                                  "'repo prune' removes it once it is older than its safety "
+                                  "margin")
+
     def _check_pack_header(self, pack_id: bytes) -> None:
         try:
             entries = self.repo.read_pack_header(pack_id)
         except (errors.IntegrityError, OSError, ValueError) as exc:
-            self._pack_error(pack_id, f"header unreadable: {exc}")
+            self._pack_error(pack_id, f"header unreadable ({exc}); its blobs are still found "
+                             "through the index: 'amber repo repair index' copies every one "
+                             "that verifies into a new pack")
             return
         indexed = set(self._ids_in(pack_id))
         in_header = {e.blob_id for e in entries}

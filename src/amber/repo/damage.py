@@ -29,15 +29,7 @@ _RECORD_SIZE = len(fmt.DAMAGE_RECORD_MAGIC) + 2 * fmt.ID_SIZE
 
 def pack_ids_on_disk(repo: repository.Repository) -> dict[bytes, int]:
     """Pack id -> size of every complete pack (temporary names left out)."""
-    out: dict[bytes, int] = {}
-    for info in repo.backend.list(fmt.DATA_PREFIX):
-        leaf = info.name.rsplit("/", 1)[-1]
-        if not leaf.startswith("."):
-            try:
-                out[bytes.fromhex(leaf)] = info.size
-            except ValueError:
-                continue  # not a pack name: nothing a reader can use
-    return out
+    return {pack_id: info.size for pack_id, info in repo.list_ids(fmt.DATA_PREFIX).items()}
 
 
 class HeaderFallback:
@@ -133,15 +125,11 @@ def load_records(repo: repository.Repository) -> dict[str, Location | None]:
     is not, and ``repo check --read-data`` finds that blob again.
     """
     records: dict[str, Location | None] = {}
-    for info in repo.backend.list(fmt.DAMAGED_PREFIX):
-        leaf = info.name.rsplit("/", 1)[-1]
-        if leaf.startswith("."):
-            continue
+    for rid, info in repo.list_ids(fmt.DAMAGED_PREFIX).items():
         records[info.name] = None
         try:
             plain = repo.codec().open(repo.backend.read(info.name),
-                                      obj_type=fmt.ObjectType.DAMAGE_RECORD,
-                                      obj_id=bytes.fromhex(leaf))
+                                      obj_type=fmt.ObjectType.DAMAGE_RECORD, obj_id=rid)
         except FileNotFoundError:
             del records[info.name]  # removed by a prune meanwhile
             continue

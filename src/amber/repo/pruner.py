@@ -84,6 +84,7 @@ class Pruner:
         self._log = log or (lambda _msg: None)
         #: packs holding a blob recorded damaged: never kept as they are (§6.1)
         self._damaged_packs: set[bytes] = set()
+        self._unfound: bool | None = None
 
     def run(self) -> PruneReport:
         r = self.report
@@ -344,12 +345,18 @@ class Pruner:
                 self.repo.backend.delete(info.name)
             elif (info.name.startswith(fmt.DATA_PREFIX) and not leaf.startswith(".")
                   and age > self.margin_s):
-                pack_id = bytes.fromhex(leaf)
-                if pack_id in known or pack_id in indexed:
+                pack_id = repository.id_from_name(info.name)
+                if pack_id is None or pack_id in known or pack_id in indexed:
                     continue
                 try:
                     entries = self.repo.read_pack_header(pack_id)
-                except errors.IntegrityError:
+                except errors.IntegrityError as exc:
+                    if self._data_unfound(used):
+                        # It may hold that data, and nothing can tell: keep it.
+                        r.messages.append(f"pack {pack_id.hex()[:16]} is not indexed and its "
+                                          f"header is unreadable ({exc}); kept, since snapshots "
+                                          "need data no index file names")
+                        continue
                     entries = []
                 entries = self.repo.usable_entries(pack_id, entries)
                 if any(e.blob_id in used and e.blob_id not in self.repo.index for e in entries):
@@ -358,6 +365,12 @@ class Pruner:
                 self.repo.backend.delete(info.name)
                 r.packs_deleted += 1
                 r.bytes_freed += info.size  # a killed backup's leftovers count as freed too
+
+    def _data_unfound(self, used: set[bytes]) -> bool:
+        """True when some blob a snapshot needs is in no index file (once per prune)."""
+        if self._unfound is None:
+            self._unfound = any(self.repo.locate(b) is None for b in used)
+        return self._unfound
 
     def _write_index(self, packs: dict[bytes, list[indexfile.PackEntry]]) -> None:
         self.repo.save_file_object(fmt.INDEX_PREFIX, fmt.ObjectType.INDEX,

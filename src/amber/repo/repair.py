@@ -22,10 +22,10 @@ import json
 import os
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
-from amber.repo import damage, indexfile, memindex, repository
+from amber.repo import damage, indexfile, memindex, packer, repository
 from amber.repo import format as fmt
 from amber.storage import base
 from amber.util import errors
@@ -39,6 +39,11 @@ class RepairReport:
     damaged_blobs: list[str] = field(default_factory=list)
     #: pack id (hex) -> why it could not be indexed at all (left in place)
     unreadable_packs: dict[str, str] = field(default_factory=dict)
+    #: pack id (hex) -> what happened to a pack whose header is unreadable but whose blobs the
+    #: old index named: those that verified were copied into a new pack (it stays in place)
+    rescued_packs: dict[str, str] = field(default_factory=dict)
+    #: packs the old index named that are gone (hex): their blobs are lost
+    missing_packs: list[str] = field(default_factory=list)
     #: packs whose bytes do not match their name (their intact blobs are indexed)
     packs_damaged: int = 0
     index_files_replaced: int = 0
@@ -53,10 +58,23 @@ class _Verified:
     damaged: list[bytes] = field(default_factory=list)
     hash_ok: bool = True
     error: str | None = None
+    #: the header was unreadable and ``entries`` are what the old index said and verified
+    rescued: bool = False
 
 
-def verify_pack(repo: repository.Repository, pack_id: bytes) -> _Verified:
-    """Read a pack whole and check everything in it: name, header, every blob."""
+BlobSink = Callable[[indexfile.PackEntry, bytes], None]
+"""Takes a verified blob (entry, plaintext) of a pack whose header is unreadable."""
+
+
+def verify_pack(repo: repository.Repository, pack_id: bytes,
+                known: list[indexfile.PackEntry] | None = None,
+                rescue: BlobSink | None = None) -> _Verified:
+    """Read a pack whole and check everything in it: name, header, every blob.
+
+    When the header cannot be read, ``known`` (what the old index said the pack holds) is the
+    only map left of its blobs: each is verified on its own and the good ones go to ``rescue``,
+    so a damaged header never costs an intact blob.
+    """
     out = _Verified(pack_id)
     try:
         data = repo.backend.read(repo.pack_name(pack_id))
@@ -66,43 +84,75 @@ def verify_pack(repo: repository.Repository, pack_id: bytes) -> _Verified:
     out.hash_ok = repository.object_id(data) == pack_id
     view = memoryview(data)
     header_len = int.from_bytes(view[-4:], "little") if len(view) >= 4 else len(view)
-    if header_len + 4 > len(view):
-        out.error = "bad header length"
-        return out
     try:
+        if header_len + 4 > len(view):
+            raise errors.IntegrityError("bad header length")
         entries = repo.decode_pack_header(view[len(view) - 4 - header_len : -4])
+        end = len(view) - 4 - header_len
     except errors.IntegrityError as exc:
         out.error = f"header unreadable: {exc}"
-        return out
+        if not known or rescue is None:
+            return out
+        entries, end, out.rescued = known, len(view), True
     for e in entries:
         loc = memindex.Location(0, e.offset, e.length, e.raw_length, int(e.blob_type))
         try:
-            if e.offset + e.length > len(view) - 4 - header_len:
+            if e.offset + e.length > end:
                 raise errors.IntegrityError("blob lies outside the pack")
-            repo.open_blob(view[e.offset : e.offset + e.length], e.blob_id, loc)
+            plain = repo.open_blob(view[e.offset : e.offset + e.length], e.blob_id, loc)
         except errors.IntegrityError:
             out.damaged.append(e.blob_id)
             continue
         out.entries.append(e)
+        if out.rescued and rescue is not None:
+            rescue(e, plain)
     return out
+
+
+def _named_by(contents: Iterable[indexfile.IndexContent]) -> dict[bytes, list[indexfile.PackEntry]]:
+    """Pack id -> every entry any readable index file gives for it (each location once)."""
+    named: dict[bytes, dict[tuple[bytes, int], indexfile.PackEntry]] = {}
+    for content in contents:
+        for pack_id, entries in content.packs.items():
+            into = named.setdefault(pack_id, {})
+            for e in entries:
+                into.setdefault((e.blob_id, e.offset), e)
+    return {p: list(entries.values()) for p, entries in named.items()}
 
 
 def rebuild_index(repo: repository.Repository, *,
                   on_progress: Callable[[int, int], None] | None = None) -> RepairReport:
     """Replace the index with one built from the verified packs (see the module doc)."""
     report = RepairReport()
-    repo.load_index()  # for the damage records; damaged index files are reported by it
-    old_ids = [bytes.fromhex(i.name.rsplit("/", 1)[-1]) for i in repo.backend.list(fmt.INDEX_PREFIX)
-               if not i.name.rsplit("/", 1)[-1].startswith(".")]
-    pack_ids = sorted(damage.pack_ids_on_disk(repo))
+    # for the damage records and the old entries; damaged index files are reported by it
+    named = _named_by(repo.load_index().values())
+    old_ids = list(repo.list_ids(fmt.INDEX_PREFIX))
+    on_disk = damage.pack_ids_on_disk(repo)
+    report.missing_packs = sorted(p.hex() for p in set(named) - set(on_disk))
+    pack_ids = sorted(on_disk)
     packs: dict[bytes, list[indexfile.PackEntry]] = {}
     found: set[damage.Location] = set()
-    with concurrent.futures.ThreadPoolExecutor(max_workers=3) as pool:
-        for i, v in enumerate(pool.map(lambda p: verify_pack(repo, p), pack_ids)):
-            if on_progress:
-                on_progress(i + 1, len(pack_ids))
-            _account(report, v, packs)
-            found.update((b, v.pack_id) for b in v.damaged)
+    # Blobs of packs with an unreadable header go into new packs (deduplicated against nothing:
+    # the index being rebuilt is not loaded yet), which the writer indexes on ``flush``.
+    writer = packer.BlobWriter(repo, index_every=1 << 30, early_index=False,
+                               dedup_index=memindex.BlobIndex())
+    try:
+        def rescue(e: indexfile.PackEntry, plain: bytes) -> None:
+            writer.add(e.blob_type, e.blob_id, plain, repo.codec())
+
+        def verify(pack_id: bytes) -> _Verified:
+            return verify_pack(repo, pack_id, named.get(pack_id), rescue)
+
+        with concurrent.futures.ThreadPoolExecutor(max_workers=3) as pool:
+            for i, v in enumerate(pool.map(verify, pack_ids)):
+                if on_progress:
+                    on_progress(i + 1, len(pack_ids))
+                _account(report, v, packs)
+                found.update((b, v.pack_id) for b in v.damaged)
+        writer.flush()
+    except BaseException:
+        writer.abort()
+        raise
     # Damage stays recorded (so prune rewrites those packs without it); records of damage no
     # longer there (the pack is gone) go once the new index is written.
     for blob_id, pack_id in found:
@@ -124,12 +174,18 @@ def rebuild_index(repo: repository.Repository, *,
 
 def _account(report: RepairReport, v: _Verified,
              packs: dict[bytes, list[indexfile.PackEntry]]) -> None:
+    report.damaged_blobs += [f"blob {b.hex()[:16]} in pack {v.pack_id.hex()[:16]}"
+                             for b in v.damaged]
+    if v.rescued:
+        report.rescued_packs[v.pack_id.hex()] = (
+            f"{v.error}; {len(v.entries)} blob(s) the old index named verified and were copied "
+            f"into a new pack ({len(v.damaged)} damaged)")
+        report.blobs += len(v.entries)
+        return
     if v.error is not None:
         report.unreadable_packs[v.pack_id.hex()] = v.error
         return
     report.packs_damaged += not v.hash_ok
-    report.damaged_blobs += [f"blob {b.hex()[:16]} in pack {v.pack_id.hex()[:16]}"
-                             for b in v.damaged]
     if v.entries:
         packs[v.pack_id] = v.entries
         report.packs += 1

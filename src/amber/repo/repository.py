@@ -150,6 +150,22 @@ def _why_key_did_not_open(name: str, data: bytes, config: Config) -> errors.Ambe
     return None
 
 
+_HEX_DIGITS = frozenset("0123456789abcdef")
+
+
+def id_from_name(name: str) -> bytes | None:
+    """The id a stored object's name carries (its last part: 64 lowercase hex digits), or None.
+
+    Anything else under ``index/``, ``data/`` or ``damaged/`` is not ours (an operator's
+    ``.bak`` copy, a stray file, a temporary name): every reader ignores it rather than stop,
+    and ``repo check`` names it.
+    """
+    leaf = name.rsplit("/", 1)[-1]
+    if len(leaf) != 2 * fmt.ID_SIZE or not _HEX_DIGITS.issuperset(leaf):
+        return None
+    return bytes.fromhex(leaf)
+
+
 def object_id(data: bytes | bytearray | memoryview) -> bytes:
     """Name of a stored file: unkeyed BLAKE3 of its bytes (verifiable without the key)."""
     return blake3.blake3(data).digest()
@@ -179,6 +195,9 @@ class Repository:
         #: stderr); every distinct message once, and kept in ``warnings`` for JSON reports.
         self.on_warning: Callable[[str], None] = lambda _message: None
         self.warnings: list[str] = []
+        #: Names under index/, data/ or damaged/ that are no object name (``id_from_name``):
+        #: ignored, named by ``repo check``.
+        self.stray_names: set[str] = set()
         #: Snapshot files that could not be read (id -> why), skipped by ``list_snapshots``.
         self.damaged_snapshots: dict[str, str] = {}
 
@@ -322,6 +341,18 @@ class Repository:
 
     # -- index --------------------------------------------------------------------------
 
+    def list_ids(self, prefix: str) -> dict[bytes, base.ObjectInfo]:
+        """Every object under ``prefix`` by id; temporary names are left out, and other names
+        that carry no id are left out and remembered in ``stray_names``."""
+        out: dict[bytes, base.ObjectInfo] = {}
+        for info in self.backend.list(prefix):
+            object_id_ = id_from_name(info.name)
+            if object_id_ is not None:
+                out[object_id_] = info
+            elif not info.name.rsplit("/", 1)[-1].startswith("."):
+                self.stray_names.add(info.name)
+        return out
+
     def read_index_files(self) -> dict[bytes, indexfile.IndexContent]:
         """Every readable index file, decoded, in parallel (a large repository has many).
 
@@ -332,8 +363,8 @@ class Repository:
         one flipped bit in a 4 KB file does not stop every command.
         """
 
-        def load(name: str) -> tuple[bytes, indexfile.IndexContent | str] | None:
-            index_id = bytes.fromhex(name.rsplit("/", 1)[-1])
+        def load(item: tuple[bytes, str]) -> tuple[bytes, indexfile.IndexContent | str] | None:
+            index_id, name = item
             try:
                 plain = self.load_file_object(name, fmt.ObjectType.INDEX)
                 return index_id, indexfile.decode_index(plain)
@@ -345,8 +376,7 @@ class Repository:
                                   else why)
 
         for _attempt in range(10):
-            names = [info.name for info in self.backend.list(fmt.INDEX_PREFIX)
-                     if not info.name.rsplit("/", 1)[-1].startswith(".")]
+            names = [(i, info.name) for i, info in self.list_ids(fmt.INDEX_PREFIX).items()]
             with concurrent.futures.ThreadPoolExecutor(max_workers=4) as pool:
                 loaded = list(pool.map(load, names))
             if all(item is not None for item in loaded):
@@ -368,8 +398,9 @@ class Repository:
                           "from their own headers: 'amber repo repair index' rebuilds the index")
         return contents
 
-    def load_index(self) -> None:
-        """Fill the in-memory index from every index file not superseded by another.
+    def load_index(self) -> dict[bytes, indexfile.IndexContent]:
+        """Fill the in-memory index from every index file not superseded by another; return
+        every readable index file's content (superseded ones too: repair and prune need them).
 
         Locations recorded as damaged (``note_damaged``) are left out, so a backup stores those
         blobs anew instead of deduplicating against bytes that cannot be read back.
@@ -389,6 +420,7 @@ class Repository:
         self.index = index
         self.loaded_index_ids = set(contents) - superseded
         self.fallback = damage.HeaderFallback(self, named)
+        return contents
 
     def usable_entries(self, pack_id: bytes,
                        entries: list[indexfile.PackEntry]) -> list[indexfile.PackEntry]:
@@ -411,10 +443,7 @@ class Repository:
 
     def index_superseded(self) -> bool:
         """True when an index file this process loaded has since been superseded (prune ran)."""
-        present = {bytes.fromhex(i.name.rsplit("/", 1)[-1])
-                   for i in self.backend.list(fmt.INDEX_PREFIX)
-                   if not i.name.rsplit("/", 1)[-1].startswith(".")}
-        return not self.loaded_index_ids <= present
+        return not self.loaded_index_ids <= set(self.list_ids(fmt.INDEX_PREFIX))
 
     # -- blobs --------------------------------------------------------------------------
 
