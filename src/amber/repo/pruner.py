@@ -89,17 +89,12 @@ class Pruner:
     def run(self) -> PruneReport:
         r = self.report
         now = time.time()
-        contents = self.repo.read_index_files()
-        self.repo.load_index()
+        contents = self.repo.load_index()
         # Damaged index files are replaced too: the packs they named are found by their
         # headers below and named by the new index, so nothing they described is lost.
-        old_index_ids = sorted(contents) + [bytes.fromhex(n.rsplit("/", 1)[-1])
-                                            for n in self.repo.damaged_index_files]
-        on_disk: dict[bytes, base.ObjectInfo] = {}
-        for info in self.repo.backend.list(fmt.DATA_PREFIX):
-            leaf = info.name.rsplit("/", 1)[-1]
-            if not leaf.startswith("."):
-                on_disk[bytes.fromhex(leaf)] = info
+        old_index_ids = sorted(contents) + [i for i in map(repository.id_from_name,
+                                                           self.repo.damaged_index_files) if i]
+        on_disk = self.repo.list_ids(fmt.DATA_PREFIX)
         self._damaged_packs = {pack for _blob, pack in self.repo.damaged_locations}
         packs, missing = self._indexed_packs(contents, on_disk)
         recovered = self._recovered_packs(packs, on_disk, now)
