@@ -10,6 +10,7 @@ from typing import Any
 
 from damage_kit import MiB, assert_restores, make_tree, open_repo
 
+from amber.repo import tree
 from amber_cli import Amber
 from test_reliability import _chunk_ids, _damage_blob
 
@@ -83,3 +84,35 @@ def test_repair_index_leaves_a_damaged_blob_out(repo: Amber, tmp_path: Path) -> 
 
     repo("snapshot", "create", str(src))
     assert_restores(repo, src, tmp_path / "first", first)
+
+
+def _tree_ids(repo: Amber, snapshot: str, path: Path) -> tuple[bytes, ...]:
+    """The tree blob ids of directory ``path`` in ``snapshot``."""
+    r = open_repo(repo)
+    ids = tuple(r.load_snapshot(snapshot).tree)
+    for part in path.resolve().parts[1:]:
+        (node,) = [n for n in tree.load(r, ids) if n.name == part]
+        ids = node.subtree
+    return ids
+
+
+def test_prune_names_the_snapshot_and_path_of_a_damaged_tree(
+        repo: Amber, tmp_path: Path) -> None:
+    """A directory listing recorded damaged, that no later backup writes again (the directory
+    changed), stops prune with one line naming the snapshot, the path and the remedy."""
+    src = tmp_path / "src"
+    make_tree(src, 7)
+    snap = repo("-o", "json", "snapshot", "create", str(src)).json()["id"]
+    (victim,) = _tree_ids(repo, snap, src / "d0")
+    _damage_blob(repo, victim)
+    code, _report = _check(repo, "--read-data")
+    assert code == 14
+    (src / "d0" / "new").write_bytes(b"new")
+    repo("snapshot", "create", str(src))
+
+    res = repo("repo", "prune", check=False)
+    assert res.returncode == 14, res.stderr
+    (line,) = res.stderr.strip().splitlines()
+    assert snap[:8] in line and f"{src.resolve()}/d0" in line, line
+    assert f"'amber repo forget {snap[:8]}'" in line, line
+    assert "Traceback" not in res.stderr

@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from amber.repo import format as fmt
-from amber.repo import indexfile, locks, memindex, packer, repository, walker
+from amber.repo import indexfile, locks, memindex, packer, repository, tree, walker
 from amber.repo import snapshot as snapshots
 from amber.storage import base
 from amber.util import errors
@@ -46,6 +46,21 @@ class PruneReport:
     #: (seconds since the epoch; None when nothing is held).
     bytes_held_young: int = 0
     held_until: float | None = None
+
+
+def _first_unreadable(repo: repository.Repository, ids: tuple[bytes, ...],
+                      path: str) -> tuple[str, str] | None:
+    """(path, why) of the first directory below ``path`` whose listing cannot be read."""
+    try:
+        nodes = tree.load(repo, ids)
+    except errors.AmberError as exc:
+        return path, str(exc)
+    for node in nodes:
+        if node.subtree:
+            found = _first_unreadable(repo, node.subtree, f"{path}/{node.name}")
+            if found is not None:
+                return found
+    return None
 
 
 def forget(repo: repository.Repository, snapshot_ids: Iterable[str]) -> None:
@@ -265,9 +280,30 @@ class Pruner:
 
     def _used_blobs(self, snapshot_ids: set[str]) -> set[bytes]:
         used: set[bytes] = set()
-        roots = [tuple(self._load_snapshot(i).tree) for i in sorted(snapshot_ids)]
-        walker.reachable_blobs(self.repo, roots, on_blob=lambda b, _t: used.add(b))
+        snaps = [self._load_snapshot(i) for i in sorted(snapshot_ids)]
+        try:
+            walker.reachable_blobs(self.repo, [tuple(s.tree) for s in snaps],
+                                   on_blob=lambda b, _t: used.add(b))
+        except errors.AmberError as exc:
+            raise self._unreadable_tree(snaps, exc) from exc
         return used
+
+    def _unreadable_tree(self, snaps: list[snapshots.Snapshot],
+                         exc: errors.AmberError) -> errors.AmberError:
+        """Which snapshot and directory cannot be read, as one line saying what to do (only on
+        the error path: each snapshot is walked again until the unreadable listing is found).
+
+        Like a damaged snapshot file, this stops prune: what that directory needs is unknown,
+        and freeing it would make a good copy of the listing, if one turns up, worthless."""
+        for snap in snaps:
+            found = _first_unreadable(self.repo, tuple(snap.tree), "")
+            if found is not None:
+                path, why = found
+                return errors.IntegrityError(
+                    f"snapshot {snap.short_id} cannot be read at {path or '/'} ({why}), so "
+                    "prune cannot tell which data it needs; restore what you need from it, then "
+                    f"remove it with 'amber repo forget {snap.short_id}' and prune again")
+        return exc
 
     def _load_snapshot(self, snapshot_id: str) -> snapshots.Snapshot:
         """A snapshot prune must account for; a damaged one stops prune before anything goes.
