@@ -81,9 +81,11 @@ class Checker:
         self._recovered_numbers = {self.repo.pack_number(p) for p in recovered}
         r.packs = len(indexed) + len(recovered)
         for pack_id in sorted(indexed - on_disk):
-            r.errors.append(f"pack {pack_id.hex()[:16]} is in the index but missing")
+            r.errors.append(f"pack {pack_id.hex()[:16]} is in the index but missing: its blobs "
+                            "are lost and left out of the index from now on; the next backup "
+                            "of the files that hold them stores them anew")
             # its blobs are lost: the snapshot walk below names who needed them
-            r.damaged_blobs.update(self._ids_in(pack_id))
+            r.damaged_blobs.update(self.repo.note_missing_pack(pack_id))
         present = sorted((indexed | set(recovered)) & on_disk)
         with concurrent.futures.ThreadPoolExecutor(max_workers=3) as pool:
             work = self._read_pack if read_data else self._check_pack_header
@@ -93,7 +95,7 @@ class Checker:
         self._healed_blobs = {b for b, _p in self.repo.damaged_locations
                               if self.repo.locate(b) is not None}
         self._check_snapshots()
-        self._report_damage_records()
+        self._report_damage_records(on_disk)
         self._report_unindexed(len(recovered))
         self._report_headerless(self.repo.fallback.unreadable)
         r.warnings += [f"{name} is not an Amber object name; ignored (move it out of the "
@@ -107,7 +109,7 @@ class Checker:
         for name, why in self.repo.damaged_index_files.items():
             self.report.errors.append(f"index file {name} is damaged ({why}); {_REPAIR}")
 
-    def _report_damage_records(self) -> None:
+    def _report_damage_records(self, on_disk: set[bytes]) -> None:
         """Blobs an earlier check or restore found damaged: still lost, or healed by a backup
         that stored them anew (ids are content addresses, so every snapshot that needs one is
         whole again)."""
@@ -117,11 +119,12 @@ class Checker:
         for blob_id, pack_id in sorted(self.repo.damaged_locations):
             if blob_id not in self._healed_blobs:
                 r.damaged_blobs.add(blob_id)
+                why = ("failed authentication when it was last read" if pack_id in on_disk
+                       else "is lost (its pack is missing)")
                 r.errors.append(
-                    f"blob {blob_id.hex()[:16]} in pack {pack_id.hex()[:16]} failed "
-                    "authentication when it was last read and is left out of the index; the "
-                    "next backup of the files that hold it stores it anew, which heals every "
-                    "snapshot that needs it")
+                    f"blob {blob_id.hex()[:16]} in pack {pack_id.hex()[:16]} {why} and is left "
+                    "out of the index; the next backup of the files that hold it stores it "
+                    "anew, which heals every snapshot that needs it")
         if self._healed_roots:
             by_root: dict[bytes, list[str]] = {}
             for snap in self.repo.list_snapshots():

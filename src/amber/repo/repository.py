@@ -181,6 +181,7 @@ class Repository:
         self.pack_ids: list[bytes] = []
         self._pack_numbers: dict[bytes, int] = {}
         self._pack_lock = threading.Lock()
+        self._missing_packs: set[int] = set()
         #: Index files whose content is in ``self.index`` (after superseded ones were dropped).
         self.loaded_index_ids: set[bytes] = set()
         self._local = threading.local()
@@ -477,10 +478,28 @@ class Repository:
         try:
             envelope = self.backend.read_range(name, loc.offset, loc.length)
         except FileNotFoundError:
+            self.note_missing_pack(self.pack_ids[loc.pack])
             raise errors.IntegrityError(
                 f"pack {self.pack_ids[loc.pack].hex()[:16]} is missing"
             ) from None
         return self.open_blob(envelope, blob_id, loc)
+
+    def note_missing_pack(self, pack_id: bytes) -> list[bytes]:
+        """Record every indexed blob of a pack that is gone as damaged (once per pack); return
+        their ids.
+
+        Otherwise backups would go on deduplicating against them and write snapshots that
+        cannot be restored; recorded, they are stored anew by the next backup of their files.
+        """
+        number = self.pack_number(pack_id)
+        with self._pack_lock:
+            if number in self._missing_packs:
+                return []
+            self._missing_packs.add(number)
+        lost = [b for b, loc in self.index.items() if loc.pack == number]
+        for blob_id in lost:
+            damage.write_record(self, blob_id, pack_id)
+        return lost
 
     def note_damaged(self, blob_id: bytes, loc: memindex.Location) -> None:
         """Record that the blob at ``loc`` failed authentication (format doc §6.1).
