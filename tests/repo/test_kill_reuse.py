@@ -23,14 +23,19 @@ def _finished_data_bytes(repo: Amber) -> int:
                if e.blob_type is fmt.ObjectType.DATA)
 
 
+def _three_big_files(src: Path, seed: int) -> int:
+    """Three incompressible 14 MiB files (a backup of them writes three packs); their size."""
+    src.mkdir()
+    rng = random.Random(seed)
+    for i in range(3):
+        (src / f"{i}.bin").write_bytes(rng.randbytes(14 * MiB))
+    return 42 * MiB
+
+
 def test_backup_after_a_kill_uploads_only_what_the_killed_one_had_not_finished(
         repo: Amber, tmp_path: Path) -> None:
     src = tmp_path / "src"
-    src.mkdir()
-    rng = random.Random(7)
-    for i in range(3):
-        (src / f"{i}.bin").write_bytes(rng.randbytes(14 * MiB))
-    total = 42 * MiB
+    total = _three_big_files(src, 7)
 
     proc = repo.popen("-o", "json", "snapshot", "create", str(src))
     _wait_for(lambda: len(pack_files(repo)) >= 2, proc=proc)
@@ -45,3 +50,26 @@ def test_backup_after_a_kill_uploads_only_what_the_killed_one_had_not_finished(
     assert uploaded <= total - finished + 64 * 1024, (uploaded, total, finished)  # + its trees
     assert_restores(repo, src, tmp_path / "out")
     _check(repo, read_data=True)
+
+
+def test_backup_after_ctrl_c_reuses_the_packs_the_interrupted_one_completed(
+        repo: Amber, tmp_path: Path) -> None:
+    """Ctrl-C removes the writer marker (nothing looks dead to the next backup), so the
+    interrupted backup itself indexes the packs it completed before it exits."""
+    src = tmp_path / "src"
+    total = _three_big_files(src, 8)
+
+    proc = repo.popen("-o", "json", "snapshot", "create", str(src),
+                      preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    _wait_for(lambda: len(pack_files(repo)) >= 2, proc=proc)
+    proc.send_signal(signal.SIGINT)
+    _out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert not list((repo.repo / "locks").iterdir())
+    finished = _finished_data_bytes(repo)
+    assert finished >= 16 * MiB, finished
+
+    snap = repo("-o", "json", "snapshot", "create", str(src)).json()
+    uploaded = snap["summary"]["bytes_new_raw"]
+    assert uploaded <= total - finished + 64 * 1024, (uploaded, total, finished)
+    assert_restores(repo, src, tmp_path / "out")

@@ -164,8 +164,8 @@ class Archiver:
                 pool.shutdown()
                 writer.flush()
             except BaseException:
-                # Interrupted or failed: drop queued files, stop the uploader. Packs and index
-                # files already written stay; the next backup reuses them.
+                # Interrupted or failed: drop queued files, stop the uploader, which indexes
+                # the packs it completed (they stay, and the next backup reuses them).
                 pool.shutdown(wait=True, cancel_futures=True)
                 writer.abort()
                 raise

@@ -144,9 +144,8 @@ class Checker:
             r.warnings.append(f"{rest} further pack(s) are not indexed; {_REPAIR}")
         elif rest:
             r.warnings.append(f"{rest} pack(s) are not indexed and no snapshot needs them (left "
-                              "by an interrupted backup or a deferred prune; the next backup "
-                              "reuses them, 'repo prune' removes them once they are older than "
-                              "its safety margin)")
+                              "by a killed backup or a deferred prune; 'repo prune' removes them "
+                              "once they are older than its safety margin)")
 
     def _report_headerless(self, unreadable: dict[bytes, str]) -> None:
         """Packs no index file names whose header cannot be read: what they hold is unknown, so

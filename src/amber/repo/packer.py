@@ -10,6 +10,7 @@ after those packs are durable, so a killed backup leaves reusable, indexed packs
 
 from __future__ import annotations
 
+import contextlib
 import queue
 import struct
 import threading
@@ -17,6 +18,7 @@ from dataclasses import dataclass
 
 from amber.repo import crypto, indexfile, memindex, repository
 from amber.repo import format as fmt
+from amber.util import errors
 
 _U32 = struct.Struct("<I")
 _STOP = object()
@@ -205,7 +207,14 @@ class BlobWriter:
         return self._written_index_ids
 
     def abort(self) -> None:
-        """Stop the uploader without writing anything more (after an error or interrupt)."""
+        """Stop the uploader without uploading anything more (after an error or interrupt), and
+        index the packs already uploaded.
+
+        Those packs are complete, and an interrupted process removes its writer marker, so no
+        later backup would see a dead writer and adopt them: indexed here, they are reused
+        instead of uploaded again. Best effort: a failure (the error that stopped us, say)
+        leaves them unindexed, as a kill would.
+        """
         if self._closed:
             return
         self._closed = True
@@ -217,6 +226,10 @@ class BlobWriter:
             pass
         self._queue.put(_STOP)
         self._uploader.join(timeout=30)
+        if self._uploader.is_alive():
+            return  # still writing a pack: its list of finished packs is not settled
+        with contextlib.suppress(OSError, errors.AmberError):
+            self._write_index()
 
     # -- uploader thread ----------------------------------------------------------------
 
