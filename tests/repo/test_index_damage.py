@@ -20,7 +20,7 @@ from damage_kit import (
     warning_lines,
 )
 
-from amber.repo import indexfile, repair
+from amber.repo import archiver, indexfile, repair
 from amber.storage import local
 from amber_cli import Amber
 
@@ -231,3 +231,39 @@ def test_prune_keeps_an_unindexed_pack_whose_header_is_damaged_while_data_is_mis
     assert "no snapshot needs" not in text and pack.name[:16] in text, report
     repo("repo", "prune", check=False)
     assert pack.exists()
+
+
+def test_backup_after_an_index_file_was_deleted_adopts_its_packs(
+        repo: Amber, tmp_path: Path) -> None:
+    """The parent's blobs resolve only through pack headers: the backup adopts those packs
+    instead of storing everything again and calling unchanged files changed."""
+    src = tmp_path / "src"
+    lost, _snap = _two_backups(repo, src)
+    lost.unlink()
+
+    summary = repo("-o", "json", "snapshot", "create", str(src)).json()["summary"]
+    assert summary["files_changed"] == 0 and summary["files_unchanged"] == 6, summary
+    assert summary["bytes_new_raw"] < 64 * 1024, summary
+    assert_restores(repo, src, tmp_path / "out")
+    code, report = _check_json(repo)
+    assert code == 0 and report["warnings"] == [], report
+
+
+def test_healthy_backup_lists_no_packs(repo: Amber, tmp_path: Path) -> None:
+    """Noticing a lost index file costs a healthy repository's backup nothing: no listing of
+    data/, no pack header read."""
+    src = tmp_path / "src"
+    _two_backups(repo, src)
+    (src / "d1" / "f1.bin").write_bytes(b"changed again\n" * 100)
+    r = open_repo(repo)
+    listed: list[str] = []
+    real_list = r.backend.list
+
+    def counting(prefix: str = "") -> list[object]:
+        listed.append(prefix)
+        return real_list(prefix)  # type: ignore[return-value]
+
+    r.backend.list = counting  # type: ignore[method-assign,assignment]
+    archiver.Archiver(r).run([str(src)])
+    assert not [p for p in listed if p.startswith("data")], listed
+    assert r.fallback.packs == {} and r.fallback.unreadable == {}

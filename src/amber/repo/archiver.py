@@ -121,8 +121,11 @@ class Archiver:
         self._writer: packer.BlobWriter | None = None
         self._batch = _Batch()
         self._pool: concurrent.futures.ThreadPoolExecutor | None = None
-        #: What ``run`` adopted from an interrupted backup before it started.
+        #: What ``run`` adopted from an interrupted backup (or a lost index file).
         self.adopted = repair.AdoptReport()
+        self._marker_name = ""
+        #: a parent's blob was found only by a pack header, and adoption was tried
+        self._lost_index_checked = False
 
     # -- public --------------------------------------------------------------------------
 
@@ -148,6 +151,7 @@ class Archiver:
                 raise errors.SourceError(f"cannot read {p}: {exc.strerror}") from None
         host = hostname or socket.gethostname()
         marker = locks.WriterMarker(self.repo.backend)
+        self._marker_name = marker.name
         try:
             self.repo.load_index()
             # Packs a killed backup uploaded but never indexed: reuse them, do not upload again.
@@ -296,7 +300,19 @@ class Archiver:
         return tree.TreeNode(meta=meta, subtree=tuple(tree.save(nodes, self.repo, self._writer)))
 
     def _writer_known(self, blob_id: bytes) -> bool:
+        """True if the blob is stored already; a parent's blob that only a pack header names
+        (an index file was deleted) makes the backup adopt the packs no index file names
+        first, once, instead of storing it all again (only a miss costs anything, and a healthy
+        repository's parent never misses)."""
         assert self._writer is not None
+        if self._writer.known(blob_id):
+            return True
+        if self._lost_index_checked or self.repo.locate(blob_id) is None:
+            return False
+        self._lost_index_checked = True
+        adopted = repair.adopt_unindexed(self.repo, self._marker_name, lost_index=True)
+        self.adopted.packs += adopted.packs
+        self.adopted.bytes += adopted.bytes
         return self._writer.known(blob_id)
 
     def _list_dir(self, path: str) -> Iterator[tuple[str, str]]:
@@ -352,8 +368,7 @@ class Archiver:
                 and pm.mtime_ns == meta.mtime_ns and pm.ctime_ns == meta.ctime_ns
                 and pm.inode == meta.inode):
             return False
-        assert self._writer is not None
-        return all(self._writer.known(b) for b in prev.content)
+        return all(self._writer_known(b) for b in prev.content)
 
     def _finish(self, job: _Job) -> tree.TreeNode | None:
         assert job.batch.future is not None, "batch finished before it was submitted"

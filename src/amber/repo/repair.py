@@ -203,19 +203,22 @@ class AdoptReport:
     skipped: str | None = None
 
 
-def adopt_unindexed(repo: repository.Repository, own_marker: str) -> AdoptReport:
+def adopt_unindexed(repo: repository.Repository, own_marker: str, *,
+                    lost_index: bool = False) -> AdoptReport:
     """Name the packs no index file names in a new index file, and add them to ``repo.index``.
 
     Call it with the writer marker ``own_marker`` written and the index loaded. It looks only
-    when there is a reason to: a writer marker of a process that is gone (a killed backup), or a
-    damaged index file; a healthy repository pays one listing of ``locks/``. It adopts nothing
+    when there is a reason to: a writer marker of a process that is gone (a killed backup), a
+    damaged index file, or ``lost_index`` (the caller found a blob it needs only through a pack
+    header: an index file was deleted); a healthy repository pays one listing of ``locks/``.
+    It adopts nothing
     while a maintenance lease is held: a prune that started before our marker existed may be
     deleting unindexed packs right now, while any later prune sees our marker and defers. Each
     pack is read whole and must hash to its name (the header is authenticated as well), and is
     made durable before the index file that names it.
     """
     report = AdoptReport()
-    if not (repo.damaged_index_files or _dead_writers(repo.backend, own_marker)):
+    if not (lost_index or repo.damaged_index_files or _dead_writers(repo.backend, own_marker)):
         return report
     if _lease_held(repo.backend):
         report.skipped = "a maintenance lease is held"
