@@ -251,11 +251,9 @@ class Pruner:
         candidates: list[_PackInfo] = []
         for p in sorted((p for p in packs.values() if p.pack_id not in keep),
                         key=lambda p: (p.mtime, p.pack_id)):
-            total = sum(e.length for e in p.entries) or 1
             needed = sum(e.length for e in p.entries
                          if e.blob_id in used and e.blob_id not in owned)
-            damaged = p.pack_id in self._damaged_packs
-            if needed and not damaged and (total - needed) / total <= self.max_unused:
+            if not self._goes(p, needed):
                 keep[p.pack_id] = p
                 owned.update(e.blob_id for e in p.entries)
             else:
@@ -268,13 +266,20 @@ class Pruner:
                     owned.add(e.blob_id)
         return keep, candidates, to_copy
 
-    def _count_held(self, p: _PackInfo, used: set[bytes]) -> None:
-        """Count a young pack's unused data that a later prune would free (its unused share is
-        above ``max_unused``), so the report can say why nothing was freed and when it will be."""
+    def _goes(self, p: _PackInfo, needed: int) -> bool:
+        """Whether a pack old enough is dropped or repacked: nothing in it is needed (``needed``
+        bytes of its blobs are), it holds a blob recorded damaged, or its unused share is above
+        ``max_unused``."""
         total = sum(e.length for e in p.entries) or 1
-        unused = sum(e.length for e in p.entries if e.blob_id not in used)
-        if unused and unused / total > self.max_unused:
-            self.report.bytes_held_young += unused
+        return (not needed or p.pack_id in self._damaged_packs
+                or (total - needed) / total > self.max_unused)
+
+    def _count_held(self, p: _PackInfo, used: set[bytes]) -> None:
+        """Count what a later prune frees of a young pack (by the same rule as an old one's), so
+        the report can say why nothing was freed and when it will be."""
+        needed = sum(e.length for e in p.entries if e.blob_id in used)
+        if self._goes(p, needed) and p.size > needed:
+            self.report.bytes_held_young += p.size - needed
             ready = p.mtime + self.margin_s
             self.report.held_until = max(self.report.held_until or ready, ready)
 
