@@ -116,3 +116,25 @@ def test_prune_names_the_snapshot_and_path_of_a_damaged_tree(
     assert snap[:8] in line and f"{src.resolve()}/d0" in line, line
     assert f"'amber repo forget {snap[:8]}'" in line, line
     assert "Traceback" not in res.stderr
+
+
+def test_check_names_each_damaged_snapshot_once_in_order_and_heals_only_older_ones(
+        repo: Amber, tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    first, _victim = _damaged_backup(repo, src)
+    second = repo("-o", "json", "snapshot", "create", "--force", str(src)).json()["id"]
+    res = repo("repo", "check", "--read-data", check=False)
+    assert res.returncode == 14
+    lines = res.stdout.splitlines()
+    assert "next backup" in next(line for line in lines if "damaged" in line), lines
+    for snap in (first, second):
+        assert len([line for line in lines if snap[:8] in line]) == 1, lines
+    code, report = _check(repo)
+    assert set(report["damaged_snapshots"]) == {first, second}, report
+    order = [e.split()[1] for e in report["errors"] if "cannot fully restore" in e]
+    assert order == [first[:8], second[:8]], report  # oldest first
+
+    healing = repo("-o", "json", "snapshot", "create", "--force", str(src)).json()["id"]
+    code, report = _check(repo)
+    assert code == 0 and report["healed_snapshots"] == [first, second], report
+    assert healing not in report["healed_snapshots"]

@@ -140,9 +140,6 @@ def check(ctx: context.Context, read_data: bool) -> None:
             print(f"warning: {w}")
         for e in report.errors:
             print(f"error: {e}")
-        for sid, paths in report.damaged_snapshots.items():
-            print(f"snapshot {sid[:8]} cannot fully restore: {', '.join(paths[:10])}"
-                  + (f" and {len(paths) - 10} more" if len(paths) > 10 else ""))
         for sid in report.healed_snapshots:
             print(f"snapshot {sid[:8]} is whole again: data it needs was found damaged, and a "
                   "later backup stored a good copy")

@@ -54,10 +54,12 @@ class Checker:
         self._needs_reindex: set[int] = set()
         #: blobs recorded damaged of which a good copy exists now; the root (tree ids joined) of
         #: the snapshot being walked, subtrees that use such a blob, and the roots that do
-        self._healed_blobs: set[bytes] = set()
+        #: (each with the time its good copy was stored: the mtime of the pack holding it, so
+        #: a snapshot made after it, which never needed the damaged copy, is not "healed")
+        self._healed_blobs: dict[bytes, float] = {}
         self._root = b""
-        self._healed_keys: set[bytes] = set()
-        self._healed_roots: set[bytes] = set()
+        self._healed_keys: dict[bytes, float] = {}
+        self._healed_roots: dict[bytes, float] = {}
 
     def run(self, *, read_data: bool = False) -> CheckReport:
         with locks.reading(self.repo.backend):
@@ -92,8 +94,7 @@ class Checker:
             for i, _ in enumerate(pool.map(work, present)):
                 if self._on_progress:
                     self._on_progress(i + 1, len(present))
-        self._healed_blobs = {b for b, _p in self.repo.damaged_locations
-                              if self.repo.locate(b) is not None}
+        self._healed_blobs = self._good_copies()
         self._check_snapshots()
         self._report_damage_records(on_disk)
         self._report_unindexed(len(recovered))
@@ -108,6 +109,19 @@ class Checker:
         self.repo.load_index()
         for name, why in self.repo.damaged_index_files.items():
             self.report.errors.append(f"index file {name} is damaged ({why}); {_REPAIR}")
+
+    def _good_copies(self) -> dict[bytes, float]:
+        """Blobs recorded damaged that a later backup stored anew -> when it stored them."""
+        out: dict[bytes, float] = {}
+        for blob_id, _pack in self.repo.damaged_locations:
+            loc = self.repo.locate(blob_id)
+            if loc is not None:
+                name = self.repo.pack_name(self.repo.pack_ids[loc.pack])
+                try:
+                    out[blob_id] = self.repo.backend.stat(name).mtime
+                except FileNotFoundError:
+                    continue  # missing: the pack check reports it
+        return out
 
     def _report_damage_records(self, on_disk: set[bytes]) -> None:
         """Blobs an earlier check or restore found damaged: still lost, or healed by a backup
@@ -126,11 +140,10 @@ class Checker:
                     "out of the index; the next backup of the files that hold it stores it "
                     "anew, which heals every snapshot that needs it")
         if self._healed_roots:
-            by_root: dict[bytes, list[str]] = {}
-            for snap in self.repo.list_snapshots():
-                by_root.setdefault(b"".join(snap.tree), []).append(snap.id)
-            r.healed_snapshots = sorted(i for root in self._healed_roots
-                                        for i in by_root.get(root, []))
+            # oldest first; only snapshots older than the good copy needed the damaged one
+            r.healed_snapshots = [
+                snap.id for snap in self.repo.list_snapshots()
+                if snap.time.timestamp() < self._healed_roots.get(b"".join(snap.tree), 0.0)]
 
     def _report_unindexed(self, unindexed: int) -> None:
         """Say what unindexed packs are, and never advise deleting data a snapshot needs."""
@@ -206,7 +219,9 @@ class Checker:
             self.report.damaged_blobs.update(damaged)
             for blob_id in damaged:
                 self.report.errors.append(
-                    f"blob {blob_id.hex()[:16]} in pack {pack_id.hex()[:16]} is damaged")
+                    f"blob {blob_id.hex()[:16]} in pack {pack_id.hex()[:16]} is damaged; it is "
+                    "left out of the index from now on, so the next backup of the files that "
+                    "hold it stores it anew")
         if whole:
             return
         if not damaged and any(p == pack_id for _b, p in self.repo.damaged_locations):
@@ -216,8 +231,13 @@ class Checker:
                     f"pack {pack_id.hex()[:16]} is damaged, in blobs already left out of the "
                     "index; everything else in it verified good ('amber repo prune' rewrites "
                     "it without them)")
+        elif damaged:
+            self._pack_error(pack_id, "content does not match its name (damaged): the damaged "
+                             "blobs are named above; 'amber repo prune' rewrites it without them "
+                             "once they are stored anew")
         else:
-            self._pack_error(pack_id, "content does not match its name (damaged)")
+            self._pack_error(pack_id, "content does not match its name, though every blob in it "
+                             f"verified (its header may be damaged); {_REPAIR}")
 
     def _ids_in(self, pack_id: bytes) -> list[bytes]:
         return self._by_pack.get(self.repo.pack_number(pack_id), [])
@@ -230,20 +250,22 @@ class Checker:
 
     def _check_snapshots(self) -> None:
         r = self.report
-        for snapshot_id in self.repo.snapshot_ids():
+        snaps = []
+        for snapshot_id in sorted(self.repo.snapshot_ids()):
             try:
-                snap = self.repo.load_snapshot(snapshot_id)
+                snaps.append(self.repo.load_snapshot(snapshot_id))
             except errors.AmberError as exc:
                 r.errors.append(f"snapshot {snapshot_id[:8]} is unreadable ({exc}); "
                                 f"'amber repo forget {snapshot_id[:8]}' removes it")
-                continue
+        for snap in sorted(snaps, key=lambda s: (s.time, s.id)):  # oldest first, as listed
             r.snapshots += 1
             bad_paths: list[str] = []
             self._walk_snapshot(snap.tree, "", bad_paths)
             if bad_paths:
                 r.damaged_snapshots[snap.id] = bad_paths
-                r.errors.append(f"snapshot {snap.short_id} needs damaged or missing data "
-                                f"for {len(bad_paths)} path(s), e.g. {bad_paths[0]}")
+                more = f" and {len(bad_paths) - 10} more" if len(bad_paths) > 10 else ""
+                r.errors.append(f"snapshot {snap.short_id} cannot fully restore: "
+                                f"{', '.join(bad_paths[:10])}{more}")
 
     def _bad_blob(self, blob_id: bytes) -> bool:
         if blob_id in self.report.damaged_blobs:
@@ -259,8 +281,7 @@ class Checker:
         if not prefix:
             self._root = key
         if key in self._clean:  # shared by an earlier snapshot and already found whole
-            if key in self._healed_keys:
-                self._healed_roots.add(self._root)
+            self._note_healed(self._healed_keys.get(key, 0.0))
             return
         if any(self._bad_blob(i) for i in ids):
             bad.append(prefix or "/")
@@ -276,15 +297,23 @@ class Checker:
             path = f"{prefix}/{node.name}"
             if node.meta.type is fsmeta.NodeType.DIR:
                 self._walk_snapshot(node.subtree, path, bad)
-                healed = healed or b"".join(node.subtree) in self._healed_keys
+                healed = max(healed, self._healed_keys.get(b"".join(node.subtree), 0.0))
             elif any(self._bad_blob(b) for b in node.content):
                 bad.append(path)
-            healed = healed or self._uses_healed(node.content)
+            healed = max(healed, self._uses_healed(node.content))
         if healed:
-            self._healed_keys.add(key)
-            self._healed_roots.add(self._root)
+            self._healed_keys[key] = healed
+            self._note_healed(healed)
         if len(bad) == before:
             self._clean.add(key)
 
-    def _uses_healed(self, ids: list[bytes] | tuple[bytes, ...]) -> bool:
-        return bool(self._healed_blobs) and any(i in self._healed_blobs for i in ids)
+    def _uses_healed(self, ids: list[bytes] | tuple[bytes, ...]) -> float:
+        """When the newest good copy of a healed blob among ``ids`` was stored (0: none)."""
+        if not self._healed_blobs:
+            return 0.0
+        return max((self._healed_blobs.get(i, 0.0) for i in ids), default=0.0)
+
+    def _note_healed(self, when: float) -> None:
+        """The snapshot being walked uses a blob healed at ``when`` (0: none)."""
+        if when > self._healed_roots.get(self._root, 0.0):
+            self._healed_roots[self._root] = when
