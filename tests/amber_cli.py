@@ -3,13 +3,18 @@ whose module name several test directories share)."""
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import shutil
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 #: scrypt cost for tests: the minimum the CLI accepts, so a test run is not dominated by the KDF.
 TEST_KDF_N = 1024
@@ -66,3 +71,24 @@ def restored(target: Path, source: Path) -> Path:
 
 
 MakeTree = Callable[[Path, dict[str, bytes]], None]
+
+
+@contextlib.contextmanager
+def small_tmpfs(where: Path, size: str) -> Iterator[Path]:
+    """A tmpfs of ``size`` (mount(8) syntax: ``4k``, ``8m``) mounted at ``where`` (created), so
+    what is written there runs out of space at a known point; unmounted afterwards (lazily if
+    still busy). Tests that need one are skipped, with the reason, where nothing can be mounted
+    (mounting needs root; CI runs the tests as root)."""
+    where.mkdir(parents=True, exist_ok=True)
+    if os.geteuid() != 0 or shutil.which("mount") is None:
+        pytest.skip("mounting a tmpfs needs root and mount(8)")
+    res = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size},mode=0755", "tmpfs",
+                          str(where)], capture_output=True, text=True, check=False)
+    if res.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs at {where}: {res.stderr.strip()}")
+    try:
+        yield where
+    finally:
+        if subprocess.run(["umount", str(where)], check=False,
+                          capture_output=True).returncode != 0:
+            subprocess.run(["umount", "-l", str(where)], check=False, capture_output=True)

@@ -9,6 +9,7 @@ directories created, no stray files in a restore target, no lock left over).
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import dataclasses
 import json
@@ -25,7 +26,7 @@ import pytest
 from amber.repo import repository
 from amber.storage import local
 from amber.util.errors import ExitCode
-from amber_cli import TEST_KDF_N, Amber, Result, restored, write_tree
+from amber_cli import TEST_KDF_N, Amber, Result, restored, small_tmpfs, write_tree
 
 PASSPHRASE = "correct horse battery staple"  # what conftest's passphrase_file holds
 WRONG_PASSPHRASE = "Tr0ub4dor&3 not the one"
@@ -411,27 +412,8 @@ def test_nonexistent_source_path(repo: Amber, tmp_path: Path, paths: list[str]) 
 @pytest.fixture
 def tmpfs(tmp_path: Path) -> Iterator[Callable[[str, str], Path]]:
     """Mount small tmpfs file systems below tmp_path; unmounted at teardown."""
-    if os.geteuid() != 0 or shutil.which("mount") is None:
-        pytest.skip("mounting a tmpfs needs root and mount(8)")
-    mounted: list[Path] = []
-
-    def mount(name: str, size: str) -> Path:
-        point = tmp_path / name
-        point.mkdir()
-        res = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size},mode=0755", "tmpfs",
-                              str(point)], check=False, capture_output=True, text=True)
-        if res.returncode != 0:
-            pytest.skip(f"cannot mount a tmpfs here: {res.stderr.strip()}")
-        mounted.append(point)
-        return point
-
-    try:
-        yield mount
-    finally:
-        for point in reversed(mounted):
-            if subprocess.run(["umount", str(point)], check=False,
-                              capture_output=True).returncode != 0:
-                subprocess.run(["umount", "-l", str(point)], check=False, capture_output=True)
+    with contextlib.ExitStack() as mounts:
+        yield lambda name, size: mounts.enter_context(small_tmpfs(tmp_path / name, size))
 
 
 @pytest.fixture

@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import os
 import random
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from amber.repo import walker
-from amber_cli import Amber, restored, write_tree
+from amber_cli import Amber, restored, small_tmpfs, write_tree
 from test_reliability import _damage_blob, _open
 
 KiB = 1024
@@ -26,18 +25,8 @@ KiB = 1024
 @pytest.fixture
 def small_fs(tmp_path: Path) -> Iterator[Path]:
     """A 4 MiB tmpfs, so a restore into it runs out of space; unmounted afterwards."""
-    mnt = tmp_path / "small"
-    mnt.mkdir()
-    if os.geteuid() != 0:
-        pytest.skip("mounting a 4 MiB tmpfs needs root (the CI machine runs tests as root)")
-    res = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(mnt)],
-                         capture_output=True, text=True, check=False)
-    if res.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {res.stderr.strip()}")
-    try:
+    with small_tmpfs(tmp_path / "small", "4m") as mnt:
         yield mnt
-    finally:
-        subprocess.run(["umount", str(mnt)], check=True)
 
 
 def _names_below(root: Path) -> set[str]:
@@ -93,6 +82,64 @@ def test_full_target_keeps_existing_files_and_lists_what_was_not_restored(
     assert again.returncode == 0, again.stderr
     for rel, data in new.items():
         assert (out / rel).read_bytes() == data
+
+
+def test_rerun_on_a_nearly_full_target_writes_only_what_is_missing(
+        repo: Amber, tmp_path: Path) -> None:
+    """'Free space and run the same restore again' must work when the space freed is less than
+    the largest file: files already in the target with the snapshot's content are kept, not
+    written again through a temporary copy."""
+    rng = random.Random(11)
+    src = tmp_path / "src"
+    files = {"big.bin": rng.randbytes(3 * 1024 * KiB), "missing.bin": rng.randbytes(512 * KiB),
+             **{f"d{i % 3}/small{i:02d}.txt": rng.randbytes(3 * KiB) for i in range(30)}}
+    write_tree(src, files)
+    repo("snapshot", "create", str(src))
+
+    with small_tmpfs(tmp_path / "small", "8m") as target:
+        first = repo("snapshot", "restore", "latest", str(target), check=False)
+        assert first.returncode == 0, first.stderr
+        out = restored(target, src)
+        (out / "missing.bin").unlink()
+        # Leave ~1.5 MiB free: more than the missing file, less than the largest one.
+        free = os.statvfs(target)
+        (target / "ballast.bin").write_bytes(
+            rng.randbytes(free.f_bavail * free.f_frsize - 1536 * KiB))
+
+        again = repo("snapshot", "restore", "latest", str(target), check=False)
+        assert again.returncode == 0, again.stderr
+        assert "restored 32 files" in again.stdout, again.stdout
+        assert _names_below(out) == set(files), "temporaries left"
+        for rel, data in files.items():
+            assert (out / rel).read_bytes() == data, rel
+
+        # The same restore on the complete target is a clean no-op too.
+        third = repo("snapshot", "restore", "latest", str(target), check=False)
+        assert third.returncode == 0, third.stderr
+
+
+def test_rerun_rewrites_a_same_size_file_with_other_content(
+        repo: Amber, tmp_path: Path) -> None:
+    """Reusing a file needs its content verified, not just its size and time."""
+    src = tmp_path / "src"
+    write_tree(src, {"a.bin": b"A" * 70_000, "b.txt": b"bee\n"})
+    os.chmod(src / "b.txt", 0o640)
+    os.link(src / "b.txt", src / "c.txt")
+    repo("snapshot", "create", str(src))
+    target = tmp_path / "out"
+    repo("snapshot", "restore", "latest", str(target))
+    out = restored(target, src)
+    stamp = (out / "a.bin").stat()
+    (out / "a.bin").write_bytes(b"A" * 69_999 + b"B")
+    os.utime(out / "a.bin", ns=(stamp.st_atime_ns, stamp.st_mtime_ns))
+    os.chmod(out / "b.txt", 0o600)
+
+    repo("snapshot", "restore", "latest", str(target))
+    assert (out / "a.bin").read_bytes() == b"A" * 70_000
+    assert (out / "b.txt").stat().st_mode & 0o777 == 0o640, "metadata of a kept file is applied"
+    assert (out / "b.txt").stat().st_mtime_ns == (src / "b.txt").stat().st_mtime_ns
+    assert _names_below(out) == {"a.bin", "b.txt", "c.txt"}, "temporaries left"
+    assert (out / "b.txt").stat().st_ino == (out / "c.txt").stat().st_ino
 
 
 def test_file_with_damaged_data_keeps_the_existing_copy(repo: Amber, tmp_path: Path) -> None:
@@ -195,3 +242,4 @@ def test_backup_after_a_restore_met_a_damaged_tree_writes_it_anew(
     assert res.returncode == 0, res.stderr
     out = restored(tmp_path / "out2", src)
     assert {rel: (out / rel).read_bytes() for rel in _names_below(out)} == files
+

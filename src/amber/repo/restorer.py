@@ -6,7 +6,10 @@ read pack by pack with coalesced range reads and written with ``pwrite`` by a po
 each pack is read once however many files share its blobs. A file whose last blob is written
 gets its metadata and is renamed over its final name in one step, so what the target held before
 the restore is replaced only by a complete file, never truncated or removed first (decision
-0019). Directory metadata is applied last, deepest first, so writes do not disturb their times.
+0019). A file the target already holds with the snapshot's content (verified by blob id) is
+kept and only given its metadata, so running the same restore again needs space and work only
+for what is missing or different. Directory metadata is applied last, deepest first, so writes
+do not disturb their times.
 
 A blob that fails authentication damages only the files that need it, and an unreadable tree
 blob only the directory it lists: those are listed and left out (whatever the target held at
@@ -280,13 +283,16 @@ class Restorer:
             self._metas.append(node.meta)
             locs = [self.repo.locate(blob_id) for blob_id in node.content]
             self._remaining.append(len(locs))
+            total += node.meta.size
+            if self._holds(target + rel, node, locs):
+                self._keep_file(i)
+                continue
             fd = os.open(self._temps[i], os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC,
                          0o600)
             try:
                 os.ftruncate(fd, node.meta.size)
             finally:
                 os.close(fd)
-            total += node.meta.size
             if any(loc is None for loc in locs):
                 self._damaged.add(i)
                 continue
@@ -305,6 +311,48 @@ class Restorer:
             if loc is not None:
                 by_pack[loc.pack].append((loc.offset, blob_id, loc, targets))
         return by_pack
+
+    def _holds(self, final: str, node: tree.TreeNode,
+               locs: Sequence[memindex.Location | None]) -> bool:
+        """Whether the target's entry at ``final`` already is this file: a regular file whose
+        bytes, read in the ranges of the node's blobs, have the node's blob ids. Then it is
+        kept and only its metadata applied, so running a restore again (after freeing space,
+        after an interruption) needs no space and no repository reads for what is already
+        there. The size is compared first, so most changed files cost one ``fstat``. Kept only
+        where a fresh copy would not differ in what metadata does not set: a file linked from
+        elsewhere (metadata would change there too), another user's file when owners are not
+        restored, or one with extended attributes the snapshot lacks (an ACL, say) is
+        rewritten."""
+        if any(loc is None for loc in locs):
+            return False
+        try:
+            fd = os.open(final, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+        except OSError:
+            return False
+        with open(fd, "rb", buffering=0) as f:
+            st = os.fstat(fd)
+            meta = node.meta
+            if (not stat.S_ISREG(st.st_mode) or st.st_size != meta.size
+                    or (st.st_nlink > 1 and meta.nlink <= 1)
+                    or (not self._restore_owner and st.st_uid != os.geteuid())
+                    or not _xattrs_within(fd, meta)):
+                return False
+            for blob_id, loc in zip(node.content, locs, strict=True):
+                assert loc is not None
+                data = f.read(loc.raw_length)
+                if (data is None or len(data) != loc.raw_length
+                        or self.repo.sealer.blob_id(data) != blob_id):
+                    return False
+            return f.read(1) == b""
+
+    def _keep_file(self, i: int) -> None:
+        """A file already in place (``_holds``) takes the snapshot's metadata where it is."""
+        warnings = fsmeta.apply_meta(self._finals[i], _with_atime(self._metas[i]),
+                                     restore_owner=self._restore_owner)
+        self._committed[i] = warnings
+        self._remaining[i] = 0
+        with self.progress.lock:
+            self.progress.bytes_done += self._metas[i].size
 
     # -- data ----------------------------------------------------------------------------------
 
@@ -424,6 +472,9 @@ class Restorer:
             if first_rel not in restored:
                 continue
             final = target + rel
+            if _same_inode(target + first_rel, final):  # kept from an earlier restore
+                done.add(rel)
+                continue
             temp = _temp_path(final, self._token, "l")
             try:
                 os.link(target + first_rel, temp)
@@ -474,6 +525,16 @@ def _replace(temp: str, final: str) -> None:
         os.rename(temp, final)
 
 
+def _same_inode(a: str, b: str) -> bool:
+    """Whether ``b`` exists and is a hard link to ``a``: renaming a link over its own inode
+    would do nothing and leave the temporary name behind."""
+    try:
+        sa, sb = os.lstat(a), os.lstat(b)
+    except FileNotFoundError:
+        return False
+    return (sa.st_dev, sa.st_ino) == (sb.st_dev, sb.st_ino)
+
+
 def _pwrite_all(fd: int, data: memoryview, offset: int) -> None:
     """``pwrite`` until every byte is written: a filling file system writes what fits and
     says so only in the count (the next call then fails with ENOSPC)."""
@@ -504,6 +565,17 @@ def _nonzero_runs(data: bytes) -> list[tuple[int, int]]:
     if start >= 0:
         runs.append((start, n))
     return runs
+
+
+def _xattrs_within(fd: int, meta: fsmeta.FileMeta) -> bool:
+    """Whether the open file has no extended attribute the snapshot's entry lacks (the kernel's
+    own SELinux label aside: a fresh file gets one too)."""
+    try:
+        names = os.listxattr(fd)
+    except OSError:
+        return True  # no xattr support: nothing there
+    wanted = {attr for attr, _value in meta.xattrs}
+    return all(name in wanted or name == "security.selinux" for name in names)
 
 
 def _remove(path: str) -> None:
