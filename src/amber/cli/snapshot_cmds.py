@@ -178,12 +178,23 @@ def _mode_string(meta: fsmeta.FileMeta) -> str:
 @click.option("--long", "-l", "long_", is_flag=True, help="Show mode, owner, size and time.")
 @pass_ctx
 def ls(ctx: context.Context, snapshot_id: str, path: str, long_: bool) -> None:
-    """List the files in a snapshot, at or below PATH."""
+    """List the files in a snapshot, at or below PATH.
+
+    A directory whose listing is damaged is listed, its contents are not: one warning names it,
+    everything else is listed, and the exit code is 14.
+    """
     r = ctx.open_repo()
     r.load_index()
     snap = resolve(r, snapshot_id)
+    unreadable: dict[str, str] = {}
+
+    def skipped(where: str, exc: errors.IntegrityError) -> None:
+        unreadable[where] = str(exc)
+        ctx.warn(f"directory {where.rstrip('/')}/ cannot be read ({exc}); its contents are "
+                 "not listed")
+
     rows = []
-    for entry in walker.walk(r, snap, path):
+    for entry in walker.walk(r, snap, path, on_unreadable=skipped):
         m = entry.node.meta
         if ctx.json:
             rows.append({"path": entry.path, "type": m.type.value, "mode": m.mode,
@@ -198,7 +209,26 @@ def ls(ctx: context.Context, snapshot_id: str, path: str, long_: bool) -> None:
         else:
             print(entry.path + ("/" if m.type is fsmeta.NodeType.DIR else ""))
     if ctx.json:
+        for row in rows:
+            if row["path"] in unreadable:
+                row["unreadable"] = unreadable[row["path"]]
         ctx.emit(rows)
+    _fail_if_unreadable(list(unreadable), "its contents are not listed",
+                        "their contents are not listed")
+
+
+def _fail_if_unreadable(paths: list[str], it: str, them: str) -> None:
+    """Exit 14 at the end of a command that went on around damaged directories (each already
+    named in a warning, so the error counts them and says what they cost)."""
+    if paths:
+        n = len(paths)
+        raise errors.IntegrityError(
+            f"{_count(n, 'directory', 'directories')} could not be read (damaged); "
+            f"{it if n == 1 else them}")
+
+
+def _count(n: int, one: str, many: str) -> str:
+    return f"{n} {one if n == 1 else many}"
 
 
 def _time(ns: int) -> datetime.datetime:
@@ -212,18 +242,26 @@ def _time(ns: int) -> datetime.datetime:
 def diff_cmd(ctx: context.Context, snapshot_a: str, snapshot_b: str) -> None:
     """Show what changed from snapshot A to snapshot B.
 
-    + added, - removed, M content changed, U metadata (mode, owner, time) changed.
+    + added, - removed, M content changed, U metadata (mode, owner, time) changed, ? a
+    directory whose listing is damaged (named in a warning; exit 14 at the end).
     """
     r = ctx.open_repo()
     r.load_index()
     a, b = resolve(r, snapshot_a), resolve(r, snapshot_b)
     changes = list(differ.diff(r, a, b))
     counts = {k: sum(1 for c in changes if c.kind == k) for k in "+-MU"}
+    unknown = [c for c in changes if c.kind == "?"]
+    for c in unknown:
+        ctx.warn(f"cannot compare {c.path}: {c.why}; what changed below it is not known")
+    unreadable = [c.path.rstrip("/") or "/" for c in unknown]
     if ctx.json:
-        ctx.emit({"from": a.id, "to": b.id, "counts": counts,
+        ctx.emit({"from": a.id, "to": b.id, "counts": counts, "unreadable": unreadable,
                   "changes": [{"kind": c.kind, "path": c.path} for c in changes]})
-        return
-    for c in changes:
-        print(f"{c.kind} {c.path}")
-    print(f"{counts['+']} added, {counts['-']} removed, {counts['M']} modified, "
-          f"{counts['U']} metadata changed")
+    else:
+        for c in changes:
+            print(f"{c.kind} {c.path}")
+        tail = f", {len(unknown)} unreadable" if unknown else ""
+        print(f"{counts['+']} added, {counts['-']} removed, {counts['M']} modified, "
+              f"{counts['U']} metadata changed{tail}")
+    _fail_if_unreadable(unreadable, "what changed below it is not known",
+                        "what changed below them is not known")

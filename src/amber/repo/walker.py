@@ -16,9 +16,18 @@ class Entry:
     node: tree.TreeNode
 
 
-def walk(repo: repository.Repository, snap: snapshots.Snapshot,
-         start: str = "/") -> Iterator[Entry]:
-    """Every node at or below ``start`` in depth-first name order."""
+#: Told about a directory whose listing cannot be read: (its path, why).
+OnUnreadable = Callable[[str, errors.IntegrityError], None]
+
+
+def walk(repo: repository.Repository, snap: snapshots.Snapshot, start: str = "/", *,
+         on_unreadable: OnUnreadable | None = None) -> Iterator[Entry]:
+    """Every node at or below ``start`` in depth-first name order.
+
+    A directory whose listing (tree blob) cannot be read raises IntegrityError, or, with
+    ``on_unreadable``, is reported there and skipped, so browsing goes on around damage: the
+    directory itself is still yielded (its parent lists it), its contents are not.
+    """
     start = "/" + start.strip("/")
     ids: tuple[bytes, ...] = tuple(snap.tree)
     prefix = ""
@@ -29,24 +38,39 @@ def walk(repo: repository.Repository, snap: snapshots.Snapshot,
             return
         yield Entry(start, node)
         ids, prefix = node.subtree, start
-    yield from _walk_ids(repo, ids, prefix)
+    yield from _walk_ids(repo, ids, prefix, on_unreadable)
 
 
-def _walk_ids(repo: repository.Repository, ids: tuple[bytes, ...], prefix: str) -> Iterator[Entry]:
-    for node in tree.load(repo, ids):
+def _walk_ids(repo: repository.Repository, ids: tuple[bytes, ...], prefix: str,
+              on_unreadable: OnUnreadable | None) -> Iterator[Entry]:
+    try:
+        nodes = tree.load(repo, ids)
+    except errors.IntegrityError as exc:
+        if on_unreadable is None:
+            raise
+        on_unreadable(prefix or "/", exc)
+        return
+    for node in nodes:
         path = f"{prefix}/{node.name}"
         yield Entry(path, node)
         if node.meta.type is fsmeta.NodeType.DIR:
-            yield from _walk_ids(repo, node.subtree, path)
+            yield from _walk_ids(repo, node.subtree, path, on_unreadable)
 
 
 def find(repo: repository.Repository, snap: snapshots.Snapshot, path: str) -> tree.TreeNode:
-    """The node at ``path`` in the snapshot; NotFoundError if there is none."""
+    """The node at ``path`` in the snapshot; NotFoundError if there is none, IntegrityError
+    naming the directory whose listing on the way cannot be read."""
     ids: tuple[bytes, ...] = tuple(snap.tree)
     parts = [p for p in path.split("/") if p]
     node: tree.TreeNode | None = None
     for i, part in enumerate(parts):
-        nodes = {n.name: n for n in tree.load(repo, ids)}
+        try:
+            nodes = {n.name: n for n in tree.load(repo, ids)}
+        except errors.IntegrityError as exc:
+            where = "/" + "/".join(parts[:i])
+            raise errors.IntegrityError(
+                f"directory {where.rstrip('/')}/ of snapshot {snap.short_id} cannot be read "
+                f"({exc}); {path} is below it") from None
         node = nodes.get(part)
         if node is None or (i < len(parts) - 1 and node.meta.type is not fsmeta.NodeType.DIR):
             raise errors.NotFoundError(f"{path} is not in snapshot {snap.short_id}")
