@@ -263,8 +263,24 @@ def _build(source: BackupSource, sel: Selection, opts: Options) -> Plan:
             continue
         if step.tier in order.PER_APPLICATION or item.ref.kind == "ConfigMap":
             originals[item.ref] = step.obj  # what dependency inference reads
+    steps += _bare_namespaces(steps, opts.order)
     _owners_that_stay_away(steps)
     return _place(source, steps, originals, opts.order)
+
+
+def _bare_namespaces(steps: list[Step], order_: order.Order) -> list[Step]:
+    """Namespaces the restored objects live in that the backup does not hold (one made with
+    ``--include-resources configmaps``, say): created bare, as Velero does, so that the objects
+    do not all fail for want of one; an existing namespace is skipped as any object is."""
+    have = {s.target.name for s in steps if (s.target.group, s.target.kind) == ("", "Namespace")}
+    needed = {s.target.namespace for s in steps if s.restorable and s.target.namespace} - have
+    out = []
+    for name in sorted(needed):
+        ref = Ref("", "Namespace", "", name)
+        item = Item(path="", ref=ref, version="v1", resource="namespaces", uid="", owned_by="")
+        out.append(Step(item, ref, order_.tier_of(ref),
+                        obj={"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}}))
+    return out
 
 
 def _owners_that_stay_away(steps: list[Step]) -> None:
