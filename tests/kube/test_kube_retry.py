@@ -131,3 +131,18 @@ def test_connection_refused_is_timeout_and_retried() -> None:
     with pytest.raises(errors.Timeout):
         t.request("GET", "/api")
     assert len(slept) == 2
+
+
+def test_429s_have_their_own_budget_of_ten(server: Scripted) -> None:
+    """A server that asks to come back later is not failing: nine 429s in a row (beyond the five
+    tries any failure gets) still end in the answer; the tenth 429 in a row is given up on."""
+    slow = (429, {"Retry-After": "0"}, _status(429, "TooManyRequests", "slow down"))
+    server.script = [slow] * 9 + [(200, {}, b'{"ok":true}')]
+    assert _transport(server, []).request("POST", "/api/v1/namespaces/a/configmaps",
+                                          body={"x": 1}) == {"ok": True}
+    assert len(server.hits) == 10
+    server.hits.clear()
+    server.script = [slow] * 12
+    with pytest.raises(errors.TooManyRequests):
+        _transport(server, []).request("GET", "/x")
+    assert len(server.hits) == 10

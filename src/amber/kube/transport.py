@@ -54,11 +54,18 @@ class _ConnectFailed(Exception):
 
 @dataclass(frozen=True)
 class RetryPolicy:
-    """``attempts`` tries in all; the n-th wait is uniform in [0, min(cap, base * 2**n)]."""
+    """``attempts`` tries in all; the n-th wait is uniform in [0, min(cap, base * 2**n)].
+
+    429s have a budget of their own, ``throttled_attempts`` (client-go allows 10 for answers
+    with Retry-After): a 429 says the request was not processed and asks to come back later, so
+    it is no sign of failure. With five tries a restore of 3,009 objects against a server that
+    refused one request in five lost an object to bad luck (0.2^5 per object); with ten answers
+    of 429 in a row the chance is 1e-7 per object."""
 
     attempts: int = 5
     base: float = 0.2
     cap: float = 10.0
+    throttled_attempts: int = 10
 
     def backoff(self, attempt: int, retry_after: float | None) -> float:
         if retry_after is not None:
@@ -172,6 +179,7 @@ class Transport:
             headers["Content-Type"] = content_type
         retriable = method.upper() in IDEMPOTENT or retry_ambiguous
         attempt = 0
+        throttled = 0  # 429s so far: they count against their own budget
         refreshed = False
         ambiguous = False  # an earlier attempt may have been applied
         while True:
@@ -203,6 +211,12 @@ class Transport:
                 if not (status == 429 or status >= 500):
                     raise err
                 unprocessed = status == 429
+                if status == 429:
+                    throttled += 1
+                    if throttled >= self.retry.throttled_attempts:
+                        raise err
+                    self._sleep(self.retry.backoff(throttled - 1, retry_after))
+                    continue
             attempt += 1
             if not (retriable or unprocessed) or attempt >= self.retry.attempts:
                 raise err
