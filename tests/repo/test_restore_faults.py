@@ -243,3 +243,47 @@ def test_backup_after_a_restore_met_a_damaged_tree_writes_it_anew(
     out = restored(tmp_path / "out2", src)
     assert {rel: (out / rel).read_bytes() for rel in _names_below(out)} == files
 
+
+# -- smaller findings of the new-user trial --------------------------------------------------
+
+
+def test_restore_to_a_regular_file_is_a_usage_error(repo: Amber, tmp_path: Path) -> None:
+    src, _files = _tree_source(tmp_path)
+    repo("snapshot", "create", str(src))
+    afile = tmp_path / "afile"
+    afile.write_bytes(b"keep me\n")
+    res = repo("snapshot", "restore", "latest", str(afile), check=False)
+    assert res.returncode == 2, res.stderr
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1 and str(afile) in lines[0] and "is a file" in lines[0], res.stderr
+    assert afile.read_bytes() == b"keep me\n"
+    res = repo("snapshot", "restore", "latest", str(afile / "below"), check=False)
+    assert res.returncode == 2 and len(res.stderr.strip().splitlines()) == 1, res.stderr
+    assert "part of the path is a file" in res.stderr
+
+
+def test_rerun_removes_temporaries_of_a_killed_restore(repo: Amber, tmp_path: Path) -> None:
+    src, files = _tree_source(tmp_path)
+    repo("snapshot", "create", str(src))
+    target = tmp_path / "out"
+    repo("snapshot", "restore", "latest", str(target))
+    out = restored(target, src)
+    # What a SIGKILLed restore leaves: its temporaries, in directories it restores into.
+    left = [out / ".amber-restore-0123abcd-7", out / "good1" / ".amber-restore-0123abcd-l"]
+    for path in left:
+        path.write_bytes(b"partial")
+    mine = {".amber-restore-notes.txt": b"the user's", "good1/.amber-restore-0123abcd-7.bak": b"x"}
+    write_tree(out, mine)
+
+    res = repo("snapshot", "restore", "latest", str(target), check=False)
+    assert res.returncode == 0, res.stderr
+    assert "2 temporaries" in res.stderr, res.stderr
+    assert _names_below(out) == set(files) | set(mine)
+
+
+def test_restore_summary_counts_in_singular(repo: Amber, tmp_path: Path) -> None:
+    src = tmp_path / "one.txt"
+    src.write_bytes(b"one\n")
+    repo("snapshot", "create", str(src))
+    res = repo("snapshot", "restore", "latest", str(tmp_path / "out"))
+    assert res.stdout.startswith("restored 1 file, "), res.stdout

@@ -133,9 +133,14 @@ def restore(ctx: context.Context, snapshot_id: str, target: str,
     ctx.emit({"snapshot": snap.id, "target": target, "files": result.files,
               "dirs": result.dirs, "bytes": result.bytes, "damaged": result.damaged,
               "unreadable": [path for path, _why in result.unreadable],
-              "not_restored": result.not_restored, "warnings": result.warnings},
-             f"restored {result.files} files, {result.dirs} directories, "
+              "not_restored": result.not_restored, "warnings": result.warnings,
+              "temporaries_removed": result.temps_removed},
+             f"restored {_count(result.files, 'file', 'files')}, "
+             f"{_count(result.dirs, 'directory', 'directories')}, "
              f"{progress.human_bytes(result.bytes)} from snapshot {snap.short_id} to {target}")
+    if result.temps_removed:
+        ctx.info(f"removed {_count(result.temps_removed, 'temporary', 'temporaries')} "
+                 f"({restorer.TEMP_PREFIX}*) left by an interrupted restore")
     _report_restore_problems(result)
 
 
@@ -154,11 +159,12 @@ def _report_restore_problems(result: restorer.RestoreResult) -> None:
         raise errors.NoSpaceError(result.no_space)
     problems = []
     if result.damaged:
-        problems.append(f"{len(result.damaged)} file(s) could not be restored because their "
-                        "data is damaged")
+        n = len(result.damaged)
+        problems.append(f"{_count(n, 'file', 'files')} could not be restored because "
+                        f"{'its' if n == 1 else 'their'} data is damaged")
     if result.unreadable:
         n = len(result.unreadable)
-        problems.append(f"{n} director{'y' if n == 1 else 'ies'} could not be read (damaged); "
+        problems.append(f"{_count(n, 'directory', 'directories')} could not be read (damaged); "
                         f"nothing below {'it' if n == 1 else 'them'} was restored")
     if problems:
         raise errors.IntegrityError("; ".join(problems))

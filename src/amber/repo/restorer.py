@@ -45,6 +45,8 @@ SPARSE_BLOCK = 64 * 1024
 #: Temporary names are ``.amber-restore-<run token>-<kind><number>``: fixed length (a long final
 #: name plus a suffix could exceed NAME_MAX), hidden, and unique to one run.
 TEMP_PREFIX = ".amber-restore-"
+#: Any run's temporaries (8 hex digits of its token, then a file number, "s" or "l").
+_TEMP_NAME = re.compile(re.escape(TEMP_PREFIX) + r"[0-9a-f]{8}-(?:[0-9]+|s|l)")
 _NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
 _GLOB_CHARS = re.compile(r"[*?\[]")
 
@@ -73,6 +75,8 @@ class RestoreResult:
     no_space: str = ""
     not_restored: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    #: Temporaries of an earlier, killed restore removed from the directories restored into.
+    temps_removed: int = 0
 
 
 @dataclass
@@ -133,8 +137,9 @@ class Restorer:
 
     def _run(self, snap: snapshots.Snapshot, target: str,
              includes: Sequence[str]) -> RestoreResult:
-        self.repo.load_index()
         target = os.path.abspath(target)
+        _check_target(target)
+        self.repo.load_index()
         matcher = _Matcher(includes) if includes else None
         plan = self._plan(snap, matcher)
         if matcher is not None and plan.empty():
@@ -156,12 +161,16 @@ class Restorer:
         return result
 
     def _restore(self, target: str, plan: _Plan, result: RestoreResult, done: set[str]) -> None:
+        if os.path.isdir(target):
+            result.temps_removed += _remove_stale_temps(target)
         os.makedirs(target, exist_ok=True)
         for rel, _meta in plan.dirs:
             path = target + rel
             if not os.path.isdir(path) or os.path.islink(path):
                 _remove(path)
                 os.makedirs(path, exist_ok=True)
+            else:
+                result.temps_removed += _remove_stale_temps(path)
             result.dirs += 1
         work = self._layout_files(target, plan)
         self._write_data(work)
@@ -318,20 +327,24 @@ class Restorer:
         bytes, read in the ranges of the node's blobs, have the node's blob ids. Then it is
         kept and only its metadata applied, so running a restore again (after freeing space,
         after an interruption) needs no space and no repository reads for what is already
-        there. The size is compared first, so most changed files cost one ``fstat``. Kept only
+        there. Type and size are compared first, so most changed files cost one ``lstat``. Kept only
         where a fresh copy would not differ in what metadata does not set: a file linked from
         elsewhere (metadata would change there too), another user's file when owners are not
         restored, or one with extended attributes the snapshot lacks (an ACL, say) is
         rewritten."""
         if any(loc is None for loc in locs):
             return False
+        meta = node.meta
         try:
+            # Never open what is not a regular file: opening a device can act on it.
+            st = os.lstat(final)
+            if not stat.S_ISREG(st.st_mode) or st.st_size != meta.size:
+                return False
             fd = os.open(final, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
         except OSError:
             return False
-        with open(fd, "rb", buffering=0) as f:
-            st = os.fstat(fd)
-            meta = node.meta
+        try:
+            st = os.fstat(fd)  # what was opened, should the name have changed meanwhile
             if (not stat.S_ISREG(st.st_mode) or st.st_size != meta.size
                     or (st.st_nlink > 1 and meta.nlink <= 1)
                     or (not self._restore_owner and st.st_uid != os.geteuid())
@@ -339,11 +352,13 @@ class Restorer:
                 return False
             for blob_id, loc in zip(node.content, locs, strict=True):
                 assert loc is not None
-                data = f.read(loc.raw_length)
-                if (data is None or len(data) != loc.raw_length
-                        or self.repo.sealer.blob_id(data) != blob_id):
+                # A short read (the file is shrinking under us) is a mismatch: rewritten.
+                data = os.read(fd, loc.raw_length)
+                if len(data) != loc.raw_length or self.repo.sealer.blob_id(data) != blob_id:
                     return False
-            return f.read(1) == b""
+            return os.read(fd, 1) == b""
+        finally:
+            os.close(fd)
 
     def _keep_file(self, i: int) -> None:
         """A file already in place (``_holds``) takes the snapshot's metadata where it is."""
@@ -494,6 +509,36 @@ def _nothing_matches(snap: snapshots.Snapshot, includes: Sequence[str], plan: _P
             f"these directories cannot be read (damaged): {paths}")
     raise errors.NotFoundError(
         f"nothing in snapshot {snap.short_id} matches {', '.join(includes)}")
+
+
+def _check_target(target: str) -> None:
+    """A TARGET that cannot be a directory is a usage error, said before any work."""
+    try:
+        st = os.stat(target)
+    except FileNotFoundError:
+        return  # created
+    except NotADirectoryError:
+        raise errors.UsageError(f"restore target {target}: part of the path is a file, not a "
+                                "directory; give a directory (it is created if missing)") from None
+    if not stat.S_ISDIR(st.st_mode):
+        kind = "a file" if stat.S_ISREG(st.st_mode) else "not a directory"
+        raise errors.UsageError(f"restore target {target} is {kind}; give a directory (it is "
+                                "created if missing)")
+
+
+def _remove_stale_temps(directory: str) -> int:
+    """Remove the temporaries a killed restore (SIGKILL, power loss) left in a directory this
+    one restores into; return how many. The names are Amber's own (``_TEMP_NAME``, matched
+    exactly), so nothing of the user's goes; the cost is one directory listing per directory
+    that already existed."""
+    removed = 0
+    with os.scandir(directory) as entries:
+        for entry in entries:
+            if _TEMP_NAME.fullmatch(entry.name) and not entry.is_dir(follow_symlinks=False):
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(entry.path)
+                    removed += 1
+    return removed
 
 
 def _temp_path(final: str, token: str, tag: str) -> str:
