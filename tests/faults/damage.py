@@ -12,12 +12,9 @@ import contextlib
 import os
 import random
 import re
-import subprocess
 from collections.abc import Collection, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-
-import pytest
 
 from amber.repo import fsmeta, repository, tree
 from amber.repo import snapshot as snapshots
@@ -149,23 +146,6 @@ def file_needs(repo: repository.Repository, snap: snapshots.Snapshot,
 
 
 # -- a small file system that fills up ---------------------------------------------------------
-
-
-@contextlib.contextmanager
-def tmpfs(where: Path, size_mib: int) -> Iterator[Path]:
-    """A tmpfs of ``size_mib`` MiB mounted at ``where`` (created), unmounted afterwards; the test
-    is skipped, with the reason, where nothing can be mounted."""
-    where.mkdir(parents=True, exist_ok=True)
-    if os.geteuid() != 0:
-        pytest.skip("mounting a tmpfs needs root (CI runs the tests as root)")
-    res = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size_mib}m", "tmpfs",
-                          str(where)], capture_output=True, text=True, check=False)
-    if res.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs at {where}: {res.stderr.strip()}")
-    try:
-        yield where
-    finally:
-        subprocess.run(["umount", str(where)], check=True)
 
 
 def new_amber(root: Path) -> Amber:

@@ -11,16 +11,16 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from damage import KiB, MiB, assert_restored, cli, reported, rng_for, tmpfs
+from damage import KiB, MiB, assert_restored, cli, reported, rng_for
 
-from amber_cli import TEST_KDF_N, Amber, restored, write_tree
+from amber_cli import TEST_KDF_N, Amber, restored, small_tmpfs, write_tree
 from test_reliability import _check
 
 
 def test_a_full_repository_keeps_what_it_has_and_works_again_once_space_is_freed(
         amber: Amber, tmp_path: Path) -> None:
     rng = rng_for("enospc", "repository")
-    with tmpfs(tmp_path / "fs", 64) as fs:
+    with small_tmpfs(tmp_path / "fs", "64m") as fs:
         repo = Amber(fs / "repo", amber.env)
         cli(repo, "repo", "init", "--kdf-n", str(TEST_KDF_N), codes=(0,))
         small = tmp_path / "small"
@@ -89,7 +89,7 @@ def test_a_full_target_keeps_the_80_files_it_held(repo: Amber, tmp_path: Path) -
     cli(repo, "snapshot", "create", str(src), codes=(0,))
 
     size = rng.randrange(3, 5)
-    with tmpfs(tmp_path / "target", size) as target:
+    with small_tmpfs(tmp_path / "target", f"{size}m") as target:
         # 80 files: 50 older versions of files the restore writes, 30 it knows nothing about.
         root = restored(target, src)
         before = {rel: f"older version of {rel}\n".encode() * 40

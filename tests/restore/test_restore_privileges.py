@@ -14,6 +14,7 @@ import pytest
 
 from amber.kube import errors as kerrors
 from amber.kube.client import Client
+from amber.kube.discovery import APIResource
 from amber.util.errors import ExitCode
 from amber_cli import Amber
 from cluster_objects import delete_namespace
@@ -39,12 +40,20 @@ def client(cluster_kubeconfig: Path) -> Iterator[Client]:
         c.delete(d.find("clusterrolebindings", RBAC), BINDING)
 
 
-def test_a_grant_of_cluster_admin_needs_yes(client: Client, repo: Amber,
-                                            cluster_kubeconfig: Path) -> None:
+def _backed_up_then_unbound(client: Client, repo: Amber,
+                            cluster_kubeconfig: Path) -> tuple[Amber, APIResource]:
+    """A backup of NS holding the cluster-admin binding, which is then deleted from the
+    cluster: a restore or drill would create it."""
     kube = Amber(repo=repo.repo, env={**repo.env, "KUBECONFIG": str(cluster_kubeconfig)})
     kube("backup", "create", "-n", NS)
     bindings = client.discover().find("clusterrolebindings", RBAC)
     client.delete(bindings, BINDING)
+    return kube, bindings
+
+
+def test_a_grant_of_cluster_admin_needs_yes(client: Client, repo: Amber,
+                                            cluster_kubeconfig: Path) -> None:
+    kube, bindings = _backed_up_then_unbound(client, repo, cluster_kubeconfig)
 
     refused = kube("restore", "latest", check=False)
     assert refused.returncode == ExitCode.USAGE, refused.stderr
@@ -79,10 +88,7 @@ def test_a_mapping_into_a_kube_namespace_needs_yes(client: Client, repo: Amber,
 def test_a_drill_that_would_grant_cluster_admin_needs_yes(client: Client, repo: Amber,
                                                           cluster_kubeconfig: Path) -> None:
     """A drill creates the cluster-scoped objects the cluster lacks, so the same consent holds."""
-    kube = Amber(repo=repo.repo, env={**repo.env, "KUBECONFIG": str(cluster_kubeconfig)})
-    kube("backup", "create", "-n", NS)
-    bindings = client.discover().find("clusterrolebindings", RBAC)
-    client.delete(bindings, BINDING)
+    kube, bindings = _backed_up_then_unbound(client, repo, cluster_kubeconfig)
     namespaces = client.discover().find("namespaces")
 
     def drill_namespaces() -> list[str]:
