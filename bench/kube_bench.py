@@ -871,7 +871,7 @@ class Setup:
     args: argparse.Namespace
     env: Env
     cluster: str  # for the report
-    sandbox: Any  # amber.sandbox.sandbox.Sandbox, or None with --kubeconfig
+    sandbox: Any  # amber_sandbox.sandbox.Sandbox, or None with --kubeconfig
     started: dt.datetime
     clock: float
     load_before: list[float]
@@ -914,14 +914,14 @@ def set_up(args: argparse.Namespace, stale: tuple[str, ...] = ()) -> Setup:
     load_before = list(os.getloadavg())
     sandbox = None
     if args.kubeconfig is None:
-        from amber.sandbox.sandbox import Sandbox
+        from amber_sandbox.sandbox import Sandbox
 
         sandbox_root = workdir / "sandbox"
         shutil.rmtree(sandbox_root, ignore_errors=True)
         sandbox = Sandbox(root_dir=sandbox_root, run_pods=False).start()
         kubeconfig = sandbox.kubeconfig_path()
         cluster = (
-            f"the project's sandbox (`amber.sandbox.sandbox.Sandbox`, no pods) at "
+            f"the project's sandbox (`amber_sandbox.sandbox.Sandbox`, no pods) at "
             f"{sandbox.url}, in the benchmark process; TLS like a real API server"
         )
     else:

@@ -23,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
 from amber.kube import config as kconfig
 from amber.kube.client import Client
-from amber.sandbox import sandbox
+from amber_sandbox import sandbox
 from api_proxy import FaultProxy
 
 NS = "throttled"

@@ -47,7 +47,7 @@ def cluster_kubeconfig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pat
     if real:
         yield Path(real)
         return
-    from amber.sandbox import sandbox
+    from amber_sandbox import sandbox
 
     with sandbox.Sandbox(root_dir=tmp_path_factory.mktemp("sandbox")) as box:
         yield box.kubeconfig_path()

@@ -34,7 +34,7 @@ def second_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
         return
     if os.environ.get("AMBER_TEST_KUBECONFIG"):
         pytest.skip("a real first cluster needs a real second one: set AMBER_TEST_KUBECONFIG_2")
-    from amber.sandbox import sandbox
+    from amber_sandbox import sandbox
 
     with sandbox.Sandbox(root_dir=tmp_path_factory.mktemp("second"), run_pods=False) as box:
         yield box.kubeconfig_path()

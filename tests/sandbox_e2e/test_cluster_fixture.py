@@ -26,7 +26,7 @@ def test_cluster_answers_as_a_cluster(cluster_kubeconfig: Path, tmp_path: Path) 
 
 
 def test_sandbox_library_seeds_objects(tmp_path: Path) -> None:
-    from amber.sandbox import sandbox
+    from amber_sandbox import sandbox
 
     with sandbox.Sandbox(root_dir=tmp_path / "box", run_pods=False) as box:
         stored = box.seed([{"apiVersion": "v1", "kind": "ConfigMap",

@@ -106,6 +106,18 @@ def _sample_dir() -> str:
     return path
 
 
+def _require_sandbox() -> None:
+    """The sandbox is a second distribution (decision 0021): say how to install it if missing."""
+    try:
+        import amber_sandbox  # noqa: F401
+    except ModuleNotFoundError as exc:
+        if exc.name != "amber_sandbox":
+            raise
+        raise errors.UsageError("the demo's cluster needs the sandbox: run scripts/bootstrap in "
+                                "Amber's source tree (or pip install -e ./sandbox there), or "
+                                "use --current-cluster") from None
+
+
 @click.command()
 @click.argument("paths", nargs=-1, type=click.Path(exists=True))
 @click.option("--files", "sample_files", is_flag=True,
@@ -124,6 +136,8 @@ def demo(ctx: context.Context, paths: tuple[str, ...], sample_files: bool,
     bind or its workload did not become ready.
     Creates the repository (at --repo / AMBER_REPO, or the default location) if it is missing.
     """
+    if not paths and not sample_files and not current_cluster:
+        _require_sandbox()  # before a repository is made
     _ensure_passphrase(ctx)
     repo = _open_or_create(ctx)
     if not paths and not sample_files:
@@ -133,7 +147,7 @@ def demo(ctx: context.Context, paths: tuple[str, ...], sample_files: bool,
                 demo_app.run(ctx, client, repo,
                              f"the cluster of context {client.config.context}")
             return
-        from amber.sandbox import sandbox  # a demo-only dependency, loaded on demand
+        from amber_sandbox import sandbox  # a demo-only dependency, loaded on demand
 
         # Pods run (as local processes) when we are root; otherwise the demo says the
         # workload's readiness was not checked.

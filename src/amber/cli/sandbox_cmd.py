@@ -28,7 +28,13 @@ def sandbox() -> None:
 @click.pass_obj
 def up(ctx: context.Context, port: int, kubeconfig_out: str | None) -> None:
     """Start the sandbox, print its kubeconfig path, and run until interrupted (Ctrl-C)."""
-    from amber.sandbox import sandbox as sandbox_mod  # only this command needs the sandbox
+    try:  # only this command needs the sandbox, a second distribution (decision 0021)
+        from amber_sandbox import sandbox as sandbox_mod
+    except ModuleNotFoundError as exc:
+        if exc.name != "amber_sandbox":
+            raise
+        raise errors.UsageError("the sandbox is not installed: run scripts/bootstrap in Amber's "
+                                "source tree (or pip install -e ./sandbox there)") from None
 
     state = platformdirs.user_state_dir("amber")
     target = kubeconfig_out or os.path.join(state, "sandbox", "kubeconfig")

@@ -1,8 +1,0 @@
-"""Sandbox controllers: what kube-controller-manager, an external volume provisioner and the
-snapshot controller do, for the sandbox cluster, over the Kubernetes HTTP API only (see
-docs/decisions/0012-sandbox-controllers.md)."""
-
-from amber.sandbox.controllers.base import Settings
-from amber.sandbox.controllers.manager import ControllerManager, running
-
-__all__ = ["ControllerManager", "Settings", "running"]
