@@ -20,9 +20,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from amber.kube import errors as kerrors
+from amber.kube import readiness
 from amber.kube.client import Client
 from amber.kube.discovery import APIResource
-from amber.restore import readiness
 from amber.restore.diagnose import Diagnoser
 
 Obj = dict[str, Any]

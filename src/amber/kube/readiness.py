@@ -50,5 +50,5 @@ def is_ready(obj: Obj) -> bool | None:
     if kind == "CustomResourceDefinition":
         return _condition(obj, "Established")
     # Claims have no readiness of their own here: whether a Pending one should have bound
-    # depends on its class and its consumers, which waiting.py reads from the cluster.
+    # depends on its class and its consumers, which restore/waiting.py reads from the cluster.
     return None
