@@ -25,6 +25,18 @@ def _raise_if_no_space(exc: OSError, name: str) -> None:
             f"no space left on the repository's device while writing {name}") from exc
 
 
+@contextlib.contextmanager
+def _naming(path: str) -> Iterator[None]:
+    """Give an error that arrives after ``open`` (EIO from a failing disk, say) the file's name:
+    a bare "Input/output error" tells the user nothing about where."""
+    try:
+        yield
+    except OSError as exc:
+        if exc.filename is not None:
+            raise
+        raise OSError(exc.errno, exc.strerror, path) from exc
+
+
 class LocalBackend(base.Backend):
     def __init__(self, root: str) -> None:
         self.root = os.path.abspath(root)
@@ -45,11 +57,13 @@ class LocalBackend(base.Backend):
         return os.path.exists(self._path(name))
 
     def read(self, name: str) -> bytes:
-        with open(self._path(name), "rb") as f:
+        path = self._path(name)
+        with _naming(path), open(path, "rb") as f:
             return f.read()
 
     def read_range(self, name: str, offset: int, length: int) -> bytes:
-        with open(self._path(name), "rb") as f:
+        path = self._path(name)
+        with _naming(path), open(path, "rb") as f:
             if offset < 0:
                 f.seek(offset, os.SEEK_END)
             else:
