@@ -102,3 +102,40 @@ def test_check_reports_a_key_file_whose_plaintext_fields_were_edited(repo: Amber
     assert res.returncode == ExitCode.INTEGRITY, res.stderr
     assert any(f"key file keys/{key.name} does not match its name" in e
                for e in res.json()["errors"]), res.stdout
+
+
+def test_a_damaged_key_file_asking_a_higher_cost_is_not_run(repo: Amber) -> None:
+    """n raised to 2^20 in a file that no longer matches its name: refused without spending a
+    gigabyte and seconds of scrypt on every command."""
+    key = _key_file(repo)
+    doc = json.loads(key.read_bytes())
+    doc["kdf"]["n"] = 1 << 20
+    key.chmod(0o600)
+    key.write_text(json.dumps(doc, indent=1))
+    res = repo("snapshot", "list", check=False)
+    assert res.returncode == ExitCode.INTEGRITY, res.stderr
+    line = _one_error_line(res.stderr)
+    assert "higher scrypt cost than Amber's default; not tried" in line, line
+
+
+def test_a_lost_config_is_not_an_invitation_to_init(repo: Amber, tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "f").write_bytes(b"x")
+    repo("snapshot", "create", str(src))
+    (repo.repo / "config").unlink()
+    res = repo("snapshot", "list", check=False)
+    assert res.returncode == ExitCode.INTEGRITY, res.stderr
+    line = _one_error_line(res.stderr)
+    assert "config of the repository" in line and "do not run 'repo init'" in line, line
+
+
+def test_an_unknown_compression_algorithm_is_malformed(repo: Amber) -> None:
+    config = repo.repo / "config"
+    doc = json.loads(config.read_bytes())
+    doc["compression"]["algorithm"] = "lz4"
+    config.chmod(0o600)
+    config.write_text(json.dumps(doc, indent=1))
+    res = repo("snapshot", "list", check=False)
+    assert res.returncode == ExitCode.INTEGRITY, res.stderr
+    assert "compression algorithm 'lz4' is unknown" in _one_error_line(res.stderr)

@@ -48,10 +48,15 @@ def _kek(passphrase: str, salt: bytes, params: KdfParams) -> bytes:
     # OpenSSL's limit must cover the large array plus p blocks of 128 * r bytes and some slack;
     # it must also stay below 2 GiB (a C int), which twice the array at n = 2^20 would not.
     maxmem = kdf_memory(params) + 128 * params.r * params.p + (32 << 20)
-    return hashlib.scrypt(
-        passphrase.encode("utf-8"), salt=salt, n=params.n, r=params.r, p=params.p,
-        maxmem=maxmem, dklen=32,
-    )
+    try:
+        return hashlib.scrypt(
+            passphrase.encode("utf-8"), salt=salt, n=params.n, r=params.r, p=params.p,
+            maxmem=maxmem, dklen=32,
+        )
+    except (ValueError, MemoryError) as exc:  # OpenSSL's "malloc failure" under a memory limit
+        raise errors.AmberError(
+            f"scrypt could not get the {kdf_memory(params) >> 20} MiB a key file asks for "
+            f"(n={params.n}, r={params.r}): raise the process's memory limit") from exc
 
 
 def create(master: bytes, passphrase: str, repo_id: bytes, params: KdfParams) -> bytes:
@@ -75,6 +80,15 @@ def create(master: bytes, passphrase: str, repo_id: bytes, params: KdfParams) ->
         "wrap": {"cipher": "aes-256-gcm", "nonce": _b64(nonce), "ciphertext": _b64(ciphertext)},
     }
     return json.dumps(doc, indent=1).encode()
+
+
+def declared_memory(keyfile: bytes) -> int | None:
+    """The scrypt memory a key file asks for, read without running scrypt (None: unreadable)."""
+    try:
+        kdf = json.loads(keyfile)["kdf"]
+        return kdf_memory(KdfParams(n=int(kdf["n"]), r=int(kdf["r"]), p=int(kdf["p"])))
+    except (ValueError, KeyError, TypeError):
+        return None
 
 
 def repository_id(keyfile: bytes) -> bytes | None:

@@ -39,6 +39,10 @@ def read_config(backend: base.Backend) -> Config:
     try:
         data = backend.read(fmt.CONFIG_NAME)
     except (FileNotFoundError, NotADirectoryError):
+        if _holds_repository_objects(backend):
+            raise errors.IntegrityError(
+                f"the config of the repository at {backend.url} is missing (its data is there): "
+                "put back a good copy of the config file; do not run 'repo init' here") from None
         raise errors.RepositoryNotFoundError(
             f"no Amber repository at {backend.url} (create one with 'amber repo init')"
         ) from None
@@ -72,9 +76,23 @@ def read_config(backend: base.Backend) -> Config:
         return config
     except _OutOfRange as exc:
         raise errors.IntegrityError(
-            f"repository config at {backend.url} is malformed: {exc}") from exc
+            f"repository config at {backend.url} is malformed: {exc}; {_PUT_BACK}") from exc
     except (KeyError, TypeError, ValueError) as exc:
-        raise errors.IntegrityError(f"repository config at {backend.url} is malformed") from exc
+        raise errors.IntegrityError(
+            f"repository config at {backend.url} is malformed; {_PUT_BACK}") from exc
+
+
+_PUT_BACK = "put back a good copy of the config file"
+
+
+def _holds_repository_objects(backend: base.Backend) -> bool:
+    try:
+        # Keys alone are the leftovers of an init that failed (init may go ahead beside them);
+        # packs, index files or snapshots are a repository that lost its config.
+        return any(any(backend.list(prefix)) for prefix in
+                   (fmt.DATA_PREFIX, fmt.INDEX_PREFIX, fmt.SNAPSHOTS_PREFIX))
+    except OSError:
+        return False
 
 
 class _OutOfRange(ValueError):
@@ -101,6 +119,9 @@ def _check_ranges(config: Config) -> None:
         sizes[key] = value
     if not sizes["min_size"] <= sizes["avg_size"] <= sizes["max_size"]:
         raise _OutOfRange("chunker sizes are not min_size <= avg_size <= max_size")
+    if config.raw.get("compression", {}).get("algorithm") != "zstd":
+        raise _OutOfRange(f"compression algorithm "
+                          f"{config.raw.get('compression', {}).get('algorithm')!r} is unknown")
     low, high = _ZSTD_LEVELS
     if not low <= config.compression_level <= high:
         raise _OutOfRange(f"compression level {config.compression_level} is not from {low} "
@@ -129,6 +150,25 @@ def ensure_can_init(backend: base.Backend) -> None:
         )
 
 
+def _is_intact(name: str, data: bytes) -> bool:
+    return object_id(data).hex() == name.rsplit("/", 1)[-1]
+
+
+def _costlier_than_default(data: bytes) -> bool:
+    """Above the default but within what ``unwrap`` would run (beyond it, or unreadable,
+    ``unwrap`` refuses at once with the precise reason)."""
+    memory = keyfile.declared_memory(data)
+    return memory is not None and (keyfile.kdf_memory(keyfile.KdfParams()) < memory
+                                   <= keyfile.MAX_KDF_MEMORY)
+
+
+def _intact_first(backend: base.Backend, names: list[str]) -> list[tuple[str, bytes]]:
+    """Key files with their bytes, those that match their names first: a damaged one is tried
+    only when no intact one opens."""
+    files = [(name, backend.read(name)) for name in names]
+    return sorted(files, key=lambda item: not _is_intact(*item))
+
+
 def _why_key_did_not_open(name: str, data: bytes, config: Config) -> errors.AmberError | None:
     """The damage that explains why a key file did not open, or None (a wrong passphrase).
 
@@ -136,8 +176,7 @@ def _why_key_did_not_open(name: str, data: bytes, config: Config) -> errors.Ambe
     and it names the repository it was made for, so a replaced config (whose id is bound into
     every key file's AEAD) shows too.
     """
-    leaf = name.rsplit("/", 1)[-1]
-    if object_id(data).hex() != leaf:
+    if not _is_intact(name, data):
         return errors.IntegrityError(
             f"key file {name} is damaged (its bytes do not match its name) and no other key "
             "file opens with this passphrase; put back a good copy of the key file")
@@ -249,8 +288,14 @@ class Repository:
         if not key_names:
             raise errors.IntegrityError(f"repository at {backend.url} has no key files")
         problems: list[errors.AmberError] = []
-        for name in key_names:
-            data = backend.read(name)
+        for name, data in _intact_first(backend, key_names):
+            if not _is_intact(name, data) and _costlier_than_default(data):
+                # A cost raised in a file that no longer matches its name is damage or an
+                # attack meant to make every command allocate a gigabyte: refused unrun.
+                problems.append(errors.IntegrityError(
+                    f"key file {name} is damaged (its bytes do not match its name) and asks "
+                    "for a higher scrypt cost than Amber's default; not tried"))
+                continue
             try:
                 master = keyfile.unwrap(data, passphrase, config.repo_id)
             except errors.IntegrityError as exc:  # unreadable: another key file may open
