@@ -107,6 +107,9 @@ class Checker:
 
     def _check_index(self) -> None:
         self.repo.load_index()
+        # Records are suspicions: one of a blob that reads fine now (its pack was away for a
+        # while, a read failed once) is removed, and the blob counts as good.
+        self.report.warnings.extend(self.repo.recheck_damage())
         for name, why in self.repo.damaged_index_files.items():
             self.report.errors.append(f"index file {name} is damaged ({why}); {_REPAIR}")
 

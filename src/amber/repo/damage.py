@@ -6,9 +6,11 @@ Two things let a repository keep working when part of it is damaged (format doc 
   the blobs it named are still found: the first lookup that misses lists the packs and reads the
   headers of those no loaded index file names. A healthy repository never misses on a read, so
   it never pays for this.
-* **Damage records.** A blob that failed authentication (seen by ``repo check --read-data`` or a
-  restore) is recorded under ``damaged/``; the index loader leaves that location out, so the next
-  backup stores the blob anew instead of deduplicating against bytes that cannot be read back.
+* **Damage records.** A blob that failed authentication (any read of it, by any command) is
+  recorded under ``damaged/``; the index loader leaves that location out, so the next backup
+  stores the blob anew instead of deduplicating against bytes that cannot be read back. A record
+  is a suspicion, not a verdict: prune and check read the blob again before acting on it, so a
+  pack that was missing for a while, or a read that failed once, never costs intact data.
 """
 
 from __future__ import annotations
@@ -102,16 +104,20 @@ def record_id(repo: repository.Repository, blob_id: bytes, pack_id: bytes) -> by
     return repo.sealer.blob_id(fmt.DAMAGE_RECORD_MAGIC + blob_id + pack_id)
 
 
-def write_record(repo: repository.Repository, blob_id: bytes, pack_id: bytes) -> bool:
-    """Store the record; False when the repository cannot be written (read-only storage)."""
+def write_record(repo: repository.Repository, blob_id: bytes, pack_id: bytes) -> str | None:
+    """Store the record; return None, or why it could not be written (full device, read-only
+    or unwritable repository). A record is an aid, not a duty: failing to write one must never
+    stop the restore or check that found the damage, so the caller warns and goes on."""
     rid = record_id(repo, blob_id, pack_id)
     envelope = repo.codec().seal(fmt.DAMAGE_RECORD_MAGIC + blob_id + pack_id,
                                  obj_type=fmt.ObjectType.DAMAGE_RECORD, obj_id=rid)
     try:
         repo.backend.write(fmt.DAMAGED_PREFIX + rid.hex(), envelope)
-    except OSError:
-        return False
-    return True
+    except errors.NoSpaceError:
+        return "no space left on the repository's device"
+    except OSError as exc:
+        return exc.strerror or str(exc)
+    return None
 
 
 Location = tuple[bytes, bytes]

@@ -105,6 +105,9 @@ class Pruner:
         r = self.report
         now = time.time()
         contents = self.repo.load_index()
+        # A record is a suspicion: prune drops or rewrites the packs of recorded blobs, so it
+        # reads each one again first, lest a pack that was away for a while lose intact data.
+        r.messages += self.repo.recheck_damage(remove=not self.dry_run)
         # Damaged index files are replaced too: the packs they named are found by their
         # headers below and named by the new index, so nothing they described is lost.
         old_index_ids = sorted(contents) + [i for i in map(repository.id_from_name,

@@ -230,6 +230,16 @@ class Repository:
         #: (blob id, pack id) recorded as damaged, left out of the index, and the record names.
         self.damaged_locations: set[damage.Location] = set()
         self.damage_records: dict[str, damage.Location | None] = {}
+        #: The entries ``usable_entries`` left out for a record, so ``recheck_damage`` can read
+        #: the blob where the record says it is.
+        self._recorded_entries: dict[damage.Location, indexfile.PackEntry] = {}
+        #: Packs a loaded index file names (the others are found by their headers).
+        self._named_packs: set[bytes] = set()
+        #: (blob id, pack id) found damaged by this process: recorded, or kept here alone when
+        #: the record could not be written (``note_damaged``).
+        self.noted_damage: set[damage.Location] = set()
+        #: The warning given when a record could not be written (once per run), or "".
+        self.unrecorded: str = ""
         self.fallback = damage.HeaderFallback(self, set())
         #: Where damage that a command can work around is reported (the CLI prints it on
         #: stderr); every distinct message once, and kept in ``warnings`` for JSON reports.
@@ -465,15 +475,79 @@ class Repository:
                 named.add(pack_id)
         self.index = index
         self.loaded_index_ids = set(contents) - superseded
+        self._named_packs = named
         self.fallback = damage.HeaderFallback(self, named)
         return contents
+
+    def recheck_damage(self, *, remove: bool = True) -> list[str]:
+        """Read every recorded blob again where its record says it is; a record of one that
+        verifies now is removed, and the blob is put back in the index for this run. Returns
+        one line per record removed.
+
+        A record is a suspicion, not a verdict: a pack moved away for a while, or a read that
+        failed once (a flaky disk, a cable), records blobs that are intact. Prune drops or
+        rewrites the packs of recorded blobs, so acting on a stale record would delete the
+        only good copy; prune and check call this first. Costs one read per record (normally
+        none). Packs no index file names get their blobs back through the header fallback,
+        which scans them later (``usable_entries`` no longer leaves them out).
+        """
+        out: list[str] = []
+        for name, where in sorted(self.damage_records.items()):
+            if where is None:
+                continue
+            entry = self._verify_recorded(*where)
+            if entry is None:
+                continue
+            blob_id, pack_id = where
+            line = (f"blob {blob_id.hex()[:16]} in pack {pack_id.hex()[:16]} reads fine again; "
+                    "its damage record was removed")
+            if remove:
+                try:
+                    self.backend.delete(name)
+                except FileNotFoundError:
+                    pass  # removed by another process meanwhile
+                except (OSError, errors.AmberError) as exc:
+                    line = (f"blob {blob_id.hex()[:16]} in pack {pack_id.hex()[:16]} reads fine "
+                            f"again; its damage record {name} could not be removed ({exc})")
+            out.append(line)
+            del self.damage_records[name]
+            self.damaged_locations.discard(where)
+            if pack_id in self._named_packs:
+                self.index.add(blob_id, memindex.Location(
+                    self.pack_number(pack_id), entry.offset, entry.length, entry.raw_length,
+                    int(entry.blob_type)))
+        return out
+
+    def _verify_recorded(self, blob_id: bytes, pack_id: bytes) -> indexfile.PackEntry | None:
+        """The entry of a recorded blob if it decrypts and matches its id now, else None."""
+        entry = self._recorded_entries.get((blob_id, pack_id))
+        try:
+            if entry is None:
+                entry = next((e for e in self.read_pack_header(pack_id)
+                              if e.blob_id == blob_id), None)
+                if entry is None:
+                    return None
+            loc = memindex.Location(self.pack_number(pack_id), entry.offset, entry.length,
+                                    entry.raw_length, int(entry.blob_type))
+            envelope = self.backend.read_range(self.pack_name(pack_id), entry.offset,
+                                               entry.length)
+            self.open_blob(envelope, blob_id, loc)
+        except (errors.IntegrityError, OSError, ValueError):
+            return None  # still damaged, or still missing
+        return entry
 
     def usable_entries(self, pack_id: bytes,
                        entries: list[indexfile.PackEntry]) -> list[indexfile.PackEntry]:
         """``entries`` of a pack without the locations recorded as damaged."""
         if not self.damaged_locations:
             return entries
-        return [e for e in entries if (e.blob_id, pack_id) not in self.damaged_locations]
+        out = []
+        for e in entries:
+            if (e.blob_id, pack_id) in self.damaged_locations:
+                self._recorded_entries[(e.blob_id, pack_id)] = e
+            else:
+                out.append(e)
+        return out
 
     def add_pack_to_index(
         self,
@@ -541,6 +615,8 @@ class Repository:
             if number in self._missing_packs:
                 return []
             self._missing_packs.add(number)
+        self.warn(f"pack {pack_id.hex()[:16]} is missing; its blobs are recorded as lost, so "
+                  "the next backup stores them anew ('amber repo check' lists what is affected)")
         lost = [b for b, loc in self.index.items() if loc.pack == number]
         for blob_id in lost:
             damage.write_record(self, blob_id, pack_id)

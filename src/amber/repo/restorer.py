@@ -414,6 +414,7 @@ class Restorer:
                 buf = memoryview(self.repo.backend.read_range(
                     name, first_loc.offset, span_end - first_loc.offset))
             except FileNotFoundError:
+                self.repo.note_missing_pack(self.repo.pack_ids[pack])  # warns: "is missing"
                 buf = memoryview(b"")
             for _offset, blob_id, loc, targets in items[start:end]:
                 rel = loc.offset - first_loc.offset
