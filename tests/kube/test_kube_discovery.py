@@ -49,3 +49,19 @@ def test_stale_group_version_is_recorded_as_failed() -> None:
     assert [(r.version, r.resource, r.kind, r.namespaced, r.preferred, r.short_names)
             for r in result] == [("v2", "widgets", "Widget", True, True, ("wd",))]
     assert list(result.failed) == ["/apis/x.io/v1"]
+
+
+def test_served_prefers_the_asked_version_then_the_preferred_then_any() -> None:
+    def res(version: str, kind: str, preferred: bool) -> discovery.APIResource:
+        return discovery.APIResource("x.io", version, kind.lower() + "s", kind, True,
+                                     frozenset({"get"}), preferred)
+
+    served = discovery.Discovery(resources=[
+        res("v1", "Widget", True), res("v1beta1", "Widget", False),
+        res("v1", "Gadget", True), res("v1beta1", "Legacy", False)])
+    assert served.served("x.io", "Widget", "v1beta1") == res("v1beta1", "Widget", False)
+    assert served.served("x.io", "Widget", "v2") == res("v1", "Widget", True)
+    assert served.served("x.io", "Widget") == res("v1", "Widget", True)
+    assert served.served("x.io", "Legacy") == res("v1beta1", "Legacy", False)
+    assert served.served("", "Widget") is None
+    assert served.served("x.io", "Nothing", "v1") is None

@@ -72,6 +72,17 @@ class Discovery:
                 return r
         raise errors.NotFound(f"the server serves no resource {resource!r}", status=404)
 
+    def served(self, group: str, kind: str, version: str | None = None) -> APIResource | None:
+        """The resource serving objects of ``group``/``kind``: in ``version`` when the server
+        serves that one (a restored object keeps the version it was backed up in), else the
+        group's preferred version, else any version that serves the kind (one dropped from the
+        preferred version but still served in an older one); None when no version serves it.
+        The one lookup by kind, for objects and references that name a kind, not a plural."""
+        found = [r for r in self.resources if r.group == group and r.kind == kind]
+        exact = [r for r in found if r.version == version] if version else []
+        best = exact or [r for r in found if r.preferred] or found
+        return best[0] if best else None
+
     def __iter__(self) -> Iterator[APIResource]:
         return iter(self.resources)
 

@@ -29,7 +29,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from amber.apps.refs import Ref
+from amber.backup.catalogue import BackupSource
 from amber.kube import errors as kerrors
+from amber.kube import wait as kwait
 from amber.kube.client import Client
 from amber.kube.discovery import APIResource
 from amber.restore import plan as restore_plan
@@ -39,7 +41,6 @@ from amber.restore.drill_checks import (
     annotation_checks,
 )
 from amber.restore.executor import Executor, Outcome, Report
-from amber.restore.source import BackupSource
 from amber.util import errors
 
 Obj = dict[str, Any]
@@ -340,21 +341,29 @@ class Drill:
                 "spec": {"backoffLimit": 0, "template": template,
                          "activeDeadlineSeconds": math.ceil(check.timeout)}}
         self.client.create(jobs, body, ns)
-        deadline = time.monotonic() + check.timeout
-        while time.monotonic() < deadline:
+
+        def finished() -> str | kwait.Pending:
+            """No reason when the job completed, why when it failed, ``Pending`` while it runs."""
             live = self.client.get(jobs, name, ns)
             conditions = {c.get("type"): c for c in (live.get("status") or {}).get(
                 "conditions") or [] if c.get("status") == "True"}
             if "Complete" in conditions or int((live.get("status") or {}).get(
                     "succeeded") or 0) >= 1:
-                return True, ""
+                return ""
             if "Failed" in conditions or int((live.get("status") or {}).get("failed") or 0):
                 failed = conditions.get("Failed") or {}
-                why = failed.get("message") or failed.get("reason") or "the job failed"
-                return False, f"job {ns}/{name}: {why}{self._pod_detail(ns, name)}"
-            time.sleep(POLL)
-        return False, (f"job {ns}/{name} did not complete within {check.timeout:.0f}s"
-                       f"{self._pod_detail(ns, name)}")
+                return str(failed.get("message") or failed.get("reason") or "the job failed")
+            return kwait.Pending()
+
+        try:
+            why = kwait.until(finished, timeout=check.timeout, interval=POLL,
+                              what=f"job {ns}/{name}")
+        except kwait.GaveUp:
+            return False, (f"job {ns}/{name} did not complete within {check.timeout:.0f}s"
+                           f"{self._pod_detail(ns, name)}")
+        if why:
+            return False, f"job {ns}/{name}: {why}{self._pod_detail(ns, name)}"
+        return True, ""
 
     def _pod_detail(self, ns: str, job: str) -> str:
         """The exit code and last lines of output of the job's pod: what a failure says."""
@@ -389,12 +398,10 @@ class Drill:
 
     def _resource(self, ref: Ref, obj: Obj | None = None) -> APIResource:
         version = str((obj or {}).get("apiVersion") or "").rpartition("/")[2]
-        found = [r for r in self.client.discover() if r.group == ref.group
-                 and r.kind == ref.kind]
-        best = [r for r in found if r.version == version] or [r for r in found if r.preferred]
-        if not best:
+        res = self.client.discover().served(ref.group, ref.kind, version or None)
+        if res is None:
             raise _CheckError(f"the cluster serves no {ref.qualified_kind}")
-        return best[0]
+        return res
 
     # -- cleanup ---------------------------------------------------------------------------
 
@@ -426,22 +433,10 @@ class Drill:
                 report.cleanup_warnings.append(f"cannot delete namespace {name}: {exc}")
                 continue
             gone.append(name)
-        deadline = time.monotonic() + CLEANUP_WAIT
-        left = list(gone)
-        while left and time.monotonic() < deadline:
-            still = []
-            for name in left:
-                try:
-                    self.client.get(ns_res, name)
-                    still.append(name)
-                except kerrors.NotFound:
-                    report.deleted.append(f"Namespace {name}")
-                except kerrors.APIError:
-                    still.append(name)
-            left = still
-            if left:
-                time.sleep(POLL)
-        for name in left:
+        waited = kwait.gone(self.client, ns_res, gone, timeout=CLEANUP_WAIT, interval=POLL,
+                            tolerate_errors=True)
+        report.deleted.extend(f"Namespace {name}" for name in waited.gone)
+        for name in waited.left:
             report.cleanup_warnings.append(f"namespace {name} is still being deleted after "
                                            f"{CLEANUP_WAIT:.0f}s")
 

@@ -32,6 +32,7 @@ from typing import Any
 from amber.apps.refs import Ref
 from amber.backup import redact
 from amber.kube import errors as kerrors
+from amber.kube import wait as kwait
 from amber.kube.client import Client
 from amber.kube.discovery import APIResource
 from amber.restore import portable, waiting
@@ -183,18 +184,8 @@ class Executor:
             return
         self.log(f"waiting for namespace(s) {', '.join(terminating)} to finish terminating "
                  f"(up to {self.namespace_timeout:.0f}s) before restoring into them")
-        deadline = time.monotonic() + self.namespace_timeout
-        while terminating and time.monotonic() < deadline:
-            time.sleep(0.5)
-            still = []
-            for name in terminating:
-                try:
-                    self.client.get(res, name)
-                    still.append(name)
-                except kerrors.NotFound:
-                    pass
-            terminating = still
-        for name in terminating:
+        left = kwait.gone(self.client, res, terminating, timeout=self.namespace_timeout).left
+        for name in left:
             why = (f"namespace {name} was still terminating after "
                    f"{self.namespace_timeout:.0f}s (an object in it keeps a finalizer?)")
             for step in self.plan.steps:
@@ -301,22 +292,20 @@ class Executor:
         """The served resource for the step's kind: the backed-up version if served, else the
         group's preferred one (the object's apiVersion is changed to match)."""
         ref = step.item.ref
-        found = [r for r in self.client.discover() if r.group == ref.group and r.kind == ref.kind]
-        for r in found:
-            if r.version == step.item.version:
-                return r
-        preferred = [r for r in found if r.preferred] or found
-        if not preferred:
+        res = self.client.discover().served(ref.group, ref.kind, step.item.version)
+        if res is None:
             raise _StepFailed(f"the target serves no {ref.qualified_kind} "
                               f"({step.item.group_version} in the backup): install it first")
+        if res.version == step.item.version:
+            return res
         assert step.obj is not None
-        step.obj["apiVersion"] = preferred[0].group_version
-        warning = (f"{ref.qualified_kind}: restored as {preferred[0].group_version}; the "
+        step.obj["apiVersion"] = res.group_version
+        warning = (f"{ref.qualified_kind}: restored as {res.group_version}; the "
                    f"target does not serve {step.item.group_version}")
         with self._lock:
             if warning not in self._warnings:  # once per kind, not once per object
                 self._warnings.append(warning)
-        return preferred[0]
+        return res
 
     def _one(self, step: Step, res: APIResource, live: dict[_Key, Obj | None]) -> Outcome:
         ns = step.target.namespace if res.namespaced else None
@@ -383,14 +372,10 @@ class Executor:
         self.client.request("DELETE", res.path(ns, step.target.name), {
             "apiVersion": "v1", "kind": "DeleteOptions", "propagationPolicy": "Background",
             "preconditions": {"uid": _uid(live)}})
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            try:
-                self.client.get(res, step.target.name, ns)
-            except kerrors.NotFound:
-                made = self.client.create(res, step.obj, ns)
-                return Outcome(step, "replaced", new_uid=_uid(made))
-            time.sleep(0.2)
+        if not kwait.gone(self.client, res, [step.target.name], ns, timeout=60,
+                          interval=0.2).left:
+            made = self.client.create(res, step.obj, ns)
+            return Outcome(step, "replaced", new_uid=_uid(made))
         return Outcome(step, "failed", "replace: the old object was still being deleted "
                                        "after 60s (a finalizer?)")
 
@@ -544,13 +529,11 @@ class Executor:
 
     def _owner_by_name(self, ref: Obj, namespace: str) -> str:
         group = str(ref.get("apiVersion") or "").rpartition("/")[0]
-        found = [r for r in self.client.discover().preferred()
-                 if r.group == group and r.kind == ref.get("kind")]
-        if not found or not ref.get("name"):
+        res = self.client.discover().served(group, str(ref.get("kind") or ""))
+        if res is None or not ref.get("name"):
             return ""
         try:
-            live = self.client.get(found[0], ref["name"],
-                                   namespace if found[0].namespaced else None)
+            live = self.client.get(res, ref["name"], namespace if res.namespaced else None)
         except kerrors.APIError:
             return ""
         return _uid(live)

@@ -1,5 +1,5 @@
-"""Waiting until restored objects are ready: the one poll loop behind a restore's dependency
-waves, its final readiness check, and drills.
+"""Waiting until restored objects are ready: the wait behind a restore's dependency waves,
+its final readiness check, and drills (its loop is ``kube.wait.until``).
 
 A restore is done when its claims are bound and its workloads ready, not when the creates
 returned: a claim pre-bound to a volume that is not there stays Pending for ever and its pods
@@ -14,13 +14,14 @@ for in its own right).
 
 from __future__ import annotations
 
-import time
+import contextlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from amber.kube import errors as kerrors
 from amber.kube import readiness
+from amber.kube import wait as kwait
 from amber.kube.client import Client
 from amber.kube.discovery import APIResource
 from amber.restore.diagnose import Diagnoser
@@ -41,7 +42,7 @@ class Watched:
 
 @dataclass
 class Waited:
-    ready_at: dict[str, float] = field(default_factory=dict)  # key -> time.monotonic()
+    ready_at: dict[str, float] = field(default_factory=dict)  # key -> clock.monotonic()
     not_ready: dict[str, str] = field(default_factory=dict)  # key -> why, in one line
 
 
@@ -56,13 +57,15 @@ def awaited(obj: Obj | None) -> bool:
 
 def wait_ready(client: Client, items: Sequence[Watched], timeout: float, *,
                status: Callable[[int], None] | None = None,
-               stop: Callable[[], bool] | None = None) -> Waited:
+               stop: Callable[[], bool] | None = None, clock: kwait.Clock = kwait.SYSTEM
+               ) -> Waited:
     """Poll until every item is ready or ``timeout`` passes (``stop`` ends it early); say
-    why each of the rest is not. ``status`` hears how many are still pending, each round."""
+    why each of the rest is not. ``status`` hears how many are still pending, each round.
+    The loop is ``kube.wait.until``'s; a round is one GET per object still pending."""
     result = Waited()
-    deadline = time.monotonic() + timeout
     last: dict[str, Obj | None] = {}
-    while True:
+
+    def one_round() -> bool | kwait.Pending:
         pending = [w for w in items if w.key not in result.ready_at]
         if status is not None:
             status(len(pending))
@@ -74,11 +77,13 @@ def wait_ready(client: Client, items: Sequence[Watched], timeout: float, *,
                 live = None
             last[w.key] = live
             if live is not None and round_.ready(live, w.namespace):
-                result.ready_at[w.key] = time.monotonic()
-        if len(result.ready_at) == len(items) or time.monotonic() >= deadline or (
-                stop is not None and stop()):
-            break
-        time.sleep(POLL)
+                result.ready_at[w.key] = clock.monotonic()
+        left = len(items) - len(result.ready_at)
+        return True if not left else kwait.Pending(f"{left} not ready")
+
+    with contextlib.suppress(kwait.GaveUp):  # the rest are diagnosed below
+        kwait.until(one_round, timeout=timeout, interval=POLL, clock=clock, stop=stop,
+                    what="claims bound and workloads ready")
     diagnoser = Diagnoser(client)
     for w in items:
         if w.key not in result.ready_at:
