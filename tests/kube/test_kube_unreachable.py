@@ -194,7 +194,7 @@ def test_watches_of_a_server_that_is_down_warn_once_and_once_when_it_answers(
         cluster_kubeconfig: Path, caplog: pytest.LogCaptureFixture) -> None:
     """``app watch`` runs a reflector per resource: when the server goes away, one line, not
     one per reflector per retry (hundreds a minute); and one when it answers again."""
-    from amber.kube.watch import Reflector
+    from amber.kube.reflector import Reflector
     from api_proxy import FaultProxy
 
     real = Client.from_kubeconfig(cluster_kubeconfig, qps=0)
@@ -206,7 +206,7 @@ def test_watches_of_a_server_that_is_down_warn_once_and_once_when_it_answers(
     stop = threading.Event()
     reflectors = [Reflector(down, res, on_event=lambda _e: None, stop=stop, watch_timeout=5,
                             backoff=RetryPolicy(base=0.01, cap=0.05)) for res in resources]
-    caplog.set_level("WARNING", logger="amber.kube.watch")
+    caplog.set_level("WARNING", logger="amber.kube.reflector")
     threads = [r.start() for r in reflectors]
     try:
         deadline = time.monotonic() + 1.5  # each reflector fails dozens of times meanwhile
@@ -222,7 +222,7 @@ def test_watches_of_a_server_that_is_down_warn_once_and_once_when_it_answers(
         stop.set()
         for t in threads:
             t.join(10)
-    lines = [rec.getMessage() for rec in caplog.records if rec.name == "amber.kube.watch"]
+    lines = [rec.getMessage() for rec in caplog.records if rec.name == "amber.kube.reflector"]
     outage = [x for x in lines if x.startswith("cannot reach the Kubernetes API server")]
     back = [x for x in lines if x.endswith("answers again")]
     assert len(outage) == 1 and f"127.0.0.1:{port}" in outage[0], lines

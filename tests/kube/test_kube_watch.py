@@ -21,7 +21,8 @@ import pytest
 from amber.kube import errors
 from amber.kube.client import Client
 from amber.kube.discovery import APIResource
-from amber.kube.watch import Reflector, WatchEvent, identity
+from amber.kube.reflector import Reflector, identity
+from amber.kube.watch import WatchEvent
 from polling import wait_for
 
 SUFFIX = uuid.uuid4().hex[:8]

@@ -29,7 +29,8 @@ from amber.apps import model as appmodel
 from amber.apps.summary import summarize
 from amber.kube.client import Client
 from amber.kube.discovery import APIResource
-from amber.kube.watch import Reflector, WatchEvent, identity
+from amber.kube.reflector import Reflector, identity
+from amber.kube.watch import WatchEvent
 
 
 @dataclass(frozen=True)

@@ -1,5 +1,6 @@
-"""The API client the rest of Amber uses: CRUD on any discovered resource, paginated lists, and
-``list_all`` of many resources at once.
+"""The API client the rest of Amber uses: CRUD on any discovered resource, paginated lists and
+the raw watch stream (many collections at once are ``apps.collect``'s, under this client's
+shared rate limit).
 
 Objects are plain JSON dicts, never typed models: a backup must round-trip fields it does not
 understand (new API versions, CRDs) byte-for-byte in meaning, and dicts cost nothing to build
@@ -8,16 +9,13 @@ for 10,000 objects.
 
 from __future__ import annotations
 
-import builtins
 import threading
-from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from amber.kube import config as kconfig
-from amber.kube import discovery, errors
+from amber.kube import discovery
 from amber.kube import watch as kwatch
 from amber.kube.discovery import APIResource
 from amber.kube.transport import RetryPolicy, Transport
@@ -27,15 +25,6 @@ Obj = dict[str, Any]
 #: Page size for lists: large enough that 10,000 objects take 20 requests, small enough that one
 #: page of Secrets stays a few MB.
 DEFAULT_PAGE = 500
-
-
-@dataclass
-class ListResult:
-    """What ``list_all`` got for one resource: its items, or the error that stopped it."""
-
-    resource: APIResource
-    items: list[Obj] = field(default_factory=list)
-    error: errors.APIError | None = None
 
 
 class Client:
@@ -97,7 +86,7 @@ class Client:
               allow_bookmarks: bool = True, stop: threading.Event | None = None
               ) -> Iterator[kwatch.WatchEvent]:
         """The raw event stream of one watch, on a connection of its own, until the server ends
-        it or ``stop`` is set. Resuming, 410 Gone and re-lists are ``watch.Reflector``'s job."""
+        it or ``stop`` is set. Resuming, 410 Gone and re-lists are ``reflector.Reflector``'s job."""
         return kwatch.stream_events(
             self.transport, res, namespace, resource_version=resource_version,
             label_selector=label_selector, field_selector=field_selector,
@@ -132,24 +121,3 @@ class Client:
                 item.setdefault("apiVersion", res.group_version)
                 item.setdefault("kind", res.kind)
                 yield item
-
-    def list_all(self, resources: Iterable[APIResource], namespace: str | None = None, *,
-                 workers: int = 8, limit: int = DEFAULT_PAGE,
-                 on_result: Callable[[ListResult], None] | None = None
-                 ) -> builtins.list[ListResult]:
-        """List many resources concurrently. The shared rate limiter bounds the request rate
-        however many workers run; a resource that fails (e.g. Forbidden) yields a result with
-        ``error`` set, so one forbidden kind makes a partial answer rather than none."""
-
-        def one(res: APIResource) -> ListResult:
-            out = ListResult(res)
-            try:
-                out.items = list(self.list(res, namespace, limit=limit))
-            except errors.APIError as e:
-                out.items, out.error = [], e
-            if on_result is not None:
-                on_result(out)
-            return out
-
-        with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-            return list(pool.map(one, [r for r in resources if r.listable]))

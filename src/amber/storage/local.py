@@ -166,6 +166,3 @@ class LocalBackend(base.Backend):
             return bool(os.listdir(self.root))
         except FileNotFoundError:
             return False
-
-    def create_root(self) -> None:
-        os.makedirs(self.root, exist_ok=True)
