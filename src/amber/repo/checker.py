@@ -96,6 +96,7 @@ class Checker:
                     self._on_progress(i + 1, len(present))
         self._healed_blobs = self._good_copies()
         self._check_snapshots()
+        self._report_found_in_walk()
         self._report_damage_records(on_disk)
         self._report_unindexed(len(recovered))
         self._report_headerless(self.repo.fallback.unreadable)
@@ -147,6 +148,19 @@ class Checker:
             r.healed_snapshots = [
                 snap.id for snap in self.repo.list_snapshots()
                 if snap.time.timestamp() < self._healed_roots.get(b"".join(snap.tree), 0.0)]
+
+    def _report_found_in_walk(self) -> None:
+        """Blobs that failed authentication while the snapshots were walked (directory
+        listings: the pack checks above name the rest), recorded by ``read_blob``."""
+        r = self.report
+        for blob_id, pack_id in sorted(self.repo.noted_damage):
+            if blob_id in r.damaged_blobs:
+                continue
+            r.damaged_blobs.add(blob_id)
+            r.errors.append(
+                f"blob {blob_id.hex()[:16]} in pack {pack_id.hex()[:16]} (a directory listing) "
+                "is damaged; it is left out of the index from now on, so the next backup of "
+                "that directory stores it anew")
 
     def _report_unindexed(self, unindexed: int) -> None:
         """Say what unindexed packs are, and never advise deleting data a snapshot needs."""

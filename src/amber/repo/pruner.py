@@ -298,20 +298,29 @@ class Pruner:
 
     def _unreadable_tree(self, snaps: list[snapshots.Snapshot],
                          exc: errors.AmberError) -> errors.AmberError:
-        """Which snapshot and directory cannot be read, as one line saying what to do (only on
-        the error path: each snapshot is walked again until the unreadable listing is found).
+        """Which snapshots and directories cannot be read, as one line saying what to do (only
+        on the error path: each snapshot is walked again until its unreadable listing is found).
+        Every affected snapshot is named: the user must decide about each before prune can go
+        on, and finding them one prune at a time would take as many runs.
 
         Like a damaged snapshot file, this stops prune: what that directory needs is unknown,
         and freeing it would make a good copy of the listing, if one turns up, worthless."""
-        for snap in snaps:
-            found = _first_unreadable(self.repo, tuple(snap.tree), "")
-            if found is not None:
-                path, why = found
-                return errors.IntegrityError(
-                    f"snapshot {snap.short_id} cannot be read at {path or '/'} ({why}), so "
-                    "prune cannot tell which data it needs; restore what you need from it, then "
-                    f"remove it with 'amber repo forget {snap.short_id}' and prune again")
-        return exc
+        found = [(snap, where) for snap in snaps
+                 if (where := _first_unreadable(self.repo, tuple(snap.tree), "")) is not None]
+        if not found:
+            return exc
+        if len(found) == 1:
+            ((snap, (path, why)),) = found
+            return errors.IntegrityError(
+                f"snapshot {snap.short_id} cannot be read at {path or '/'} ({why}), so "
+                "prune cannot tell which data it needs; restore what you need from it, then "
+                f"remove it with 'amber repo forget {snap.short_id}' and prune again")
+        places = ", ".join(f"{snap.short_id} at {path or '/'}" for snap, (path, _why) in found)
+        ids = " ".join(snap.short_id for snap, _where in found)
+        return errors.IntegrityError(
+            f"{len(found)} snapshots cannot be read ({places}; {found[0][1][1]}), so prune "
+            "cannot tell which data they need; restore what you need from them, then remove "
+            f"them with 'amber repo forget {ids}' and prune again")
 
     def _load_snapshot(self, snapshot_id: str) -> snapshots.Snapshot:
         """A snapshot prune must account for; a damaged one stops prune before anything goes.

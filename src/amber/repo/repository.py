@@ -601,7 +601,14 @@ class Repository:
             raise errors.IntegrityError(
                 f"pack {self.pack_ids[loc.pack].hex()[:16]} is missing"
             ) from None
-        return self.open_blob(envelope, blob_id, loc)
+        try:
+            return self.open_blob(envelope, blob_id, loc)
+        except errors.IntegrityError:
+            # Recorded here, whatever the command (ls, check, prune, a backup reading its
+            # parent): a damaged listing seen only by 'snapshot ls' must not be deduplicated
+            # against by the next backup either.
+            self.note_damaged(blob_id, loc)
+            raise
 
     def note_missing_pack(self, pack_id: bytes) -> list[bytes]:
         """Record every indexed blob of a pack that is gone as damaged (once per pack); return
@@ -619,7 +626,7 @@ class Repository:
                   "the next backup stores them anew ('amber repo check' lists what is affected)")
         lost = [b for b, loc in self.index.items() if loc.pack == number]
         for blob_id in lost:
-            damage.write_record(self, blob_id, pack_id)
+            self.record_damage(blob_id, pack_id)
         return lost
 
     def note_damaged(self, blob_id: bytes, loc: memindex.Location) -> None:
@@ -630,7 +637,16 @@ class Repository:
         that needs it is whole again. Best effort: a repository we cannot write to stays as it
         is (the damage is still reported by whoever found it).
         """
-        damage.write_record(self, blob_id, self.pack_ids[loc.pack])
+        self.record_damage(blob_id, self.pack_ids[loc.pack])
+
+    def record_damage(self, blob_id: bytes, pack_id: bytes) -> None:
+        """Record one (blob, pack) location as damaged, once per process (``noted_damage``)."""
+        where = (blob_id, pack_id)
+        with self._pack_lock:
+            if where in self.noted_damage:
+                return
+            self.noted_damage.add(where)
+        damage.write_record(self, blob_id, pack_id)
 
     def read_pack_header(self, pack_id: bytes) -> list[indexfile.PackEntry]:
         """Decode the self-description at the end of a pack (format doc §5)."""
