@@ -100,6 +100,8 @@ class Checker:
         self._report_damage_records(on_disk)
         self._report_unindexed(len(recovered))
         self._report_headerless(self.repo.fallback.unreadable)
+        if self.repo.unrecorded:
+            r.warnings.append(self.repo.unrecorded)
         r.warnings += [f"{name} is not an Amber object name; ignored (move it out of the "
                        "repository)" for name in sorted(self.repo.stray_names)]
         return r

@@ -156,7 +156,7 @@ def rebuild_index(repo: repository.Repository, *,
     # Damage stays recorded (so prune rewrites those packs without it); records of damage no
     # longer there (the pack is gone) go once the new index is written.
     for blob_id, pack_id in found:
-        damage.write_record(repo, blob_id, pack_id)
+        repo.record_damage(blob_id, pack_id)
     stale = [name for name, loc in repo.damage_records.items() if loc not in found]
     # Packs first durable, then the index naming them, then the old index files go.
     repo.backend.sync([repo.pack_name(p) for p in packs])

@@ -634,8 +634,9 @@ class Repository:
 
         From the next index load on, that location is left out: the next backup of the files
         holding the blob stores it anew, and since ids are content addresses, every snapshot
-        that needs it is whole again. Best effort: a repository we cannot write to stays as it
-        is (the damage is still reported by whoever found it).
+        that needs it is whole again. Best effort: a repository we cannot write to (full,
+        read-only) stays as it is, with one warning (the damage is still reported by whoever
+        found it).
         """
         self.record_damage(blob_id, self.pack_ids[loc.pack])
 
@@ -646,7 +647,19 @@ class Repository:
             if where in self.noted_damage:
                 return
             self.noted_damage.add(where)
-        damage.write_record(self, blob_id, pack_id)
+        why = damage.write_record(self, blob_id, pack_id)
+        if why is None:
+            return
+        # Kept in ``noted_damage`` for this run; one warning, however many blobs: a full device
+        # must not stop the restore or check that found the damage (it reports it anyway).
+        with self._pack_lock:
+            if self.unrecorded:
+                return
+            later = "space is free" if why.startswith("no space") else "it can be written"
+            self.unrecorded = (
+                f"could not record damaged blob {blob_id.hex()[:16]} ({why}): the next backup "
+                f"may reuse it; run 'amber repo check --read-data' once {later}")
+        self.warn(self.unrecorded)
 
     def read_pack_header(self, pack_id: bytes) -> list[indexfile.PackEntry]:
         """Decode the self-description at the end of a pack (format doc §5)."""
