@@ -9,12 +9,12 @@ from pathlib import Path
 
 import pytest
 
+from amber.backup.catalogue import BackupSource
 from amber.backup.resources import ResourceBackup, Scope
 from amber.kube.client import Client
 from amber.repo import keyfile, repository
 from amber.restore import plan
 from amber.restore.executor import Executor
-from amber.restore.source import BackupSource
 from amber.storage import local
 
 NS = f"bulk-{uuid.uuid4().hex[:6]}"

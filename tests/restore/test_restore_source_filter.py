@@ -9,8 +9,8 @@ from typing import cast
 
 import pytest
 
+from amber.backup.catalogue import BackupFilter
 from amber.repo import snapshot as snapshots
-from amber.restore.source import BackupFilter
 from amber.util import errors
 
 

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from amber.backup.catalogue import BackupSource
 from amber.backup.resources import ResourceBackup, Scope
 from amber.kube import config as kconfig
 from amber.kube.client import Client
@@ -16,7 +17,6 @@ from amber.kube.transport import RetryPolicy
 from amber.repo import keyfile, repository
 from amber.restore import plan
 from amber.restore.executor import Executor
-from amber.restore.source import BackupSource
 from amber.storage import local
 from api_proxy import FaultProxy
 

@@ -1,12 +1,16 @@
-"""A resource backup opened for restoring: its manifest, its items, and the objects themselves.
+"""The backup catalogue: the one reader of the resource-backup format (``backup/layout.py``).
+
+Which backups there are and which one a command means (:func:`backups`, :func:`resolve`:
+``latest`` is the newest backup that matches the command's selection, not the newest snapshot
+of any kind), what a backup's manifest says (:func:`read_manifest`), which objects it holds
+(:func:`object_files`), and a backup opened for restoring (:class:`BackupSource`). The CLI,
+restore, drill and ``backup diff`` all read backups through here, so a format change (a new
+manifest version, a moved file) is made in one place and refused in one voice.
 
 The tree of ``resources/`` is read once, when the backup is opened, into a map from path to
 file node; an object is then one blob read away (walking the trees from the root for every
 object cost 60,000 tree decodes for 10,000 objects). The item list (one small record per
 object, from ``items.json``) is what selection and ordering work on.
-
-Which backup a command opens is decided here too (:func:`resolve`): ``latest`` is the newest
-backup that matches the command's selection, not the newest snapshot of any kind.
 """
 
 from __future__ import annotations
@@ -19,11 +23,16 @@ from typing import Any
 
 from amber.apps.refs import Ref
 from amber.backup import layout
-from amber.repo import memsnap, repository
+from amber.repo import memsnap, repository, tree
 from amber.repo import snapshot as snapshots
 from amber.util import errors
 
 Obj = dict[str, Any]
+
+
+def is_resource_backup(snap: snapshots.Snapshot) -> bool:
+    """Whether ``snap`` holds a resource backup (rather than files from ``snapshot create``)."""
+    return layout.TAG in snap.tags
 
 
 @dataclass(frozen=True)
@@ -102,7 +111,7 @@ def backups(repo: repository.Repository,
             which: BackupFilter | None = None) -> list[snapshots.Snapshot]:
     """The resource backups matching ``which``, oldest first (file snapshots never match)."""
     which = which or BackupFilter()
-    resource_backups = [s for s in repo.list_snapshots() if layout.TAG in s.tags]
+    resource_backups = [s for s in repo.list_snapshots() if is_resource_backup(s)]
     which = which.canonical(resource_backups)
     return [s for s in resource_backups if which.matches(s)]
 
@@ -127,7 +136,7 @@ def resolve(repo: repository.Repository, ref: str,
     except errors.NotFoundError:
         raise errors.NotFoundError(f"no backup with id {ref!r} (see 'amber backup list')"
                                    ) from None
-    if layout.TAG not in snap.tags:
+    if not is_resource_backup(snap):
         raise errors.UsageError(f"snapshot {snap.short_id} is a file snapshot, not a resource "
                                 "backup; see `amber snapshot`")
     return snap
@@ -175,18 +184,69 @@ def _kind_of(ref_text: str, group: str) -> str:
     return qualified[: -len(group) - 1] if group and qualified.endswith("." + group) else qualified
 
 
+def read_document(repo: repository.Repository, snap: snapshots.Snapshot, name: str) -> Obj:
+    """One of the backup's JSON documents (``manifest.json``, ``items.json``, ...); the index
+    must be loaded. A missing one means the snapshot is no backup this Amber can read."""
+    try:
+        doc: Obj = json.loads(memsnap.read_file(repo, snap, name))
+    except errors.NotFoundError:
+        raise errors.UnsupportedFormatError(
+            f"snapshot {snap.short_id} has no {name}: not a resource backup "
+            "this Amber can restore") from None
+    return doc
+
+
+def _checked_manifest(repo: repository.Repository, snap: snapshots.Snapshot) -> Obj:
+    """The manifest, refused when its format is one this Amber does not know (a newer Amber's
+    backup must fail loudly, not be half-understood)."""
+    doc = read_document(repo, snap, layout.MANIFEST)
+    if doc.get("format") != layout.FORMAT:
+        raise errors.UnsupportedFormatError(
+            f"backup {snap.short_id} has manifest format {doc.get('format')!r}, "
+            "which this Amber cannot read")
+    return doc
+
+
+def read_manifest(repo: repository.Repository, snap: snapshots.Snapshot) -> Obj:
+    """What ``backup show`` prints: the manifest with its ``items`` and ``applications``
+    merged in (they are stored beside it so that the manifest stays small)."""
+    repo.load_index()
+    doc = _checked_manifest(repo, snap)
+    for name in (layout.ITEMS, layout.APPLICATIONS):
+        doc.update(read_document(repo, snap, name))
+    return doc
+
+
+def object_files(repo: repository.Repository,
+                 snap: snapshots.Snapshot) -> dict[str, tree.TreeNode]:
+    """Every object file of the backup, by path, read from the trees in one walk; the index
+    must be loaded. Files under ``resources/`` that are no object path are left out."""
+    return {path: node for path, node in memsnap.list_files(repo, snap, layout.RESOURCES)
+            if layout.parse_path(path) is not None}
+
+
+def read_object(repo: repository.Repository, node: tree.TreeNode) -> Obj:
+    """The object stored in ``node`` (one of :func:`object_files`)."""
+    obj: Obj = json.loads(memsnap.read_node(repo, node))
+    return obj
+
+
+def open_backup(repo: repository.Repository, ref: str,
+                which: BackupFilter | None = None) -> BackupSource:
+    """The backup ``ref`` names (see :func:`resolve`), opened for restoring."""
+    return BackupSource(repo, resolve(repo, ref, which))
+
+
 class BackupSource:
+    """A resource backup opened for restoring: its manifest, its items, and the objects."""
+
     def __init__(self, repo: repository.Repository, snap: snapshots.Snapshot) -> None:
         self.repo = repo
         self.snapshot = snap
         repo.load_index()
-        self.manifest: Obj = self._json(layout.MANIFEST)
-        if self.manifest.get("format") != layout.FORMAT:
-            raise errors.UnsupportedFormatError(
-                f"backup {snap.short_id} has manifest format {self.manifest.get('format')!r}, "
-                "which this Amber cannot read")
+        self.manifest: Obj = _checked_manifest(repo, snap)
         self.applications: list[Obj] = self._json(layout.APPLICATIONS)["applications"]
-        self._nodes = dict(memsnap.list_files(repo, snap, layout.RESOURCES))
+        self._nodes = object_files(repo, snap)
         self.items: list[Item] = []
         for raw in self._json(layout.ITEMS)["items"]:
             parsed = layout.parse_path(raw["path"])
@@ -199,18 +259,11 @@ class BackupSource:
                                    raw.get("ownedBy", "")))
 
     def _json(self, name: str) -> Obj:
-        try:
-            doc: Obj = json.loads(memsnap.read_file(self.repo, self.snapshot, name))
-        except errors.NotFoundError:
-            raise errors.UnsupportedFormatError(
-                f"snapshot {self.snapshot.short_id} has no {name}: not a resource backup "
-                "this Amber can restore") from None
-        return doc
+        return read_document(self.repo, self.snapshot, name)
 
     def read(self, item: Item) -> Obj:
         node = self._nodes.get(item.path)
         if node is None:
             raise errors.IntegrityError(f"backup {self.snapshot.short_id} lists {item.path}, "
                                         "which its snapshot does not hold")
-        obj: Obj = json.loads(memsnap.read_node(self.repo, node))
-        return obj
+        return read_object(self.repo, node)

@@ -14,8 +14,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from amber.backup import layout, redact
-from amber.repo import memsnap, repository
+from amber.backup import catalogue, layout, redact
+from amber.repo import repository
 from amber.repo import snapshot as snapshots
 
 #: Fields whose change alone does not make an object "modified" for a reader.
@@ -37,12 +37,6 @@ class ObjectChange:
                 "diff": self.diff}
 
 
-def _objects(repo: repository.Repository, snap: snapshots.Snapshot
-             ) -> dict[str, tuple[bytes, ...]]:
-    return {path: node.content for path, node in memsnap.list_files(repo, snap, layout.RESOURCES)
-            if layout.parse_path(path) is not None}
-
-
 def _pretty(obj: dict[str, Any]) -> list[str]:
     return json.dumps(obj, indent=2, sort_keys=True, ensure_ascii=False).splitlines()
 
@@ -55,16 +49,15 @@ def _without_bookkeeping(obj: dict[str, Any]) -> dict[str, Any]:
 def diff(repo: repository.Repository, a: snapshots.Snapshot, b: snapshots.Snapshot,
          *, context: int = 3) -> Iterator[ObjectChange]:
     """Changes from ``a`` to ``b``, sorted by path."""
-    old, new = _objects(repo, a), _objects(repo, b)
+    old, new = catalogue.object_files(repo, a), catalogue.object_files(repo, b)
     for path in sorted(old.keys() | new.keys()):
         if path not in new:
             yield ObjectChange(path, "removed", [])
         elif path not in old:
             yield ObjectChange(path, "added", [])
-        elif old[path] != new[path]:
-            old_raw = memsnap.read_file(repo, a, path)
-            new_raw = memsnap.read_file(repo, b, path)
-            old_obj, new_obj = json.loads(old_raw), json.loads(new_raw)
+        elif old[path].content != new[path].content:
+            old_obj = catalogue.read_object(repo, old[path])
+            new_obj = catalogue.read_object(repo, new[path])
             if _without_bookkeeping(old_obj) == _without_bookkeeping(new_obj):
                 yield ObjectChange(path, "touched", [])
                 continue

@@ -3,26 +3,20 @@
 from __future__ import annotations
 
 import datetime
-import json
 import sys
 from typing import Any
 
 import click
 
-from amber.backup import compare, layout
+from amber.backup import catalogue, compare, layout
 from amber.backup import resources as resource_backup
-from amber.cli import context, durations, progress, repo_cmds
-from amber.repo import locks, memsnap, pruner, repository
+from amber.cli import context, durations, progress, reports
+from amber.cli.options import split_values
+from amber.repo import maintenance, pruner
 from amber.repo import snapshot as snapshots
-from amber.restore import source
 from amber.util import errors
 
 pass_ctx = click.make_pass_decorator(context.Context)
-
-
-def split_values(values: tuple[str, ...]) -> list[str]:
-    """Repeatable options that also take comma-separated lists, as kubectl's do."""
-    return [v.strip() for value in values for v in value.split(",") if v.strip()]
 
 
 @click.group()
@@ -111,25 +105,6 @@ def _completeness(doc: dict[str, Any]) -> str:
             "(see the warnings)")
 
 
-def resolve_backup(repo: repository.Repository, ref: str,
-                   which: source.BackupFilter | None = None) -> snapshots.Snapshot:
-    """BACKUP_ID as the commands take it: ``latest`` (the newest backup matching ``which``) or
-    an id prefix of a resource backup."""
-    return source.resolve(repo, ref, which)
-
-
-def _manifest(repo: repository.Repository, snap: snapshots.Snapshot) -> dict[str, Any]:
-    repo.load_index()
-    doc: dict[str, Any] = json.loads(memsnap.read_file(repo, snap, layout.MANIFEST))
-    if doc.get("format") != layout.FORMAT:
-        raise errors.UnsupportedFormatError(
-            f"backup {snap.short_id} has manifest format {doc.get('format')!r}, which this "
-            "Amber cannot read")
-    for name in (layout.ITEMS, layout.APPLICATIONS):
-        doc.update(json.loads(memsnap.read_file(repo, snap, name)))
-    return doc
-
-
 @backup.command("list")
 @click.option("--app", "app", default=None, metavar="APPLICATION",
               help="Only backups holding this application (an id, or its name).")
@@ -144,8 +119,8 @@ def list_cmd(ctx: context.Context, app: str | None, namespaces: tuple[str, ...],
     'latest' narrows (restore latest --app APP uses the last complete backup listed by
     --app APP; a partial one only when none is complete)."""
     repo = ctx.open_repo()
-    which = source.BackupFilter(app, split_values(namespaces), split_values(tags))
-    found = source.backups(repo, which)
+    which = catalogue.BackupFilter(app, split_values(namespaces), split_values(tags))
+    found = catalogue.backups(repo, which)
     rows = [{"id": s.id, "short_id": s.short_id, "time": snapshots.format_time(s.time),
              "cluster": s.hostname, "scope": s.summary.get("scope", ""),
              "objects": s.summary.get("objects", 0),
@@ -172,8 +147,8 @@ def show(ctx: context.Context, backup_id: str, show_items: bool) -> None:
     """What backup BACKUP_ID ('latest' or an id prefix) holds: scope, cluster, counts,
     applications, warnings."""
     repo = ctx.open_repo()
-    snap = resolve_backup(repo, backup_id)
-    doc = _manifest(repo, snap)
+    snap = catalogue.resolve(repo, backup_id)
+    doc = catalogue.read_manifest(repo, snap)
     if ctx.json:
         if not show_items:
             doc.pop("items", None)
@@ -224,7 +199,7 @@ def diff(ctx: context.Context, backup_a: str, backup_b: str, stat_only: bool) ->
     "touched" objects changed only their resourceVersion or managedFields.
     """
     repo = ctx.open_repo()
-    a, b = resolve_backup(repo, backup_a), resolve_backup(repo, backup_b)
+    a, b = catalogue.resolve(repo, backup_a), catalogue.resolve(repo, backup_b)
     repo.load_index()
     changes = list(compare.diff(repo, a, b))
     if ctx.json:
@@ -255,19 +230,19 @@ def delete(ctx: context.Context, backup_ids: tuple[str, ...], and_prune: bool,
     their data is freed by 'repo prune' (or --prune), once it is older than the safety margin.
     """
     repo = ctx.open_repo()
-    with locks.MaintenanceLease(repo.backend):
-        chosen = {s.id: s for s in (resolve_backup(repo, i) for i in backup_ids)}
-        if not dry_run:
-            pruner.forget(repo, [s.id for s in chosen.values()])
+    chosen = maintenance.forget_resolved(repo, backup_ids, lambda ref: catalogue.resolve(repo, ref),
+                                         dry_run=dry_run)
     prune_data: dict[str, object] | None = None
     prune_text = ""
     if and_prune and not dry_run:
-        prune_data, prune_text = repo_cmds.run_prune(repo, keep_younger_than.total_seconds(),
-                                                     pruner.DEFAULT_MAX_UNUSED, False, ctx.info)
-    doc: dict[str, object] = {"dry_run": dry_run, "deleted": sorted(chosen)}
+        margin_s = keep_younger_than.total_seconds()
+        prune_data, prune_text = reports.prune_report(
+            maintenance.prune(repo, margin_s=margin_s, max_unused=pruner.DEFAULT_MAX_UNUSED,
+                              dry_run=False, log=ctx.info), margin_s, False)
+    doc: dict[str, object] = {"dry_run": dry_run, "deleted": sorted(s.id for s in chosen)}
     if and_prune:
         doc["prune"] = prune_data
     verb = "would delete" if dry_run else "deleted"
     lines = [f"{verb} backup {s.short_id}  {snapshots.format_time(s.time)}  "
-             f"{s.summary.get('scope', '')}" for s in chosen.values()]
+             f"{s.summary.get('scope', '')}" for s in chosen]
     ctx.emit(doc, "\n".join([*lines, prune_text] if prune_text else lines))

@@ -19,7 +19,11 @@ from collections.abc import Iterator
 import click
 import platformdirs
 
-from amber.cli import context, demo_app, repo_cmds
+from amber.apps import model as appmodel
+from amber.apps import render
+from amber.backup import resources as resource_backup
+from amber.cli import context, reports
+from amber.demo import application
 from amber.kube.client import Client
 from amber.repo import archiver, repository
 from amber.util import errors
@@ -118,6 +122,53 @@ def _require_sandbox() -> None:
                                 "use --current-cluster") from None
 
 
+def _application(ctx: context.Context, client: Client, repo: repository.Repository,
+                 where: str, *, pods_run: bool = True) -> None:
+    """The application demo (amber.demo.application), printed."""
+
+    def backed_up(app: appmodel.Application, result: resource_backup.Result) -> None:
+        if not ctx.json:
+            print(render.tree(app))
+            print()
+            print(f"backup {result.snapshot.short_id} saved: {result.items} objects of "
+                  f"{application.APP}" + (" (partial)" if result.partial else ""))
+
+    out = application.run(client, repo, where, pods_run=pods_run, log=ctx.info,
+                          backed_up=backed_up)
+    snap, result, report = out.backup.snapshot, out.backup, out.restore
+    counts = report.counts()
+    if ctx.json:
+        ctx.emit({"application": out.app.to_json(), "backup": snap.id, "objects": result.items,
+                  "partial": result.partial, "warnings": result.warnings,
+                  "restore": counts, "verified": out.verified,
+                  "mismatched": out.mismatched, "workloadsChecked": pods_run,
+                  "notReady": [{"ref": r, "reason": w} for r, w in report.not_ready.items()]})
+    else:
+        print(f"restored {counts.get('created', 0)} objects in {report.duration_s:.1f}s "
+              f"({', '.join(f'{n} {k}' for k, n in counts.items())})")
+        print(f"verified: {out.verified} of {out.checked} objects are as they "
+              "were before the deletion" + (f"; different: {', '.join(out.mismatched)}"
+                                             if out.mismatched else ""))
+        for ref, why in report.not_ready.items():
+            print(f"not ready: {ref}: {why}")
+        if not report.not_ready:
+            print("ready: the claim is bound" + (" and the workload is ready" if pods_run else
+                  "; the workload was not checked: this sandbox runs no pods (that needs "
+                  "root; or try --current-cluster)"))
+        print(f"see it with: {_program()} backup show {snap.short_id} --items")
+    if report.failed or out.mismatched:
+        raise errors.PartialError("the demo's restore did not bring everything back as it was")
+    if report.not_ready:
+        raise errors.NotReadyError("the demo's restore brought the objects back, but "
+                                   f"{len(report.not_ready)} did not become ready")
+
+
+def _program() -> str:
+    """How the user invoked us (``amber`` or ``kubectl amber``), for hints they can type."""
+    current = click.get_current_context(silent=True)
+    return (current.find_root().info_name if current else None) or "amber"
+
+
 @click.command()
 @click.argument("paths", nargs=-1, type=click.Path(exists=True))
 @click.option("--files", "sample_files", is_flag=True,
@@ -144,7 +195,7 @@ def demo(ctx: context.Context, paths: tuple[str, ...], sample_files: bool,
         if current_cluster:
             client = ctx.kube_client()
             with _shell_hint(ctx):
-                demo_app.run(ctx, client, repo,
+                _application(ctx, client, repo,
                              f"the cluster of context {client.config.context}")
             return
         from amber_sandbox import sandbox  # a demo-only dependency, loaded on demand
@@ -154,7 +205,7 @@ def demo(ctx: context.Context, paths: tuple[str, ...], sample_files: bool,
         with _shell_hint(ctx), tempfile.TemporaryDirectory(prefix="amber-demo-") as tmp, \
                 sandbox.Sandbox(root_dir=tmp) as box:
             client = Client.from_kubeconfig(box.kubeconfig_path(), qps=0)
-            demo_app.run(ctx, client, repo, f"a sandbox cluster at {box.url}",
+            _application(ctx, client, repo, f"a sandbox cluster at {box.url}",
                          pods_run=box.run_pods)
         return
     sources = list(paths) or [_sample_dir()]
@@ -162,4 +213,4 @@ def demo(ctx: context.Context, paths: tuple[str, ...], sample_files: bool,
     ctx.info(f"backed up {', '.join(sources)} as snapshot {snap.short_id}")
     if not ctx.json:
         print(f"repository: {ctx.backend().url}", file=sys.stderr)
-    repo_cmds.print_snapshots(ctx)
+    reports.print_snapshots(ctx)

@@ -11,15 +11,15 @@ from types import FrameType
 
 import click
 
-from amber.cli import backup_cmds, context, durations, progress
+from amber.backup import catalogue
+from amber.cli import context, durations, progress
+from amber.cli.options import split_values as _split
 from amber.restore import drill as drills
 from amber.restore import drill_checks, transforms
 from amber.restore import plan as restore_plan
-from amber.restore.source import BackupFilter, BackupSource
 from amber.util import errors
 
 pass_ctx = click.make_pass_decorator(context.Context)
-_split = backup_cmds.split_values
 
 
 @click.command()
@@ -74,8 +74,8 @@ def drill(ctx: context.Context, backup_id: str, app: str | None, namespaces: tup
     repo = ctx.open_repo()
     client = ctx.kube_client(qps=500.0, burst=1000)
     started = time.monotonic()  # recovery starts with reading the backup
-    source = BackupSource(repo, backup_cmds.resolve_backup(
-        repo, backup_id, BackupFilter(app, _split(namespaces), _split(tags))))
+    source = catalogue.open_backup(
+        repo, backup_id, catalogue.BackupFilter(app, _split(namespaces), _split(tags)))
     selection = restore_plan.Selection(app=app, namespaces=_split(namespaces), selector=selector)
     the_drill = drills.Drill(client, source, selection, opts, checks=checks, timeout=timeout,
                              workers=workers, started=started, log=ctx.info,

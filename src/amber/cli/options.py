@@ -152,3 +152,8 @@ class AmberGroup(click.Group):
     def add_command(self, cmd: click.Command, name: str | None = None) -> None:
         install(cmd)
         super().add_command(cmd, name)
+
+
+def split_values(values: tuple[str, ...]) -> list[str]:
+    """Repeatable options that also take comma-separated lists, as kubectl's do."""
+    return [v.strip() for value in values for v in value.split(",") if v.strip()]

@@ -4,15 +4,13 @@ from __future__ import annotations
 
 import datetime
 import sys
-from collections.abc import Callable
 
 import click
 
-from amber.cli import context, durations, progress
-from amber.repo import checker, keyfile, locks, pruner, repository, retention
+from amber.cli import context, durations, progress, reports
+from amber.repo import checker, keyfile, locks, maintenance, pruner, repository, retention
 from amber.repo import format as fmt
 from amber.repo import repair as repairs
-from amber.repo import snapshot as snapshots
 from amber.util import errors
 
 pass_ctx = click.make_pass_decorator(context.Context)
@@ -47,67 +45,23 @@ def init(ctx: context.Context, cipher: str, kdf_n: int) -> None:
 @pass_ctx
 def info(ctx: context.Context) -> None:
     """Show what the repository holds."""
-    r = ctx.open_repo()
-    r.load_index()
-    sizes: dict[str, int] = {}
-    counts: dict[str, int] = {}
-    for obj in r.backend.list(""):
-        top = obj.name.split("/", 1)[0]
-        sizes[top] = sizes.get(top, 0) + obj.size
-        counts[top] = counts.get(top, 0) + 1
-    data = {
-        "id": r.config.repo_id.hex(), "location": r.backend.url,
-        "format_version": r.config.version, "cipher": r.config.raw["cipher"],
-        "chunker": r.config.chunker, "compression": r.config.raw["compression"],
-        "snapshots": counts.get("snapshots", 0), "packs": counts.get("data", 0),
-        "index_files": counts.get("index", 0), "blobs": len(r.index),
-        "stored_bytes": sum(sizes.values()), "index_memory_bytes": r.index.nbytes,
-    }
-    ctx.emit(data, "\n".join([
-        f"repository  {data['id']}",
-        f"location    {data['location']}",
-        f"format      version {data['format_version']}, {data['cipher']}, zstd "
-        f"level {r.config.compression_level}",
-        f"snapshots   {data['snapshots']}",
-        f"packs       {data['packs']} ({data['blobs']} blobs, {data['index_files']} index files)",
-        f"size        {progress.human_bytes(data['stored_bytes'])}",
+    st = maintenance.statistics(ctx.open_repo())
+    ctx.emit(st.to_json(), "\n".join([
+        f"repository  {st.id}",
+        f"location    {st.location}",
+        f"format      version {st.format_version}, {st.cipher}, zstd "
+        f"level {st.compression_level}",
+        f"snapshots   {st.snapshots}",
+        f"packs       {st.packs} ({st.blobs} blobs, {st.index_files} index files)",
+        f"size        {progress.human_bytes(st.stored_bytes)}",
     ]))
-
-
-def snapshot_rows(snaps: list[snapshots.Snapshot]) -> list[dict[str, object]]:
-    return [{
-        "id": s.id, "short_id": s.short_id, "time": snapshots.format_time(s.time),
-        "hostname": s.hostname, "username": s.username, "paths": s.paths, "tags": s.tags,
-        "parent": s.parent, "summary": s.summary, "partial": s.partial, "errors": s.errors,
-    } for s in snaps]
-
-
-def print_snapshots(ctx: context.Context,
-                    keep: Callable[[snapshots.Snapshot], bool] = lambda _s: True) -> None:
-    """The snapshot table (or JSON list) of the snapshots ``keep`` accepts, oldest first."""
-    r = ctx.open_repo()
-    snaps = [s for s in r.list_snapshots() if keep(s)]
-    if ctx.json:
-        ctx.emit(snapshot_rows(snaps))
-        return
-    if not snaps:
-        print("no snapshots")
-        return
-    print(f"{'ID':<10}{'TIME (UTC)':<21}{'HOST':<14}{'FILES':>8}{'SIZE':>12}  TAGS / PATHS")
-    for s in snaps:
-        mark = " (partial)" if s.partial else ""
-        size = progress.human_bytes(s.summary.get("bytes", 0))
-        tags = ",".join(s.tags)
-        print(f"{s.short_id:<10}{s.time.strftime('%Y-%m-%d %H:%M:%S'):<21}{s.hostname[:13]:<14}"
-              f"{s.summary.get('files', 0):>8}{size:>12}  {tags + ' ' if tags else ''}"
-              f"{' '.join(s.paths)}{mark}")
 
 
 @repo.command("snapshots")
 @pass_ctx
 def list_snapshots(ctx: context.Context) -> None:
     """List every snapshot, oldest first: file snapshots and resource backups."""
-    print_snapshots(ctx)
+    reports.print_snapshots(ctx)
 
 
 @repo.command()
@@ -181,102 +135,25 @@ def forget(ctx: context.Context, keep_last: int, keep_hourly: int, keep_daily: i
     policy = retention.Policy(last=keep_last, hourly=keep_hourly, daily=keep_daily,
                               weekly=keep_weekly, monthly=keep_monthly, yearly=keep_yearly,
                               within=keep_within, keep_tags=frozenset(keep_tag))
-    if policy.is_empty() and not snapshot_ids:
-        raise errors.UsageError("give a --keep-* policy or snapshot ids; refusing to remove all")
-    if not policy.is_empty() and snapshot_ids:
-        raise errors.UsageError("give either a --keep-* policy or snapshot ids, not both")
     r = ctx.open_repo()
-    with locks.MaintenanceLease(r.backend):
-        if snapshot_ids:
-            # By id, not loaded: a damaged snapshot file must be removable too.
-            remove = [r.resolve_snapshot_id(i) for i in snapshot_ids]
-            decisions: list[dict[str, object]] = [
-                {"id": i, "keep": False, "reasons": []} for i in remove]
-        else:
-            snaps = r.list_snapshots()
-            try:
-                groups = retention.apply(
-                    [retention.SnapshotInfo(id=s.id, time=s.time, hostname=s.hostname,
-                                            paths=tuple(s.paths), tags=tuple(s.tags),
-                                            partial=s.partial)
-                     for s in snaps], policy, group_by=group_by)
-            except ValueError as exc:
-                raise errors.UsageError(str(exc)) from None
-            decisions = [{"id": d.snapshot.id, "keep": d.keep, "reasons": list(d.reasons),
-                          "group": list(key), "partial": d.snapshot.partial, "note": d.note}
-                         for key, ds in groups.items() for d in ds]
-            remove = [s.id for s in snaps
-                      if any(d["id"] == s.id and not d["keep"] for d in decisions)]
-        if not dry_run:
-            pruner.forget(r, remove)
-    forget_data = {"dry_run": dry_run, "decisions": decisions}
+    result = maintenance.forget(r, policy, snapshot_ids, group_by=group_by, dry_run=dry_run)
+    forget_data = {"dry_run": dry_run, "decisions": [d.to_json() for d in result.decisions]}
     prune_data: dict[str, object] | None = None
     if and_prune and not dry_run:
-        prune_data, prune_text = run_prune(r, keep_younger_than.total_seconds(),
-                                            pruner.DEFAULT_MAX_UNUSED, False, ctx.info)
+        margin_s = keep_younger_than.total_seconds()
+        prune_data, prune_text = reports.prune_report(
+            maintenance.prune(r, margin_s=margin_s, max_unused=pruner.DEFAULT_MAX_UNUSED,
+                              dry_run=False, log=ctx.info), margin_s, False)
     if ctx.json:
         # one document per command, so scripts can parse it whole
         ctx.emit({**forget_data, "prune": prune_data} if and_prune else forget_data)
         return
-    else:
-        for d in decisions:
-            verdict = "keep  " if d["keep"] else ("would remove" if dry_run else "remove")
-            reasons = d["reasons"]
-            assert isinstance(reasons, list)
-            print(f"{verdict} {str(d['id'])[:8]}  {', '.join(reasons) or d.get('note', '')}")
-        print(f"{len(remove)} snapshot(s) {'would be ' if dry_run else ''}removed")
-        if prune_data is not None:
-            print(prune_text)
-
-
-def run_prune(r: repository.Repository, margin_s: float, max_unused: float, dry_run: bool,
-              log: Callable[[str], None]) -> tuple[dict[str, object], str]:
-    """Prune under the maintenance lease; return the report as data and as text."""
-    with locks.MaintenanceLease(r.backend):
-        report = pruner.Pruner(r, margin_s=margin_s, max_unused=max_unused, dry_run=dry_run,
-                               log=log).run()
-    data: dict[str, object] = dict(vars(report))
-    data["dry_run"] = dry_run
-    data["held_until"] = _utc(report.held_until)
-    lines = [
-        *report.messages,
-        f"packs: {report.packs_before} indexed, {report.packs_kept} kept, "
-        f"{report.packs_young} younger than the safety margin, {report.packs_dropped} dropped "
-        f"({report.packs_repacked} repacked: {report.blobs_repacked} blobs copied), "
-        f"{report.packs_deleted} deleted",
-        f"{'would free' if dry_run else 'freed'} {progress.human_bytes(report.bytes_freed)}"
-        + (" (deletion deferred: a backup is running)" if report.deferred else ""),
-    ]
-    held = held_line(report, margin_s)
-    return data, "\n".join([*lines, held] if held else lines)
-
-
-def held_line(report: pruner.PruneReport, margin_s: float) -> str:
-    """One line on the unused data the safety margin kept, and from when a prune frees it; empty
-    when the margin held nothing back."""
-    if not report.bytes_held_young or report.held_until is None:
-        return ""
-    when = datetime.datetime.fromtimestamp(report.held_until, datetime.UTC)
-    head = "nothing freed: " if report.bytes_freed <= 0 else "not yet freed: "
-    return (f"{head}{progress.human_bytes(report.bytes_held_young)} that no snapshot needs is "
-            f"in packs younger than the safety margin (--keep-younger-than {_span(margin_s)}); "
-            f"a prune after {when:%Y-%m-%d %H:%M:%S} UTC frees it")
-
-
-def _span(seconds: float) -> str:
-    """``3600`` -> ``1h``, ``5400`` -> ``1h30m``: as --keep-younger-than takes it."""
-    rest, parts = int(seconds), []
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
-        n, rest = divmod(rest, size)
-        if n:
-            parts.append(f"{n}{unit}")
-    return "".join(parts) or "0s"
-
-
-def _utc(epoch: float | None) -> str | None:
-    if epoch is None:
-        return None
-    return snapshots.format_time(datetime.datetime.fromtimestamp(epoch, datetime.UTC))
+    for d in result.decisions:
+        verdict = "keep  " if d.keep else ("would remove" if dry_run else "remove")
+        print(f"{verdict} {d.id[:8]}  {', '.join(d.reasons) or d.note}")
+    print(f"{len(result.removed)} snapshot(s) {'would be ' if dry_run else ''}removed")
+    if prune_data is not None:
+        print(prune_text)
 
 
 @repo.command()
@@ -289,9 +166,10 @@ def _utc(epoch: float | None) -> str | None:
 def prune(ctx: context.Context, keep_younger_than: datetime.timedelta, max_unused: float,
           dry_run: bool) -> None:
     """Delete data that no snapshot needs (takes the maintenance lease)."""
-    data, text = run_prune(ctx.open_repo(), keep_younger_than.total_seconds(), max_unused,
-                            dry_run, ctx.info)
-    ctx.emit(data, text)
+    margin_s = keep_younger_than.total_seconds()
+    report = maintenance.prune(ctx.open_repo(), margin_s=margin_s, max_unused=max_unused,
+                               dry_run=dry_run, log=ctx.info)
+    ctx.emit(*reports.prune_report(report, margin_s, dry_run))
 
 
 @repo.group("repair")

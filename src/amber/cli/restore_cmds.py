@@ -7,15 +7,15 @@ from typing import Any
 
 import click
 
-from amber.cli import backup_cmds, context, durations, progress
+from amber.backup import catalogue
+from amber.cli import context, durations, progress
+from amber.cli.options import split_values as _split
 from amber.restore import modifiers, order, privileges, transforms
 from amber.restore import plan as restore_plan
 from amber.restore.executor import MODES, Executor, Report
-from amber.restore.source import BackupFilter, BackupSource
 from amber.util import errors
 
 pass_ctx = click.make_pass_decorator(context.Context)
-_split = backup_cmds.split_values
 
 
 def _options(namespace_mapping: tuple[str, ...], storage_class_mapping: tuple[str, ...],
@@ -129,8 +129,8 @@ def restore(ctx: context.Context, backup_id: str, app: str | None,
         labels.parse(selector)  # a bad selector fails before anything is read
     repo = ctx.open_repo()
     # `latest` is the newest backup this selection can be restored from
-    source = BackupSource(repo, backup_cmds.resolve_backup(
-        repo, backup_id, BackupFilter(app, _split(namespaces), _split(tags))))
+    source = catalogue.open_backup(
+        repo, backup_id, catalogue.BackupFilter(app, _split(namespaces), _split(tags)))
     selection = restore_plan.Selection(app=app, namespaces=_split(namespaces),
                                        kinds=_split(kinds), names=_split(names),
                                        selector=selector)

@@ -9,8 +9,8 @@ import threading
 
 import click
 
-from amber.backup import layout
-from amber.cli import context, progress, repo_cmds
+from amber.backup import catalogue
+from amber.cli import context, progress, reports
 from amber.repo import archiver, differ, fsmeta, repository, restorer, walker
 from amber.repo import snapshot as snapshots
 from amber.util import errors
@@ -26,7 +26,7 @@ def snapshot() -> None:
 def is_file_snapshot(snap: snapshots.Snapshot) -> bool:
     """File snapshots are what these commands handle; resource backups (``amber backup``)
     are snapshots too, but of Kubernetes objects, tagged so."""
-    return layout.TAG not in snap.tags
+    return not catalogue.is_resource_backup(snap)
 
 
 def resolve(r: repository.Repository, ref: str) -> snapshots.Snapshot:
@@ -80,7 +80,7 @@ def create(ctx: context.Context, paths: tuple[str, ...], tags: tuple[str, ...],
     finally:
         stop.set()
     s = snap.summary
-    ctx.emit(repo_cmds.snapshot_rows([snap])[0], "\n".join([
+    ctx.emit(reports.snapshot_rows([snap])[0], "\n".join([
         f"files: {s['files_new']} new, {s['files_changed']} changed, "
         f"{s['files_unchanged']} unchanged; {s['dirs']} directories",
         f"added {progress.human_bytes(s['bytes_new_stored'])} stored "
@@ -99,7 +99,7 @@ def create(ctx: context.Context, paths: tuple[str, ...], tags: tuple[str, ...],
 @pass_ctx
 def list_cmd(ctx: context.Context) -> None:
     """List file snapshots, oldest first ('backup list' lists resource backups)."""
-    repo_cmds.print_snapshots(ctx, is_file_snapshot)
+    reports.print_snapshots(ctx, is_file_snapshot)
 
 
 @snapshot.command()

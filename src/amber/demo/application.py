@@ -1,7 +1,10 @@
 """The application half of ``amber demo``: a sample application on a cluster, found, shown and
 backed up, the way a newcomer would do it by hand with ``amber app`` and ``amber backup``.
 
-The cluster is an in-process sandbox unless the user asks for their current one; the sample
+The demo is composed here from library calls (discovery, backup, the backup catalogue, restore,
+verify), below the CLI, so ``amber demo`` only starts the cluster and prints, and the same
+sequence can be run from a test or a notebook. The cluster is an in-process sandbox unless the
+user asks for their current one; the sample
 (``shop`` in namespace ``amber-demo``) has the pieces an application backup must keep together:
 a Deployment and its ReplicaSet, a Service, a ConfigMap and a Secret the pods read, a service
 account with a ClusterRoleBinding, and a claim that the sandbox provisions a volume for.
@@ -13,23 +16,21 @@ import base64
 import contextlib
 import secrets
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from typing import Any
 
-import click
-
-from amber.apps import collect, render
+from amber.apps import collect
 from amber.apps import model as appmodel
 from amber.apps.refs import Ref
 from amber.backup import resources as resource_backup
-from amber.cli import context
+from amber.backup.catalogue import BackupSource
 from amber.kube import errors as kerrors
 from amber.kube.client import Client
 from amber.repo import repository
 from amber.restore import plan as restore_plan
 from amber.restore import verify
-from amber.restore.executor import Executor
-from amber.restore.source import BackupSource
+from amber.restore.executor import Executor, Report
 from amber.util import errors
 
 NAMESPACE = "amber-demo"
@@ -142,60 +143,46 @@ def _delete(client: Client) -> None:
     raise errors.AmberError(f"namespace {NAMESPACE} was still being deleted after 60s")
 
 
-def _program() -> str:
-    """How the user invoked us (``amber`` or ``kubectl amber``), for hints they can type."""
-    current = click.get_current_context(silent=True)
-    return (current.find_root().info_name if current else None) or "amber"
+@dataclass(frozen=True)
+class Outcome:
+    """What the demo did: the application found, its backup, the restore's report, and how
+    many of the objects came back as they were (``mismatched`` names the others)."""
+
+    app: appmodel.Application
+    backup: resource_backup.Result
+    restore: Report
+    verified: int
+    checked: int
+    mismatched: list[str]
+
+    @property
+    def ok(self) -> bool:
+        """Everything back as it was and ready."""
+        return not (self.restore.failed or self.mismatched or self.restore.not_ready)
 
 
-def run(ctx: context.Context, client: Client, repo: repository.Repository,
-        where: str, *, pods_run: bool = True) -> None:
-    """Create, back up, delete, restore, verify: the whole promise in one command. Verified
+def run(client: Client, repo: repository.Repository, where: str, *, pods_run: bool = True,
+        log: Callable[[str], None],
+        backed_up: Callable[[appmodel.Application, resource_backup.Result], None]) -> Outcome:
+    """Create, back up, delete, restore, verify: the whole promise in one call. Verified
     means the objects are as they were, the claim is bound and (where the cluster runs pods:
-    the sandbox does only as root) the workload is ready."""
+    the sandbox does only as root) the workload is ready. ``log`` hears each step as it is
+    done; ``backed_up`` is called with the backup before the application is deleted, so that
+    the caller can show what was saved before the disaster is staged."""
     create_sample(client)
-    ctx.info(f"created the sample application {APP} on {where}")
+    log(f"created the sample application {APP} on {where}")
     inv = collect.inventory(client, namespaces=[NAMESPACE])
     app = appmodel.select(appmodel.build(inv), APP)
     result = resource_backup.ResourceBackup(client, repo, context=client.config.context).run(
         resource_backup.Scope(app=APP), tags=["demo"])
-    snap = result.snapshot
-    if not ctx.json:
-        print(render.tree(app))
-        print()
-        print(f"backup {snap.short_id} saved: {result.items} objects of {APP}"
-              + (" (partial)" if result.partial else ""))
+    backed_up(app, result)
     before = _live(client, app.refs)
     _delete(client)
-    ctx.info(f"deleted namespace {NAMESPACE} and the application's ClusterRoleBinding")
-    source = BackupSource(repo, snap)
+    log(f"deleted namespace {NAMESPACE} and the application's ClusterRoleBinding")
+    source = BackupSource(repo, result.snapshot)
     plan = restore_plan.build(source, restore_plan.Selection(app=APP), restore_plan.Options())
     report = Executor(client, plan, wait_timeout=120, wait_workloads=pods_run).run()
     after = _live(client, before)
     mismatched = sorted(str(r) for r, obj in before.items()
                         if r not in after or verify.differs(obj, after[r]))
-    counts = report.counts()
-    if ctx.json:
-        ctx.emit({"application": app.to_json(), "backup": snap.id, "objects": result.items,
-                  "partial": result.partial, "warnings": result.warnings,
-                  "restore": counts, "verified": len(before) - len(mismatched),
-                  "mismatched": mismatched, "workloadsChecked": pods_run,
-                  "notReady": [{"ref": r, "reason": w} for r, w in report.not_ready.items()]})
-    else:
-        print(f"restored {counts.get('created', 0)} objects in {report.duration_s:.1f}s "
-              f"({', '.join(f'{n} {k}' for k, n in counts.items())})")
-        print(f"verified: {len(before) - len(mismatched)} of {len(before)} objects are as they "
-              "were before the deletion" + (f"; different: {', '.join(mismatched)}"
-                                             if mismatched else ""))
-        for ref, why in report.not_ready.items():
-            print(f"not ready: {ref}: {why}")
-        if not report.not_ready:
-            print("ready: the claim is bound" + (" and the workload is ready" if pods_run else
-                  "; the workload was not checked: this sandbox runs no pods (that needs "
-                  "root; or try --current-cluster)"))
-        print(f"see it with: {_program()} backup show {snap.short_id} --items")
-    if report.failed or mismatched:
-        raise errors.PartialError("the demo's restore did not bring everything back as it was")
-    if report.not_ready:
-        raise errors.NotReadyError("the demo's restore brought the objects back, but "
-                                   f"{len(report.not_ready)} did not become ready")
+    return Outcome(app, result, report, len(before) - len(mismatched), len(before), mismatched)

@@ -18,9 +18,9 @@ from typing import Any
 
 from amber.apps import labels
 from amber.apps.refs import Ref
+from amber.backup.catalogue import BackupSource, Item
 from amber.repo import locks
 from amber.restore import deps, modifiers, order, portable, transforms
-from amber.restore.source import BackupSource, Item
 from amber.util import errors
 
 Obj = dict[str, Any]

@@ -1,0 +1,94 @@
+"""How the results several commands share are printed: snapshot tables, prune reports.
+
+CLI plumbing, not a command: ``repo snapshots``, ``snapshot list`` and ``demo`` print the same
+snapshot table, and ``repo prune``, ``repo forget --prune`` and ``backup delete --prune`` the same
+prune report. Command modules import this (and ``context``, ``options``, ``progress``,
+``durations``), never each other (tests/cli/test_cli_imports.py).
+"""
+
+from __future__ import annotations
+
+import datetime
+from collections.abc import Callable
+
+from amber.cli import context, progress
+from amber.repo import pruner
+from amber.repo import snapshot as snapshots
+
+
+def snapshot_rows(snaps: list[snapshots.Snapshot]) -> list[dict[str, object]]:
+    return [{
+        "id": s.id, "short_id": s.short_id, "time": snapshots.format_time(s.time),
+        "hostname": s.hostname, "username": s.username, "paths": s.paths, "tags": s.tags,
+        "parent": s.parent, "summary": s.summary, "partial": s.partial, "errors": s.errors,
+    } for s in snaps]
+
+
+def print_snapshots(ctx: context.Context,
+                    keep: Callable[[snapshots.Snapshot], bool] = lambda _s: True) -> None:
+    """The snapshot table (or JSON list) of the snapshots ``keep`` accepts, oldest first."""
+    r = ctx.open_repo()
+    snaps = [s for s in r.list_snapshots() if keep(s)]
+    if ctx.json:
+        ctx.emit(snapshot_rows(snaps))
+        return
+    if not snaps:
+        print("no snapshots")
+        return
+    print(f"{'ID':<10}{'TIME (UTC)':<21}{'HOST':<14}{'FILES':>8}{'SIZE':>12}  TAGS / PATHS")
+    for s in snaps:
+        mark = " (partial)" if s.partial else ""
+        size = progress.human_bytes(s.summary.get("bytes", 0))
+        tags = ",".join(s.tags)
+        print(f"{s.short_id:<10}{s.time.strftime('%Y-%m-%d %H:%M:%S'):<21}{s.hostname[:13]:<14}"
+              f"{s.summary.get('files', 0):>8}{size:>12}  {tags + ' ' if tags else ''}"
+              f"{' '.join(s.paths)}{mark}")
+
+
+def prune_report(report: pruner.PruneReport, margin_s: float,
+                 dry_run: bool) -> tuple[dict[str, object], str]:
+    """A prune's report as data (for -o json) and as text."""
+    data: dict[str, object] = dict(vars(report))
+    data["dry_run"] = dry_run
+    data["held_until"] = _utc(report.held_until)
+    lines = [
+        *report.messages,
+        f"packs: {report.packs_before} indexed, {report.packs_kept} kept, "
+        f"{report.packs_young} younger than the safety margin, {report.packs_dropped} dropped "
+        f"({report.packs_repacked} repacked: {report.blobs_repacked} blobs copied), "
+        f"{report.packs_deleted} deleted",
+        f"{'would free' if dry_run else 'freed'} {progress.human_bytes(report.bytes_freed)}"
+        + (" (deletion deferred: a backup is running)" if report.deferred else ""),
+    ]
+    held = held_line(report, margin_s)
+    return data, "\n".join([*lines, held] if held else lines)
+
+
+def held_line(report: pruner.PruneReport, margin_s: float) -> str:
+    """One line on the unused data the safety margin kept, and from when a prune frees it; empty
+    when the margin held nothing back."""
+    if not report.bytes_held_young or report.held_until is None:
+        return ""
+    when = datetime.datetime.fromtimestamp(report.held_until, datetime.UTC)
+    head = "nothing freed: " if report.bytes_freed <= 0 else "not yet freed: "
+    return (f"{head}{progress.human_bytes(report.bytes_held_young)} that no snapshot needs is "
+            f"in packs younger than the safety margin (--keep-younger-than {_span(margin_s)}); "
+            f"a prune after {when:%Y-%m-%d %H:%M:%S} UTC frees it")
+
+
+def _span(seconds: float) -> str:
+    """``3600`` -> ``1h``, ``5400`` -> ``1h30m``: as --keep-younger-than takes it."""
+    rest, parts = int(seconds), []
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
+        n, rest = divmod(rest, size)
+        if n:
+            parts.append(f"{n}{unit}")
+    return "".join(parts) or "0s"
+
+
+def _utc(epoch: float | None) -> str | None:
+    if epoch is None:
+        return None
+    return snapshots.format_time(datetime.datetime.fromtimestamp(epoch, datetime.UTC))
+
+
