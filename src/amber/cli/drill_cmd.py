@@ -12,7 +12,7 @@ from types import FrameType
 import click
 
 from amber.backup import catalogue
-from amber.cli import context, durations, progress
+from amber.cli import context, durations, options, progress
 from amber.cli.options import split_values as _split
 from amber.restore import drill as drills
 from amber.restore import drill_checks, transforms
@@ -24,13 +24,7 @@ pass_ctx = click.make_pass_decorator(context.Context)
 
 @click.command()
 @click.argument("backup_id")
-@click.option("--app", "app", default=None, help="Only this application (an id in the backup).")
-@click.option("--namespace", "-n", "namespaces", multiple=True,
-              help="Only these namespaces of the backup (and the cluster objects they need).")
-@click.option("--selector", "-l", default=None, help="Only objects matching this label selector "
-                                                     "(and the cluster objects they need).")
-@click.option("--tag", "tags", multiple=True, metavar="TAG",
-              help="With 'latest': the newest backup carrying TAG (repeatable: any).")
+@options.selection
 @click.option("--checks", "checks_file", type=click.Path(), default=None,
               help="Checks to run after the restore (YAML or JSON; see docs/drills.md).")
 @click.option("--timeout", type=durations.POSITIVE_SECONDS, default=600.0, show_default=True,
@@ -38,12 +32,8 @@ pass_ctx = click.make_pass_decorator(context.Context)
               help="How long to wait for the restored workloads to become ready.")
 @click.option("--keep", is_flag=True,
               help="Leave the scratch namespaces (and what the drill created) for inspection.")
-@click.option("--storage-class-mapping", multiple=True, metavar="OLD=NEW",
-              help="Use storage class NEW where the backup says OLD (another cluster).")
-@click.option("--image-registry-mapping", multiple=True, metavar="OLD=NEW",
-              help="Rewrite image prefix OLD (e.g. docker.io/library) to NEW.")
-@click.option("--workers", type=click.IntRange(1, 64), default=16, show_default=True,
-              help="Objects created in parallel within a tier.")
+@options.mappings
+@options.workers
 @click.option("--yes", is_flag=True,
               help="Proceed although the drill would grant cluster-wide privileges (a binding "
                    "to cluster-admin the cluster lacks).")

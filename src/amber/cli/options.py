@@ -157,3 +157,38 @@ class AmberGroup(click.Group):
 def split_values(values: tuple[str, ...]) -> list[str]:
     """Repeatable options that also take comma-separated lists, as kubectl's do."""
     return [v.strip() for value in values for v in value.split(",") if v.strip()]
+
+
+def selection(func: F) -> F:
+    """``--app``, ``-n/--namespace``, ``-l/--selector``, ``--tag``: which part of a backup a
+    command works on (and, with ``latest``, which backup: see ``catalogue.BackupFilter``).
+    ``restore`` and ``drill`` take the same selection, so they say it the same way."""
+    for option in reversed((
+            click.option("--app", "app", default=None,
+                         help="Only this application (an id in the backup)."),
+            click.option("--namespace", "-n", "namespaces", multiple=True,
+                         help="Only these namespaces of the backup (and the cluster objects "
+                              "they need)."),
+            click.option("--selector", "-l", default=None,
+                         help="Only objects matching this label selector (and the cluster "
+                              "objects they need)."),
+            click.option("--tag", "tags", multiple=True, metavar="TAG",
+                         help="With 'latest': the newest backup carrying TAG (repeatable: "
+                              "any)."))):
+        func = option(func)
+    return func
+
+
+def mappings(func: F) -> F:
+    """``--storage-class-mapping`` and ``--image-registry-mapping``: what differs on another
+    cluster, for ``restore`` and ``drill``."""
+    func = click.option("--image-registry-mapping", multiple=True, metavar="OLD=NEW",
+                        help="Rewrite image prefix OLD (e.g. docker.io/library) to NEW.")(func)
+    return click.option("--storage-class-mapping", multiple=True, metavar="OLD=NEW",
+                        help="Use storage class NEW where the backup says OLD.")(func)
+
+
+def workers(func: F) -> F:
+    """``--workers``: objects created in parallel within a tier (``restore``, ``drill``)."""
+    return click.option("--workers", type=click.IntRange(1, 64), default=16, show_default=True,
+                        help="Objects created in parallel within a tier.")(func)

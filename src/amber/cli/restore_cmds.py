@@ -8,7 +8,7 @@ from typing import Any
 import click
 
 from amber.backup import catalogue
-from amber.cli import context, durations, progress
+from amber.cli import context, durations, options, progress
 from amber.cli.options import split_values as _split
 from amber.restore import modifiers, order, privileges, transforms
 from amber.restore import plan as restore_plan
@@ -41,24 +41,15 @@ def _options(namespace_mapping: tuple[str, ...], storage_class_mapping: tuple[st
 
 @click.command()
 @click.argument("backup_id")
-@click.option("--app", "app", default=None, help="Only this application (an id in the backup).")
-@click.option("--namespace", "-n", "namespaces", multiple=True,
-              help="Only these namespaces of the backup (and the cluster objects they need).")
+@options.selection
 @click.option("--kind", "kinds", multiple=True, help="Only these kinds (Deployment, cm, ...).")
 @click.option("--name", "names", multiple=True, help="Only objects named so (globs allowed).")
-@click.option("--selector", "-l", default=None, help="Only objects matching this label selector "
-                                                     "(and the cluster objects they need).")
-@click.option("--tag", "tags", multiple=True, metavar="TAG",
-              help="With 'latest': the newest backup carrying TAG (repeatable: any).")
 @click.option("--resources-only", is_flag=True, help="Kubernetes objects only (the default: "
                                                      "backups hold no volume data yet).")
 @click.option("--data-only", is_flag=True, help="Volume data only.")
 @click.option("--namespace-mapping", multiple=True, metavar="OLD=NEW",
               help="Restore namespace OLD as NEW; references follow (repeatable).")
-@click.option("--storage-class-mapping", multiple=True, metavar="OLD=NEW",
-              help="Use storage class NEW where the backup says OLD.")
-@click.option("--image-registry-mapping", multiple=True, metavar="OLD=NEW",
-              help="Rewrite image prefix OLD (e.g. docker.io/library) to NEW.")
+@options.mappings
 @click.option("--add-label", multiple=True, metavar="KEY=VALUE", help="Add a label.")
 @click.option("--add-annotation", multiple=True, metavar="KEY=VALUE", help="Add an annotation.")
 @click.option("--remove-label", multiple=True, metavar="KEY", help="Remove a label.")
@@ -87,8 +78,7 @@ def _options(namespace_mapping: tuple[str, ...], storage_class_mapping: tuple[st
 @click.option("--wait/--no-wait", default=True, show_default=True,
               help="Wait at the end until claims are bound and workloads ready (exit 4 if "
                    "they are not); --no-wait returns once the objects are created.")
-@click.option("--workers", type=click.IntRange(1, 64), default=16, show_default=True,
-              help="Objects created in parallel within a tier.")
+@options.workers
 @click.option("--qps", type=click.FloatRange(min=0), default=0.0, show_default=True,
               help="Client-side limit on requests per second (0: none; the API server's "
                    "priority and fairness answers 429, which is honoured).")
