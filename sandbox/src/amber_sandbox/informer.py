@@ -10,7 +10,7 @@ resourceVersion held may be the problem, e.g. a restarted server).
 
 Handlers get ``(kind, old, new)``: the agent and the controllers compare the two (was the pod
 already being deleted? did its owner change?), and the cache also indexes objects by their
-controller's uid (``owned_by``). ``amber.kube.watch.Reflector`` reports only the new object,
+controller's uid (``owned_by``). ``amber.kube.reflector.Reflector`` reports only the new object,
 keeps no index and needs ``amber.kube``'s client (see ``apiclient`` for why that one is not
 used), hence this informer. Handlers run on the informer's thread, in order, and must be quick.
 

@@ -15,7 +15,6 @@ from __future__ import annotations
 import base64
 import contextlib
 import secrets
-import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -26,6 +25,7 @@ from amber.apps.refs import Ref
 from amber.backup import resources as resource_backup
 from amber.backup.catalogue import BackupSource
 from amber.kube import errors as kerrors
+from amber.kube import wait as kwait
 from amber.kube.client import Client
 from amber.repo import repository
 from amber.restore import plan as restore_plan
@@ -103,11 +103,15 @@ def create_sample(client: Client) -> None:
     # ten seconds; a slow cluster gives a smaller graph, not a failure).
     replicasets = discovery.find("replicasets", "apps")
     claims = discovery.find("persistentvolumeclaims")
-    for _ in range(100):
+
+    def settled() -> bool | kwait.Pending:
         bound = (client.get(claims, "shop-data", NAMESPACE).get("status") or {}).get("phase")
         if bound == "Bound" and any(True for _ in client.list(replicasets, NAMESPACE)):
-            return
-        time.sleep(0.1)
+            return True
+        return kwait.Pending("claim not bound or no ReplicaSet yet")
+
+    with contextlib.suppress(kwait.GaveUp):
+        kwait.until(settled, timeout=10, interval=0.1, what="the sample to settle")
 
 
 def _live(client: Client, refs: Iterable[Ref]) -> dict[Ref, Obj]:
@@ -115,12 +119,14 @@ def _live(client: Client, refs: Iterable[Ref]) -> dict[Ref, Obj]:
     the namespace's own (pods and ReplicaSets are their controllers' to recreate, and the
     claim's volume is provisioned anew) and the binding the demo created."""
     out = {}
-    served = {(r.group, r.kind): r for r in client.discover().preferred()}
+    discovery = client.discover()
     for ref in refs:
         if ref.kind in ("Pod", "ReplicaSet", "PersistentVolume") or (
                 ref.namespace != NAMESPACE and ref.name != "amber-demo-shop-view"):
             continue
-        res = served[(ref.group, ref.kind)]
+        res = discovery.served(ref.group, ref.kind)
+        if res is None:
+            continue  # not served here: reported as a mismatch
         with contextlib.suppress(kerrors.NotFound):  # missing: reported as a mismatch
             out[ref] = client.get(res, ref.name, ref.namespace or None)
     return out
@@ -134,13 +140,8 @@ def _delete(client: Client) -> None:
     namespaces = d.find("namespaces")
     with contextlib.suppress(kerrors.NotFound):
         client.delete(namespaces, NAMESPACE)
-    for _ in range(600):
-        try:
-            client.get(namespaces, NAMESPACE)
-        except kerrors.NotFound:
-            return
-        time.sleep(0.1)
-    raise errors.AmberError(f"namespace {NAMESPACE} was still being deleted after 60s")
+    if kwait.gone(client, namespaces, [NAMESPACE], timeout=60, interval=0.1).left:
+        raise errors.AmberError(f"namespace {NAMESPACE} was still being deleted after 60s")
 
 
 @dataclass(frozen=True)
