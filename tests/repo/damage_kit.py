@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import filecmp
 import os
 import random
@@ -63,3 +64,12 @@ def assert_restores(amber: Amber, src: Path, target: Path, snapshot: str = "late
 
 def warning_lines(stderr: str) -> list[str]:
     return [line for line in stderr.splitlines() if line.startswith("warning:")]
+
+
+def fill_device(path: Path) -> None:
+    """Grow ``path`` until its file system has not one byte left (a full repository device)."""
+    with open(path, "wb", buffering=0) as out:
+        for size in (MiB, 4096, 1):
+            with contextlib.suppress(OSError):
+                while out.write(b"\0" * size):
+                    pass

@@ -665,6 +665,10 @@ class Repository:
         """Decode the self-description at the end of a pack (format doc §5)."""
         name = self.pack_name(pack_id)
         size = self.backend.stat(name).size
+        if size < 4:
+            # (reading its last 4 bytes would be a negative offset: "Invalid argument")
+            raise errors.IntegrityError(
+                f"pack {pack_id.hex()[:16]} is {size} bytes, too short to hold a header")
         header_len = int.from_bytes(self.backend.read_range(name, -4, 4), "little")
         if header_len + 4 > size:
             raise errors.IntegrityError(f"pack {pack_id.hex()[:16]} has a bad header length")
@@ -678,8 +682,10 @@ class Repository:
     # -- snapshots ------------------------------------------------------------------------
 
     def snapshot_ids(self) -> list[str]:
-        return [info.name.rsplit("/", 1)[-1] for info in self.backend.list(fmt.SNAPSHOTS_PREFIX)
-                if not info.name.rsplit("/", 1)[-1].startswith(".")]
+        """Every snapshot file's id; other names (an operator's ``.bak`` copy) are ignored and
+        remembered in ``stray_names``, like those under ``index/`` and ``data/``: reading one
+        as a snapshot would call it damaged and make prune refuse to run."""
+        return [i.hex() for i in self.list_ids(fmt.SNAPSHOTS_PREFIX)]
 
     def load_snapshot(self, snapshot_id: str) -> snapshots.Snapshot:
         plain = self.load_file_object(fmt.SNAPSHOTS_PREFIX + snapshot_id, fmt.ObjectType.SNAPSHOT)
