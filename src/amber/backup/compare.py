@@ -8,8 +8,6 @@ rather than as a diff, since every write bumps ``resourceVersion``.
 
 from __future__ import annotations
 
-import difflib
-import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -37,10 +35,6 @@ class ObjectChange:
                 "diff": self.diff}
 
 
-def _pretty(obj: dict[str, Any]) -> list[str]:
-    return json.dumps(obj, indent=2, sort_keys=True, ensure_ascii=False).splitlines()
-
-
 def _without_bookkeeping(obj: dict[str, Any]) -> dict[str, Any]:
     meta = {k: v for k, v in (obj.get("metadata") or {}).items() if k not in _BOOKKEEPING}
     return {**obj, "metadata": meta}
@@ -61,8 +55,6 @@ def diff(repo: repository.Repository, a: snapshots.Snapshot, b: snapshots.Snapsh
             if _without_bookkeeping(old_obj) == _without_bookkeeping(new_obj):
                 yield ObjectChange(path, "touched", [])
                 continue
-            shown_old = redact.redact(old_obj, new_obj, "old")
-            shown_new = redact.redact(new_obj, old_obj, "new")
-            lines = list(difflib.unified_diff(_pretty(shown_old), _pretty(shown_new), f"a/{path}",
-                                              f"b/{path}", n=context, lineterm=""))
+            lines = redact.diff(old_obj, new_obj, sides=("old", "new"),
+                                labels=(f"a/{path}", f"b/{path}"), context=context)
             yield ObjectChange(path, "modified", lines)

@@ -1,6 +1,7 @@
 """Secret values never reach a screen: the markers diffs show instead.
 
-Used by ``backup diff`` and ``restore --dry-run``. Every value of a Secret's ``data`` and
+Used by ``backup diff`` and ``restore --dry-run``, both through :func:`diff`, so the two show
+an object the same way and neither can forget the masking. Every value of a Secret's ``data`` and
 ``stringData`` is replaced, and so is every annotation of a Secret: ``kubectl apply`` keeps the
 whole object, values included, in ``kubectl.kubernetes.io/last-applied-configuration``, and
 other tools may do the same. A value that differs from the other side's gets a marker naming
@@ -9,6 +10,8 @@ its side, so a diff still shows which keys changed.
 
 from __future__ import annotations
 
+import difflib
+import json
 from typing import Any
 
 Obj = dict[str, Any]
@@ -40,3 +43,20 @@ def redact(obj: Obj, other: Obj, side: str) -> Obj:
         out["metadata"] = {**meta, "annotations": _mask(
             meta["annotations"], (other.get("metadata") or {}).get("annotations"), side)}
     return out
+
+
+def _pretty(obj: Obj) -> list[str]:
+    return json.dumps(obj, indent=2, sort_keys=True, ensure_ascii=False).splitlines()
+
+
+def diff(a: Obj, b: Obj, *, sides: tuple[str, str], labels: tuple[str, str],
+         context: int = 3) -> list[str]:
+    """The unified diff from ``a`` to ``b`` as pretty JSON lines, Secret values masked.
+
+    ``sides`` name ``a`` and ``b`` in the redaction markers ("live", "restored"); ``labels``
+    are the diff's file headers. One function for every diff a user sees, so a new caller
+    cannot show an object unmasked."""
+    shown_a = redact(a, b, sides[0])
+    shown_b = redact(b, a, sides[1])
+    return list(difflib.unified_diff(_pretty(shown_a), _pretty(shown_b), labels[0], labels[1],
+                                     n=context, lineterm=""))

@@ -20,8 +20,6 @@ restored (the uid is the server's and changes on every create).
 from __future__ import annotations
 
 import copy
-import difflib
-import json
 import threading
 import time
 from collections.abc import Callable
@@ -432,10 +430,8 @@ class Executor:
         except kerrors.NotFound:
             return absent
         comparable = portable.make_portable(live).obj or {}
-        diff = list(difflib.unified_diff(
-            _pretty(redact.redact(comparable, step.obj, "live")),
-            _pretty(redact.redact(step.obj, comparable, "restored")),
-            f"live/{step.target}", f"restore/{step.target}", lineterm=""))
+        diff = redact.diff(comparable, step.obj, sides=("live", "restored"),
+                           labels=(f"live/{step.target}", f"restore/{step.target}"))
         if step.shared:
             shared = self._shared(step, res, ns)
             shared.diff = diff
@@ -563,10 +559,6 @@ def _name(obj: Obj) -> str:
 
 def _uid(obj: Obj | None) -> str:
     return str(((obj or {}).get("metadata") or {}).get("uid") or "")
-
-
-def _pretty(obj: Obj) -> list[str]:
-    return json.dumps(obj, indent=2, sort_keys=True, ensure_ascii=False).splitlines()
 
 
 def _merge_for_update(desired: Obj, live: Obj, key: tuple[str, str]) -> Obj:
