@@ -215,7 +215,10 @@ def make_portable(obj: Obj, *, keep_cluster_ips: bool = False, keep_node_ports: 
 
 
 def group_kind(obj: Obj) -> tuple[str, str]:
-    """``(group, kind)``; the core group is ``""`` (``apiVersion: v1``)."""
+    """``(group, kind)``; the core group is ``""`` (``apiVersion: v1``).
+
+    The one definition: :mod:`amber.restore.transforms` uses it too (this module imports
+    nothing of amber's, so every restore module may import it)."""
     api_version = str(obj.get("apiVersion") or "")
     return api_version.rpartition("/")[0], str(obj.get("kind") or "")
 

@@ -51,6 +51,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from amber.restore.portable import group_kind
 from amber.util import errors
 
 Obj = dict[str, Any]
@@ -149,11 +150,6 @@ def _renamer(mapping: Mapping[str, str]) -> Visitor:
         if isinstance(value, str) and value in mapping:
             container[key] = mapping[value]
     return rename
-
-
-def group_kind(obj: Obj) -> tuple[str, str]:
-    """``(group, kind)``; the core group is ``""``."""
-    return str(obj.get("apiVersion") or "").rpartition("/")[0], str(obj.get("kind") or "")
 
 
 def pod_specs(obj: Obj) -> list[Obj]:
