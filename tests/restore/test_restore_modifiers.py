@@ -136,7 +136,8 @@ def test_unreadable_file(tmp_path: Path) -> None:
 
 
 def test_bad_json_file(tmp_path: Path) -> None:
-    with pytest.raises(UsageError, match=r"m\.json: not valid JSON at line 2"):
+    with pytest.raises(UsageError,
+                       match=r"m\.json: the modifiers file is not valid JSON at line 2"):
         load(write(tmp_path, '{"version":\n ', "m.json"))
 
 

@@ -9,13 +9,10 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
-import yaml
-
 from amber.restore import plan as restore_plan
-from amber.util import errors
+from amber.util import errors, yamlfile
 
 Obj = dict[str, Any]
 ANNOTATION = "amber.io/drill-check"
@@ -50,13 +47,7 @@ class Check:
 def load_checks(path: str) -> list[Check]:
     """The checks of a checks file (YAML or JSON); a one-line UsageError for any problem, so a
     typo is reported before anything is restored."""
-    try:
-        doc = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError) as exc:
-        reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
-        raise errors.UsageError(f"{path}: cannot read the checks file: {reason}") from None
-    except yaml.YAMLError as exc:
-        raise errors.UsageError(f"{path}: not valid YAML/JSON: {exc}".splitlines()[0]) from None
+    doc = yamlfile.load(path, "checks file")
     if not isinstance(doc, dict) or not isinstance(doc.get("checks"), list) or set(doc) != {
             "checks"}:
         raise errors.UsageError(f"{path}: expected a mapping with one key, checks: [...]")

@@ -38,16 +38,12 @@ from __future__ import annotations
 
 import copy
 import fnmatch
-import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
-import yaml
-
 from amber.apps import labels as label_selectors
-from amber.util import errors
+from amber.util import errors, yamlfile
 from amber.util.jsonpatch import (
     Operation,
     PatchError,
@@ -147,7 +143,7 @@ class _Invalid(Exception):
 
 def load(path: str) -> list[Rule]:
     """The rules of the modifiers file at ``path``; a one-line UsageError for any problem."""
-    document = _read(path)
+    document = yamlfile.load(path, "modifiers file")
     try:
         raw_rules = _check_top(document)
     except _Invalid as exc:
@@ -159,27 +155,6 @@ def load(path: str) -> list[Rule]:
         except _Invalid as exc:
             raise errors.UsageError(f"{path}: rule {number}: {exc}") from None
     return rules
-
-
-def _read(path: str) -> Any:
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
-        raise errors.UsageError(f"{path}: cannot read the modifiers file: {reason}") from None
-    if path.endswith(".json"):
-        try:
-            return json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise errors.UsageError(
-                f"{path}: not valid JSON at line {exc.lineno}: {exc.msg}") from None
-    try:
-        return yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}" if mark is not None else ""
-        problem = getattr(exc, "problem", None) or "syntax error"
-        raise errors.UsageError(f"{path}: not valid YAML{where}: {problem}") from None
 
 
 def _check_top(document: Any) -> list[Any]:

@@ -15,10 +15,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-import yaml
-
 from amber.apps.refs import Ref
-from amber.util import errors
+from amber.util import errors, yamlfile
 
 #: (tier name, kinds as ``Kind`` or ``Kind.group``). Documented in docs/restore.md.
 DEFAULT_TIERS: tuple[tuple[str, tuple[str, ...]], ...] = (
@@ -69,14 +67,7 @@ def default() -> Order:
 def load(path: str) -> Order:
     """An order file: ``tiers: [{name: NAME, kinds: [Kind.group, ...]}, ...]``. Tier names
     ``workloads``, ``networking`` keep their per-application meaning when present."""
-    try:
-        with open(path, encoding="utf-8") as f:
-            doc = yaml.safe_load(f)
-    except OSError as exc:
-        raise errors.UsageError(f"cannot read order file {path}: {exc.strerror}") from None
-    except yaml.YAMLError as exc:
-        raise errors.UsageError(f"order file {path} is not valid YAML: "
-                                f"{str(exc).splitlines()[0]}") from None
+    doc = yamlfile.load(path, "order file")
     tiers = doc.get("tiers") if isinstance(doc, dict) else None
     if not isinstance(tiers, list) or not tiers:
         raise errors.UsageError(f"order file {path} needs a non-empty list `tiers` of "
