@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pytest
 
-from amber.backup.resources import Progress, ResourceBackup, Scope
+from amber.backup.runner import Progress, ResourceBackup, Scope
 from amber.kube.client import Client
 from amber.repo import keyfile, repository
 from amber.storage import local

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from amber.backup.catalogue import BackupSource
-from amber.backup.resources import ResourceBackup, Scope
+from amber.backup.runner import ResourceBackup, Scope
 from amber.kube import config as kconfig
 from amber.kube.client import Client
 from amber.kube.transport import RetryPolicy

@@ -25,7 +25,7 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from amber_sandbox import apiclient as kube
+from amber_sandbox import apiclient
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +51,7 @@ class Informer:
     """The cache of one resource (all namespaces), fed by one thread named
     ``<thread_prefix>informer-<plural>``."""
 
-    def __init__(self, client: kube.Client, resource: kube.Resource, *,
+    def __init__(self, client: apiclient.Client, resource: apiclient.Resource, *,
                  handler: Handler | None = None, watch_timeout: int = 60,
                  thread_prefix: str = "") -> None:
         self.client = client
@@ -63,7 +63,7 @@ class Informer:
         self._handlers: list[Handler] = [handler] if handler is not None else []
         self._synced = threading.Event()
         self._stop = threading.Event()
-        self._watch: kube.Watch | None = None
+        self._watch: apiclient.Watch | None = None
         self._thread = threading.Thread(target=self._run, daemon=True,
                                         name=f"{thread_prefix}informer-{resource.plural}")
 
@@ -121,7 +121,7 @@ class Informer:
                     self._synced.set()
                 rv = self._watch_from(rv)
                 failures = 0
-            except kube.ApiError as e:
+            except apiclient.ApiError as e:
                 if e.code == 410:
                     rv = None
                     continue
@@ -170,7 +170,7 @@ class Informer:
                 obj = event.get("object") or {}
                 if kind == "ERROR":
                     code = int(obj.get("code") or 500)
-                    raise kube.ApiError(code, str(obj.get("reason", "")),
+                    raise apiclient.ApiError(code, str(obj.get("reason", "")),
                                         str(obj.get("message", "")))
                 new_rv = str((obj.get("metadata") or {}).get("resourceVersion") or rv)
                 if kind == "BOOKMARK":

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from controller_helpers import FAST
 
-from amber_sandbox import apiclient as kube
+from amber_sandbox import apiclient
 from amber_sandbox.apiserver import server
 from amber_sandbox.controllers import ControllerManager
 
@@ -43,8 +43,8 @@ def manager(cluster: server.Cluster, root: Path) -> Iterator[ControllerManager]:
 
 
 @pytest.fixture(scope="session")
-def api(cluster: server.Cluster) -> Iterator[kube.Client]:
-    client = kube.Client(kube.Credentials(cluster.http_url, cluster.token()))
+def api(cluster: server.Cluster) -> Iterator[apiclient.Client]:
+    client = apiclient.Client(apiclient.Credentials(cluster.http_url, cluster.token()))
     try:
         yield client
     finally:
@@ -52,10 +52,10 @@ def api(cluster: server.Cluster) -> Iterator[kube.Client]:
 
 
 @pytest.fixture
-def ns(api: kube.Client, manager: ControllerManager) -> Iterator[str]:
+def ns(api: apiclient.Client, manager: ControllerManager) -> Iterator[str]:
     """A new namespace (with the controllers running), deleted without waiting afterwards."""
     name = f"t-{uuid.uuid4().hex[:10]}"
-    api.create(kube.Resource("", "v1", "namespaces", "Namespace", False), None,
+    api.create(apiclient.Resource("", "v1", "namespaces", "Namespace", False), None,
                {"metadata": {"name": name}})
     yield name
-    api.delete(kube.Resource("", "v1", "namespaces", "Namespace", False), None, name)
+    api.delete(apiclient.Resource("", "v1", "namespaces", "Namespace", False), None, name)

@@ -8,7 +8,7 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 import polling
-from amber_sandbox import apiclient as kube
+from amber_sandbox import apiclient
 from amber_sandbox.controllers import Settings
 
 Obj = dict[str, Any]
@@ -38,8 +38,8 @@ def now() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
 
 
-def pods(api: kube.Client, ns: str, selector: str | None = None) -> list[Obj]:
-    items, _ = api.list(kube.PODS, ns, label_selector=selector)
+def pods(api: apiclient.Client, ns: str, selector: str | None = None) -> list[Obj]:
+    items, _ = api.list(apiclient.PODS, ns, label_selector=selector)
     return items
 
 
@@ -49,16 +49,16 @@ def owned(items: list[Obj], owner: Obj) -> list[Obj]:
                                     for r in o["metadata"].get("ownerReferences") or [])]
 
 
-def set_pod_phase(api: kube.Client, pod: Obj, phase: str, *, ready: bool) -> Obj:
+def set_pod_phase(api: apiclient.Client, pod: Obj, phase: str, *, ready: bool) -> Obj:
     """What the node agent writes: phase and the Ready condition."""
     status: Obj = {"phase": phase, "conditions": [
         {"type": "Ready", "status": "True" if ready else "False", "lastProbeTime": None,
          "lastTransitionTime": now()}]}
-    return api.patch(kube.PODS, pod["metadata"]["namespace"], pod["metadata"]["name"],
+    return api.patch(apiclient.PODS, pod["metadata"]["namespace"], pod["metadata"]["name"],
                      {"status": status}, subresource="status")
 
 
-def make_ready(api: kube.Client, pod: Obj) -> Obj:
+def make_ready(api: apiclient.Client, pod: Obj) -> Obj:
     return set_pod_phase(api, pod, "Running", ready=True)
 
 

@@ -6,7 +6,7 @@ from typing import Any
 
 from controller_helpers import make_ready, owned, pod_template, pods, wait_for
 
-from amber_sandbox import apiclient as kube
+from amber_sandbox import apiclient
 
 Obj = dict[str, Any]
 
@@ -18,19 +18,19 @@ def deployment(name: str, replicas: int, **spec: Any) -> Obj:
                      "template": pod_template(labels), **spec}}
 
 
-def replicasets(api: kube.Client, ns: str, d: Obj) -> list[Obj]:
-    items, _ = api.list(kube.REPLICASETS, ns)
+def replicasets(api: apiclient.Client, ns: str, d: Obj) -> list[Obj]:
+    items, _ = api.list(apiclient.REPLICASETS, ns)
     return owned(items, d)
 
 
-def ready_all(api: kube.Client, ns: str, rs: Obj) -> None:
+def ready_all(api: apiclient.Client, ns: str, rs: Obj) -> None:
     for pod in owned(pods(api, ns), rs):
         if not pod["metadata"].get("deletionTimestamp"):
             make_ready(api, pod)
 
 
-def status_of(api: kube.Client, ns: str, name: str) -> Obj:
-    d = api.get(kube.DEPLOYMENTS, ns, name)
+def status_of(api: apiclient.Client, ns: str, name: str) -> Obj:
+    d = api.get(apiclient.DEPLOYMENTS, ns, name)
     status: Obj = d.get("status") or {}
     return status
 
@@ -39,8 +39,8 @@ def condition(status: Obj, kind: str) -> Obj:
     return next((c for c in status.get("conditions") or [] if c["type"] == kind), {})
 
 
-def test_deployment_creates_replicaset_and_pods(api: kube.Client, ns: str) -> None:
-    d = api.create(kube.DEPLOYMENTS, ns, deployment("web", 3))
+def test_deployment_creates_replicaset_and_pods(api: apiclient.Client, ns: str) -> None:
+    d = api.create(apiclient.DEPLOYMENTS, ns, deployment("web", 3))
     rs = wait_for(lambda: (replicasets(api, ns, d) or [None])[0], message="a ReplicaSet")
     h = rs["metadata"]["labels"]["pod-template-hash"]
     assert rs["metadata"]["name"] == f"web-{h}"
@@ -78,37 +78,37 @@ def test_deployment_creates_replicaset_and_pods(api: kube.Client, ns: str) -> No
     assert condition(status, "Available")["status"] == "True"
     assert condition(status, "Available")["reason"] == "MinimumReplicasAvailable"
     assert condition(status, "Progressing")["status"] == "True"
-    rs = api.get(kube.REPLICASETS, ns, rs["metadata"]["name"])
+    rs = api.get(apiclient.REPLICASETS, ns, rs["metadata"]["name"])
     assert rs["status"]["readyReplicas"] == rs["status"]["availableReplicas"] == 3
-    live = api.get(kube.DEPLOYMENTS, ns, "web")
+    live = api.get(apiclient.DEPLOYMENTS, ns, "web")
     assert live["metadata"]["annotations"]["deployment.kubernetes.io/revision"] == "1"
 
 
-def test_deployment_scales_up_and_down(api: kube.Client, ns: str) -> None:
-    d = api.create(kube.DEPLOYMENTS, ns, deployment("scaled", 2))
+def test_deployment_scales_up_and_down(api: apiclient.Client, ns: str) -> None:
+    d = api.create(apiclient.DEPLOYMENTS, ns, deployment("scaled", 2))
     rs = wait_for(lambda: (replicasets(api, ns, d) or [None])[0], message="a ReplicaSet")
     wait_for(lambda: len(owned(pods(api, ns), rs)) == 2, message="2 pods")
 
-    api.patch(kube.DEPLOYMENTS, ns, "scaled", {"spec": {"replicas": 5}}, subresource="scale")
+    api.patch(apiclient.DEPLOYMENTS, ns, "scaled", {"spec": {"replicas": 5}}, subresource="scale")
     wait_for(lambda: len(owned(pods(api, ns), rs)) == 5, message="5 pods")
     ready_all(api, ns, rs)
     wait_for(lambda: status_of(api, ns, "scaled").get("readyReplicas") == 5,
              message="5 ready replicas")
 
-    api.patch(kube.DEPLOYMENTS, ns, "scaled", {"spec": {"replicas": 1}})
+    api.patch(apiclient.DEPLOYMENTS, ns, "scaled", {"spec": {"replicas": 1}})
     wait_for(lambda: len(owned(pods(api, ns), rs)) == 1, message="1 pod left")
     status = wait_for(lambda: (s := status_of(api, ns, "scaled")).get("replicas") == 1 and s,
                       message="status of 1 replica")
     assert status["observedGeneration"] == 3
     assert len(replicasets(api, ns, d)) == 1
-    rs = api.get(kube.REPLICASETS, ns, rs["metadata"]["name"])
+    rs = api.get(apiclient.REPLICASETS, ns, rs["metadata"]["name"])
     assert rs["spec"]["replicas"] == 1
     assert rs["metadata"]["annotations"]["deployment.kubernetes.io/desired-replicas"] == "1"
 
 
-def test_rolling_update_replaces_pods_as_they_become_ready(api: kube.Client, ns: str) -> None:
+def test_rolling_update_replaces_pods_as_they_become_ready(api: apiclient.Client, ns: str) -> None:
     # maxSurge 1, maxUnavailable 0: never more than 4 pods, never fewer than 3 available
-    d = api.create(kube.DEPLOYMENTS, ns, deployment("roll", 3, strategy={
+    d = api.create(apiclient.DEPLOYMENTS, ns, deployment("roll", 3, strategy={
         "type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}}))
     old_rs = wait_for(lambda: (replicasets(api, ns, d) or [None])[0], message="a ReplicaSet")
     wait_for(lambda: len(owned(pods(api, ns), old_rs)) == 3, message="3 pods")
@@ -118,7 +118,7 @@ def test_rolling_update_replaces_pods_as_they_become_ready(api: kube.Client, ns:
 
     template = pod_template({"app": "roll"})
     template["spec"]["containers"][0]["image"] = "busybox:2"
-    api.patch(kube.DEPLOYMENTS, ns, "roll", {"spec": {"template": template}})
+    api.patch(apiclient.DEPLOYMENTS, ns, "roll", {"spec": {"template": template}})
 
     def new_rs() -> Obj | None:
         return next((rs for rs in replicasets(api, ns, d)
@@ -138,8 +138,8 @@ def test_rolling_update_replaces_pods_as_they_become_ready(api: kube.Client, ns:
         for pod in owned(live, rs2):
             if pod["status"].get("phase") != "Running":
                 make_ready(api, pod)
-        old = api.get(kube.REPLICASETS, ns, old_rs["metadata"]["name"])
-        new = api.get(kube.REPLICASETS, ns, rs2["metadata"]["name"])
+        old = api.get(apiclient.REPLICASETS, ns, old_rs["metadata"]["name"])
+        new = api.get(apiclient.REPLICASETS, ns, rs2["metadata"]["name"])
         return old["spec"]["replicas"] == 0 and (new.get("status") or {}).get(
             "availableReplicas") == 3
 
@@ -150,17 +150,17 @@ def test_rolling_update_replaces_pods_as_they_become_ready(api: kube.Client, ns:
                       == "NewReplicaSetAvailable" and s, message="a complete rollout")
     assert status["availableReplicas"] == 3
     assert status["observedGeneration"] == 2
-    assert api.get(kube.DEPLOYMENTS, ns, "roll")["metadata"]["annotations"][
+    assert api.get(apiclient.DEPLOYMENTS, ns, "roll")["metadata"]["annotations"][
         "deployment.kubernetes.io/revision"] == "2"
 
 
-def test_recreate_removes_old_pods_before_creating_new_ones(api: kube.Client, ns: str) -> None:
-    d = api.create(kube.DEPLOYMENTS, ns, deployment("re", 2, strategy={"type": "Recreate"}))
+def test_recreate_removes_old_pods_before_creating_new_ones(api: apiclient.Client, ns: str) -> None:
+    d = api.create(apiclient.DEPLOYMENTS, ns, deployment("re", 2, strategy={"type": "Recreate"}))
     old_rs = wait_for(lambda: (replicasets(api, ns, d) or [None])[0], message="a ReplicaSet")
     wait_for(lambda: len(owned(pods(api, ns), old_rs)) == 2, message="2 pods")
     template = pod_template({"app": "re"})
     template["spec"]["containers"][0]["image"] = "busybox:2"
-    api.patch(kube.DEPLOYMENTS, ns, "re", {"spec": {"template": template}})
+    api.patch(apiclient.DEPLOYMENTS, ns, "re", {"spec": {"template": template}})
 
     def check() -> bool:
         live = pods(api, ns)
@@ -173,13 +173,13 @@ def test_recreate_removes_old_pods_before_creating_new_ones(api: kube.Client, ns
     assert sorted(rs["spec"]["replicas"] for rs in sets) == [0, 2]
 
 
-def test_deleting_a_deployment_collects_its_replicasets_and_pods(api: kube.Client,
+def test_deleting_a_deployment_collects_its_replicasets_and_pods(api: apiclient.Client,
                                                                  ns: str) -> None:
-    d = api.create(kube.DEPLOYMENTS, ns, deployment("doomed", 2))
+    d = api.create(apiclient.DEPLOYMENTS, ns, deployment("doomed", 2))
     rs = wait_for(lambda: (replicasets(api, ns, d) or [None])[0], message="a ReplicaSet")
     wait_for(lambda: len(owned(pods(api, ns), rs)) == 2, message="2 pods")
-    api.delete(kube.DEPLOYMENTS, ns, "doomed")
+    api.delete(apiclient.DEPLOYMENTS, ns, "doomed")
     # the API server's garbage collector follows the ownerReferences the controllers wrote
-    wait_for(lambda: api.get_or_none(kube.REPLICASETS, ns, rs["metadata"]["name"]) is None,
+    wait_for(lambda: api.get_or_none(apiclient.REPLICASETS, ns, rs["metadata"]["name"]) is None,
              message="the ReplicaSet collected")
     wait_for(lambda: not pods(api, ns), message="the pods collected")

@@ -6,7 +6,7 @@ from typing import Any
 
 from controller_helpers import container, owned, pods, set_pod_phase, wait_for
 
-from amber_sandbox import apiclient as kube
+from amber_sandbox import apiclient
 
 Obj = dict[str, Any]
 
@@ -17,7 +17,7 @@ def job(name: str, **spec: Any) -> Obj:
                                            "restartPolicy": "Never"}}, **spec}}
 
 
-def active(api: kube.Client, ns: str, j: Obj) -> list[Obj]:
+def active(api: apiclient.Client, ns: str, j: Obj) -> list[Obj]:
     return [p for p in owned(pods(api, ns), j)
             if p["status"].get("phase") not in ("Succeeded", "Failed")
             and not p["metadata"].get("deletionTimestamp")]
@@ -28,8 +28,8 @@ def condition(j: Obj, kind: str) -> Obj:
                  if c["type"] == kind), {})
 
 
-def test_job_runs_to_completion_with_parallelism(api: kube.Client, ns: str) -> None:
-    j = api.create(kube.JOBS, ns, job("batch", completions=3, parallelism=2))
+def test_job_runs_to_completion_with_parallelism(api: apiclient.Client, ns: str) -> None:
+    j = api.create(apiclient.JOBS, ns, job("batch", completions=3, parallelism=2))
     uid = j["metadata"]["uid"]
     # the API server generated the selector and the template labels from the Job's uid
     assert j["spec"]["selector"] == {"matchLabels": {"batch.kubernetes.io/controller-uid": uid}}
@@ -42,7 +42,7 @@ def test_job_runs_to_completion_with_parallelism(api: kube.Client, ns: str) -> N
         assert pod["metadata"]["generateName"] == "batch-"
         ref = pod["metadata"]["ownerReferences"][0]
         assert (ref["kind"], ref["name"], ref["controller"]) == ("Job", "batch", True)
-    status = wait_for(lambda: (s := api.get(kube.JOBS, ns, "batch")["status"]).get("active")
+    status = wait_for(lambda: (s := api.get(apiclient.JOBS, ns, "batch")["status"]).get("active")
                       == 2 and s, message="status.active 2")
     assert status["startTime"]
 
@@ -55,7 +55,7 @@ def test_job_runs_to_completion_with_parallelism(api: kube.Client, ns: str) -> N
     for pod in [running[1], *third]:
         set_pod_phase(api, pod, "Succeeded", ready=False)
 
-    done = wait_for(lambda: condition(d := api.get(kube.JOBS, ns, "batch"), "Complete")
+    done = wait_for(lambda: condition(d := api.get(apiclient.JOBS, ns, "batch"), "Complete")
                     .get("status") == "True" and d, message="a complete Job")
     assert done["status"]["succeeded"] == 3
     assert not done["status"].get("failed")
@@ -64,13 +64,13 @@ def test_job_runs_to_completion_with_parallelism(api: kube.Client, ns: str) -> N
     assert len(owned(pods(api, ns), j)) == 3
 
 
-def test_job_fails_after_its_backoff_limit(api: kube.Client, ns: str) -> None:
-    j = api.create(kube.JOBS, ns, job("flaky", backoffLimit=1))
+def test_job_fails_after_its_backoff_limit(api: apiclient.Client, ns: str) -> None:
+    j = api.create(apiclient.JOBS, ns, job("flaky", backoffLimit=1))
     for attempt in range(2):
         pod = wait_for(lambda: (a := active(api, ns, j)) and a[0],
                        message=f"pod of attempt {attempt + 1}")
         set_pod_phase(api, pod, "Failed", ready=False)
-    failed = wait_for(lambda: condition(d := api.get(kube.JOBS, ns, "flaky"), "Failed")
+    failed = wait_for(lambda: condition(d := api.get(apiclient.JOBS, ns, "flaky"), "Failed")
                       .get("status") == "True" and d, message="a failed Job")
     assert condition(failed, "Failed")["reason"] == "BackoffLimitExceeded"
     assert failed["status"]["failed"] == 2

@@ -13,7 +13,7 @@ only what the cluster puts in every namespace (defaults.py): those objects stay 
 namespace application (an application that uses one still has it as a dependency). Objects
 being deleted (``Summary.deleting``) are members of no application, the namespace's included;
 one a live member still references stays in the graph as a dependency, since it still exists,
-and a backup leaves it out (backup/resources.py).
+and a backup leaves it out (backup/runner.py).
 """
 
 from __future__ import annotations

@@ -8,8 +8,7 @@ from typing import Any
 
 import click
 
-from amber.backup import catalogue, compare, layout
-from amber.backup import resources as resource_backup
+from amber.backup import catalogue, compare, layout, runner
 from amber.cli import context, durations, progress, reports
 from amber.cli.options import split_values
 from amber.repo import maintenance, pruner
@@ -53,7 +52,7 @@ def create(ctx: context.Context, application: str | None, namespaces: tuple[str,
     lets it displace a complete backup). Exits 1, saving nothing, when it captured no object
     while lists failed, or lost the API server mid-way.
     """
-    scope = resource_backup.Scope(
+    scope = runner.Scope(
         app=application, namespaces=split_values(namespaces), selector=selector,
         everything=everything, include_resources=split_values(include_resources),
         exclude_resources=split_values(exclude_resources),
@@ -61,7 +60,7 @@ def create(ctx: context.Context, application: str | None, namespaces: tuple[str,
     scope.validate()
     repo = ctx.open_repo()
     client = ctx.kube_client()
-    state = resource_backup.Progress()
+    state = runner.Progress()
 
     def render(elapsed: float) -> str:
         return (f"{state.objects} objects, {progress.human_bytes(state.bytes)}, "
@@ -69,7 +68,7 @@ def create(ctx: context.Context, application: str | None, namespaces: tuple[str,
 
     show = sys.stderr.isatty() and not ctx.quiet and not ctx.json
     with progress.Display(render, enabled=show):
-        result = resource_backup.ResourceBackup(
+        result = runner.ResourceBackup(
             client, repo, context=client.config.context, progress=state).run(scope, tags=tags)
     snap = result.snapshot
     ctx.emit({"id": snap.id, "short_id": snap.short_id, "objects": result.items,

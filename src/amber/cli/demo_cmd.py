@@ -21,7 +21,7 @@ import platformdirs
 
 from amber.apps import model as appmodel
 from amber.apps import render
-from amber.backup import resources as resource_backup
+from amber.backup import runner
 from amber.cli import context, reports
 from amber.demo import application
 from amber.kube.client import Client
@@ -126,7 +126,7 @@ def _application(ctx: context.Context, client: Client, repo: repository.Reposito
                  where: str, *, pods_run: bool = True) -> None:
     """The application demo (amber.demo.application), printed."""
 
-    def backed_up(app: appmodel.Application, result: resource_backup.Result) -> None:
+    def backed_up(app: appmodel.Application, result: runner.Result) -> None:
         if not ctx.json:
             print(render.tree(app))
             print()

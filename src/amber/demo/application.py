@@ -22,7 +22,7 @@ from typing import Any
 from amber.apps import collect
 from amber.apps import model as appmodel
 from amber.apps.refs import Ref
-from amber.backup import resources as resource_backup
+from amber.backup import runner
 from amber.backup.catalogue import BackupSource
 from amber.kube import errors as kerrors
 from amber.kube import wait as kwait
@@ -150,7 +150,7 @@ class Outcome:
     many of the objects came back as they were (``mismatched`` names the others)."""
 
     app: appmodel.Application
-    backup: resource_backup.Result
+    backup: runner.Result
     restore: Report
     verified: int
     checked: int
@@ -164,7 +164,7 @@ class Outcome:
 
 def run(client: Client, repo: repository.Repository, where: str, *, pods_run: bool = True,
         log: Callable[[str], None],
-        backed_up: Callable[[appmodel.Application, resource_backup.Result], None]) -> Outcome:
+        backed_up: Callable[[appmodel.Application, runner.Result], None]) -> Outcome:
     """Create, back up, delete, restore, verify: the whole promise in one call. Verified
     means the objects are as they were, the claim is bound and (where the cluster runs pods:
     the sandbox does only as root) the workload is ready. ``log`` hears each step as it is
@@ -174,8 +174,8 @@ def run(client: Client, repo: repository.Repository, where: str, *, pods_run: bo
     log(f"created the sample application {APP} on {where}")
     inv = collect.inventory(client, namespaces=[NAMESPACE])
     app = appmodel.select(appmodel.build(inv), APP)
-    result = resource_backup.ResourceBackup(client, repo, context=client.config.context).run(
-        resource_backup.Scope(app=APP), tags=["demo"])
+    result = runner.ResourceBackup(client, repo, context=client.config.context).run(
+        runner.Scope(app=APP), tags=["demo"])
     backed_up(app, result)
     before = _live(client, app.refs)
     _delete(client)

@@ -31,7 +31,7 @@ import threading
 from pathlib import Path
 from typing import Any, Protocol
 
-from amber_sandbox import apiclient as kube
+from amber_sandbox import apiclient
 from amber_sandbox.agent.addresses import DEFAULT_POD_CIDR, PodAddresses
 from amber_sandbox.agent.node import NodeRegistration
 from amber_sandbox.agent.podworker import PodWorker, WorkerDeps
@@ -74,7 +74,7 @@ USER_AGENT = "amber-sandbox-node-agent/0.1"
 WATCH_SECONDS = 300
 
 
-def _informer(client: Client, res: kube.Resource, handler: Handler) -> Informer:
+def _informer(client: Client, res: apiclient.Resource, handler: Handler) -> Informer:
     """An informer of the agent's, its thread named ``agent-...`` like all the agent's."""
     return Informer(client, res, handler=handler, watch_timeout=WATCH_SECONDS,
                     thread_prefix="agent-")
@@ -118,14 +118,14 @@ class NodeAgent:
         self.node = NodeRegistration(self.client, node_name, host_ip,
                                      heartbeat_seconds=heartbeat_seconds)
         c = self.client
-        self.pods = _informer(c, kube.PODS, self._pod_event)
-        self.services = _informer(c, kube.SERVICES, self._proxy_event)
-        self.endpoints = _informer(c, kube.ENDPOINTS, self._proxy_event)
+        self.pods = _informer(c, apiclient.PODS, self._pod_event)
+        self.services = _informer(c, apiclient.SERVICES, self._proxy_event)
+        self.endpoints = _informer(c, apiclient.ENDPOINTS, self._proxy_event)
         caches = Caches(
-            config_maps=_informer(c, kube.CONFIGMAPS, self._input_event),
-            secrets=_informer(c, kube.SECRETS, self._input_event),
-            claims=_informer(c, kube.PVCS, self._input_event),
-            volumes=_informer(c, kube.PVS, self._input_event))
+            config_maps=_informer(c, apiclient.CONFIGMAPS, self._input_event),
+            secrets=_informer(c, apiclient.SECRETS, self._input_event),
+            claims=_informer(c, apiclient.PVCS, self._input_event),
+            volumes=_informer(c, apiclient.PVS, self._input_event))
         self._inputs = [caches.config_maps, caches.secrets, caches.claims, caches.volumes]
         self.proxy = ServiceProxy(services=self.services, pods=self.pods,
                                   endpoints=self.endpoints, on_change=self._kick_all,

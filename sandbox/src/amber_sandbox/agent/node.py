@@ -20,7 +20,7 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
-from amber_sandbox import apiclient as kube
+from amber_sandbox import apiclient
 from amber_sandbox.apiclient import ApiError, Client
 
 log = logging.getLogger(__name__)
@@ -148,12 +148,12 @@ class NodeRegistration:
                              "annotations": {"node.alpha.kubernetes.io/ttl": "0"}},
                 "spec": {}, "status": node_status(self.name, self.host_ip)}
         try:
-            node = self.client.create(kube.NODES, None, body)
+            node = self.client.create(apiclient.NODES, None, body)
         except ApiError as e:
             if e.code != 409:
                 raise
             # a Node of that name exists (an earlier agent): take it over, keeping its spec
-            node = self.client.patch(kube.NODES, None, self.name,
+            node = self.client.patch(apiclient.NODES, None, self.name,
                                      {"metadata": {"labels": self.labels}})
         self._uid = str(node["metadata"]["uid"])
         self._update_status()
@@ -163,8 +163,8 @@ class NodeRegistration:
 
     def _has_leases(self) -> bool:
         try:
-            self.client.get(kube.NAMESPACES, None, LEASE_NAMESPACE)
-            found = self.client.request("GET", f"/apis/{kube.LEASES.api_version}")
+            self.client.get(apiclient.NAMESPACES, None, LEASE_NAMESPACE)
+            found = self.client.request("GET", f"/apis/{apiclient.LEASES.api_version}")
         except ApiError:
             return False
         return any(r.get("name") == "leases" for r in found.get("resources") or [])
@@ -172,7 +172,7 @@ class NodeRegistration:
     def _update_status(self, *, ready: bool = True, message: str = "") -> None:
         if not ready:
             self._since = now()
-        self.client.patch(kube.NODES, None, self.name, {
+        self.client.patch(apiclient.NODES, None, self.name, {
             "status": node_status(self.name, self.host_ip, ready=ready, message=message,
                                   since=self._since)}, subresource="status")
 
@@ -180,11 +180,11 @@ class NodeRegistration:
         spec = {"holderIdentity": self.name, "leaseDurationSeconds": LEASE_SECONDS,
                 "renewTime": micro_now()}
         try:
-            self.client.patch(kube.LEASES, LEASE_NAMESPACE, self.name, {"spec": spec})
+            self.client.patch(apiclient.LEASES, LEASE_NAMESPACE, self.name, {"spec": spec})
         except ApiError as e:
             if not e.not_found:
                 raise
-            self.client.create(kube.LEASES, LEASE_NAMESPACE, {
+            self.client.create(apiclient.LEASES, LEASE_NAMESPACE, {
                 "metadata": {"name": self.name, "namespace": LEASE_NAMESPACE,
                              "ownerReferences": [{"apiVersion": "v1", "kind": "Node",
                                                   "name": self.name, "uid": self._uid}]},

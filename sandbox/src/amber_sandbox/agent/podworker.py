@@ -24,7 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from amber_sandbox import apiclient as kube
+from amber_sandbox import apiclient
 from amber_sandbox.agent.addresses import PodAddresses
 from amber_sandbox.agent.node import now
 from amber_sandbox.agent.reporter import Reporter
@@ -226,7 +226,7 @@ class PodWorker:
         """Write the final status, then let the API remove the pod (grace 0, this uid only)."""
         self.deps.reporter.flush(self.uid)
         try:
-            self.deps.client.delete(kube.PODS, self.namespace, self.name, grace_seconds=0,
+            self.deps.client.delete(apiclient.PODS, self.namespace, self.name, grace_seconds=0,
                                     uid=self.uid)
         except ApiError as e:
             if e.code not in (404, 409):

@@ -18,7 +18,7 @@ import uuid
 from collections import OrderedDict
 from typing import Any
 
-from amber_sandbox import apiclient as kube
+from amber_sandbox import apiclient
 from amber_sandbox.agent.node import now
 from amber_sandbox.apiclient import ApiError, Client
 
@@ -117,8 +117,8 @@ class Reporter:
     def _write_status(self, ref: PodRef, status: Obj) -> None:
         ns, name, uid = ref
         try:
-            self.client.patch(kube.PODS, ns, name, {"metadata": {"uid": uid}, "status": status},
-                              subresource="status")
+            self.client.patch(apiclient.PODS, ns, name,
+                              {"metadata": {"uid": uid}, "status": status}, subresource="status")
         except ApiError as e:
             if e.code not in (404, 409):  # gone, or another pod of that name now
                 log.warning("status of pod %s/%s not written: %s", ns, name, e)
@@ -140,6 +140,6 @@ class Reporter:
             "reportingComponent": component, "reportingInstance": self.node_name,
         }
         try:
-            self.client.create(kube.EVENTS, ns, body)
+            self.client.create(apiclient.EVENTS, ns, body)
         except (ApiError, OSError) as e:
             log.debug("event %s for %s/%s not written: %s", reason, ns, name, e)

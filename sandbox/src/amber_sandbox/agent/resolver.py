@@ -18,7 +18,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from amber_sandbox import apiclient as kube
+from amber_sandbox import apiclient
 from amber_sandbox.apiclient import ApiError, Client
 from amber_sandbox.informer import Informer
 from amber_sandbox.runtime import PodReferences, ResolvedPod, ServiceAddress, pod_references
@@ -123,7 +123,7 @@ class Resolver:
         sa = str(spec.get("serviceAccountName") or spec.get("serviceAccount") or "default")
         try:
             answer = self.client.request(
-                "POST", kube.SERVICEACCOUNTS.path(ns, sa, "token"),
+                "POST", apiclient.SERVICEACCOUNTS.path(ns, sa, "token"),
                 {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest",
                  "spec": {"audiences": [], "expirationSeconds": TOKEN_SECONDS,
                           "boundObjectRef": {"kind": "Pod", "apiVersion": "v1",

@@ -19,7 +19,7 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from amber_sandbox import apiclient as kube
+from amber_sandbox import apiclient
 from amber_sandbox.agent.node import now
 from amber_sandbox.apiclient import ApiError, Client
 from amber_sandbox.informer import Informer, Key, key_of
@@ -119,7 +119,7 @@ class Scheduler:
         if why is not None:
             if uid not in self._unschedulable:
                 self._unschedulable.add(uid)
-                self.client.patch(kube.PODS, ns, name, {
+                self.client.patch(apiclient.PODS, ns, name, {
                     "metadata": {"uid": uid},
                     "status": {"phase": "Pending", "conditions": [{
                         "type": "PodScheduled", "status": "False", "reason": "Unschedulable",
@@ -128,7 +128,7 @@ class Scheduler:
                 self._events(pod, "Warning", "FailedScheduling", why, "default-scheduler")
             return
         try:
-            self.client.request("POST", kube.PODS.path(ns, name, "binding"), {
+            self.client.request("POST", apiclient.PODS.path(ns, name, "binding"), {
                 "apiVersion": "v1", "kind": "Binding",
                 "metadata": {"name": name, "namespace": ns, "uid": uid},
                 "target": {"apiVersion": "v1", "kind": "Node", "name": self.node_name}})

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from amber_sandbox import apiclient as kube
+from amber_sandbox import apiclient
 from amber_sandbox.controllers import objects
 from amber_sandbox.controllers.workqueue import WorkQueue
 from amber_sandbox.informer import Informer
@@ -44,13 +44,13 @@ class Settings:
 
 @dataclass
 class Context:
-    client: kube.Client
+    client: apiclient.Client
     root: Path
     clock: Callable[[], float] = time.time
     settings: Settings = field(default_factory=Settings)
-    informers: dict[kube.Resource, Informer] = field(default_factory=dict)
+    informers: dict[apiclient.Resource, Informer] = field(default_factory=dict)
 
-    def informer(self, res: kube.Resource) -> Informer:
+    def informer(self, res: apiclient.Resource) -> Informer:
         """The shared informer of ``res`` (created on first use; started by the manager)."""
         inf = self.informers.get(res)
         if inf is None:
@@ -69,7 +69,7 @@ class Controller:
     name = "controller"
     workers = 1
 
-    def __init__(self, ctx: Context, primary: kube.Resource) -> None:
+    def __init__(self, ctx: Context, primary: apiclient.Resource) -> None:
         self.ctx = ctx
         self.client = ctx.client
         self.primary = ctx.informer(primary)
@@ -127,7 +127,7 @@ class Controller:
                 self.queue.forget(key)
                 if after is not None:
                     self.queue.add_after(key, after)
-            except kube.ApiError as e:
+            except apiclient.ApiError as e:
                 expected = e.code in (404, 409) or (e.code == 403 and "terminated" in e.message)
                 level = logging.DEBUG if expected else logging.WARNING
                 log.log(level, "%s: sync %s: %s", self.name, key, e)

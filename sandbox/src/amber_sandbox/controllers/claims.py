@@ -31,7 +31,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from amber_sandbox import apiclient as kube
+from amber_sandbox import apiclient
 from amber_sandbox.controllers import objects
 from amber_sandbox.controllers.base import Context, Controller
 from amber_sandbox.controllers.provisioner import LocalProvisioner, volume_path
@@ -53,13 +53,13 @@ class ClaimController(Controller):
     name = "persistentvolumeclaim"
 
     def __init__(self, ctx: Context, provisioner: LocalProvisioner) -> None:
-        super().__init__(ctx, kube.PVCS)
+        super().__init__(ctx, apiclient.PVCS)
         self.provisioner = provisioner
-        self.volumes = ctx.informer(kube.PVS)
-        self.classes = ctx.informer(kube.STORAGECLASSES)
-        self.pods = ctx.informer(kube.PODS)
-        self.snapshots = ctx.informer(kube.SNAPSHOTS)
-        self.contents = ctx.informer(kube.SNAPSHOTCONTENTS)
+        self.volumes = ctx.informer(apiclient.PVS)
+        self.classes = ctx.informer(apiclient.STORAGECLASSES)
+        self.pods = ctx.informer(apiclient.PODS)
+        self.snapshots = ctx.informer(apiclient.SNAPSHOTS)
+        self.contents = ctx.informer(apiclient.SNAPSHOTCONTENTS)
         self.volumes.add_handler(self._on_volume)
         self.pods.add_handler(self._on_pod)
         self.classes.add_handler(lambda *_: self.resync())
@@ -105,7 +105,7 @@ class ClaimController(Controller):
             obj = objects.clone(claim)
             obj["metadata"]["finalizers"] = [*(obj["metadata"].get("finalizers") or []),
                                              PROTECTION]
-            self.client.update(kube.PVCS, obj)
+            self.client.update(apiclient.PVCS, obj)
             return None
         spec = claim.get("spec") or {}
         if "storageClassName" not in spec or spec["storageClassName"] is None:
@@ -113,7 +113,7 @@ class ClaimController(Controller):
             if default is not None:
                 obj = objects.clone(claim)
                 obj["spec"]["storageClassName"] = objects.name(default)
-                self.client.update(kube.PVCS, obj)
+                self.client.update(apiclient.PVCS, obj)
                 return None
         if spec.get("volumeName"):
             self._sync_bound(claim, str(spec["volumeName"]))
@@ -138,7 +138,7 @@ class ClaimController(Controller):
             obj = objects.clone(claim)
             annotations = obj["metadata"].setdefault("annotations", {})
             annotations.update(dict.fromkeys(PROVISIONER_KEYS, provisioner))
-            self.client.update(kube.PVCS, obj)
+            self.client.update(apiclient.PVCS, obj)
             return None
         if provisioner != self.provisioner.name:
             return None
@@ -147,8 +147,8 @@ class ClaimController(Controller):
             return None  # the data source is not ready; its events bring us back
         body = self.provisioner.provision(claim, storage_class, source=source)
         try:
-            self.client.create(kube.PVS, None, body)
-        except kube.ApiError as e:
+            self.client.create(apiclient.PVS, None, body)
+        except apiclient.ApiError as e:
             if not e.already_exists:
                 raise
         return None
@@ -165,7 +165,7 @@ class ClaimController(Controller):
                 return
         obj = objects.clone(claim)
         obj["metadata"]["finalizers"] = [f for f in finalizers if f != PROTECTION]
-        self.client.update(kube.PVCS, obj)
+        self.client.update(apiclient.PVCS, obj)
 
     def _default_class(self) -> Obj | None:
         defaults = [c for c in self.classes.cached()
@@ -258,14 +258,14 @@ class ClaimController(Controller):
             obj["spec"]["claimRef"] = _claim_ref(claim)
             if not ref:
                 obj["metadata"].setdefault("annotations", {})[BOUND_BY_CONTROLLER] = "yes"
-            pv = self.client.update(kube.PVS, obj)
+            pv = self.client.update(apiclient.PVS, obj)
         pv = self._volume_phase(pv, "Bound")
         obj = objects.clone(claim)
         obj["spec"]["volumeName"] = objects.name(pv)
         annotations = obj["metadata"].setdefault("annotations", {})
         annotations[BIND_COMPLETED] = "yes"
         annotations[BOUND_BY_CONTROLLER] = "yes"
-        claim = self.client.update(kube.PVCS, obj)
+        claim = self.client.update(apiclient.PVCS, obj)
         self._claim_bound(claim, pv)
 
     def _sync_bound(self, claim: Obj, volume_name: str) -> None:
@@ -289,7 +289,7 @@ class ClaimController(Controller):
             if BIND_COMPLETED not in objects.annotations_of(claim):
                 obj = objects.clone(claim)
                 obj["metadata"].setdefault("annotations", {})[BIND_COMPLETED] = "yes"
-                claim = self.client.update(kube.PVCS, obj)
+                claim = self.client.update(apiclient.PVCS, obj)
             self._claim_bound(claim, pv)
 
     def _claim_bound(self, claim: Obj, pv: Obj) -> None:
@@ -300,12 +300,12 @@ class ClaimController(Controller):
         if status != claim.get("status"):
             obj = objects.clone(claim)
             obj["status"] = status
-            self.client.update_status(kube.PVCS, obj)
+            self.client.update_status(apiclient.PVCS, obj)
 
     def _claim_phase(self, claim: Obj, phase: str) -> None:
         obj = objects.clone(claim)
         obj.setdefault("status", {})["phase"] = phase
-        self.client.update_status(kube.PVCS, obj)
+        self.client.update_status(apiclient.PVCS, obj)
 
     def _volume_phase(self, pv: Obj, phase: str) -> Obj:
         if (pv.get("status") or {}).get("phase") == phase:
@@ -313,7 +313,7 @@ class ClaimController(Controller):
         obj = objects.clone(pv)
         obj["status"] = {**(pv.get("status") or {}), "phase": phase,
                          "lastPhaseTransitionTime": self.ctx.now()}
-        return self.client.update_status(kube.PVS, obj)
+        return self.client.update_status(apiclient.PVS, obj)
 
 
 def _claim_ref(claim: Obj) -> Obj:

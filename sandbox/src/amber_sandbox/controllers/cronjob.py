@@ -19,7 +19,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from amber_sandbox import apiclient as kube
+from amber_sandbox import apiclient
 from amber_sandbox.controllers import objects
 from amber_sandbox.controllers.base import Context, Controller
 from amber_sandbox.controllers.cron import CronError, Schedule
@@ -35,8 +35,8 @@ class CronJobController(Controller):
     name = "cronjob"
 
     def __init__(self, ctx: Context) -> None:
-        super().__init__(ctx, kube.CRONJOBS)
-        self.jobs = ctx.informer(kube.JOBS)
+        super().__init__(ctx, apiclient.CRONJOBS)
+        self.jobs = ctx.informer(apiclient.JOBS)
         self.jobs.add_handler(self._on_job)
 
     def _on_job(self, kind: str, old: Obj | None, new: Obj | None) -> None:
@@ -76,7 +76,7 @@ class CronJobController(Controller):
         if status != previous:
             obj = objects.clone(cj)
             obj["status"] = status
-            self.client.update_status(kube.CRONJOBS, obj)
+            self.client.update_status(apiclient.CRONJOBS, obj)
         return requeue
 
     def _schedule(self, cj: Obj, status: Obj, active: list[Obj]) -> float | None:
@@ -112,7 +112,7 @@ class CronJobController(Controller):
             return requeue
         if policy == "Replace":
             for job in active:
-                self.client.delete(kube.JOBS, objects.namespace(job), objects.name(job),
+                self.client.delete(apiclient.JOBS, objects.namespace(job), objects.name(job),
                                    uid=objects.uid(job), propagation="Background")
             active.clear()
         created = self._create_job(cj, job_name, scheduled)
@@ -130,11 +130,11 @@ class CronJobController(Controller):
                      "ownerReferences": [objects.owner_ref(cj)]}
         job = {"metadata": meta, "spec": objects.clone(template.get("spec") or {})}
         try:
-            return self.client.create(kube.JOBS, objects.namespace(cj), job)
-        except kube.ApiError as e:
+            return self.client.create(apiclient.JOBS, objects.namespace(cj), job)
+        except apiclient.ApiError as e:
             if not e.already_exists:
                 raise
-        existing = self.client.get_or_none(kube.JOBS, objects.namespace(cj), name)
+        existing = self.client.get_or_none(apiclient.JOBS, objects.namespace(cj), name)
         ref = objects.controller_ref(existing) if existing else None
         return existing if ref is not None and ref.get("uid") == objects.uid(cj) else None
 
@@ -146,7 +146,8 @@ class CronJobController(Controller):
         for ref in (cj.get("status") or {}).get("active") or []:
             if ref.get("uid") in known:
                 continue
-            job = self.client.get_or_none(kube.JOBS, objects.namespace(cj), str(ref.get("name")))
+            job = self.client.get_or_none(apiclient.JOBS, objects.namespace(cj),
+                                          str(ref.get("name")))
             if job is not None and objects.uid(job) == ref.get("uid") and not _finished(job) \
                     and not objects.deleting(job):
                 active.append(job)
@@ -158,7 +159,7 @@ class CronJobController(Controller):
         finished = sorted(finished, key=lambda j: str(
             (j.get("status") or {}).get("startTime") or objects.meta(j).get("creationTimestamp")))
         for job in finished[: len(finished) - limit]:
-            self.client.delete(kube.JOBS, objects.namespace(job), objects.name(job),
+            self.client.delete(apiclient.JOBS, objects.namespace(job), objects.name(job),
                                uid=objects.uid(job), propagation="Background")
 
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from amber_sandbox import apiclient as kube
+from amber_sandbox import apiclient
 from amber_sandbox.controllers import objects
 from amber_sandbox.controllers.base import Context, Controller
 
@@ -35,8 +35,8 @@ class DeploymentController(Controller):
     name = "deployment"
 
     def __init__(self, ctx: Context) -> None:
-        super().__init__(ctx, kube.DEPLOYMENTS)
-        self.replicasets = ctx.informer(kube.REPLICASETS)
+        super().__init__(ctx, apiclient.DEPLOYMENTS)
+        self.replicasets = ctx.informer(apiclient.REPLICASETS)
         self.replicasets.add_handler(self._on_rs)
 
     def _on_rs(self, kind: str, old: Obj | None, new: Obj | None) -> None:
@@ -89,10 +89,10 @@ class DeploymentController(Controller):
                 refs = [*(objects.meta(rs).get("ownerReferences") or []), objects.owner_ref(d)]
                 try:
                     owned.append(self.client.patch(
-                        kube.REPLICASETS, objects.namespace(rs), objects.name(rs),
+                        apiclient.REPLICASETS, objects.namespace(rs), objects.name(rs),
                         {"metadata": {"ownerReferences": refs,
                                       "resourceVersion": objects.meta(rs)["resourceVersion"]}}))
-                except kube.ApiError as e:
+                except apiclient.ApiError as e:
                     if not (e.not_found or e.conflict):
                         raise
         return [rs for rs in owned if not objects.deleting(rs)]
@@ -126,18 +126,19 @@ class DeploymentController(Controller):
                      "selector": selector, "template": template},
         }
         try:
-            return self.client.create(kube.REPLICASETS, objects.namespace(d), rs)
-        except kube.ApiError as e:
+            return self.client.create(apiclient.REPLICASETS, objects.namespace(d), rs)
+        except apiclient.ApiError as e:
             if not e.already_exists:
                 raise
-        existing = self.client.get(kube.REPLICASETS, objects.namespace(d), rs["metadata"]["name"])
+        existing = self.client.get(apiclient.REPLICASETS, objects.namespace(d),
+                                   rs["metadata"]["name"])
         ref = objects.controller_ref(existing)
         if ref is not None and ref.get("uid") == objects.uid(d) and _same_template(
                 existing, spec.get("template") or {}):
             return existing
         obj = objects.clone(d)
         obj.setdefault("status", {})["collisionCount"] = collisions + 1
-        self.client.update_status(kube.DEPLOYMENTS, obj)
+        self.client.update_status(apiclient.DEPLOYMENTS, obj)
         return None
 
     def _sync_revision(self, d: Obj, new_rs: Obj, old: list[Obj]) -> Obj:
@@ -150,13 +151,13 @@ class DeploymentController(Controller):
         obj = objects.clone(new_rs)
         obj["metadata"]["annotations"] = {**annotations, **_rs_annotations(d),
                                           REVISION: str(max(wanted, 1))}
-        return self.client.update(kube.REPLICASETS, obj)
+        return self.client.update(apiclient.REPLICASETS, obj)
 
     def _scale(self, d: Obj, rs: Obj, replicas: int) -> Obj:
         obj = objects.clone(rs)
         obj["spec"]["replicas"] = replicas
         obj["metadata"]["annotations"] = {**objects.annotations_of(rs), **_rs_annotations(d)}
-        return self.client.update(kube.REPLICASETS, obj)
+        return self.client.update(apiclient.REPLICASETS, obj)
 
     def _recreate(self, d: Obj, new_rs: Obj, old: list[Obj]) -> None:
         for rs in old:
@@ -227,7 +228,7 @@ class DeploymentController(Controller):
                 and not int((rs.get("status") or {}).get("replicas") or 0)]
         idle.sort(key=_revision)
         for rs in idle[: max(0, len(idle) - int(limit))]:
-            self.client.delete(kube.REPLICASETS, objects.namespace(rs), objects.name(rs),
+            self.client.delete(apiclient.REPLICASETS, objects.namespace(rs), objects.name(rs),
                                uid=objects.uid(rs))
 
     def _annotate_revision(self, d: Obj, new_rs: Obj | None) -> Obj:
@@ -238,7 +239,7 @@ class DeploymentController(Controller):
             return d
         obj = objects.clone(d)
         obj["metadata"]["annotations"] = {**objects.annotations_of(d), REVISION: revision}
-        return self.client.update(kube.DEPLOYMENTS, obj)
+        return self.client.update(apiclient.DEPLOYMENTS, obj)
 
     # ---------------------------------------------------------------------------------------
 
@@ -302,7 +303,7 @@ class DeploymentController(Controller):
         if status != previous:
             obj = objects.clone(d)
             obj["status"] = status
-            self.client.update_status(kube.DEPLOYMENTS, obj)
+            self.client.update_status(apiclient.DEPLOYMENTS, obj)
         return requeue
 
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 import threading
 from typing import Any
 
-from amber_sandbox import apiclient as kube
+from amber_sandbox import apiclient
 from amber_sandbox.controllers import objects
 from amber_sandbox.controllers.base import Context, Controller
 from amber_sandbox.controllers.ownedpods import OwnedPods
@@ -32,8 +32,8 @@ class JobController(Controller):
     workers = 2
 
     def __init__(self, ctx: Context) -> None:
-        super().__init__(ctx, kube.JOBS)
-        self.pods = ctx.informer(kube.PODS)
+        super().__init__(ctx, apiclient.JOBS)
+        self.pods = ctx.informer(apiclient.PODS)
         self.owned = OwnedPods(self.client, "Job", count_deleting_adds=True)
         self.expectations = self.owned.expectations
         self.pods.add_handler(self._on_pod)
@@ -119,7 +119,7 @@ class JobController(Controller):
         if status != previous:
             obj = objects.clone(job)
             obj["status"] = status
-            self.client.update_status(kube.JOBS, obj)
+            self.client.update_status(apiclient.JOBS, obj)
         return requeue
 
     def _manage(self, job: Obj, key: str, active: list[Obj], want: int, *, failed: int,

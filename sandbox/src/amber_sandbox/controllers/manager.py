@@ -28,7 +28,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Protocol
 
-from amber_sandbox import apiclient as kube
+from amber_sandbox import apiclient
 from amber_sandbox.controllers import objects
 from amber_sandbox.controllers.base import Context, Controller, Settings
 from amber_sandbox.controllers.claims import DEFAULT_CLASS, ClaimController
@@ -71,14 +71,15 @@ class ControllerManager:
         of ``kubeconfig``. ``root_dir`` holds the volumes (``pvs/``) and snapshots
         (``snapshots/``). ``clock`` gives wall time to CronJobs, conditions and availability."""
         if kubeconfig:
-            credentials = kube.Credentials.from_kubeconfig(kubeconfig)
+            credentials = apiclient.Credentials.from_kubeconfig(kubeconfig)
         elif api_url:
-            credentials = kube.Credentials(server=api_url, token=token, ssl_context=ssl_context)
+            credentials = apiclient.Credentials(server=api_url, token=token,
+                                                ssl_context=ssl_context)
         else:
             raise ValueError("give api_url or kubeconfig")
         self.root = Path(root_dir)
         self.settings = settings or Settings()
-        self.client = kube.Client(credentials, user_agent="amber-sandbox-controllers")
+        self.client = apiclient.Client(credentials, user_agent="amber-sandbox-controllers")
         self.ctx = Context(client=self.client, root=self.root, clock=clock,
                            settings=self.settings)
         self.provisioner = LocalProvisioner(self.root, self.settings.provisioner)
@@ -169,29 +170,29 @@ class ControllerManager:
 
     def _ensure_defaults(self) -> None:
         driver = self.settings.provisioner
-        classes, _ = self.client.list(kube.STORAGECLASSES)
+        classes, _ = self.client.list(apiclient.STORAGECLASSES)
         if not any(objects.annotations_of(c).get(DEFAULT_CLASS) == "true" for c in classes) \
                 and not any(objects.name(c) == "standard" for c in classes):
-            self._create_quietly(kube.STORAGECLASSES, {
+            self._create_quietly(apiclient.STORAGECLASSES, {
                 "metadata": {"name": "standard", "annotations": {DEFAULT_CLASS: "true"}},
                 "provisioner": driver, "reclaimPolicy": "Delete",
                 "volumeBindingMode": "Immediate", "allowVolumeExpansion": True})
         try:
-            snapshot_classes, _ = self.client.list(kube.SNAPSHOTCLASSES)
-        except kube.ApiError as e:
+            snapshot_classes, _ = self.client.list(apiclient.SNAPSHOTCLASSES)
+        except apiclient.ApiError as e:
             if e.not_found:
                 return  # no snapshot API on this server
             raise
         if not any(c.get("driver") == driver for c in snapshot_classes):
-            self._create_quietly(kube.SNAPSHOTCLASSES, {
+            self._create_quietly(apiclient.SNAPSHOTCLASSES, {
                 "metadata": {"name": "sandbox-local",
                              "annotations": {DEFAULT_SNAPSHOT_CLASS: "true"}},
                 "driver": driver, "deletionPolicy": "Delete"})
 
-    def _create_quietly(self, res: kube.Resource, obj: Obj) -> None:
+    def _create_quietly(self, res: apiclient.Resource, obj: Obj) -> None:
         try:
             self.client.create(res, None, obj)
-        except kube.ApiError as e:
+        except apiclient.ApiError as e:
             if not e.already_exists:
                 raise
 

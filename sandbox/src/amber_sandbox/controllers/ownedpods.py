@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from amber_sandbox import apiclient as kube
+from amber_sandbox import apiclient
 from amber_sandbox.controllers import objects
 from amber_sandbox.controllers.workqueue import Expectations
 
@@ -28,7 +28,7 @@ class OwnedPods:
     create it expected did happen), the ReplicaSet controller does not (as upstream, where such
     a pod is handled as a deletion)."""
 
-    def __init__(self, client: kube.Client, kind: str, *, count_deleting_adds: bool) -> None:
+    def __init__(self, client: apiclient.Client, kind: str, *, count_deleting_adds: bool) -> None:
         self.client = client
         self.kind = kind
         self.count_deleting_adds = count_deleting_adds
@@ -59,7 +59,7 @@ class OwnedPods:
             pod = objects.pod_from_template(template, owner=owner)
             pod["metadata"]["generateName"] = f"{objects.name(owner)}-"
             try:
-                self.client.create(kube.PODS, objects.namespace(owner), pod)
+                self.client.create(apiclient.PODS, objects.namespace(owner), pod)
             except Exception:
                 self.expectations.observed_add(key)
                 raise
@@ -71,7 +71,7 @@ class OwnedPods:
         self.expectations.expect(key, dels=len(pods))
         for pod in pods:
             try:
-                gone = self.client.delete(kube.PODS, objects.namespace(pod), objects.name(pod),
+                gone = self.client.delete(apiclient.PODS, objects.namespace(pod), objects.name(pod),
                                           uid=objects.uid(pod))
             except Exception:
                 self.expectations.observed_del(key)

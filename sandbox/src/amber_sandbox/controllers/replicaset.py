@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from amber_sandbox import apiclient as kube
+from amber_sandbox import apiclient
 from amber_sandbox.controllers import objects
 from amber_sandbox.controllers.base import Context, Controller
 from amber_sandbox.controllers.ownedpods import OwnedPods
@@ -25,8 +25,8 @@ class ReplicaSetController(Controller):
     workers = 2
 
     def __init__(self, ctx: Context) -> None:
-        super().__init__(ctx, kube.REPLICASETS)
-        self.pods = ctx.informer(kube.PODS)
+        super().__init__(ctx, apiclient.REPLICASETS)
+        self.pods = ctx.informer(apiclient.PODS)
         self.owned = OwnedPods(self.client, "ReplicaSet", count_deleting_adds=False)
         self.expectations = self.owned.expectations
         self.pods.add_handler(self._on_pod)
@@ -73,10 +73,10 @@ class ReplicaSetController(Controller):
                 refs = [*(objects.meta(pod).get("ownerReferences") or []), objects.owner_ref(rs)]
                 try:
                     owned.append(self.client.patch(
-                        kube.PODS, objects.namespace(pod), objects.name(pod),
+                        apiclient.PODS, objects.namespace(pod), objects.name(pod),
                         {"metadata": {"ownerReferences": refs,
                                       "resourceVersion": objects.meta(pod)["resourceVersion"]}}))
-                except kube.ApiError as e:
+                except apiclient.ApiError as e:
                     if not (e.not_found or e.conflict):
                         raise
         return owned
@@ -111,7 +111,7 @@ class ReplicaSetController(Controller):
         if any(old.get(k) != v for k, v in status.items()):
             obj = objects.clone(rs)
             obj["status"] = status
-            self.client.update_status(kube.REPLICASETS, obj)
+            self.client.update_status(apiclient.REPLICASETS, obj)
         # look again when a ready pod becomes available
         waits = [since + min_ready - now for p in ready if p not in available
                  if (since := objects.parse_time(

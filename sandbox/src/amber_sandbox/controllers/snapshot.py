@@ -26,7 +26,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from amber_sandbox import apiclient as kube
+from amber_sandbox import apiclient
 from amber_sandbox.controllers import objects
 from amber_sandbox.controllers.base import Context, Controller
 from amber_sandbox.controllers.provisioner import volume_path
@@ -42,13 +42,13 @@ class SnapshotController(Controller):
     name = "volumesnapshot"
 
     def __init__(self, ctx: Context, snapshotter: LocalSnapshotter) -> None:
-        super().__init__(ctx, kube.SNAPSHOTS)
+        super().__init__(ctx, apiclient.SNAPSHOTS)
         self.snapshotter = snapshotter
-        self.contents = ctx.informer(kube.SNAPSHOTCONTENTS)
-        self.snapshot_classes = ctx.informer(kube.SNAPSHOTCLASSES)
-        self.claims = ctx.informer(kube.PVCS)
-        self.volumes = ctx.informer(kube.PVS)
-        self.storage_classes = ctx.informer(kube.STORAGECLASSES)
+        self.contents = ctx.informer(apiclient.SNAPSHOTCONTENTS)
+        self.snapshot_classes = ctx.informer(apiclient.SNAPSHOTCLASSES)
+        self.claims = ctx.informer(apiclient.PVCS)
+        self.volumes = ctx.informer(apiclient.PVS)
+        self.storage_classes = ctx.informer(apiclient.STORAGECLASSES)
         self.claims.add_handler(self._on_claim)
         self.contents.add_handler(self._on_content)
 
@@ -105,7 +105,7 @@ class SnapshotController(Controller):
         if not (snap.get("spec") or {}).get("volumeSnapshotClassName"):
             obj = objects.clone(snap)
             obj["spec"]["volumeSnapshotClassName"] = objects.name(snapshot_class)
-            self.client.update(kube.SNAPSHOTS, obj)
+            self.client.update(apiclient.SNAPSHOTS, obj)
             return
         if snapshot_class.get("driver") != driver or driver != self.ctx.settings.provisioner:
             self._error(snap, f'the claim\'s driver "{driver}" does not match the '
@@ -117,10 +117,10 @@ class SnapshotController(Controller):
             return
         content_name = f"snapcontent-{objects.uid(snap)}"
         content = self.contents.get("", content_name) or self.client.get_or_none(
-            kube.SNAPSHOTCONTENTS, None, content_name)
+            apiclient.SNAPSHOTCONTENTS, None, content_name)
         if content is None:
             handle = self.snapshotter.create(content_name, path)
-            content = self.client.create(kube.SNAPSHOTCONTENTS, None, {
+            content = self.client.create(apiclient.SNAPSHOTCONTENTS, None, {
                 "metadata": {"name": content_name},
                 "spec": {"driver": driver,
                          "deletionPolicy": snapshot_class.get("deletionPolicy", "Delete"),
@@ -141,7 +141,7 @@ class SnapshotController(Controller):
                 "restoreSize": int(objects.parse_quantity(capacity)),
                 "readyToUse": True,
             }
-            content = self.client.update_status(kube.SNAPSHOTCONTENTS, content)
+            content = self.client.update_status(apiclient.SNAPSHOTCONTENTS, content)
         self._ready(snap, content, pv)
 
     def _bind_static(self, snap: Obj, content_name: str) -> None:
@@ -163,12 +163,12 @@ class SnapshotController(Controller):
         if not ref.get("uid") or not (content.get("status") or {}).get("readyToUse"):
             obj = objects.clone(content)
             obj["spec"]["volumeSnapshotRef"] = _snapshot_ref(snap)
-            obj = self.client.update(kube.SNAPSHOTCONTENTS, obj)
+            obj = self.client.update(apiclient.SNAPSHOTCONTENTS, obj)
             obj["status"] = {**(obj.get("status") or {}), "snapshotHandle": str(handle),
                              "readyToUse": True,
                              "creationTime": int(self.ctx.clock() * 1e9),
                              "restoreSize": int(LocalSnapshotter.size(Path(str(handle))))}
-            content = self.client.update_status(kube.SNAPSHOTCONTENTS, obj)
+            content = self.client.update_status(apiclient.SNAPSHOTCONTENTS, obj)
         self._ready(snap, content, None)
 
     def _class(self, snap: Obj, driver: str) -> Obj | None:
@@ -192,7 +192,7 @@ class SnapshotController(Controller):
                   "readyToUse": True, "restoreSize": str(size)}
         obj = objects.clone(snap)
         obj["status"] = status
-        self.client.update_status(kube.SNAPSHOTS, obj)
+        self.client.update_status(apiclient.SNAPSHOTS, obj)
 
     def _error(self, snap: Obj, message: str) -> None:
         status = dict(snap.get("status") or {})
@@ -201,7 +201,7 @@ class SnapshotController(Controller):
         status.update(readyToUse=False, error={"message": message, "time": self.ctx.now()})
         obj = objects.clone(snap)
         obj["status"] = status
-        self.client.update_status(kube.SNAPSHOTS, obj)
+        self.client.update_status(apiclient.SNAPSHOTS, obj)
 
 
 class ContentController(Controller):
@@ -210,9 +210,9 @@ class ContentController(Controller):
     name = "volumesnapshotcontent"
 
     def __init__(self, ctx: Context, snapshotter: LocalSnapshotter) -> None:
-        super().__init__(ctx, kube.SNAPSHOTCONTENTS)
+        super().__init__(ctx, apiclient.SNAPSHOTCONTENTS)
         self.snapshotter = snapshotter
-        self.snapshots = ctx.informer(kube.SNAPSHOTS)
+        self.snapshots = ctx.informer(apiclient.SNAPSHOTS)
         self.snapshots.add_handler(self._on_snapshot)
         self._deleted: dict[str, Obj] = {}
         self._lock = threading.Lock()
@@ -248,14 +248,14 @@ class ContentController(Controller):
         ns, snap_name = str(ref.get("namespace") or ""), str(ref.get("name") or "")
         snap = self.snapshots.get(ns, snap_name)
         if snap is None or objects.uid(snap) != ref.get("uid"):
-            snap = self.client.get_or_none(kube.SNAPSHOTS, ns, snap_name)  # the cache may lag
+            snap = self.client.get_or_none(apiclient.SNAPSHOTS, ns, snap_name)  # the cache may lag
         if snap is not None and objects.uid(snap) == ref.get("uid"):
             return None
         if spec.get("deletionPolicy") == "Delete":
             handle = (content.get("status") or {}).get("snapshotHandle")
             if handle:
                 self.snapshotter.delete(str(handle))
-            self.client.delete(kube.SNAPSHOTCONTENTS, None, name, uid=objects.uid(content))
+            self.client.delete(apiclient.SNAPSHOTCONTENTS, None, name, uid=objects.uid(content))
         return None
 
 

@@ -23,7 +23,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from amber_sandbox import apiclient as kube
+from amber_sandbox import apiclient
 from amber_sandbox.controllers import objects
 from amber_sandbox.controllers.base import Context, Controller
 
@@ -38,10 +38,10 @@ class StatefulSetController(Controller):
     name = "statefulset"
 
     def __init__(self, ctx: Context) -> None:
-        super().__init__(ctx, kube.STATEFULSETS)
-        self.pods = ctx.informer(kube.PODS)
+        super().__init__(ctx, apiclient.STATEFULSETS)
+        self.pods = ctx.informer(apiclient.PODS)
         self.pods.add_handler(self._on_pod)
-        self.claims = ctx.informer(kube.PVCS)
+        self.claims = ctx.informer(apiclient.PVCS)
 
     def _on_pod(self, kind: str, old: Obj | None, new: Obj | None) -> None:
         pod = new if new is not None else old
@@ -77,15 +77,15 @@ class StatefulSetController(Controller):
         for ordinal in wanted:
             pod = pods.get(ordinal)
             if pod is not None and objects.pod_terminal(pod) and not objects.deleting(pod):
-                self.client.delete(kube.PODS, ns, objects.name(pod), uid=objects.uid(pod))
+                self.client.delete(apiclient.PODS, ns, objects.name(pod), uid=objects.uid(pod))
                 if not parallel:
                     return
                 continue
             if pod is None:
                 self._create_claims(sts, ordinal)
                 try:
-                    self.client.create(kube.PODS, ns, self._new_pod(sts, ordinal, revision))
-                except kube.ApiError as e:
+                    self.client.create(apiclient.PODS, ns, self._new_pod(sts, ordinal, revision))
+                except apiclient.ApiError as e:
                     if not e.already_exists:
                         raise
                     return  # our cache is behind: the pod's event will bring us back
@@ -100,7 +100,7 @@ class StatefulSetController(Controller):
             pod = pods[ordinal]
             if not parallel and objects.deleting(pod):
                 return
-            self.client.delete(kube.PODS, ns, objects.name(pod), uid=objects.uid(pod))
+            self.client.delete(apiclient.PODS, ns, objects.name(pod), uid=objects.uid(pod))
             self._maybe_delete_claims(sts, ordinal)
             if not parallel:
                 return
@@ -117,7 +117,7 @@ class StatefulSetController(Controller):
             if ordinal < partition or pod is None:
                 continue
             if objects.labels(pod).get(REVISION) != revision:
-                self.client.delete(kube.PODS, ns, objects.name(pod), uid=objects.uid(pod))
+                self.client.delete(apiclient.PODS, ns, objects.name(pod), uid=objects.uid(pod))
                 return
 
     def _new_pod(self, sts: Obj, ordinal: int, revision: str) -> Obj:
@@ -157,8 +157,8 @@ class StatefulSetController(Controller):
                 meta["ownerReferences"] = [{**objects.owner_ref(sts), "controller": True}]
             claim = {"metadata": meta, "spec": objects.clone(template.get("spec") or {})}
             try:
-                self.client.create(kube.PVCS, ns, claim)
-            except kube.ApiError as e:
+                self.client.create(apiclient.PVCS, ns, claim)
+            except apiclient.ApiError as e:
                 if not e.already_exists:
                     raise
 
@@ -168,7 +168,7 @@ class StatefulSetController(Controller):
         if retention.get("whenScaled") != "Delete":
             return
         for template in spec.get("volumeClaimTemplates") or []:
-            self.client.delete(kube.PVCS, objects.namespace(sts),
+            self.client.delete(apiclient.PVCS, objects.namespace(sts),
                                _claim_name(template, sts, ordinal))
 
     def _update_status(self, sts: Obj, pods: dict[int, Obj], wanted: range,
@@ -200,7 +200,7 @@ class StatefulSetController(Controller):
         if status != previous:
             obj = objects.clone(sts)
             obj["status"] = status
-            self.client.update_status(kube.STATEFULSETS, obj)
+            self.client.update_status(apiclient.STATEFULSETS, obj)
 
 
 def _claim_name(template: Obj, sts: Obj, ordinal: int) -> str:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from amber_sandbox import apiclient as kube
+from amber_sandbox import apiclient
 from amber_sandbox.controllers import objects
 from amber_sandbox.controllers.base import Context, Controller
 from amber_sandbox.controllers.provisioner import LocalProvisioner
@@ -24,9 +24,9 @@ class VolumeController(Controller):
     name = "persistentvolume"
 
     def __init__(self, ctx: Context, provisioner: LocalProvisioner) -> None:
-        super().__init__(ctx, kube.PVS)
+        super().__init__(ctx, apiclient.PVS)
         self.provisioner = provisioner
-        self.claims = ctx.informer(kube.PVCS)
+        self.claims = ctx.informer(apiclient.PVCS)
         self.claims.add_handler(self._on_claim)
 
     def _on_claim(self, kind: str, old: Obj | None, new: Obj | None) -> None:
@@ -55,7 +55,7 @@ class VolumeController(Controller):
         ns, claim_name = str(ref.get("namespace") or ""), str(ref.get("name") or "")
         claim = self.claims.get(ns, claim_name)
         if claim is None or (ref.get("uid") and objects.uid(claim) != ref.get("uid")):
-            claim = self.client.get_or_none(kube.PVCS, ns, claim_name)  # the cache may lag
+            claim = self.client.get_or_none(apiclient.PVCS, ns, claim_name)  # the cache may lag
         if claim is not None and ref.get("uid") in (None, "", objects.uid(claim)):
             if (claim.get("spec") or {}).get("volumeName") == name and ref.get("uid"):
                 self._phase(pv, "Bound")
@@ -74,7 +74,7 @@ class VolumeController(Controller):
         if policy == "Delete":
             if self.provisioner.owns(pv):
                 self.provisioner.delete(pv)
-                self.client.delete(kube.PVS, None, objects.name(pv), uid=objects.uid(pv))
+                self.client.delete(apiclient.PVS, None, objects.name(pv), uid=objects.uid(pv))
             else:
                 self._phase(pv, "Failed", "VolumeFailedDelete",
                             "no deletable volume plugin matched")
@@ -89,4 +89,4 @@ class VolumeController(Controller):
         obj["status"] = {"phase": phase, "lastPhaseTransitionTime": self.ctx.now()}
         if reason:
             obj["status"].update(reason=reason, message=message)
-        self.client.update_status(kube.PVS, obj)
+        self.client.update_status(apiclient.PVS, obj)
