@@ -51,6 +51,10 @@ class Amber:
                                  f"{proc.stderr}\n{proc.stdout}")
         return result
 
+    def on_cluster(self, kubeconfig: Path) -> Amber:
+        """The same repository and passphrase, talking to the cluster of ``kubeconfig``."""
+        return Amber(repo=self.repo, env={**self.env, "KUBECONFIG": str(kubeconfig)})
+
     def popen(self, *args: str, **kwargs: Any) -> subprocess.Popen[str]:
         return subprocess.Popen(
             [sys.executable, "-m", "amber.cli.main", "--repo", str(self.repo), *args],

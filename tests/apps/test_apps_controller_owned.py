@@ -194,7 +194,7 @@ def cluster(cluster_kubeconfig: Path) -> Iterator[Client]:
 
 @pytest.fixture
 def kube(repo: Amber, cluster_kubeconfig: Path, cluster: Client) -> Amber:
-    return Amber(repo=repo.repo, env={**repo.env, "KUBECONFIG": str(cluster_kubeconfig)})
+    return repo.on_cluster(cluster_kubeconfig)
 
 
 def test_app_list_has_no_application_made_of_owned_objects(kube: Amber) -> None:

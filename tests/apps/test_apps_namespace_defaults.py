@@ -147,7 +147,7 @@ def cluster(cluster_kubeconfig: Path) -> Iterator[Client]:
 
 @pytest.fixture
 def kube(amber: Amber, cluster_kubeconfig: Path, cluster: Client) -> Amber:
-    return Amber(repo=amber.repo, env={**amber.env, "KUBECONFIG": str(cluster_kubeconfig)})
+    return amber.on_cluster(cluster_kubeconfig)
 
 
 def _check(apps: list[dict[str, Any]]) -> None:

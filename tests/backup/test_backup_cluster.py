@@ -131,7 +131,7 @@ def cluster(client: Client) -> Iterator[Client]:
 @pytest.fixture
 def kube(repo: Amber, cluster_kubeconfig: Path, cluster: Client) -> Amber:
     """The CLI runner bound to the test cluster through $KUBECONFIG, as a user would be."""
-    return Amber(repo=repo.repo, env={**repo.env, "KUBECONFIG": str(cluster_kubeconfig)})
+    return repo.on_cluster(cluster_kubeconfig)
 
 
 def _files(amber: Amber, snapshot: str, tmp_path: Path) -> dict[str, dict[str, Any]]:

@@ -16,7 +16,7 @@ def test_a_namespace_without_applications_says_so(repo: Amber, cluster_kubeconfi
     ns = f"empty-{uuid.uuid4().hex[:6]}"
     client.create(client.discover().find("namespaces"), {"metadata": {"name": ns}})
     try:
-        kube = Amber(repo=repo.repo, env={**repo.env, "KUBECONFIG": str(cluster_kubeconfig)})
+        kube = repo.on_cluster(cluster_kubeconfig)
         line = kube("backup", "create", "-n", ns).stdout.strip().splitlines()[-1]
         assert line.startswith("backup ") and " saved: " in line, line
         assert line.endswith(f"objects of namespace/{ns} (no application among them)"), line
@@ -32,7 +32,7 @@ def test_app_list_columns_line_up_under_the_header_with_short_ids(
     try:
         client.create(client.discover().find("configmaps"), {"metadata": {
             "name": "c", "labels": {"app.kubernetes.io/name": "a"}}}, ns)
-        kube = Amber(repo=amber.repo, env={**amber.env, "KUBECONFIG": str(cluster_kubeconfig)})
+        kube = amber.on_cluster(cluster_kubeconfig)
         header, *rows = kube("app", "list", "-n", ns).stdout.splitlines()
         assert rows and rows[0].startswith(f"{ns}/a ")
         assert rows[0].index("label") == header.index("GROUPING"), (header, rows)

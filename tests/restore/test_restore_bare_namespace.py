@@ -21,7 +21,7 @@ def test_a_namespace_the_backup_lacks_is_created(repo: Amber, cluster_kubeconfig
         for i in range(3):
             client.create(find("configmaps"), {"metadata": {"name": f"cm-{i}"},
                                                "data": {"i": str(i)}}, ns)
-        kube = Amber(repo=repo.repo, env={**repo.env, "KUBECONFIG": str(cluster_kubeconfig)})
+        kube = repo.on_cluster(cluster_kubeconfig)
         kube("backup", "create", "-n", ns, "--include-resources", "configmaps")
         delete_namespace(client, ns, timeout=120)
 

@@ -41,7 +41,7 @@ def client(cluster_kubeconfig: Path) -> Iterator[Client]:
 
 def test_unready_dependency_blocks_the_whole_chain(
         client: Client, repo: Amber, cluster_kubeconfig: Path) -> None:
-    kube = Amber(repo=repo.repo, env={**repo.env, "KUBECONFIG": str(cluster_kubeconfig)})
+    kube = repo.on_cluster(cluster_kubeconfig)
     kube("backup", "create", "-n", NS)
     delete_namespace(client, NS)
     result = kube("-o", "json", "restore", "latest", "--wait-timeout", "2", check=False)

@@ -134,7 +134,7 @@ def app(client: Client) -> Iterator[Client]:
 
 @pytest.fixture
 def kube(repo: Amber, cluster_kubeconfig: Path, app: Client) -> Amber:
-    return Amber(repo=repo.repo, env={**repo.env, "KUBECONFIG": str(cluster_kubeconfig)})
+    return repo.on_cluster(cluster_kubeconfig)
 
 
 def _checks(tmp_path: Path, job_command: str) -> Path:
@@ -276,7 +276,7 @@ def test_a_workload_that_is_not_ready_fails_the_drill_with_its_cause(
                          "containers": [{"name": "c", "image": "busybox:1.36",
                                          "command": ["sh", "-c", "exit 3"]}]}}}},
             "apps", namespace=other)
-        kube = Amber(repo=repo.repo, env={**repo.env, "KUBECONFIG": str(cluster_kubeconfig)})
+        kube = repo.on_cluster(cluster_kubeconfig)
         backup = kube("-o", "json", "backup", "create", "-n", other).json()["id"]
         out = kube("-o", "json", "drill", backup, "--timeout", "15", check=False)
         assert out.returncode == 3, out.stderr

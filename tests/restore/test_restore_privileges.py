@@ -44,7 +44,7 @@ def _backed_up_then_unbound(client: Client, repo: Amber,
                             cluster_kubeconfig: Path) -> tuple[Amber, APIResource]:
     """A backup of NS holding the cluster-admin binding, which is then deleted from the
     cluster: a restore or drill would create it."""
-    kube = Amber(repo=repo.repo, env={**repo.env, "KUBECONFIG": str(cluster_kubeconfig)})
+    kube = repo.on_cluster(cluster_kubeconfig)
     kube("backup", "create", "-n", NS)
     bindings = client.discover().find("clusterrolebindings", RBAC)
     client.delete(bindings, BINDING)
@@ -73,7 +73,7 @@ def test_a_grant_of_cluster_admin_needs_yes(client: Client, repo: Amber,
 
 def test_a_mapping_into_a_kube_namespace_needs_yes(client: Client, repo: Amber,
                                                    cluster_kubeconfig: Path) -> None:
-    kube = Amber(repo=repo.repo, env={**repo.env, "KUBECONFIG": str(cluster_kubeconfig)})
+    kube = repo.on_cluster(cluster_kubeconfig)
     kube("backup", "create", "-n", NS)
     target = f"kube-{NS}"
     refused = kube("restore", "latest", "--kind", "ServiceAccount", "--name", "ops",

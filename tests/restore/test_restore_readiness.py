@@ -61,7 +61,7 @@ def client(cluster_kubeconfig: Path) -> Iterator[Client]:
 
 @pytest.fixture
 def kube(repo: Amber, cluster_kubeconfig: Path) -> Amber:
-    return Amber(repo=repo.repo, env={**repo.env, "KUBECONFIG": str(cluster_kubeconfig)})
+    return repo.on_cluster(cluster_kubeconfig)
 
 
 def test_claim_binds_again_when_its_provisioner_did_not_annotate_it(

@@ -29,7 +29,7 @@ def test_a_namespace_user_restores_their_config(repo: Amber, cluster_kubeconfig:
             "metadata": {"name": "dev-edit"},
             "roleRef": {"apiGroup": RBAC, "kind": "ClusterRole", "name": "edit"},
             "subjects": [{"kind": "ServiceAccount", "name": "dev", "namespace": NS}]}, NS)
-        kube = Amber(repo=repo.repo, env={**repo.env, "KUBECONFIG": str(cluster_kubeconfig)})
+        kube = repo.on_cluster(cluster_kubeconfig)
         kube("backup", "create", "-n", NS)
         admin.delete(cms, "settings", NS)
 
