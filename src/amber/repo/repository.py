@@ -245,6 +245,7 @@ class Repository:
         #: stderr); every distinct message once, and kept in ``warnings`` for JSON reports.
         self.on_warning: Callable[[str], None] = lambda _message: None
         self.warnings: list[str] = []
+        self._warn_lock = threading.Lock()  # readers warn from worker threads
         #: Names under index/, data/ or damaged/ that are no object name (``id_from_name``):
         #: ignored, named by ``repo check``.
         self.stray_names: set[str] = set()
@@ -346,7 +347,7 @@ class Repository:
 
     def warn(self, message: str) -> None:
         """Report damage the command works around, once per distinct message."""
-        with self._pack_lock:
+        with self._warn_lock:
             if message in self.warnings:
                 return
             self.warnings.append(message)
