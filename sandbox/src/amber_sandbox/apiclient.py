@@ -34,12 +34,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from amber_sandbox.kubeconfig import Credentials
+from amber_sandbox.wire import Obj
 
 log = logging.getLogger(__name__)
 
 __all__ = ["ApiError", "Client", "Credentials", "Resource", "Watch"]
 
-Obj = dict[str, Any]
 
 JSON = "application/json"
 MERGE_PATCH = "application/merge-patch+json"

@@ -23,13 +23,12 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
-from typing import Any
 
 from amber_sandbox import apiclient
+from amber_sandbox.wire import Obj
 
 log = logging.getLogger(__name__)
 
-Obj = dict[str, Any]
 #: (event type ``ADDED``/``MODIFIED``/``DELETED``, old object or None, new object or None)
 Handler = Callable[[str, Obj | None, Obj | None], None]
 Key = tuple[str, str]

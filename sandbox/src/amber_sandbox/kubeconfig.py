@@ -24,7 +24,7 @@ from typing import Any
 
 import yaml
 
-Obj = dict[str, Any]
+from amber_sandbox.wire import Obj
 
 
 @dataclass(frozen=True)

@@ -15,9 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from amber_sandbox.wire import Obj
 from polling import wait_for
-
-Obj = dict[str, Any]
 
 
 class ApiError(AssertionError):

@@ -24,8 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import polling
-
-Obj = dict[str, Any]
+from amber_sandbox.wire import Obj
 
 
 @dataclass

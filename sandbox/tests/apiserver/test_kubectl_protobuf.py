@@ -12,14 +12,12 @@ from __future__ import annotations
 
 import random
 import uuid
-from typing import Any
 
 import pytest
 from sandbox_api import Kube, Kubectl
 
 from amber_sandbox.apiserver import errors, protobuf
-
-Obj = dict[str, Any]
+from amber_sandbox.wire import Obj
 
 
 def _get(kubectl: Kubectl, kind: str, name: str, namespace: str | None = None) -> Obj:

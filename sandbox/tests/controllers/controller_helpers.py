@@ -10,8 +10,8 @@ from typing import Any, TypeVar
 import polling
 from amber_sandbox import apiclient
 from amber_sandbox.controllers import Settings
+from amber_sandbox.wire import Obj
 
-Obj = dict[str, Any]
 T = TypeVar("T")
 
 TIMEOUT = 20.0

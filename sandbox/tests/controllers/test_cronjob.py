@@ -18,8 +18,8 @@ from controller_helpers import FAST, container, owned, pods, set_pod_phase, stay
 from amber_sandbox import apiclient
 from amber_sandbox.apiserver import server
 from amber_sandbox.controllers import ControllerManager, objects
+from amber_sandbox.wire import Obj
 
-Obj = dict[str, Any]
 NAMESPACES = apiclient.Resource("", "v1", "namespaces", "Namespace", False)
 
 

@@ -7,8 +7,7 @@ from typing import Any
 from controller_helpers import make_ready, owned, pod_template, pods, wait_for
 
 from amber_sandbox import apiclient
-
-Obj = dict[str, Any]
+from amber_sandbox.wire import Obj
 
 
 def deployment(name: str, replicas: int, **spec: Any) -> Obj:

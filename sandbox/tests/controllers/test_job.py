@@ -7,8 +7,7 @@ from typing import Any
 from controller_helpers import container, owned, pods, set_pod_phase, wait_for
 
 from amber_sandbox import apiclient
-
-Obj = dict[str, Any]
+from amber_sandbox.wire import Obj
 
 
 def job(name: str, **spec: Any) -> Obj:

@@ -10,8 +10,7 @@ from controller_helpers import wait_for
 
 from amber_sandbox import apiclient
 from amber_sandbox.controllers import ControllerManager
-
-Obj = dict[str, Any]
+from amber_sandbox.wire import Obj
 
 DRIVER = "sandbox.amber.dev/local"
 

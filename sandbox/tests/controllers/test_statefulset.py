@@ -7,8 +7,7 @@ from typing import Any
 from controller_helpers import make_ready, owned, pod_template, pods, stays, wait_for
 
 from amber_sandbox import apiclient
-
-Obj = dict[str, Any]
+from amber_sandbox.wire import Obj
 
 
 def statefulset(name: str, replicas: int, **spec: Any) -> Obj:

@@ -44,10 +44,10 @@ from amber_sandbox.apiclient import Client
 from amber_sandbox.informer import Handler, Informer
 from amber_sandbox.kubeconfig import Credentials
 from amber_sandbox.runtime import Event, PodHandle, PodRuntime
+from amber_sandbox.wire import Obj
 
 log = logging.getLogger(__name__)
 
-Obj = dict[str, Any]
 
 #: What the agent's identity needs when RBAC applies (a ClusterRole's rules): a real kubelet has
 #: the Node authorizer and ``system:node``; the agent also schedules and proxies.

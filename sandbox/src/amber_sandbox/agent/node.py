@@ -18,14 +18,13 @@ import threading
 import time
 import uuid
 from datetime import UTC, datetime
-from typing import Any
 
 from amber_sandbox import apiclient
 from amber_sandbox.apiclient import ApiError, Client
+from amber_sandbox.wire import Obj
 
 log = logging.getLogger(__name__)
 
-Obj = dict[str, Any]
 
 KUBELET_VERSION = "v1.32.0-amber.sandbox"
 RUNTIME_VERSION = "amber-sandbox://0.1"

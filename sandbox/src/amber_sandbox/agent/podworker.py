@@ -31,10 +31,9 @@ from amber_sandbox.agent.reporter import Reporter
 from amber_sandbox.agent.resolver import Resolver, Waiting
 from amber_sandbox.apiclient import ApiError, Client
 from amber_sandbox.runtime import PodHandle, PodRuntime, SpecError
+from amber_sandbox.wire import Obj
 
 log = logging.getLogger(__name__)
-
-Obj = dict[str, Any]
 
 
 @dataclass(frozen=True)

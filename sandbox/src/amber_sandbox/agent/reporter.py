@@ -16,15 +16,14 @@ import threading
 import time
 import uuid
 from collections import OrderedDict
-from typing import Any
 
 from amber_sandbox import apiclient
 from amber_sandbox.agent.node import now
 from amber_sandbox.apiclient import ApiError, Client
+from amber_sandbox.wire import Obj
 
 log = logging.getLogger(__name__)
 
-Obj = dict[str, Any]
 PodRef = tuple[str, str, str]  # namespace, name, uid
 
 

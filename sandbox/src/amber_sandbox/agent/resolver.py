@@ -22,8 +22,8 @@ from amber_sandbox import apiclient
 from amber_sandbox.apiclient import ApiError, Client
 from amber_sandbox.informer import Informer
 from amber_sandbox.runtime import PodReferences, ResolvedPod, ServiceAddress, pod_references
+from amber_sandbox.wire import Obj
 
-Obj = dict[str, Any]
 ROOT_CA = "kube-root-ca.crt"
 TOKEN_SECONDS = 3607  # what kubelet asks for
 

@@ -17,16 +17,15 @@ import logging
 import queue
 import threading
 from collections.abc import Callable
-from typing import Any
 
 from amber_sandbox import apiclient
 from amber_sandbox.agent.node import now
 from amber_sandbox.apiclient import ApiError, Client
 from amber_sandbox.informer import Informer, Key, key_of
+from amber_sandbox.wire import Obj
 
 log = logging.getLogger(__name__)
 
-Obj = dict[str, Any]
 EventSink = Callable[[Obj, str, str, str, str], None]  # pod, type, reason, message, component
 
 SCHEDULERS = ("", "default-scheduler")

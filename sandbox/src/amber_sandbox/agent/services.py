@@ -27,15 +27,14 @@ import ipaddress
 import logging
 import threading
 from collections.abc import Callable
-from typing import Any
 
 from amber_sandbox.agent.addresses import service_ip
 from amber_sandbox.informer import Informer
 from amber_sandbox.runtime import PortForwarder, ServiceAddress, ServicePort
+from amber_sandbox.wire import Obj
 
 log = logging.getLogger(__name__)
 
-Obj = dict[str, Any]
 Target = tuple[str, int]
 ForwardKey = tuple[str, int]  # listen ip, port
 

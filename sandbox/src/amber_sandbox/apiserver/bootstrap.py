@@ -11,11 +11,8 @@ are aggregated from labelled pieces).
 
 from __future__ import annotations
 
-from typing import Any
-
 from amber_sandbox.apiserver import crds, resources
-
-Obj = dict[str, Any]
+from amber_sandbox.wire import Obj
 
 _READ = ["get", "list", "watch"]
 _WRITE = ["create", "delete", "deletecollection", "patch", "update"]

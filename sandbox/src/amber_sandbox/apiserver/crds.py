@@ -10,11 +10,10 @@ wait on the Established condition, which is set here at once). Deleting a CRD go
 from __future__ import annotations
 
 import re
-from typing import Any
 
 from amber_sandbox.apiserver import errors, resources, validation
+from amber_sandbox.wire import Obj
 
-Obj = dict[str, Any]
 Cause = errors.Cause
 
 CLEANUP_FINALIZER = "customresourcecleanup.apiextensions.k8s.io"

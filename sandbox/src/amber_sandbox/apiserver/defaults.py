@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-Obj = dict[str, Any]
+from amber_sandbox.wire import Obj
 
 
 def _set(obj: Obj, key: str, value: Any) -> None:

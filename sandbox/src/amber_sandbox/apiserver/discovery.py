@@ -8,11 +8,8 @@ answers plain JSON. OpenAPI v2 is not served (404) and v3 only minimally (``open
 
 from __future__ import annotations
 
-from typing import Any
-
 from amber_sandbox.apiserver import resources
-
-Obj = dict[str, Any]
+from amber_sandbox.wire import Obj
 
 KUBERNETES_VERSION = {"major": "1", "minor": "32", "gitVersion": "v1.32.0-amber.sandbox",
                       "gitCommit": "0000000000000000000000000000000000000000",

@@ -9,9 +9,8 @@ cluster assert the same strings.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
 
-Obj = dict[str, Any]
+from amber_sandbox.wire import Obj
 
 
 @dataclass(frozen=True)

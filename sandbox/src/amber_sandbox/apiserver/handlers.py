@@ -35,8 +35,8 @@ from amber_sandbox.apiserver import (
     websocket,
 )
 from amber_sandbox.apiserver import exec as pod_exec
+from amber_sandbox.wire import Obj
 
-Obj = dict[str, Any]
 log = logging.getLogger(__name__)
 
 JSON = "application/json"

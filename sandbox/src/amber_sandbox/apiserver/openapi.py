@@ -15,11 +15,9 @@ from __future__ import annotations
 
 import hashlib
 import json
-from typing import Any
 
 from amber_sandbox.apiserver import discovery, resources
-
-Obj = dict[str, Any]
+from amber_sandbox.wire import Obj
 
 _QUERY = ("dryRun", "fieldManager", "fieldValidation", "force", "pretty")
 

@@ -20,8 +20,7 @@ from typing import Any
 
 from amber.util import jsonpatch
 from amber_sandbox.apiserver import errors
-
-Obj = dict[str, Any]
+from amber_sandbox.wire import Obj
 
 # --------------------------------------------------------------------------------------------
 # JSON merge patch and JSON patch: the project's one implementation (amber.util.jsonpatch),

@@ -44,8 +44,8 @@ from typing import Any
 
 from amber_sandbox.apiserver import errors
 from amber_sandbox.apiserver.protobuf_schema import KINDS, MESSAGES, SPECIAL
+from amber_sandbox.wire import Obj
 
-Obj = dict[str, Any]
 MEDIA_TYPE = "application/vnd.kubernetes.protobuf"
 _MAGIC = b"k8s\x00"
 _JSON_TYPES = ["application/json", "application/merge-patch+json"]

@@ -29,11 +29,9 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
 
 from amber_sandbox.apiserver import errors, store
-
-Obj = dict[str, Any]
+from amber_sandbox.wire import Obj
 
 _RBAC = "rbac.authorization.k8s.io"
 MASTERS = "system:masters"

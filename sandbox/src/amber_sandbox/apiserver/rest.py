@@ -41,8 +41,7 @@ from amber_sandbox.apiserver import (
     store,
     validation,
 )
-
-Obj = dict[str, Any]
+from amber_sandbox.wire import Obj
 
 NAMESPACES = "/namespaces"
 CRDS = "apiextensions.k8s.io/customresourcedefinitions"

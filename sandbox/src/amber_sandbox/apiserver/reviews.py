@@ -9,8 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from amber_sandbox.apiserver import errors, rbac, resources, validation
-
-Obj = dict[str, Any]
+from amber_sandbox.wire import Obj
 
 
 def _attributes(user: rbac.User, spec: Obj) -> rbac.Attributes:

@@ -15,8 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from amber_sandbox.apiserver import errors
-
-Obj = dict[str, Any]
+from amber_sandbox.wire import Obj
 
 _KEY = re.compile(r"([A-Za-z0-9.\-]+/)?[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?")
 _VALUE = re.compile(r"(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?")

@@ -22,7 +22,6 @@ import time
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from types import TracebackType
-from typing import Any
 
 from amber_sandbox.apiserver import (
     bootstrap,
@@ -40,9 +39,9 @@ from amber_sandbox.apiserver import (
     store,
 )
 from amber_sandbox.apiserver import exec as pod_exec
+from amber_sandbox.wire import Obj
 
 User = rbac.User
-Obj = dict[str, Any]
 
 ADMIN_USER = "sandbox-admin"
 

@@ -14,8 +14,8 @@ import random
 from typing import Any
 
 from amber_sandbox.apiserver import errors, validation
+from amber_sandbox.wire import Obj
 
-Obj = dict[str, Any]
 Cause = errors.Cause
 
 _NODE_PORT_TYPES = ("NodePort", "LoadBalancer")

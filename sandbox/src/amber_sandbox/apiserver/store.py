@@ -26,9 +26,9 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any
 
-Obj = dict[str, Any]
+from amber_sandbox.wire import Obj
+
 #: (resource key "group/plural", namespace or "", name)
 Key = tuple[str, str, str]
 

@@ -15,8 +15,7 @@ from collections.abc import Callable
 from typing import Any
 
 from amber_sandbox.apiserver import resources
-
-Obj = dict[str, Any]
+from amber_sandbox.wire import Obj
 
 TABLE_MEDIA = "as=Table"
 

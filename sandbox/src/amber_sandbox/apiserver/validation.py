@@ -15,8 +15,8 @@ from collections.abc import Callable
 from typing import Any
 
 from amber_sandbox.apiserver import errors, resources
+from amber_sandbox.wire import Obj
 
-Obj = dict[str, Any]
 Cause = errors.Cause
 
 _SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")

@@ -20,11 +20,9 @@ import json
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any
 
 from amber_sandbox.apiserver import errors, resources, selectors, store
-
-Obj = dict[str, Any]
+from amber_sandbox.wire import Obj
 
 #: How long a watch without events waits before checking for a disconnected client (and sending
 #: a bookmark when asked for).

@@ -35,8 +35,7 @@ from amber_sandbox import apiclient
 from amber_sandbox.controllers import objects
 from amber_sandbox.controllers.base import Context, Controller
 from amber_sandbox.controllers.provisioner import LocalProvisioner, volume_path
-
-Obj = dict[str, Any]
+from amber_sandbox.wire import Obj
 
 DEFAULT_CLASS = "storageclass.kubernetes.io/is-default-class"
 SELECTED_NODE = "volume.kubernetes.io/selected-node"

@@ -17,16 +17,15 @@ or every ``cron_poll_seconds``, whichever comes first, so tests can move time wi
 from __future__ import annotations
 
 import logging
-from typing import Any
 
 from amber_sandbox import apiclient
 from amber_sandbox.controllers import objects
 from amber_sandbox.controllers.base import Context, Controller
 from amber_sandbox.controllers.cron import CronError, Schedule
+from amber_sandbox.wire import Obj
 
 log = logging.getLogger(__name__)
 
-Obj = dict[str, Any]
 
 SCHEDULED = "batch.kubernetes.io/cronjob-scheduled-timestamp"
 

@@ -17,13 +17,10 @@ The shape follows kube-controller-manager's deployment controller, because resto
 
 from __future__ import annotations
 
-from typing import Any
-
 from amber_sandbox import apiclient
 from amber_sandbox.controllers import objects
 from amber_sandbox.controllers.base import Context, Controller
-
-Obj = dict[str, Any]
+from amber_sandbox.wire import Obj
 
 HASH_LABEL = "pod-template-hash"
 REVISION = "deployment.kubernetes.io/revision"

@@ -17,14 +17,12 @@ this controller saw it is not counted.
 from __future__ import annotations
 
 import threading
-from typing import Any
 
 from amber_sandbox import apiclient
 from amber_sandbox.controllers import objects
 from amber_sandbox.controllers.base import Context, Controller
 from amber_sandbox.controllers.ownedpods import OwnedPods
-
-Obj = dict[str, Any]
+from amber_sandbox.wire import Obj
 
 
 class JobController(Controller):

@@ -45,10 +45,10 @@ from amber_sandbox.controllers.snapshot import (
 from amber_sandbox.controllers.snapshotter import LocalSnapshotter
 from amber_sandbox.controllers.statefulset import StatefulSetController
 from amber_sandbox.controllers.volumes import VolumeController
+from amber_sandbox.wire import Obj
 
 log = logging.getLogger(__name__)
 
-Obj = dict[str, Any]
 
 ALL = ("deployment", "replicaset", "statefulset", "job", "cronjob", "persistentvolumeclaim",
        "persistentvolume", "volumesnapshot", "volumesnapshotcontent")

@@ -16,7 +16,7 @@ import time
 from fractions import Fraction
 from typing import Any
 
-Obj = dict[str, Any]
+from amber_sandbox.wire import Obj
 
 
 def clone(obj: Obj) -> Obj:

@@ -11,13 +11,10 @@ controllers cannot drift apart on it.
 
 from __future__ import annotations
 
-from typing import Any
-
 from amber_sandbox import apiclient
 from amber_sandbox.controllers import objects
 from amber_sandbox.controllers.workqueue import Expectations
-
-Obj = dict[str, Any]
+from amber_sandbox.wire import Obj
 
 
 class OwnedPods:

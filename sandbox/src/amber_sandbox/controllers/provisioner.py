@@ -12,11 +12,9 @@ from __future__ import annotations
 import shutil
 import uuid
 from pathlib import Path
-from typing import Any
 
 from amber_sandbox.controllers import objects
-
-Obj = dict[str, Any]
+from amber_sandbox.wire import Obj
 
 NAME = "sandbox.amber.dev/local"
 PROVISIONED_BY = "pv.kubernetes.io/provisioned-by"

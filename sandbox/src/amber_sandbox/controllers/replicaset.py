@@ -10,14 +10,11 @@ not ready, then the newest), and expectations stop a stale cache from creating p
 
 from __future__ import annotations
 
-from typing import Any
-
 from amber_sandbox import apiclient
 from amber_sandbox.controllers import objects
 from amber_sandbox.controllers.base import Context, Controller
 from amber_sandbox.controllers.ownedpods import OwnedPods
-
-Obj = dict[str, Any]
+from amber_sandbox.wire import Obj
 
 
 class ReplicaSetController(Controller):

@@ -31,8 +31,7 @@ from amber_sandbox.controllers import objects
 from amber_sandbox.controllers.base import Context, Controller
 from amber_sandbox.controllers.provisioner import volume_path
 from amber_sandbox.controllers.snapshotter import LocalSnapshotter
-
-Obj = dict[str, Any]
+from amber_sandbox.wire import Obj
 
 DEFAULT_SNAPSHOT_CLASS = "snapshot.storage.kubernetes.io/is-default-class"
 SNAPSHOT_API = "snapshot.storage.k8s.io/v1"

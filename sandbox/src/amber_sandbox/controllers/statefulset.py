@@ -21,13 +21,11 @@ The emulator serves no ControllerRevision objects, so the revision is a hash of 
 from __future__ import annotations
 
 import re
-from typing import Any
 
 from amber_sandbox import apiclient
 from amber_sandbox.controllers import objects
 from amber_sandbox.controllers.base import Context, Controller
-
-Obj = dict[str, Any]
+from amber_sandbox.wire import Obj
 
 POD_NAME = "statefulset.kubernetes.io/pod-name"
 POD_INDEX = "apps.kubernetes.io/pod-index"

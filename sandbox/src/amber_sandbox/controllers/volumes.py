@@ -10,14 +10,11 @@ real cluster, until an admin clears its ``claimRef``; ``Delete`` on a volume we 
 
 from __future__ import annotations
 
-from typing import Any
-
 from amber_sandbox import apiclient
 from amber_sandbox.controllers import objects
 from amber_sandbox.controllers.base import Context, Controller
 from amber_sandbox.controllers.provisioner import LocalProvisioner
-
-Obj = dict[str, Any]
+from amber_sandbox.wire import Obj
 
 
 class VolumeController(Controller):
