@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from amber_sandbox.apiserver import errors
-from amber_sandbox.wire import Obj
+from amber_sandbox.wire import Obj, ObjView
 
 _KEY = re.compile(r"([A-Za-z0-9.\-]+/)?[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?")
 _VALUE = re.compile(r"(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?")
@@ -142,7 +142,7 @@ def parse_labels(text: str) -> LabelSelector:
     return LabelSelector(tuple(reqs))
 
 
-def from_label_selector_object(sel: Mapping[str, Any] | None) -> LabelSelector:
+def from_label_selector_object(sel: ObjView | None) -> LabelSelector:
     """A ``LabelSelector`` object (``matchLabels`` + ``matchExpressions``).
 
     ``None`` selects nothing in most places (e.g. a PDB without selector); callers decide. An empty
@@ -162,7 +162,7 @@ def from_label_selector_object(sel: Mapping[str, Any] | None) -> LabelSelector:
     return LabelSelector(tuple(reqs))
 
 
-def selector_string(sel: Mapping[str, Any] | None) -> str:
+def selector_string(sel: ObjView | None) -> str:
     """The canonical string form of a ``LabelSelector`` (Scale ``status.selector``)."""
     parts: list[str] = []
     for r in from_label_selector_object(sel).requirements:

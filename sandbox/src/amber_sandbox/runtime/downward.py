@@ -11,7 +11,8 @@ import os
 import re
 from collections.abc import Mapping
 from decimal import Decimal
-from typing import Any
+
+from amber_sandbox.wire import ObjView
 
 from .inputs import ResolvedPod
 from .spec import PodSpec
@@ -67,7 +68,7 @@ def _node_capacity(resource: str) -> Decimal:
     return Decimal(0)
 
 
-def resource_value(pod: PodSpec, container: str, ref: Mapping[str, Any]) -> str:
+def resource_value(pod: PodSpec, container: str, ref: ObjView) -> str:
     """``resourceFieldRef``: the limit (or request), else the node's capacity, over the divisor."""
     kind, _, resource = str(ref.get("resource", "")).partition(".")
     if kind not in ("limits", "requests") or not resource:

@@ -12,7 +12,8 @@ from __future__ import annotations
 import base64
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+
+from amber_sandbox.wire import ObjView
 
 
 @dataclass(frozen=True)
@@ -47,8 +48,8 @@ class ResolvedPod:
 
     pod_ip: str
     host_ip: str = "127.0.0.1"
-    config_maps: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
-    secrets: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    config_maps: Mapping[str, ObjView] = field(default_factory=dict)
+    secrets: Mapping[str, ObjView] = field(default_factory=dict)
     pvc_paths: Mapping[str, str] = field(default_factory=dict)
     services: Sequence[ServiceAddress] = ()
     extra_hosts: Sequence[tuple[str, Sequence[str]]] = ()
@@ -57,14 +58,14 @@ class ResolvedPod:
     cluster_domain: str = "cluster.local"
 
 
-def config_map_data(obj: Mapping[str, Any]) -> dict[str, bytes]:
+def config_map_data(obj: ObjView) -> dict[str, bytes]:
     """A ConfigMap's keys as bytes: ``data`` is text, ``binaryData`` base64."""
     out = {k: str(v).encode() for k, v in (obj.get("data") or {}).items()}
     out.update({k: base64.b64decode(v) for k, v in (obj.get("binaryData") or {}).items()})
     return out
 
 
-def secret_data(obj: Mapping[str, Any]) -> dict[str, bytes]:
+def secret_data(obj: ObjView) -> dict[str, bytes]:
     """A Secret's keys as bytes (``data`` is base64; ``stringData`` accepted for hand-made ones)."""
     out = {k: base64.b64decode(v) for k, v in (obj.get("data") or {}).items()}
     out.update({k: str(v).encode() for k, v in (obj.get("stringData") or {}).items()})
@@ -79,12 +80,12 @@ class PodReferences:
     needs_token: bool
 
 
-def _containers(spec: Mapping[str, Any]) -> Iterator[Mapping[str, Any]]:
+def _containers(spec: ObjView) -> Iterator[ObjView]:
     yield from spec.get("initContainers") or ()
     yield from spec.get("containers") or ()
 
 
-def pod_references(pod: Mapping[str, Any]) -> PodReferences:
+def pod_references(pod: ObjView) -> PodReferences:
     """The ConfigMaps, Secrets and claims a pod refers to, and whether it wants a token mounted."""
     spec = pod.get("spec") or {}
     cms: set[str] = set()

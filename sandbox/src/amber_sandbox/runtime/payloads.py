@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import posixpath
 from collections.abc import Mapping
-from typing import Any
+
+from amber_sandbox.wire import ObjView
 
 from .downward import FieldError, field_value, resource_value
 from .inputs import ResolvedPod, config_map_data, secret_data
@@ -30,7 +31,7 @@ def _check_path(path: str) -> str:
     return norm
 
 
-def _keyed(data: Mapping[str, bytes] | None, what: str, source: Mapping[str, Any],
+def _keyed(data: Mapping[str, bytes] | None, what: str, source: ObjView,
            default_mode: int) -> Payload:
     if data is None:
         if source.get("optional"):
@@ -50,7 +51,7 @@ def _keyed(data: Mapping[str, bytes] | None, what: str, source: Mapping[str, Any
     return out
 
 
-def _downward(pod: PodSpec, resolved: ResolvedPod, items: list[Mapping[str, Any]],
+def _downward(pod: PodSpec, resolved: ResolvedPod, items: list[ObjView],
               default_mode: int) -> Payload:
     out: Payload = {}
     for item in items:
@@ -76,7 +77,7 @@ def _secret(resolved: ResolvedPod, name: str) -> dict[str, bytes] | None:
     return None if obj is None else secret_data(obj)
 
 
-def volume_payload(volume: Mapping[str, Any], pod: PodSpec, resolved: ResolvedPod) -> Payload:
+def volume_payload(volume: ObjView, pod: PodSpec, resolved: ResolvedPod) -> Payload:
     """The files of a payload volume; raises MountError for a missing non-optional source."""
     ns = pod.namespace
     if "configMap" in volume:

@@ -16,10 +16,12 @@ import shutil
 import subprocess
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from amber_sandbox.wire import ObjView
 
 from .atomicdir import write_payload
 from .env import DEFAULT_PATH, ConfigError, container_argv, container_env
@@ -91,7 +93,7 @@ class PodRuntime:
         self._pods: dict[str, PodHandle] = {}
         self._lock = threading.Lock()
 
-    def start(self, pod: Mapping[str, Any], resolved: ResolvedPod, *,
+    def start(self, pod: ObjView, resolved: ResolvedPod, *,
               on_change: ChangeCallback | None = None) -> PodHandle:
         """Start a pod; returns at once (watch ``on_change``). SpecError if the spec is invalid."""
         spec = parse_pod(pod)

@@ -14,6 +14,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from amber_sandbox.wire import ObjView
+
 ContainerKind = Literal["init", "sidecar", "app"]
 HandlerKind = Literal["exec", "httpGet", "tcpSocket", "grpc", "sleep"]
 
@@ -73,8 +75,8 @@ class ContainerSpec:
     command: tuple[str, ...] | None = None
     args: tuple[str, ...] = ()
     working_dir: str = ""
-    env: tuple[Mapping[str, Any], ...] = ()
-    env_from: tuple[Mapping[str, Any], ...] = ()
+    env: tuple[ObjView, ...] = ()
+    env_from: tuple[ObjView, ...] = ()
     volume_mounts: tuple[VolumeMount, ...] = ()
     ports: Mapping[str, int] = field(default_factory=dict)
     readiness: Probe | None = None
@@ -83,7 +85,7 @@ class ContainerSpec:
     post_start: Handler | None = None
     pre_stop: Handler | None = None
     identity: Identity = Identity()
-    resources: Mapping[str, Any] = field(default_factory=dict)
+    resources: ObjView = field(default_factory=dict)
     termination_message_path: str = "/dev/termination-log"
     fallback_to_logs: bool = False
 
@@ -98,7 +100,7 @@ class PodSpec:
     restart_policy: str
     init_containers: tuple[ContainerSpec, ...]
     containers: tuple[ContainerSpec, ...]
-    volumes: Mapping[str, Mapping[str, Any]]
+    volumes: Mapping[str, ObjView]
     termination_grace: float
     hostname: str
     subdomain: str
@@ -119,7 +121,7 @@ class PodSpec:
         raise KeyError(name)
 
 
-def _handler(raw: Mapping[str, Any], what: str) -> Handler:
+def _handler(raw: ObjView, what: str) -> Handler:
     if "exec" in raw:
         return Handler("exec", command=tuple(str(a) for a in raw["exec"].get("command") or ()))
     if "httpGet" in raw:
@@ -137,7 +139,7 @@ def _handler(raw: Mapping[str, Any], what: str) -> Handler:
     raise SpecError(f"{what}: no handler (exec, httpGet, tcpSocket, grpc or sleep)")
 
 
-def _probe(raw: Mapping[str, Any] | None, what: str) -> Probe | None:
+def _probe(raw: ObjView | None, what: str) -> Probe | None:
     if not raw:
         return None
     grace = raw.get("terminationGracePeriodSeconds")
@@ -152,7 +154,7 @@ def _probe(raw: Mapping[str, Any] | None, what: str) -> Probe | None:
     )
 
 
-def _identity(pod_ctx: Mapping[str, Any], ctx: Mapping[str, Any]) -> Identity:
+def _identity(pod_ctx: ObjView, ctx: ObjView) -> Identity:
     def pick(key: str) -> Any:
         return ctx.get(key, pod_ctx.get(key))
 
@@ -167,8 +169,8 @@ def _identity(pod_ctx: Mapping[str, Any], ctx: Mapping[str, Any]) -> Identity:
     )
 
 
-def _container(raw: Mapping[str, Any], kind: ContainerKind, pod_ctx: Mapping[str, Any],
-               volumes: Mapping[str, Any]) -> ContainerSpec:
+def _container(raw: ObjView, kind: ContainerKind, pod_ctx: ObjView,
+               volumes: ObjView) -> ContainerSpec:
     name = raw.get("name") or ""
     if not name:
         raise SpecError("a container has no name")
@@ -205,7 +207,7 @@ def _container(raw: Mapping[str, Any], kind: ContainerKind, pod_ctx: Mapping[str
     )
 
 
-def parse_pod(pod: Mapping[str, Any]) -> PodSpec:
+def parse_pod(pod: ObjView) -> PodSpec:
     """Parse and validate; raises SpecError on what the API server would have rejected."""
     meta = pod.get("metadata") or {}
     spec = pod.get("spec") or {}

@@ -19,10 +19,10 @@ import contextlib
 import os
 import shutil
 import stat
-from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+
+from amber_sandbox.wire import ObjView
 
 from .atomicdir import write_payload
 from .inputs import ResolvedPod
@@ -40,7 +40,7 @@ class HostVolume:
     read_only: bool
 
 
-def _kind(volume: Mapping[str, Any]) -> str:
+def _kind(volume: ObjView) -> str:
     kinds = [k for k in volume if k != "name"]
     return kinds[0] if kinds else "emptyDir"
 
@@ -52,7 +52,7 @@ def _apply_fs_group(path: Path, gid: int | None) -> None:
     path.chmod(stat.S_IMODE(path.stat().st_mode) | 0o2070)
 
 
-def _host_path(source: Mapping[str, Any]) -> Path:
+def _host_path(source: ObjView) -> Path:
     path = Path(source["path"])
     kind = source.get("type", "")
     if kind == "DirectoryOrCreate":
