@@ -25,7 +25,6 @@ from __future__ import annotations
 import contextlib
 import http.client
 import json
-import logging
 import socket
 import threading
 import urllib.parse
@@ -36,15 +35,11 @@ from typing import Any
 from amber_sandbox.kubeconfig import Credentials
 from amber_sandbox.wire import Obj
 
-log = logging.getLogger(__name__)
-
 __all__ = ["ApiError", "Client", "Credentials", "Resource", "Watch"]
 
 
 JSON = "application/json"
 MERGE_PATCH = "application/merge-patch+json"
-STRATEGIC_PATCH = "application/strategic-merge-patch+json"
-JSON_PATCH = "application/json-patch+json"
 
 
 @dataclass(frozen=True)

@@ -25,7 +25,6 @@ kubelet server).
 
 from __future__ import annotations
 
-import logging
 import os
 import threading
 from pathlib import Path
@@ -45,9 +44,6 @@ from amber_sandbox.informer import Handler, Informer
 from amber_sandbox.kubeconfig import Credentials
 from amber_sandbox.runtime import Event, PodHandle, PodRuntime
 from amber_sandbox.wire import Obj
-
-log = logging.getLogger(__name__)
-
 
 #: What the agent's identity needs when RBAC applies (a ClusterRole's rules): a real kubelet has
 #: the Node authorizer and ``system:node``; the agent also schedules and proxies.

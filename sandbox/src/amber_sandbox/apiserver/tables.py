@@ -17,8 +17,6 @@ from typing import Any
 from amber_sandbox.apiserver import resources
 from amber_sandbox.wire import Obj
 
-TABLE_MEDIA = "as=Table"
-
 
 def wants_table(accept: str) -> bool:
     """True when the first acceptable type is a v1 Table (kubectl lists Table first)."""

@@ -30,7 +30,6 @@ from dataclasses import dataclass
 _GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 
 OP_CONTINUATION = 0x0
-OP_TEXT = 0x1
 OP_BINARY = 0x2
 OP_CLOSE = 0x8
 OP_PING = 0x9
@@ -39,7 +38,6 @@ OP_PONG = 0xA
 #: Close codes (RFC 6455 section 7.4.1).
 NORMAL_CLOSURE = 1000
 PROTOCOL_ERROR = 1002
-MESSAGE_TOO_BIG = 1009
 
 #: No streaming client sends messages anywhere near this; a larger one is an error, not a buffer.
 MAX_MESSAGE = 16 * 1024 * 1024

@@ -47,9 +47,6 @@ from amber_sandbox.controllers.statefulset import StatefulSetController
 from amber_sandbox.controllers.volumes import VolumeController
 from amber_sandbox.wire import Obj
 
-log = logging.getLogger(__name__)
-
-
 ALL = ("deployment", "replicaset", "statefulset", "job", "cronjob", "persistentvolumeclaim",
        "persistentvolume", "volumesnapshot", "volumesnapshotcontent")
 
