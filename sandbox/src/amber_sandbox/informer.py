@@ -87,10 +87,6 @@ class Informer:
     def add_handler(self, handler: Handler) -> None:
         self._handlers.append(handler)
 
-    @property
-    def synced(self) -> bool:
-        return self._synced.is_set()
-
     def wait_synced(self, timeout: float) -> bool:
         return self._synced.wait(timeout)
 

@@ -92,11 +92,6 @@ def exit_status(code: int, command: Sequence[str]) -> bytes:
         "details": {"causes": [{"reason": "ExitCode", "message": str(code)}]}}).encode()
 
 
-def failure_status(message: str) -> bytes:
-    return json.dumps({"metadata": {}, "status": "Failure", "message": message,
-                       "reason": "InternalError", "code": 500}).encode()
-
-
 class Session:
     """A started command and the file descriptors the server pumps (ours to close)."""
 

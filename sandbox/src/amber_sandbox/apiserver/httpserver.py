@@ -345,9 +345,6 @@ class HttpServer:
     def set_app(self, app: handlers.Handler) -> None:
         self._server.app = app
 
-    def set_tls(self, tls: ssl.SSLContext) -> None:
-        self._server.tls = tls
-
     def start(self) -> None:
         self._thread.start()
 

@@ -334,19 +334,12 @@ class Registry:
         group, _, version = api_version.rpartition("/")
         return self._tables.by_gvk.get((group, version, kind))
 
-    def versions_of(self, key: str) -> list[ResourceType]:
-        """Every served version of a resource (any one of them reads the same objects)."""
-        return list(self._tables.by_key.get(key, []))
-
     def any_version(self, key: str) -> ResourceType | None:
         types = self._tables.by_key.get(key)
         return types[0] if types else None
 
     def all(self) -> list[ResourceType]:
         return list(self._tables.by_gvr.values())
-
-    def stored_keys(self) -> list[str]:
-        return [k for k, types in self._tables.by_key.items() if types[0].stored]
 
     def groups(self) -> dict[str, list[str]]:
         """Group name -> served versions, preferred first; the core group is ``""``."""

@@ -123,11 +123,6 @@ class Cluster:
         except KeyError:
             raise KeyError(f"no token for user {name!r} in the token table") from None
 
-    def add_token(self, token: str, user: User) -> None:
-        """Accept another bearer token from now on."""
-        self.tokens.add(token, user)
-        self.tokens_by_user.setdefault(user.name, token)
-
     def kubeconfig_path(self, user: str | None = None, *, namespace: str = "default") -> Path:
         """A kubeconfig file for ``user`` (a user name from the token table; the admin by
         default), valid until ``stop``."""

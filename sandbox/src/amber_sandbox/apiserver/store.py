@@ -77,7 +77,6 @@ class Event:
 class Store:
     def __init__(self, *, history: int = 100_000) -> None:
         self.lock = threading.RLock()
-        self.changed = threading.Condition(self.lock)
         self._rv = 1
         self._objects: dict[str, dict[str, dict[str, Stored]]] = {}
         self._sorted: dict[tuple[str, str], list[str]] = {}
@@ -247,7 +246,6 @@ class Store:
         waiting = self._resource_changed.get(event.resource)
         if waiting is not None:
             waiting.notify_all()
-        self.changed.notify_all()
 
     # ---------------------------------------------------------------------------------------
     # history (watch)
@@ -260,11 +258,6 @@ class Store:
                 return None
             i = bisect.bisect_right(self._log, rv, key=lambda e: e.rv)
             return self._log[i:]
-
-    def wait_beyond(self, rv: int, timeout: float) -> bool:
-        """Block until the store is past ``rv`` (or closed); False on timeout."""
-        with self.lock:
-            return self.changed.wait_for(lambda: self._rv > rv or self.closed, timeout)
 
     def wait_for_resource(self, resource: str, rv: int, timeout: float) -> bool:
         """Block until ``resource`` has an event above ``rv`` (or the store is closed); False on
@@ -279,6 +272,5 @@ class Store:
     def close(self) -> None:
         with self.lock:
             self.closed = True
-            self.changed.notify_all()
             for changed in self._resource_changed.values():
                 changed.notify_all()

@@ -100,10 +100,6 @@ def name_problems(name: str, rule: resources.NameRule, *, prefix: bool = False) 
     return out
 
 
-def qualified_name_problems(key: str) -> list[str]:
-    return list(_qualified_name_problems(key))
-
-
 @functools.lru_cache(maxsize=4096)
 def _qualified_name_problems(key: str) -> tuple[str, ...]:
     """Memoised: every object repeats the same few label and annotation keys, and the check is

@@ -96,11 +96,6 @@ class WorkQueue:
             self._shutdown = True
             self._cv.notify_all()
 
-    def idle(self) -> bool:
-        """Nothing queued or being processed now (delayed keys do not count)."""
-        with self._cv:
-            return not self._queue and not self._processing
-
 
 @dataclass
 class _Expectation:

@@ -101,10 +101,6 @@ class ContainerWorker:
         if self._thread.ident is not None:
             self._thread.join(timeout)
 
-    @property
-    def alive(self) -> bool:
-        return self._thread.is_alive()
-
     def terminate(self, deadline: Deadline) -> None:
         """preStop hook, SIGTERM, and SIGKILL at the deadline (which may move earlier while
         this waits); no restart."""
