@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from amber.apps import defaults
+from amber.apps.grouping import Grouping
 from amber.apps.model import Inventory, build
 from amber.apps.summary import summarize
 from amber.kube import errors as kerrors
@@ -255,7 +256,7 @@ def _candidates(inv: Inventory, namespaces: Sequence[str]
     held: collections.Counter[defaults.Key] = collections.Counter()
     resources: dict[defaults.Key, str] = {}
     for app in build(probe):
-        if app.grouping not in ("namespace", "owner"):
+        if app.grouping not in (Grouping.NAMESPACE, Grouping.OWNER):
             continue
         for ref in app.members:
             s = inv.summaries[ref]

@@ -19,6 +19,7 @@ whole rather than maintained incrementally.
 
 from __future__ import annotations
 
+import enum
 import threading
 import time
 from collections.abc import Callable
@@ -33,9 +34,17 @@ from amber.kube.reflector import Reflector, identity
 from amber.kube.watch import WatchEvent
 
 
+class AppEventType(enum.StrEnum):
+    """What happened to an application (the module docstring says when each is sent)."""
+
+    ADDED = "ADDED"
+    MODIFIED = "MODIFIED"
+    REMOVED = "REMOVED"
+
+
 @dataclass(frozen=True)
 class AppEvent:
-    type: str  # ADDED | MODIFIED | REMOVED
+    type: AppEventType
     id: str
     application: appmodel.Application | None  # None when REMOVED
 
@@ -168,13 +177,14 @@ class Discoverer:
             inv = appmodel.Inventory(dict(self.inventory.summaries))
         apps = {a.id: a for a in appmodel.build(inv)}
         current = {i: _fingerprint(a, inv) for i, a in apps.items()}
-        events = [AppEvent("REMOVED", i, None) for i in sorted(self._reported.keys() - current)]
+        events = [AppEvent(AppEventType.REMOVED, i, None)
+                  for i in sorted(self._reported.keys() - current)]
         for i, fp in sorted(current.items()):
             before = self._reported.get(i)
             if before is None:
-                events.append(AppEvent("ADDED", i, apps[i]))
+                events.append(AppEvent(AppEventType.ADDED, i, apps[i]))
             elif before != fp:
-                events.append(AppEvent("MODIFIED", i, apps[i]))
+                events.append(AppEvent(AppEventType.MODIFIED, i, apps[i]))
         self._reported = current
         for event in events:
             self.on_event(event)

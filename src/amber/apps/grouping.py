@@ -41,20 +41,37 @@ the bare ``NAMESPACE`` for the fallback.
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from amber.apps.refs import Ref
 from amber.apps.summary import HELM_RELEASE_SECRET, Summary
 
-#: Grouping kinds, strongest first; a merged application reports the strongest.
-STRENGTH = ("annotation", "helm", "argocd", "flux", "label", "owner", "namespace")
+
+class Grouping(enum.StrEnum):
+    """What made an application, strongest first (the order is the precedence above; a merged
+    application reports the strongest). The values are stored: every backup's
+    ``applications.json`` records each application's ``grouping``
+    (docs/internals/resource-backups.md), so a value never changes."""
+
+    ANNOTATION = "annotation"
+    HELM = "helm"
+    ARGOCD = "argocd"
+    FLUX = "flux"
+    LABEL = "label"
+    OWNER = "owner"
+    NAMESPACE = "namespace"
+
+    def stronger_than(self, other: str) -> bool:
+        order = list(Grouping)
+        return order.index(self) < order.index(Grouping(other))
 
 
 @dataclass(frozen=True, slots=True)
 class AppKey:
     id: str
-    grouping: str
+    grouping: Grouping
     name: str
 
 
@@ -64,31 +81,31 @@ def signal(s: Summary) -> AppKey | None:
     ann, lab = s.annotations, s.labels
     if explicit := ann.get("amber.io/application"):
         where = ns or ann.get("meta.helm.sh/release-namespace", "")
-        return AppKey(f"{where}/{explicit}" if where else explicit, "annotation", explicit)
+        return AppKey(f"{where}/{explicit}" if where else explicit, Grouping.ANNOTATION, explicit)
     if release := ann.get("meta.helm.sh/release-name"):
         where = ann.get("meta.helm.sh/release-namespace") or ns
         if where:
-            return AppKey(f"{where}/{release}", "helm", release)
+            return AppKey(f"{where}/{release}", Grouping.HELM, release)
     if (s.secret_type == HELM_RELEASE_SECRET and lab.get("owner") == "helm"
             and lab.get("name") and ns):
-        return AppKey(f"{ns}/{lab['name']}", "helm", lab["name"])
+        return AppKey(f"{ns}/{lab['name']}", Grouping.HELM, lab["name"])
     if lab.get("app.kubernetes.io/managed-by") == "Helm" and ns and (
             inst := lab.get("app.kubernetes.io/instance")):
-        return AppKey(f"{ns}/{inst}", "helm", inst)
+        return AppKey(f"{ns}/{inst}", Grouping.HELM, inst)
     if argo := lab.get("argocd.argoproj.io/instance"):
-        return AppKey(f"argocd:{argo}", "argocd", argo)
+        return AppKey(f"argocd:{argo}", Grouping.ARGOCD, argo)
     tracked = ann.get("argocd.argoproj.io/tracking-id", "").split(":", 1)[0]
     if tracked:
-        return AppKey(f"argocd:{tracked}", "argocd", tracked)
+        return AppKey(f"argocd:{tracked}", Grouping.ARGOCD, tracked)
     for tool in ("kustomize", "helm"):
         flux_name = lab.get(f"{tool}.toolkit.fluxcd.io/name")
         flux_ns = lab.get(f"{tool}.toolkit.fluxcd.io/namespace")
         if flux_name and flux_ns:
-            return AppKey(f"flux:{flux_ns}/{flux_name}", "flux", flux_name)
+            return AppKey(f"flux:{flux_ns}/{flux_name}", Grouping.FLUX, flux_name)
     if ns:
         for label in ("part-of", "instance", "name"):
             if value := lab.get(f"app.kubernetes.io/{label}"):
-                return AppKey(f"{ns}/{value}", "label", value)
+                return AppKey(f"{ns}/{value}", Grouping.LABEL, value)
     return None
 
 
@@ -118,7 +135,7 @@ def assign(summaries: list[Summary], *, claims: Mapping[Ref, Summary] | None = N
     own: dict[str, AppKey] = {}
     for s in live:
         if (k := signal(s)) is not None:
-            if k.grouping != "annotation" and follows(s):
+            if k.grouping != Grouping.ANNOTATION and follows(s):
                 own[s.uid] = k
             else:
                 keys[s.uid] = k
@@ -126,7 +143,7 @@ def assign(summaries: list[Summary], *, claims: Mapping[Ref, Summary] | None = N
         present_owners = [o for o in s.owners if o.uid in by_uid]
         if (s.uid in has_children and s.uid not in keys and not present_owners
                 and s.ref.namespace and not is_default(s)):
-            keys[s.uid] = AppKey(f"{s.ref.namespace}/{s.ref.name}", "owner", s.ref.name)
+            keys[s.uid] = AppKey(f"{s.ref.namespace}/{s.ref.name}", Grouping.OWNER, s.ref.name)
 
     def parents(s: Summary) -> list[Summary]:
         out = [claims[s.ref]] if s.ref in claims else []

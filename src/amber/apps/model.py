@@ -25,8 +25,9 @@ from typing import Any
 
 from amber.apps import defaults, grouping
 from amber.apps.claims import statefulset_claims
+from amber.apps.grouping import Grouping
 from amber.apps.refs import Ref, crd_ref
-from amber.apps.summary import Edge, Summary
+from amber.apps.summary import Edge, EdgeReason, Summary
 
 
 @dataclass
@@ -50,6 +51,7 @@ class Inventory:
 @dataclass
 class Application:
     id: str
+    #: a ``Grouping`` (a str: backup/runner.py's closure of a selection is "selection")
     grouping: str
     name: str
     members: set[Ref] = field(default_factory=set)
@@ -120,21 +122,21 @@ class _Indexes:
             yield Edge(s.ref, target, reason)
         if s.ref.kind == "ServiceAccount" and not s.ref.group:
             for b in self.binders.get(s.ref, ()):
-                yield Edge(b.ref, s.ref, "binds")
+                yield Edge(b.ref, s.ref, EdgeReason.BINDS)
         if s.pod_labels is not None and not (s.ref.kind == "Pod" and s.owners):
             for selector in self.selectors.get(s.ref.namespace, ()):
                 assert selector.pod_selector is not None
                 if selector.pod_selector(s.pod_labels):
-                    yield Edge(selector.ref, s.ref, "selects pods of")
+                    yield Edge(selector.ref, s.ref, EdgeReason.SELECTS_PODS)
         for claim in self.claims_of.get(s.ref, ()):
-            yield Edge(s.ref, claim, "volumeClaimTemplate")
+            yield Edge(s.ref, claim, EdgeReason.VOLUME_CLAIM_TEMPLATE)
         crd = f"{s.resource}.{s.ref.group}"
         if s.ref.group and crd in self.crds:
-            yield Edge(s.ref, crd_ref(s.resource, s.ref.group), "definition")
+            yield Edge(s.ref, crd_ref(s.resource, s.ref.group), EdgeReason.DEFINITION)
         for owner in s.owners:  # an owned member needs its owner restored for it to come back
             parent = self.by_uid.get(owner.uid)
             if parent is not None:
-                yield Edge(parent.ref, s.ref, "owns")
+                yield Edge(parent.ref, s.ref, EdgeReason.OWNS)
 
 
 def close(app: Application, inv: Inventory | _Indexes) -> None:
@@ -152,7 +154,7 @@ def close(app: Application, inv: Inventory | _Indexes) -> None:
             if other not in idx.inv.summaries:
                 app.missing.add(edge)
                 continue
-            if edge.reason == "owns" and other not in app.members:
+            if edge.reason == EdgeReason.OWNS and other not in app.members:
                 continue  # an owner in another application is not pulled in through its child
             app.edges.add(edge)
             if other not in seen:
@@ -177,7 +179,7 @@ def build(inv: Inventory) -> list[Application]:
         app = apps.get(key.id)
         if app is None:
             app = apps[key.id] = Application(key.id, key.grouping, key.name)
-        elif grouping.STRENGTH.index(key.grouping) < grouping.STRENGTH.index(app.grouping):
+        elif key.grouping.stronger_than(app.grouping):
             app.grouping = key.grouping
         app.members.add(s.ref)
     for app in apps.values():
@@ -190,7 +192,7 @@ def build(inv: Inventory) -> list[Application]:
     for ns, refs in leftovers.items():
         # The fallback takes the bare namespace as id; an explicit application of that name
         # (a cluster-scoped object annotated so) absorbs it rather than being replaced.
-        app = apps.get(ns) or Application(ns, "namespace", ns)
+        app = apps.get(ns) or Application(ns, Grouping.NAMESPACE, ns)
         app.members |= refs
         close(app, idx)
         apps[ns] = app

@@ -3,11 +3,16 @@
 Kinds, not resources (plurals), identify objects in the graph because references inside objects
 (ownerReferences, roleRef, subjects) carry kinds; the resource is kept beside it in ``Summary``
 for the paths a backup writes.
+
+:func:`group_kind` is the one reading of an object's (or a reference's) API group from its
+``apiVersion``; every layer above uses it rather than splitting ``apiVersion`` itself.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 
 @dataclass(frozen=True, slots=True, order=True)
@@ -46,3 +51,11 @@ def namespace_ref(name: str) -> Ref:
 def crd_ref(resource: str, group: str) -> Ref:
     """The CustomResourceDefinition that serves ``resource`` (a plural) in ``group``."""
     return Ref("apiextensions.k8s.io", "CustomResourceDefinition", "", f"{resource}.{group}")
+
+
+def group_kind(obj: Mapping[str, Any]) -> tuple[str, str]:
+    """``(group, kind)`` of an object, or of a reference that carries ``apiVersion`` and
+    ``kind`` (an owner reference, a ``scaleTargetRef``); the core group is ``""``
+    (``apiVersion: v1``)."""
+    api_version = str(obj.get("apiVersion") or "")
+    return api_version.rpartition("/")[0], str(obj.get("kind") or "")

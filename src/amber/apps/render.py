@@ -12,9 +12,10 @@ from collections import defaultdict
 
 from amber.apps.model import Application
 from amber.apps.refs import Ref
+from amber.apps.summary import EdgeReason
 
 #: Edges drawn from their target: the thing acted upon is the natural parent in a tree.
-_REVERSED = {"binds": "bound by", "selects pods of": "selected by"}
+_REVERSED = {EdgeReason.BINDS: "bound by", EdgeReason.SELECTS_PODS: "selected by"}
 _KIND_ORDER = ("Namespace", "Deployment", "StatefulSet", "DaemonSet", "CronJob", "Job",
                "ReplicaSet", "Pod", "Service", "Ingress")
 
@@ -27,7 +28,7 @@ def _sort_key(r: Ref) -> tuple[int, str, str, str]:
 def _children(app: Application) -> dict[Ref, list[tuple[Ref, str]]]:
     out: dict[Ref, list[tuple[Ref, str]]] = defaultdict(list)
     for e in app.edges:
-        if e.reason == "namespace":
+        if e.reason == EdgeReason.NAMESPACE:
             continue  # every namespaced object has one; the header names the namespaces
         if e.reason in _REVERSED:
             out[e.target].append((e.source, _REVERSED[e.reason]))
@@ -59,11 +60,12 @@ def tree(app: Application) -> str:
         shown.add(ref)
         lines.append(f"{prefix}{branch}{ref}{role}{note}")
         # An owned object (a Pod of a ReplicaSet) repeats its owner's needs: print them once.
-        items = [(c, lab) for c, lab in kids.get(ref, []) if lab == "owns" or c not in inherited]
-        mine = inherited | {c for c, lab in items if lab != "owns"}
+        items = [(c, lab) for c, lab in kids.get(ref, [])
+                 if lab == EdgeReason.OWNS or c not in inherited]
+        mine = inherited | {c for c, lab in items if lab != EdgeReason.OWNS}
         for i, (child, child_label) in enumerate(items):
             walk(child, child_label, prefix + ("    " if last else "│   "), i == len(items) - 1,
-                 mine if child_label == "owns" else frozenset())
+                 mine if child_label == EdgeReason.OWNS else frozenset())
 
     for i, root in enumerate(roots):
         walk(root, "", "", i == len(roots) - 1)

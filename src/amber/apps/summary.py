@@ -9,13 +9,14 @@ is dropped.
 
 from __future__ import annotations
 
+import enum
 import sys
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from amber.apps import labels as sel
-from amber.apps.refs import Ref, core, namespace_ref
+from amber.apps.refs import Ref, core, group_kind, namespace_ref
 
 Obj = Mapping[str, Any]
 
@@ -32,13 +33,49 @@ HELM_RELEASE_SECRET = "helm.sh/release.v1"  # noqa: S105 (a type name)
 RBAC = "rbac.authorization.k8s.io"
 
 
+class EdgeReason(enum.StrEnum):
+    """How an edge's source needs its target. The values are part of the backup format: every
+    backup's ``applications.json`` stores each edge with its reason (``amber.resources/v1``,
+    docs/internals/resource-backups.md) and a restore reads them back (restore/plan.py), so a
+    value never changes; a new kind of reference is a new member."""
+
+    NAMESPACE = "namespace"
+    VOLUME = "volume"
+    PROJECTED_VOLUME = "projected volume"
+    EPHEMERAL_VOLUME = "ephemeral volume"
+    ENV = "env"
+    ENV_FROM = "envFrom"
+    IMAGE_PULL_SECRET = "imagePullSecret"  # noqa: S105 (an edge kind, not a secret)
+    SERVICE_ACCOUNT = "serviceAccount"
+    SERVICE_ACCOUNT_SECRET = "serviceAccount secret"  # noqa: S105 (an edge kind)
+    PRIORITY_CLASS = "priorityClass"
+    RUNTIME_CLASS = "runtimeClass"
+    VOLUME_CLAIM_TEMPLATE = "volumeClaimTemplate"
+    BOUND_VOLUME = "bound volume"
+    STORAGE_CLASS = "storageClass"
+    DATA_SOURCE = "dataSource"
+    INGRESS_CLASS = "ingressClass"
+    BACKEND = "backend"
+    TLS = "tls"
+    SCALES = "scales"
+    ROLE_REF = "roleRef"
+    #: from a RoleBinding or ClusterRoleBinding to a service account it grants to
+    BINDS = "binds"
+    #: from a Service, PodDisruptionBudget or NetworkPolicy to a workload whose pods it selects
+    SELECTS_PODS = "selects pods of"
+    #: from a custom resource to its CustomResourceDefinition
+    DEFINITION = "definition"
+    #: from an owner to what it owns (ownerReferences)
+    OWNS = "owns"
+
+
 @dataclass(frozen=True, slots=True)
 class Edge:
-    """``source`` needs ``target``; ``reason`` says how (``env``, ``volume``, ``binds``, ...)."""
+    """``source`` needs ``target``; ``reason`` says how."""
 
     source: Ref
     target: Ref
-    reason: str
+    reason: EdgeReason
 
 
 @dataclass(slots=True)
@@ -68,7 +105,7 @@ class Summary:
     annotations: Mapping[str, str]
     owners: tuple[Owner, ...] = ()
     #: References this object makes (its pod template's ConfigMaps, a PVC's volume, ...).
-    needs: Sequence[tuple[Ref, str]] = ()
+    needs: Sequence[tuple[Ref, EdgeReason]] = ()
     #: Labels of the pods this object runs (pod template, or its own for a Pod).
     pod_labels: Mapping[str, str] | None = None
     #: Selects pods (Service, PodDisruptionBudget, NetworkPolicy ...): matched against pod_labels.
@@ -82,15 +119,15 @@ class Summary:
     #: anything a finalizer holds). It makes no application and no backup keeps it.
     deleting: bool = False
 
-    def need(self, target: Ref, reason: str) -> None:
+    def need(self, target: Ref, reason: EdgeReason) -> None:
         if not isinstance(self.needs, list):
             self.needs = list(self.needs)
         self.needs.append((target, reason))
 
-    def all_needs(self) -> Iterator[tuple[Ref, str]]:
+    def all_needs(self) -> Iterator[tuple[Ref, EdgeReason]]:
         """What this object references, its namespace included."""
         if self.ref.namespace:
-            yield namespace_ref(self.ref.namespace), "namespace"
+            yield namespace_ref(self.ref.namespace), EdgeReason.NAMESPACE
         yield from self.needs
 
 
@@ -130,35 +167,35 @@ def _template(obj: Obj) -> Obj | None:
     return None
 
 
-def _volume_refs(volume: Obj, ns: str) -> Iterator[tuple[Ref, str]]:
+def _volume_refs(volume: Obj, ns: str) -> Iterator[tuple[Ref, EdgeReason]]:
     if cm := (volume.get("configMap") or {}).get("name"):
-        yield core("ConfigMap", ns, cm), "volume"
+        yield core("ConfigMap", ns, cm), EdgeReason.VOLUME
     if sec := (volume.get("secret") or {}).get("secretName"):
-        yield core("Secret", ns, sec), "volume"
+        yield core("Secret", ns, sec), EdgeReason.VOLUME
     if pvc := (volume.get("persistentVolumeClaim") or {}).get("claimName"):
-        yield core("PersistentVolumeClaim", ns, pvc), "volume"
+        yield core("PersistentVolumeClaim", ns, pvc), EdgeReason.VOLUME
     for src in (volume.get("projected") or {}).get("sources") or []:
         if cm := (src.get("configMap") or {}).get("name"):
-            yield core("ConfigMap", ns, cm), "projected volume"
+            yield core("ConfigMap", ns, cm), EdgeReason.PROJECTED_VOLUME
         if sec := (src.get("secret") or {}).get("name"):
-            yield core("Secret", ns, sec), "projected volume"
+            yield core("Secret", ns, sec), EdgeReason.PROJECTED_VOLUME
     eph = ((volume.get("ephemeral") or {}).get("volumeClaimTemplate") or {}).get("spec") or {}
     if sc := eph.get("storageClassName"):
-        yield Ref("storage.k8s.io", "StorageClass", "", sc), "ephemeral volume"
+        yield Ref("storage.k8s.io", "StorageClass", "", sc), EdgeReason.EPHEMERAL_VOLUME
 
 
-def _container_refs(container: Obj, ns: str) -> Iterator[tuple[Ref, str]]:
+def _container_refs(container: Obj, ns: str) -> Iterator[tuple[Ref, EdgeReason]]:
     for env in container.get("env") or []:
         source = env.get("valueFrom") or {}
         if cm := (source.get("configMapKeyRef") or {}).get("name"):
-            yield core("ConfigMap", ns, cm), "env"
+            yield core("ConfigMap", ns, cm), EdgeReason.ENV
         if sec := (source.get("secretKeyRef") or {}).get("name"):
-            yield core("Secret", ns, sec), "env"
+            yield core("Secret", ns, sec), EdgeReason.ENV
     for env_from in container.get("envFrom") or []:
         if cm := (env_from.get("configMapRef") or {}).get("name"):
-            yield core("ConfigMap", ns, cm), "envFrom"
+            yield core("ConfigMap", ns, cm), EdgeReason.ENV_FROM
         if sec := (env_from.get("secretRef") or {}).get("name"):
-            yield core("Secret", ns, sec), "envFrom"
+            yield core("Secret", ns, sec), EdgeReason.ENV_FROM
 
 
 def _pod_spec(template: Obj, s: Summary) -> None:
@@ -175,13 +212,13 @@ def _pod_spec(template: Obj, s: Summary) -> None:
                 s.need(target, reason)
     for secret in spec.get("imagePullSecrets") or []:
         if secret.get("name"):
-            s.need(core("Secret", ns, secret["name"]), "imagePullSecret")
+            s.need(core("Secret", ns, secret["name"]), EdgeReason.IMAGE_PULL_SECRET)
     account = spec.get("serviceAccountName") or spec.get("serviceAccount") or "default"
-    s.need(core("ServiceAccount", ns, account), "serviceAccount")
+    s.need(core("ServiceAccount", ns, account), EdgeReason.SERVICE_ACCOUNT)
     if pc := spec.get("priorityClassName"):
-        s.need(Ref("scheduling.k8s.io", "PriorityClass", "", pc), "priorityClass")
+        s.need(Ref("scheduling.k8s.io", "PriorityClass", "", pc), EdgeReason.PRIORITY_CLASS)
     if rc := spec.get("runtimeClassName"):
-        s.need(Ref("node.k8s.io", "RuntimeClass", "", rc), "runtimeClass")
+        s.need(Ref("node.k8s.io", "RuntimeClass", "", rc), EdgeReason.RUNTIME_CLASS)
 
 
 def _workload(obj: Obj, s: Summary) -> None:
@@ -211,7 +248,8 @@ def _statefulset(obj: Obj, s: Summary) -> None:
         if tpl_name:
             s.claim_prefixes = (*s.claim_prefixes, f"{tpl_name}-{s.ref.name}-")
         if sc := (tpl.get("spec") or {}).get("storageClassName"):
-            s.need(Ref("storage.k8s.io", "StorageClass", "", sc), "volumeClaimTemplate")
+            s.need(Ref("storage.k8s.io", "StorageClass", "", sc),
+                   EdgeReason.VOLUME_CLAIM_TEMPLATE)
 
 
 # -- storage -----------------------------------------------------------------------------------
@@ -219,19 +257,19 @@ def _statefulset(obj: Obj, s: Summary) -> None:
 def _pvc(obj: Obj, s: Summary) -> None:
     spec = obj.get("spec") or {}
     if pv := spec.get("volumeName"):
-        s.need(core("PersistentVolume", "", pv), "bound volume")
+        s.need(core("PersistentVolume", "", pv), EdgeReason.BOUND_VOLUME)
     if sc := spec.get("storageClassName"):
-        s.need(Ref("storage.k8s.io", "StorageClass", "", sc), "storageClass")
+        s.need(Ref("storage.k8s.io", "StorageClass", "", sc), EdgeReason.STORAGE_CLASS)
     source = spec.get("dataSource") or spec.get("dataSourceRef") or {}
     if source.get("kind") == "VolumeSnapshot" and source.get("name"):
         s.need(Ref("snapshot.storage.k8s.io", "VolumeSnapshot", s.ref.namespace,
-                   source["name"]), "dataSource")
+                   source["name"]), EdgeReason.DATA_SOURCE)
 
 
 def _pv(obj: Obj, s: Summary) -> None:
     spec = obj.get("spec") or {}
     if sc := spec.get("storageClassName"):
-        s.need(Ref("storage.k8s.io", "StorageClass", "", sc), "storageClass")
+        s.need(Ref("storage.k8s.io", "StorageClass", "", sc), EdgeReason.STORAGE_CLASS)
 
 
 # -- networking --------------------------------------------------------------------------------
@@ -250,23 +288,23 @@ def _ingress(obj: Obj, s: Summary) -> None:
     spec = obj.get("spec") or {}
     ns = s.ref.namespace
     if ic := spec.get("ingressClassName"):
-        s.need(Ref("networking.k8s.io", "IngressClass", "", ic), "ingressClass")
+        s.need(Ref("networking.k8s.io", "IngressClass", "", ic), EdgeReason.INGRESS_CLASS)
     backends = [spec.get("defaultBackend") or {}]
     for rule in spec.get("rules") or []:
         backends += [p.get("backend") or {} for p in (rule.get("http") or {}).get("paths") or []]
     for backend in backends:
         if name := (backend.get("service") or {}).get("name"):
-            s.need(core("Service", ns, name), "backend")
+            s.need(core("Service", ns, name), EdgeReason.BACKEND)
     for tls in spec.get("tls") or []:
         if tls.get("secretName"):
-            s.need(core("Secret", ns, tls["secretName"]), "tls")
+            s.need(core("Secret", ns, tls["secretName"]), EdgeReason.TLS)
 
 
 def _hpa(obj: Obj, s: Summary) -> None:
     target = (obj.get("spec") or {}).get("scaleTargetRef") or {}
     if target.get("kind") and target.get("name"):
-        group = (target.get("apiVersion") or "").rpartition("/")[0]
-        s.need(Ref(group, target["kind"], s.ref.namespace, target["name"]), "scales")
+        group = group_kind(target)[0]
+        s.need(Ref(group, target["kind"], s.ref.namespace, target["name"]), EdgeReason.SCALES)
 
 
 # -- identity and RBAC -------------------------------------------------------------------------
@@ -275,15 +313,15 @@ def _service_account(obj: Obj, s: Summary) -> None:
     ns = s.ref.namespace
     for secret in (obj.get("secrets") or []) + (obj.get("imagePullSecrets") or []):
         if secret.get("name"):
-            s.need(core("Secret", ns, secret["name"]), "serviceAccount secret")
+            s.need(core("Secret", ns, secret["name"]), EdgeReason.SERVICE_ACCOUNT_SECRET)
 
 
 def _binding(obj: Obj, s: Summary) -> None:
     role = obj.get("roleRef") or {}
     if role.get("kind") == "ClusterRole":
-        s.need(Ref(RBAC, "ClusterRole", "", role.get("name", "")), "roleRef")
+        s.need(Ref(RBAC, "ClusterRole", "", role.get("name", "")), EdgeReason.ROLE_REF)
     elif role.get("kind") == "Role":
-        s.need(Ref(RBAC, "Role", s.ref.namespace, role.get("name", "")), "roleRef")
+        s.need(Ref(RBAC, "Role", s.ref.namespace, role.get("name", "")), EdgeReason.ROLE_REF)
     for subject in obj.get("subjects") or []:
         if subject.get("kind") == "ServiceAccount" and subject.get("name"):
             ns = subject.get("namespace") or s.ref.namespace
