@@ -9,6 +9,7 @@ for 10,000 objects.
 
 from __future__ import annotations
 
+import enum
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,6 +26,18 @@ Obj = dict[str, Any]
 #: Page size for lists: large enough that 10,000 objects take 20 requests, small enough that one
 #: page of Secrets stays a few MB.
 DEFAULT_PAGE = 500
+
+
+class Propagation(enum.StrEnum):
+    """DeleteOptions ``propagationPolicy``: what happens to the objects the deleted one owns."""
+
+    #: the object goes at once; the garbage collector deletes its dependents afterwards
+    BACKGROUND = "Background"
+    #: the object stays (with the ``foregroundDeletion`` finalizer) until its dependents that
+    #: block their owner's deletion are gone
+    FOREGROUND = "Foreground"
+    #: the dependents stay, without their owner reference
+    ORPHAN = "Orphan"
 
 
 class Client:
@@ -70,8 +83,27 @@ class Client:
             "PUT", res.path(namespace, obj["metadata"]["name"]), body=obj)
         return result
 
-    def delete(self, res: APIResource, name: str, namespace: str | None = None) -> Obj | None:
-        result: Obj | None = self.transport.request("DELETE", res.path(namespace, name))
+    def delete(self, res: APIResource, name: str, namespace: str | None = None, *,
+               uid: str | None = None, resource_version: str | None = None,
+               propagation: Propagation | None = None) -> Obj | None:
+        """Delete ``name``. ``uid`` and ``resource_version`` are preconditions (DeleteOptions
+        ``preconditions``): the server deletes only the object that still has them, and
+        answers 409 otherwise (``errors.Conflict``; the object stays), so a delete never hits
+        an object created again under the same name, or (with ``resource_version``) one changed
+        since it was read. ``propagation`` is the ``propagationPolicy`` (None: the resource's
+        default). The answer is the deleted object, or its last state while finalizers hold it
+        (some resources answer a Status)."""
+        preconditions = {k: v for k, v in (("uid", uid), ("resourceVersion", resource_version))
+                         if v}
+        body: Obj | None = None
+        if preconditions or propagation is not None:
+            body = {"apiVersion": "v1", "kind": "DeleteOptions"}
+            if preconditions:
+                body["preconditions"] = preconditions
+            if propagation is not None:
+                body["propagationPolicy"] = Propagation(propagation).value
+        result: Obj | None = self.transport.request("DELETE", res.path(namespace, name),
+                                                    body=body)
         return result
 
     def request(self, method: str, path: str, body: Any = None, **kwargs: Any) -> Any:
