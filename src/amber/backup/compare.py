@@ -8,6 +8,7 @@ rather than as a diff, since every write bumps ``resourceVersion``.
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -20,17 +21,27 @@ from amber.repo import snapshot as snapshots
 _BOOKKEEPING = ("resourceVersion", "managedFields")
 
 
+class Change(enum.StrEnum):
+    """How an object differs from one backup to the next."""
+
+    ADDED = "added"
+    REMOVED = "removed"
+    MODIFIED = "modified"
+    #: only server bookkeeping changed (``resourceVersion``, ``managedFields``)
+    TOUCHED = "touched"
+
+
 @dataclass
 class ObjectChange:
     path: str
-    change: str  # added | removed | modified | touched
+    change: Change
     diff: list[str]
 
     def to_json(self) -> dict[str, Any]:
         parsed = layout.parse_path(self.path)
         assert parsed is not None
         group, version, resource, namespace, name = parsed
-        return {"change": self.change, "path": self.path, "group": group, "version": version,
+        return {"change": self.change.value, "path": self.path, "group": group, "version": version,
                 "resource": resource, "namespace": namespace, "name": name,
                 "diff": self.diff}
 
@@ -46,15 +57,15 @@ def diff(repo: repository.Repository, a: snapshots.Snapshot, b: snapshots.Snapsh
     old, new = catalogue.object_files(repo, a), catalogue.object_files(repo, b)
     for path in sorted(old.keys() | new.keys()):
         if path not in new:
-            yield ObjectChange(path, "removed", [])
+            yield ObjectChange(path, Change.REMOVED, [])
         elif path not in old:
-            yield ObjectChange(path, "added", [])
+            yield ObjectChange(path, Change.ADDED, [])
         elif old[path].content != new[path].content:
             old_obj = catalogue.read_object(repo, old[path])
             new_obj = catalogue.read_object(repo, new[path])
             if _without_bookkeeping(old_obj) == _without_bookkeeping(new_obj):
-                yield ObjectChange(path, "touched", [])
+                yield ObjectChange(path, Change.TOUCHED, [])
                 continue
             lines = redact.diff(old_obj, new_obj, sides=("old", "new"),
                                 labels=(f"a/{path}", f"b/{path}"), context=context)
-            yield ObjectChange(path, "modified", lines)
+            yield ObjectChange(path, Change.MODIFIED, lines)
