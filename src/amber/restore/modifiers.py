@@ -43,6 +43,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from amber.apps import labels as label_selectors
+from amber.apps.refs import group_kind
 from amber.util import errors, yamlfile
 from amber.util.jsonpatch import (
     Operation,
@@ -79,12 +80,12 @@ class Match:
 
     def matches(self, obj: Obj) -> bool:
         meta = _mapping(obj.get("metadata"))
-        group = str(obj.get("apiVersion") or "").rpartition("/")[0]
+        group, kind = group_kind(obj)
         namespace = str(meta.get("namespace") or "")
         labels = _mapping(meta.get("labels"))
         checks = (
             self.group is None or group == ("" if self.group == "core" else self.group),
-            self.kind is None or str(obj.get("kind", "")).lower() == self.kind.lower(),
+            self.kind is None or kind.lower() == self.kind.lower(),
             self.name is None or fnmatch.fnmatchcase(str(meta.get("name", "")), self.name),
             self.namespace is None or (bool(namespace)
                                        and fnmatch.fnmatchcase(namespace, self.namespace)),

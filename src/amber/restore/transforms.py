@@ -51,7 +51,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from amber.restore.portable import group_kind
+from amber.apps.refs import group_kind
 from amber.util import errors
 
 Obj = dict[str, Any]

@@ -19,6 +19,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from amber.apps.refs import group_kind
 from amber.kube import errors as kerrors
 from amber.kube import readiness
 from amber.kube import wait as kwait
@@ -50,7 +51,7 @@ def awaited(obj: Obj | None) -> bool:
     """Whether a restored object has a readiness worth waiting for (claims included)."""
     if not obj:
         return False
-    if obj.get("kind") == "PersistentVolumeClaim" and "/" not in str(obj.get("apiVersion")):
+    if group_kind(obj) == ("", "PersistentVolumeClaim"):
         return True
     return readiness.is_ready(obj) is not None
 
