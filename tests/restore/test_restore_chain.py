@@ -52,9 +52,9 @@ def test_unready_dependency_blocks_the_whole_chain(
     assert by[f"Deployment.apps {NS}/c"]["result"] == "created"
     for name, dep in (("b", "c"), ("a", "b")):
         step = by[f"Deployment.apps {NS}/{name}"]
-        assert step["result"] == "failed"
-        assert step["reason"].startswith(f"not started: it depends on {NS}/{dep}")
+        assert step["result"] == "failed" and step["reason"] == "DependencyNotReady"
+        assert step["message"].startswith(f"not started: it depends on {NS}/{dep}")
     # The dependency that never got ready is listed with why, and its dependents say it too.
     (late,) = report["notReady"]
-    assert late["ref"] == f"Deployment.apps {NS}/c" and late["reason"].startswith("pod c-")
-    assert late["reason"][:40] in by[f"Deployment.apps {NS}/b"]["reason"]
+    assert late["ref"] == f"Deployment.apps {NS}/c" and late["message"].startswith("pod c-")
+    assert late["message"][:40] in by[f"Deployment.apps {NS}/b"]["message"]

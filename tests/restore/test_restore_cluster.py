@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import re
 import threading
 import time
 import uuid
@@ -242,7 +243,8 @@ def test_conflict_modes_skip_update_replace(
 
     skip = amber("-o", "json", "restore", "latest", "--kind", "ConfigMap", "--name",
                  "db-config").json()
-    assert {o["result"] for o in skip["objects"] if "db-config" in o["ref"]} == {"skipped"}
+    assert {(o["result"], o["reason"], o["message"]) for o in skip["objects"]
+            if "db-config" in o["ref"]} == {("skipped", "AlreadyExists", "exists")}
     assert client.get(cms, "db-config", NS)["data"] == {"mode": "changed"}
 
     upd = amber("-o", "json", "restore", "latest", "--kind", "ConfigMap", "--name",
@@ -326,7 +328,8 @@ def test_an_object_the_cluster_refuses_fails_alone_and_is_reported(
     report = result.json()
     failed = [o for o in report["objects"] if o["result"] == "failed"]
     assert [o["ref"] for o in failed] == [f"ConfigMap {NS}/db-config"]
-    assert failed[0]["reason"]
+    # The server's refusal (400 or 422, both "invalid") with its message, never the object.
+    assert failed[0]["reason"] == "Invalid" and failed[0]["message"], failed[0]
     assert "could not be restored" in result.stderr
     assert "Deployment/db" in _snapshot_of(client)  # everything else went in
 
@@ -373,7 +376,8 @@ def test_owner_outside_the_restore_and_updates_keep_relations(
     out = amber("-o", "json", "restore", "latest", "--name", "db-derived",
                 "--existing", "replace").json()
     (one,) = [o for o in out["objects"] if "db-derived" in o["ref"]]
-    assert one["result"] == "updated" and "finalizers" in one["reason"]
+    assert (one["result"], one["reason"]) == ("updated", "HasFinalizers")
+    assert one["message"] == "updated, not replaced: it has finalizers"
     assert "deletionTimestamp" not in client.get(secrets, "db-derived", NS)["metadata"]
     held = client.get(secrets, "db-derived", NS)
     held["metadata"]["finalizers"] = []
@@ -389,7 +393,8 @@ def test_namespace_mapping_adds_to_shared_bindings_and_never_takes_them_over(
         out = amber("-o", "json", "restore", "latest", "-n", NS, "--namespace-mapping",
                     f"{NS}={copy_ns}", "--existing", "update").json()
         (step,) = [o for o in out["objects"] if o["ref"].endswith(f" {NS}-db-view")]
-        assert step["result"] == "updated" and "mapped subjects" in step["reason"]
+        assert (step["result"], step["reason"]) == ("updated", "SubjectsAdded")
+        assert "mapped subjects" in step["message"]
         subjects = client.get(crbs, f"{NS}-db-view")["subjects"]
         assert {(s["namespace"], s["name"]) for s in subjects} == {(NS, "db"), (copy_ns, "db")}
         assert client.get(client.discover().find("deployments", "apps"), "web", copy_ns)
@@ -408,12 +413,26 @@ def test_an_owned_object_whose_owner_does_not_come_back_says_so(
                     "  jsonPatch: [{op: test, path: /spec/replicas, value: 99}]\n")
     report = amber("-o", "json", "restore", "latest", "--dry-run", "--modifiers", str(mods),
                    check=False).json()
-    reasons = {o["ref"]: o["reason"] for o in report["objects"]}
-    (db_rs,) = [r for r in reasons if r.startswith(f"ReplicaSet.apps {NS}/db-")]
-    assert reasons[db_rs].startswith("not restored: its owner Deployment/db does not come back"
-                                     " (modifier rule 1"), reasons[db_rs]
-    (web_rs,) = [r for r in reasons if r.startswith(f"ReplicaSet.apps {NS}/web-")]
-    assert reasons[web_rs] == "recreated by its owner Deployment/web"
+    objects = {o["ref"]: o for o in report["objects"]}
+    (db_rs,) = [r for r in objects if r.startswith(f"ReplicaSet.apps {NS}/db-")]
+    assert objects[db_rs]["reason"] == "OwnerNotRestored"
+    assert objects[db_rs]["message"].startswith(
+        "not restored: its owner Deployment/db does not come back (modifier rule 1"), objects[db_rs]
+    (web_rs,) = [r for r in objects if r.startswith(f"ReplicaSet.apps {NS}/web-")]
+    assert objects[web_rs]["reason"] == "RecreatedByOwner"
+    assert objects[web_rs]["message"] == "recreated by its owner Deployment/web"
+
+
+def test_the_text_report_counts_skips_by_reason(
+        client: Client, backed_up: tuple[Amber, dict[str, Any]]) -> None:
+    """People read messages, grouped; the owned objects' per-owner messages are one line."""
+    amber, _ = backed_up
+    delete_namespace(client, NS)
+    out = amber("restore", "latest", "-n", NS).stdout
+    assert re.search(r"^skipped +\d+ object\(s\): recreated by their owners$", out, re.M), out
+    again = amber("restore", "latest", "-n", NS).stdout
+    assert re.search(r"^skipped +\d+ object\(s\): exists$", again, re.M), again
+    assert "--existing update (or replace) restores them from the backup" in again
 
 
 def test_a_dry_run_predicts_what_the_restore_creates(
@@ -432,3 +451,5 @@ def test_a_dry_run_predicts_what_the_restore_creates(
              if (predicted[ref] == "would-create") != (happened[ref] == "created")}
     assert not wrong, wrong
     assert predicted[f"ServiceAccount {NS}/default"] == "would-skip"
+    (account,) = [o for o in dry["objects"] if o["ref"] == f"ServiceAccount {NS}/default"]
+    assert account["reason"] == "ClusterDefault"

@@ -284,11 +284,11 @@ def test_a_workload_that_is_not_ready_fails_the_drill_with_its_cause(
         (late,) = report["notReady"]
         assert late["ref"].startswith("Deployment.apps drill-") and late["ref"].endswith(
             "/crasher")
-        assert late["reason"].startswith("pod crasher-"), late
+        assert late["message"].startswith("pod crasher-"), late
         ready = next(c for c in report["checks"] if c["name"] == "workloads ready")
-        assert ready["result"] == "failed" and late["reason"] in ready["reason"]
+        assert ready["result"] == "failed" and late["message"] in ready["message"]
         if os.geteuid() == 0 or os.environ.get("AMBER_TEST_KUBECONFIG"):  # pods run
-            assert "exit" in late["reason"] or "crash-looping" in late["reason"], late
+            assert "exit" in late["message"] or "crash-looping" in late["message"], late
     finally:
         with contextlib.suppress(kerrors.NotFound):
             client.delete(client.discover().find("namespaces"), other)

@@ -8,12 +8,19 @@ import json
 import pytest
 from restore_objects import deployment, pod_spec, secret, served
 
-from amber.restore.portable import Portable, group_kind, is_cluster_default, make_portable
+from amber.apps.refs import group_kind
+from amber.restore.outcomes import Reason
+from amber.restore.portable import Portable, is_cluster_default, make_portable
 
 
 def portable_obj(result: Portable) -> dict[str, object]:
-    assert result.obj is not None, result.skip_reason
+    assert result.obj is not None, result.skip
     return result.obj
+
+
+def skip_reason(result: Portable) -> Reason | None:
+    """The code of a skip (the message is for people: tests check codes)."""
+    return result.skip.reason if result.skip is not None else None
 
 
 def test_metadata_and_status_reset_everything_else_kept() -> None:
@@ -26,7 +33,7 @@ def test_metadata_and_status_reset_everything_else_kept() -> None:
     assert result.status == {"observedGeneration": 3}
     assert obj["spec"] == original["spec"]
     assert "metadata.uid" in result.reset and "status" in result.reset
-    assert not result.cluster_default and result.skip_reason == ""
+    assert not result.cluster_default and result.skip is None
 
 
 def test_input_is_never_mutated() -> None:
@@ -64,6 +71,9 @@ def test_group_kind() -> None:
     assert group_kind({"apiVersion": "v1", "kind": "Pod"}) == ("", "Pod")
     assert group_kind({"apiVersion": "apps/v1", "kind": "Deployment"}) == ("apps", "Deployment")
     assert group_kind({}) == ("", "")
+    # a reference reads the same (an owner reference, a scaleTargetRef)
+    assert group_kind({"apiVersion": "example.com/v1beta1", "kind": "Gadget",
+                       "name": "g"}) == ("example.com", "Gadget")
 
 
 # --- Service --------------------------------------------------------------------------------
@@ -169,7 +179,8 @@ def test_pv_claim_ref_keeps_name_and_namespace_only() -> None:
 
 def test_dynamically_provisioned_pv_is_skipped_when_provisioned_anew() -> None:
     result = make_portable(volume(provisioned=True))
-    assert result.obj is None and "provisions a new one" in result.skip_reason
+    assert result.obj is None and skip_reason(result) == Reason.DYNAMICALLY_PROVISIONED
+    assert result.skip is not None and "provisions a new one" in result.skip.message
 
 
 def test_dynamically_provisioned_pv_is_restored_when_reused_without_provisioned_by() -> None:
@@ -224,14 +235,15 @@ def test_pod_node_priority_and_ephemeral_containers_are_reset() -> None:
 @pytest.mark.parametrize("phase", ["Succeeded", "Failed"])
 def test_finished_pods_are_skipped(phase: str) -> None:
     result = make_portable(pod(phase))
-    assert result.obj is None and phase in result.skip_reason
+    assert result.obj is None and skip_reason(result) == Reason.POD_FINISHED
+    assert result.skip is not None and phase in result.skip.message
     assert result.status == {"phase": phase}
 
 
 def test_mirror_pods_are_skipped() -> None:
     obj = pod()
     obj["metadata"]["annotations"]["kubernetes.io/config.mirror"] = "abc"
-    assert "mirror" in make_portable(obj).skip_reason
+    assert skip_reason(make_portable(obj)) == Reason.MIRROR_POD
 
 
 def test_legacy_token_volumes_and_mounts_are_dropped() -> None:
@@ -288,7 +300,8 @@ def test_job_with_manual_selector_is_kept() -> None:
     {"conditions": [{"type": "Complete", "status": "True"}]},
 ])
 def test_finished_jobs_are_skipped(status: dict[str, object]) -> None:
-    assert make_portable(job(status=status)).obj is None
+    result = make_portable(job(status=status))
+    assert result.obj is None and skip_reason(result) == Reason.JOB_FINISHED
 
 
 def test_a_job_with_a_false_condition_is_restored() -> None:
@@ -309,7 +322,7 @@ def token(name: str, account: str = "builder") -> dict[str, object]:
 
 def test_generated_token_secrets_are_skipped() -> None:
     result = make_portable(token("builder-token-x7k2p"))
-    assert result.obj is None and "service account token" in result.skip_reason
+    assert result.obj is None and skip_reason(result) == Reason.GENERATED_TOKEN
 
 
 def test_requested_long_lived_tokens_are_restored_without_the_old_token() -> None:
@@ -373,7 +386,7 @@ def test_automanaged_api_services_are_skipped() -> None:
     obj = served("apiregistration.k8s.io/v1", "APIService", "v1.apps", namespace=None,
                  spec={"group": "apps", "version": "v1"})
     obj["metadata"]["labels"]["kube-aggregator.kubernetes.io/automanaged"] = "onstart"
-    assert make_portable(obj).obj is None
+    assert skip_reason(make_portable(obj)) == Reason.REGISTERED_BY_API_SERVER
     del obj["metadata"]["labels"]["kube-aggregator.kubernetes.io/automanaged"]
     assert make_portable(obj).obj is not None
 

@@ -105,7 +105,7 @@ def test_a_claim_that_cannot_bind_is_reported_with_why_and_exit_4(
     assert "not ready" in result.stderr and "amber: error:" in result.stderr
     report = result.json()
     assert report["counts"].get("failed", 0) == 0
-    causes = {n["ref"]: n["reason"] for n in report["notReady"]}
+    causes = {n["ref"]: n["message"] for n in report["notReady"]}
     assert f"storage class {missing} does not exist" in causes[
         f"PersistentVolumeClaim {NS}/orphan"]
 
@@ -131,7 +131,7 @@ def test_a_workload_that_never_gets_ready_is_reported_with_its_cause(
 
     result = kube("-o", "json", "restore", "latest", "--wait-timeout", "20", check=False)
     assert result.returncode == 4, result.stderr
-    causes = {n["ref"]: n["reason"] for n in result.json()["notReady"]}
+    causes = {n["ref"]: n["message"] for n in result.json()["notReady"]}
     why = causes[f"Deployment.apps {NS}/broken"]
     # The cause names the pod; where pods run, it says the container fails.
     assert why.startswith("pod broken-"), why
@@ -186,10 +186,10 @@ def test_a_namespace_that_stays_terminating_fails_its_objects_with_why(
         result = kube("-o", "json", "restore", "latest", "--namespace-timeout", "2",
                       check=False)
         assert result.returncode == 3, result.stderr
-        failed = {o["ref"]: o["reason"] for o in result.json()["objects"]
-                  if o["result"] == "failed"}
-        assert f"namespace {NS} was still terminating after 2s" in failed[
-            f"ConfigMap {NS}/settings"]
+        failed = {o["ref"]: o for o in result.json()["objects"] if o["result"] == "failed"}
+        settings = failed[f"ConfigMap {NS}/settings"]
+        assert settings["reason"] == "NamespaceTerminating", settings
+        assert f"namespace {NS} was still terminating after 2s" in settings["message"]
         text = kube("restore", "latest", "--namespace-timeout", "1", check=False)
         assert text.returncode == 3
         summary = text.stdout.strip().splitlines()[-1]

@@ -125,8 +125,9 @@ def test_a_version_the_target_no_longer_serves_goes_through_a_served_one(
                "--kind", "Gizmo", check=False)
     assert out.returncode == 3
     (failed,) = [o for o in out.json()["objects"] if o["result"] == "failed"]
-    assert failed["reason"] == (f"the target serves no Gizmo.{GROUP} ({GROUP}/v1 in the "
-                                "backup): install it first")
+    assert failed["reason"] == "KindNotServed"
+    assert failed["message"] == (f"the target serves no Gizmo.{GROUP} ({GROUP}/v1 in the "
+                                 "backup): install it first")
     # The target's CRD serves only v2: the object goes through v2, with a warning.
     create_crd(target, GROUP, "gizmos", "Gizmo", versions=("v2",))
     report = repo("--kubeconfig", str(second_cluster), "-o", "json", "restore", "latest",

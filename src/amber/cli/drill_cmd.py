@@ -110,12 +110,12 @@ def _text(report: drills.DrillReport, hint: str) -> list[str]:
         counts = ", ".join(f"{n} {k}" for k, n in report.restore.counts().items())
         lines.append(f"  objects      {counts}")
     for o in report.failed_objects:
-        lines.append(f"    failed     {o.step.target}: {o.reason}")
+        lines.append(f"    failed     {o.step.target}: {o.message}")
     for name, why in report.not_ready.items():
         lines.append(f"    not ready  {name}: {why}")
     width = max((len(c.check.name) for c in report.checks), default=0)
     for c in report.checks:
-        why = f"  {c.reason}" if c.reason and not c.passed else ""
+        why = f"  {c.message}" if c.message and not c.passed else ""
         lines.append(f"  check        {c.check.name:<{width}}  {c.check.type:<6} "
                      f"{'passed' if c.passed else 'FAILED'} {c.duration_s:6.1f}s{why}")
     lines.append(f"  timings      restore {report.restore_s:.1f}s, readiness wait "

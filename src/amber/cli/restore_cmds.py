@@ -13,6 +13,7 @@ from amber.cli.options import split_values as _split
 from amber.restore import modifiers, order, privileges, transforms
 from amber.restore import plan as restore_plan
 from amber.restore.executor import MODES, Executor, Report
+from amber.restore.outcomes import Reason, Result
 from amber.util import errors
 
 pass_ctx = click.make_pass_decorator(context.Context)
@@ -167,7 +168,7 @@ def _print(ctx: context.Context, report: Report, backup: str,
         "waves": the_plan.waves, "warnings": report.warnings,
         "dependencies": {a: d for a, d in the_plan.app_deps.needs.items() if d},
         "objects": [o.to_json() for o in report.outcomes],
-        "notReady": [{"ref": ref, "reason": why} for ref, why in report.not_ready.items()],
+        "notReady": [{"ref": ref, "message": why} for ref, why in report.not_ready.items()],
         "readinessChecked": report.waited, "ready": report.ready,
         "durationSeconds": report.duration_s}
     if ctx.json:
@@ -181,7 +182,7 @@ def _print(ctx: context.Context, report: Report, backup: str,
                 current = where
                 label = f"{where[0]}" + (f" (wave {where[1]})" if where[1] is not None else "")
                 print(f"== {label}")
-            reason = f"  ({o.reason})" if o.reason else ""
+            reason = f"  ({o.message})" if o.message else ""
             print(f"  {o.result:<14} {o.step.target}{reason}")
             for line in o.diff:
                 print(f"      {line}")
@@ -190,11 +191,11 @@ def _print(ctx: context.Context, report: Report, backup: str,
         # thousands of pods and ReplicaSets that their owners recreate).
         skipped: dict[str, int] = {}
         for o in report.outcomes:
-            if o.result == "failed":
-                print(f"failed   {o.step.target}: {o.reason}")
-            elif o.result == "skipped":
-                owned = o.reason.startswith("recreated by its owner")
-                key = "recreated by their owners" if owned else o.reason
+            if o.result == Result.FAILED:
+                print(f"failed   {o.step.target}: {o.message}")
+            elif o.result == Result.SKIPPED:
+                owned = o.reason == Reason.RECREATED_BY_OWNER
+                key = "recreated by their owners" if owned else o.message
                 skipped[key] = skipped.get(key, 0) + 1
         for reason, n in sorted(skipped.items()):
             print(f"skipped  {n} object(s): {reason}")
@@ -224,4 +225,5 @@ def _print(ctx: context.Context, report: Report, backup: str,
 def _skipped_existing(report: Report) -> int:
     """Objects skipped because they exist (``--existing skip``, the default)."""
     return sum(1 for o in report.outcomes
-               if o.result in ("skipped", "would-skip") and o.reason == "exists")
+               if o.result in (Result.SKIPPED, Result.WOULD_SKIP)
+               and o.reason == Reason.ALREADY_EXISTS)

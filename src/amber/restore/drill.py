@@ -32,15 +32,18 @@ from amber.apps.refs import Ref
 from amber.backup.catalogue import BackupSource
 from amber.kube import errors as kerrors
 from amber.kube import wait as kwait
-from amber.kube.client import Client
+from amber.kube.client import Client, Propagation
 from amber.kube.discovery import APIResource
 from amber.restore import plan as restore_plan
 from amber.restore import privileges, waiting
 from amber.restore.drill_checks import (
     Check,
+    CheckOrigin,
+    CheckType,
     annotation_checks,
 )
 from amber.restore.executor import Executor, Outcome, Report
+from amber.restore.outcomes import WRITTEN, Reason, Result, Why
 from amber.util import errors
 
 Obj = dict[str, Any]
@@ -48,7 +51,7 @@ LABEL = "amber.io/drill"
 #: How long cleanup waits for the scratch namespaces to be gone before it reports them.
 CLEANUP_WAIT = 180.0
 POLL = 0.5
-_WRITTEN = ("created", "updated", "replaced")
+
 # -- names ---------------------------------------------------------------------------------------
 
 def new_id() -> str:
@@ -74,12 +77,14 @@ def _slug(text: str, limit: int) -> str:
 class CheckResult:
     check: Check
     passed: bool
-    reason: str = ""
+    #: what it found, in one line (why it failed)
+    message: str = ""
     duration_s: float = 0.0
 
     def to_json(self) -> dict[str, Any]:
-        return {"name": self.check.name, "type": self.check.type, "origin": self.check.origin,
-                "result": "passed" if self.passed else "failed", "reason": self.reason,
+        return {"name": self.check.name, "type": self.check.type.value,
+                "origin": self.check.origin.value,
+                "result": "passed" if self.passed else "failed", "message": self.message,
                 "durationSeconds": round(self.duration_s, 3)}
 
 
@@ -120,8 +125,9 @@ class DrillReport:
             "scratchNamespaces": self.scratch,
             "counts": r.counts() if r else {},
             "failedObjects": [{"ref": str(o.step.target), "source": str(o.step.item.ref),
-                               "reason": o.reason} for o in self.failed_objects],
-            "notReady": [{"ref": ref, "reason": why} for ref, why in self.not_ready.items()],
+                               "reason": o.reason.value if o.reason is not None else "",
+                               "message": o.message} for o in self.failed_objects],
+            "notReady": [{"ref": ref, "message": why} for ref, why in self.not_ready.items()],
             "checks": [c.to_json() for c in self.checks],
             "timings": {"restoreSeconds": round(self.restore_s, 3),
                         "readyWaitSeconds": round(self.ready_wait_s, 3),
@@ -160,6 +166,8 @@ class Drill:
         self.status = "planning"
         self.plan: restore_plan.Plan | None = None
         self._namespaces_made: list[str] = []
+        #: uid of each namespace the drill made: cleanup deletes exactly those
+        self._namespace_uids: dict[str, str] = {}
         self._map: dict[str, str] | None = None
         self._causes: dict[str, str] = {}
 
@@ -202,7 +210,7 @@ class Drill:
         for step in the_plan.steps:  # a guard: nothing may land outside the scratch namespaces
             if step.restorable and step.target.namespace and \
                     step.target.namespace not in scratch:
-                step.skip = "outside the drill's scratch namespaces"
+                step.skip = Why(Reason.OUTSIDE_SCRATCH, "outside the drill's scratch namespaces")
         return the_plan
 
     def _restore(self, report: DrillReport) -> None:
@@ -219,8 +227,9 @@ class Drill:
                                                       "metadata": {"name": name}})
             body.setdefault("metadata", {}).setdefault("labels", {})[LABEL] = self.id
             self.status = f"creating namespace {name}"
-            self.client.create(ns_res, body)
+            made = self.client.create(ns_res, body)
             self._namespaces_made.append(name)
+            self._namespace_uids[name] = _uid(made)
             self.log(f"drill {self.id}: restoring into namespace {name}")
         total = len(the_plan.steps)
 
@@ -231,7 +240,7 @@ class Drill:
         report.restore = Executor(self.client, the_plan, existing="skip", workers=self.workers,
                                   wait_timeout=self.timeout, wait=False, progress=tick).run()
         report.created_cluster = [str(o.step.target) for o in report.restore.outcomes
-                                  if o.result == "created" and o.step.target.cluster_scoped
+                                  if o.result == Result.CREATED and o.step.target.cluster_scoped
                                   and not _is_namespace(o.step.target)]
         report.restore_s = time.monotonic() - self.started
 
@@ -239,7 +248,7 @@ class Drill:
 
     def _wait_and_check(self, report: DrillReport) -> None:
         assert report.restore is not None
-        waited = [o for o in report.restore.outcomes if o.result in _WRITTEN
+        waited = [o for o in report.restore.outcomes if o.result in WRITTEN
                   and o.step.target.namespace and waiting.awaited(o.step.obj)]
         wait_start = time.monotonic()
         result = self._wait_ready(waited)
@@ -248,20 +257,22 @@ class Drill:
         report.ready_wait_s = time.monotonic() - wait_start
         report.not_ready = self._causes = result.not_ready
         checks = list(self.declared)
-        if not any(c.type == "ready" and c.app is None for c in checks):
-            checks.insert(0, Check("workloads ready", "ready", origin="default"))
+        if not any(c.type == CheckType.READY and c.app is None for c in checks):
+            checks.insert(0, Check("workloads ready", CheckType.READY,
+                                   origin=CheckOrigin.DEFAULT))
         assert self.plan is not None
         checks += annotation_checks(self.plan)
-        order = {"ready": 0, "exists": 1, "job": 2}
+        order = list(CheckType)  # readiness first, then exists, then jobs
         checks_start = time.monotonic()
-        for number, check in enumerate(sorted(checks, key=lambda c: order[c.type]), start=1):
+        for number, check in enumerate(sorted(checks, key=lambda c: order.index(c.type)),
+                                       start=1):
             self.status = f"check {number}/{len(checks)}: {check.name}"
-            if check.type == "ready":
+            if check.type == CheckType.READY:
                 report.checks.append(self._ready(check, waited, ready_at, wait_start))
                 continue
             began = time.monotonic()
             try:
-                ok, reason = (self._exists(check) if check.type == "exists"
+                ok, reason = (self._exists(check) if check.type == CheckType.EXISTS
                               else self._job(check, number))
             except (kerrors.APIError, _CheckError) as exc:
                 ok, reason = False, str(exc)
@@ -419,14 +430,19 @@ class Drill:
     def _delete_namespaces(self, report: DrillReport) -> None:
         ns_res = self.client.discover().find("namespaces", "")
         names = list(self._namespaces_made)
+        uids = dict(self._namespace_uids)
         with contextlib.suppress(kerrors.APIError):  # also one interrupted as it was made
-            names += [n["metadata"]["name"] for n in self.client.list(
-                ns_res, label_selector=f"{LABEL}={self.id}")
-                if n["metadata"]["name"] not in names]
+            for n in self.client.list(ns_res, label_selector=f"{LABEL}={self.id}"):
+                name = n["metadata"]["name"]
+                if name not in names:
+                    names.append(name)
+                    uids[name] = _uid(n)
         gone: list[str] = []
         for name in names:
             try:
-                self.client.delete(ns_res, name)
+                # Exactly the namespace the drill made (a uid precondition; a 409 otherwise).
+                self.client.delete(ns_res, name, uid=uids.get(name) or None,
+                                   propagation=Propagation.BACKGROUND)
             except kerrors.NotFound:
                 pass
             except kerrors.APIError as exc:
@@ -455,7 +471,9 @@ class Drill:
                 live = self.client.get(res, target.name)
                 if ((live.get("metadata") or {}).get("labels") or {}).get(LABEL) != self.id:
                     continue  # there before the drill, or someone else's: not ours to delete
-                self.client.delete(res, target.name)
+                # the object just read, not one made again under its name since
+                self.client.delete(res, target.name, uid=_uid(live) or None,
+                                   propagation=Propagation.BACKGROUND)
                 report.deleted.append(str(target))
             except (kerrors.NotFound, _CheckError):
                 continue
@@ -474,6 +492,10 @@ class _CheckError(Exception):
 
 def _is_namespace(ref: Ref) -> bool:
     return (ref.group, ref.kind) == ("", "Namespace")
+
+
+def _uid(obj: Obj | None) -> str:
+    return str(((obj or {}).get("metadata") or {}).get("uid") or "")
 
 
 def _kubectl_kind(ref_text: str) -> str:

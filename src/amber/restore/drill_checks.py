@@ -8,6 +8,7 @@ strict and happens before anything is restored, so a typo costs nothing.
 from __future__ import annotations
 
 import copy
+import enum
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,15 +17,33 @@ from amber.util import errors, yamlfile
 
 Obj = dict[str, Any]
 ANNOTATION = "amber.io/drill-check"
-CHECK_TYPES = ("ready", "exists", "job")
+
+
+class CheckType(enum.StrEnum):
+    """The ``type`` of a check in a checks file (docs/drills.md), in the order a drill runs
+    them."""
+
+    READY = "ready"
+    EXISTS = "exists"
+    JOB = "job"
+
+
+class CheckOrigin(enum.StrEnum):
+    """Where a check came from."""
+
+    FILE = "file"  # the checks file
+    BACKUP = "backup"  # an amber.io/drill-check annotation in the backup
+    DEFAULT = "default"  # the implicit readiness check
+
+
+CHECK_TYPES = tuple(t.value for t in CheckType)
 DEFAULT_CHECK_TIMEOUT = 300.0
 DEFAULT_IMAGE = "busybox"
 _ANNOTATED_KINDS = {("apps", "Deployment"), ("apps", "StatefulSet")}
 _COMMON_KEYS = {"name", "type"}
-_KEYS = {"ready": {"app"}, "exists": {"object", "namespace"},
-         "job": {"namespace", "image", "command", "env", "envFrom", "template", "timeout"}}
-
-
+_KEYS = {CheckType.READY: {"app"}, CheckType.EXISTS: {"object", "namespace"},
+         CheckType.JOB: {"namespace", "image", "command", "env", "envFrom", "template",
+                         "timeout"}}
 
 
 # -- checks --------------------------------------------------------------------------------------
@@ -34,8 +53,8 @@ class Check:
     """One declared check. Namespaces are the backup's (original) ones; the drill maps them."""
 
     name: str
-    type: str  # ready | exists | job
-    origin: str = "file"  # file | backup (an annotation) | default (the implicit ready check)
+    type: CheckType
+    origin: CheckOrigin = CheckOrigin.FILE
     namespace: str = ""
     app: str | None = None  # ready: only this application's workloads
     kind: str = ""  # exists: Kind or Kind.group
@@ -67,9 +86,10 @@ def load_checks(path: str) -> list[Check]:
 def _parse_check(raw: Any) -> Check:
     if not isinstance(raw, dict):
         raise ValueError("must be a mapping with name and type")
-    kind, name = raw.get("type"), raw.get("name")
-    if kind not in CHECK_TYPES:
-        raise ValueError(f"type must be one of {', '.join(CHECK_TYPES)}, not {kind!r}")
+    given, name = raw.get("type"), raw.get("name")
+    if given not in CHECK_TYPES:
+        raise ValueError(f"type must be one of {', '.join(CHECK_TYPES)}, not {given!r}")
+    kind = CheckType(given)
     if not isinstance(name, str) or not name:
         raise ValueError("needs a name")
     unknown = set(raw) - _COMMON_KEYS - _KEYS[kind]
@@ -79,12 +99,12 @@ def _parse_check(raw: Any) -> Check:
     namespace = raw.get("namespace") or ""
     if not isinstance(namespace, str):
         raise ValueError(f"{name}: namespace must be a string")
-    if kind == "ready":
+    if kind == CheckType.READY:
         app = raw.get("app")
         if app is not None and not isinstance(app, str):
             raise ValueError(f"{name}: app must be an application id")
         return Check(name, kind, app=app)
-    if kind == "exists":
+    if kind == CheckType.EXISTS:
         target = raw.get("object")
         obj_kind, slash, obj_name = str(target or "").partition("/")
         if not isinstance(target, str) or not slash or not obj_kind or not obj_name:
@@ -147,8 +167,8 @@ def annotation_checks(the_plan: restore_plan.Plan) -> list[Check]:
         spec: Obj = {"containers": [container]}
         if pod.get("imagePullSecrets"):
             spec["imagePullSecrets"] = pod["imagePullSecrets"]
-        out.append(Check(str(ref), "job", origin="backup", namespace=ref.namespace,
-                         template={"spec": spec}))
+        out.append(Check(str(ref), CheckType.JOB, origin=CheckOrigin.BACKUP,
+                         namespace=ref.namespace, template={"spec": spec}))
     return out
 
 

@@ -9,9 +9,11 @@ never gets ready is not started, and says why.
 
 Existing objects follow ``existing``: ``skip`` (the default: a re-run after an interruption
 completes the restore without touching what is there), ``update`` (PUT over the live object,
-keeping its immutable fields), or ``replace`` (delete, wait until gone, create; Namespaces and
-CRDs are updated instead, since deleting them deletes everything in them). A dry run reads the
-live objects and reports what each step would do, with a diff, and writes nothing.
+keeping its immutable fields), or ``replace`` (delete the object read, by uid precondition,
+wait until gone, create; Namespaces and CRDs are updated instead, since deleting them deletes
+everything in them). A dry run reads the live objects and reports what each step would do,
+with a diff, and writes nothing. Each object's ``Outcome`` is a ``Result`` and, unless plainly
+written, a reason code with a message (``outcomes.py``).
 
 Owner references are restored last, re-linked to the new uids of the owners that were
 restored (the uid is the server's and changes on every create).
@@ -20,6 +22,7 @@ restored (the uid is the server's and changes on every create).
 from __future__ import annotations
 
 import copy
+import enum
 import threading
 import time
 from collections.abc import Callable
@@ -27,23 +30,32 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-from amber.apps.refs import Ref
+from amber.apps.refs import Ref, group_kind
 from amber.backup import redact
 from amber.kube import errors as kerrors
 from amber.kube import wait as kwait
-from amber.kube.client import Client
+from amber.kube.client import Client, Propagation
 from amber.kube.discovery import APIResource
 from amber.restore import portable, waiting
 from amber.restore.order import PER_APPLICATION
+from amber.restore.outcomes import FOUND_EXISTING, WRITTEN, Reason, Result, Why, api_failure
 from amber.restore.plan import Phase, Plan, Step
 
 Obj = dict[str, Any]
-MODES = ("skip", "update", "replace")
+
+
+class Existing(enum.StrEnum):
+    """What a restore does with an object that exists already (``--existing``)."""
+
+    SKIP = "skip"
+    UPDATE = "update"
+    REPLACE = "replace"
+
+
+MODES = tuple(m.value for m in Existing)
 #: Steps in one collection from which listing it beats asking object by object.
 _LIST_FROM = 20
 _Key = tuple[str, str, "str | None", str]
-#: Results after which the object is on the cluster as restored.
-_WRITTEN = ("created", "updated", "replaced")
 #: Kinds that are never deleted to be replaced: deleting them deletes what they contain.
 _NEVER_DELETE = {("", "Namespace"), ("apiextensions.k8s.io", "CustomResourceDefinition")}
 #: Kinds whose spec cannot change after creation: an update keeps the live spec.
@@ -63,18 +75,28 @@ _IMMUTABLE_FIELDS = {
 @dataclass
 class Outcome:
     step: Step
-    result: str  # created | updated | replaced | skipped | failed | would-*
-    reason: str = ""
+    result: Result
+    #: why it was skipped or failed, or how it was written unusually; None for a plain write
+    why: Why | None = None
     seq: int = 0
     diff: list[str] = field(default_factory=list)
     new_uid: str = ""
+
+    @property
+    def reason(self) -> Reason | None:
+        return self.why.reason if self.why is not None else None
+
+    @property
+    def message(self) -> str:
+        return self.why.message if self.why is not None else ""
 
     def to_json(self) -> dict[str, Any]:
         s = self.step
         out: dict[str, Any] = {
             "ref": str(s.target), "source": str(s.item.ref), "path": s.item.path,
-            "tier": s.tier, "wave": s.wave, "app": s.app, "result": self.result,
-            "reason": self.reason, "seq": self.seq}
+            "tier": s.tier, "wave": s.wave, "app": s.app, "result": self.result.value,
+            "reason": self.reason.value if self.reason is not None else "",
+            "message": self.message, "seq": self.seq}
         if self.diff:
             out["diff"] = self.diff
         return out
@@ -96,26 +118,24 @@ class Report:
     def counts(self) -> dict[str, int]:
         out: dict[str, int] = {}
         for o in self.outcomes:
-            out[o.result] = out.get(o.result, 0) + 1
+            out[o.result.value] = out.get(o.result.value, 0) + 1
         return dict(sorted(out.items()))
 
     @property
     def failed(self) -> list[Outcome]:
-        return [o for o in self.outcomes if o.result == "failed"]
+        return [o for o in self.outcomes if o.result == Result.FAILED]
 
 
 class Executor:
-    def __init__(self, client: Client, plan: Plan, *, existing: str = "skip",
+    def __init__(self, client: Client, plan: Plan, *, existing: str = Existing.SKIP,
                  workers: int = 8, wait_timeout: float = 300.0, dry_run: bool = False,
                  wait: bool = True, wait_workloads: bool = True,
                  namespace_timeout: float = 600.0,
                  progress: Callable[[int, int], None] | None = None,
                  log: Callable[[str], None] | None = None) -> None:
-        if existing not in MODES:
-            raise ValueError(existing)
         self.client = client
         self.plan = plan
-        self.existing = existing
+        self.existing = Existing(existing)  # ValueError for anything else
         self.workers = workers
         self.wait_timeout = wait_timeout
         self.dry_run = dry_run
@@ -189,7 +209,7 @@ class Executor:
             for step in self.plan.steps:
                 if step.restorable and (step.target.namespace == name or (
                         _is_namespace(step.target) and step.target.name == name)):
-                    step.failed = why
+                    step.failed = Why(Reason.NAMESPACE_TERMINATING, why)
 
     def _namespaces(self, res: APIResource, names: set[str]) -> list[Obj]:
         """The target namespaces that exist: one list, or, for a user who may not list
@@ -212,24 +232,23 @@ class Executor:
     def _run_phase(self, phase: Phase) -> None:
         todo: list[tuple[Step, APIResource]] = []
         for step in phase.steps:
-            if step.skip:
-                self._record(Outcome(step, "skipped", step.skip))
-            elif step.failed:
-                self._record(Outcome(step, "failed", step.failed))
+            if step.skip is not None:
+                self._record(Outcome(step, Result.SKIPPED, step.skip))
+            elif step.failed is not None:
+                self._record(Outcome(step, Result.FAILED, step.failed))
             elif blocked := self._blocked_by(step):
-                self._record(Outcome(step, "failed", blocked))
+                self._record(Outcome(step, Result.FAILED, blocked))
             else:
                 try:
                     todo.append((step, self._resource(step)))
                 except _StepFailed as exc:
-                    self._record(Outcome(step, "failed", str(exc)))
+                    self._record(Outcome(step, Result.FAILED, exc.why))
         live = self._existing(todo)
         pool = ThreadPoolExecutor(max_workers=max(1, self.workers),
                                   thread_name_prefix="amber-restore")
         try:
             for outcome in pool.map(lambda job: self._one(job[0], job[1], live), todo):
-                self._record(outcome, numbered=outcome.result in (
-                    "created", "updated", "replaced"))
+                self._record(outcome, numbered=outcome.result in WRITTEN)
         except BaseException:
             # Interrupted (Ctrl-C) or failed: start nothing more. Requests in flight finish;
             # a re-run skips what exists and creates the rest.
@@ -261,11 +280,12 @@ class Executor:
                 live[(res.group, res.resource, ns, name)] = found.get(name)
         return live
 
-    def _blocked_by(self, step: Step) -> str:
+    def _blocked_by(self, step: Step) -> Why | None:
         for dep in self.plan.app_deps.needs.get(step.app or "", {}):
             if dep in self._not_ready_apps:
-                return f"not started: it depends on {dep}, which {self._not_ready_apps[dep]}"
-        return ""
+                return Why(Reason.DEPENDENCY_NOT_READY, f"not started: it depends on {dep}, "
+                                                        f"which {self._not_ready_apps[dep]}")
+        return None
 
     def _record(self, outcome: Outcome, *, numbered: bool = False) -> None:
         with self._lock:
@@ -275,12 +295,13 @@ class Executor:
             self._outcomes.append(outcome)
             done = len(self._outcomes)
             app = outcome.step.app
-            if (outcome.result == "failed" and app and outcome.step.wave is not None
+            if (outcome.result == Result.FAILED and app and outcome.step.wave is not None
                     and outcome.step.tier in PER_APPLICATION):
                 # Its dependents must not start: a failed workload is as unready as a slow
                 # one, and one that was not started blocks what depends on it in turn.
                 self._not_ready_apps.setdefault(
-                    app, f"could not be restored ({outcome.step.target}: {outcome.reason})"[:300])
+                    app,
+                    f"could not be restored ({outcome.step.target}: {outcome.message})"[:300])
         if self.progress is not None:
             self.progress(done, len(self.plan.steps))
 
@@ -292,8 +313,9 @@ class Executor:
         ref = step.item.ref
         res = self.client.discover().served(ref.group, ref.kind, step.item.version)
         if res is None:
-            raise _StepFailed(f"the target serves no {ref.qualified_kind} "
-                              f"({step.item.group_version} in the backup): install it first")
+            raise _StepFailed(Why(Reason.KIND_NOT_SERVED,
+                                  f"the target serves no {ref.qualified_kind} "
+                                  f"({step.item.group_version} in the backup): install it first"))
         if res.version == step.item.version:
             return res
         assert step.obj is not None
@@ -316,24 +338,24 @@ class Executor:
                 return self._exists(step, res, ns)
             return self._apply(step, res, ns)
         except _StepFailed as exc:
-            return Outcome(step, "failed", str(exc))
+            return Outcome(step, Result.FAILED, exc.why)
         except kerrors.APIError as exc:
-            return Outcome(step, "failed", str(exc))
+            return Outcome(step, Result.FAILED, api_failure(exc))
 
     def _apply(self, step: Step, res: APIResource, ns: str | None) -> Outcome:
         assert step.obj is not None
         try:
             made = self.client.create(res, step.obj, ns)
-            return Outcome(step, "created", new_uid=_uid(made))
+            return Outcome(step, Result.CREATED, new_uid=_uid(made))
         except kerrors.MaybeCreated:
             # An attempt failed after it was sent (5xx, lost connection) and its retry found
             # the object: nothing had it a moment ago (that is why we create), so it is most
             # likely the first attempt's. Only "skip" takes it as ours; update and replace
             # make it the backup's either way.
-            if self.existing != "skip" or step.cluster_default or step.shared:
+            if self.existing != Existing.SKIP or step.cluster_default or step.shared:
                 return self._exists(step, res, ns)
             live = self.client.get(res, step.target.name, ns)
-            return Outcome(step, "created", new_uid=_uid(live))
+            return Outcome(step, Result.CREATED, new_uid=_uid(live))
         except kerrors.AlreadyExists:
             return self._exists(step, res, ns)
         except kerrors.Forbidden as refused:
@@ -342,20 +364,21 @@ class Executor:
             try:
                 self.client.get(res, step.target.name, ns)
             except kerrors.APIError:
-                raise _StepFailed(str(refused)) from None
+                raise _StepFailed(api_failure(refused)) from None
             return self._exists(step, res, ns)
 
     def _exists(self, step: Step, res: APIResource, ns: str | None) -> Outcome:
         """The object is there already: skip, update or replace it (``existing``)."""
         assert step.obj is not None
         if step.cluster_default:
-            return Outcome(step, "skipped", "exists (every cluster has one)")
+            return Outcome(step, Result.SKIPPED,
+                           Why(Reason.CLUSTER_DEFAULT, "exists (every cluster has one)"))
         if step.shared:
             return self._shared(step, res, ns)
-        if self.existing == "skip":
-            return Outcome(step, "skipped", "exists")
+        if self.existing == Existing.SKIP:
+            return Outcome(step, Result.SKIPPED, Why(Reason.ALREADY_EXISTS, "exists"))
         key = (step.item.ref.group, step.item.ref.kind)
-        if self.existing == "update" or key in _NEVER_DELETE:
+        if self.existing == Existing.UPDATE or key in _NEVER_DELETE:
             return self._update(step, res, ns)
         live = self.client.get(res, step.target.name, ns)
         held = (live.get("metadata") or {}).get("finalizers")
@@ -363,19 +386,29 @@ class Executor:
             # Deleting it would leave it terminating until its finalizer clears, and then it
             # would be gone (a claim's volume with it): update it in place instead.
             done = self._update(step, res, ns)
-            if done.result == "updated":
-                done.reason = ("updated, not replaced: it has finalizers" if held else
-                               "updated, not replaced: deleting it could delete its storage")
+            if done.result == Result.UPDATED:
+                done.why = (Why(Reason.HAS_FINALIZERS, "updated, not replaced: it has finalizers")
+                            if held else
+                            Why(Reason.IMMUTABLE_SPEC, "updated, not replaced: deleting it "
+                                                       "could delete its storage"))
             return done
-        self.client.request("DELETE", res.path(ns, step.target.name), {
-            "apiVersion": "v1", "kind": "DeleteOptions", "propagationPolicy": "Background",
-            "preconditions": {"uid": _uid(live)}})
+        try:
+            # Exactly the object read above: one created meanwhile under its name is not ours.
+            self.client.delete(res, step.target.name, ns, uid=_uid(live),
+                               propagation=Propagation.BACKGROUND)
+        except kerrors.NotFound:
+            pass  # gone already: create it
+        except kerrors.Conflict:
+            return Outcome(step, Result.FAILED, Why(
+                Reason.CONFLICT, "replace: another object of that name took its place "
+                                 "meanwhile (the delete's uid precondition failed); left as it is"))
         if not kwait.gone(self.client, res, [step.target.name], ns, timeout=60,
                           interval=0.2).left:
             made = self.client.create(res, step.obj, ns)
-            return Outcome(step, "replaced", new_uid=_uid(made))
-        return Outcome(step, "failed", "replace: the old object was still being deleted "
-                                       "after 60s (a finalizer?)")
+            return Outcome(step, Result.REPLACED, new_uid=_uid(made))
+        return Outcome(step, Result.FAILED, Why(
+            Reason.STILL_TERMINATING,
+            "replace: the old object was still being deleted after 60s (a finalizer?)"))
 
     def _shared(self, step: Step, res: APIResource, ns: str | None) -> Outcome:
         """A cluster-scoped object that the namespace mapping rewrote exists already: it may
@@ -389,17 +422,20 @@ class Executor:
             subjects = list(live.get("subjects") or [])
             added = [s for s in step.obj.get("subjects") or [] if s not in subjects]
             if not added:
-                return Outcome(step, "skipped", "exists, with the mapped subjects")
+                return Outcome(step, Result.SKIPPED,
+                               Why(Reason.SUBJECTS_PRESENT, "exists, with the mapped subjects"))
             if self.dry_run:
-                return Outcome(step, "would-update", "adds the mapped subjects")
+                return Outcome(step, Result.WOULD_UPDATE,
+                               Why(Reason.SUBJECTS_ADDED, "adds the mapped subjects"))
             self.client.replace(res, {**live, "subjects": subjects + added}, ns)
-            return Outcome(step, "updated", "added the mapped subjects; the source's stay")
+            return Outcome(step, Result.UPDATED, Why(
+                Reason.SUBJECTS_ADDED, "added the mapped subjects; the source's stay"))
         warning = (f"{step.target} exists and may serve the source namespace: left as it is "
                    "(the namespace mapping would have changed it)")
         with self._lock:
             self._warnings.append(warning)
-        return Outcome(step, "would-skip" if self.dry_run else "skipped",
-                       "exists; shared with the source namespace")
+        return Outcome(step, Result.WOULD_SKIP if self.dry_run else Result.SKIPPED,
+                       Why(Reason.SHARED_WITH_SOURCE, "exists; shared with the source namespace"))
 
     def _update(self, step: Step, res: APIResource, ns: str | None) -> Outcome:
         assert step.obj is not None
@@ -409,10 +445,11 @@ class Executor:
                                                          step.item.ref.kind))
             try:
                 done = self.client.replace(res, desired, ns)
-                return Outcome(step, "updated", new_uid=_uid(done))
+                return Outcome(step, Result.UPDATED, new_uid=_uid(done))
             except kerrors.Conflict:
                 continue  # someone changed it meanwhile: read again
-        return Outcome(step, "failed", "update: the object kept changing (409 Conflict)")
+        return Outcome(step, Result.FAILED,
+                       Why(Reason.CONFLICT, "update: the object kept changing (409 Conflict)"))
 
     def _dry(self, step: Step, res: APIResource, ns: str | None, listed: Obj | None, *,
              known: bool) -> Outcome:
@@ -420,9 +457,10 @@ class Executor:
         if step.cluster_default:
             # A namespace's kube-root-ca.crt and default ServiceAccount appear with the
             # namespace, before the restore reaches them: the real run skips them as existing.
-            absent = Outcome(step, "would-skip", "the cluster makes one (every cluster has one)")
+            absent = Outcome(step, Result.WOULD_SKIP, Why(
+                Reason.CLUSTER_DEFAULT, "the cluster makes one (every cluster has one)"))
         else:
-            absent = Outcome(step, "would-create")
+            absent = Outcome(step, Result.WOULD_CREATE)
         if known and listed is None:
             return absent
         try:
@@ -436,11 +474,13 @@ class Executor:
             shared = self._shared(step, res, ns)
             shared.diff = diff
             return shared
-        if step.cluster_default or self.existing == "skip":
-            return Outcome(step, "would-skip", "exists", diff=diff)
+        exists = Why(Reason.ALREADY_EXISTS, "exists")
+        if step.cluster_default or self.existing == Existing.SKIP:
+            return Outcome(step, Result.WOULD_SKIP, exists, diff=diff)
         key = (step.item.ref.group, step.item.ref.kind)
-        action = "update" if self.existing == "update" or key in _NEVER_DELETE else "replace"
-        return Outcome(step, f"would-{action}", "exists", diff=diff)
+        update = self.existing == Existing.UPDATE or key in _NEVER_DELETE
+        return Outcome(step, Result.WOULD_UPDATE if update else Result.WOULD_REPLACE, exists,
+                       diff=diff)
 
     # -- waiting ---------------------------------------------------------------------------
 
@@ -453,7 +493,8 @@ class Executor:
         for o in outcomes:
             obj = o.step.obj
             kind = o.step.target.kind
-            there = o.result in _WRITTEN or (o.result == "skipped" and o.reason == "exists")
+            there = o.result in WRITTEN or (o.result == Result.SKIPPED
+                                            and o.reason == Reason.ALREADY_EXISTS)
             if not there or not waiting.awaited(obj) or (
                     kind != "PersistentVolumeClaim" and not workloads) or (
                     kind == "Job" and not jobs):
@@ -499,7 +540,7 @@ class Executor:
         Owners found nowhere are dropped from the references."""
         new_uid = {o.step.item.uid: o.new_uid for o in self._outcomes if o.new_uid}
         existing = {o.step.item.uid: o.step for o in self._outcomes
-                    if o.result == "skipped" and o.reason.startswith("exists")}
+                    if o.result == Result.SKIPPED and o.reason in FOUND_EXISTING}
         for o in self._outcomes:
             if not o.new_uid or not o.step.owners:
                 continue
@@ -524,8 +565,7 @@ class Executor:
 
 
     def _owner_by_name(self, ref: Obj, namespace: str) -> str:
-        group = str(ref.get("apiVersion") or "").rpartition("/")[0]
-        res = self.client.discover().served(group, str(ref.get("kind") or ""))
+        res = self.client.discover().served(*group_kind(ref))
         if res is None or not ref.get("name"):
             return ""
         try:
@@ -546,7 +586,9 @@ class Executor:
 
 
 class _StepFailed(Exception):
-    pass
+    def __init__(self, why: Why) -> None:
+        super().__init__(why.message)
+        self.why = why
 
 
 def _is_namespace(ref: Ref) -> bool:

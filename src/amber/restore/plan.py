@@ -18,15 +18,17 @@ from typing import Any
 
 from amber.apps import labels
 from amber.apps.refs import Ref
+from amber.apps.summary import EdgeReason
 from amber.backup.catalogue import BackupSource, Item
 from amber.repo import locks
 from amber.restore import deps, modifiers, order, portable, transforms
+from amber.restore.outcomes import Reason, Why
 from amber.util import errors
 
 Obj = dict[str, Any]
 #: Edge reasons recorded from the acting object to what it acts on: a selection that holds the
 #: target must pull the actor in (a binding of a selected service account).
-_REVERSE = {"binds", "selects pods of"}
+_REVERSE = {EdgeReason.BINDS, EdgeReason.SELECTS_PODS}
 
 
 @dataclass
@@ -56,8 +58,10 @@ class Step:
     target: Ref
     tier: str
     obj: Obj | None = None
-    skip: str = ""
-    failed: str = ""
+    #: why it is not restored on purpose (``obj`` is then None or unused)
+    skip: Why | None = None
+    #: why it cannot be restored (found while planning, or before its phase runs)
+    failed: Why | None = None
     app: str | None = None
     wave: int = 0
     owners: list[Obj] = field(default_factory=list)
@@ -68,7 +72,7 @@ class Step:
 
     @property
     def restorable(self) -> bool:
-        return self.obj is not None and not self.skip and not self.failed
+        return self.obj is not None and self.skip is None and self.failed is None
 
 
 @dataclass
@@ -116,7 +120,7 @@ def _cluster_dependencies(source: BackupSource, chosen: set[Ref]) -> set[Ref]:
             a, b = _ref(e["from"]), _ref(e["to"])
             if e["reason"] in _REVERSE:
                 forward[b].add(a)
-            elif e["reason"] != "owns":
+            elif e["reason"] != EdgeReason.OWNS:
                 forward[a].add(b)
     out: set[Ref] = set()
     todo = list(chosen)
@@ -190,9 +194,6 @@ def _target(item: Item, t: transforms.Transforms) -> Ref:
     return Ref(ref.group, ref.kind, t.namespaces.get(ref.namespace, ref.namespace), ref.name)
 
 
-_OWNED = "recreated by its owner"
-
-
 def _owner_in(item: Item, chosen: dict[tuple[str, str, str], Item]) -> bool:
     if not item.owned_by:
         return False
@@ -235,11 +236,12 @@ def _build(source: BackupSource, sel: Selection, opts: Options) -> Plan:
         step = Step(item, _target(item, opts.transforms), opts.order.tier_of(item.ref))
         steps.append(step)
         if _owner_in(item, by_kind_name):
-            step.skip = f"{_OWNED} {item.owned_by}"
+            step.skip = Why(Reason.RECREATED_BY_OWNER, f"recreated by its owner {item.owned_by}")
             continue
         mapped_to = opts.transforms.storage_classes.get(item.ref.name)
         if item.ref.kind == "StorageClass" and mapped_to is not None:
-            step.skip = f"mapped to storage class {mapped_to} (--storage-class-mapping)"
+            step.skip = Why(Reason.STORAGE_CLASS_MAPPED,
+                            f"mapped to storage class {mapped_to} (--storage-class-mapping)")
             continue
         anew = True
         if item.ref.kind == "PersistentVolumeClaim" and not item.ref.group:
@@ -248,7 +250,7 @@ def _build(source: BackupSource, sel: Selection, opts: Options) -> Plan:
                                       keep_node_ports=opts.keep_node_ports,
                                       volume_provisioned_anew=anew, in_place=True)
         if port.obj is None:
-            step.skip = port.skip_reason
+            step.skip = port.skip
             continue
         if item.ref.kind == "PersistentVolume" and not item.ref.group:
             static_pvs.add(item.ref.name)
@@ -259,7 +261,7 @@ def _build(source: BackupSource, sel: Selection, opts: Options) -> Plan:
                            and _namespaces_rewritten(port.obj, moved))
             step.obj = modifiers.apply(moved, opts.modifiers)
         except modifiers.ModifierError as exc:
-            step.failed = str(exc)
+            step.failed = Why(Reason.MODIFIER_FAILED, str(exc))
             continue
         if step.tier in order.PER_APPLICATION or item.ref.kind == "ConfigMap":
             originals[item.ref] = step.obj  # what dependency inference reads
@@ -293,17 +295,22 @@ def _owners_that_stay_away(steps: list[Step]) -> None:
         if step.restorable or depth > 8:
             return ""
         owner = _owner_step(step, by_ref)
-        if owner is not None and step.skip.startswith(_OWNED):
+        if owner is not None and _recreated_by_owner(step):
             return why_away(owner, depth + 1)
-        return step.skip or step.failed or "not restored"
+        return str(step.skip or step.failed or "not restored")
 
     for step in steps:
         owner = _owner_step(step, by_ref)
-        if owner is None or not step.skip.startswith(_OWNED):
+        if owner is None or not _recreated_by_owner(step):
             continue
         if away := why_away(owner):
-            step.skip = (f"not restored: its owner {step.item.owned_by} does not come back "
-                         f"({away})")
+            step.skip = Why(Reason.OWNER_NOT_RESTORED,
+                            f"not restored: its owner {step.item.owned_by} does not come back "
+                            f"({away})")
+
+
+def _recreated_by_owner(step: Step) -> bool:
+    return step.skip is not None and step.skip.reason == Reason.RECREATED_BY_OWNER
 
 
 def _owner_step(step: Step, by_ref: dict[tuple[str, str, str], Step]) -> Step | None:
@@ -327,7 +334,7 @@ def _place(source: BackupSource, steps: list[Step], originals: dict[Ref, Obj],
         for m in app["members"]:
             app_of.setdefault(_ref(m), app["id"])
         for e in app["edges"]:
-            if e["reason"] == "selects pods of" and e["from"]["kind"] == "Service":
+            if e["reason"] == EdgeReason.SELECTS_PODS and e["from"]["kind"] == "Service":
                 service_owner.setdefault((e["from"]["namespace"], e["from"]["name"]), app["id"])
     for ref, app_id in app_of.items():
         if ref.kind == "Service" and not ref.group:

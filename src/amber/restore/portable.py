@@ -111,6 +111,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from amber.apps.refs import group_kind
+from amber.restore.outcomes import Reason, Why
+
 Obj = dict[str, Any]
 
 META_RESET = ("uid", "resourceVersion", "generation", "creationTimestamp", "deletionTimestamp",
@@ -138,15 +141,16 @@ SYSTEM_PRIORITY_CLASSES = frozenset({"system-cluster-critical", "system-node-cri
 class Portable:
     """What :func:`make_portable` decided for one object.
 
-    ``obj`` is the object to create, or None when it must not be restored (``skip_reason``
-    says why, in words for a log line). ``owners`` are the removed ownerReferences, in order;
-    ``status`` the removed status; ``cluster_default`` marks objects every cluster already has;
-    ``reset`` names each field that was removed or changed (``spec.clusterIP``,
-    ``metadata.annotations[pv.kubernetes.io/bind-completed]``), for a dry run to show.
+    ``obj`` is the object to create, or None when it must not be restored (``skip`` says
+    why: a reason code and a message for the report). ``owners`` are the removed
+    ownerReferences, in order; ``status`` the removed status; ``cluster_default`` marks
+    objects every cluster already has; ``reset`` names each field that was removed or changed
+    (``spec.clusterIP``, ``metadata.annotations[pv.kubernetes.io/bind-completed]``), for a
+    dry run to show.
     """
 
     obj: Obj | None
-    skip_reason: str = ""
+    skip: Why | None = None
     owners: list[Obj] = field(default_factory=list)
     status: Obj | None = None
     cluster_default: bool = False
@@ -202,25 +206,16 @@ def make_portable(obj: Obj, *, keep_cluster_ips: bool = False, keep_node_ports: 
     key = group_kind(work.obj)
     owners = _take_owners(work)
     status = work.status = _take_status(work)
-    skip = _SKIP_RULES.get(key)
-    reason = skip(work) if skip is not None else ""
-    if reason:
-        return Portable(obj=None, skip_reason=reason, owners=owners, status=status)
+    rule_skip = _SKIP_RULES.get(key)
+    why = rule_skip(work) if rule_skip is not None else None
+    if why is not None:
+        return Portable(obj=None, skip=why, owners=owners, status=status)
     _reset_metadata(work)
     rule = _KIND_RULES.get(key)
     if rule is not None:
         rule(work)
     return Portable(obj=work.obj, owners=owners, status=status,
                     cluster_default=cluster_default, reset=tuple(work.reset))
-
-
-def group_kind(obj: Obj) -> tuple[str, str]:
-    """``(group, kind)``; the core group is ``""`` (``apiVersion: v1``).
-
-    The one definition: :mod:`amber.restore.transforms` uses it too (this module imports
-    nothing of amber's, so every restore module may import it)."""
-    api_version = str(obj.get("apiVersion") or "")
-    return api_version.rpartition("/")[0], str(obj.get("kind") or "")
 
 
 def is_cluster_default(obj: Obj) -> bool:
@@ -265,42 +260,45 @@ def _reset_metadata(work: _Work) -> None:
 
 # --- objects that must not be restored ------------------------------------------------------
 
-def _skip_pod(work: _Work) -> str:
+def _skip_pod(work: _Work) -> Why | None:
     if MIRROR_ANNOTATION in _child(work.meta, "annotations"):
-        return "a static pod's mirror: the old node's kubelet owns it"
+        return Why(Reason.MIRROR_POD, "a static pod's mirror: the old node's kubelet owns it")
     phase = (work.status or {}).get("phase")
     if phase in ("Succeeded", "Failed"):
-        return f"the pod has finished ({phase}); creating it would run it again"
-    return ""
+        return Why(Reason.POD_FINISHED,
+                   f"the pod has finished ({phase}); creating it would run it again")
+    return None
 
 
-def _skip_job(work: _Work) -> str:
+def _skip_job(work: _Work) -> Why | None:
     status = work.status or {}
     finished = [c.get("type") for c in status.get("conditions") or []
                 if isinstance(c, dict) and c.get("status") == "True"
                 and c.get("type") in ("Complete", "Failed")]
     if status.get("completionTime") or finished:
-        return "the job has finished; creating it would run it again"
-    return ""
+        return Why(Reason.JOB_FINISHED, "the job has finished; creating it would run it again")
+    return None
 
 
-def _skip_secret(work: _Work) -> str:
+def _skip_secret(work: _Work) -> Why | None:
     if work.obj.get("type") != SA_TOKEN_TYPE or not _is_generated_token(work.obj):
-        return ""
-    return "an auto-generated service account token: the cluster makes its own"
+        return None
+    return Why(Reason.GENERATED_TOKEN,
+               "an auto-generated service account token: the cluster makes its own")
 
 
-def _skip_pv(work: _Work) -> str:
+def _skip_pv(work: _Work) -> Why | None:
     if work.opts.volume_provisioned_anew and PROVISIONED_BY in _child(work.meta, "annotations"):
-        return ("a dynamically provisioned volume: the target cluster provisions a new one "
-                "for the restored claim")
-    return ""
+        return Why(Reason.DYNAMICALLY_PROVISIONED,
+                   "a dynamically provisioned volume: the target cluster provisions a new one "
+                   "for the restored claim")
+    return None
 
 
-def _skip_apiservice(work: _Work) -> str:
+def _skip_apiservice(work: _Work) -> Why | None:
     if "kube-aggregator.kubernetes.io/automanaged" in _child(work.meta, "labels"):
-        return "registered by the API server itself"
-    return ""
+        return Why(Reason.REGISTERED_BY_API_SERVER, "registered by the API server itself")
+    return None
 
 
 def _is_generated_token(secret: Obj) -> bool:
@@ -425,7 +423,7 @@ def _service_account(work: _Work) -> None:
 
 
 Rule = Callable[[_Work], None]
-Skip = Callable[[_Work], str]
+Skip = Callable[[_Work], Why | None]
 
 _KIND_RULES: dict[tuple[str, str], Rule] = {
     ("", "Service"): _service,
