@@ -91,8 +91,8 @@ def _check(repo: Amber, *, read_data: bool = False) -> dict[str, Any]:
     report = res.json()
     assert report["ok"] is True
     assert report["errors"] == []
-    assert report["damaged_blobs"] == []
-    assert report["damaged_snapshots"] == {}
+    assert report["damagedBlobs"] == []
+    assert report["damagedSnapshots"] == {}
     return report
 
 
@@ -169,11 +169,11 @@ def _assert_sane_prune(report: dict[str, Any]) -> None:
     for key in PRUNE_KEYS - {"deferred", "messages", "dry_run"}:
         assert isinstance(report[key], int) and report[key] >= 0, (key, report)
     assert isinstance(report["deferred"], bool)
-    assert report["packs_before"] == report["packs_kept"] + report["packs_dropped"], report
-    assert report["packs_young"] <= report["packs_kept"], report
-    assert report["packs_repacked"] <= report["packs_dropped"], report
+    assert report["packsBefore"] == report["packsKept"] + report["packsDropped"], report
+    assert report["packsYoung"] <= report["packsKept"], report
+    assert report["packsRepacked"] <= report["packsDropped"], report
     if report["deferred"]:
-        assert report["packs_deleted"] == 0, report
+        assert report["packsDeleted"] == 0, report
 
 
 def _prune(repo: Amber, *args: str) -> dict[str, Any]:
@@ -259,7 +259,7 @@ def test_sigkill_during_backup_leaves_a_consistent_reusable_repository(
         snap = repo("-o", "json", "snapshot", "create", str(src)).json()
         assert snap["partial"] is False
         assert snap["summary"]["bytes"] == total
-        new_raw = snap["summary"]["bytes_new_raw"]
+        new_raw = snap["summary"]["bytesNewRaw"]
         # Every data blob the killed backup indexed is reused, nothing else is: the new backup
         # stores exactly the rest of the data, plus its (small) trees.
         assert total - reused <= new_raw <= total - reused + MiB, (trial, total, reused, new_raw)
@@ -312,8 +312,8 @@ def test_flipped_byte_is_reported_per_blob_snapshot_and_path(repo: Amber, tmp_pa
     report = res.json()
     assert report["ok"] is False
     assert report["errors"]
-    assert report["damaged_blobs"] == [victim.hex()]
-    assert report["damaged_snapshots"] == {s1: [big1], s2: [big1]}
+    assert report["damagedBlobs"] == [victim.hex()]
+    assert report["damagedSnapshots"] == {s1: [big1], s2: [big1]}
     assert "error" in res.stderr  # the one-line summary
 
     # Structure-only check: may pass (it does not read blob bytes); must not crash.
@@ -468,16 +468,16 @@ def test_prune_beside_a_running_backup(repo: Amber, tmp_path: Path, margin: str,
     assert during, "no prune finished while the backup was still running"
     for report in during:
         # The backup started before this prune rewrote the index: nothing may be deleted.
-        assert report["packs_deleted"] == 0, report
-        if report["packs_dropped"]:
+        assert report["packsDeleted"] == 0, report
+        if report["packsDropped"]:
             assert report["deferred"] is True, report
     if margin == "0s":
         # S1 was forgotten: its packs are unused and older than 0 s.
-        assert during[0]["packs_dropped"] >= 1, during[0]
+        assert during[0]["packsDropped"] >= 1, during[0]
     else:
         for report, _alive in prunes:
-            assert report["packs_young"] == report["packs_before"], report
-            assert report["packs_dropped"] == report["packs_deleted"] == 0, report
+            assert report["packsYoung"] == report["packsBefore"], report
+            assert report["packsDropped"] == report["packsDeleted"] == 0, report
             assert report["deferred"] is False
 
     if margin == "0s":
@@ -485,7 +485,7 @@ def test_prune_beside_a_running_backup(repo: Amber, tmp_path: Path, margin: str,
         # deduplicated shared.bin against them: those packs must have survived (deferred) and
         # been indexed again by the backup. (bytes_new_raw also counts the new trees: small.)
         summary = snap_b["summary"]
-        assert summary["bytes_new_raw"] <= summary["bytes"] - 12 * MiB + 256 * 1024, summary
+        assert summary["bytesNewRaw"] <= summary["bytes"] - 12 * MiB + 256 * 1024, summary
     assert _snapshot_ids(repo) == {snap_b["id"]}
     _check(repo, read_data=True)
 
@@ -528,14 +528,14 @@ def test_prune_after_forget_frees_space_and_keeps_what_is_needed(
     repo("repo", "forget", s1)
     # Default margin (1 hour): everything is young, nothing may go.
     young = _prune(repo)
-    assert young["packs_young"] == young["packs_before"]
-    assert young["packs_deleted"] == 0
+    assert young["packsYoung"] == young["packsBefore"]
+    assert young["packsDeleted"] == 0
     assert _dir_size(repo.repo) >= size_before - 64 * 1024
 
     report = _prune(repo, "--keep-younger-than", "0s")
     assert report["deferred"] is False
-    assert report["packs_deleted"] >= 1
-    assert report["bytes_freed"] >= 30 * MiB
+    assert report["packsDeleted"] >= 1
+    assert report["bytesFreed"] >= 30 * MiB
     size_after = _dir_size(repo.repo)
     assert size_after <= size_before - 30 * MiB, (size_before, size_after)
     assert _snapshot_ids(repo) == {s2, s3}
@@ -549,7 +549,7 @@ def test_prune_after_forget_frees_space_and_keeps_what_is_needed(
 
     # Pruning again changes nothing: everything left is needed.
     again = _prune(repo, "--keep-younger-than", "0s")
-    assert again["packs_dropped"] == again["packs_deleted"] == 0
+    assert again["packsDropped"] == again["packsDeleted"] == 0
     assert abs(_dir_size(repo.repo) - size_after) < 64 * 1024
 
 
@@ -571,14 +571,14 @@ def test_prune_repacks_a_partly_used_pack(repo: Amber, tmp_path: Path) -> None:
 
     # q is ~10% of the pack: below the default 20% threshold the pack is kept as it is.
     report = _prune(repo, "--keep-younger-than", "0s")
-    assert report["packs_repacked"] == 0
+    assert report["packsRepacked"] == 0
     assert pack_path.exists()
     data_size = _dir_size(repo.repo / "data")
 
     # --max-unused 0: any pack with an unused blob is rewritten without it.
     report = _prune(repo, "--keep-younger-than", "0s", "--max-unused", "0")
-    assert report["packs_repacked"] == 1, report
-    assert report["blobs_repacked"] >= 2, report  # p.bin's chunks
+    assert report["packsRepacked"] == 1, report
+    assert report["blobsRepacked"] >= 2, report  # p.bin's chunks
     assert report["deferred"] is False
     assert not pack_path.exists(), "the repacked pack was not deleted"
     assert pack_id not in _pack_files(repo)
@@ -597,7 +597,7 @@ def test_prune_repacks_a_partly_used_pack(repo: Amber, tmp_path: Path) -> None:
     assert report["warnings"] == []
     # A fixpoint: nothing is left to repack.
     dry = _prune(repo, "--keep-younger-than", "0s", "--max-unused", "0", "--dry-run")
-    assert dry["packs_dropped"] == 0, dry
+    assert dry["packsDropped"] == 0, dry
 
 
 # -- 6. the maintenance lease --------------------------------------------------------------------
@@ -798,5 +798,5 @@ def test_prune_counts_the_leftover_packs_it_deletes(repo: Amber, tmp_path: Path)
     os.utime(leftover, (old, old))
     report = _prune(repo, "--keep-younger-than", "0s")
     assert not leftover.exists()
-    assert report["packs_deleted"] == 1 and report["bytes_freed"] >= 3 * MiB, report
+    assert report["packsDeleted"] == 1 and report["bytesFreed"] >= 3 * MiB, report
     _check(repo)

@@ -216,7 +216,7 @@ def test_namespace_backup_dedups_unchanged_objects_and_diff_shows_changes(
     rows = {r["id"]: r for r in kube("-o", "json", "repo", "snapshots").json()}
     assert rows[second["id"]]["summary"]["objects"] == rows[first["id"]]["summary"]["objects"]
     # Only the manifest (its times) and the root directory are new the second time.
-    assert rows[second["id"]]["summary"]["blobs_new"] <= 2
+    assert rows[second["id"]]["summary"]["blobsNew"] <= 2
     files = _files(kube, first["id"], tmp_path)
     assert f"resources/core/v1/configmaps/{NS}/stray.json" in files
     items = {i["ref"]: i for i in files["items.json"]["items"]}

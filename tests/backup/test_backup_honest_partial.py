@@ -94,20 +94,20 @@ def test_a_partial_backup_never_displaces_the_complete_one(
     dry = repo("--kubeconfig", str(cluster_kubeconfig), "-o", "json", "restore", "latest",
                "--dry-run")
     assert dry.json()["backup"] == first["id"]
-    assert f"the newest backup {partial['short_id']} is partial" in dry.stderr, dry.stderr
+    assert f"the newest backup {partial['shortId']} is partial" in dry.stderr, dry.stderr
 
     # keep-last 1: the complete backup keeps its slot, the newer partial one is kept as well
     lines = _forget(repo, "--dry-run")
-    assert f"keep   {first['short_id']}  last" in lines, lines
-    assert f"keep   {partial['short_id']}  last (partial)" in lines, lines
+    assert f"keep   {first['shortId']}  last" in lines, lines
+    assert f"keep   {partial['shortId']}  last (partial)" in lines, lines
     _forget(repo)
     assert [b["id"] for b in _backups(repo)] == [first["id"], partial["id"]]
 
     # once a newer complete backup exists, the partial one counts for nothing and goes
     second = repo(*full).json()
     lines = _forget(repo, "--dry-run")
-    gone = next(line for line in lines if partial["short_id"] in line)
-    assert gone.startswith("would remove") and "partial" in gone and second["short_id"] in gone
+    gone = next(line for line in lines if partial["shortId"] in line)
+    assert gone.startswith("would remove") and "partial" in gone and second["shortId"] in gone
     _forget(repo)
     assert [b["id"] for b in _backups(repo)] == [second["id"]]
 

@@ -24,10 +24,11 @@ from pathlib import Path
 
 import pytest
 
-from amber.backup.runner import Progress, ResourceBackup, Scope
+from amber.backup.runner import ResourceBackup, Scope
 from amber.kube.client import Client
 from amber.repo import keyfile, repository
 from amber.storage import local
+from amber.util import progress
 
 SUFFIX = uuid.uuid4().hex[:6]
 SIZES = {f"mem-small-{SUFFIX}": 400, f"mem-big-{SUFFIX}": 2000}
@@ -63,11 +64,19 @@ def _peak(client: Client, repo_dir: Path, namespace: str) -> tuple[int, int, int
                                       kdf=keyfile.KdfParams(n=1024))
     streaming = [0]
 
-    def sample(_objects: int, _bytes: int) -> None:
-        streaming[0] = tracemalloc.get_traced_memory()[0]
+    class Sampling(progress.Reporter):
+        """Samples the memory in use each time an object is written."""
 
-    backup = ResourceBackup(client, repo, page_size=100, workers=2,
-                            progress=Progress(sample))
+        def started(self, meter: progress.Meter) -> None:
+            add = meter.add
+
+            def sample(done: int = 0, items: int = 0) -> None:
+                add(done, items)
+                streaming[0] = tracemalloc.get_traced_memory()[0]
+
+            meter.add = sample  # type: ignore[method-assign]
+
+    backup = ResourceBackup(client, repo, page_size=100, workers=2, reporter=Sampling())
     client.discover()  # cached, so both runs measure the same work
     tracemalloc.start()
     try:

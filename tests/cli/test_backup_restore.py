@@ -48,12 +48,12 @@ def _ancestors(path: Path) -> list[tuple[int, int]]:
 
 def _assert_no_new_data(repo: Amber, summary: dict, ancestors_stable: bool) -> None:
     if ancestors_stable:
-        if summary["bytes_new_raw"] != 0:  # say which entries differ from the previous snapshot
+        if summary["bytesNewRaw"] != 0:  # say which entries differ from the previous snapshot
             ids = [s["id"] for s in repo("-o", "json", "snapshot", "list").json()]
             diff = repo("snapshot", "diff", ids[-2], ids[-1]).stdout
             raise AssertionError(f"new data in an unchanged backup: {summary}\n{diff}")
     else:  # a concurrent process touched /tmp & co.: only their (tiny) tree blobs may be new
-        assert summary["bytes_new_raw"] < 64 * 1024, summary
+        assert summary["bytesNewRaw"] < 64 * 1024, summary
 
 
 def _same_tree(a: Path, b: Path) -> bool:
@@ -170,7 +170,7 @@ def test_metadata_fidelity(repo: Amber, tmp_path: Path) -> None:
     snap = _create(repo, str(src))
     assert snap["summary"]["errors"] == 0
     target = tmp_path / "out"
-    _restore(repo, snap["short_id"], target)
+    _restore(repo, snap["shortId"], target)
     out = restored(target, src)
     after = _lstat_tree(os.fsencode(out))
 
@@ -247,7 +247,7 @@ def test_hard_links_across_directories(repo: Amber, tmp_path: Path) -> None:
     os.link(src / "a" / "one", src / "b" / "two")
     snap = _create(repo, str(src))
     target = tmp_path / "out"
-    _restore(repo, snap["short_id"], target)
+    _restore(repo, snap["shortId"], target)
     out = restored(target, src)
     one, two = os.lstat(out / "a" / "one"), os.lstat(out / "b" / "two")
     assert (out / "b" / "two").read_bytes() == b"shared inode\n" * 50
@@ -260,7 +260,7 @@ def test_restored_atime_is_not_the_epoch(repo: Amber, tmp_path: Path) -> None:
     write_tree(src, {"f.txt": b"data\n"})
     snap = _create(repo, str(src))
     target = tmp_path / "out"
-    _restore(repo, snap["short_id"], target)
+    _restore(repo, snap["shortId"], target)
     got = os.lstat(restored(target, src) / "f.txt")
     # Access times are not stored (format doc section 7); a restore should leave the file with
     # a plausible one (the restore time, or at least its mtime), not the epoch.
@@ -289,9 +289,9 @@ def _backup_restore_sparse(repo: Amber, tmp_path: Path) -> tuple[Path, bytes, by
     head, tail = _make_sparse(src / "sparse.img", SPARSE_SIZE)
     snap = _create(repo, str(src))
     assert snap["summary"]["bytes"] == SPARSE_SIZE
-    assert snap["summary"]["bytes_new_raw"] < 16 * MiB  # zero chunks deduplicate
+    assert snap["summary"]["bytesNewRaw"] < 16 * MiB  # zero chunks deduplicate
     target = tmp_path / "out"
-    _restore(repo, snap["short_id"], target)
+    _restore(repo, snap["shortId"], target)
     return restored(target, src) / "sparse.img", head, tail
 
 
@@ -335,41 +335,41 @@ def test_files_cache_and_incremental_dedup(repo: Amber, tmp_path: Path) -> None:
     anc = _ancestors(src)
     first = _create(repo, str(src))["summary"]
     assert first["files"] == n_files
-    assert first["files_new"] == n_files
-    assert first["bytes_new_raw"] >= 20 * MiB
+    assert first["filesNew"] == n_files
+    assert first["bytesNewRaw"] >= 20 * MiB
 
     # 1. unchanged tree: nothing read, nothing stored
     second = _create(repo, str(src))
     s = second["summary"]
     assert s["files"] == n_files
-    assert s["files_unchanged"] == n_files
-    assert s["files_new"] == 0 and s["files_changed"] == 0
+    assert s["filesUnchanged"] == n_files
+    assert s["filesNew"] == 0 and s["filesChanged"] == 0
     _assert_no_new_data(repo, s, _ancestors(src) == anc)
     assert second["parent"] is not None
 
     # 2. a new mtime on one file: only that file is read again; its data deduplicates
     os.utime(src / "d1" / "f3.txt", ns=(T_FILE, T_FILE))
     s = _create(repo, str(src))["summary"]
-    assert s["files_changed"] == 1
-    assert s["files_unchanged"] == n_files - 1
-    assert s["files_new"] == 0
+    assert s["filesChanged"] == 1
+    assert s["filesUnchanged"] == n_files - 1
+    assert s["filesNew"] == 0
     # the only new blobs are trees (the directory entry changed), no file data
-    assert s["bytes_new_raw"] < 64 * 1024
+    assert s["bytesNewRaw"] < 64 * 1024
 
     # 3. 1 KiB appended to the 20 MiB file: only its last chunk(s) are new
     with open(src / "big.bin", "ab") as f:
         f.write(os.urandom(1024))
     anc = _ancestors(src)
     s = _create(repo, str(src))["summary"]
-    assert s["files_changed"] == 1
-    assert s["bytes_new_raw"] < 10 * MiB, s
+    assert s["filesChanged"] == 1
+    assert s["bytesNewRaw"] < 10 * MiB, s
     assert s["bytes"] == sum(len(v) for v in files.values()) + 1024
 
     # 4. --force reads every file again but every chunk is already stored
     forced = _create(repo, "--force", str(src))
     s = forced["summary"]
-    assert s["files_unchanged"] == 0
-    assert s["files_new"] + s["files_changed"] == n_files
+    assert s["filesUnchanged"] == 0
+    assert s["filesNew"] + s["filesChanged"] == n_files
     assert forced["parent"] is None
     _assert_no_new_data(repo, s, _ancestors(src) == anc)
 
@@ -397,10 +397,10 @@ def test_identical_files_in_different_directories_are_stored_once(
     base = _du(repo.repo)
     snap = _create(repo, str(src))
     assert snap["summary"]["bytes"] == 2 * len(data)
-    assert snap["summary"]["bytes_new_raw"] < 1.1 * len(data)
+    assert snap["summary"]["bytesNewRaw"] < 1.1 * len(data)
     assert _du(repo.repo) - base < 1.5 * len(data)
     target = tmp_path / "out"
-    _restore(repo, snap["short_id"], target)
+    _restore(repo, snap["shortId"], target)
     out = restored(target, src)
     assert (out / "one" / "copy.bin").read_bytes() == data
     assert (out / "two" / "deeper" / "same.bin").read_bytes() == data
@@ -417,7 +417,7 @@ def test_restore_include(repo: Amber, tmp_path: Path) -> None:
         "keep/a.txt": b"a", "keep/sub/b.txt": b"b", "other/c.txt": b"c",
         "other/d.log": b"d", "top.log": b"top",
     })
-    snap = _create(repo, str(src))["short_id"]
+    snap = _create(repo, str(src))["shortId"]
     abs_src = str(src.resolve())
 
     # one file: only it and the directories above it
@@ -462,7 +462,7 @@ def test_restore_into_non_empty_target_overwrites(repo: Amber, tmp_path: Path) -
                      "short.txt": b"short\n", "link-target.txt": b"t\n"})
     os.symlink("link-target.txt", src / "link")
     os.chmod(src / "a.txt", 0o640)
-    snap = _create(repo, str(src))["short_id"]
+    snap = _create(repo, str(src))["shortId"]
 
     target = tmp_path / "out"
     out = restored(target, src)
@@ -490,7 +490,7 @@ def test_restore_replaces_entries_of_another_type(repo: Amber, tmp_path: Path) -
     src = tmp_path / "src"
     write_tree(src, {"file": b"a file\n", "dir/inner.txt": b"inner\n"})
     os.mkfifo(src / "fifo")
-    snap = _create(repo, str(src))["short_id"]
+    snap = _create(repo, str(src))["shortId"]
     target = tmp_path / "out"
     out = restored(target, src)
     (out / "file").mkdir(parents=True)  # empty directory where the snapshot has a file
@@ -516,7 +516,7 @@ def test_several_paths_in_one_snapshot(repo: Amber, tmp_path: Path) -> None:
     assert sorted(snap["paths"]) == sorted([str(a.resolve()), str(b.resolve())])
     assert snap["summary"]["files"] == 3
     target = tmp_path / "out"
-    _restore(repo, snap["short_id"], target)
+    _restore(repo, snap["shortId"], target)
     assert _same_tree(a, restored(target, a))
     assert _same_tree(b, restored(target, b))
     # nothing else from tmp_path (e.g. the repository) came along
@@ -533,7 +533,7 @@ def test_single_file_snapshot(repo: Amber, tmp_path: Path) -> None:
     assert snap["summary"]["files"] == 1
     assert snap["summary"]["dirs"] == 0
     target = tmp_path / "out"
-    _restore(repo, snap["short_id"], target)
+    _restore(repo, snap["shortId"], target)
     out = restored(target, path)
     assert out.read_bytes() == data
     st = os.lstat(out)
@@ -541,7 +541,7 @@ def test_single_file_snapshot(repo: Amber, tmp_path: Path) -> None:
     assert st.st_mtime_ns == T_FILE
     # the files cache works for a single-file snapshot too
     again = _create(repo, str(path))["summary"]
-    assert again["files_unchanged"] == 1
+    assert again["filesUnchanged"] == 1
 
 
 # --------------------------------------------------------------------------------------------- #
@@ -563,6 +563,6 @@ def test_many_small_files(repo: Amber, tmp_path: Path) -> None:
 
     (src / "dir17" / "file042.txt").write_bytes(b"changed\n")
     s = _create(repo, str(src))["summary"]
-    assert s["files_changed"] == 1
-    assert s["files_unchanged"] == 4999
-    assert s["files_new"] == 0
+    assert s["filesChanged"] == 1
+    assert s["filesUnchanged"] == 4999
+    assert s["filesNew"] == 0

@@ -49,7 +49,7 @@ def browse_tree(tmp_path: Path) -> Path:
 
 def test_snapshot_ls(repo: Amber, browse_tree: Path) -> None:
     src = browse_tree
-    snap = _create(repo, str(src))["short_id"]
+    snap = _create(repo, str(src))["shortId"]
     root = str(src.resolve())
     rels = ["a.txt", "link", "sub", "sub/dir", "sub/dir/deep.bin", "sub/dir/other.txt",
             "sub/top.txt", "z", "z/empty"]
@@ -90,7 +90,7 @@ def test_snapshot_ls(repo: Amber, browse_tree: Path) -> None:
     assert entries[f"{root}/sub"]["type"] == "dir"
     assert entries[f"{root}/z/empty"]["size"] == 0
     assert entries[f"{root}/link"]["type"] == "symlink"
-    assert entries[f"{root}/link"]["link_target"] == "a.txt"
+    assert entries[f"{root}/link"]["linkTarget"] == "a.txt"
 
     # 'latest' works as an id
     assert repo("snapshot", "ls", "latest", root).stdout.splitlines()[0] == f"{root}/"
@@ -110,11 +110,11 @@ def test_ls_and_diff_print_non_utf8_names(repo: Amber, tmp_path: Path) -> None:
     src.mkdir()
     with open(os.path.join(os.fsencode(src), b"caf\xe9.txt"), "wb") as f:
         f.write(b"x")
-    first = _create(repo, str(src))["short_id"]
+    first = _create(repo, str(src))["shortId"]
     (src / "plain.txt").write_bytes(b"y")
     with open(os.path.join(os.fsencode(src), b"caf\xe9.txt"), "ab") as f:
         f.write(b"more")
-    second = _create(repo, str(src))["short_id"]
+    second = _create(repo, str(src))["shortId"]
     strict = {"PYTHONIOENCODING": "utf-8:strict"}
     ls = repo("snapshot", "ls", first, str(src.resolve()), check=False, env=strict)
     assert ls.returncode == 0, ls.stderr
@@ -135,7 +135,7 @@ def test_snapshot_diff(repo: Amber, tmp_path: Path) -> None:
     write_tree(src, {"gone.txt": b"removed later\n", "perm.txt": b"mode changes\n",
                      "sub/mod.txt": b"old content\n", "sub/same.txt": b"same\n",
                      "deep/x/y.txt": b"untouched\n"})
-    first = _create(repo, str(src))["short_id"]
+    first = _create(repo, str(src))["shortId"]
 
     dirs = [src, src / "sub"]
     dir_times = {d: os.lstat(d).st_mtime_ns for d in dirs}
@@ -146,7 +146,7 @@ def test_snapshot_diff(repo: Amber, tmp_path: Path) -> None:
     # keep the directories' own metadata as it was, so only the four entries differ
     for d, t in dir_times.items():
         os.utime(d, ns=(t, t))
-    second = _create(repo, str(src))["short_id"]
+    second = _create(repo, str(src))["shortId"]
 
     root = str(src.resolve())
     expected = {f"+ {root}/sub/new.txt", f"- {root}/gone.txt", f"M {root}/sub/mod.txt",
@@ -180,7 +180,7 @@ def test_snapshot_diff(repo: Amber, tmp_path: Path) -> None:
 
     # a new directory shows up with everything below it
     write_tree(src, {"added/one.txt": b"1", "added/in/two.txt": b"2"})
-    third = _create(repo, str(src))["short_id"]
+    third = _create(repo, str(src))["shortId"]
     added = [c["path"] for c in repo("-o", "json", "snapshot", "diff", second, third).json()[
         "changes"] if c["kind"] == "+"]
     assert added == [f"{root}/added", f"{root}/added/in", f"{root}/added/in/two.txt",
@@ -206,7 +206,7 @@ def test_forget_keep_last_and_dry_run(repo: Amber, tmp_path: Path) -> None:
     ids = _three_snapshots(repo, tmp_path / "src")
 
     dry = repo("-o", "json", "repo", "forget", "--keep-last", "1", "--dry-run").json()
-    assert dry["dry_run"] is True
+    assert dry["dryRun"] is True
     decisions = {d["id"]: d for d in dry["decisions"]}
     assert set(decisions) == set(ids)
     assert decisions[ids[2]]["keep"] is True
@@ -235,7 +235,7 @@ def test_forget_keep_last_and_dry_run(repo: Amber, tmp_path: Path) -> None:
     assert _ids(repo) == ids
 
     real = repo("-o", "json", "repo", "forget", "--keep-last", "2").json()
-    assert real["dry_run"] is False
+    assert real["dryRun"] is False
     assert [d["id"] for d in real["decisions"] if not d["keep"]] == [ids[0]]
     assert _ids(repo) == ids[1:]
 
@@ -294,15 +294,15 @@ def test_forget_prune_respects_safety_margin_then_prune_frees(
 
     # a dry run of prune with no margin reports but changes nothing
     dry = repo("-o", "json", "repo", "prune", "--keep-younger-than", "0s", "--dry-run").json()
-    assert dry["dry_run"] is True
-    assert dry["bytes_freed"] > 3 * MiB
+    assert dry["dryRun"] is True
+    assert dry["bytesFreed"] > 3 * MiB
     assert _du(repo.repo) == after_forget
 
     # no margin: the two forgotten snapshots' data is deleted
     report = repo("-o", "json", "repo", "prune", "--keep-younger-than", "0s").json()
-    assert report["packs_deleted"] > 0
-    assert report["packs_young"] == 0
-    assert report["bytes_freed"] > 3 * MiB
+    assert report["packsDeleted"] > 0
+    assert report["packsYoung"] == 0
+    assert report["bytesFreed"] > 3 * MiB
     after_prune = _du(repo.repo)
     assert after_prune < after_forget - 3 * MiB, (before, after_forget, after_prune)
     assert after_prune > 2 * MiB  # the kept snapshot's data is still there
@@ -337,15 +337,15 @@ def test_forget_prune_json_document(repo: Amber, tmp_path: Path) -> None:
     assert isinstance(decisions, dict) and isinstance(report, dict)
     assert [d["keep"] for d in decisions["decisions"]] == [d["id"] == ids[2]
                                                          for d in decisions["decisions"]]
-    assert report["dry_run"] is False
-    assert report["packs_deleted"] == 0  # everything is younger than the 1 h margin
-    assert report["packs_young"] == report["packs_before"] > 0
+    assert report["dryRun"] is False
+    assert report["packsDeleted"] == 0  # everything is younger than the 1 h margin
+    assert report["packsYoung"] == report["packsBefore"] > 0
     assert _ids(repo) == ids[2:]
     # the safety margin passes through to prune: with 0s the forgotten data goes
     more = _three_snapshots(repo, tmp_path / "src2")
     report = repo("-o", "json", "repo", "forget", "--keep-last", "1", "--prune",
                   "--keep-younger-than", "0s").json()["prune"]
-    assert report["packs_deleted"] > 0
+    assert report["packsDeleted"] > 0
     assert _ids(repo) == [ids[2], more[2]]  # keep-last applies per (host, paths) group
     # with --dry-run there is no prune, so a single document
     docs = _json_documents(repo("-o", "json", "repo", "forget", "--keep-last", "1", "--prune",
@@ -375,9 +375,9 @@ def test_repo_info_and_snapshots(repo: Amber, tmp_path: Path) -> None:
     assert info["snapshots"] == 2
     assert info["packs"] >= 2  # data and tree blobs go to separate packs
     assert info["blobs"] >= 4
-    assert info["index_files"] >= 1
-    assert info["stored_bytes"] > 300_000
-    assert info["format_version"] == 1
+    assert info["indexFiles"] >= 1
+    assert info["storedBytes"] > 300_000
+    assert info["formatVersion"] == 1
     assert info["cipher"] == "aes-256-gcm"
     assert len(info["id"]) == 32
     assert info["location"].startswith("file://")
@@ -387,11 +387,11 @@ def test_repo_info_and_snapshots(repo: Amber, tmp_path: Path) -> None:
     assert "snapshots   2" in text
 
     listing = repo("repo", "snapshots").stdout
-    assert first["short_id"] in listing
-    assert second["short_id"] in listing
+    assert first["shortId"] in listing
+    assert second["shortId"] in listing
     assert "nightly" in listing
     assert str(src.resolve()) in listing
-    assert listing.index(first["short_id"]) < listing.index(second["short_id"])  # oldest first
+    assert listing.index(first["shortId"]) < listing.index(second["shortId"])  # oldest first
     assert repo("snapshot", "list").stdout == listing
 
 
@@ -434,7 +434,7 @@ def test_demo_files(tmp_path: Path) -> None:
     assert len(snaps) == 1
     assert snaps[0]["tags"] == ["demo"]
     assert snaps[0]["paths"] == [str(sample)]
-    assert snaps[0]["short_id"] in first.stdout  # the demo lists the repository's snapshots
+    assert snaps[0]["shortId"] in first.stdout  # the demo lists the repository's snapshots
 
     passphrase = pw.read_text()
     second = _run(demo, env)
@@ -443,8 +443,8 @@ def test_demo_files(tmp_path: Path) -> None:
     snaps = json.loads(_run([*demo[:-2], "-o", "json", "snapshot", "list"], listed_env).stdout)
     assert len(snaps) == 2
     assert all(s["tags"] == ["demo"] for s in snaps)
-    assert snaps[1]["summary"]["files_unchanged"] == snaps[1]["summary"]["files"]
-    assert all(s["short_id"] in second.stdout for s in snaps)
+    assert snaps[1]["summary"]["filesUnchanged"] == snaps[1]["summary"]["files"]
+    assert all(s["shortId"] in second.stdout for s in snaps)
 
 
 def test_demo_with_configured_passphrase_and_paths(tmp_path: Path, passphrase_file: Path) -> None:

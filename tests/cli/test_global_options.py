@@ -183,9 +183,9 @@ def test_forget_prune_that_frees_nothing_says_why_and_when(repo: Amber, tmp_path
     assert "younger than the safety margin (--keep-younger-than 1h)" in held[0]
     assert "a prune after " in held[0] and held[0].endswith(" UTC frees it")
     report = repo("-o", "json", "repo", "prune").json()
-    assert report["bytes_freed"] == 0 and report["bytes_held_young"] > 256 * 1024
-    assert report["held_until"].endswith("Z")
+    assert report["bytesFreed"] == 0 and report["bytesHeldYoung"] > 256 * 1024
+    assert report["heldUntil"].endswith("Z")
     # without the margin the data goes, and there is nothing to explain
     text = repo("repo", "prune", "--keep-younger-than", "0s").stdout
     assert "freed 0 B" not in text and "nothing freed" not in text
-    assert repo("-o", "json", "repo", "prune").json()["held_until"] is None
+    assert repo("-o", "json", "repo", "prune").json()["heldUntil"] is None

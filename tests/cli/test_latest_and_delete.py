@@ -192,7 +192,7 @@ def copy(backups: Repo, tmp_path: Path) -> Amber:
 def test_backup_delete(backups: Repo, copy: Amber) -> None:
     dry: dict[str, Any] = copy("-o", "json", "backup", "delete", backups.db[:8],
                                "--dry-run").json()
-    assert dry == {"dry_run": True, "deleted": [backups.db]}
+    assert dry == {"dryRun": True, "deleted": [backups.db]}
     assert len(_listed(copy, "repo", "snapshots")) == 4
     refused = copy("backup", "delete", backups.files[:8], check=False)
     assert refused.returncode == ExitCode.USAGE and "file snapshot" in refused.stderr

@@ -24,6 +24,6 @@ def test_backup_list_restore_check(repo: Amber, tmp_path: Path) -> None:
     assert [s["id"] for s in listed] == [created["id"]]
     assert listed[0]["tags"] == ["first"]
     target = tmp_path / "out"
-    repo("snapshot", "restore", created["short_id"], str(target))
+    repo("snapshot", "restore", created["shortId"], str(target))
     assert _same_tree(src, restored(target, src))
     assert repo("-o", "json", "repo", "check", "--read-data").json()["ok"] is True

@@ -129,7 +129,7 @@ def test_a_backup_killed_after_its_first_pack_leaves_it_to_the_next(
     with reported(f"SIGKILL of a backup of {total} bytes once its first pack was on disk"):
         snap = _backup_after_kill(repo, src, files, tmp_path / "out")
         # A full pack holds at least 12 MiB of the data (16 MiB target, 4 MiB largest chunk).
-        stored = snap["summary"]["bytes_new_raw"]
+        stored = snap["summary"]["bytesNewRaw"]
         assert stored <= total - 8 * MiB, \
             f"the backup after the kill stored {stored} of {total} bytes again"
 
@@ -159,7 +159,7 @@ def test_killed_prunes_leave_a_working_repository(amber: Amber, tmp_path: Path) 
     started = time.monotonic()
     report = cli(reference, "-o", "json", *prune, codes=(0,)).json()
     full = time.monotonic() - started
-    assert report["packs_deleted"] >= 1 and report["packs_repacked"] >= 1, report
+    assert report["packsDeleted"] >= 1 and report["packsRepacked"] >= 1, report
 
     hit: list[bool] = []
     indexes_before = set(_index_files(prepared))

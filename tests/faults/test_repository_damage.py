@@ -297,8 +297,8 @@ def _check_after_backup(p: Pristine, repo: Amber, d: Damage, new: str) -> None:
     res = cli(repo, "-o", "json", "repo", "check", "--read-data", codes=(0, 14))
     report = res.json()
     hurt = {s for s in p.snapshots if p.lost_files(s, d.lost)}
-    assert new not in report["damaged_snapshots"], report["damaged_snapshots"]
-    assert set(report["damaged_snapshots"]) <= hurt, report["damaged_snapshots"]
+    assert new not in report["damagedSnapshots"], report["damagedSnapshots"]
+    assert set(report["damagedSnapshots"]) <= hurt, report["damagedSnapshots"]
     latest_needs = frozenset().union(*(n.blobs for n in p.needs[p.snapshots[-1]].values()))
     if d.lost - latest_needs or not d.lost:
         assert res.returncode == 14, f"damage remains, yet check exited 0:\n{res.stdout}"

@@ -32,5 +32,5 @@ def test_damage_on_a_full_repository_device_costs_a_warning(
             res.stderr
         res = repo("-o", "json", "repo", "check", "--read-data", check=False)
         code, report = res.returncode, res.json()
-        assert code == 14 and report["damaged_blobs"] == [victim.hex()], report
+        assert code == 14 and report["damagedBlobs"] == [victim.hex()], report
         assert any("could not record" in w for w in report["warnings"]), report

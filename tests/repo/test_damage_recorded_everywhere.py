@@ -56,7 +56,7 @@ def test_plain_check_names_a_damaged_listing(repo: Amber, tmp_path: Path) -> Non
     victim = _subtree(repo, snap, src / "d0")
     _damage_blob(repo, victim)
     code, report = _check(repo)
-    assert code == 14 and report["damaged_blobs"] == [victim.hex()], report
+    assert code == 14 and report["damagedBlobs"] == [victim.hex()], report
     assert _damaged_blobs(repo) == 1
 
 

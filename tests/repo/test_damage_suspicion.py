@@ -60,7 +60,7 @@ def test_a_pack_missing_for_a_while_is_not_pruned_once_back(repo: Amber, tmp_pat
     assert _damaged_blobs(repo) == 0
     res = repo("-o", "json", "repo", "prune", check=False)
     assert res.returncode == 0, res.stderr
-    assert res.json()["packs_deleted"] == 0, res.json()
+    assert res.json()["packsDeleted"] == 0, res.json()
     assert_restores(repo, src, tmp_path / "after")
 
 

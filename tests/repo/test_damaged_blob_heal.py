@@ -37,27 +37,27 @@ def test_backup_after_check_read_data_stores_a_damaged_blob_anew(
     src = tmp_path / "src"
     first, victim = _damaged_backup(repo, src)
     code, report = _check(repo, "--read-data")
-    assert code == 14 and report["damaged_blobs"] == [victim.hex()]
+    assert code == 14 and report["damagedBlobs"] == [victim.hex()]
     # Structure-only now knows too: the damaged copy is out of the index.
     code, report = _check(repo)
-    assert code == 14 and first in report["damaged_snapshots"], report
+    assert code == 14 and first in report["damagedSnapshots"], report
 
     second = repo("-o", "json", "snapshot", "create", "--force", str(src)).json()
-    assert second["summary"]["bytes_new_raw"] >= 1, second["summary"]
+    assert second["summary"]["bytesNewRaw"] >= 1, second["summary"]
     assert_restores(repo, src, tmp_path / "latest")
     assert_restores(repo, src, tmp_path / "first", first)  # the old snapshot is healed too
 
     code, report = _check(repo, "--read-data")
     assert code == 0, (report["errors"], report)
-    assert first in report["healed_snapshots"], report
-    assert report["damaged_snapshots"] == {}
+    assert first in report["healedSnapshots"], report
+    assert report["damagedSnapshots"] == {}
 
     # Prune writes an index without the damaged copy for good and drops the records.
     res = repo("-o", "json", "repo", "prune", "--keep-younger-than", "0s")
-    assert res.json()["damage_records_removed"] == 1
+    assert res.json()["damageRecordsRemoved"] == 1
     assert not any((repo.repo / "damaged").iterdir())
     code, report = _check(repo, "--read-data")
-    assert code == 0 and report["healed_snapshots"] == [], report
+    assert code == 0 and report["healedSnapshots"] == [], report
     assert_restores(repo, src, tmp_path / "after-prune", first)
 
 
@@ -70,7 +70,7 @@ def test_backup_after_a_failed_restore_stores_the_blob_anew(repo: Amber, tmp_pat
     repo("snapshot", "create", str(src))  # the files cache must not reuse the damaged blob
     assert_restores(repo, src, tmp_path / "healed")
     code, report = _check(repo)
-    assert code == 0 and report["healed_snapshots"], report
+    assert code == 0 and report["healedSnapshots"], report
 
 
 def test_repair_index_leaves_a_damaged_blob_out(repo: Amber, tmp_path: Path) -> None:
@@ -78,9 +78,9 @@ def test_repair_index_leaves_a_damaged_blob_out(repo: Amber, tmp_path: Path) -> 
     first, victim = _damaged_backup(repo, src)
     res = repo("-o", "json", "repo", "repair", "index", check=False)
     assert res.returncode == 14, res.stderr
-    assert [b.split()[1] for b in res.json()["damaged_blobs"]] == [victim.hex()[:16]]
+    assert [b.split()[1] for b in res.json()["damagedBlobs"]] == [victim.hex()[:16]]
     code, report = _check(repo)
-    assert code == 14 and first in report["damaged_snapshots"]
+    assert code == 14 and first in report["damagedSnapshots"]
 
     repo("snapshot", "create", str(src))
     assert_restores(repo, src, tmp_path / "first", first)
@@ -130,11 +130,11 @@ def test_check_names_each_damaged_snapshot_once_in_order_and_heals_only_older_on
     for snap in (first, second):
         assert len([line for line in lines if snap[:8] in line]) == 1, lines
     code, report = _check(repo)
-    assert set(report["damaged_snapshots"]) == {first, second}, report
+    assert set(report["damagedSnapshots"]) == {first, second}, report
     order = [e.split()[1] for e in report["errors"] if "cannot fully restore" in e]
     assert order == [first[:8], second[:8]], report  # oldest first
 
     healing = repo("-o", "json", "snapshot", "create", "--force", str(src)).json()["id"]
     code, report = _check(repo)
-    assert code == 0 and report["healed_snapshots"] == [first, second], report
-    assert healing not in report["healed_snapshots"]
+    assert code == 0 and report["healedSnapshots"] == [first, second], report
+    assert healing not in report["healedSnapshots"]

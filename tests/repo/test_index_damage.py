@@ -63,15 +63,15 @@ def test_damaged_index_file_stops_nothing_and_repair_rebuilds_it(
     assert isinstance(errors, list)
     assert any(f"index/{damaged.name}" in e and "repair index" in e for e in errors), errors
     assert not any("prune" in e for e in errors + report["warnings"]), report  # type: ignore[operator]
-    assert report["damaged_snapshots"] == {}
+    assert report["damagedSnapshots"] == {}
 
     present = len(index_files(repo))
     res = repo("-o", "json", "repo", "repair", "index")
     rebuilt = res.json()
-    assert rebuilt["damaged_index_files"] == 1
-    assert rebuilt["index_files_replaced"] == present
+    assert rebuilt["damagedIndexFiles"] == 1
+    assert rebuilt["indexFilesReplaced"] == present
     assert rebuilt["packs"] == len(pack_files(repo))
-    assert rebuilt["damaged_blobs"] == [] and rebuilt["unreadable_packs"] == {}
+    assert rebuilt["damagedBlobs"] == [] and rebuilt["unreadablePacks"] == {}
     assert not damaged.exists()
     assert len(index_files(repo)) == 1
     res = repo("-o", "json", "repo", "check", "--read-data")
@@ -91,7 +91,7 @@ def test_prune_with_a_damaged_index_file_keeps_and_reindexes_its_packs(
 
     res = repo("-o", "json", "repo", "prune", "--keep-younger-than", "0s", check=False)
     assert res.returncode == 0, res.stderr
-    assert res.json()["packs_recovered"] == len(named_only_there)
+    assert res.json()["packsRecovered"] == len(named_only_there)
     # Only the changed file's first version is garbage; every pack the damaged index named
     # that a snapshot needs is still there.
     assert not damaged.exists()
@@ -114,7 +114,7 @@ def test_lost_index_file_restore_finds_blobs_by_pack_header(
     assert code == 14
     text = " ".join(report["errors"] + report["warnings"])  # type: ignore[operator]
     assert "repair index" in text and "prune" not in text, report
-    assert report["damaged_snapshots"] == {}
+    assert report["damagedSnapshots"] == {}
 
     repo("repo", "repair", "index")
     code, report = _check_json(repo)
@@ -195,7 +195,7 @@ def test_repair_keeps_the_blobs_of_a_pack_whose_header_is_damaged(
 
     res = repo("-o", "json", "repo", "repair", "index", check=False)
     assert res.returncode == 0, res.stderr + res.stdout
-    assert list(res.json()["rescued_packs"]) == [pack.name], res.json()
+    assert list(res.json()["rescuedPacks"]) == [pack.name], res.json()
     assert pack.exists()
     assert_restores(repo, src, tmp_path / "after")
     code, report = _check_json(repo)
@@ -242,8 +242,8 @@ def test_backup_after_an_index_file_was_deleted_adopts_its_packs(
     lost.unlink()
 
     summary = repo("-o", "json", "snapshot", "create", str(src)).json()["summary"]
-    assert summary["files_changed"] == 0 and summary["files_unchanged"] == 6, summary
-    assert summary["bytes_new_raw"] < 64 * 1024, summary
+    assert summary["filesChanged"] == 0 and summary["filesUnchanged"] == 6, summary
+    assert summary["bytesNewRaw"] < 64 * 1024, summary
     assert_restores(repo, src, tmp_path / "out")
     code, report = _check_json(repo)
     assert code == 0 and report["warnings"] == [], report

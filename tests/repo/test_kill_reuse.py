@@ -46,7 +46,7 @@ def test_backup_after_a_kill_uploads_only_what_the_killed_one_had_not_finished(
     assert finished >= 16 * MiB, finished  # two packs of ~16 MiB were complete
 
     snap = repo("-o", "json", "snapshot", "create", str(src)).json()
-    uploaded = snap["summary"]["bytes_new_raw"]
+    uploaded = snap["summary"]["bytesNewRaw"]
     assert uploaded <= total - finished + 64 * 1024, (uploaded, total, finished)  # + its trees
     assert_restores(repo, src, tmp_path / "out")
     _check(repo, read_data=True)
@@ -70,6 +70,6 @@ def test_backup_after_ctrl_c_reuses_the_packs_the_interrupted_one_completed(
     assert finished >= 16 * MiB, finished
 
     snap = repo("-o", "json", "snapshot", "create", str(src)).json()
-    uploaded = snap["summary"]["bytes_new_raw"]
+    uploaded = snap["summary"]["bytesNewRaw"]
     assert uploaded <= total - finished + 64 * 1024, (uploaded, total, finished)
     assert_restores(repo, src, tmp_path / "out")

@@ -36,7 +36,7 @@ def test_backup_after_a_pack_went_missing_stores_its_data_anew(
     assert lost and all("missing" in e and "authentication" not in e for e in lost), lost
 
     snap = repo("-o", "json", "snapshot", "create", str(src)).json()
-    assert snap["summary"]["bytes_new_raw"] > 0, snap["summary"]
+    assert snap["summary"]["bytesNewRaw"] > 0, snap["summary"]
     assert_restores(repo, src, tmp_path / "latest")
     assert_restores(repo, src, tmp_path / "first", first)  # healed: ids are content addresses
     res = repo("-o", "json", "repo", "check", check=False)

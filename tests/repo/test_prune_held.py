@@ -19,7 +19,7 @@ def test_max_unused_one_still_says_what_the_margin_holds(repo: Amber, tmp_path: 
     repo("repo", "forget", snap)
 
     res = repo("-o", "json", "repo", "prune", "--max-unused", "1.0", "--dry-run").json()
-    assert res["bytes_held_young"] > 1024 * 1024 and res["held_until"], res
+    assert res["bytesHeldYoung"] > 1024 * 1024 and res["heldUntil"], res
     text = repo("repo", "prune", "--max-unused", "1.0", "--dry-run").stdout
     assert "nothing freed: " in text, text
 

@@ -54,7 +54,7 @@ def test_full_target_keeps_existing_files_and_lists_what_was_not_restored(
     res = repo("-o", "json", "snapshot", "restore", "latest", str(small_fs), check=False)
     assert res.returncode == 15, res.stderr
     report = res.json()
-    not_restored = set(report["not_restored"])
+    not_restored = set(report["notRestored"])
     assert not_restored, "the restore ran out of space, so something was not restored"
     assert report["files"] + len(not_restored) == len(new), report
     errors = [line for line in res.stderr.splitlines() if "error:" in line]
@@ -218,7 +218,7 @@ def test_damaged_tree_costs_only_its_directory(repo: Amber, tmp_path: Path) -> N
 
 def test_damaged_root_tree_is_one_line_and_exit_14(repo: Amber, tmp_path: Path) -> None:
     src, _files = _tree_source(tmp_path)
-    snap = repo("-o", "json", "snapshot", "create", str(src)).json()["short_id"]
+    snap = repo("-o", "json", "snapshot", "create", str(src)).json()["shortId"]
     _damage_tree_of(repo, None)
     target = tmp_path / "out"
     res = repo("snapshot", "restore", "latest", str(target), check=False)

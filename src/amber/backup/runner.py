@@ -29,7 +29,7 @@ import contextlib
 import datetime
 import urllib.parse
 from collections import defaultdict
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -44,7 +44,7 @@ from amber.kube.client import DEFAULT_PAGE, Client
 from amber.kube.discovery import APIResource
 from amber.repo import memsnap, repository
 from amber.repo import snapshot as snapshots
-from amber.util import errors
+from amber.util import errors, progress
 
 Obj = dict[str, Any]
 ENTRY_TIME = datetime.datetime(2000, 1, 1, tzinfo=datetime.UTC)
@@ -93,21 +93,6 @@ class Scope:
 
 
 @dataclass
-class Progress:
-    """Called as objects are written; ``objects`` and ``bytes`` so far."""
-
-    callback: Callable[[int, int], None] | None = None
-    objects: int = 0
-    bytes: int = 0
-
-    def add(self, size: int) -> None:
-        self.objects += 1
-        self.bytes += size
-        if self.callback is not None:
-            self.callback(self.objects, self.bytes)
-
-
-@dataclass
 class Result:
     snapshot: snapshots.Snapshot
     items: int
@@ -130,8 +115,10 @@ class _Run:
     so the run holds nothing more per object than a ``Ref``."""
 
     writer: memsnap.MemorySnapshotWriter
-    progress: Progress
+    meter: progress.Meter
     exclude: labels.Matcher | None = None
+    #: Bytes of the objects written (as stored, before compression).
+    bytes: int = 0
     written: set[Ref] = field(default_factory=set)
     excluded: set[Ref] = field(default_factory=set)
     #: Objects left out because they are being deleted.
@@ -150,7 +137,8 @@ class _Run:
         data = layout.encode(obj)
         self.writer.add_file(_path(s), data)
         self.written.add(s.ref)
-        self.progress.add(len(data))
+        self.bytes += len(data)
+        self.meter.add(1)
 
 
 def _item(s: Summary, warnings: list[str] | None) -> dict[str, Any]:
@@ -168,16 +156,21 @@ def _item(s: Summary, warnings: list[str] | None) -> dict[str, Any]:
 class ResourceBackup:
     def __init__(self, client: Client, repo: repository.Repository, *, context: str = "",
                  workers: int = 4, page_size: int = DEFAULT_PAGE,
-                 progress: Progress | None = None) -> None:
+                 reporter: progress.Reporter = progress.SILENT) -> None:
         self.client = client
         self.repo = repo
         self.context = context
         self.workers = workers
         self.page_size = page_size
-        self.progress = progress or Progress()
+        self.reporter = reporter
 
     def run(self, scope: Scope, *, tags: Sequence[str] = ()) -> Result:
+        """Back up what ``scope`` selects into a new snapshot (see the module doc)."""
         scope.validate()
+        with self.reporter.task("backup", "backing up objects", progress.Unit.OBJECTS) as meter:
+            return self._run(scope, tags, meter)
+
+    def _run(self, scope: Scope, tags: Sequence[str], meter: progress.Meter) -> Result:
         started = datetime.datetime.now(datetime.UTC)
         rf = collect.ResourceFilter(scope.include_resources, scope.exclude_resources)
         discovery = self.client.discover()
@@ -194,7 +187,7 @@ class ResourceBackup:
         # the objects in it, so an unchanged namespace is an unchanged tree in the next backup.
         with memsnap.MemorySnapshotWriter(self.repo, time=started,
                                           entry_time=ENTRY_TIME) as writer:
-            run = _Run(writer, self.progress, exclude=labels.parse(scope.exclude_selector)
+            run = _Run(writer, meter, exclude=labels.parse(scope.exclude_selector)
                        if scope.exclude_selector else None)
             with self._losing_server(scope):
                 selection, scope = self._capture(scope, resources, inv, run)
@@ -221,7 +214,7 @@ class ResourceBackup:
                 hostname=self._cluster_name(), paths=[f"k8s:{scope.label}"],
                 tags=sorted({layout.TAG, *tags}),
                 summary={"objects": len(run.written), "warnings": len(warnings),
-                         "bytes": self.progress.bytes, "scope": scope.label,
+                         "bytes": run.bytes, "scope": scope.label,
                          "applications": [a.id for a in _involved(apps, run.written)],
                          # what `latest --namespace NS` is matched against
                          "namespaces": sorted({r.namespace for r in run.written

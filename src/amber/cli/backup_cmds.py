@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import datetime
-import sys
 from typing import Any
 
 import click
 
 from amber.backup import catalogue, compare, layout, runner
-from amber.cli import context, durations, progress, reports
+from amber.cli import context, durations, output, reports
 from amber.cli.options import split_values
 from amber.repo import maintenance, pruner
 from amber.repo import snapshot as snapshots
@@ -60,18 +59,10 @@ def create(ctx: context.Context, application: str | None, namespaces: tuple[str,
     scope.validate()
     repo = ctx.open_repo()
     client = ctx.kube_client()
-    state = runner.Progress()
-
-    def render(elapsed: float) -> str:
-        return (f"{state.objects} objects, {progress.human_bytes(state.bytes)}, "
-                f"{progress.human_duration(elapsed)}")
-
-    show = sys.stderr.isatty() and not ctx.quiet and not ctx.json
-    with progress.Display(render, enabled=show):
-        result = runner.ResourceBackup(
-            client, repo, context=client.config.context, progress=state).run(scope, tags=tags)
+    result = runner.ResourceBackup(client, repo, context=client.config.context,
+                                   reporter=ctx.reporter).run(scope, tags=tags)
     snap = result.snapshot
-    ctx.emit({"id": snap.id, "short_id": snap.short_id, "objects": result.items,
+    ctx.emit({"id": snap.id, "shortId": snap.short_id, "objects": result.items,
               "applications": result.applications, "partial": result.partial,
               "warnings": result.warnings},
              f"backup {snap.short_id} saved: {result.items} objects"
@@ -79,7 +70,7 @@ def create(ctx: context.Context, application: str | None, namespaces: tuple[str,
              + (" (partial)" if result.partial else ""))
     if result.partial:
         for line in result.warnings[:20]:
-            print(f"warning: {line}", file=sys.stderr)
+            ctx.warn(line)
         raise errors.PartialError(f"{len(result.warnings)} warning(s); backup {snap.short_id} "
                                   "is partial")
 
@@ -120,7 +111,7 @@ def list_cmd(ctx: context.Context, app: str | None, namespaces: tuple[str, ...],
     repo = ctx.open_repo()
     which = catalogue.BackupFilter(app, split_values(namespaces), split_values(tags))
     found = catalogue.backups(repo, which)
-    rows = [{"id": s.id, "short_id": s.short_id, "time": snapshots.format_time(s.time),
+    rows = [{"id": s.id, "shortId": s.short_id, "time": snapshots.format_time(s.time),
              "cluster": s.hostname, "scope": s.summary.get("scope", ""),
              "objects": s.summary.get("objects", 0),
              "applications": s.summary.get("applications", []), "partial": s.partial,
@@ -131,11 +122,11 @@ def list_cmd(ctx: context.Context, app: str | None, namespaces: tuple[str, ...],
     if not rows:
         print(f"no resource backup {which.describe()}" if which else "no resource backups")
         return
-    print(f"{'ID':<10}{'TIME (UTC)':<21}{'CLUSTER':<16}{'OBJECTS':>8}  SCOPE")
-    for s, row in zip(found, rows, strict=True):
-        mark = " (partial)" if s.partial else ""
-        print(f"{s.short_id:<10}{s.time.strftime('%Y-%m-%d %H:%M:%S'):<21}"
-              f"{s.hostname[:15]:<16}{row['objects']:>8}  {row['scope']}{mark}")
+    print(output.table(
+        ["ID", "TIME (UTC)", "CLUSTER", "OBJECTS", "SCOPE"],
+        ([s.short_id, s.time.strftime("%Y-%m-%d %H:%M:%S"), s.hostname, row["objects"],
+          f"{row['scope']}{' (partial)' if s.partial else ''}"]
+         for s, row in zip(found, rows, strict=True)), right=[3]))
 
 
 @backup.command()
@@ -237,8 +228,8 @@ def delete(ctx: context.Context, backup_ids: tuple[str, ...], and_prune: bool,
         margin_s = keep_younger_than.total_seconds()
         prune_data, prune_text = reports.prune_report(
             maintenance.prune(repo, margin_s=margin_s, max_unused=pruner.DEFAULT_MAX_UNUSED,
-                              dry_run=False, log=ctx.info), margin_s, False)
-    doc: dict[str, object] = {"dry_run": dry_run, "deleted": sorted(s.id for s in chosen)}
+                              dry_run=False, reporter=ctx.reporter), margin_s, False)
+    doc: dict[str, object] = {"dryRun": dry_run, "deleted": sorted(s.id for s in chosen)}
     if and_prune:
         doc["prune"] = prune_data
     verb = "would delete" if dry_run else "deleted"

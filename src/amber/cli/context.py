@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import functools
 import getpass
-import json
 import os
 import sys
 from dataclasses import dataclass
@@ -12,6 +12,7 @@ from typing import Any
 
 import platformdirs
 
+from amber.cli.output import JsonLinesReporter, TextReporter, document, make_reporter
 from amber.kube.client import Client
 from amber.repo import repository
 from amber.storage import base, location
@@ -53,20 +54,36 @@ class Context:
         repo.on_warning = self.warn
         return repo
 
+    @functools.cached_property
+    def reporter(self) -> TextReporter | JsonLinesReporter:
+        """What the engine reports to while the command runs (``amber.util.progress``); the
+        command group closes it when the command ends."""
+        return make_reporter(json_lines=self.json, quiet=self.quiet)
+
+    def close(self) -> None:
+        if "reporter" in self.__dict__:
+            self.reporter.close()
+
     def emit(self, data: Any, text: str | None = None) -> None:
-        """Print ``data`` as JSON in -o json mode, else ``text`` (if any)."""
+        """The command's result: ``data`` as one JSON document with -o json, else ``text``."""
         if self.json:
-            print(json.dumps(data, indent=2, sort_keys=True, default=str))
+            print(document(data))
         elif text is not None:
             print(text)
 
     def warn(self, message: str) -> None:
         """A warning: always on stderr (also with -q and -o json, whose stdout stays clean)."""
-        print(f"warning: {message}", file=sys.stderr)
+        self.reporter.warn(message)
+
+    def problem(self, line: str) -> None:
+        """A line on stderr about something left out or not done ("damaged, not restored:
+        PATH"), shown whatever -q and -o say; the exit code says the rest."""
+        self.reporter.line(line)
 
     def info(self, message: str) -> None:
-        if not self.quiet and not self.json:
-            print(message, file=sys.stderr)
+        """A step: on stderr, unless -q or -o json."""
+        if not self.json:
+            self.reporter.info(message)
 
 
 def read_passphrase(*, confirm: bool = False) -> str:

@@ -133,7 +133,7 @@ def _application(ctx: context.Context, client: Client, repo: repository.Reposito
             print(f"backup {result.snapshot.short_id} saved: {result.items} objects of "
                   f"{application.APP}" + (" (partial)" if result.partial else ""))
 
-    out = application.run(client, repo, where, pods_run=pods_run, log=ctx.info,
+    out = application.run(client, repo, where, pods_run=pods_run, reporter=ctx.reporter,
                           backed_up=backed_up)
     snap, result, report = out.backup.snapshot, out.backup, out.restore
     counts = report.counts()
@@ -209,8 +209,8 @@ def demo(ctx: context.Context, paths: tuple[str, ...], sample_files: bool,
                          pods_run=box.run_pods)
         return
     sources = list(paths) or [_sample_dir()]
-    snap = archiver.Archiver(repo).run(sources, tags=["demo"])
+    snap = archiver.Archiver(repo, reporter=ctx.reporter).run(sources, tags=["demo"])
     ctx.info(f"backed up {', '.join(sources)} as snapshot {snap.short_id}")
     if not ctx.json:
-        print(f"repository: {ctx.backend().url}", file=sys.stderr)
+        ctx.problem(f"repository: {ctx.backend().url}")
     reports.print_snapshots(ctx)

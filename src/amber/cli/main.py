@@ -21,6 +21,7 @@ from amber.cli import (
     demo_cmd,
     drill_cmd,
     options,
+    output,
     repo_cmds,
     restore_cmds,
     sandbox_cmd,
@@ -57,6 +58,7 @@ def cli(ctx: click.Context, repo_location: str | None, output: str, quiet: bool,
     ctx.obj = context.Context(repo_location=repo_location or context.default_repo_location(),
                               output=output, quiet=quiet, kubeconfig=kubeconfig,
                               kube_context=kube_context, namespaces=namespaces)
+    ctx.call_on_close(ctx.obj.close)
 
 
 cli.add_command(repo_cmds.repo)
@@ -90,7 +92,7 @@ def _as_invoked(message: str, prog: str) -> str:
 
 
 #: Erases a line a terminal shows (the progress line, the ``^C`` it echoed) before a message.
-_CLEAR_LINE = "\r\x1b[2K"
+_CLEAR_LINE = output.CLEAR_LINE
 
 
 def _interrupted(prog: str) -> NoReturn:

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import datetime
-import sys
 
 import click
 
-from amber.cli import context, durations, progress, reports
+from amber.cli import context, durations, output, reports
 from amber.repo import checker, keyfile, locks, maintenance, pruner, repository, retention
 from amber.repo import format as fmt
 from amber.repo import repair as repairs
@@ -46,14 +45,17 @@ def init(ctx: context.Context, cipher: str, kdf_n: int) -> None:
 def info(ctx: context.Context) -> None:
     """Show what the repository holds."""
     st = maintenance.statistics(ctx.open_repo())
-    ctx.emit(st.to_json(), "\n".join([
+    doc = output.camel_keys(st.to_json())
+    if isinstance(st.chunker, dict):  # the config's record of the chunker's parameters
+        doc["chunker"] = output.camel_keys(st.chunker)
+    ctx.emit(doc, "\n".join([
         f"repository  {st.id}",
         f"location    {st.location}",
         f"format      version {st.format_version}, {st.cipher}, zstd "
         f"level {st.compression_level}",
         f"snapshots   {st.snapshots}",
         f"packs       {st.packs} ({st.blobs} blobs, {st.index_files} index files)",
-        f"size        {progress.human_bytes(st.stored_bytes)}",
+        f"size        {output.human_bytes(st.stored_bytes)}",
     ]))
 
 
@@ -73,25 +75,17 @@ def check(ctx: context.Context, read_data: bool) -> None:
     Exits 14 when anything is damaged or missing, naming the blobs and the snapshots that need them.
     """
     r = ctx.open_repo()
-    state = {"done": 0, "total": 0}
-
-    def on_progress(done: int, total: int) -> None:
-        state.update(done=done, total=total)
-
-    with progress.Display(lambda t: f"checking packs {state['done']}/{state['total']}  "
-                                    f"{progress.human_duration(t)}",
-                          enabled=sys.stderr.isatty() and not ctx.json and not ctx.quiet):
-        report = checker.Checker(r, on_progress=on_progress).run(read_data=read_data)
+    report = checker.Checker(r, reporter=ctx.reporter).run(read_data=read_data)
     ctx.emit({
         "ok": report.ok, "errors": report.errors, "warnings": report.warnings,
-        "damaged_blobs": sorted(b.hex() for b in report.damaged_blobs),
-        "damaged_snapshots": report.damaged_snapshots, "snapshots": report.snapshots,
-        "healed_snapshots": report.healed_snapshots,
-        "packs": report.packs, "blobs": report.blobs, "bytes_read": report.bytes_read,
+        "damagedBlobs": sorted(b.hex() for b in report.damaged_blobs),
+        "damagedSnapshots": report.damaged_snapshots, "snapshots": report.snapshots,
+        "healedSnapshots": report.healed_snapshots,
+        "packs": report.packs, "blobs": report.blobs, "bytesRead": report.bytes_read,
     })
+    for w in report.warnings:
+        ctx.warn(w)
     if not ctx.json:
-        for w in report.warnings:
-            print(f"warning: {w}")
         for e in report.errors:
             print(f"error: {e}")
         for sid in report.healed_snapshots:
@@ -137,13 +131,13 @@ def forget(ctx: context.Context, keep_last: int, keep_hourly: int, keep_daily: i
                               within=keep_within, keep_tags=frozenset(keep_tag))
     r = ctx.open_repo()
     result = maintenance.forget(r, policy, snapshot_ids, group_by=group_by, dry_run=dry_run)
-    forget_data = {"dry_run": dry_run, "decisions": [d.to_json() for d in result.decisions]}
+    forget_data = {"dryRun": dry_run, "decisions": [d.to_json() for d in result.decisions]}
     prune_data: dict[str, object] | None = None
     if and_prune and not dry_run:
         margin_s = keep_younger_than.total_seconds()
         prune_data, prune_text = reports.prune_report(
             maintenance.prune(r, margin_s=margin_s, max_unused=pruner.DEFAULT_MAX_UNUSED,
-                              dry_run=False, log=ctx.info), margin_s, False)
+                              dry_run=False, reporter=ctx.reporter), margin_s, False)
     if ctx.json:
         # one document per command, so scripts can parse it whole
         ctx.emit({**forget_data, "prune": prune_data} if and_prune else forget_data)
@@ -168,7 +162,7 @@ def prune(ctx: context.Context, keep_younger_than: datetime.timedelta, max_unuse
     """Delete data that no snapshot needs (takes the maintenance lease)."""
     margin_s = keep_younger_than.total_seconds()
     report = maintenance.prune(ctx.open_repo(), margin_s=margin_s, max_unused=max_unused,
-                               dry_run=dry_run, log=ctx.info)
+                               dry_run=dry_run, reporter=ctx.reporter)
     ctx.emit(*reports.prune_report(report, margin_s, dry_run))
 
 
@@ -187,16 +181,8 @@ def repair_index(ctx: context.Context) -> None:
     blobs or unreadable packs were found (the rebuilt index is written all the same).
     """
     r = ctx.open_repo()
-    state = {"done": 0, "total": 0}
-
-    def on_progress(done: int, total: int) -> None:
-        state.update(done=done, total=total)
-
-    with locks.MaintenanceLease(r.backend), progress.Display(
-            lambda t: f"verifying packs {state['done']}/{state['total']}  "
-                      f"{progress.human_duration(t)}",
-            enabled=sys.stderr.isatty() and not ctx.json and not ctx.quiet):
-        report = repairs.rebuild_index(r, on_progress=on_progress)
+    with locks.MaintenanceLease(r.backend):
+        report = repairs.rebuild_index(r, reporter=ctx.reporter)
     lines = [f"unreadable pack {p[:16]} left in place: {why}"
              for p, why in report.unreadable_packs.items()]
     lines += [f"pack {p[:16]}: {why}; the damaged pack stays until 'amber repo prune' removes it"
@@ -209,7 +195,7 @@ def repair_index(ctx: context.Context) -> None:
         f"index rebuilt: {report.packs} packs, {report.blobs} blobs; "
         f"{len(report.damaged_blobs)} damaged blob(s) left out; replaced "
         f"{report.index_files_replaced} index file(s) ({report.damaged_index_files} damaged)")
-    ctx.emit(dict(vars(report)), "\n".join(lines))
+    ctx.emit(output.camel_keys(vars(report)), "\n".join(lines))
     if report.damaged_blobs or report.unreadable_packs or report.missing_packs:
         raise errors.IntegrityError(
             f"{len(report.damaged_blobs)} damaged blob(s), {len(report.unreadable_packs)} "

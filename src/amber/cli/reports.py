@@ -11,16 +11,17 @@ from __future__ import annotations
 import datetime
 from collections.abc import Callable
 
-from amber.cli import context, progress
+from amber.cli import context, output
 from amber.repo import pruner
 from amber.repo import snapshot as snapshots
 
 
 def snapshot_rows(snaps: list[snapshots.Snapshot]) -> list[dict[str, object]]:
     return [{
-        "id": s.id, "short_id": s.short_id, "time": snapshots.format_time(s.time),
+        "id": s.id, "shortId": s.short_id, "time": snapshots.format_time(s.time),
         "hostname": s.hostname, "username": s.username, "paths": s.paths, "tags": s.tags,
-        "parent": s.parent, "summary": s.summary, "partial": s.partial, "errors": s.errors,
+        "parent": s.parent, "summary": output.camel_keys(s.summary), "partial": s.partial,
+        "errors": s.errors,
     } for s in snaps]
 
 
@@ -35,29 +36,27 @@ def print_snapshots(ctx: context.Context,
     if not snaps:
         print("no snapshots")
         return
-    print(f"{'ID':<10}{'TIME (UTC)':<21}{'HOST':<14}{'FILES':>8}{'SIZE':>12}  TAGS / PATHS")
-    for s in snaps:
-        mark = " (partial)" if s.partial else ""
-        size = progress.human_bytes(s.summary.get("bytes", 0))
-        tags = ",".join(s.tags)
-        print(f"{s.short_id:<10}{s.time.strftime('%Y-%m-%d %H:%M:%S'):<21}{s.hostname[:13]:<14}"
-              f"{s.summary.get('files', 0):>8}{size:>12}  {tags + ' ' if tags else ''}"
-              f"{' '.join(s.paths)}{mark}")
+    print(output.table(
+        ["ID", "TIME (UTC)", "HOST", "FILES", "SIZE", "TAGS / PATHS"],
+        ([s.short_id, s.time.strftime("%Y-%m-%d %H:%M:%S"), s.hostname,
+          s.summary.get("files", 0), output.human_bytes(s.summary.get("bytes", 0)),
+          " ".join([",".join(s.tags)] * bool(s.tags) + s.paths)
+          + (" (partial)" if s.partial else "")] for s in snaps), right=[3, 4]))
 
 
 def prune_report(report: pruner.PruneReport, margin_s: float,
                  dry_run: bool) -> tuple[dict[str, object], str]:
     """A prune's report as data (for -o json) and as text."""
-    data: dict[str, object] = dict(vars(report))
-    data["dry_run"] = dry_run
-    data["held_until"] = _utc(report.held_until)
+    data = output.camel_keys(vars(report))
+    data["dryRun"] = dry_run
+    data["heldUntil"] = _utc(report.held_until)
     lines = [
         *report.messages,
         f"packs: {report.packs_before} indexed, {report.packs_kept} kept, "
         f"{report.packs_young} younger than the safety margin, {report.packs_dropped} dropped "
         f"({report.packs_repacked} repacked: {report.blobs_repacked} blobs copied), "
         f"{report.packs_deleted} deleted",
-        f"{'would free' if dry_run else 'freed'} {progress.human_bytes(report.bytes_freed)}"
+        f"{'would free' if dry_run else 'freed'} {output.human_bytes(report.bytes_freed)}"
         + (" (deletion deferred: a backup is running)" if report.deferred else ""),
     ]
     held = held_line(report, margin_s)
@@ -71,7 +70,7 @@ def held_line(report: pruner.PruneReport, margin_s: float) -> str:
         return ""
     when = datetime.datetime.fromtimestamp(report.held_until, datetime.UTC)
     head = "nothing freed: " if report.bytes_freed <= 0 else "not yet freed: "
-    return (f"{head}{progress.human_bytes(report.bytes_held_young)} that no snapshot needs is "
+    return (f"{head}{output.human_bytes(report.bytes_held_young)} that no snapshot needs is "
             f"in packs younger than the safety margin (--keep-younger-than {_span(margin_s)}); "
             f"a prune after {when:%Y-%m-%d %H:%M:%S} UTC frees it")
 

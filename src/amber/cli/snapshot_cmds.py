@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import datetime
 import stat
-import sys
-import threading
 
 import click
 
 from amber.backup import catalogue
-from amber.cli import context, progress, reports
+from amber.cli import context, output, reports
 from amber.repo import archiver, differ, fsmeta, repository, restorer, walker
 from amber.repo import snapshot as snapshots
 from amber.util import errors
@@ -42,10 +40,6 @@ def resolve(r: repository.Repository, ref: str) -> snapshots.Snapshot:
     return found[-1]
 
 
-def _show_progress(ctx: context.Context) -> bool:
-    return sys.stderr.isatty() and not ctx.quiet and not ctx.json
-
-
 @snapshot.command()
 @click.argument("paths", nargs=-1, required=True, type=click.Path())
 @click.option("--tag", "tags", multiple=True, help="Tag the snapshot (repeatable).")
@@ -59,38 +53,20 @@ def create(ctx: context.Context, paths: tuple[str, ...], tags: tuple[str, ...],
     Exits 3 when some files could not be read (the snapshot is saved and marked partial).
     """
     r = ctx.open_repo()
-    state = archiver.BackupProgress()
-    totals: list[int] = []
-    stop = threading.Event()
-    show = _show_progress(ctx)
-    if show:
-        threading.Thread(target=progress.scan_totals, args=(paths, totals, stop),
-                         daemon=True).start()
-
-    def render(elapsed: float) -> str:
-        return progress.rate_line(done_bytes=state.bytes_done,
-                                  total_bytes=totals[1] if totals else None,
-                                  done_files=state.files_done,
-                                  total_files=totals[0] if totals else None, elapsed=elapsed)
-
-    try:
-        with progress.Display(render, enabled=show):
-            snap = archiver.Archiver(r, progress=state).run(
-                paths, tags=tags, hostname=host, parent=not force)
-    finally:
-        stop.set()
+    snap = archiver.Archiver(r, reporter=ctx.reporter).run(
+        paths, tags=tags, hostname=host, parent=not force)
     s = snap.summary
     ctx.emit(reports.snapshot_rows([snap])[0], "\n".join([
         f"files: {s['files_new']} new, {s['files_changed']} changed, "
         f"{s['files_unchanged']} unchanged; {s['dirs']} directories",
-        f"added {progress.human_bytes(s['bytes_new_stored'])} stored "
-        f"({progress.human_bytes(s['bytes_new_raw'])} before compression) "
-        f"of {progress.human_bytes(s['bytes'])} in {s['duration_s']:.1f}s",
+        f"added {output.human_bytes(s['bytes_new_stored'])} stored "
+        f"({output.human_bytes(s['bytes_new_raw'])} before compression) "
+        f"of {output.human_bytes(s['bytes'])} in {s['duration_s']:.1f}s",
         f"snapshot {snap.short_id} saved" + (" (partial)" if snap.partial else ""),
     ]))
     if snap.partial:
         for line in snap.errors[:20]:
-            print(f"warning: could not read {line}", file=sys.stderr)
+            ctx.warn(f"could not read {line}")
         raise errors.PartialError(f"{len(snap.errors)} item(s) could not be read; snapshot "
                                   f"{snap.short_id} is partial")
 
@@ -121,40 +97,32 @@ def restore(ctx: context.Context, snapshot_id: str, target: str,
     """
     r = ctx.open_repo()
     snap = resolve(r, snapshot_id)
-    state = restorer.RestoreProgress()
-
-    def render(elapsed: float) -> str:
-        return progress.rate_line(done_bytes=state.bytes_done, total_bytes=state.bytes_total,
-                                  done_files=None, total_files=state.files_total,
-                                  elapsed=elapsed)
-
-    with progress.Display(render, enabled=_show_progress(ctx)):
-        result = restorer.Restorer(r, progress=state).run(snap, target, includes=includes)
+    result = restorer.Restorer(r, reporter=ctx.reporter).run(snap, target, includes=includes)
     ctx.emit({"snapshot": snap.id, "target": target, "files": result.files,
               "dirs": result.dirs, "bytes": result.bytes, "damaged": result.damaged,
               "unreadable": [path for path, _why in result.unreadable],
-              "not_restored": result.not_restored, "warnings": result.warnings,
-              "temporaries_removed": result.temps_removed},
+              "notRestored": result.not_restored, "warnings": result.warnings,
+              "temporariesRemoved": result.temps_removed},
              f"restored {_count(result.files, 'file', 'files')}, "
              f"{_count(result.dirs, 'directory', 'directories')}, "
-             f"{progress.human_bytes(result.bytes)} from snapshot {snap.short_id} to {target}")
+             f"{output.human_bytes(result.bytes)} from snapshot {snap.short_id} to {target}")
     if result.temps_removed:
         ctx.info(f"removed {_count(result.temps_removed, 'temporary', 'temporaries')} "
                  f"({restorer.TEMP_PREFIX}*) left by an interrupted restore")
-    _report_restore_problems(result)
+    _report_restore_problems(ctx, result)
 
 
-def _report_restore_problems(result: restorer.RestoreResult) -> None:
+def _report_restore_problems(ctx: context.Context, result: restorer.RestoreResult) -> None:
     """One stderr line per thing left out, then the error that sets the exit code: a full
     target (15) outranks damage (14), since the restore did not finish."""
     for w in result.warnings[:20]:
-        print(f"warning: {w}", file=sys.stderr)
+        ctx.warn(w)
     for path, why in result.unreadable:
-        print(f"unreadable, not restored: {path}/ ({why})", file=sys.stderr)
+        ctx.problem(f"unreadable, not restored: {path}/ ({why})")
     for path in result.damaged:
-        print(f"damaged, not restored: {path}", file=sys.stderr)
+        ctx.problem(f"damaged, not restored: {path}")
     for path in result.not_restored:
-        print(f"not restored (no space): {path}", file=sys.stderr)
+        ctx.problem(f"not restored (no space): {path}")
     if result.no_space:
         raise errors.NoSpaceError(result.no_space)
     problems = []
@@ -206,7 +174,7 @@ def ls(ctx: context.Context, snapshot_id: str, path: str, long_: bool) -> None:
             rows.append({"path": entry.path, "type": m.type.value, "mode": m.mode,
                          "size": m.size, "uid": m.uid, "gid": m.gid, "user": m.user,
                          "group": m.group, "mtime": snapshots.format_time(_time(m.mtime_ns)),
-                         "link_target": m.link_target})
+                         "linkTarget": m.link_target})
         elif long_:
             when = _time(m.mtime_ns)
             target = f" -> {m.link_target}" if m.link_target else ""

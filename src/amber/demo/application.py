@@ -31,7 +31,7 @@ from amber.repo import repository
 from amber.restore import plan as restore_plan
 from amber.restore import verify
 from amber.restore.executor import Executor, Report
-from amber.util import errors
+from amber.util import errors, progress
 
 NAMESPACE = "amber-demo"
 APP = f"{NAMESPACE}/shop"
@@ -163,23 +163,24 @@ class Outcome:
 
 
 def run(client: Client, repo: repository.Repository, where: str, *, pods_run: bool = True,
-        log: Callable[[str], None],
+        reporter: progress.Reporter = progress.SILENT,
         backed_up: Callable[[appmodel.Application, runner.Result], None]) -> Outcome:
     """Create, back up, delete, restore, verify: the whole promise in one call. Verified
     means the objects are as they were, the claim is bound and (where the cluster runs pods:
-    the sandbox does only as root) the workload is ready. ``log`` hears each step as it is
-    done; ``backed_up`` is called with the backup before the application is deleted, so that
+    the sandbox does only as root) the workload is ready. ``reporter`` hears each step as it
+    is done; ``backed_up`` is called with the backup before the application is deleted, so that
     the caller can show what was saved before the disaster is staged."""
     create_sample(client)
-    log(f"created the sample application {APP} on {where}")
+    reporter.info(f"created the sample application {APP} on {where}")
     inv = collect.inventory(client, namespaces=[NAMESPACE])
     app = appmodel.select(appmodel.build(inv), APP)
-    result = runner.ResourceBackup(client, repo, context=client.config.context).run(
+    result = runner.ResourceBackup(client, repo, context=client.config.context,
+                                   reporter=reporter).run(
         runner.Scope(app=APP), tags=["demo"])
     backed_up(app, result)
     before = _live(client, app.refs)
     _delete(client)
-    log(f"deleted namespace {NAMESPACE} and the application's ClusterRoleBinding")
+    reporter.info(f"deleted namespace {NAMESPACE} and the application's ClusterRoleBinding")
     source = BackupSource(repo, result.snapshot)
     plan = restore_plan.build(source, restore_plan.Selection(app=APP), restore_plan.Options())
     report = Executor(client, plan, wait_timeout=120, wait_workloads=pods_run).run()

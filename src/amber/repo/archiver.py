@@ -22,14 +22,14 @@ import stat
 import threading
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from amber import __version__
 from amber.repo import format as fmt
 from amber.repo import fsmeta, indexfile, locks, packer, repair, repository, tree, walker
 from amber.repo import snapshot as snapshots
-from amber.util import errors
+from amber.util import errors, progress
 
 SMALL_FILE = 256 * 1024
 BATCH_FILES = 32
@@ -37,16 +37,22 @@ BATCH_BYTES = 1024 * 1024
 _O_NOATIME = getattr(os, "O_NOATIME", 0)
 
 
-@dataclass
-class BackupProgress:
-    """Counters shared with a progress display; updated under ``lock`` by the workers."""
-
-    lock: threading.Lock = field(default_factory=threading.Lock)
-    files_done: int = 0
-    bytes_done: int = 0
-    files_total: int | None = None
-    bytes_total: int | None = None
-    current: str = ""
+def estimate(paths: Sequence[str], meter: progress.Meter, stop: threading.Event) -> None:
+    """Count the files and bytes below ``paths`` into ``meter``'s totals, for an ETA; runs
+    beside the backup, only when someone watches the progress."""
+    files = size = 0
+    for top in paths:
+        for dirpath, _dirs, names in os.walk(top):
+            if stop.is_set():
+                return
+            for name in names:
+                try:
+                    st = os.lstat(os.path.join(dirpath, name))
+                except OSError:
+                    continue
+                files += 1
+                size += st.st_size
+    meter.set_total(size, files)
 
 
 @dataclass
@@ -107,12 +113,14 @@ class Archiver:
         repo: repository.Repository,
         *,
         workers: int | None = None,
-        progress: BackupProgress | None = None,
+        reporter: progress.Reporter = progress.SILENT,
         in_flight: int = 64,
     ) -> None:
         self.repo = repo
         self.workers = workers or max(2, os.cpu_count() or 2)
-        self.progress = progress or BackupProgress()
+        self.reporter = reporter
+        #: The running backup's meter: bytes read, files done (``items``).
+        self.meter = progress.Meter("backup", "backing up", progress.Unit.BYTES)
         self._slots = threading.BoundedSemaphore(in_flight)
         self._local = threading.local()
         self._summary = _Summary()
@@ -150,6 +158,19 @@ class Archiver:
             except OSError as exc:
                 raise errors.SourceError(f"cannot read {p}: {exc.strerror}") from None
         host = hostname or socket.gethostname()
+        with self.reporter.task("backup", "backing up", progress.Unit.BYTES,
+                                counts_items=True) as self.meter:
+            stop = threading.Event()
+            if self.reporter.shows_progress:
+                threading.Thread(target=estimate, args=(abs_paths, self.meter, stop),
+                                 name="amber-estimate", daemon=True).start()
+            try:
+                return self._run(abs_paths, host, tags, parent, started)
+            finally:
+                stop.set()
+
+    def _run(self, abs_paths: list[str], host: str, tags: Sequence[str],
+             parent: snapshots.Snapshot | bool | None, started: float) -> snapshots.Snapshot:
         marker = locks.WriterMarker(self.repo.backend)
         self._marker_name = marker.name
         try:
@@ -333,9 +354,7 @@ class Archiver:
         self._summary.bytes += meta.size
         if prev is not None and self._unchanged(meta, prev):
             self._summary.files_unchanged += 1
-            with self.progress.lock:
-                self.progress.files_done += 1
-                self.progress.bytes_done += meta.size
+            self.meter.add(meta.size, items=1)
             return tree.TreeNode(meta=meta, content=prev.content)
         if prev is None:
             self._summary.files_new += 1
@@ -406,10 +425,7 @@ class Archiver:
                     continue
                 results.append(stored)
                 done_bytes += stored[1] if size_hint < SMALL_FILE else 0
-            with self.progress.lock:
-                self.progress.files_done += len(items)
-                self.progress.bytes_done += done_bytes
-                self.progress.current = items[-1][0]
+            self.meter.add(done_bytes, items=len(items))
             return results
         finally:
             self._slots.release()
@@ -445,8 +461,7 @@ class Archiver:
                 ids.append(blob_id)
                 total += len(piece)
                 if big:
-                    with self.progress.lock:
-                        self.progress.bytes_done += len(piece)
+                    self.meter.add(len(piece))
         return tuple(ids), total
 
     def _error(self, path: str, exc: OSError) -> None:

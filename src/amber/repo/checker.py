@@ -12,12 +12,11 @@ from __future__ import annotations
 import concurrent.futures
 import itertools
 import threading
-from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from amber.repo import damage, fsmeta, locks, repository, tree
 from amber.repo import format as fmt
-from amber.util import errors
+from amber.util import errors, progress
 
 _REPAIR = "'amber repo repair index' rebuilds the index from the packs (nothing is lost)"
 
@@ -43,11 +42,11 @@ class CheckReport:
 
 class Checker:
     def __init__(self, repo: repository.Repository, *,
-                 on_progress: Callable[[int, int], None] | None = None) -> None:
+                 reporter: progress.Reporter = progress.SILENT) -> None:
         self.repo = repo
         self.report = CheckReport()
         self._lock = threading.Lock()
-        self._on_progress = on_progress
+        self.reporter = reporter
         self._clean: set[bytes] = set()
         self._by_pack: dict[int, list[bytes]] = {}
         #: pack numbers of packs no index file names, and those of them snapshots need
@@ -97,11 +96,11 @@ class Checker:
             # its blobs are lost: the snapshot walk below names who needed them
             r.damaged_blobs.update(self.repo.note_missing_pack(pack_id))
         present = sorted((indexed | set(recovered)) & on_disk)
-        with concurrent.futures.ThreadPoolExecutor(max_workers=3) as pool:
+        with concurrent.futures.ThreadPoolExecutor(max_workers=3) as pool, self.reporter.task(
+                "check", "checking packs", progress.Unit.PACKS, total=len(present)) as meter:
             work = self._read_pack if read_data else self._check_pack_header
-            for i, _ in enumerate(pool.map(work, present)):
-                if self._on_progress:
-                    self._on_progress(i + 1, len(present))
+            for _ in pool.map(work, present):
+                meter.add(1)
         self._healed_blobs = self._good_copies()
         self._check_snapshots()
         self._report_found_in_walk()

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from amber.repo import locks, pruner, repository, retention
 from amber.repo import snapshot as snapshots
-from amber.util import errors
+from amber.util import errors, progress
 
 
 @dataclass(frozen=True)
@@ -98,11 +98,11 @@ def forget_resolved(repo: repository.Repository, refs: Sequence[str],
 
 
 def prune(repo: repository.Repository, *, margin_s: float, max_unused: float, dry_run: bool,
-          log: Callable[[str], None]) -> pruner.PruneReport:
+          reporter: progress.Reporter = progress.SILENT) -> pruner.PruneReport:
     """Delete the data no snapshot needs, under the maintenance lease."""
     with locks.MaintenanceLease(repo.backend):
         return pruner.Pruner(repo, margin_s=margin_s, max_unused=max_unused, dry_run=dry_run,
-                             log=log).run()
+                             reporter=reporter).run()
 
 
 @dataclass(frozen=True)

@@ -10,14 +10,14 @@ The caller holds the maintenance lease.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from amber.repo import format as fmt
 from amber.repo import indexfile, locks, memindex, packer, repository, tree, walker
 from amber.repo import snapshot as snapshots
 from amber.storage import base
-from amber.util import errors
+from amber.util import errors, progress
 
 DEFAULT_MARGIN_S = 3600.0
 DEFAULT_MAX_UNUSED = 0.2
@@ -89,14 +89,14 @@ class Pruner:
         margin_s: float = DEFAULT_MARGIN_S,
         max_unused: float = DEFAULT_MAX_UNUSED,
         dry_run: bool = False,
-        log: Callable[[str], None] | None = None,
+        reporter: progress.Reporter = progress.SILENT,
     ) -> None:
         self.repo = repo
         self.margin_s = margin_s
         self.max_unused = max_unused
         self.dry_run = dry_run
         self.report = PruneReport()
-        self._log = log or (lambda _msg: None)
+        self.reporter = reporter
         #: packs holding a blob recorded damaged: never kept as they are (§6.1)
         self._damaged_packs: set[bytes] = set()
         self._unfound: bool | None = None
@@ -119,7 +119,7 @@ class Pruner:
         r.packs_before = len(packs)
         snapshot_ids = set(self.repo.snapshot_ids())
         used = self._used_blobs(snapshot_ids)
-        self._log(f"{len(used)} blobs in use by {len(snapshot_ids)} snapshots")
+        self.reporter.info(f"{len(used)} blobs in use by {len(snapshot_ids)} snapshots")
 
         keep, dropped, to_copy = self._plan(packs, used, now)
         r.packs_kept = len(keep)

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from amber.repo import damage, indexfile, memindex, packer, repository
 from amber.repo import format as fmt
 from amber.storage import base
-from amber.util import errors
+from amber.util import errors, progress
 
 
 @dataclass
@@ -121,7 +121,7 @@ def _named_by(contents: Iterable[indexfile.IndexContent]) -> dict[bytes, list[in
 
 
 def rebuild_index(repo: repository.Repository, *,
-                  on_progress: Callable[[int, int], None] | None = None) -> RepairReport:
+                  reporter: progress.Reporter = progress.SILENT) -> RepairReport:
     """Replace the index with one built from the verified packs (see the module doc)."""
     report = RepairReport()
     # for the damage records and the old entries; damaged index files are reported by it
@@ -143,10 +143,10 @@ def rebuild_index(repo: repository.Repository, *,
         def verify(pack_id: bytes) -> _Verified:
             return verify_pack(repo, pack_id, named.get(pack_id), rescue)
 
-        with concurrent.futures.ThreadPoolExecutor(max_workers=3) as pool:
-            for i, v in enumerate(pool.map(verify, pack_ids)):
-                if on_progress:
-                    on_progress(i + 1, len(pack_ids))
+        with concurrent.futures.ThreadPoolExecutor(max_workers=3) as pool, reporter.task(
+                "repair", "verifying packs", progress.Unit.PACKS, total=len(pack_ids)) as meter:
+            for v in pool.map(verify, pack_ids):
+                meter.add(1)
                 _account(report, v, packs)
                 found.update((b, v.pack_id) for b in v.damaged)
         writer.flush()

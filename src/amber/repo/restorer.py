@@ -37,7 +37,7 @@ from dataclasses import dataclass, field
 
 from amber.repo import fsmeta, locks, memindex, repository, tree
 from amber.repo import snapshot as snapshots
-from amber.util import errors
+from amber.util import errors, progress
 
 MAX_READ = 32 * 1024 * 1024
 MAX_GAP = 1024 * 1024
@@ -52,14 +52,6 @@ _GLOB_CHARS = re.compile(r"[*?\[]")
 
 #: pack number -> [(offset in pack, blob id, location, [(file number, offset in file)])]
 _Work = dict[int, list[tuple[int, bytes, memindex.Location, list[tuple[int, int]]]]]
-
-
-@dataclass
-class RestoreProgress:
-    lock: threading.Lock = field(default_factory=threading.Lock)
-    files_total: int = 0
-    bytes_total: int = 0
-    bytes_done: int = 0
 
 
 @dataclass
@@ -114,10 +106,12 @@ class _Matcher:
 
 class Restorer:
     def __init__(self, repo: repository.Repository, *, workers: int | None = None,
-                 progress: RestoreProgress | None = None) -> None:
+                 reporter: progress.Reporter = progress.SILENT) -> None:
         self.repo = repo
         self.workers = workers or max(2, (os.cpu_count() or 2) + 1)
-        self.progress = progress or RestoreProgress()
+        self.reporter = reporter
+        #: The running restore's meter: bytes in place of ``total`` (known once planned).
+        self.meter = progress.Meter("restore", "restoring", progress.Unit.BYTES)
         self._damaged: set[int] = set()
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -132,7 +126,8 @@ class Restorer:
 
     def run(self, snap: snapshots.Snapshot, target: str, *,
             includes: Sequence[str] = ()) -> RestoreResult:
-        with locks.reading(self.repo.backend):
+        with locks.reading(self.repo.backend), self.reporter.task(
+                "restore", "restoring", progress.Unit.BYTES) as self.meter:
             return self._run(snap, target, includes)
 
     def _run(self, snap: snapshots.Snapshot, target: str,
@@ -312,8 +307,7 @@ class Restorer:
                 offset += loc.raw_length
             if not locs:
                 self._commit_file(i)
-        self.progress.files_total = len(plan.files)
-        self.progress.bytes_total = total
+        self.meter.set_total(total, len(plan.files))
         by_pack: _Work = defaultdict(list)
         for blob_id, targets in by_blob.items():
             loc = self.repo.locate(blob_id)
@@ -366,8 +360,7 @@ class Restorer:
                                      restore_owner=self._restore_owner)
         self._committed[i] = warnings
         self._remaining[i] = 0
-        with self.progress.lock:
-            self.progress.bytes_done += self._metas[i].size
+        self.meter.add(self._metas[i].size)
 
     # -- data ----------------------------------------------------------------------------------
 
@@ -442,8 +435,7 @@ class Restorer:
                         _pwrite_all(fd, view[start:end], offset + start)
                 finally:
                     os.close(fd)
-            with self.progress.lock:
-                self.progress.bytes_done += len(data)
+            self.meter.add(len(data))
             with self._lock:
                 self._remaining[file_index] -= 1
                 complete = self._remaining[file_index] == 0

@@ -1,0 +1,168 @@
+"""Every command's ``-o json`` uses one key style: lowerCamelCase, as the Kubernetes API does.
+
+The test runs every command the CLI defines (it fails when a new command is not run here) with
+``-o json``, parses its stdout (one document; ``app watch`` prints one per line) and its progress
+lines on stderr, and walks every key. Maps keyed by data (ids, kinds, paths, label keys) are not
+schema: they are named once, in ``DATA_MAPS``, by the key that holds them.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import signal
+import subprocess
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import click
+import pytest
+
+from amber.cli.main import cli
+from amber_cli import Amber, write_tree
+
+KEY = re.compile(r"^[a-z][a-zA-Z0-9]*$")
+
+#: Keys whose value is a map keyed by data, not by field names.
+DATA_MAPS = {
+    "damagedSnapshots",  # snapshot id -> paths
+    "rescuedPacks", "unreadablePacks",  # pack id -> what happened
+    "components",  # kind -> count
+    "counts",  # change or outcome -> count
+    "byResource",  # resource -> count
+    "restore",  # demo: outcome -> count
+    "labels", "annotations", "data", "stringData", "matchLabels", "selector",  # objects
+    "skipped", "skippedResources", "errors",  # backup manifest: resource -> why
+    "scratchNamespaces",  # drill: namespace -> scratch namespace
+    "missing",  # backup manifest: what could not be listed
+}
+
+
+def bad_keys(doc: Any, where: str = "$") -> list[str]:
+    """Every key below ``doc`` that is not lowerCamelCase, outside the data maps."""
+    found: list[str] = []
+    if isinstance(doc, dict):
+        for key, value in doc.items():
+            if not KEY.match(key):
+                found.append(f"{where}.{key}")
+            if key in DATA_MAPS and isinstance(value, dict):
+                for inner, v in value.items():  # the keys are data; their values are not
+                    found += bad_keys(v, f"{where}.{key}[{inner}]")
+            else:
+                found += bad_keys(value, f"{where}.{key}")
+    elif isinstance(doc, list):
+        for i, item in enumerate(doc):
+            found += bad_keys(item, f"{where}[{i}]")
+    return found
+
+
+def leaf_commands(group: click.Group, path: tuple[str, ...] = ()) -> Iterator[str]:
+    for name, command in group.commands.items():
+        if isinstance(command, click.Group):
+            yield from leaf_commands(command, (*path, name))
+        else:
+            yield " ".join((*path, name))
+
+
+@pytest.fixture
+def namespace(cluster_kubeconfig: Path) -> Iterator[str]:
+    name = f"json-keys-{uuid.uuid4().hex[:6]}"
+    kube = ["kubectl", "--kubeconfig", str(cluster_kubeconfig)]
+    subprocess.run([*kube, "create", "namespace", name], check=True, capture_output=True)
+    subprocess.run([*kube, "-n", name, "create", "configmap", "settings",
+                    "--from-literal=mode=a"], check=True, capture_output=True)
+    yield name
+    subprocess.run([*kube, "delete", "namespace", name, "--wait=false"], check=False,
+                   capture_output=True)
+
+
+def test_every_command_json_is_lower_camel_case(repo: Amber, tmp_path: Path,
+                                                cluster_kubeconfig: Path,
+                                                namespace: str) -> None:
+    amber = repo.on_cluster(cluster_kubeconfig)
+    kubectl = ["kubectl", "--kubeconfig", str(cluster_kubeconfig)]
+    kube = [*kubectl, "-n", namespace]
+    src = tmp_path / "src"
+    write_tree(src, {"a.txt": b"alpha\n", "d/b.bin": b"\x00" * 70_000})
+    ran: dict[str, Any] = {}
+
+    def run(command: str, *args: str, code: int = 0) -> Any:
+        res = amber(*command.split(), *args, "-o", "json", check=False, timeout=600)
+        assert res.returncode == code, f"{command}: exit {res.returncode}\n{res.stderr}"
+        for line in res.stderr.splitlines():  # progress lines are JSON too
+            if line.startswith("{"):
+                ran[f"{command} (progress)"] = json.loads(line)
+        ran[command] = doc = res.json()
+        return doc
+
+    run("repo init", "--kdf-n", "1024", "--repo", str(tmp_path / "second"))
+    run("repo info")
+    first = run("snapshot create", str(src))
+    (src / "a.txt").write_bytes(b"beta\n")
+    second = run("snapshot create", str(src))
+    run("snapshot list")
+    run("snapshot ls", "latest")
+    run("snapshot diff", first["id"], second["id"])
+    run("snapshot restore", "latest", str(tmp_path / "target"))
+    run("repo snapshots")
+    run("repo check")
+    run("repo repair index")
+    apps = run("app list", "-n", namespace)
+    assert apps, "the namespace's ConfigMap makes an application"
+    run("app show", apps[0]["id"], "-n", namespace)
+    backup = run("backup create", "-n", namespace)
+    subprocess.run([*kube, "create", "configmap", "more", "--from-literal=k=v"], check=True,
+                   capture_output=True)
+    run("backup create", "-n", namespace)
+    run("backup list")
+    run("backup show", "latest", "--items")
+    run("backup diff", backup["id"], "latest")
+    run("restore", "latest", "--dry-run")
+    run("restore", "latest", "--namespace-mapping", f"{namespace}={namespace}-r")
+    run("drill", "latest", "--timeout", "120")
+    run("backup delete", backup["id"], "--dry-run")
+    run("repo forget", "--keep-last", "1", "--dry-run")
+    run("repo prune", "--dry-run")
+    run("demo", str(src))
+    subprocess.run([*kubectl, "delete", "namespace", f"{namespace}-r",
+                    "--wait=false"], check=False, capture_output=True)
+
+    # Commands that run until stopped: the first document(s), then SIGINT.
+    watch = amber.popen("app", "watch", "-n", namespace, "-o", "json")
+    try:
+        assert watch.stdout is not None
+        ran["app watch"] = json.loads(watch.stdout.readline())
+    finally:
+        watch.send_signal(signal.SIGINT)
+        watch.communicate(timeout=60)
+    box = amber.popen("sandbox", "up", "--kubeconfig",
+                      str(tmp_path / "box.kubeconfig"), "-o", "json")
+    try:
+        assert box.stdout is not None
+        text, deadline = "", time.monotonic() + 120
+        while time.monotonic() < deadline:
+            text += box.stdout.readline()
+            try:
+                ran["sandbox up"] = json.loads(text)
+                break
+            except json.JSONDecodeError:
+                continue
+    finally:
+        box.send_signal(signal.SIGINT)
+        box.communicate(timeout=60)
+
+    assert set(leaf_commands(cli)) <= set(ran), "commands not run here: " + ", ".join(
+        sorted(set(leaf_commands(cli)) - set(ran)))
+    assert any(k.endswith("(progress)") for k in ran), "no progress line with -o json"
+    problems = {command: bad for command, doc in ran.items() if (bad := bad_keys(doc))}
+    assert not problems, f"keys not in lowerCamelCase: {problems}"
+
+
+def test_the_checker_finds_snake_case() -> None:
+    assert bad_keys({"shortId": 1, "summary": {"files_new": 2}}) == ["$.summary.files_new"]
+    assert bad_keys({"counts": {"apps/Deployment": {"dry_run": 1}}}) == [
+        "$.counts[apps/Deployment].dry_run"]
+    assert bad_keys([{"a": {"B": 1}}]) == ["$[0].a.B"]
