@@ -9,7 +9,7 @@ import click
 
 from amber.apps import collect, discoverer, render
 from amber.apps import model as appmodel
-from amber.cli import context
+from amber.cli import context, output
 
 pass_ctx = click.make_pass_decorator(context.Context)
 
@@ -27,7 +27,7 @@ def _applications(ctx: context.Context, namespaces: tuple[str, ...]
         collect.check_namespaces(client, namespaces)
     inv = collect.inventory(client, namespaces=list(namespaces) or None)
     for msg in sorted(inv.errors.values()):
-        ctx.info(f"warning: {msg}; applications may be incomplete")
+        ctx.warn(f"{msg}; applications may be incomplete")
     return appmodel.build(inv), inv
 
 
@@ -51,12 +51,9 @@ def list_cmd(ctx: context.Context, namespaces: tuple[str, ...]) -> None:
     if not apps:
         print("no applications found")
         return
-    width = max(len("APPLICATION"), *(len(a.id) for a in apps))
-    print(f"{'APPLICATION':<{width}}  {'GROUPING':<9}  {'NAMESPACES':<20}  {'DEPS':>4}  "
-          "COMPONENTS")
-    for a in apps:
-        print(f"{a.id:<{width}}  {a.grouping:<9}  {','.join(a.namespaces):<20}  "
-              f"{len(a.dependencies):>4}  {_counts(a)}")
+    print(output.table(["APPLICATION", "GROUPING", "NAMESPACES", "DEPS", "COMPONENTS"],
+                       ([a.id, a.grouping, ",".join(a.namespaces), len(a.dependencies),
+                         _counts(a)] for a in apps), right=[3]))
 
 
 @app.command()

@@ -142,7 +142,7 @@ def _application(ctx: context.Context, client: Client, repo: repository.Reposito
                   "partial": result.partial, "warnings": result.warnings,
                   "restore": counts, "verified": out.verified,
                   "mismatched": out.mismatched, "workloadsChecked": pods_run,
-                  "notReady": [{"ref": r, "reason": w} for r, w in report.not_ready.items()]})
+                  "notReady": [{"ref": r, "message": w} for r, w in report.not_ready.items()]})
     else:
         print(f"restored {counts.get('created', 0)} objects in {report.duration_s:.1f}s "
               f"({', '.join(f'{n} {k}' for k, n in counts.items())})")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import signal
-import sys
 import time
 from collections.abc import Iterator
 from types import FrameType
@@ -12,7 +11,7 @@ from types import FrameType
 import click
 
 from amber.backup import catalogue
-from amber.cli import context, durations, options, progress
+from amber.cli import context, durations, options
 from amber.cli.options import split_values as _split
 from amber.restore import drill as drills
 from amber.restore import drill_checks, transforms
@@ -68,18 +67,15 @@ def drill(ctx: context.Context, backup_id: str, app: str | None, namespaces: tup
         repo, backup_id, catalogue.BackupFilter(app, _split(namespaces), _split(tags)))
     selection = restore_plan.Selection(app=app, namespaces=_split(namespaces), selector=selector)
     the_drill = drills.Drill(client, source, selection, opts, checks=checks, timeout=timeout,
-                             workers=workers, started=started, log=ctx.info,
+                             workers=workers, started=started, reporter=ctx.reporter,
                              consent=yes)
-    show = sys.stderr.isatty() and not ctx.quiet and not ctx.json
-    with _term_as_interrupt(), progress.Display(
-            lambda elapsed: f"{the_drill.status}, {progress.human_duration(elapsed)}",
-            enabled=show):
+    with _term_as_interrupt():
         report = the_drill.run(keep=keep)
     ctx.emit(report.to_json(), "\n".join(_text(report, the_drill.hint(report))))
     for w in report.restore.warnings if report.restore else []:
-        print(f"warning: {w}", file=sys.stderr)
+        ctx.warn(w)
     for w in report.cleanup_warnings:
-        print(f"warning: cleanup: {w}", file=sys.stderr)
+        ctx.warn(f"cleanup: {w}")
     if not report.passed:
         what = [f"{len(report.failed_objects)} object(s) not restored"] \
             if report.failed_objects else []

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import sys
 from typing import Any
 
 import click
 
 from amber.backup import catalogue
-from amber.cli import context, durations, options, progress
+from amber.cli import context, durations, options
 from amber.cli.options import split_values as _split
 from amber.restore import modifiers, order, privileges, transforms
 from amber.restore import plan as restore_plan
@@ -134,23 +133,9 @@ def restore(ctx: context.Context, backup_id: str, app: str | None,
     else:
         privileges.require_consent(the_plan, given=yes)
     client = ctx.kube_client(qps=qps, burst=max(1, int(qps * 2)))
-    state = {"done": 0, "total": len(the_plan.steps)}
-
-    def tick(done: int, total: int) -> None:
-        state["done"], state["total"] = done, total
-
-    executor = Executor(client, the_plan, existing=existing, workers=workers,
-                        wait_timeout=wait_timeout, dry_run=dry_run, wait=wait,
-                        namespace_timeout=namespace_timeout, progress=tick, log=ctx.info)
-
-    def render(elapsed: float) -> str:
-        waiting = f", {executor.status}" if executor.status else ""
-        return (f"{state['done']}/{state['total']} objects{waiting}, "
-                f"{progress.human_duration(elapsed)}")
-
-    show = sys.stderr.isatty() and not ctx.quiet and not ctx.json
-    with progress.Display(render, enabled=show):
-        report = executor.run()
+    report = Executor(client, the_plan, existing=existing, workers=workers,
+                      wait_timeout=wait_timeout, dry_run=dry_run, wait=wait,
+                      namespace_timeout=namespace_timeout, reporter=ctx.reporter).run()
     _print(ctx, report, source.snapshot.id, the_plan)
     if report.failed:
         raise errors.PartialError(f"{len(report.failed)} of {len(report.outcomes)} object(s) "
@@ -205,7 +190,7 @@ def _print(ctx: context.Context, report: Report, backup: str,
         for dep, why in needs.items():
             ctx.info(f"order: {app} after {dep} ({why})")
     for w in report.warnings:
-        print(f"warning: {w}", file=sys.stderr)
+        ctx.warn(w)
     counts = ", ".join(f"{n} {k}" for k, n in report.counts().items())
     ready = ""
     if report.waited and report.not_ready:

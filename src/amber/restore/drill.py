@@ -24,7 +24,7 @@ import math
 import re
 import secrets
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -44,7 +44,7 @@ from amber.restore.drill_checks import (
 )
 from amber.restore.executor import Executor, Outcome, Report
 from amber.restore.outcomes import WRITTEN, Reason, Result, Why
-from amber.util import errors
+from amber.util import errors, progress
 
 Obj = dict[str, Any]
 LABEL = "amber.io/drill"
@@ -143,12 +143,13 @@ class DrillReport:
 # -- the drill -----------------------------------------------------------------------------------
 
 class Drill:
-    """One drill. ``status`` is a one-line account of what it is doing, for a progress line."""
+    """One drill. Its meter (task ``drill``) counts checks run; its phase says what it does."""
 
     def __init__(self, client: Client, source: BackupSource, selection: restore_plan.Selection,
                  opts: restore_plan.Options | None = None, *, checks: Sequence[Check] = (),
                  timeout: float = 600.0, workers: int = 16, drill_id: str | None = None,
-                 started: float | None = None, log: Callable[[str], None] | None = None,
+                 started: float | None = None,
+                 reporter: progress.Reporter = progress.SILENT,
                  consent: bool = False) -> None:
         self.client = client
         self.source = source
@@ -159,11 +160,11 @@ class Drill:
         self.workers = workers
         self.id = drill_id or new_id()
         self.started = time.monotonic() if started is None else started
-        self.log = log or (lambda _message: None)
+        self.reporter = reporter
+        self._meter = progress.Meter("drill", f"drill {self.id}", progress.Unit.STEPS)
         #: The user's --yes: a drill creates the cluster-scoped objects the target lacks, so a
         #: binding to cluster-admin in the backup would take effect here as in a restore.
         self.consent = consent
-        self.status = "planning"
         self.plan: restore_plan.Plan | None = None
         self._namespaces_made: list[str] = []
         #: uid of each namespace the drill made: cleanup deletes exactly those
@@ -174,14 +175,16 @@ class Drill:
     def run(self, *, keep: bool = False) -> DrillReport:
         """Restore, wait, check, measure; then clean up (unless ``keep``), whatever happened."""
         report = DrillReport(self.id, self.source.snapshot.id)
-        try:
-            self._restore(report)
-            self._wait_and_check(report)
-        finally:
-            report.elapsed_s = time.monotonic() - self.started
-            report.kept = keep
-            if not keep:
-                self.cleanup(report)
+        with self.reporter.task("drill", f"drill {self.id}", progress.Unit.STEPS) as self._meter:
+            self._meter.set_phase("planning")
+            try:
+                self._restore(report)
+                self._wait_and_check(report)
+            finally:
+                report.elapsed_s = time.monotonic() - self.started
+                report.kept = keep
+                if not keep:
+                    self.cleanup(report)
         return report
 
     # -- restore ---------------------------------------------------------------------------
@@ -226,19 +229,16 @@ class Drill:
             body = copy.deepcopy(bodies.get(name) or {"apiVersion": "v1", "kind": "Namespace",
                                                       "metadata": {"name": name}})
             body.setdefault("metadata", {}).setdefault("labels", {})[LABEL] = self.id
-            self.status = f"creating namespace {name}"
+            self._meter.set_phase(f"creating namespace {name}")
             made = self.client.create(ns_res, body)
             self._namespaces_made.append(name)
             self._namespace_uids[name] = _uid(made)
-            self.log(f"drill {self.id}: restoring into namespace {name}")
-        total = len(the_plan.steps)
-
-        def tick(done: int, _total: int) -> None:
-            self.status = f"restoring: {done}/{total} objects"
-
+            self.reporter.info(f"drill {self.id}: restoring into namespace {name}")
+        self._meter.set_phase("restoring")
         # The drill waits for readiness itself (it times it and checks it per application).
         report.restore = Executor(self.client, the_plan, existing="skip", workers=self.workers,
-                                  wait_timeout=self.timeout, wait=False, progress=tick).run()
+                                  wait_timeout=self.timeout, wait=False,
+                                  reporter=self.reporter).run()
         report.created_cluster = [str(o.step.target) for o in report.restore.outcomes
                                   if o.result == Result.CREATED and o.step.target.cluster_scoped
                                   and not _is_namespace(o.step.target)]
@@ -266,7 +266,9 @@ class Drill:
         checks_start = time.monotonic()
         for number, check in enumerate(sorted(checks, key=lambda c: order.index(c.type)),
                                        start=1):
-            self.status = f"check {number}/{len(checks)}: {check.name}"
+            self._meter.set_total(len(checks))
+            self._meter.set(number - 1)
+            self._meter.set_phase(f"check {check.name}")
             if check.type == CheckType.READY:
                 report.checks.append(self._ready(check, waited, ready_at, wait_start))
                 continue
@@ -277,7 +279,7 @@ class Drill:
             except (kerrors.APIError, _CheckError) as exc:
                 ok, reason = False, str(exc)
             report.checks.append(CheckResult(check, ok, reason, time.monotonic() - began))
-            self.log(f"check {check.name}: {'passed' if ok else 'FAILED: ' + reason}")
+            self.reporter.info(f"check {check.name}: {'passed' if ok else 'FAILED: ' + reason}")
         report.checks_s = time.monotonic() - checks_start
         if report.passed:
             report.recovery_s = time.monotonic() - self.started
@@ -293,10 +295,7 @@ class Drill:
             watched.append(waiting.Watched(str(o.step.target), res, o.step.target.name,
                                            o.step.target.namespace))
 
-        def status(pending: int) -> None:
-            self.status = f"waiting for {pending} workload(s) and claim(s) to be ready"
-
-        return waiting.wait_ready(self.client, watched, self.timeout, status=status)
+        return waiting.wait_ready(self.client, watched, self.timeout, meter=self._meter)
 
     def _ready(self, check: Check, waited: list[Outcome], ready_at: dict[int, float],
                wait_start: float) -> CheckResult:
@@ -419,12 +418,13 @@ class Drill:
     def cleanup(self, report: DrillReport) -> None:
         """Delete the scratch namespaces, wait until they are gone, then delete the
         cluster-scoped objects the drill created (only those carrying its label)."""
-        self.status = "cleaning up"
+        self._meter.set_phase("cleaning up")
         try:
             self._delete_namespaces(report)
             self._delete_cluster_objects(report)
         except KeyboardInterrupt:
-            self.log(f"cleanup interrupted; delete what is left with: {self.hint(report)}")
+            self.reporter.warn(
+                f"cleanup interrupted; delete what is left with: {self.hint(report)}")
             raise
 
     def _delete_namespaces(self, report: DrillReport) -> None:

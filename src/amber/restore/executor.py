@@ -25,7 +25,6 @@ import copy
 import enum
 import threading
 import time
-from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -40,6 +39,7 @@ from amber.restore import portable, waiting
 from amber.restore.order import PER_APPLICATION
 from amber.restore.outcomes import FOUND_EXISTING, WRITTEN, Reason, Result, Why, api_failure
 from amber.restore.plan import Phase, Plan, Step
+from amber.util import progress
 
 Obj = dict[str, Any]
 
@@ -131,8 +131,7 @@ class Executor:
                  workers: int = 8, wait_timeout: float = 300.0, dry_run: bool = False,
                  wait: bool = True, wait_workloads: bool = True,
                  namespace_timeout: float = 600.0,
-                 progress: Callable[[int, int], None] | None = None,
-                 log: Callable[[str], None] | None = None) -> None:
+                 reporter: progress.Reporter = progress.SILENT) -> None:
         self.client = client
         self.plan = plan
         self.existing = Existing(existing)  # ValueError for anything else
@@ -142,10 +141,9 @@ class Executor:
         self.wait = wait
         self.wait_workloads = wait_workloads
         self.namespace_timeout = namespace_timeout
-        self.log = log or (lambda _message: None)
-        #: what it waits for right now ("" while it creates), for a progress line
-        self.status = ""
-        self.progress = progress
+        self.reporter = reporter
+        #: objects written of the plan's steps; its phase says what it waits for
+        self._meter = progress.Meter("restore", "restoring objects", progress.Unit.OBJECTS)
         self._lock = threading.Lock()
         self._seq = 0
         self._outcomes: list[Outcome] = []
@@ -157,6 +155,12 @@ class Executor:
     # -- driver ----------------------------------------------------------------------------
 
     def run(self) -> Report:
+        """Restore the plan (see the module doc); the report says what became of each step."""
+        with self.reporter.task("restore", "restoring objects", progress.Unit.OBJECTS,
+                                total=len(self.plan.steps)) as self._meter:
+            return self._run()
+
+    def _run(self) -> Report:
         started = time.monotonic()
         self._await_terminating_namespaces()
         for phase in self.plan.phases:
@@ -200,8 +204,9 @@ class Executor:
             self._warnings.append(f"namespace(s) {', '.join(terminating)} still being deleted: "
                                   "a restore waits for them to go first")
             return
-        self.log(f"waiting for namespace(s) {', '.join(terminating)} to finish terminating "
-                 f"(up to {self.namespace_timeout:.0f}s) before restoring into them")
+        self.reporter.info(
+            f"waiting for namespace(s) {', '.join(terminating)} to finish terminating "
+            f"(up to {self.namespace_timeout:.0f}s) before restoring into them")
         left = kwait.gone(self.client, res, terminating, timeout=self.namespace_timeout).left
         for name in left:
             why = (f"namespace {name} was still terminating after "
@@ -302,8 +307,7 @@ class Executor:
                 self._not_ready_apps.setdefault(
                     app,
                     f"could not be restored ({outcome.step.target}: {outcome.message})"[:300])
-        if self.progress is not None:
-            self.progress(done, len(self.plan.steps))
+        self._meter.set(done)
 
     # -- one object ------------------------------------------------------------------------
 
@@ -505,13 +509,10 @@ class Executor:
         if not watched:
             return waiting.Waited()
 
-        def status(pending: int) -> None:
-            self.status = f"waiting for {pending} claim(s) and workload(s) to be ready"
-
         try:
-            return waiting.wait_ready(self.client, watched, self.wait_timeout, status=status)
+            return waiting.wait_ready(self.client, watched, self.wait_timeout, meter=self._meter)
         finally:
-            self.status = ""
+            self._meter.set_phase("")
 
     def _wait_wave(self, wave: int) -> None:
         outcomes = [o for o in self._outcomes if o.step.wave == wave and o.step.app]

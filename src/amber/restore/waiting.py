@@ -26,6 +26,7 @@ from amber.kube import wait as kwait
 from amber.kube.client import Client
 from amber.kube.discovery import APIResource
 from amber.restore.diagnose import Diagnoser
+from amber.util import progress
 
 Obj = dict[str, Any]
 POLL = 0.5
@@ -57,19 +58,19 @@ def awaited(obj: Obj | None) -> bool:
 
 
 def wait_ready(client: Client, items: Sequence[Watched], timeout: float, *,
-               status: Callable[[int], None] | None = None,
+               meter: progress.Meter | None = None,
                stop: Callable[[], bool] | None = None, clock: kwait.Clock = kwait.SYSTEM
                ) -> Waited:
     """Poll until every item is ready or ``timeout`` passes (``stop`` ends it early); say
-    why each of the rest is not. ``status`` hears how many are still pending, each round.
+    why each of the rest is not. ``meter``'s phase says how many are still pending.
     The loop is ``kube.wait.until``'s; a round is one GET per object still pending."""
     result = Waited()
     last: dict[str, Obj | None] = {}
 
     def one_round() -> bool | kwait.Pending:
         pending = [w for w in items if w.key not in result.ready_at]
-        if status is not None:
-            status(len(pending))
+        if meter is not None:
+            meter.set_phase(f"waiting for {len(pending)} claim(s) and workload(s) to be ready")
         round_ = _Round(client)
         for w in pending:
             try:
