@@ -27,6 +27,7 @@ from amber.apps.summary import summarize
 from amber.kube import errors as kerrors
 from amber.kube.client import DEFAULT_PAGE, Client
 from amber.kube.discovery import APIResource
+from amber.kube.objects import Obj
 from amber.util import errors
 
 #: ``resource.group`` (core: bare resource) -> why a backup leaves it out by default.
@@ -43,8 +44,6 @@ SKIPPED_BY_DEFAULT = {
     "componentstatuses": "deprecated live health probes, not objects",
 }
 __doc__ = (__doc__ or "") + "".join(f"\n- ``{k}``: {v}." for k, v in SKIPPED_BY_DEFAULT.items())
-
-Obj = dict[str, Any]
 
 
 def qualified(res: APIResource) -> str:

@@ -13,12 +13,10 @@ import enum
 import sys
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
 
 from amber.apps import labels as sel
 from amber.apps.refs import Ref, core, group_kind, namespace_ref
-
-Obj = Mapping[str, Any]
+from amber.kube.objects import ObjView
 
 #: Annotations grouping (and defaults.py) reads; every other annotation is dropped from the summary.
 KEPT_ANNOTATIONS = (
@@ -131,7 +129,7 @@ class Summary:
         yield from self.needs
 
 
-def summarize(obj: Obj, resource: str, group: str, version: str) -> Summary:
+def summarize(obj: ObjView, resource: str, group: str, version: str) -> Summary:
     meta = obj.get("metadata") or {}
     ns = sys.intern(meta.get("namespace") or "")
     ref = Ref(sys.intern(group), sys.intern(obj.get("kind", "")), ns, meta.get("name", ""))
@@ -158,7 +156,7 @@ def summarize(obj: Obj, resource: str, group: str, version: str) -> Summary:
 
 # -- pod templates -----------------------------------------------------------------------------
 
-def _template(obj: Obj) -> Obj | None:
+def _template(obj: ObjView) -> ObjView | None:
     spec = obj.get("spec") or {}
     if isinstance(spec, Mapping):
         t = spec.get("template")
@@ -167,7 +165,7 @@ def _template(obj: Obj) -> Obj | None:
     return None
 
 
-def _volume_refs(volume: Obj, ns: str) -> Iterator[tuple[Ref, EdgeReason]]:
+def _volume_refs(volume: ObjView, ns: str) -> Iterator[tuple[Ref, EdgeReason]]:
     if cm := (volume.get("configMap") or {}).get("name"):
         yield core("ConfigMap", ns, cm), EdgeReason.VOLUME
     if sec := (volume.get("secret") or {}).get("secretName"):
@@ -184,7 +182,7 @@ def _volume_refs(volume: Obj, ns: str) -> Iterator[tuple[Ref, EdgeReason]]:
         yield Ref("storage.k8s.io", "StorageClass", "", sc), EdgeReason.EPHEMERAL_VOLUME
 
 
-def _container_refs(container: Obj, ns: str) -> Iterator[tuple[Ref, EdgeReason]]:
+def _container_refs(container: ObjView, ns: str) -> Iterator[tuple[Ref, EdgeReason]]:
     for env in container.get("env") or []:
         source = env.get("valueFrom") or {}
         if cm := (source.get("configMapKeyRef") or {}).get("name"):
@@ -198,7 +196,7 @@ def _container_refs(container: Obj, ns: str) -> Iterator[tuple[Ref, EdgeReason]]
             yield core("Secret", ns, sec), EdgeReason.ENV_FROM
 
 
-def _pod_spec(template: Obj, s: Summary) -> None:
+def _pod_spec(template: ObjView, s: Summary) -> None:
     """References of a pod spec: config, secrets, claims, service account, classes."""
     spec = template.get("spec") or {}
     ns = s.ref.namespace
@@ -221,24 +219,24 @@ def _pod_spec(template: Obj, s: Summary) -> None:
         s.need(Ref("node.k8s.io", "RuntimeClass", "", rc), EdgeReason.RUNTIME_CLASS)
 
 
-def _workload(obj: Obj, s: Summary) -> None:
+def _workload(obj: ObjView, s: Summary) -> None:
     template = _template(obj)
     if template is not None:
         _pod_spec(template, s)
 
 
-def _pod(obj: Obj, s: Summary) -> None:
+def _pod(obj: ObjView, s: Summary) -> None:
     _pod_spec({"metadata": obj.get("metadata") or {}, "spec": obj.get("spec") or {}}, s)
 
 
-def _cronjob(obj: Obj, s: Summary) -> None:
+def _cronjob(obj: ObjView, s: Summary) -> None:
     job_spec = ((obj.get("spec") or {}).get("jobTemplate") or {}).get("spec") or {}
     template = job_spec.get("template")
     if isinstance(template, Mapping):
         _pod_spec(template, s)
 
 
-def _statefulset(obj: Obj, s: Summary) -> None:
+def _statefulset(obj: ObjView, s: Summary) -> None:
     _workload(obj, s)
     spec = obj.get("spec") or {}
     # Claims a StatefulSet makes are named TEMPLATE-SET-ORDINAL and not always owned by it;
@@ -254,7 +252,7 @@ def _statefulset(obj: Obj, s: Summary) -> None:
 
 # -- storage -----------------------------------------------------------------------------------
 
-def _pvc(obj: Obj, s: Summary) -> None:
+def _pvc(obj: ObjView, s: Summary) -> None:
     spec = obj.get("spec") or {}
     if pv := spec.get("volumeName"):
         s.need(core("PersistentVolume", "", pv), EdgeReason.BOUND_VOLUME)
@@ -266,7 +264,7 @@ def _pvc(obj: Obj, s: Summary) -> None:
                    source["name"]), EdgeReason.DATA_SOURCE)
 
 
-def _pv(obj: Obj, s: Summary) -> None:
+def _pv(obj: ObjView, s: Summary) -> None:
     spec = obj.get("spec") or {}
     if sc := spec.get("storageClassName"):
         s.need(Ref("storage.k8s.io", "StorageClass", "", sc), EdgeReason.STORAGE_CLASS)
@@ -274,17 +272,17 @@ def _pv(obj: Obj, s: Summary) -> None:
 
 # -- networking --------------------------------------------------------------------------------
 
-def _service(obj: Obj, s: Summary) -> None:
+def _service(obj: ObjView, s: Summary) -> None:
     s.pod_selector = sel.from_map((obj.get("spec") or {}).get("selector"))
 
 
-def _selects_pods(obj: Obj, s: Summary) -> None:
+def _selects_pods(obj: ObjView, s: Summary) -> None:
     """PodDisruptionBudget (``spec.selector``), NetworkPolicy (``spec.podSelector``)."""
     spec = obj.get("spec") or {}
     s.pod_selector = sel.from_object(spec.get("selector") or spec.get("podSelector"))
 
 
-def _ingress(obj: Obj, s: Summary) -> None:
+def _ingress(obj: ObjView, s: Summary) -> None:
     spec = obj.get("spec") or {}
     ns = s.ref.namespace
     if ic := spec.get("ingressClassName"):
@@ -300,7 +298,7 @@ def _ingress(obj: Obj, s: Summary) -> None:
             s.need(core("Secret", ns, tls["secretName"]), EdgeReason.TLS)
 
 
-def _hpa(obj: Obj, s: Summary) -> None:
+def _hpa(obj: ObjView, s: Summary) -> None:
     target = (obj.get("spec") or {}).get("scaleTargetRef") or {}
     if target.get("kind") and target.get("name"):
         group = group_kind(target)[0]
@@ -309,14 +307,14 @@ def _hpa(obj: Obj, s: Summary) -> None:
 
 # -- identity and RBAC -------------------------------------------------------------------------
 
-def _service_account(obj: Obj, s: Summary) -> None:
+def _service_account(obj: ObjView, s: Summary) -> None:
     ns = s.ref.namespace
     for secret in (obj.get("secrets") or []) + (obj.get("imagePullSecrets") or []):
         if secret.get("name"):
             s.need(core("Secret", ns, secret["name"]), EdgeReason.SERVICE_ACCOUNT_SECRET)
 
 
-def _binding(obj: Obj, s: Summary) -> None:
+def _binding(obj: ObjView, s: Summary) -> None:
     role = obj.get("roleRef") or {}
     if role.get("kind") == "ClusterRole":
         s.need(Ref(RBAC, "ClusterRole", "", role.get("name", "")), EdgeReason.ROLE_REF)
@@ -328,11 +326,11 @@ def _binding(obj: Obj, s: Summary) -> None:
             s.binds = (*s.binds, core("ServiceAccount", ns, subject["name"]))
 
 
-def _secret(obj: Obj, s: Summary) -> None:
+def _secret(obj: ObjView, s: Summary) -> None:
     s.secret_type = obj.get("type") or ""
 
 
-_Extractor = Callable[[Obj, Summary], None]
+_Extractor = Callable[[ObjView, Summary], None]
 _EXTRACTORS: dict[tuple[str, str], _Extractor] = {
     ("", "Pod"): _pod,
     ("", "ReplicationController"): _workload,

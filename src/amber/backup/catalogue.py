@@ -19,15 +19,13 @@ import dataclasses
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 from amber.apps.refs import Ref
 from amber.backup import layout
+from amber.kube.objects import Obj
 from amber.repo import memsnap, repository, tree
 from amber.repo import snapshot as snapshots
 from amber.util import errors
-
-Obj = dict[str, Any]
 
 
 def is_resource_backup(snap: snapshots.Snapshot) -> bool:

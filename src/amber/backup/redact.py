@@ -14,7 +14,7 @@ import difflib
 import json
 from typing import Any
 
-Obj = dict[str, Any]
+from amber.kube.objects import Obj
 
 
 def is_secret(obj: Obj) -> bool:

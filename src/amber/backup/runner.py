@@ -42,11 +42,11 @@ from amber.backup import layout
 from amber.kube import errors as kerrors
 from amber.kube.client import DEFAULT_PAGE, Client
 from amber.kube.discovery import APIResource
+from amber.kube.objects import Obj
 from amber.repo import memsnap, repository
 from amber.repo import snapshot as snapshots
 from amber.util import errors, progress
 
-Obj = dict[str, Any]
 ENTRY_TIME = datetime.datetime(2000, 1, 1, tzinfo=datetime.UTC)
 #: An object labelled so is never backed up (the convention Velero users know, under our name).
 EXCLUDE_LABEL = "amber.io/exclude-from-backup"

@@ -27,6 +27,7 @@ from amber.backup.catalogue import BackupSource
 from amber.kube import errors as kerrors
 from amber.kube import wait as kwait
 from amber.kube.client import Client
+from amber.kube.objects import Obj
 from amber.repo import repository
 from amber.restore import plan as restore_plan
 from amber.restore import verify
@@ -39,7 +40,6 @@ LABELS = {"app.kubernetes.io/name": "shop", "app.kubernetes.io/part-of": "shop"}
 RBAC = "rbac.authorization.k8s.io"
 #: Marks the demo's own namespace: the demo deletes it, so it refuses to adopt another one.
 DEMO_LABEL = "amber.io/demo"
-Obj = dict[str, Any]
 
 
 def sample() -> list[tuple[str, str | None, dict[str, Any]]]:

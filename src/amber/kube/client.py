@@ -19,9 +19,8 @@ from amber.kube import config as kconfig
 from amber.kube import discovery
 from amber.kube import watch as kwatch
 from amber.kube.discovery import APIResource
+from amber.kube.objects import Obj
 from amber.kube.transport import RetryPolicy, Transport
-
-Obj = dict[str, Any]
 
 #: Page size for lists: large enough that 10,000 objects take 20 requests, small enough that one
 #: page of Secrets stays a few MB.

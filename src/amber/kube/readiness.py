@@ -7,9 +7,7 @@ current generation, and the wanted replicas are available.
 
 from __future__ import annotations
 
-from typing import Any
-
-Obj = dict[str, Any]
+from amber.kube.objects import Obj
 
 
 def _observed(obj: Obj) -> bool:

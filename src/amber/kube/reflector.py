@@ -18,17 +18,16 @@ import logging
 import random
 import threading
 from collections.abc import Callable, Iterable
-from typing import Any
 
 from amber.kube import errors
 from amber.kube.client import Client
 from amber.kube.discovery import APIResource
+from amber.kube.objects import Obj
 from amber.kube.transport import RetryPolicy
 from amber.kube.watch import EventType, WatchEvent
 
 log = logging.getLogger(__name__)
 
-Obj = dict[str, Any]
 Key = tuple[str, str]
 
 

@@ -18,13 +18,13 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol, TypeVar
+from typing import Protocol, TypeVar
 
 from amber.kube import errors, readiness
 from amber.kube.client import Client
 from amber.kube.discovery import APIResource
+from amber.kube.objects import Obj
 
-Obj = dict[str, Any]
 T = TypeVar("T")
 
 #: The default poll interval: a GET a second per object is nothing to a server, and half a

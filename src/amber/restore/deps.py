@@ -22,12 +22,11 @@ import re
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
 
 from amber.apps.refs import Ref
+from amber.kube.objects import Obj
 from amber.restore import transforms
 
-Obj = dict[str, Any]
 ANNOTATION = "amber.io/depends-on"
 _HOST = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
 _ADDRESS_NAMES = ("HOST", "URL", "URI", "ADDR", "ADDRESS", "ENDPOINT", "SERVER", "DSN",

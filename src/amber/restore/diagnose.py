@@ -11,14 +11,11 @@ changes anything.
 
 from __future__ import annotations
 
-from typing import Any
-
 from amber.apps import labels
 from amber.kube import errors as kerrors
 from amber.kube.client import Client
 from amber.kube.discovery import APIResource
-
-Obj = dict[str, Any]
+from amber.kube.objects import Obj
 
 #: Container waiting reasons that mean the image is the problem.
 _IMAGE_REASONS = ("ErrImagePull", "ImagePullBackOff", "InvalidImageName", "ErrImageNeverPull")

@@ -34,6 +34,7 @@ from amber.kube import errors as kerrors
 from amber.kube import wait as kwait
 from amber.kube.client import Client, Propagation
 from amber.kube.discovery import APIResource
+from amber.kube.objects import Obj
 from amber.restore import plan as restore_plan
 from amber.restore import privileges, waiting
 from amber.restore.drill_checks import (
@@ -46,7 +47,6 @@ from amber.restore.executor import Executor, Outcome, Report
 from amber.restore.outcomes import WRITTEN, Reason, Result, Why
 from amber.util import errors, progress
 
-Obj = dict[str, Any]
 LABEL = "amber.io/drill"
 #: How long cleanup waits for the scratch namespaces to be gone before it reports them.
 CLEANUP_WAIT = 180.0

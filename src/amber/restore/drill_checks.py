@@ -12,10 +12,10 @@ import enum
 from dataclasses import dataclass
 from typing import Any
 
+from amber.kube.objects import Obj
 from amber.restore import plan as restore_plan
 from amber.util import errors, yamlfile
 
-Obj = dict[str, Any]
 ANNOTATION = "amber.io/drill-check"
 
 

@@ -35,13 +35,12 @@ from amber.kube import errors as kerrors
 from amber.kube import wait as kwait
 from amber.kube.client import Client, Propagation
 from amber.kube.discovery import APIResource
+from amber.kube.objects import Obj
 from amber.restore import portable, waiting
 from amber.restore.order import PER_APPLICATION
 from amber.restore.outcomes import FOUND_EXISTING, WRITTEN, Reason, Result, Why, api_failure
 from amber.restore.plan import Phase, Plan, Step
 from amber.util import progress
-
-Obj = dict[str, Any]
 
 
 class Existing(enum.StrEnum):

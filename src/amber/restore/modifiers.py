@@ -44,6 +44,7 @@ from typing import Any
 
 from amber.apps import labels as label_selectors
 from amber.apps.refs import group_kind
+from amber.kube.objects import Obj
 from amber.util import errors, yamlfile
 from amber.util.jsonpatch import (
     Operation,
@@ -52,8 +53,6 @@ from amber.util.jsonpatch import (
     merge_patch,
     parse_pointer,
 )
-
-Obj = dict[str, Any]
 
 VERSION = "amber.io/modifiers/v1"
 TOP_KEYS = ("version", "rules")

@@ -14,18 +14,17 @@ from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
-from typing import Any
 
 from amber.apps import labels
 from amber.apps.refs import Ref
 from amber.apps.summary import EdgeReason
 from amber.backup.catalogue import BackupSource, Item
+from amber.kube.objects import Obj
 from amber.repo import locks
 from amber.restore import deps, modifiers, order, portable, transforms
 from amber.restore.outcomes import Reason, Why
 from amber.util import errors
 
-Obj = dict[str, Any]
 #: Edge reasons recorded from the acting object to what it acts on: a selection that holds the
 #: target must pull the actor in (a binding of a selected service account).
 _REVERSE = {EdgeReason.BINDS, EdgeReason.SELECTS_PODS}

@@ -112,9 +112,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from amber.apps.refs import group_kind
+from amber.kube.objects import Obj
 from amber.restore.outcomes import Reason, Why
-
-Obj = dict[str, Any]
 
 META_RESET = ("uid", "resourceVersion", "generation", "creationTimestamp", "deletionTimestamp",
               "deletionGracePeriodSeconds", "selfLink", "managedFields")

@@ -9,12 +9,10 @@ file: the restore lists them and proceeds only with ``--yes``; a dry run shows t
 
 from __future__ import annotations
 
-from typing import Any
-
+from amber.kube.objects import Obj
 from amber.restore.plan import Plan, Step
 from amber.util import errors
 
-Obj = dict[str, Any]
 RBAC = "rbac.authorization.k8s.io"
 #: The built-in role that grants everything, everywhere.
 SUPERUSER_ROLES = frozenset({"cluster-admin"})

@@ -52,9 +52,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from amber.apps.refs import group_kind
+from amber.kube.objects import Obj
 from amber.util import errors
 
-Obj = dict[str, Any]
 Visitor = Callable[[Any, Any], None]
 
 NAME_LABEL = "kubernetes.io/metadata.name"

@@ -6,11 +6,9 @@ Used by ``amber demo`` to prove its round trip, and by drills and tests for the 
 
 from __future__ import annotations
 
-from typing import Any
-
+from amber.kube.objects import Obj
 from amber.restore import portable
 
-Obj = dict[str, Any]
 #: Annotations controllers (re)write on their objects; their values restart on a new cluster.
 _CONTROLLER_ANNOTATIONS = ("deployment.kubernetes.io/revision",)
 

@@ -17,7 +17,6 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
 from amber.apps.refs import group_kind
 from amber.kube import errors as kerrors
@@ -25,10 +24,10 @@ from amber.kube import readiness
 from amber.kube import wait as kwait
 from amber.kube.client import Client
 from amber.kube.discovery import APIResource
+from amber.kube.objects import Obj
 from amber.restore.diagnose import Diagnoser
 from amber.util import progress
 
-Obj = dict[str, Any]
 POLL = 0.5
 
 

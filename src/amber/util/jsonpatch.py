@@ -17,7 +17,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-Obj = dict[str, Any]
+#: A JSON object (a document or a member of one); Kubernetes objects are ``amber.kube.objects``,
+#: a layer above this module.
+JsonObject = dict[str, Any]
 OPS = ("add", "remove", "replace", "move", "copy", "test")
 ARRAY_INDEX = re.compile(r"0|[1-9][0-9]*")
 
@@ -165,7 +167,7 @@ def merge_patch(target: Any, patch: Any) -> Any:
     return result
 
 
-def _merge_into(result: Obj, patch: Obj) -> None:
+def _merge_into(result: JsonObject, patch: JsonObject) -> None:
     for key, value in patch.items():
         if value is None:
             result.pop(key, None)
