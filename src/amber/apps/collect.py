@@ -25,6 +25,7 @@ from amber.apps.grouping import Grouping
 from amber.apps.model import Inventory, build
 from amber.apps.summary import summarize
 from amber.kube import errors as kerrors
+from amber.kube import objects
 from amber.kube.client import DEFAULT_PAGE, Client
 from amber.kube.discovery import APIResource
 from amber.kube.objects import Obj
@@ -271,8 +272,7 @@ def _holders(client: Client, res: APIResource, name: str, enough: int) -> int:
     """In how many namespaces an object ``name`` of ``res`` is (counting stops at ``enough``)."""
     seen: set[str] = set()
     for page in client.list_pages(res, None, field_selector=f"metadata.name={name}"):
-        seen.update((item.get("metadata") or {}).get("namespace") or ""
-                    for item in page.get("items") or [])
+        seen.update(objects.namespace(item) for item in page.get("items") or [])
         if len(seen) >= enough:
             break
     return len(seen)

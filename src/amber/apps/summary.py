@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 from amber.apps import labels as sel
 from amber.apps.refs import Ref, core, group_kind, namespace_ref
+from amber.kube import objects
 from amber.kube.objects import ObjView
 
 #: Annotations grouping (and defaults.py) reads; every other annotation is dropped from the summary.
@@ -130,19 +131,18 @@ class Summary:
 
 
 def summarize(obj: ObjView, resource: str, group: str, version: str) -> Summary:
-    meta = obj.get("metadata") or {}
-    ns = sys.intern(meta.get("namespace") or "")
-    ref = Ref(sys.intern(group), sys.intern(obj.get("kind", "")), ns, meta.get("name", ""))
-    annotations = meta.get("annotations") or _EMPTY
+    ns = sys.intern(objects.namespace(obj))
+    ref = Ref(sys.intern(group), sys.intern(obj.get("kind", "")), ns, objects.name(obj))
+    annotations = objects.annotations(obj)
     kept = {k: annotations[k] for k in KEPT_ANNOTATIONS if k in annotations} or _EMPTY
     s = Summary(
-        ref=ref, resource=resource, version=version, uid=meta.get("uid", ""),
-        resource_version=meta.get("resourceVersion", ""),
-        labels=meta.get("labels") or _EMPTY,  # the object's own dict: nothing copied
+        ref=ref, resource=resource, version=version, uid=objects.uid(obj),
+        resource_version=objects.resource_version(obj),
+        labels=objects.labels(obj) or _EMPTY,  # the object's own dict: nothing copied
         annotations=kept,
-        deleting=bool(meta.get("deletionTimestamp")),
+        deleting=objects.deleting(obj),
         owners=tuple(Owner(o.get("uid", ""), o.get("kind", ""), o.get("name", ""),
-                           bool(o.get("controller"))) for o in meta.get("ownerReferences") or ()),
+                           bool(o.get("controller"))) for o in objects.owners(obj)),
     )
     extract = _EXTRACTORS.get((group, ref.kind))
     if extract is not None:
@@ -200,7 +200,7 @@ def _pod_spec(template: ObjView, s: Summary) -> None:
     """References of a pod spec: config, secrets, claims, service account, classes."""
     spec = template.get("spec") or {}
     ns = s.ref.namespace
-    s.pod_labels = (template.get("metadata") or {}).get("labels") or _EMPTY
+    s.pod_labels = objects.labels(template) or _EMPTY
     for volume in spec.get("volumes") or []:
         for target, reason in _volume_refs(volume, ns):
             s.need(target, reason)
@@ -226,7 +226,7 @@ def _workload(obj: ObjView, s: Summary) -> None:
 
 
 def _pod(obj: ObjView, s: Summary) -> None:
-    _pod_spec({"metadata": obj.get("metadata") or {}, "spec": obj.get("spec") or {}}, s)
+    _pod_spec({"metadata": objects.meta(obj), "spec": obj.get("spec") or {}}, s)
 
 
 def _cronjob(obj: ObjView, s: Summary) -> None:
@@ -242,7 +242,7 @@ def _statefulset(obj: ObjView, s: Summary) -> None:
     # Claims a StatefulSet makes are named TEMPLATE-SET-ORDINAL and not always owned by it;
     # claims.py matches them by that name, here we only note the prefixes and the classes.
     for tpl in spec.get("volumeClaimTemplates") or []:
-        tpl_name = (tpl.get("metadata") or {}).get("name")
+        tpl_name = objects.name(tpl)
         if tpl_name:
             s.claim_prefixes = (*s.claim_prefixes, f"{tpl_name}-{s.ref.name}-")
         if sc := (tpl.get("spec") or {}).get("storageClassName"):

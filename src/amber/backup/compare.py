@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from amber.backup import catalogue, layout, redact
+from amber.kube import objects
 from amber.repo import repository
 from amber.repo import snapshot as snapshots
 
@@ -47,7 +48,7 @@ class ObjectChange:
 
 
 def _without_bookkeeping(obj: dict[str, Any]) -> dict[str, Any]:
-    meta = {k: v for k, v in (obj.get("metadata") or {}).items() if k not in _BOOKKEEPING}
+    meta = {k: v for k, v in objects.meta(obj).items() if k not in _BOOKKEEPING}
     return {**obj, "metadata": meta}
 
 

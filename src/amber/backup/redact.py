@@ -14,6 +14,7 @@ import difflib
 import json
 from typing import Any
 
+from amber.kube import objects
 from amber.kube.objects import Obj
 
 
@@ -41,7 +42,7 @@ def redact(obj: Obj, other: Obj, side: str) -> Obj:
     meta = out.get("metadata")
     if isinstance(meta, dict) and isinstance(meta.get("annotations"), dict):
         out["metadata"] = {**meta, "annotations": _mask(
-            meta["annotations"], (other.get("metadata") or {}).get("annotations"), side)}
+            meta["annotations"], objects.meta(other).get("annotations"), side)}
     return out
 
 

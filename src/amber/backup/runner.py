@@ -40,6 +40,7 @@ from amber.apps.refs import Ref
 from amber.apps.summary import Summary, summarize
 from amber.backup import layout
 from amber.kube import errors as kerrors
+from amber.kube import objects
 from amber.kube.client import DEFAULT_PAGE, Client
 from amber.kube.discovery import APIResource
 from amber.kube.objects import Obj
@@ -408,7 +409,7 @@ class ResourceBackup:
         try:
             ns = self.client.get(self.client.discover().find("namespaces", group=""),
                                  "kube-system")
-            out["uid"] = (ns.get("metadata") or {}).get("uid", "")
+            out["uid"] = objects.uid(ns)
         except kerrors.APIError:
             out["uid"] = ""
         return out

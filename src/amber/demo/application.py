@@ -25,6 +25,7 @@ from amber.apps.refs import Ref
 from amber.backup import runner
 from amber.backup.catalogue import BackupSource
 from amber.kube import errors as kerrors
+from amber.kube import objects
 from amber.kube import wait as kwait
 from amber.kube.client import Client
 from amber.kube.objects import Obj
@@ -91,7 +92,7 @@ def create_sample(client: Client) -> None:
     discovery = client.discover()
     with contextlib.suppress(kerrors.NotFound):
         existing = client.get(discovery.find("namespaces"), NAMESPACE)
-        if ((existing.get("metadata") or {}).get("labels") or {}).get(DEMO_LABEL) != "true":
+        if objects.labels(existing).get(DEMO_LABEL) != "true":
             raise errors.UsageError(
                 f"namespace {NAMESPACE} exists and was not made by `amber demo`, which deletes "
                 "its namespace: run the demo on the sandbox (without --current-cluster)")

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from amber.kube import config as kconfig
-from amber.kube import discovery
+from amber.kube import discovery, objects
 from amber.kube import watch as kwatch
 from amber.kube.discovery import APIResource
 from amber.kube.objects import Obj
@@ -72,7 +72,7 @@ class Client:
         """Create ``obj``. One with a name is retried after a 5xx or a lost connection too: a
         repeat that finds it answers AlreadyExists (``errors.MaybeCreated``: perhaps the
         first attempt's), never a duplicate; one with only ``generateName`` is not."""
-        named = bool((obj.get("metadata") or {}).get("name"))
+        named = bool(objects.name(obj))
         result: Obj = self.transport.request("POST", res.path(namespace), body=obj,
                                              retry_ambiguous=named)
         return result
@@ -138,7 +138,7 @@ class Client:
         while True:
             page: Obj = self.transport.request("GET", path, query=query)
             yield page
-            token = (page.get("metadata") or {}).get("continue")
+            token = objects.list_meta(page).get("continue")
             if not token:
                 return
             query["continue"] = token

@@ -18,7 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-from amber.kube import errors
+from amber.kube import errors, objects
 from amber.kube.transport import Transport
 
 
@@ -116,7 +116,7 @@ def _from_aggregated(doc: Any, result: Discovery) -> None:
     """Add the resources of one ``APIGroupDiscoveryList``. Versions are listed in the group's
     order of preference; subresources are nested in their resource, so none is picked up."""
     for group in doc.get("items") or []:
-        name = str((group.get("metadata") or {}).get("name") or "")
+        name = objects.name(group)
         for i, version in enumerate(group.get("versions") or []):
             v = str(version.get("version") or "")
             path = f"/apis/{name}/{v}" if name else f"/api/{v}"

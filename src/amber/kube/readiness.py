@@ -7,12 +7,13 @@ current generation, and the wanted replicas are available.
 
 from __future__ import annotations
 
+from amber.kube import objects
 from amber.kube.objects import Obj
 
 
 def _observed(obj: Obj) -> bool:
-    meta, status = obj.get("metadata") or {}, obj.get("status") or {}
-    return int(status.get("observedGeneration") or 0) >= int(meta.get("generation") or 0)
+    status = obj.get("status") or {}
+    return int(status.get("observedGeneration") or 0) >= objects.generation(obj)
 
 
 def _replicas(obj: Obj, default: int = 1) -> int:

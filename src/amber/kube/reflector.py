@@ -19,7 +19,7 @@ import random
 import threading
 from collections.abc import Callable, Iterable
 
-from amber.kube import errors
+from amber.kube import errors, objects
 from amber.kube.client import Client
 from amber.kube.discovery import APIResource
 from amber.kube.objects import Obj
@@ -32,16 +32,7 @@ Key = tuple[str, str]
 
 
 def _key(obj: Obj) -> Key:
-    meta = obj.get("metadata") or {}
-    return str(meta.get("namespace") or ""), str(meta.get("name") or "")
-
-
-def _rv(obj: Obj) -> str:
-    return str((obj.get("metadata") or {}).get("resourceVersion") or "")
-
-
-def _uid(obj: Obj) -> str:
-    return str((obj.get("metadata") or {}).get("uid") or "")
+    return objects.namespace(obj), objects.name(obj)
 
 
 class _Outages:
@@ -167,7 +158,7 @@ class Reflector:
         for page in self.client.list_pages(self.res, self.namespace, limit=self.page_size,
                                            label_selector=self.label_selector,
                                            field_selector=self.field_selector):
-            rv = rv or str((page.get("metadata") or {}).get("resourceVersion") or "")
+            rv = rv or objects.resource_version(page)
             for item in page.get("items") or []:
                 item.setdefault("apiVersion", self.res.group_version)
                 item.setdefault("kind", self.res.kind)
@@ -180,10 +171,10 @@ class Reflector:
             before = old.pop(key, None)
             if before is None:
                 self._emit("ADDED", obj)
-            elif _uid(before) != _uid(obj):  # deleted and created again meanwhile
+            elif objects.uid(before) != objects.uid(obj):  # deleted and created again meanwhile
                 self._emit("DELETED", before)
                 self._emit("ADDED", obj)
-            elif _rv(before) != _rv(obj):
+            elif objects.resource_version(before) != objects.resource_version(obj):
                 self._emit("MODIFIED", obj)
         for obj in old.values():  # vanished while we were not watching
             self._emit("DELETED", obj)
@@ -219,7 +210,8 @@ class Reflector:
                     return
                 del self._known[key]
             else:
-                if before is not None and _rv(before) == _rv(obj):
+                if before is not None and (objects.resource_version(before)
+                                           == objects.resource_version(obj)):
                     return
                 self._known[key] = self._kept(obj)
         if event.type == "DELETED":
@@ -231,7 +223,7 @@ class Reflector:
 def identity(obj: Obj) -> Obj:
     """Only what a view needs to know an object (kind, name, namespace, uid, version): the
     ``keep`` for consumers that summarise objects themselves."""
-    meta = obj.get("metadata") or {}
+    meta = objects.meta(obj)
     return {"apiVersion": obj.get("apiVersion"), "kind": obj.get("kind"),
             "metadata": {k: meta[k] for k in ("name", "namespace", "uid", "resourceVersion")
                          if k in meta}}

@@ -25,7 +25,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Literal, cast
 
-from amber.kube import errors
+from amber.kube import errors, objects
 from amber.kube.discovery import APIResource
 from amber.kube.objects import Obj
 from amber.kube.transport import Stream, Transport
@@ -49,7 +49,7 @@ class WatchEvent:
 
     @property
     def resource_version(self) -> str:
-        return str((self.object.get("metadata") or {}).get("resourceVersion") or "")
+        return objects.resource_version(self.object)
 
 
 class _Watchdog:

@@ -24,6 +24,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from amber.apps.refs import Ref
+from amber.kube import objects
 from amber.kube.objects import Obj
 from amber.restore import transforms
 
@@ -45,7 +46,7 @@ class AppDeps:
 
 
 def _explicit(obj: Obj, namespace: str, app_ids: set[str]) -> Iterable[tuple[str, str]]:
-    value = ((obj.get("metadata") or {}).get("annotations") or {}).get(ANNOTATION, "")
+    value = objects.annotations(obj).get(ANNOTATION, "")
     for raw in value.split(","):
         name = raw.strip()
         if not name:

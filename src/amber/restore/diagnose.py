@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from amber.apps import labels
 from amber.kube import errors as kerrors
+from amber.kube import objects
 from amber.kube.client import Client
 from amber.kube.discovery import APIResource
 from amber.kube.objects import Obj
@@ -61,7 +62,7 @@ class Diagnoser:
             pods = self._pods_of(live, namespace)
             for pod in pods:
                 if cause := self._pod(pod, namespace):
-                    return f"pod {_name(pod)}: {cause}"
+                    return f"pod {objects.name(pod)}: {cause}"
             if failed:
                 return failed
             if not pods and _wanted(live) > 0:
@@ -105,7 +106,7 @@ class Diagnoser:
         if phase == "Bound":
             return ""
         spec = claim.get("spec") or {}
-        name = _name(claim)
+        name = objects.name(claim)
         if phase == "Lost":
             return f"claim {name} lost its volume {spec.get('volumeName')}"
         if spec.get("volumeName"):
@@ -158,7 +159,7 @@ class Diagnoser:
                    else labels.from_object(selector))
         if matches is None:
             return []
-        return [p for p in self._pods[namespace] if matches(_labels(p))]
+        return [p for p in self._pods[namespace] if matches(objects.labels(p))]
 
     def _warning(self, res: APIResource, name: str, namespace: str | None) -> str:
         """The message of the newest Warning event about the object, if any."""
@@ -225,14 +226,6 @@ def _status_summary(obj: Obj) -> str:
 def _wanted(obj: Obj) -> int:
     replicas = (obj.get("spec") or {}).get("replicas")
     return 1 if replicas is None else int(replicas)
-
-
-def _labels(obj: Obj) -> dict[str, str]:
-    return (obj.get("metadata") or {}).get("labels") or {}
-
-
-def _name(obj: Obj) -> str:
-    return str((obj.get("metadata") or {}).get("name", ""))
 
 
 def _short(text: str) -> str:

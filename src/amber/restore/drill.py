@@ -31,6 +31,7 @@ from typing import Any
 from amber.apps.refs import Ref
 from amber.backup.catalogue import BackupSource
 from amber.kube import errors as kerrors
+from amber.kube import objects
 from amber.kube import wait as kwait
 from amber.kube.client import Client, Propagation
 from amber.kube.discovery import APIResource
@@ -232,7 +233,7 @@ class Drill:
             self._meter.set_phase(f"creating namespace {name}")
             made = self.client.create(ns_res, body)
             self._namespaces_made.append(name)
-            self._namespace_uids[name] = _uid(made)
+            self._namespace_uids[name] = objects.uid(made)
             self.reporter.info(f"drill {self.id}: restoring into namespace {name}")
         self._meter.set_phase("restoring")
         # The drill waits for readiness itself (it times it and checks it per application).
@@ -436,7 +437,7 @@ class Drill:
                 name = n["metadata"]["name"]
                 if name not in names:
                     names.append(name)
-                    uids[name] = _uid(n)
+                    uids[name] = objects.uid(n)
         gone: list[str] = []
         for name in names:
             try:
@@ -469,10 +470,10 @@ class Drill:
             try:
                 res = self._resource(target, step.obj)
                 live = self.client.get(res, target.name)
-                if ((live.get("metadata") or {}).get("labels") or {}).get(LABEL) != self.id:
+                if objects.labels(live).get(LABEL) != self.id:
                     continue  # there before the drill, or someone else's: not ours to delete
                 # the object just read, not one made again under its name since
-                self.client.delete(res, target.name, uid=_uid(live) or None,
+                self.client.delete(res, target.name, uid=objects.uid(live) or None,
                                    propagation=Propagation.BACKGROUND)
                 report.deleted.append(str(target))
             except (kerrors.NotFound, _CheckError):
@@ -492,10 +493,6 @@ class _CheckError(Exception):
 
 def _is_namespace(ref: Ref) -> bool:
     return (ref.group, ref.kind) == ("", "Namespace")
-
-
-def _uid(obj: Obj | None) -> str:
-    return str(((obj or {}).get("metadata") or {}).get("uid") or "")
 
 
 def _kubectl_kind(ref_text: str) -> str:

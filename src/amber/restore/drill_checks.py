@@ -12,6 +12,7 @@ import enum
 from dataclasses import dataclass
 from typing import Any
 
+from amber.kube import objects
 from amber.kube.objects import Obj
 from amber.restore import plan as restore_plan
 from amber.util import errors, yamlfile
@@ -156,7 +157,7 @@ def annotation_checks(the_plan: restore_plan.Plan) -> list[Check]:
         if not step.restorable or (ref.group, ref.kind) not in _ANNOTATED_KINDS:
             continue
         obj = step.obj or {}
-        command = ((obj.get("metadata") or {}).get("annotations") or {}).get(ANNOTATION)
+        command = objects.annotations(obj).get(ANNOTATION)
         pod = ((obj.get("spec") or {}).get("template") or {}).get("spec") or {}
         if not isinstance(command, str) or not command.strip() or not pod.get("containers"):
             continue

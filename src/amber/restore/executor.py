@@ -32,6 +32,7 @@ from typing import Any
 from amber.apps.refs import Ref, group_kind
 from amber.backup import redact
 from amber.kube import errors as kerrors
+from amber.kube import objects
 from amber.kube import wait as kwait
 from amber.kube.client import Client, Propagation
 from amber.kube.discovery import APIResource
@@ -194,8 +195,8 @@ class Executor:
         if not wanted:
             return
         res = self.client.discover().find("namespaces", "")
-        terminating = sorted(_name(ns) for ns in self._namespaces(res, wanted) if (
-            (ns.get("metadata") or {}).get("deletionTimestamp")
+        terminating = sorted(objects.name(ns) for ns in self._namespaces(res, wanted) if (
+            objects.deleting(ns)
             or (ns.get("status") or {}).get("phase") == "Terminating"))
         if not terminating:
             return
@@ -219,7 +220,7 @@ class Executor:
         """The target namespaces that exist: one list, or, for a user who may not list
         namespaces (a tenant restoring its own), one GET each of those it may read."""
         try:
-            return [ns for ns in self.client.list(res) if _name(ns) in names]
+            return [ns for ns in self.client.list(res) if objects.name(ns) in names]
         except kerrors.Forbidden:
             found = []
             for name in sorted(names):
@@ -275,7 +276,7 @@ class Executor:
             found: dict[str, Obj] = {}
             try:
                 for obj in self.client.list(res, ns):
-                    name = (obj.get("metadata") or {}).get("name", "")
+                    name = objects.name(obj)
                     if name in names:
                         found[name] = obj
             except kerrors.APIError:
@@ -349,7 +350,7 @@ class Executor:
         assert step.obj is not None
         try:
             made = self.client.create(res, step.obj, ns)
-            return Outcome(step, Result.CREATED, new_uid=_uid(made))
+            return Outcome(step, Result.CREATED, new_uid=objects.uid(made))
         except kerrors.MaybeCreated:
             # An attempt failed after it was sent (5xx, lost connection) and its retry found
             # the object: nothing had it a moment ago (that is why we create), so it is most
@@ -358,7 +359,7 @@ class Executor:
             if self.existing != Existing.SKIP or step.cluster_default or step.shared:
                 return self._exists(step, res, ns)
             live = self.client.get(res, step.target.name, ns)
-            return Outcome(step, Result.CREATED, new_uid=_uid(live))
+            return Outcome(step, Result.CREATED, new_uid=objects.uid(live))
         except kerrors.AlreadyExists:
             return self._exists(step, res, ns)
         except kerrors.Forbidden as refused:
@@ -384,7 +385,7 @@ class Executor:
         if self.existing == Existing.UPDATE or key in _NEVER_DELETE:
             return self._update(step, res, ns)
         live = self.client.get(res, step.target.name, ns)
-        held = (live.get("metadata") or {}).get("finalizers")
+        held = objects.finalizers(live)
         if held or key in _IMMUTABLE_SPEC:
             # Deleting it would leave it terminating until its finalizer clears, and then it
             # would be gone (a claim's volume with it): update it in place instead.
@@ -397,7 +398,7 @@ class Executor:
             return done
         try:
             # Exactly the object read above: one created meanwhile under its name is not ours.
-            self.client.delete(res, step.target.name, ns, uid=_uid(live),
+            self.client.delete(res, step.target.name, ns, uid=objects.uid(live),
                                propagation=Propagation.BACKGROUND)
         except kerrors.NotFound:
             pass  # gone already: create it
@@ -408,7 +409,7 @@ class Executor:
         if not kwait.gone(self.client, res, [step.target.name], ns, timeout=60,
                           interval=0.2).left:
             made = self.client.create(res, step.obj, ns)
-            return Outcome(step, Result.REPLACED, new_uid=_uid(made))
+            return Outcome(step, Result.REPLACED, new_uid=objects.uid(made))
         return Outcome(step, Result.FAILED, Why(
             Reason.STILL_TERMINATING,
             "replace: the old object was still being deleted after 60s (a finalizer?)"))
@@ -448,7 +449,7 @@ class Executor:
                                                          step.item.ref.kind))
             try:
                 done = self.client.replace(res, desired, ns)
-                return Outcome(step, Result.UPDATED, new_uid=_uid(done))
+                return Outcome(step, Result.UPDATED, new_uid=objects.uid(done))
             except kerrors.Conflict:
                 continue  # someone changed it meanwhile: read again
         return Outcome(step, Result.FAILED,
@@ -572,7 +573,7 @@ class Executor:
             live = self.client.get(res, ref["name"], namespace if res.namespaced else None)
         except kerrors.APIError:
             return ""
-        return _uid(live)
+        return objects.uid(live)
 
     def _live_uid(self, step: Step | None) -> str:
         if step is None:
@@ -580,7 +581,7 @@ class Executor:
         try:
             res = self._resource(step)
             ns = step.target.namespace if res.namespaced else None
-            return _uid(self.client.get(res, step.target.name, ns))
+            return objects.uid(self.client.get(res, step.target.name, ns))
         except (kerrors.APIError, _StepFailed):
             return ""
 
@@ -595,20 +596,12 @@ def _is_namespace(ref: Ref) -> bool:
     return (ref.group, ref.kind) == ("", "Namespace")
 
 
-def _name(obj: Obj) -> str:
-    return str((obj.get("metadata") or {}).get("name", ""))
-
-
-def _uid(obj: Obj | None) -> str:
-    return str(((obj or {}).get("metadata") or {}).get("uid") or "")
-
-
 def _merge_for_update(desired: Obj, live: Obj, key: tuple[str, str]) -> Obj:
     """The object to PUT: ours, on the live object's resourceVersion, keeping what the server
     will not let change (a Service's cluster IPs, a claim's or volume's spec)."""
     out = copy.deepcopy(desired)
     meta = out.setdefault("metadata", {})
-    live_meta = live.get("metadata") or {}
+    live_meta = objects.meta(live)
     meta["resourceVersion"] = live_meta.get("resourceVersion")
     # Owner references and finalizers belong to the live object's relations (a restore
     # re-links the backed-up owners afterwards): an update must not cut them.

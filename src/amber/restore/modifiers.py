@@ -44,6 +44,7 @@ from typing import Any
 
 from amber.apps import labels as label_selectors
 from amber.apps.refs import group_kind
+from amber.kube import objects
 from amber.kube.objects import Obj
 from amber.util import errors, yamlfile
 from amber.util.jsonpatch import (
@@ -78,23 +79,17 @@ class Match:
     selector: label_selectors.Matcher | None = field(default=None, compare=False, repr=False)
 
     def matches(self, obj: Obj) -> bool:
-        meta = _mapping(obj.get("metadata"))
         group, kind = group_kind(obj)
-        namespace = str(meta.get("namespace") or "")
-        labels = _mapping(meta.get("labels"))
+        namespace = objects.namespace(obj)
         checks = (
             self.group is None or group == ("" if self.group == "core" else self.group),
             self.kind is None or kind.lower() == self.kind.lower(),
-            self.name is None or fnmatch.fnmatchcase(str(meta.get("name", "")), self.name),
+            self.name is None or fnmatch.fnmatchcase(objects.name(obj), self.name),
             self.namespace is None or (bool(namespace)
                                        and fnmatch.fnmatchcase(namespace, self.namespace)),
-            self.selector is None or self.selector(labels),
+            self.selector is None or self.selector(objects.labels(obj)),
         )
         return all(checks)
-
-
-def _mapping(value: Any) -> Obj:
-    return value if isinstance(value, dict) else {}
 
 
 @dataclass(frozen=True)

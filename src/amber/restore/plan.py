@@ -19,6 +19,7 @@ from amber.apps import labels
 from amber.apps.refs import Ref
 from amber.apps.summary import EdgeReason
 from amber.backup.catalogue import BackupSource, Item
+from amber.kube import objects
 from amber.kube.objects import Obj
 from amber.repo import locks
 from amber.restore import deps, modifiers, order, portable, transforms
@@ -207,7 +208,7 @@ def _by_selector(source: BackupSource, items: list[Item], selector: str,
     matched: set[Ref] = set()
     for item in items:
         cache[item.path] = source.read(item)
-        if match((cache[item.path].get("metadata") or {}).get("labels") or {}):
+        if match(objects.labels(cache[item.path])):
             matched.add(item.ref)
     extra = _cluster_dependencies(source, {r for r in matched if r.namespace})
     return [i for i in items if i.ref in matched or i.ref in extra]

@@ -112,6 +112,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from amber.apps.refs import group_kind
+from amber.kube import objects
 from amber.kube.objects import Obj
 from amber.restore.outcomes import Reason, Why
 
@@ -220,12 +221,11 @@ def make_portable(obj: Obj, *, keep_cluster_ips: bool = False, keep_node_ports: 
 def is_cluster_default(obj: Obj) -> bool:
     """True for objects every cluster creates itself (module doc, "Cluster defaults")."""
     group, kind = group_kind(obj)
-    meta = _child(obj, "metadata")
-    name, namespace = meta.get("name"), meta.get("namespace")
-    if _child(meta, "labels").get("kubernetes.io/bootstrapping") == "rbac-defaults":
+    name, namespace = objects.name(obj), objects.namespace(obj)
+    if objects.labels(obj).get("kubernetes.io/bootstrapping") == "rbac-defaults":
         return group == "rbac.authorization.k8s.io"
     if group == "flowcontrol.apiserver.k8s.io":
-        return _child(meta, "annotations").get("apf.kubernetes.io/autoupdate-spec") == "true"
+        return objects.annotations(obj).get("apf.kubernetes.io/autoupdate-spec") == "true"
     defaults = {
         ("", "ConfigMap"): name == "kube-root-ca.crt",
         ("", "ServiceAccount"): name == "default",
@@ -260,7 +260,7 @@ def _reset_metadata(work: _Work) -> None:
 # --- objects that must not be restored ------------------------------------------------------
 
 def _skip_pod(work: _Work) -> Why | None:
-    if MIRROR_ANNOTATION in _child(work.meta, "annotations"):
+    if MIRROR_ANNOTATION in objects.annotations(work.obj):
         return Why(Reason.MIRROR_POD, "a static pod's mirror: the old node's kubelet owns it")
     phase = (work.status or {}).get("phase")
     if phase in ("Succeeded", "Failed"):
@@ -287,7 +287,7 @@ def _skip_secret(work: _Work) -> Why | None:
 
 
 def _skip_pv(work: _Work) -> Why | None:
-    if work.opts.volume_provisioned_anew and PROVISIONED_BY in _child(work.meta, "annotations"):
+    if work.opts.volume_provisioned_anew and PROVISIONED_BY in objects.annotations(work.obj):
         return Why(Reason.DYNAMICALLY_PROVISIONED,
                    "a dynamically provisioned volume: the target cluster provisions a new one "
                    "for the restored claim")
@@ -295,16 +295,15 @@ def _skip_pv(work: _Work) -> Why | None:
 
 
 def _skip_apiservice(work: _Work) -> Why | None:
-    if "kube-aggregator.kubernetes.io/automanaged" in _child(work.meta, "labels"):
+    if "kube-aggregator.kubernetes.io/automanaged" in objects.labels(work.obj):
         return Why(Reason.REGISTERED_BY_API_SERVER, "registered by the API server itself")
     return None
 
 
 def _is_generated_token(secret: Obj) -> bool:
     """A token Secret the old token controller made: named ``<sa>-token-<suffix>``."""
-    meta = _child(secret, "metadata")
-    account = _child(meta, "annotations").get(SA_NAME_ANNOTATION)
-    return bool(account) and str(meta.get("name", "")).startswith(f"{account}-token-")
+    account = objects.annotations(secret).get(SA_NAME_ANNOTATION)
+    return bool(account) and objects.name(secret).startswith(f"{account}-token-")
 
 
 
@@ -328,7 +327,7 @@ def _service(work: _Work) -> None:
 
 def _explicit_node_ports(obj: Obj) -> set[int]:
     """Node ports the user chose, per the last ``kubectl apply`` (unreadable: none)."""
-    text = _child(_child(obj, "metadata"), "annotations").get(LAST_APPLIED)
+    text = objects.annotations(obj).get(LAST_APPLIED)
     try:
         applied = json.loads(text) if isinstance(text, str) else {}
     except ValueError:

@@ -6,6 +6,7 @@ Used by ``amber demo`` to prove its round trip, and by drills and tests for the 
 
 from __future__ import annotations
 
+from amber.kube import objects
 from amber.kube.objects import Obj
 from amber.restore import portable
 
@@ -16,7 +17,7 @@ _CONTROLLER_ANNOTATIONS = ("deployment.kubernetes.io/revision",)
 def comparable(obj: Obj) -> Obj:
     """The object as a restore would write it, minus controller-written annotations."""
     made = portable.make_portable(obj).obj or {}
-    annotations = (made.get("metadata") or {}).get("annotations")
+    annotations = objects.meta(made).get("annotations")
     if isinstance(annotations, dict):
         for key in _CONTROLLER_ANNOTATIONS:
             annotations.pop(key, None)

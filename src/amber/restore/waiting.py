@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 
 from amber.apps.refs import group_kind
 from amber.kube import errors as kerrors
-from amber.kube import readiness
+from amber.kube import objects, readiness
 from amber.kube import wait as kwait
 from amber.kube.client import Client
 from amber.kube.discovery import APIResource
@@ -111,7 +111,7 @@ class _Round:
         spec = claim.get("spec") or {}
         if spec.get("volumeName"):
             return False
-        name = str((claim.get("metadata") or {}).get("name", ""))
+        name = objects.name(claim)
         mode = self._binding_mode(str(spec.get("storageClassName") or ""))
         return mode == "WaitForFirstConsumer" and name not in self._in_use(namespace)
 
