@@ -159,14 +159,14 @@ def _damage_blob(amber: Amber, blob_id: bytes) -> Path:
     return pack
 
 
-PRUNE_KEYS = {"packs_before", "packs_kept", "packs_repacked", "packs_dropped", "packs_deleted",
-              "packs_young", "blobs_repacked", "bytes_freed", "index_files_replaced",
-              "deferred", "messages", "dry_run"}
+PRUNE_KEYS = {"packsBefore", "packsKept", "packsRepacked", "packsDropped", "packsDeleted",
+              "packsYoung", "blobsRepacked", "bytesFreed", "indexFilesReplaced",
+              "deferred", "messages", "dryRun"}
 
 
 def _assert_sane_prune(report: dict[str, Any]) -> None:
     assert set(report) >= PRUNE_KEYS
-    for key in PRUNE_KEYS - {"deferred", "messages", "dry_run"}:
+    for key in PRUNE_KEYS - {"deferred", "messages", "dryRun"}:
         assert isinstance(report[key], int) and report[key] >= 0, (key, report)
     assert isinstance(report["deferred"], bool)
     assert report["packsBefore"] == report["packsKept"] + report["packsDropped"], report
