@@ -27,20 +27,6 @@ SUFFIX = uuid.uuid4().hex[:8]
 
 
 @pytest.fixture(scope="module")
-def client(cluster_kubeconfig: Path) -> Client:
-    return Client.from_kubeconfig(cluster_kubeconfig, qps=0)
-
-
-@pytest.fixture(scope="module")
-def namespace(client: Client) -> Iterator[str]:
-    ns = client.discover().find("namespaces")
-    name = f"kube-test-{SUFFIX}"
-    client.create(ns, {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}})
-    yield name
-    client.delete(ns, name)
-
-
-@pytest.fixture(scope="module")
 def crd(client: Client) -> Iterator[tuple[str, str]]:
     group = f"k{SUFFIX}.amber.example.com"
     create_crd(client, group, "gadgets", "Gadget", versions=("v1beta1", "v1"))

@@ -8,9 +8,6 @@ tests also hold on a shared real cluster.
 from __future__ import annotations
 
 import contextlib
-import uuid
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -19,22 +16,6 @@ from amber.kube import errors
 from amber.kube.client import Client, Propagation
 from amber.kube.discovery import APIResource
 from polling import wait_for
-
-SUFFIX = uuid.uuid4().hex[:8]
-
-
-@pytest.fixture(scope="module")
-def client(cluster_kubeconfig: Path) -> Client:
-    return Client.from_kubeconfig(cluster_kubeconfig, qps=0)
-
-
-@pytest.fixture(scope="module")
-def namespace(client: Client) -> Iterator[str]:
-    ns = client.discover().find("namespaces")
-    name = f"kube-delete-{SUFFIX}"
-    client.create(ns, {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}})
-    yield name
-    client.delete(ns, name)
 
 
 @pytest.fixture

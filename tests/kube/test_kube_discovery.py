@@ -5,17 +5,8 @@ one to show."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
-import pytest
-
 from amber.kube import discovery
 from amber.kube.client import Client
-
-
-@pytest.fixture(scope="module")
-def client(cluster_kubeconfig: Path) -> Client:
-    return Client.from_kubeconfig(cluster_kubeconfig, qps=0)
 
 
 def test_aggregated_and_legacy_discovery_agree(client: Client) -> None:

@@ -12,8 +12,7 @@ import os
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -34,22 +33,8 @@ BOOKMARK_WAIT = 90 if REAL_CLUSTER else 10
 
 
 @pytest.fixture(scope="module")
-def client(cluster_kubeconfig: Path) -> Client:
-    return Client.from_kubeconfig(cluster_kubeconfig, qps=0)
-
-
-@pytest.fixture(scope="module")
 def cm(client: Client) -> APIResource:
     return client.discover().find("configmaps")
-
-
-@pytest.fixture(scope="module")
-def namespace(client: Client) -> Iterator[str]:
-    ns = client.discover().find("namespaces")
-    name = f"kube-watch-{SUFFIX}"
-    client.create(ns, {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}})
-    yield name
-    client.delete(ns, name)
 
 
 class Recorder:

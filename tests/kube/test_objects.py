@@ -48,19 +48,16 @@ def test_meta_is_the_objects_own_metadata() -> None:
         "list-metadata"])
 def test_missing_metadata_reads_as_empty(obj: Obj | None) -> None:
     assert objects.meta(obj) == {}
-    assert objects.name(obj) == objects.namespace(obj) == objects.uid(obj) == ""
-    assert objects.resource_version(obj) == ""
-    assert objects.generation(obj) == 0
-    assert objects.labels(obj) == objects.annotations(obj) == {}
-    assert objects.owners(obj) == []
-    assert objects.finalizers(obj) == []
-    assert not objects.deleting(obj)
+    _assert_every_field_empty(obj)
 
 
 def test_null_fields_read_as_empty() -> None:
-    obj: Obj = {"metadata": {k: None for k in (
+    _assert_every_field_empty({"metadata": {k: None for k in (
         "name", "namespace", "uid", "resourceVersion", "generation", "labels", "annotations",
-        "ownerReferences", "finalizers", "deletionTimestamp")}}
+        "ownerReferences", "finalizers", "deletionTimestamp")}})
+
+
+def _assert_every_field_empty(obj: Obj | None) -> None:
     assert objects.name(obj) == objects.namespace(obj) == objects.uid(obj) == ""
     assert objects.resource_version(obj) == ""
     assert objects.generation(obj) == 0
