@@ -80,9 +80,13 @@ def test_a_mapping_into_a_kube_namespace_needs_yes(client: Client, repo: Amber,
                    "--namespace-mapping", f"{NS}={target}", check=False)
     assert refused.returncode == ExitCode.USAGE, refused.stderr
     assert f"into the cluster's own namespace {target}" in refused.stderr
-    dry = kube("-o", "json", "restore", "latest", "--kind", "ServiceAccount", "--name", "ops",
-               "--namespace-mapping", f"{NS}={target}", "--dry-run").json()
+    res = kube("-o", "json", "restore", "latest", "--kind", "ServiceAccount", "--name", "ops",
+               "--namespace-mapping", f"{NS}={target}", "--dry-run")
+    dry = res.json()
     assert any(w.startswith("needs --yes: ") and target in w for w in dry["warnings"])
+    # warnings reach stderr with -o json too (docs/cli.md: always)
+    assert any(line.startswith("warning: needs --yes: ") and target in line
+               for line in res.stderr.splitlines()), res.stderr
 
 
 def test_a_drill_that_would_grant_cluster_admin_needs_yes(client: Client, repo: Amber,

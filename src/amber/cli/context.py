@@ -66,10 +66,12 @@ class Context:
 
     def emit(self, data: Any, text: str | None = None) -> None:
         """The command's result: ``data`` as one JSON document with -o json, else ``text``."""
+        # flushed: a command that keeps running after its result (sandbox up) must not hold
+        # it in a pipe's buffer
         if self.json:
-            print(document(data))
+            print(document(data), flush=True)
         elif text is not None:
-            print(text)
+            print(text, flush=True)
 
     def warn(self, message: str) -> None:
         """A warning: always on stderr (also with -q and -o json, whose stdout stays clean)."""

@@ -136,6 +136,8 @@ def _application(ctx: context.Context, client: Client, repo: repository.Reposito
     out = application.run(client, repo, where, pods_run=pods_run, reporter=ctx.reporter,
                           backed_up=backed_up)
     snap, result, report = out.backup.snapshot, out.backup, out.restore
+    for w in [*result.warnings, *report.warnings]:
+        ctx.warn(w)
     counts = report.counts()
     if ctx.json:
         ctx.emit({"application": out.app.to_json(), "backup": snap.id, "objects": result.items,
@@ -211,6 +213,5 @@ def demo(ctx: context.Context, paths: tuple[str, ...], sample_files: bool,
     sources = list(paths) or [_sample_dir()]
     snap = archiver.Archiver(repo, reporter=ctx.reporter).run(sources, tags=["demo"])
     ctx.info(f"backed up {', '.join(sources)} as snapshot {snap.short_id}")
-    if not ctx.json:
-        ctx.problem(f"repository: {ctx.backend().url}")
+    ctx.info(f"repository: {ctx.backend().url}")
     reports.print_snapshots(ctx)

@@ -53,7 +53,7 @@ def cli(ctx: click.Context, repo_location: str | None, output: str, quiet: bool,
     """Amber: Kubernetes-native backup and disaster recovery.
 
     The passphrase comes from AMBER_PASSWORD_FILE (a path), AMBER_PASSWORD, or a prompt.
-    Global options may also follow the command (amber backup list -o json).
+    Global options may also follow the command (backup list -o json).
     """
     ctx.obj = context.Context(repo_location=repo_location or context.default_repo_location(),
                               output=output, quiet=quiet, kubeconfig=kubeconfig,

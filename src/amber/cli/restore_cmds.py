@@ -156,6 +156,8 @@ def _print(ctx: context.Context, report: Report, backup: str,
         "notReady": [{"ref": ref, "message": why} for ref, why in report.not_ready.items()],
         "readinessChecked": report.waited, "ready": report.ready,
         "durationSeconds": report.duration_s}
+    for w in report.warnings:
+        ctx.warn(w)
     if ctx.json:
         ctx.emit(doc)
         return
@@ -189,8 +191,6 @@ def _print(ctx: context.Context, report: Report, backup: str,
     for app, needs in doc["dependencies"].items():
         for dep, why in needs.items():
             ctx.info(f"order: {app} after {dep} ({why})")
-    for w in report.warnings:
-        ctx.warn(w)
     counts = ", ".join(f"{n} {k}" for k, n in report.counts().items())
     ready = ""
     if report.waited and report.not_ready:

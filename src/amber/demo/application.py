@@ -51,8 +51,9 @@ def sample() -> list[tuple[str, str | None, dict[str, Any]]]:
     # has on a real cluster; ready once it has written to its volume.
     pod = {"serviceAccountName": "shop",
            "containers": [{"name": "web", "image": "busybox:1.36",
-                           "command": ["sh", "-c", "date > /data/started; "
-                                       "while true; do sleep 3600; done"],
+                           # ends at once on SIGTERM, so deleting it takes no grace period
+                           "command": ["sh", "-c", "trap 'exit 0' TERM; date > /data/started; "
+                                       "while true; do sleep 1; done"],
                            "readinessProbe": {"exec": {"command": ["cat", "/data/started"]},
                                               "periodSeconds": 1},
                            "envFrom": [{"configMapRef": {"name": "shop-config"}}],
@@ -133,7 +134,7 @@ def _live(client: Client, refs: Iterable[Ref]) -> dict[Ref, Obj]:
     return out
 
 
-def _delete(client: Client) -> None:
+def _delete(client: Client, reporter: progress.Reporter) -> None:
     """Delete the sample as a disaster would: its namespace and its cluster-wide binding."""
     d = client.discover()
     with contextlib.suppress(kerrors.NotFound):
@@ -141,6 +142,7 @@ def _delete(client: Client) -> None:
     namespaces = d.find("namespaces")
     with contextlib.suppress(kerrors.NotFound):
         client.delete(namespaces, NAMESPACE)
+    reporter.info(f"deleting namespace {NAMESPACE}: waiting until it is gone")
     if kwait.gone(client, namespaces, [NAMESPACE], timeout=60, interval=0.1).left:
         raise errors.AmberError(f"namespace {NAMESPACE} was still being deleted after 60s")
 
@@ -180,11 +182,12 @@ def run(client: Client, repo: repository.Repository, where: str, *, pods_run: bo
         runner.Scope(app=APP), tags=["demo"])
     backed_up(app, result)
     before = _live(client, app.refs)
-    _delete(client)
+    _delete(client, reporter)
     reporter.info(f"deleted namespace {NAMESPACE} and the application's ClusterRoleBinding")
     source = BackupSource(repo, result.snapshot)
     plan = restore_plan.build(source, restore_plan.Selection(app=APP), restore_plan.Options())
-    report = Executor(client, plan, wait_timeout=120, wait_workloads=pods_run).run()
+    report = Executor(client, plan, wait_timeout=120, wait_workloads=pods_run,
+                      reporter=reporter).run()
     after = _live(client, before)
     mismatched = sorted(str(r) for r, obj in before.items()
                         if r not in after or verify.differs(obj, after[r]))

@@ -50,8 +50,9 @@ def estimate(paths: Sequence[str], meter: progress.Meter, stop: threading.Event)
                     st = os.lstat(os.path.join(dirpath, name))
                 except OSError:
                     continue
-                files += 1
-                size += st.st_size
+                if stat.S_ISREG(st.st_mode):  # what the meter counts: regular files' bytes
+                    files += 1
+                    size += st.st_size
     meter.set_total(size, files)
 
 

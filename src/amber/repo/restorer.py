@@ -111,7 +111,8 @@ class Restorer:
         self.workers = workers or max(2, (os.cpu_count() or 2) + 1)
         self.reporter = reporter
         #: The running restore's meter: bytes in place of ``total`` (known once planned).
-        self.meter = progress.Meter("restore", "restoring", progress.Unit.BYTES)
+        self.meter = progress.Meter("restore", "restoring", progress.Unit.BYTES,
+                                    counts_items=True)
         self._damaged: set[int] = set()
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -127,7 +128,7 @@ class Restorer:
     def run(self, snap: snapshots.Snapshot, target: str, *,
             includes: Sequence[str] = ()) -> RestoreResult:
         with locks.reading(self.repo.backend), self.reporter.task(
-                "restore", "restoring", progress.Unit.BYTES) as self.meter:
+                "restore", "restoring", progress.Unit.BYTES, counts_items=True) as self.meter:
             return self._run(snap, target, includes)
 
     def _run(self, snap: snapshots.Snapshot, target: str,
@@ -360,7 +361,7 @@ class Restorer:
                                      restore_owner=self._restore_owner)
         self._committed[i] = warnings
         self._remaining[i] = 0
-        self.meter.add(self._metas[i].size)
+        self.meter.add(self._metas[i].size, items=1)
 
     # -- data ----------------------------------------------------------------------------------
 
@@ -449,6 +450,7 @@ class Restorer:
         warnings = _commit(self._temps[i], self._finals[i], self._metas[i], self._restore_owner)
         with self._lock:
             self._committed[i] = warnings
+        self.meter.add(items=1)
 
     def _remove_temps(self) -> None:
         """Remove the temporaries of files this run did not complete (damaged, interrupted,

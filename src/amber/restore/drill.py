@@ -281,6 +281,7 @@ class Drill:
                 ok, reason = False, str(exc)
             report.checks.append(CheckResult(check, ok, reason, time.monotonic() - began))
             self.reporter.info(f"check {check.name}: {'passed' if ok else 'FAILED: ' + reason}")
+        self._meter.set(len(checks))
         report.checks_s = time.monotonic() - checks_start
         if report.passed:
             report.recovery_s = time.monotonic() - self.started
