@@ -208,3 +208,24 @@ def test_backup_delete(backups: Repo, copy: Amber) -> None:
     assert any(line.startswith("nothing freed: ") and "safety margin" in line
                for line in out.splitlines()), out
     assert copy("-o", "json", "repo", "check").json()["ok"] is True
+
+
+def test_a_backup_prefix_shared_with_file_snapshots_still_names_the_backup(
+        backups: Repo, copy: Amber) -> None:
+    """``backup show 7`` names the one backup whose id starts with 7, though file snapshots
+    start with 7 too: backup commands resolve prefixes among backups."""
+    ids = [backups.web_by_name, backups.web_by_id, backups.db]
+    unique = [i for i in ids if sum(j[0] == i[0] for j in ids) == 1]
+    if not unique:  # 1 in 256: three random ids with one first character
+        pytest.skip("every backup id begins with the same character: no one-character prefix")
+    target = unique[0]
+    prefix = target[0]
+    for _ in range(200):  # file snapshots until one shares the backup's first character
+        made = copy("-o", "json", "snapshot", "create", "--force", str(backups.src)).json()["id"]
+        if made.startswith(prefix):
+            break
+    else:
+        pytest.fail(f"no snapshot id began with {prefix!r} in 200 tries")
+    assert copy("-o", "json", "backup", "show", prefix).json()["id"] == target
+    ambiguous = copy("snapshot", "ls", prefix, check=False)
+    assert ambiguous.returncode == ExitCode.USAGE, ambiguous.stderr

@@ -134,6 +134,13 @@ def resolve(repo: repository.Repository, ref: str,
     except errors.NotFoundError:
         raise errors.NotFoundError(f"no backup with id {ref!r} (see 'amber backup list')"
                                    ) from None
+    except errors.UsageError:
+        # ambiguous among all snapshots: a prefix one resource backup alone has still names it
+        found = [s for s in backups(repo) if s.id.startswith(ref.lower())]
+        if len(found) != 1:
+            raise errors.UsageError(f"backup id prefix {ref!r} is ambiguous ({len(found)} "
+                                    "backups have it); give more characters") from None
+        snap = found[0]
     if not is_resource_backup(snap):
         raise errors.UsageError(f"snapshot {snap.short_id} is a file snapshot, not a resource "
                                 "backup; see `amber snapshot`")

@@ -54,7 +54,8 @@ def info(ctx: context.Context) -> None:
         f"format      version {st.format_version}, {st.cipher}, zstd "
         f"level {st.compression_level}",
         f"snapshots   {st.snapshots}",
-        f"packs       {st.packs} ({st.blobs} blobs, {st.index_files} index files)",
+        f"packs       {st.packs} ({_count(st.blobs, 'blob')}, "
+        f"{_count(st.index_files, 'index file')})",
         f"size        {output.human_bytes(st.stored_bytes)}",
     ]))
 
@@ -201,3 +202,8 @@ def repair_index(ctx: context.Context) -> None:
             f"{len(report.damaged_blobs)} damaged blob(s), {len(report.unreadable_packs)} "
             f"unreadable and {len(report.missing_packs)} missing pack(s) could not be indexed; "
             "'amber repo check' names the snapshots that need them")
+
+
+def _count(n: int, noun: str) -> str:
+    """``1 blob``, ``2 blobs``."""
+    return f"{n} {noun}{'' if n == 1 else 's'}"
