@@ -9,6 +9,7 @@ import pytest
 from amber.apps.refs import Ref
 from amber.restore import order
 from amber.util import errors
+from amber_cli import Amber
 
 
 def test_default_tiers_place_kinds_and_custom_resources_last() -> None:
@@ -44,3 +45,15 @@ def test_bad_order_files_are_one_line_usage_errors(tmp_path: Path, text: str,
     with pytest.raises(errors.UsageError, match=message) as err:
         order.load(str(path))
     assert "\n" not in str(err.value)
+
+
+def test_show_order_prints_an_aligned_table(amber: Amber) -> None:
+    """``restore --show-order`` needs no repository; its table's columns line up."""
+    lines = amber("restore", "latest", "--show-order").stdout.splitlines()
+    assert lines[0].split() == ["TIER", "KINDS"]
+    column = lines[0].index("KINDS")
+    assert len(lines) > 5
+    for line in lines[1:]:
+        assert line[column - 2:column] == "  " and line[column] != " ", line
+    doc = amber("-o", "json", "restore", "latest", "--show-order").json()
+    assert [row["tier"] for row in doc] == [line.split()[0] for line in lines[1:]]

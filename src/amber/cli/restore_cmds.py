@@ -7,7 +7,7 @@ from typing import Any
 import click
 
 from amber.backup import catalogue
-from amber.cli import context, durations, options
+from amber.cli import context, durations, options, output
 from amber.cli.options import split_values as _split
 from amber.restore import modifiers, order, privileges, transforms
 from amber.restore import plan as restore_plan
@@ -107,7 +107,7 @@ def restore(ctx: context.Context, backup_id: str, app: str | None,
     if show_order:
         rows = order.describe(opts.order)
         ctx.emit([{"tier": n, "kinds": k} for n, k in rows],
-                 "\n".join(f"{n:<11} {', '.join(k)}" for n, k in rows))
+                 output.table(["TIER", "KINDS"], ([n, ", ".join(k)] for n, k in rows)))
         return
     if resources_only and data_only:
         raise errors.UsageError("--resources-only and --data-only exclude each other")
