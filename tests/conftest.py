@@ -12,7 +12,9 @@ from pathlib import Path
 
 import pytest
 
+import s3server
 from amber_cli import TEST_KDF_N, Amber
+from s3server import S3Server
 
 
 @pytest.fixture
@@ -52,3 +54,11 @@ def cluster_kubeconfig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pat
     with sandbox.Sandbox(root_dir=tmp_path_factory.mktemp("sandbox")) as box:
         yield box.kubeconfig_path()
 
+
+
+@pytest.fixture(scope="session")
+def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
+    """An S3 server on loopback (moto in server mode) for the session; tests make buckets of
+    their own."""
+    with s3server.running(tmp_path_factory.mktemp("moto") / "moto.log") as server:
+        yield server

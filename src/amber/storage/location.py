@@ -6,17 +6,65 @@ import os
 import urllib.parse
 
 from amber.storage import base, local
+from amber.storage import s3location as s3loc
 from amber.util import errors
+
+#: What an ``s3://`` URL's query may say.
+S3_OPTIONS = ("endpoint", "region", "addressing", "ca", "insecure", "profile")
 
 
 def open_backend(location: str) -> base.Backend:
-    """Return the backend for ``location``: a plain path or a ``file://`` URL today."""
+    """Return the backend for ``location``: a plain path, a ``file://`` URL, or an ``s3://``
+    URL (docs/cli.md, "Repository locations")."""
     parsed = urllib.parse.urlparse(location)
     if parsed.scheme in ("", "file"):
         path = urllib.parse.unquote(parsed.path) if parsed.scheme == "file" else location
         if parsed.scheme == "file" and parsed.netloc not in ("", "localhost"):
             raise errors.UsageError(f"file:// URLs must be local, got host {parsed.netloc!r}")
         return local.LocalBackend(os.path.expanduser(path))
+    if parsed.scheme == "s3":
+        from amber.storage import s3  # boto3 loads only for repositories in S3
+
+        return s3.S3Backend(parse_s3(location))
     raise errors.UsageError(
-        f"unsupported repository URL scheme {parsed.scheme!r}; use a path or file:///path"
+        f"unsupported repository URL scheme {parsed.scheme!r}; use a path, file:///path or "
+        "s3://bucket/prefix"
     )
+
+
+def parse_s3(location: str) -> s3loc.S3Location:
+    """``s3://bucket/prefix?endpoint=https://host:port&region=r&addressing=path|virtual&
+    ca=/ca.pem&insecure=true&profile=name`` -> where the repository is."""
+    parsed = urllib.parse.urlparse(location)
+    bucket = parsed.netloc
+    if not bucket:
+        raise errors.UsageError(f"{location}: an s3:// location needs a bucket "
+                                "(s3://bucket/prefix)")
+    try:
+        query = urllib.parse.parse_qs(parsed.query, keep_blank_values=True, strict_parsing=True
+                                      ) if parsed.query else {}
+    except ValueError:
+        raise errors.UsageError(f"{location}: the query is not key=value&...") from None
+    unknown = sorted(set(query) - set(S3_OPTIONS))
+    if unknown:
+        raise errors.UsageError(f"{location}: unknown option(s) {', '.join(unknown)}; an s3:// "
+                                f"location takes {', '.join(S3_OPTIONS)}")
+    repeated = sorted(k for k, v in query.items() if len(v) > 1)
+    if repeated:
+        raise errors.UsageError(f"{location}: {', '.join(repeated)} given more than once")
+    opts = {k: v[0] for k, v in query.items()}
+    endpoint = opts.get("endpoint") or None
+    if endpoint is not None and urllib.parse.urlparse(endpoint).scheme not in ("http", "https"):
+        raise errors.UsageError(f"{location}: endpoint must be an http:// or https:// URL")
+    addressing = opts.get("addressing", "auto")
+    if addressing not in ("auto", "path", "virtual"):
+        raise errors.UsageError(f"{location}: addressing is path, virtual or auto")
+    insecure = opts.get("insecure", "false").lower()
+    if insecure not in ("true", "false", "1", "0", ""):
+        raise errors.UsageError(f"{location}: insecure is true or false")
+    prefix = urllib.parse.unquote(parsed.path).strip("/")
+    return s3loc.S3Location(
+        bucket=bucket, prefix=prefix + "/" if prefix else "", endpoint=endpoint,
+        region=opts.get("region") or None, addressing=addressing,
+        ca_bundle=opts.get("ca") or None, insecure=insecure in ("true", "1", ""),
+        profile=opts.get("profile") or None)

@@ -1,0 +1,224 @@
+"""Repository objects in an S3 bucket (AWS S3, MinIO, Ceph RGW, or any S3-speaking store).
+
+The engine's rules carry over unchanged: objects are created once (``PutObject`` with
+``If-None-Match: *``, which S3 and the common S3 servers honour: a second writer of the same name
+gets 412 and writes nothing), read whole or by range, listed with their sizes and times, and
+deleted only by maintenance. A PUT that returned is durable, so ``sync`` has nothing to do.
+
+Credentials come from the standard AWS chain (environment, shared config and profile, web
+identity as IRSA uses, container and instance roles), as every AWS tool finds them; the location
+URL names the rest (``s3://bucket/prefix?endpoint=...&region=...``, see ``location.py``).
+Throttling (503 SlowDown), 5xx answers and dropped connections are retried by botocore's
+"standard" mode (exponential backoff with jitter); what is left after the retries becomes one
+line that says what to fix (decision 0024).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+from collections.abc import Iterator
+from typing import Any
+
+import boto3
+import botocore.config
+import botocore.exceptions
+
+from amber.storage import base
+from amber.storage.s3location import S3Location
+from amber.util import errors
+
+#: Objects larger than this go up in parts (packs are 16 MiB: one PUT each).
+MULTIPART_THRESHOLD = 64 * 1024 * 1024
+#: Attempts per request, the first included, before an error reaches the user.
+MAX_ATTEMPTS = 10
+
+_AUTH_CODES = {"InvalidAccessKeyId", "SignatureDoesNotMatch", "AccessDenied", "ExpiredToken",
+               "InvalidToken", "InvalidClientTokenId", "UnrecognizedClientException", "403"}
+_NOT_FOUND_CODES = {"NoSuchKey", "404", "NotFound"}
+
+
+class S3Backend(base.Backend):
+    def __init__(self, loc: S3Location) -> None:
+        self.loc = loc
+        self.url = loc.url
+        config = botocore.config.Config(
+            retries={"max_attempts": MAX_ATTEMPTS, "mode": "standard"},
+            connect_timeout=10, read_timeout=120, max_pool_connections=32,
+            s3={"addressing_style": loc.addressing},
+            # checksums only where the operation requires them: not every S3 server knows the
+            # newer CRC headers that botocore would otherwise add to every PUT
+            request_checksum_calculation="when_required",
+            response_checksum_validation="when_required")
+        try:
+            session = boto3.session.Session(profile_name=loc.profile, region_name=loc.region)
+        except botocore.exceptions.ProfileNotFound:
+            raise errors.UsageError(f"no AWS profile {loc.profile!r} in the shared config "
+                                    "files (~/.aws/config, ~/.aws/credentials)") from None
+        verify: bool | str = False if loc.insecure else (loc.ca_bundle or True)
+        self._s3: Any = session.client("s3", endpoint_url=loc.endpoint, config=config,
+                                       verify=verify)
+
+    # -- names and errors ----------------------------------------------------------------------
+
+    def _key(self, name: str) -> str:
+        if name.startswith("/") or ".." in name.split("/"):
+            raise ValueError(f"invalid object name {name!r}")
+        return self.loc.prefix + name
+
+    @contextlib.contextmanager
+    def _requests(self, what: str) -> Iterator[None]:
+        """Requests made inside: what the retries could not fix becomes one actionable line."""
+        try:
+            yield
+        except botocore.exceptions.ClientError as exc:
+            raise self._failure(what, exc) from None
+        except botocore.exceptions.NoCredentialsError:
+            raise errors.AmberError(
+                f"no AWS credentials for {self.loc.where}: set AWS_ACCESS_KEY_ID and "
+                "AWS_SECRET_ACCESS_KEY, AWS_PROFILE, or run with a role (IRSA, instance "
+                "profile)") from None
+        except (botocore.exceptions.EndpointConnectionError,
+                botocore.exceptions.ConnectTimeoutError) as exc:
+            raise errors.AmberError(f"cannot reach the S3 endpoint of {self.loc.where} "
+                                    f"after {MAX_ATTEMPTS} attempts: {exc}") from None
+        except botocore.exceptions.SSLError as exc:
+            raise errors.AmberError(
+                f"TLS failed with the S3 endpoint of {self.loc.where}: {_first_line(exc)} "
+                "(a private CA: ?ca=/path/to/ca.pem in the location URL)") from None
+        except botocore.exceptions.BotoCoreError as exc:
+            raise errors.AmberError(f"S3 {what} failed for {self.loc.where}: "
+                                    f"{_first_line(exc)}") from None
+
+    def _failure(self, what: str, exc: botocore.exceptions.ClientError) -> Exception:
+        err = exc.response.get("Error", {})
+        code = str(err.get("Code", ""))
+        message = _first_line(err.get("Message") or exc)
+        if code == "NoSuchBucket":
+            return errors.RepositoryNotFoundError(
+                f"no bucket {self.loc.bucket} at {self.loc.endpoint or 'AWS S3'} (create it "
+                "first; with Object Lock if the repository is to be immutable)")
+        if code == "RequestTimeTooSkewed":
+            return errors.AmberError(
+                f"this machine's clock differs too much from the time of {self.loc.where}: "
+                "S3 refuses signed requests more than 15 minutes off; set the clock (NTP)")
+        if code in _AUTH_CODES:
+            return errors.AmberError(
+                f"S3 refused the credentials for {self.loc.where} ({code}: {message}); check "
+                "the access key, secret and permissions (s3:GetObject, PutObject, ListBucket, "
+                "DeleteObject)")
+        return errors.AmberError(f"S3 {what} failed for {self.loc.where}: {code}: {message}")
+
+    @staticmethod
+    def _missing(exc: botocore.exceptions.ClientError) -> bool:
+        return str(exc.response.get("Error", {}).get("Code", "")) in _NOT_FOUND_CODES
+
+    # -- the backend contract ----------------------------------------------------------------
+
+    def exists(self, name: str) -> bool:
+        with self._requests(f"HEAD {name}"):
+            try:
+                self._s3.head_object(Bucket=self.loc.bucket, Key=self._key(name))
+            except botocore.exceptions.ClientError as exc:
+                if not self._missing(exc):
+                    raise
+                self._check_bucket()
+                return False
+        return True
+
+    def _check_bucket(self) -> None:
+        """A HEAD of a missing object and of a missing bucket both answer 404 without a body:
+        ask the bucket, so a missing bucket is said as such."""
+        with self._requests("LIST"):
+            self._s3.list_objects_v2(Bucket=self.loc.bucket, Prefix=self.loc.prefix, MaxKeys=1)
+
+    def _get(self, name: str, **extra: str) -> bytes:
+        with self._requests(f"GET {name}"):
+            try:
+                answer = self._s3.get_object(Bucket=self.loc.bucket, Key=self._key(name),
+                                             **extra)
+            except botocore.exceptions.ClientError as exc:
+                if self._missing(exc):
+                    raise FileNotFoundError(2, "no such object", f"{self.url}{name}") from None
+                raise
+            return bytes(answer["Body"].read())
+
+    def read(self, name: str) -> bytes:
+        return self._get(name)
+
+    def read_range(self, name: str, offset: int, length: int) -> bytes:
+        if length <= 0:
+            return b""
+        if offset < 0:  # the last -offset bytes, of which the first ``length``
+            return self._get(name, Range=f"bytes={offset}")[:length]
+        return self._get(name, Range=f"bytes={offset}-{offset + length - 1}")
+
+    def write(self, name: str, data: bytes | bytearray | memoryview, *,
+              durable: bool = True) -> bool:
+        key = self._key(name)
+        if len(data) > MULTIPART_THRESHOLD:
+            # Parts cannot carry If-None-Match everywhere: ask first (create-once holds for the
+            # engine's own objects, which are content-named; only packs are this large).
+            if self.exists(name):
+                return False
+            with self._requests(f"PUT {name}"):
+                self._s3.upload_fileobj(io.BytesIO(bytes(data)), self.loc.bucket, key)
+            return True
+        with self._requests(f"PUT {name}"):
+            try:
+                self._s3.put_object(Bucket=self.loc.bucket, Key=key, Body=bytes(data),
+                                    IfNoneMatch="*")
+            except botocore.exceptions.ClientError as exc:
+                code = str(exc.response.get("Error", {}).get("Code", ""))
+                if code in ("PreconditionFailed", "412"):
+                    return False
+                raise
+        return True
+
+    def replace(self, name: str, data: bytes) -> None:
+        with self._requests(f"PUT {name}"):
+            self._s3.put_object(Bucket=self.loc.bucket, Key=self._key(name), Body=data)
+
+    def create_exclusive(self, name: str, data: bytes) -> bool:
+        return self.write(name, data)
+
+    def delete(self, name: str) -> None:
+        with self._requests(f"DELETE {name}"):  # S3 deletes are idempotent already
+            self._s3.delete_object(Bucket=self.loc.bucket, Key=self._key(name))
+
+    def list(self, prefix: str) -> Iterator[base.ObjectInfo]:
+        full = self._key(prefix) if prefix else self.loc.prefix
+        skip = len(self.loc.prefix)
+        token: str | None = None
+        while True:
+            extra = {"ContinuationToken": token} if token else {}
+            with self._requests(f"LIST {prefix or '/'}"):
+                page = self._s3.list_objects_v2(Bucket=self.loc.bucket, Prefix=full, **extra)
+            for obj in page.get("Contents", []):
+                yield base.ObjectInfo(name=obj["Key"][skip:], size=int(obj["Size"]),
+                                      mtime=obj["LastModified"].timestamp())
+            token = page.get("NextContinuationToken")
+            if not page.get("IsTruncated") or not token:
+                return
+
+    def stat(self, name: str) -> base.ObjectInfo:
+        with self._requests(f"HEAD {name}"):
+            try:
+                head = self._s3.head_object(Bucket=self.loc.bucket, Key=self._key(name))
+            except botocore.exceptions.ClientError as exc:
+                if self._missing(exc):
+                    raise FileNotFoundError(2, "no such object", f"{self.url}{name}") from None
+                raise
+        return base.ObjectInfo(name=name, size=int(head["ContentLength"]),
+                               mtime=head["LastModified"].timestamp())
+
+    def is_initialized(self) -> bool:
+        with self._requests("LIST"):
+            answer = self._s3.list_objects_v2(Bucket=self.loc.bucket, Prefix=self.loc.prefix,
+                                              MaxKeys=1)
+        return bool(answer.get("KeyCount") or answer.get("Contents"))
+
+
+def _first_line(exc: object) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
