@@ -4,6 +4,9 @@ reset without an answer, or requests held or slowed by a
 ``before`` hook (an API server that stops answering, to interrupt a command mid-listing). It
 forwards everything upstream with its own credentials (those of the admin kubeconfig), so it
 works against the sandbox and a real cluster.
+
+Given a plain URL instead of a cluster (an S3 server), it forwards every header as it came (the
+client's own signature included) and answers faults as S3 does: XML errors, 503 ``SlowDown``.
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ from amber.kube.config import ClusterConfig
 class FaultProxy(ThreadingHTTPServer):
     daemon_threads = True
 
-    def __init__(self, upstream: ClusterConfig, *, every: int = 0,
+    def __init__(self, upstream: ClusterConfig | str, *, every: int = 0,
                  before: Callable[[str, str], None] | None = None, port: int = 0,
                  methods: tuple[str, ...] = ("GET",), statuses: tuple[int, ...] = (429, 500),
                  applied: bool = False, reset: bool = False) -> None:
@@ -118,6 +121,12 @@ class _Handler(BaseHTTPRequestHandler):
         if fault is not None and self.server.reset:
             self._reset()
             return
+        if fault is not None and isinstance(self.server.upstream, str):
+            code = {503: "SlowDown", 429: "SlowDown"}.get(fault, "InternalError")
+            error = (f"<?xml version='1.0' encoding='UTF-8'?><Error><Code>{code}</Code>"
+                     "<Message>injected by the test proxy</Message></Error>")
+            self._reply(fault, error.encode(), {"Content-Type": "application/xml"})
+            return
         if fault is not None:
             reason = "TooManyRequests" if fault == 429 else "InternalError"
             status = json.dumps({"kind": "Status", "apiVersion": "v1", "status": "Failure",
@@ -139,6 +148,9 @@ class _Handler(BaseHTTPRequestHandler):
             self.connection.close()
 
     def _upstream(self, body: bytes | None, *, reply: bool = True) -> None:
+        if isinstance(self.server.upstream, str):
+            self._upstream_plain(self.server.upstream, body, reply=reply)
+            return
         up = self.server.upstream
         url = urllib.parse.urlsplit(up.server)
         conn: http.client.HTTPConnection
@@ -165,3 +177,31 @@ class _Handler(BaseHTTPRequestHandler):
             conn.close()
 
     do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = _forward
+
+    def _upstream_plain(self, upstream: str, body: bytes | None, *, reply: bool) -> None:
+        """Forward to a plain-HTTP server with the request's own headers; answer with its."""
+        url = urllib.parse.urlsplit(upstream)
+        conn = http.client.HTTPConnection(url.hostname or "", url.port or 80, timeout=60)
+        headers = {k: v for k, v in self.headers.items()
+                   if k.lower() not in ("content-length", "connection", "transfer-encoding")}
+        try:
+            conn.request(self.command, self.path, body=body, headers=headers)
+            resp = conn.getresponse()
+            data = resp.read()
+            if not reply:
+                return
+            if self.command == "HEAD":  # no body, but the object's length
+                self.send_response(resp.status)
+                for k, v in resp.getheaders():
+                    if k.lower() not in ("connection", "transfer-encoding", "server", "date"):
+                        self.send_header(k, v)
+                self.end_headers()
+                return
+            self._reply(resp.status, data, {
+                k: v for k, v in resp.getheaders()
+                if k.lower() not in ("content-length", "connection", "transfer-encoding",
+                                     "server", "date")})
+        finally:
+            conn.close()
+
+    do_HEAD = _forward

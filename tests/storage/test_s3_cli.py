@@ -11,6 +11,7 @@ import pytest
 
 from amber.util.errors import ExitCode
 from amber_cli import TEST_KDF_N, Amber, restored, write_tree
+from api_proxy import FaultProxy
 from s3server import S3Server
 
 
@@ -89,3 +90,25 @@ def test_wrong_locations_are_one_line(amber: Amber, s3_server: S3Server, tmp_pat
                "AWS_CONFIG_FILE": str(tmp_path / "none")}
     code, line = run(s3_server.url(s3_server.bucket()), "snapshot", "list", extra=nothing)
     assert code == ExitCode.FAILURE and "no AWS credentials" in line, line
+
+
+@pytest.mark.parametrize("fault", ["slowdown", "reset"])
+def test_throttling_and_resets_are_survived(amber: Amber, s3_server: S3Server, tmp_path: Path,
+                                            fault: str) -> None:
+    """Every 4th request of every kind answered 503 SlowDown, or its connection reset: the
+    backup, the check and the restore retry and complete, and restore every byte."""
+    src = tmp_path / "src"
+    write_tree(src, {f"f{i}.bin": bytes([i]) * (300_000 + i) for i in range(12)})
+    bucket = s3_server.bucket()
+    with FaultProxy(s3_server.endpoint, every=4, statuses=(503,), reset=fault == "reset",
+                    methods=("GET", "PUT", "HEAD", "DELETE", "POST")) as proxy:
+        url = s3_server.url(bucket).replace(s3_server.endpoint, proxy.url)
+        repo = Amber(repo=url, env={**amber.env, **s3_server.env()})  # type: ignore[arg-type]
+        repo("repo", "init", "--kdf-n", str(TEST_KDF_N))
+        repo("snapshot", "create", str(src))
+        assert repo("-o", "json", "repo", "check", "--read-data").json()["ok"]
+        repo("snapshot", "restore", "latest", str(tmp_path / "out"))
+        assert len(proxy.injected) >= 10, proxy.injected
+    for i in range(12):
+        assert (restored(tmp_path / "out", src) / f"f{i}.bin").read_bytes() == \
+            bytes([i]) * (300_000 + i)
