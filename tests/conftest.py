@@ -35,8 +35,9 @@ def amber(tmp_path: Path, passphrase_file: Path) -> Amber:
 
 @pytest.fixture
 def repo(amber: Amber) -> Amber:
-    """A CLI runner bound to a freshly initialised repository."""
-    amber("repo", "init", "--kdf-n", str(TEST_KDF_N))
+    """A CLI runner bound to a freshly initialised repository with one key file (tests that
+    need the recovery key's second slot make their own)."""
+    amber("repo", "init", "--kdf-n", str(TEST_KDF_N), "--no-recovery-key")
     return amber
 
 

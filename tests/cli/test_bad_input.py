@@ -143,7 +143,7 @@ def template(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, str]
     runner = Amber(repo=base / "repo", env=env)
     source = base / "src"
     write_tree(source, {"a.txt": b"alpha\n" * 100, "sub/b.bin": bytes(range(256)) * 64})
-    runner("repo", "init", "--kdf-n", str(TEST_KDF_N))
+    runner("repo", "init", "--kdf-n", str(TEST_KDF_N), "--no-recovery-key")
     snap_id = runner("-o", "json", "snapshot", "create", str(source)).json()["id"]
     return runner.repo, source, snap_id
 

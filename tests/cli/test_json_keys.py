@@ -89,8 +89,8 @@ def test_every_command_json_is_lower_camel_case(repo: Amber, tmp_path: Path,
     write_tree(src, {"a.txt": b"alpha\n", "d/b.bin": b"\x00" * 70_000})
     ran: dict[str, Any] = {}
 
-    def run(command: str, *args: str, code: int = 0) -> Any:
-        res = amber(*command.split(), *args, "-o", "json", check=False, timeout=600)
+    def run(command: str, *args: str, code: int = 0, env: dict[str, str] | None = None) -> Any:
+        res = amber(*command.split(), *args, "-o", "json", check=False, timeout=600, env=env)
         assert res.returncode == code, f"{command}: exit {res.returncode}\n{res.stderr}"
         for line in res.stderr.splitlines():  # progress lines are JSON too
             if line.startswith("{"):
@@ -98,7 +98,13 @@ def test_every_command_json_is_lower_camel_case(repo: Amber, tmp_path: Path,
         ran[command] = doc = res.json()
         return doc
 
-    run("repo init", "--kdf-n", "1024", "--repo", str(tmp_path / "second"))
+    second_repo = ("--repo", str(tmp_path / "second"))
+    run("repo init", "--kdf-n", "1024", *second_repo)
+    new = {"AMBER_NEW_PASSWORD": "another passphrase"}
+    added = run("repo key add", "--kdf-n", "1024", *second_repo, env=new)
+    run("repo key list", *second_repo)
+    run("repo key remove", added["id"], *second_repo)
+    run("repo key passwd", "--kdf-n", "1024", *second_repo, env=new)
     run("repo info")
     first = run("snapshot create", str(src))
     (src / "a.txt").write_bytes(b"beta\n")

@@ -145,7 +145,7 @@ def _next_version(rng: random.Random, files: dict[str, bytes], v: int) -> dict[s
 def pristine(tmp_path_factory: pytest.TempPathFactory) -> Pristine:
     root = tmp_path_factory.mktemp("pristine")
     amber = new_amber(root)
-    cli(amber, "repo", "init", "--kdf-n", str(TEST_KDF_N), codes=(0,))
+    cli(amber, "repo", "init", "--kdf-n", str(TEST_KDF_N), "--no-recovery-key", codes=(0,))
     src = root / "src"
     rng = rng_for("source")
     files: dict[str, bytes] = {}

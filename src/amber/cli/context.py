@@ -88,30 +88,34 @@ class Context:
             self.reporter.info(message)
 
 
-def read_passphrase(*, confirm: bool = False) -> str:
-    """The passphrase from AMBER_PASSWORD_FILE, AMBER_PASSWORD or a prompt; never from argv."""
-    path = os.environ.get("AMBER_PASSWORD_FILE")
+def read_passphrase(*, confirm: bool = False, new: bool = False) -> str:
+    """The passphrase from AMBER_PASSWORD_FILE, AMBER_PASSWORD or a prompt; never from argv.
+    ``new``: the one a key slot is to get (``repo key add|passwd``), from
+    AMBER_NEW_PASSWORD_FILE, AMBER_NEW_PASSWORD or a prompt that asks twice."""
+    file_var, value_var = (("AMBER_NEW_PASSWORD_FILE", "AMBER_NEW_PASSWORD") if new
+                           else ("AMBER_PASSWORD_FILE", "AMBER_PASSWORD"))
+    path = os.environ.get(file_var)
     if path:
         try:
             with open(path, encoding="utf-8") as f:
                 value = f.read().rstrip("\r\n")
         except OSError as exc:
-            raise errors.UsageError(
-                f"cannot read AMBER_PASSWORD_FILE {path}: {exc.strerror}") from None
+            raise errors.UsageError(f"cannot read {file_var} {path}: {exc.strerror}") from None
         except UnicodeDecodeError:
             raise errors.UsageError(
-                f"AMBER_PASSWORD_FILE {path} is not UTF-8 text (a passphrase is text)") from None
+                f"{file_var} {path} is not UTF-8 text (a passphrase is text)") from None
         if not value:
-            raise errors.UsageError(f"AMBER_PASSWORD_FILE {path} is empty")
+            raise errors.UsageError(f"{file_var} {path} is empty")
         return value
-    from_env = os.environ.get("AMBER_PASSWORD")
+    from_env = os.environ.get(value_var)
     if from_env:
         return from_env
     if not sys.stdin.isatty():
         raise errors.UsageError(
-            "no passphrase: set AMBER_PASSWORD_FILE (or AMBER_PASSWORD), or run on a terminal")
-    value = getpass.getpass("Repository passphrase: ")
-    if confirm and getpass.getpass("Repeat passphrase: ") != value:
+            f"no {'new ' if new else ''}passphrase: set {file_var} (or {value_var}), or run "
+            "on a terminal")
+    value = getpass.getpass("New passphrase: " if new else "Repository passphrase: ")
+    if (confirm or new) and getpass.getpass("Repeat passphrase: ") != value:
         raise errors.UsageError("the passphrases do not match")
     if not value:
         raise errors.UsageError("an empty passphrase is not allowed")

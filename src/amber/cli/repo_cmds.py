@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import datetime
+from collections.abc import Callable
 
 import click
 
 from amber.cli import context, durations, output, reports
-from amber.repo import checker, keyfile, locks, maintenance, pruner, repository, retention
+from amber.repo import checker, keyfile, keys, locks, maintenance, pruner, repository, retention
 from amber.repo import format as fmt
 from amber.repo import repair as repairs
 from amber.util import errors
@@ -20,24 +21,46 @@ def repo() -> None:
     """Create, inspect, verify and maintain a repository."""
 
 
-@repo.command()
-@click.option("--cipher", type=click.Choice(sorted(fmt.SUITE_NAMES)), default="aes-256-gcm",
-              show_default=True, help="AEAD for new objects.")
-@click.option("--kdf-n", type=int, default=fmt.SCRYPT_N, hidden=True,
-              help="scrypt cost (power of two); lower only for tests.")
-@pass_ctx
-def init(ctx: context.Context, cipher: str, kdf_n: int) -> None:
-    """Create a new, empty repository."""
+def _kdf_option(func: Callable[..., None]) -> Callable[..., None]:
+    return click.option("--kdf-n", type=int, default=fmt.SCRYPT_N, hidden=True,
+                        help="scrypt cost (power of two); lower only for tests.")(func)
+
+
+def _kdf(kdf_n: int) -> keyfile.KdfParams:
     if kdf_n < 1024 or kdf_n & (kdf_n - 1) or keyfile.kdf_memory(
             keyfile.KdfParams(n=kdf_n)) > keyfile.MAX_KDF_MEMORY:
         raise errors.UsageError("--kdf-n must be a power of two from 1024 to 2^20")
+    return keyfile.KdfParams(n=kdf_n)
+
+
+@repo.command()
+@click.option("--cipher", type=click.Choice(sorted(fmt.SUITE_NAMES)), default="aes-256-gcm",
+              show_default=True, help="AEAD for new objects.")
+@_kdf_option
+@click.option("--recovery-key/--no-recovery-key", default=True, show_default=True,
+              help="Also make a recovery key (a second key slot) and print it, once.")
+@pass_ctx
+def init(ctx: context.Context, cipher: str, kdf_n: int, recovery_key: bool) -> None:
+    """Create a new, empty repository.
+
+    Prints a recovery key, once: it opens the repository as a passphrase does (set it as
+    AMBER_PASSWORD). Keep it apart from the passphrase, on paper or in a vault.
+    """
+    kdf = _kdf(kdf_n)
     backend = ctx.backend()
     repository.ensure_can_init(backend)  # fail before asking for a passphrase
     passphrase = context.read_passphrase(confirm=True)
-    r = repository.Repository.init(backend, passphrase, cipher=cipher,
-                                   kdf=keyfile.KdfParams(n=kdf_n))
-    ctx.emit({"id": r.config.repo_id.hex(), "location": backend.url},
-             f"created repository {r.config.repo_id.hex()[:8]} at {backend.url}")
+    r = repository.Repository.init(backend, passphrase, cipher=cipher, kdf=kdf)
+    doc: dict[str, object] = {"id": r.config.repo_id.hex(), "location": backend.url}
+    lines = [f"created repository {r.config.repo_id.hex()[:8]} at {backend.url}"]
+    if recovery_key:
+        recovery = keys.recovery_passphrase()
+        doc["recoveryKey"] = recovery
+        doc["recoveryKeyId"] = keys.add(r, recovery, kdf)
+        lines += [f"recovery key: {recovery}",
+                  "  it opens this repository as the passphrase does; it is shown only now: "
+                  "write it down and keep it apart from the passphrase"]
+    ctx.emit(doc, "\n".join(lines))
 
 
 @repo.command()
@@ -207,3 +230,54 @@ def repair_index(ctx: context.Context) -> None:
 def _count(n: int, noun: str) -> str:
     """``1 blob``, ``2 blobs``."""
     return f"{n} {noun}{'' if n == 1 else 's'}"
+
+
+@repo.group("key")
+def key_group() -> None:
+    """Key slots: several passphrases (and the recovery key) open one repository."""
+
+
+@key_group.command("list")
+@pass_ctx
+def key_list(ctx: context.Context) -> None:
+    """The key slots, oldest first; * marks the one that opened the repository."""
+    found = keys.slots(ctx.open_repo())
+    ctx.emit([output.camel_keys(vars(k)) for k in found], output.table(
+        ["", "ID", "CREATED", "HOST", "USER"],
+        (["*" if k.current else "", k.id[:8] + ("" if k.intact else " (damaged)"),
+          k.created[:19].replace("T", " "), k.hostname, k.username] for k in found)))
+
+
+@key_group.command("add")
+@_kdf_option
+@pass_ctx
+def key_add(ctx: context.Context, kdf_n: int) -> None:
+    """Add a key slot for a new passphrase (AMBER_NEW_PASSWORD_FILE, AMBER_NEW_PASSWORD or a
+    prompt). The repository is opened with the current one (AMBER_PASSWORD_FILE, ...)."""
+    kdf = _kdf(kdf_n)
+    r = ctx.open_repo()
+    new = keys.add(r, context.read_passphrase(new=True), kdf)
+    ctx.emit({"id": new}, f"added key {new[:8]}")
+
+
+@key_group.command("remove")
+@click.argument("key_id")
+@pass_ctx
+def key_remove(ctx: context.Context, key_id: str) -> None:
+    """Remove the key slot KEY_ID (an id prefix from 'repo key list'). The last key, and the
+    one the repository was opened with, are never removed."""
+    slot = keys.remove(ctx.open_repo(), key_id)
+    ctx.emit({"id": slot.id}, f"removed key {slot.id[:8]}")
+
+
+@key_group.command("passwd")
+@_kdf_option
+@pass_ctx
+def key_passwd(ctx: context.Context, kdf_n: int) -> None:
+    """Change the passphrase of the key slot the repository is opened with: a slot for the new
+    passphrase (AMBER_NEW_PASSWORD_FILE, AMBER_NEW_PASSWORD or a prompt) replaces it."""
+    kdf = _kdf(kdf_n)
+    r = ctx.open_repo()
+    old = r.key_name.rsplit("/", 1)[-1]
+    new = keys.change(r, context.read_passphrase(new=True), kdf)
+    ctx.emit({"id": new, "replaced": old}, f"key {old[:8]} replaced by {new[:8]}")

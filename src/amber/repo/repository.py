@@ -214,6 +214,10 @@ class Repository:
     def __init__(self, backend: base.Backend, config: Config, master: bytes) -> None:
         self.backend = backend
         self.config = config
+        #: Kept to wrap it for another key slot (repo/keys.py); never written unwrapped.
+        self.master = master
+        #: The key file that opened the repository ("" for one opened otherwise).
+        self.key_name = ""
         self.keys = crypto.MasterKeys.derive(master)
         self.sealer = crypto.Sealer(self.keys, config.cipher, config.compression_level)
         self.index = memindex.BlobIndex()
@@ -289,7 +293,9 @@ class Repository:
         except BaseException:
             backend.delete(key_name)
             raise
-        return cls(backend, read_config(backend), master)
+        repo = cls(backend, read_config(backend), master)
+        repo.key_name = key_name
+        return repo
 
     @classmethod
     def open(cls, backend: base.Backend, passphrase: str) -> Repository:
@@ -313,7 +319,9 @@ class Repository:
                 problems.append(errors.IntegrityError(f"key file {name} {exc}"))
                 continue
             if master is not None:
-                return cls(backend, config, master)
+                repo = cls(backend, config, master)
+                repo.key_name = name
+                return repo
             problem = _why_key_did_not_open(name, data, config)
             if problem is not None:
                 problems.append(problem)
