@@ -43,7 +43,8 @@ class S3Backend(base.Backend):
         self.loc = loc
         self.url = loc.url
         config = botocore.config.Config(
-            retries={"max_attempts": MAX_ATTEMPTS, "mode": "standard"},
+            # total_max_attempts counts the first try (botocore's max_attempts counts retries)
+            retries={"total_max_attempts": MAX_ATTEMPTS, "mode": "standard"},
             connect_timeout=10, read_timeout=120, max_pool_connections=32,
             s3={"addressing_style": loc.addressing},
             # checksums only where the operation requires them: not every S3 server knows the
