@@ -116,6 +116,7 @@ def test_every_command_json_is_lower_camel_case(repo: Amber, tmp_path: Path,
     run("repo snapshots")
     run("repo check")
     run("repo repair index")
+    run("repo copy", "--to", str(tmp_path / "copy"))
     apps = run("app list", "-n", namespace)
     assert apps, "the namespace's ConfigMap makes an application"
     run("app show", apps[0]["id"], "-n", namespace)

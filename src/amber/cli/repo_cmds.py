@@ -8,9 +8,20 @@ from collections.abc import Callable
 import click
 
 from amber.cli import context, durations, output, reports
-from amber.repo import checker, keyfile, keys, locks, maintenance, pruner, repository, retention
+from amber.repo import (
+    checker,
+    copier,
+    keyfile,
+    keys,
+    locks,
+    maintenance,
+    pruner,
+    repository,
+    retention,
+)
 from amber.repo import format as fmt
 from amber.repo import repair as repairs
+from amber.storage import location
 from amber.util import errors
 
 pass_ctx = click.make_pass_decorator(context.Context)
@@ -230,6 +241,32 @@ def repair_index(ctx: context.Context) -> None:
 def _count(n: int, noun: str) -> str:
     """``1 blob``, ``2 blobs``."""
     return f"{n} {noun}{'' if n == 1 else 's'}"
+
+
+@repo.command("copy")
+@click.option("--to", "to", required=True, metavar="LOCATION",
+              help="Where the copy goes: a path or URL, as --repo takes (empty, or a copy of "
+                   "this repository).")
+@click.option("--snapshot", "snapshot_ids", multiple=True, metavar="ID",
+              help="Copy only this snapshot (an id prefix or 'latest'; repeatable). "
+                   "Default: every snapshot.")
+@pass_ctx
+def copy_cmd(ctx: context.Context, to: str, snapshot_ids: tuple[str, ...]) -> None:
+    """Copy snapshots, and only the packs they need, to another location: the same repository
+    (same keys), its objects copied as they are, never decrypted; each checked against its name
+    and read back. Run it again to finish an interrupted copy or to add new snapshots."""
+    r = ctx.open_repo()
+    chosen = ([r.resolve_snapshot(ref) for ref in snapshot_ids] if snapshot_ids
+              else r.list_snapshots())
+    target = location.open_backend(to)
+    if target.url == r.backend.url:
+        raise errors.UsageError("--to names the repository itself")
+    report = copier.copy(r, target, chosen, reporter=ctx.reporter)
+    ctx.emit({**output.camel_keys(vars(report)), "to": target.url}, (
+        f"copied {len(report.snapshots_copied)} snapshot(s) ({report.snapshots_present} were "
+        f"there), {report.packs_copied} pack(s) ({report.packs_present} were there), "
+        f"{output.human_bytes(report.bytes_copied)} to {target.url}"
+        + (" (a new copy of this repository)" if report.initialized else "")))
 
 
 @repo.group("key")

@@ -1,0 +1,146 @@
+"""``repo copy``: the same repository at another location, snapshot by snapshot, never decrypted.
+
+A copy is the same repository (same id, same key files, same master secret), so its objects are
+copied as the bytes they are: packs and snapshot files are read, checked against their names
+(every stored name is the BLAKE3 of the bytes) and written; nothing is decrypted or re-encrypted
+but the one index file that names the packs copied. Only the packs the chosen snapshots need go.
+
+The order is the repository's crash rule (internals/repository.md): packs first, then the index
+that names them, then the snapshots, so a copy interrupted at any point holds no snapshot that
+claims data it lacks; the next run skips what is there (packs and snapshots by name, packs
+already indexed by the index it reads) and goes on. Every object written is read back and
+checked against its name before the step that depends on it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from amber.repo import format as fmt
+from amber.repo import indexfile, locks, repository, walker
+from amber.repo import snapshot as snapshots
+from amber.storage import base
+from amber.util import errors, progress
+
+
+@dataclass
+class CopyReport:
+    """What one ``repo copy`` did; ``*_present`` counts what an earlier run had copied."""
+
+    snapshots_copied: list[str] = field(default_factory=list)
+    snapshots_present: int = 0
+    packs_copied: int = 0
+    packs_present: int = 0
+    bytes_copied: int = 0
+    initialized: bool = False
+
+
+def copy(src: repository.Repository, dst_backend: base.Backend,
+         chosen: Sequence[snapshots.Snapshot], *,
+         reporter: progress.Reporter = progress.SILENT) -> CopyReport:
+    """Copy ``chosen`` snapshots of ``src`` (and the packs they need) to ``dst_backend``."""
+    report = CopyReport()
+    dst = _destination(src, dst_backend, report)
+    with locks.reading(src.backend):
+        src.load_index()
+        needed = _needed_packs(src, chosen)
+        indexed_there = {p for c in dst.load_index().values() for p in c.packs}
+        entries = _entries(src, needed)
+        with reporter.task("copy", "copying packs", progress.Unit.PACKS,
+                           total=len(needed)) as meter:
+            for pack_id in sorted(needed):
+                name = repository.Repository.pack_name(pack_id)
+                if dst_backend.exists(name):
+                    report.packs_present += 1
+                else:
+                    report.bytes_copied += _copy_object(src.backend, dst_backend, name)
+                    report.packs_copied += 1
+                meter.add(1)
+        unindexed = {p: entries[p] for p in needed if p not in indexed_there}
+        if unindexed:
+            dst.save_file_object(fmt.INDEX_PREFIX, fmt.ObjectType.INDEX, indexfile.encode_index(
+                indexfile.IndexContent((), unindexed)))
+        for snap in chosen:
+            name = fmt.SNAPSHOTS_PREFIX + snap.id
+            if dst_backend.exists(name):
+                report.snapshots_present += 1
+                continue
+            report.bytes_copied += _copy_object(src.backend, dst_backend, name)
+            report.snapshots_copied.append(snap.id)
+    return report
+
+
+def _destination(src: repository.Repository, backend: base.Backend,
+                 report: CopyReport) -> repository.Repository:
+    """The copy, opened with the source's master secret; made (config and key files, as they
+    are) when the location is empty. A location holding another repository is refused."""
+    if not backend.is_initialized():
+        for info in src.backend.list(fmt.KEYS_PREFIX):  # keys first, config last, as init does
+            if repository.id_from_name(info.name) is not None:  # not an operator's key.bak
+                _copy_object(src.backend, backend, info.name)
+        _copy_object(src.backend, backend, fmt.CONFIG_NAME, check_name=False)
+        report.initialized = True
+    try:
+        config = repository.read_config(backend)
+    except errors.RepositoryNotFoundError:
+        raise errors.UsageError(f"{backend.url} is not empty and holds no repository: copy to "
+                                "an empty location or to a copy of this repository") from None
+    if config.repo_id != src.config.repo_id:
+        raise errors.UsageError(
+            f"{backend.url} holds another repository ({config.repo_id.hex()[:8]}, this one is "
+            f"{src.config.repo_id.hex()[:8]}): a copy must be of the same repository")
+    return repository.Repository(backend, config, src.master)
+
+
+def _needed_packs(src: repository.Repository,
+                  chosen: Sequence[snapshots.Snapshot]) -> set[bytes]:
+    blobs: set[bytes] = set()
+    walker.reachable_blobs(src, [tuple(s.tree) for s in chosen],
+                           on_blob=lambda b, _is_tree: blobs.add(b))
+    packs = set()
+    for blob_id in blobs:
+        loc = src.locate(blob_id)
+        if loc is None:
+            raise errors.IntegrityError(
+                f"blob {blob_id.hex()[:16]} a chosen snapshot needs is in no pack: run 'amber "
+                "repo check' on the source before copying it")
+        packs.add(src.pack_ids[loc.pack])
+    return packs
+
+
+def _entries(src: repository.Repository,
+             packs: set[bytes]) -> dict[bytes, list[indexfile.PackEntry]]:
+    """Each needed pack's index entries, from the source's index files in force."""
+    contents = src.read_index_files()
+    superseded = {s for c in contents.values() for s in c.supersedes}
+    out: dict[bytes, list[indexfile.PackEntry]] = {}
+    for index_id, content in contents.items():
+        if index_id in superseded:
+            continue
+        for pack_id, entries in content.packs.items():
+            if pack_id in packs and pack_id not in out:
+                out[pack_id] = list(entries)
+    missing = packs - set(out)
+    if missing:  # named only by a pack header (a lost index file): repair first
+        raise errors.IntegrityError(
+            f"{len(missing)} pack(s) the chosen snapshots need are in no index file of the "
+            f"source (e.g. {sorted(missing)[0].hex()[:16]}): run 'amber repo repair index' "
+            "on it first")
+    return out
+
+
+def _copy_object(src: base.Backend, dst: base.Backend, name: str, *,
+                 check_name: bool = True) -> int:
+    """Copy one object as its bytes; check them against their name before writing (content-
+    named objects) and read them back after; the bytes copied."""
+    data = src.read(name)
+    leaf = name.rsplit("/", 1)[-1]
+    if check_name and repository.object_id(data).hex() != leaf:
+        raise errors.IntegrityError(f"{name} of the source does not match its name (damaged): "
+                                    "not copied; 'amber repo check' says which snapshots need it")
+    dst.write(name, data)
+    if dst.read(name) != data:
+        raise errors.IntegrityError(f"{name} read back from {dst.url} differs from what was "
+                                    "written: the copy's storage is not keeping data")
+    return len(data)
