@@ -3,7 +3,10 @@ one-line errors for a wrong location (moto's server on loopback)."""
 
 from __future__ import annotations
 
+import random
+import signal
 import subprocess
+import time
 import uuid
 from pathlib import Path
 
@@ -12,6 +15,7 @@ import pytest
 from amber.util.errors import ExitCode
 from amber_cli import TEST_KDF_N, Amber, restored, write_tree
 from api_proxy import FaultProxy
+from polling import wait_for
 from s3server import S3Server
 
 
@@ -112,3 +116,46 @@ def test_throttling_and_resets_are_survived(amber: Amber, s3_server: S3Server, t
     for i in range(12):
         assert (restored(tmp_path / "out", src) / f"f{i}.bin").read_bytes() == \
             bytes([i]) * (300_000 + i)
+
+
+def test_a_backup_killed_mid_upload_leaves_no_snapshot_and_the_next_reuses_its_packs(
+        amber: Amber, s3_server: S3Server, tmp_path: Path) -> None:
+    """Killed while packs go up (each PUT slowed to 0.4 s by the proxy, so the kill lands
+    mid-way): no snapshot claims to be complete; the next backup adopts the packs that made it
+    and uploads only the rest."""
+    src = tmp_path / "src"
+    rng = random.Random(12)
+    for i in range(3):
+        write_tree(src, {f"{i}.bin": rng.randbytes(14 * 2**20)})
+    bucket = s3_server.bucket()
+    client = s3_server.client()
+
+    def packs() -> int:
+        return int(client.list_objects_v2(Bucket=bucket, Prefix="repo/data/").get("KeyCount", 0))
+
+    def slow(method: str, path: str) -> None:
+        if method == "PUT" and "/data/" in path:
+            time.sleep(0.4)
+
+    with FaultProxy(s3_server.endpoint, before=slow) as proxy:
+        url = s3_server.url(bucket).replace(s3_server.endpoint, proxy.url)
+        repo = Amber(repo=url, env={**amber.env, **s3_server.env()})  # type: ignore[arg-type]
+        repo("repo", "init", "--kdf-n", str(TEST_KDF_N), "--no-recovery-key")
+        proc = repo.popen("-o", "json", "snapshot", "create", str(src))
+        wait_for(lambda: packs() >= 2 or proc.poll() is not None, timeout=120,
+                 message="two packs uploaded")
+        proc.send_signal(signal.SIGKILL)
+        proc.communicate(timeout=60)
+        assert proc.returncode == -signal.SIGKILL, "the backup finished before it was killed"
+        assert repo("-o", "json", "snapshot", "list").json() == []
+        uploaded_before = packs()
+        snap = repo("-o", "json", "snapshot", "create", str(src)).json()
+    total = 42 * 2**20
+    reused = (uploaded_before - 1) * 14 * 2**20  # the last pack may have been cut short
+    assert snap["summary"]["bytesNewRaw"] <= total - reused + 64 * 1024, (snap, uploaded_before)
+    check = Amber(repo=s3_server.url(bucket), env={**amber.env, **s3_server.env()})  # type: ignore[arg-type]
+    assert check("-o", "json", "repo", "check", "--read-data").json()["ok"]
+    check("snapshot", "restore", "latest", str(tmp_path / "out"))
+    for i in range(3):
+        assert (restored(tmp_path / "out", src) / f"{i}.bin").read_bytes() == \
+            (src / f"{i}.bin").read_bytes()
