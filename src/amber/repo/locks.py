@@ -135,6 +135,10 @@ class MaintenanceLease(_Refreshing):
             stale = self.backend.read(self.name)
         except FileNotFoundError:
             return self.backend.create_exclusive(self.name, doc)
+        if stale == doc:
+            # Ours: on object storage a create whose answer was lost is retried, and the retry
+            # finds the object the first attempt made (412). Nobody else writes these bytes.
+            return True
         current = _parse(self.name, stale)
         if current is not None and current.alive():
             return False
@@ -142,7 +146,7 @@ class MaintenanceLease(_Refreshing):
         # one that creates the break token named after that lease's bytes wins, the rest back off.
         # Tokens are left in place (a loser arriving late must still find it) and swept by prune.
         token = f"{BREAK_TOKEN_PREFIX}{hashlib.sha256(stale).hexdigest()[:32]}"
-        if not self.backend.create_exclusive(token, doc):
+        if not self.backend.create_exclusive(token, doc) and not _holds(self.backend, token, doc):
             return False
         self.backend.delete(self.name)
         return self.backend.create_exclusive(self.name, doc)
@@ -185,3 +189,12 @@ def reading(backend: base.Backend) -> Iterator[None]:
     finally:
         if marker is not None:
             marker.release()
+
+
+def _holds(backend: base.Backend, name: str, doc: bytes) -> bool:
+    """Whether ``name`` holds exactly ``doc``: a create that failed because its own earlier
+    attempt (answer lost, request retried) had made the object."""
+    try:
+        return backend.read(name) == doc
+    except FileNotFoundError:
+        return False
