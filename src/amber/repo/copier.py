@@ -43,10 +43,11 @@ def copy(src: repository.Repository, dst_backend: base.Backend,
     report = CopyReport()
     dst = _destination(src, dst_backend, report)
     with locks.reading(src.backend):
-        src.load_index()
+        contents = src.load_index()
         needed = _needed_packs(src, chosen)
-        indexed_there = {p for c in dst.load_index().values() for p in c.packs}
-        entries = _entries(src, needed)
+        # only which packs the copy's index files name: its blobs need not be loaded
+        indexed_there = {p for c in dst.read_index_files().values() for p in c.packs}
+        entries = _entries(contents, needed)
         with reporter.task("copy", "copying packs", progress.Unit.PACKS,
                            total=len(needed)) as meter:
             for pack_id in sorted(needed):
@@ -109,10 +110,10 @@ def _needed_packs(src: repository.Repository,
     return packs
 
 
-def _entries(src: repository.Repository,
+def _entries(contents: dict[bytes, indexfile.IndexContent],
              packs: set[bytes]) -> dict[bytes, list[indexfile.PackEntry]]:
-    """Each needed pack's index entries, from the source's index files in force."""
-    contents = src.read_index_files()
+    """Each needed pack's index entries, from the source's index files in force (``contents``:
+    what loading its index read)."""
     superseded = {s for c in contents.values() for s in c.supersedes}
     out: dict[bytes, list[indexfile.PackEntry]] = {}
     for index_id, content in contents.items():

@@ -57,6 +57,7 @@ class S3Backend(base.Backend):
             raise errors.UsageError(f"no AWS profile {loc.profile!r} in the shared config "
                                     "files (~/.aws/config, ~/.aws/credentials)") from None
         verify: bool | str = False if loc.insecure else (loc.ca_bundle or True)
+        self._bucket_seen = False
         self._s3: Any = session.client("s3", endpoint_url=loc.endpoint, config=config,
                                        verify=verify)
 
@@ -129,9 +130,13 @@ class S3Backend(base.Backend):
 
     def _check_bucket(self) -> None:
         """A HEAD of a missing object and of a missing bucket both answer 404 without a body:
-        ask the bucket, so a missing bucket is said as such."""
+        ask the bucket (once: it does not vanish in the middle of a command), so a missing
+        bucket is said as such."""
+        if self._bucket_seen:
+            return
         with self._requests("LIST"):
             self._s3.list_objects_v2(Bucket=self.loc.bucket, Prefix=self.loc.prefix, MaxKeys=1)
+        self._bucket_seen = True
 
     def _get(self, name: str, **extra: str) -> bytes:
         with self._requests(f"GET {name}"):
