@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 import functools
 import getpass
 import os
 import sys
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -13,6 +16,7 @@ from typing import Any
 import platformdirs
 
 from amber.cli.output import JsonLinesReporter, TextReporter, document, make_reporter
+from amber.kube import errors as kerrors
 from amber.kube.client import Client
 from amber.repo import repository
 from amber.storage import base, location
@@ -44,8 +48,31 @@ class Context:
     def json(self) -> bool:
         return self.output == "json"
 
-    def backend(self) -> base.Backend:
-        return location.open_backend(self.repo_location)
+    def backend(self, where: str | None = None) -> base.Backend:
+        """The backend of ``where`` (default: the repository location); a location that names
+        a Kubernetes Secret for its credentials reads it from the chosen cluster."""
+        return location.open_backend(where or self.repo_location, secrets=self.read_secret)
+
+    def read_secret(self, namespace: str | None, name: str) -> Mapping[str, bytes]:
+        """The decoded data of a Secret (``namespace`` None: the kubeconfig's namespace), for
+        credentials named in a location; one line when it cannot be read."""
+        client = self.kube_client()
+        ns = namespace or client.config.namespace
+        try:
+            obj = client.request("GET", f"/api/v1/namespaces/{ns}/secrets/{name}")
+        except kerrors.NotFound:
+            raise errors.NotFoundError(
+                f"no Secret {ns}/{name} (named by the repository location for its credentials) "
+                f"in the cluster of context {client.config.context}") from None
+        except kerrors.Forbidden:
+            raise errors.AmberError(
+                f"not allowed to read Secret {ns}/{name} (named by the repository location for "
+                "its credentials): the user needs 'get' on secrets in that namespace") from None
+        try:
+            return {str(k): base64.b64decode(v, validate=True)
+                    for k, v in (obj.get("data") or {}).items()}
+        except (binascii.Error, TypeError, ValueError):
+            raise errors.AmberError(f"Secret {ns}/{name}: its data is not base64") from None
 
     def open_repo(self) -> repository.Repository:
         backend = self.backend()

@@ -21,7 +21,6 @@ from amber.repo import (
 )
 from amber.repo import format as fmt
 from amber.repo import repair as repairs
-from amber.storage import location
 from amber.util import errors
 
 pass_ctx = click.make_pass_decorator(context.Context)
@@ -258,7 +257,7 @@ def copy_cmd(ctx: context.Context, to: str, snapshot_ids: tuple[str, ...]) -> No
     r = ctx.open_repo()
     chosen = ([r.resolve_snapshot(ref) for ref in snapshot_ids] if snapshot_ids
               else r.list_snapshots())
-    target = location.open_backend(to)
+    target = ctx.backend(to)
     if target.url == r.backend.url:
         raise errors.UsageError("--to names the repository itself")
     report = copier.copy(r, target, chosen, reporter=ctx.reporter)

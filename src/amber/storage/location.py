@@ -5,17 +5,19 @@ from __future__ import annotations
 import os
 import urllib.parse
 
-from amber.storage import base, local
+from amber.storage import base, credentials, local
 from amber.storage import s3location as s3loc
 from amber.util import errors
 
 #: What an ``s3://`` URL's query may say.
-S3_OPTIONS = ("endpoint", "region", "addressing", "ca", "insecure", "profile")
+S3_OPTIONS = ("endpoint", "region", "addressing", "ca", "insecure", "profile", "secret")
 
 
-def open_backend(location: str) -> base.Backend:
+def open_backend(location: str, *,
+                 secrets: credentials.SecretReader | None = None) -> base.Backend:
     """Return the backend for ``location``: a plain path, a ``file://`` URL, or an ``s3://``
-    URL (docs/cli.md, "Repository locations")."""
+    URL (docs/cli.md, "Repository locations"). ``secrets`` reads the Kubernetes Secret an
+    ``s3://...?secret=`` location names (the CLI passes one that uses the current cluster)."""
     parsed = urllib.parse.urlparse(location)
     if parsed.scheme in ("", "file"):
         path = urllib.parse.unquote(parsed.path) if parsed.scheme == "file" else location
@@ -25,16 +27,30 @@ def open_backend(location: str) -> base.Backend:
     if parsed.scheme == "s3":
         from amber.storage import s3  # boto3 loads only for repositories in S3
 
-        return s3.S3Backend(parse_s3(location))
+        loc = parse_s3(location)
+        return s3.S3Backend(loc, credentials=_secret_credentials(loc, secrets))
     raise errors.UsageError(
         f"unsupported repository URL scheme {parsed.scheme!r}; use a path, file:///path or "
         "s3://bucket/prefix"
     )
 
 
+def _secret_credentials(loc: s3loc.S3Location, secrets: credentials.SecretReader | None
+                        ) -> credentials.Credentials | None:
+    """The credentials of the Secret ``loc`` names, if it names one."""
+    if loc.secret is None:
+        return None
+    namespace, name = credentials.parse_secret_ref(loc.secret, loc.url)
+    if secrets is None:
+        raise errors.UsageError(f"{loc.url}: credentials from a Kubernetes Secret need a "
+                                "cluster; this caller has none")
+    return credentials.from_secret_data(secrets(namespace, name), secret=loc.secret,
+                                        profile=loc.profile)
+
+
 def parse_s3(location: str) -> s3loc.S3Location:
     """``s3://bucket/prefix?endpoint=https://host:port&region=r&addressing=path|virtual&
-    ca=/ca.pem&insecure=true&profile=name`` -> where the repository is."""
+    ca=/ca.pem&insecure=true&profile=name&secret=namespace/name`` -> where the repository is."""
     parsed = urllib.parse.urlparse(location)
     bucket = parsed.netloc
     if not bucket:
@@ -63,8 +79,10 @@ def parse_s3(location: str) -> s3loc.S3Location:
     if insecure not in ("true", "false", "1", "0", ""):
         raise errors.UsageError(f"{location}: insecure is true or false")
     prefix = urllib.parse.unquote(parsed.path).strip("/")
+    if opts.get("secret"):
+        credentials.parse_secret_ref(opts["secret"], location)
     return s3loc.S3Location(
         bucket=bucket, prefix=prefix + "/" if prefix else "", endpoint=endpoint,
         region=opts.get("region") or None, addressing=addressing,
         ca_bundle=opts.get("ca") or None, insecure=insecure in ("true", "1", ""),
-        profile=opts.get("profile") or None)
+        profile=opts.get("profile") or None, secret=opts.get("secret") or None)

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import os
 from collections.abc import Iterator
 from typing import Any
 
@@ -25,6 +26,7 @@ import botocore.config
 import botocore.exceptions
 
 from amber.storage import base
+from amber.storage.credentials import Credentials
 from amber.storage.s3location import S3Location
 from amber.util import errors
 
@@ -32,6 +34,9 @@ from amber.util import errors
 MULTIPART_THRESHOLD = 64 * 1024 * 1024
 #: Attempts per request, the first included, before an error reaches the user.
 MAX_ATTEMPTS = 10
+#: The environment variable that sets another number of attempts (1 to 50): fewer to fail fast
+#: in scripts and tests, more on a link known to drop.
+ATTEMPTS_VARIABLE = "AMBER_S3_MAX_ATTEMPTS"
 
 _AUTH_CODES = {"InvalidAccessKeyId", "SignatureDoesNotMatch", "AccessDenied", "ExpiredToken",
                "InvalidToken", "InvalidClientTokenId", "UnrecognizedClientException", "403"}
@@ -39,12 +44,14 @@ _NOT_FOUND_CODES = {"NoSuchKey", "404", "NotFound"}
 
 
 class S3Backend(base.Backend):
-    def __init__(self, loc: S3Location) -> None:
+    def __init__(self, loc: S3Location, *,
+                 credentials: Credentials | None = None) -> None:
         self.loc = loc
         self.url = loc.url
+        self.attempts = max_attempts()
         config = botocore.config.Config(
             # total_max_attempts counts the first try (botocore's max_attempts counts retries)
-            retries={"total_max_attempts": MAX_ATTEMPTS, "mode": "standard"},
+            retries={"total_max_attempts": self.attempts, "mode": "standard"},
             connect_timeout=10, read_timeout=120, max_pool_connections=32,
             s3={"addressing_style": loc.addressing},
             # checksums only where the operation requires them: not every S3 server knows the
@@ -52,7 +59,14 @@ class S3Backend(base.Backend):
             request_checksum_calculation="when_required",
             response_checksum_validation="when_required")
         try:
-            session = boto3.session.Session(profile_name=loc.profile, region_name=loc.region)
+            if credentials is not None:  # from a Kubernetes Secret: the chain is not asked
+                session = boto3.session.Session(
+                    aws_access_key_id=credentials.access_key_id,
+                    aws_secret_access_key=credentials.secret_access_key,
+                    aws_session_token=credentials.session_token, region_name=loc.region)
+            else:
+                session = boto3.session.Session(profile_name=loc.profile,
+                                                region_name=loc.region)
         except botocore.exceptions.ProfileNotFound:
             raise errors.UsageError(f"no AWS profile {loc.profile!r} in the shared config "
                                     "files (~/.aws/config, ~/.aws/credentials)") from None
@@ -83,7 +97,7 @@ class S3Backend(base.Backend):
         except (botocore.exceptions.EndpointConnectionError,
                 botocore.exceptions.ConnectTimeoutError) as exc:
             raise errors.AmberError(f"cannot reach the S3 endpoint of {self.loc.where} "
-                                    f"after {MAX_ATTEMPTS} attempts: {exc}") from None
+                                    f"after {self.attempts} attempts: {exc}") from None
         except botocore.exceptions.SSLError as exc:
             raise errors.AmberError(
                 f"TLS failed with the S3 endpoint of {self.loc.where}: {_first_line(exc)} "
@@ -106,10 +120,15 @@ class S3Backend(base.Backend):
                 "S3 refuses signed requests more than 15 minutes off; set the clock (NTP)")
         if code in _AUTH_CODES:
             return errors.AmberError(
-                f"S3 refused the credentials for {self.loc.where} ({code}: {message}); check "
+                f"S3 refused the credentials{self._from_secret} for {self.loc.where} ({code}: "
+                f"{message}); check "
                 "the access key, secret and permissions (s3:GetObject, PutObject, ListBucket, "
                 "DeleteObject)")
         return errors.AmberError(f"S3 {what} failed for {self.loc.where}: {code}: {message}")
+
+    @property
+    def _from_secret(self) -> str:
+        return f" of Secret {self.loc.secret}" if self.loc.secret else ""
 
     @staticmethod
     def _missing(exc: botocore.exceptions.ClientError) -> bool:
@@ -223,6 +242,16 @@ class S3Backend(base.Backend):
             answer = self._s3.list_objects_v2(Bucket=self.loc.bucket, Prefix=self.loc.prefix,
                                               MaxKeys=1)
         return bool(answer.get("KeyCount") or answer.get("Contents"))
+
+
+def max_attempts() -> int:
+    """Attempts per request: ``AMBER_S3_MAX_ATTEMPTS`` or ``MAX_ATTEMPTS``."""
+    raw = os.environ.get(ATTEMPTS_VARIABLE, "").strip()
+    if not raw:
+        return MAX_ATTEMPTS
+    if not raw.isdigit() or not 1 <= int(raw) <= 50:
+        raise errors.UsageError(f"{ATTEMPTS_VARIABLE}={raw!r}: give a whole number from 1 to 50")
+    return int(raw)
 
 
 def _first_line(exc: object) -> str:

@@ -17,7 +17,8 @@ class S3Location:
     addressing: str = "auto"  # "path", "virtual" or "auto"
     ca_bundle: str | None = None
     insecure: bool = False  # do not verify the endpoint's TLS certificate (test endpoints)
-    profile: str | None = None
+    profile: str | None = None  # of ~/.aws/config, or of a Secret's 'cloud' file
+    secret: str | None = None  # "namespace/name" or "name" of a Kubernetes Secret
 
     @property
     def url(self) -> str:
