@@ -6,7 +6,7 @@ from __future__ import annotations
 import random
 import signal
 import subprocess
-import time
+import threading
 import uuid
 from pathlib import Path
 
@@ -120,9 +120,10 @@ def test_throttling_and_resets_are_survived(amber: Amber, s3_server: S3Server, t
 
 def test_a_backup_killed_mid_upload_leaves_no_snapshot_and_the_next_reuses_its_packs(
         amber: Amber, s3_server: S3Server, tmp_path: Path) -> None:
-    """Killed while packs go up (each PUT slowed to 0.4 s by the proxy, so the kill lands
-    mid-way): no snapshot claims to be complete; the next backup adopts the packs that made it
-    and uploads only the rest."""
+    """Killed while packs go up (the proxy lets two pack PUTs through and holds the others
+    until the kill, then drops them: packs go up side by side, so without that the kill could
+    land after the last one): no snapshot claims to be complete; the next backup adopts the
+    packs that made it and uploads only the rest."""
     src = tmp_path / "src"
     rng = random.Random(12)
     for i in range(3):
@@ -133,9 +134,14 @@ def test_a_backup_killed_mid_upload_leaves_no_snapshot_and_the_next_reuses_its_p
     def packs() -> int:
         return int(client.list_objects_v2(Bucket=bucket, Prefix="repo/data/").get("KeyCount", 0))
 
+    killed = threading.Event()
+    let_through = iter(range(2))
+
     def slow(method: str, path: str) -> None:
-        if method == "PUT" and "/data/" in path:
-            time.sleep(0.4)
+        if (method == "PUT" and "/data/" in path and not killed.is_set()
+                and next(let_through, None) is None):
+            killed.wait(timeout=120)
+            raise ConnectionAbortedError("held until the kill, then dropped")
 
     with FaultProxy(s3_server.endpoint, before=slow) as proxy:
         url = s3_server.url(bucket).replace(s3_server.endpoint, proxy.url)
@@ -146,9 +152,11 @@ def test_a_backup_killed_mid_upload_leaves_no_snapshot_and_the_next_reuses_its_p
                  message="two packs uploaded")
         proc.send_signal(signal.SIGKILL)
         proc.communicate(timeout=60)
+        killed.set()
         assert proc.returncode == -signal.SIGKILL, "the backup finished before it was killed"
         assert repo("-o", "json", "snapshot", "list").json() == []
         uploaded_before = packs()
+        assert uploaded_before == 2
         snap = repo("-o", "json", "snapshot", "create", str(src)).json()
     total = 42 * 2**20
     reused = (uploaded_before - 1) * 14 * 2**20  # the last pack may have been cut short

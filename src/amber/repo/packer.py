@@ -2,7 +2,9 @@
 
 One ``BlobWriter`` serves a whole backup (or a prune repack). Worker threads call ``add``
 concurrently; sealing runs outside the lock (zstd and AEAD release the GIL), and full packs go
-through a bounded queue to one uploader thread, so memory stays flat however much data flows.
+through a bounded queue to the uploader threads (one for a disk, where parallel writes only
+compete for the same device; several for object storage, where each PUT waits mostly on the
+network: ``Backend.write_concurrency``), so memory stays flat however much data flows.
 The uploader writes an index file after the first pack and then after every few packs, and only
 after those packs are durable, so a killed backup leaves reusable, indexed packs behind (format doc
 §10-11); the next backup adopts whatever packs it had not indexed yet (``repair.adopt_unindexed``).
@@ -14,6 +16,7 @@ import contextlib
 import queue
 import struct
 import threading
+import time
 from dataclasses import dataclass
 
 from amber.repo import crypto, indexfile, memindex, repository
@@ -98,10 +101,13 @@ class BlobWriter:
         self._written_index_ids: list[bytes] = []
         self._queue: queue.Queue[object] = queue.Queue(maxsize=queue_size)
         self._error: BaseException | None = None
-        self._uploader = threading.Thread(target=self._upload_loop, name="amber-upload",
-                                          daemon=True)
-        self._uploader.start()
+        self._uploaders = [
+            threading.Thread(target=self._upload_loop, name=f"amber-upload-{i}", daemon=True)
+            for i in range(max(1, repo.backend.write_concurrency))]
+        for thread in self._uploaders:
+            thread.start()
         self._closed = False
+        self._index_started = False
 
     def _new_pack(self, blob_type: fmt.ObjectType) -> _OpenPack:
         """A pack with a recycled buffer if one is free (called with the lock held or in init)."""
@@ -199,8 +205,10 @@ class BlobWriter:
             self._early_index = False
         for p in packs:
             self._put(p)
-        self._put(_STOP)
-        self._uploader.join()
+        for _ in self._uploaders:
+            self._put(_STOP)
+        for thread in self._uploaders:
+            thread.join()
         self._closed = True
         self._raise_pending()
         self._write_index()
@@ -224,9 +232,15 @@ class BlobWriter:
                 self._queue.get_nowait()
         except queue.Empty:
             pass
-        self._queue.put(_STOP)
-        self._uploader.join(timeout=30)
-        if self._uploader.is_alive():
+        deadline = time.monotonic() + 30
+        try:
+            for _ in self._uploaders:  # each uploader takes one; the queue was drained
+                self._queue.put(_STOP, timeout=max(0.0, deadline - time.monotonic()))
+        except queue.Full:
+            return  # uploaders still writing packs: their list of finished packs is not settled
+        for thread in self._uploaders:
+            thread.join(timeout=max(0.0, deadline - time.monotonic()))
+        if any(thread.is_alive() for thread in self._uploaders):
             return  # still writing a pack: its list of finished packs is not settled
         with contextlib.suppress(OSError, errors.AmberError):
             self._write_index()
@@ -276,22 +290,27 @@ class BlobWriter:
             # recycled buffer costs no zero-filling or page faults.
             if pack.blob_type is fmt.ObjectType.DATA and len(self._spare) < 4:
                 self._spare.append(pack.buffer)
-        first = self._early_index and not self.stats.index_files_written
-        if first or len(self._unindexed) >= self._index_every:
+            first = self._early_index and not self._index_started
+            self._index_started = self._index_started or first
+            due = first or len(self._unindexed) >= self._index_every
+        if due:
             self._write_index()
 
     def _write_index(self) -> None:
+        """Index the packs uploaded and not yet indexed (uploaders may call this side by side:
+        each takes its own batch, and the superseded list goes with exactly one of them)."""
         with self._lock:
             packs, self._unindexed = self._unindexed, {}
             unsynced, self._unsynced = self._unsynced, []
+            supersedes, self._supersedes = self._supersedes, ()
         self.repo.backend.sync(unsynced)  # packs are durable before the index that names them
-        if not packs and not self._supersedes:
+        if not packs and not supersedes:
             return
-        content = indexfile.IndexContent(supersedes=self._supersedes, packs=packs)
-        self._supersedes = ()
+        content = indexfile.IndexContent(supersedes=supersedes, packs=packs)
         index_id = self.repo.save_file_object(
             fmt.INDEX_PREFIX, fmt.ObjectType.INDEX, indexfile.encode_index(content)
         )
-        self._written_index_ids.append(index_id)
-        self.repo.loaded_index_ids.add(index_id)
-        self.stats.index_files_written += 1
+        with self._lock:
+            self._written_index_ids.append(index_id)
+            self.repo.loaded_index_ids.add(index_id)
+            self.stats.index_files_written += 1

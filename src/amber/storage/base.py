@@ -23,6 +23,9 @@ class Backend(abc.ABC):
     """A flat namespace of objects named with '/'-separated paths."""
 
     url: str
+    #: How many objects the engine writes at once: one for a disk (parallel writes only compete
+    #: for the device), more where each write mostly waits on a network round trip.
+    write_concurrency: int = 1
 
     @abc.abstractmethod
     def exists(self, name: str) -> bool: ...

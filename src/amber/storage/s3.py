@@ -43,7 +43,14 @@ _AUTH_CODES = {"InvalidAccessKeyId", "SignatureDoesNotMatch", "AccessDenied", "E
 _NOT_FOUND_CODES = {"NoSuchKey", "404", "NotFound"}
 
 
+#: Packs uploaded at once: enough to keep a link busy while each PUT waits on its round trip;
+#: each holds one 16 MiB pack in memory.
+WRITE_CONCURRENCY = 4
+
+
 class S3Backend(base.Backend):
+    write_concurrency = WRITE_CONCURRENCY
+
     def __init__(self, loc: S3Location, *,
                  credentials: Credentials | None = None) -> None:
         self.loc = loc
