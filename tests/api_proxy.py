@@ -31,7 +31,8 @@ class FaultProxy(ThreadingHTTPServer):
     def __init__(self, upstream: ClusterConfig | str, *, every: int = 0,
                  before: Callable[[str, str], None] | None = None, port: int = 0,
                  methods: tuple[str, ...] = ("GET",), statuses: tuple[int, ...] = (429, 500),
-                 applied: bool = False, reset: bool = False) -> None:
+                 applied: bool = False, reset: bool = False,
+                 s3_codes: dict[int, str] | None = None) -> None:
         """``every``: refuse every n-th request of ``methods`` (0: never), answering
         ``statuses`` in turn; ``applied``: forward it first and answer the fault instead of the
         server's answer (a request applied whose answer was lost); ``reset``: answer nothing
@@ -39,7 +40,8 @@ class FaultProxy(ThreadingHTTPServer):
         ``before(method, path)``
         runs first on each request's thread (it may sleep or wait); ``port``: where to listen
         (0: any free one), e.g. where clients already failed to connect: a server that comes
-        back."""
+        back; ``s3_codes``: the S3 error code answered for a status (default: SlowDown for
+        429 and 503, InternalError otherwise)."""
         super().__init__(("127.0.0.1", port), _Handler)
         self.upstream = upstream
         self.every = every
@@ -47,6 +49,7 @@ class FaultProxy(ThreadingHTTPServer):
         self.statuses = statuses
         self.applied = applied
         self.reset = reset
+        self.s3_codes = {503: "SlowDown", 429: "SlowDown", **(s3_codes or {})}
         self.before = before
         self.count = 0
         self.injected: list[int] = []
@@ -122,7 +125,7 @@ class _Handler(BaseHTTPRequestHandler):
             self._reset()
             return
         if fault is not None and isinstance(self.server.upstream, str):
-            code = {503: "SlowDown", 429: "SlowDown"}.get(fault, "InternalError")
+            code = self.server.s3_codes.get(fault, "InternalError")
             error = (f"<?xml version='1.0' encoding='UTF-8'?><Error><Code>{code}</Code>"
                      "<Message>injected by the test proxy</Message></Error>")
             self._reply(fault, error.encode(), {"Content-Type": "application/xml"})

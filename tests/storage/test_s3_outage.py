@@ -14,6 +14,8 @@ import random
 import threading
 from pathlib import Path
 
+import pytest
+
 from amber.util.errors import ExitCode
 from amber_cli import TEST_KDF_N, Amber, restored, write_tree
 from api_proxy import FaultProxy
@@ -73,3 +75,26 @@ def test_a_backup_survives_the_server_going_away_mid_upload(
     for i in range(4):
         assert (restored(tmp_path / "out", src) / f"{i}.bin").read_bytes() == \
             (src / f"{i}.bin").read_bytes()
+
+
+@pytest.mark.parametrize(("status", "code", "says"), [
+    (403, "InvalidAccessKeyId", "S3 refused the credentials"),
+    (403, "SignatureDoesNotMatch", "S3 refused the credentials"),
+    (403, "RequestTimeTooSkewed", "clock differs too much"),
+])
+def test_refusals_by_the_server_are_one_line(amber: Amber, s3_server: S3Server, status: int,
+                                             code: str, says: str) -> None:
+    """What the store answers (the error documents S3 sends; moto checks no signatures, so a
+    proxy answers them) becomes one line that says what to fix, never a traceback."""
+    bucket = s3_server.bucket()
+    env = {**amber.env, **s3_server.env(), "AMBER_S3_MAX_ATTEMPTS": "2"}
+    methods = ("GET", "PUT", "HEAD", "DELETE", "POST")
+    with FaultProxy(s3_server.endpoint, every=1, methods=methods, statuses=(status,),
+                    s3_codes={status: code}) as proxy:
+        url = s3_server.url(bucket).replace(s3_server.endpoint, proxy.url)
+        res = Amber(repo=url, env=env)("repo", "init", "--kdf-n",  # type: ignore[arg-type]
+                                       str(TEST_KDF_N), check=False, timeout=120)
+    lines = res.stderr.strip().splitlines()
+    assert res.returncode == ExitCode.FAILURE, res.stderr
+    assert len(lines) == 1 and says in lines[0] and "Traceback" not in res.stderr, res.stderr
+    assert not list(s3_server.client().list_objects_v2(Bucket=bucket).get("Contents", []))
