@@ -238,3 +238,26 @@ def test_a_resource_backup_restores_from_a_copy_alone(amber: Amber, s3_server: S
         for name in (ns, f"{ns}-back"):
             subprocess.run([*kubectl, "delete", "namespace", name, "--wait=false"],
                            check=False, capture_output=True)
+
+
+def test_snapshots_only_on_a_copy_and_damaged_records(repo: Amber, tmp_path: Path) -> None:
+    first, second = _snapshots(repo, tmp_path / "src")
+    repo("repo", "location", "add", "b", str(tmp_path / "b"), "--medium", "other")
+    repo("repo", "copy", "--to", "b")
+    repo("repo", "forget", first)
+    # the snapshot forgotten on the primary still has a copy: listed, its manifest read there
+    placed = {p["id"]: p for p in _status(repo)["snapshots"]}
+    assert placed[first]["locations"] == ["b"] and placed[first]["media"] == ["other"]
+    assert placed[first]["hostname"] and placed[first]["time"]
+    assert placed[second]["locations"] == ["primary", "b"]
+    assert placed[second]["media"] == ["disk", "other"]
+    # a damaged record is skipped with a warning; the others still count
+    before = set((repo.repo / "locations").iterdir())
+    repo("repo", "location", "add", "c", str(tmp_path / "c"))
+    (record,) = set((repo.repo / "locations").iterdir()) - before
+    data = bytearray(record.read_bytes())
+    data[-1] ^= 1
+    record.write_bytes(bytes(data))
+    res = repo("-o", "json", "repo", "status")
+    assert [s["name"] for s in res.json()["locations"]] == ["primary", "b"]
+    assert f"skipped damaged location record locations/{record.name}" in res.stderr
