@@ -92,6 +92,9 @@ def test_registering_locations_is_validated(repo: Amber, tmp_path: Path) -> None
     assert len(list((repo.repo / "locations").iterdir())) == 3
     assert "no location named 'usb'" in _one_line_error(
         repo, "repo", "location", "remove", "usb", code=ExitCode.NOT_FOUND)
+    # a removed name is not taken for a directory of that name in the working directory
+    assert "location 'usb' was removed" in _one_line_error(
+        repo, "repo", "copy", "--to", "usb", code=ExitCode.USAGE)
     # the name is free again, now for another place and medium
     repo("repo", "location", "add", "usb", str(tmp_path / "usb-new"), "--medium", "other")
     again = {r["name"]: r for r in repo("-o", "json", "repo", "location", "list").json()}

@@ -238,7 +238,12 @@ def resolve(repo: repository.Repository, target: str) -> str:
     """``repo copy --to``: a registered name means its URL; anything else is a path or URL
     (``./name`` reaches a directory that has a registered name)."""
     if _NAME.match(target):
-        record = current(repo).get(target)
+        records = history(repo)
+        record = _active(records).get(target)
         if record is not None:
             return record.url
+        if any(r.name == target for r in records):  # a copy to ./NAME would surprise
+            raise errors.UsageError(
+                f"location {target!r} was removed ('amber repo location list' shows those "
+                f"registered); for a directory of that name here, write ./{target}")
     return target
