@@ -117,6 +117,10 @@ def test_every_command_json_is_lower_camel_case(repo: Amber, tmp_path: Path,
     run("repo check")
     run("repo repair index")
     run("repo copy", "--to", str(tmp_path / "copy"))
+    run("repo location add", "copy", str(tmp_path / "copy"), "--offsite")
+    run("repo location list")
+    run("repo status")
+    run("repo location remove", "copy")
     apps = run("app list", "-n", namespace)
     assert apps, "the namespace's ConfigMap makes an application"
     run("app show", apps[0]["id"], "-n", namespace)

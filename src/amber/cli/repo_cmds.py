@@ -7,12 +7,13 @@ from collections.abc import Callable
 
 import click
 
-from amber.cli import context, durations, output, reports
+from amber.cli import context, durations, location_cmds, output, reports
 from amber.repo import (
     checker,
     copier,
     keyfile,
     keys,
+    locations,
     locks,
     maintenance,
     pruner,
@@ -244,8 +245,8 @@ def _count(n: int, noun: str) -> str:
 
 @repo.command("copy")
 @click.option("--to", "to", required=True, metavar="LOCATION",
-              help="Where the copy goes: a path or URL, as --repo takes (empty, or a copy of "
-                   "this repository).")
+              help="Where the copy goes: a registered location's name, or a path or URL, as "
+                   "--repo takes (empty, or a copy of this repository).")
 @click.option("--snapshot", "snapshot_ids", multiple=True, metavar="ID",
               help="Copy only this snapshot (an id prefix or 'latest'; repeatable). "
                    "Default: every snapshot.")
@@ -257,7 +258,7 @@ def copy_cmd(ctx: context.Context, to: str, snapshot_ids: tuple[str, ...]) -> No
     r = ctx.open_repo()
     chosen = ([r.resolve_snapshot(ref) for ref in snapshot_ids] if snapshot_ids
               else r.list_snapshots())
-    target = ctx.backend(to)
+    target = ctx.backend(locations.resolve(r, to))
     if target.url == r.backend.url:
         raise errors.UsageError("--to names the repository itself")
     report = copier.copy(r, target, chosen, reporter=ctx.reporter)
@@ -265,7 +266,13 @@ def copy_cmd(ctx: context.Context, to: str, snapshot_ids: tuple[str, ...]) -> No
         f"copied {len(report.snapshots_copied)} snapshot(s) ({report.snapshots_present} were "
         f"there), {report.packs_copied} pack(s) ({report.packs_present} were there), "
         f"{output.human_bytes(report.bytes_copied)} to {target.url}"
-        + (" (a new copy of this repository)" if report.initialized else "")))
+        + (" (a new copy of this repository)" if report.initialized else "")
+        + (f"; {report.locations_copied} location record(s)" if report.locations_copied
+           else "")))
+
+
+repo.add_command(location_cmds.location_group)
+repo.add_command(location_cmds.status)
 
 
 @repo.group("key")

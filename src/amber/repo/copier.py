@@ -34,6 +34,7 @@ class CopyReport:
     packs_present: int = 0
     bytes_copied: int = 0
     initialized: bool = False
+    locations_copied: int = 0
 
 
 def copy(src: repository.Repository, dst_backend: base.Backend,
@@ -69,7 +70,24 @@ def copy(src: repository.Repository, dst_backend: base.Backend,
                 continue
             report.bytes_copied += _copy_object(src.backend, dst_backend, name)
             report.snapshots_copied.append(snap.id)
+    _copy_location_records(src, dst_backend, report)
     return report
+
+
+def _copy_location_records(src: repository.Repository, dst: base.Backend,
+                           report: CopyReport) -> None:
+    """Every location record the copy lacks (a few hundred bytes each), so that a copy knows
+    where the others are when the primary is gone (``repo status`` there)."""
+    there = {info.name for info in dst.list(fmt.LOCATIONS_PREFIX)}
+    for name in sorted(i.name for i in src.list_ids(fmt.LOCATIONS_PREFIX).values()):
+        if name in there:
+            continue
+        try:
+            report.bytes_copied += _copy_object(src.backend, dst, name)
+        except errors.IntegrityError as exc:  # the snapshots are copied: warn, do not fail
+            src.warn(f"location record not copied: {exc}")
+            continue
+        report.locations_copied += 1
 
 
 def _destination(src: repository.Repository, backend: base.Backend,

@@ -23,6 +23,8 @@ MAINTENANCE_LEASE = "locks/maintenance"
 WRITER_MARKER_PREFIX = "locks/writer-"
 #: Records of blobs seen damaged (format doc §6.1); programs that predate them never list it.
 DAMAGED_PREFIX = "damaged/"
+#: Records of where the repository's copies live (format doc §8.1): create-once, newest per name.
+LOCATIONS_PREFIX = "locations/"
 
 ID_SIZE = 32
 ZERO_ID = bytes(ID_SIZE)
@@ -57,6 +59,7 @@ class ObjectType(enum.IntEnum):
     INDEX = 0x11
     SNAPSHOT = 0x12
     DAMAGE_RECORD = 0x13
+    LOCATION_RECORD = 0x14
 
 
 BLOB_TYPES = (ObjectType.DATA, ObjectType.TREE)

@@ -27,6 +27,7 @@ class ExitCode(enum.IntEnum):
     NOT_FOUND = 16
     SOURCE_ERROR = 17
     REPO_EXISTS = 18
+    NOT_PROTECTED = 19
     INTERRUPTED = 130
 
 
@@ -93,6 +94,13 @@ class BackupFailedError(AmberError):
     """A resource backup saved nothing: it captured no object of its scope (every list it made
     was refused), or it lost the API server while listing. Exit 1 (``FAILURE``), not 3: there
     is no usable backup, and an empty one saved would be the newest (decision 0020)."""
+
+
+class NotProtectedError(AmberError):
+    """``repo status --check``: a snapshot breaks 3-2-1, or a location holding copies cannot be
+    reached (the report is printed first)."""
+
+    exit_code = ExitCode.NOT_PROTECTED
 
 
 class PartialError(AmberError):
