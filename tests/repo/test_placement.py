@@ -53,6 +53,8 @@ def test_urls_without_credentials_pass_and_one_place_has_one_spelling() -> None:
     url = "s3://bucket/p?endpoint=https://minio:9000&region=eu&addressing=path"
     locations.refuse_credentials("nas", url)
     locations.refuse_credentials("usb", "/mnt/usb@home/backups")  # a path may hold an @
+    # names a Kubernetes Secret, holds none
+    locations.refuse_credentials("offsite", "s3://bucket/p?secret=backup/s3-creds&profile=b")
     assert locations.place(url) == locations.place(
         "s3://bucket/p/?addressing=virtual&endpoint=https://minio:9000")
     assert locations.place("/mnt/a/../b") == locations.place("file:///mnt/b")
