@@ -15,7 +15,7 @@ import platformdirs
 from amber.cli.output import JsonLinesReporter, TextReporter, document, make_reporter
 from amber.kube.client import Client
 from amber.repo import repository
-from amber.storage import base, location
+from amber.storage import appendonly, base, location
 from amber.util import errors
 
 
@@ -47,8 +47,12 @@ class Context:
     def backend(self) -> base.Backend:
         return location.open_backend(self.repo_location)
 
-    def open_repo(self) -> repository.Repository:
+    def open_repo(self, *, rewrites: str | None = None) -> repository.Repository:
+        """Open the repository. ``rewrites``: the command (``amber repo prune``) deletes or
+        overwrites objects, so an append-only location refuses it here, before any work."""
         backend = self.backend()
+        if rewrites is not None and backend.is_append_only():
+            raise appendonly.refuse_maintenance(backend.url, rewrites)
         repository.read_config(backend)  # missing/too new: say so before asking for a passphrase
         repo = repository.Repository.open(backend, read_passphrase())
         repo.on_warning = self.warn

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import urllib.parse
 
-from amber.storage import base, local
+from amber.storage import base, local, served
 from amber.storage import s3location as s3loc
 from amber.util import errors
 
@@ -14,22 +14,47 @@ S3_OPTIONS = ("endpoint", "region", "addressing", "ca", "insecure", "profile")
 
 
 def open_backend(location: str) -> base.Backend:
-    """Return the backend for ``location``: a plain path, a ``file://`` URL, or an ``s3://``
-    URL (docs/cli.md, "Repository locations")."""
+    """Return the backend for ``location``: a plain path, a ``file://`` URL, an ``s3://``
+    URL, or a served repository's ``amber+http(s)://`` URL (docs/cli.md, "Repository
+    locations")."""
     parsed = urllib.parse.urlparse(location)
-    if parsed.scheme in ("", "file"):
-        path = urllib.parse.unquote(parsed.path) if parsed.scheme == "file" else location
-        if parsed.scheme == "file" and parsed.netloc not in ("", "localhost"):
+    if parsed.scheme == "":
+        return local.LocalBackend(os.path.expanduser(location))
+    if parsed.scheme == "file":
+        if parsed.netloc not in ("", "localhost"):
             raise errors.UsageError(f"file:// URLs must be local, got host {parsed.netloc!r}")
-        return local.LocalBackend(os.path.expanduser(path))
+        return local.LocalBackend(os.path.expanduser(urllib.parse.unquote(parsed.path)),
+                                  append_only=_file_options(location, parsed.query))
     if parsed.scheme == "s3":
         from amber.storage import s3  # boto3 loads only for repositories in S3
 
         return s3.S3Backend(parse_s3(location))
+    if parsed.scheme in served.SCHEMES:
+        from amber.storage import httpclient
+
+        loc = served.parse_location(location)
+        return httpclient.ServedBackend(loc, served.client_token(loc.url))
     raise errors.UsageError(
-        f"unsupported repository URL scheme {parsed.scheme!r}; use a path, file:///path or "
-        "s3://bucket/prefix"
+        f"unsupported repository URL scheme {parsed.scheme!r}; use a path, file:///path, "
+        "s3://bucket/prefix or amber+http(s)://host:port/"
     )
+
+
+def _file_options(location: str, query: str) -> bool:
+    """A ``file://`` URL's one option, ``append-only=true|false``: whether it is asked for."""
+    try:
+        opts = urllib.parse.parse_qs(query, keep_blank_values=True, strict_parsing=True
+                                     ) if query else {}
+    except ValueError:
+        raise errors.UsageError(f"{location}: the query is not key=value&...") from None
+    unknown = sorted(set(opts) - {"append-only"})
+    if unknown:
+        raise errors.UsageError(f"{location}: unknown option(s) {', '.join(unknown)}; a file:// "
+                                "location takes append-only=true")
+    values = opts.get("append-only", ["false"])
+    if len(values) > 1 or values[0].lower() not in ("true", "false", "1", "0", ""):
+        raise errors.UsageError(f"{location}: append-only is true or false (once)")
+    return values[0].lower() in ("true", "1", "")
 
 
 def parse_s3(location: str) -> s3loc.S3Location:
