@@ -11,9 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from amber.storage import httpserve
-
-TOKEN_ENV = "AMBER_SERVE_TOKEN"  # noqa: S105 (a variable's name)
+from amber.storage import httpserve, served
 
 
 @contextlib.contextmanager
@@ -22,8 +20,8 @@ def served_directory(root: Path, monkeypatch: pytest.MonkeyPatch, *,
     """Serve ``root`` until the block ends; yields the clients' URL (the token is set in the
     environment, where clients read it)."""
     token = secrets.token_hex(16)
-    monkeypatch.setenv(TOKEN_ENV, token)
-    monkeypatch.delenv("AMBER_SERVE_TOKEN_FILE", raising=False)
+    monkeypatch.setenv(served.TOKEN_ENV, token)
+    monkeypatch.delenv(served.TOKEN_FILE_ENV, raising=False)
     server = httpserve.Server(str(root), token=token, append_only=append_only)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
