@@ -246,6 +246,12 @@ def test_tls_with_a_private_ca(repo: Amber, tmp_path: Path) -> None:
             "snapshot", "list", check=False)
         assert res.returncode == ExitCode.FAILURE
         assert "TLS failed" in one_line(res.stderr) and "?ca=" in res.stderr
+        plain = server.url.replace("amber+https://", "amber+http://")
+        res = Amber(repo=plain, env=env)("snapshot", "list", check=False)  # type: ignore[arg-type]
+        assert res.returncode == ExitCode.FAILURE
+        assert f"cannot reach the Amber server at {plain}" in one_line(res.stderr)
+        log = server.log.read_text()
+        assert "connection failed" in log and "Traceback" not in log
     finally:
         server.proc.send_signal(signal.SIGTERM)
         assert server.proc.wait(timeout=20) == 0

@@ -25,7 +25,9 @@ from amber.util import errors
 #: Attempts per request, the first included.
 ATTEMPTS = 4
 TIMEOUT_SECONDS = 120
-_RETRYABLE = (ConnectionError, http.client.HTTPException, socket.timeout, TimeoutError)
+#: A dropped connection (the server closes idle keep-alive connections), in plain or TLS.
+_RETRYABLE = (ConnectionError, http.client.HTTPException, socket.timeout, TimeoutError,
+              ssl.SSLEOFError, ssl.SSLZeroReturnError)
 
 
 class ServedBackend(base.Backend):
@@ -86,10 +88,6 @@ class ServedBackend(base.Backend):
                 raise errors.AmberError(
                     f"TLS failed with {self.url}: {exc.verify_message or exc.reason} (a private "
                     "CA: ?ca=/path/to/ca.pem in the location URL)") from None
-            except ssl.SSLError as exc:
-                self._drop_connection()
-                raise errors.AmberError(f"TLS failed with {self.url}: {exc.reason or exc}"
-                                        ) from None
             except _RETRYABLE as exc:
                 self._drop_connection()
                 if attempt == ATTEMPTS:
@@ -98,6 +96,10 @@ class ServedBackend(base.Backend):
                         f"cannot reach the Amber server at {self.url} after {ATTEMPTS} "
                         f"attempts: {reason}") from None
                 time.sleep(0.2 * 2 ** (attempt - 1))
+            except ssl.SSLError as exc:
+                self._drop_connection()
+                raise errors.AmberError(f"TLS failed with {self.url}: {exc.reason or exc}"
+                                        ) from None
         if status == 401:
             raise errors.AmberError(
                 f"the Amber server at {self.url} refused the token (401): set "

@@ -22,6 +22,7 @@ import http.server
 import json
 import socket
 import ssl
+import sys
 import threading
 import urllib.parse
 from collections.abc import Callable
@@ -57,9 +58,9 @@ class Server:
         self._uploads = threading.BoundedSemaphore(UPLOAD_SLOTS)
         handler = type("Handler", (_Handler,), {"server_ref": self})
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
-        server_class = type("HTTPServer", (http.server.ThreadingHTTPServer,),
-                            {"address_family": family, "daemon_threads": True})
+        server_class = type("HTTPServer", (_ThreadingServer,), {"address_family": family})
         self._httpd = server_class((host, port), handler)
+        self._httpd.log = log
         self.scheme = "http"
         if tls is not None:
             context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
@@ -97,6 +98,17 @@ class Server:
             return False
         return hmac.compare_digest(header[len("Bearer "):].strip().encode("latin-1"),
                                    self._token)
+
+
+class _ThreadingServer(http.server.ThreadingHTTPServer):
+    daemon_threads = True
+    log: Callable[[str], None]
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A connection that failed outside a request (a TLS handshake with a plain-HTTP
+        client, a reset): one line, not the traceback socketserver prints."""
+        exc = sys.exc_info()[1]
+        self.log(f"{client_address[0]} connection failed: {exc}")
 
 
 class _Handler(http.server.BaseHTTPRequestHandler):
