@@ -30,6 +30,7 @@ from amber.storage import httpserve, local, location
 from amber.util import errors
 from amber.util.errors import ExitCode
 from amber_cli import Amber, restored, write_tree
+from serving import served_directory
 
 
 def tree_state(root: Path) -> dict[str, str]:
@@ -196,6 +197,28 @@ def test_the_owners_marker_makes_serving_append_only(repo: Amber, tmp_path: Path
     finally:
         server.proc.send_signal(signal.SIGINT)
         assert server.proc.wait(timeout=20) == 0
+
+
+def test_clients_cannot_set_or_clear_the_owners_marker(tmp_path: Path,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """Served read-write, a client still cannot make the directory append-only for the owner
+    (or, with the marker set, clear it): the marker is not an object."""
+    root = tmp_path / "r"
+    with served_directory(root, monkeypatch) as url:
+        backend = location.open_backend(url)
+        assert not backend.is_append_only()
+        with pytest.raises(errors.AppendOnlyError):
+            backend.write(local.APPEND_ONLY_MARKER, b"x")
+        assert backend.write("data/00/p", b"x")
+        backend.delete("data/00/p")  # served read-write: deletes work
+        assert not local.has_marker(str(root))
+    local.set_marker(str(root), True)
+    with served_directory(root, monkeypatch) as url:
+        backend = location.open_backend(url)
+        assert backend.is_append_only()
+        with pytest.raises(errors.AppendOnlyError):
+            backend.delete(local.APPEND_ONLY_MARKER)
+        assert local.has_marker(str(root))
 
 
 def test_serve_refuses_what_it_cannot_serve(amber: Amber, repo: Amber, tmp_path: Path) -> None:

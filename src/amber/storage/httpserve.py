@@ -170,13 +170,19 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             self._drop_body()
             self.server_ref._log(f"error: {self.command} {self.path}: {exc}")
             self._text(500, f"the server could not do it: {exc.strerror or exc}")
+        except Exception as exc:  # a bug: one answer and one log line, and serve on
+            self._drop_body()
+            self.server_ref._log(f"error: {self.command} {self.path}: {type(exc).__name__}: "
+                                 f"{exc}")
+            self._text(500, f"the server failed: {type(exc).__name__}")
 
     def _drop_body(self) -> None:
         """A body left unread would be taken for the next request: close instead."""
         if self.command == "PUT" and not getattr(self, "_body_read", False):
             self.close_connection = True
 
-    def _name(self) -> str:
+    def _name(self, *, changing: bool = False) -> str:
+        """The object the request names; ``changing``: it is to be written or deleted."""
         path = urllib.parse.urlsplit(self.path).path
         if not path.startswith(served.OBJECTS_PATH):
             raise _Refused(404, f"no such endpoint {path}")
@@ -184,6 +190,9 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         why = served.check_name(name)
         if why is not None:
             raise _Refused(400, why)
+        if changing and name == local.APPEND_ONLY_MARKER:
+            raise _Refused(403, "the append-only marker is the owner's, set and cleared on the "
+                                "server's machine ('amber repo append-only on|off')")
         return name
 
     # -- requests ------------------------------------------------------------------------------
@@ -245,7 +254,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         self.end_headers()
 
     def _put(self) -> None:
-        name = self._name()
+        name = self._name(changing=True)
         mode = self.headers.get(served.WRITE_HEADER, served.CREATE)
         if mode not in (served.CREATE, served.REPLACE):
             raise _Refused(400, f"{served.WRITE_HEADER} is {served.CREATE} or {served.REPLACE}")
@@ -276,7 +285,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             self._text(409, "the object exists (objects are created once)")
 
     def _delete(self) -> None:
-        self.server_ref.backend.delete(self._name())
+        self.server_ref.backend.delete(self._name(changing=True))
         self._answer(204)
 
 
