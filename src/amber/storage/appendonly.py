@@ -42,5 +42,5 @@ def refuse_maintenance(url: str, command: str) -> errors.AppendOnlyError:
     """The one line a command that deletes or rewrites gets before it starts any work."""
     return errors.AppendOnlyError(
         f"the repository at {url} is append-only: '{command}' deletes or rewrites objects, so "
-        "it runs only on the machine that owns the repository (at a location that is not "
-        "append-only)")
+        "it runs only on the machine that owns the repository, at its directory without "
+        "?append-only (where the owner marked it, after 'amber repo append-only off')")
