@@ -227,6 +227,7 @@ def test_serve_refuses_what_it_cannot_serve(amber: Amber, repo: Amber, tmp_path:
     res = repo("repo", "serve", "--token-file", str(token), check=False)
     assert res.returncode == ExitCode.USAGE and "at least 16 characters" in one_line(res.stderr)
     token.write_text(secrets.token_hex(16))
+    token.chmod(0o600)
     res = Amber(repo=tmp_path / "nothing", env=amber.env)(
         "repo", "serve", "--token-file", str(token), check=False)
     assert res.returncode == ExitCode.REPO_NOT_FOUND, res.stderr
@@ -234,6 +235,18 @@ def test_serve_refuses_what_it_cannot_serve(amber: Amber, repo: Amber, tmp_path:
     res = repo("repo", "serve", "--token-file", str(token), "--tls-cert", str(token),
                check=False)
     assert res.returncode == ExitCode.USAGE and "go together" in one_line(res.stderr)
+    res = repo("repo", "serve", "--token-file", str(token), "--tls-cert", str(token),
+               "--tls-key", str(token), check=False)
+    assert res.returncode == ExitCode.USAGE
+    assert "not a PEM certificate (chain) and its private key" in one_line(res.stderr)
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        res = repo("repo", "serve", "--token-file", str(token), "--port", str(port),
+                   check=False)
+    assert res.returncode == ExitCode.FAILURE
+    assert f"cannot listen on 127.0.0.1:{port}: address already in use" in one_line(res.stderr)
 
 
 def _self_signed(tmp_path: Path) -> tuple[Path, Path]:

@@ -68,7 +68,8 @@ def serve(ctx: context.Context, token_file: str, append_only: bool, host: str, p
                                   log=ctx.info)
     except ssl.SSLError as exc:
         raise errors.UsageError(f"cannot use --tls-cert {tls_cert} with --tls-key {tls_key}: "
-                                f"{exc.reason or exc}") from None
+                                "they are not a PEM certificate (chain) and its private key "
+                                f"({exc.reason or 'unreadable'})") from None
     except OSError as exc:
         if exc.filename is not None:
             raise

@@ -56,16 +56,18 @@ class Server:
         self._token = token.encode("ascii")
         self._log = log
         self._uploads = threading.BoundedSemaphore(UPLOAD_SLOTS)
+        context: ssl.SSLContext | None = None
+        if tls is not None:  # before listening: a bad certificate leaves no socket behind
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            context.minimum_version = ssl.TLSVersion.TLSv1_2
+            context.load_cert_chain(*tls)
         handler = type("Handler", (_Handler,), {"server_ref": self})
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
         server_class = type("HTTPServer", (_ThreadingServer,), {"address_family": family})
         self._httpd = server_class((host, port), handler)
         self._httpd.log = log
         self.scheme = "http"
-        if tls is not None:
-            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-            context.minimum_version = ssl.TLSVersion.TLSv1_2
-            context.load_cert_chain(*tls)
+        if context is not None:
             # the handshake happens on the first read, in the connection's own thread
             self._httpd.socket = context.wrap_socket(self._httpd.socket, server_side=True,
                                                      do_handshake_on_connect=False)
@@ -88,9 +90,6 @@ class Server:
     def shutdown(self) -> None:
         """Stop serving (from another thread than ``serve_forever``'s) and close the socket."""
         self._httpd.shutdown()
-        self._httpd.server_close()
-
-    def close(self) -> None:
         self._httpd.server_close()
 
     def authorized(self, header: str | None) -> bool:
@@ -125,7 +124,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         self.server_ref._log(f"{self.client_address[0]} {format % args}")
 
     def _answer(self, status: int, body: bytes = b"", headers: dict[str, str] | None = None,
-                content_type: str = "application/octet-stream", send_body: bool = True) -> None:
+                content_type: str = "application/octet-stream") -> None:
         self.send_response(status)
         self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(body)))
@@ -134,7 +133,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         if self.close_connection:
             self.send_header("Connection", "close")
         self.end_headers()
-        if send_body and self.command != "HEAD":
+        if self.command != "HEAD":
             self.wfile.write(body)
 
     def _text(self, status: int, text: str, headers: dict[str, str] | None = None) -> None:
