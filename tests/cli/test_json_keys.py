@@ -137,6 +137,7 @@ def test_every_command_json_is_lower_camel_case(repo: Amber, tmp_path: Path,
     run("backup delete", backup["id"], "--dry-run")
     run("repo forget", "--keep-last", "1", "--dry-run")
     run("repo prune", "--dry-run")
+    run("repo append-only")
     run("demo", str(src))
     subprocess.run([*kubectl, "delete", "namespace", f"{namespace}-r",
                     "--wait=false"], check=False, capture_output=True)
@@ -165,11 +166,34 @@ def test_every_command_json_is_lower_camel_case(repo: Amber, tmp_path: Path,
         box.send_signal(signal.SIGINT)
         box.communicate(timeout=60)
 
+    token = tmp_path / "serve-token"
+    token.write_text("t" * 32)
+    token.chmod(0o600)
+    ran["repo serve"] = first_document(amber.popen("repo", "serve", "--port", "0",
+                                                   "--token-file", str(token), "-o", "json"))
+
     assert set(leaf_commands(cli)) <= set(ran), "commands not run here: " + ", ".join(
         sorted(set(leaf_commands(cli)) - set(ran)))
     assert any(k.endswith("(progress)") for k in ran), "no progress line with -o json"
     problems = {command: bad for command, doc in ran.items() if (bad := bad_keys(doc))}
     assert not problems, f"keys not in lowerCamelCase: {problems}"
+
+
+def first_document(proc: subprocess.Popen[str]) -> Any:
+    """The first JSON document a command that runs until stopped prints; then SIGINT."""
+    try:
+        assert proc.stdout is not None
+        text, deadline = "", time.monotonic() + 60
+        while time.monotonic() < deadline:
+            text += proc.stdout.readline()
+            try:
+                return json.loads(text)
+            except json.JSONDecodeError:
+                continue
+        raise AssertionError(f"no JSON document: {text}")
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.communicate(timeout=60)
 
 
 def test_the_checker_finds_snake_case() -> None:

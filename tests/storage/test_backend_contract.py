@@ -1,5 +1,6 @@
 """The storage backend contract (storage/base.py), held by every backend alike: the local
-directory and S3 (moto's server on loopback). The engine relies on nothing else."""
+directory, S3 (moto's server on loopback) and a directory served by 'amber repo serve' (its
+server in this process, on loopback). The engine relies on nothing else."""
 
 from __future__ import annotations
 
@@ -12,12 +13,18 @@ import pytest
 
 from amber.storage import base, local, location
 from s3server import S3Server
+from serving import served_directory
 
 
-@pytest.fixture(params=["local", "s3"])
+@pytest.fixture(params=["local", "s3", "served"])
 def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[base.Backend]:
     if request.param == "local":
         yield local.LocalBackend(str(tmp_path / "repo"))
+        return
+    if request.param == "served":
+        monkeypatch_: pytest.MonkeyPatch = request.getfixturevalue("monkeypatch")
+        with served_directory(tmp_path / "served", monkeypatch_) as url:
+            yield location.open_backend(url)
         return
     server: S3Server = request.getfixturevalue("s3_server")
     monkeypatch: pytest.MonkeyPatch = request.getfixturevalue("monkeypatch")

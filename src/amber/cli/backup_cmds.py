@@ -219,7 +219,7 @@ def delete(ctx: context.Context, backup_ids: tuple[str, ...], and_prune: bool,
     Like 'repo forget' with ids: only the backups' manifests go, under the maintenance lease;
     their data is freed by 'repo prune' (or --prune), once it is older than the safety margin.
     """
-    repo = ctx.open_repo()
+    repo = ctx.open_repo(rewrites="amber backup delete")
     chosen = maintenance.forget_resolved(repo, backup_ids, lambda ref: catalogue.resolve(repo, ref),
                                          dry_run=dry_run)
     prune_data: dict[str, object] | None = None

@@ -19,7 +19,7 @@ from amber.cli.output import JsonLinesReporter, TextReporter, document, make_rep
 from amber.kube import errors as kerrors
 from amber.kube.client import Client
 from amber.repo import repository
-from amber.storage import base, location
+from amber.storage import appendonly, base, location
 from amber.util import errors
 
 
@@ -74,8 +74,12 @@ class Context:
         except (binascii.Error, TypeError, ValueError):
             raise errors.AmberError(f"Secret {ns}/{name}: its data is not base64") from None
 
-    def open_repo(self) -> repository.Repository:
+    def open_repo(self, *, rewrites: str | None = None) -> repository.Repository:
+        """Open the repository. ``rewrites``: the command (``amber repo prune``) deletes or
+        overwrites objects, so an append-only location refuses it here, before any work."""
         backend = self.backend()
+        if rewrites is not None and backend.is_append_only():
+            raise appendonly.refuse_maintenance(backend.url, rewrites)
         repository.read_config(backend)  # missing/too new: say so before asking for a passphrase
         repo = repository.Repository.open(backend, read_passphrase())
         repo.on_warning = self.warn

@@ -25,6 +25,7 @@ from amber.cli import (
     repo_cmds,
     restore_cmds,
     sandbox_cmd,
+    serve_cmds,
     snapshot_cmds,
 )
 from amber.util import errors
@@ -61,6 +62,9 @@ def cli(ctx: click.Context, repo_location: str | None, output: str, quiet: bool,
     ctx.call_on_close(ctx.obj.close)
 
 
+# before the group joins the root, which gives every command in it the shared options
+repo_cmds.repo.add_command(serve_cmds.serve)
+repo_cmds.repo.add_command(serve_cmds.append_only)
 cli.add_command(repo_cmds.repo)
 cli.add_command(snapshot_cmds.snapshot)
 cli.add_command(app_cmds.app)

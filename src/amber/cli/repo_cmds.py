@@ -164,7 +164,7 @@ def forget(ctx: context.Context, keep_last: int, keep_hourly: int, keep_daily: i
     policy = retention.Policy(last=keep_last, hourly=keep_hourly, daily=keep_daily,
                               weekly=keep_weekly, monthly=keep_monthly, yearly=keep_yearly,
                               within=keep_within, keep_tags=frozenset(keep_tag))
-    r = ctx.open_repo()
+    r = ctx.open_repo(rewrites="amber repo forget")
     result = maintenance.forget(r, policy, snapshot_ids, group_by=group_by, dry_run=dry_run)
     forget_data = {"dryRun": dry_run, "decisions": [d.to_json() for d in result.decisions]}
     prune_data: dict[str, object] | None = None
@@ -196,8 +196,9 @@ def prune(ctx: context.Context, keep_younger_than: datetime.timedelta, max_unuse
           dry_run: bool) -> None:
     """Delete data that no snapshot needs (takes the maintenance lease)."""
     margin_s = keep_younger_than.total_seconds()
-    report = maintenance.prune(ctx.open_repo(), margin_s=margin_s, max_unused=max_unused,
-                               dry_run=dry_run, reporter=ctx.reporter)
+    r = ctx.open_repo(rewrites="amber repo prune")
+    report = maintenance.prune(r, margin_s=margin_s, max_unused=max_unused, dry_run=dry_run,
+                               reporter=ctx.reporter)
     ctx.emit(*reports.prune_report(report, margin_s, dry_run))
 
 
@@ -215,7 +216,7 @@ def repair_index(ctx: context.Context) -> None:
     the files holding them stores them anew); packs are never deleted. Exits 14 when damaged
     blobs or unreadable packs were found (the rebuilt index is written all the same).
     """
-    r = ctx.open_repo()
+    r = ctx.open_repo(rewrites="amber repo repair index")
     with locks.MaintenanceLease(r.backend):
         report = repairs.rebuild_index(r, reporter=ctx.reporter)
     lines = [f"unreadable pack {p[:16]} left in place: {why}"
@@ -309,7 +310,7 @@ def key_add(ctx: context.Context, kdf_n: int) -> None:
 def key_remove(ctx: context.Context, key_id: str) -> None:
     """Remove the key slot KEY_ID (an id prefix from 'repo key list'). The last key, and the
     one the repository was opened with, are never removed."""
-    slot = keys.remove(ctx.open_repo(), key_id)
+    slot = keys.remove(ctx.open_repo(rewrites="amber repo key remove"), key_id)
     ctx.emit({"id": slot.id}, f"removed key {slot.id[:8]}")
 
 
@@ -320,7 +321,7 @@ def key_passwd(ctx: context.Context, kdf_n: int) -> None:
     """Change the passphrase of the key slot the repository is opened with: a slot for the new
     passphrase (AMBER_NEW_PASSWORD_FILE, AMBER_NEW_PASSWORD or a prompt) replaces it."""
     kdf = _kdf(kdf_n)
-    r = ctx.open_repo()
+    r = ctx.open_repo(rewrites="amber repo key passwd")
     old = r.key_name.rsplit("/", 1)[-1]
     new = keys.change(r, context.read_passphrase(new=True), kdf)
     ctx.emit({"id": new, "replaced": old}, f"key {old[:8]} replaced by {new[:8]}")

@@ -71,6 +71,11 @@ class Backend(abc.ABC):
     @abc.abstractmethod
     def stat(self, name: str) -> ObjectInfo: ...
 
+    def is_append_only(self) -> bool:
+        """True when this location refuses deletes and overwrites (storage/appendonly.py):
+        commands that need them say so before they start."""
+        return False
+
     @abc.abstractmethod
     def is_initialized(self) -> bool:
         """True when the location holds anything at all (init refuses non-empty places)."""

@@ -3,6 +3,11 @@
 Writes go to a temporary file that is fsync'ed and then hard-linked to its final name: ``link``
 fails if the name exists, which gives create-once semantics without a race, and a reader never
 sees a half-written object under its final name.
+
+Append-only (``append_only=True``, or the owner's marker file ``append-only`` in the directory)
+refuses every delete and overwrite but those of writer markers (``appendonly.py``). In this
+process that guards against mistakes, not against an attacker who can write the directory: for
+that, serve the directory (``repo serve --append-only``) and give the writer no other access.
 """
 
 from __future__ import annotations
@@ -13,10 +18,15 @@ import os
 import secrets
 from collections.abc import Iterator
 
-from amber.storage import base
+from amber.storage import appendonly, base
 from amber.util import errors
 
 TMP_PREFIX = ".tmp-"
+#: A file the repository's owner puts in the directory to make every client append-only.
+APPEND_ONLY_MARKER = "append-only"
+_MARKER_TEXT = (b"This repository is append-only for every Amber client of this directory "
+                b"(decision 0026).\nIts owner turns that off with 'amber repo append-only off'."
+                b"\n")
 
 
 def _raise_if_no_space(exc: OSError, name: str) -> None:
@@ -37,11 +47,50 @@ def _naming(path: str) -> Iterator[None]:
         raise OSError(exc.errno, exc.strerror, path) from exc
 
 
+def has_marker(root: str) -> bool:
+    """Whether the owner marked the repository in ``root`` append-only."""
+    return os.path.isfile(os.path.join(root, APPEND_ONLY_MARKER))
+
+
+def set_marker(root: str, on: bool) -> None:
+    """Put the owner's append-only marker in ``root``, or take it away (idempotent). Not a
+    repository object: the backend's own rules do not apply to it (an append-only backend
+    could never remove it)."""
+    path = os.path.join(root, APPEND_ONLY_MARKER)
+    if not on:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)
+        return
+    if has_marker(root):
+        return
+    tmp = os.path.join(root, TMP_PREFIX + secrets.token_hex(8))
+    with open(tmp, "wb") as f:
+        f.write(_MARKER_TEXT)
+        f.flush()
+        os.fsync(f.fileno())
+    os.chmod(tmp, 0o644)
+    os.replace(tmp, path)
+    LocalBackend._fsync_dir(root)
+
+
 class LocalBackend(base.Backend):
-    def __init__(self, root: str) -> None:
+    def __init__(self, root: str, *, append_only: bool = False) -> None:
         self.root = os.path.abspath(root)
         self.url = f"file://{self.root}"
         self._made_dirs: set[str] = set()
+        #: Asked for by the location, or the owner's marker (looked at once: a command that
+        #: started read-write finishes so, as one whose marker is set meanwhile would).
+        self.append_only = append_only or has_marker(self.root)
+
+    def is_append_only(self) -> bool:
+        return self.append_only
+
+    def guard(self, name: str, *, create: bool, action: str) -> None:
+        """Raise the append-only refusal if this backend may not create (or else change)
+        ``name``."""
+        if self.append_only and not (appendonly.may_create(name) if create
+                                     else appendonly.may_change(name)):
+            raise appendonly.refusal(self.url, name, action)
 
     def _path(self, name: str) -> str:
         if name.startswith("/") or ".." in name.split("/"):
@@ -103,6 +152,7 @@ class LocalBackend(base.Backend):
     def write(self, name: str, data: bytes | bytearray | memoryview, *,
               durable: bool = True) -> bool:
         path = self._path(name)
+        self.guard(name, create=True, action="create")
         directory = os.path.dirname(path)
         if os.path.exists(path):
             return False
@@ -132,6 +182,7 @@ class LocalBackend(base.Backend):
 
     def replace(self, name: str, data: bytes) -> None:
         path = self._path(name)
+        self.guard(name, create=False, action="overwrite")
         directory = os.path.dirname(path)
         tmp = self._write_tmp(directory, data, name)
         os.replace(tmp, path)
@@ -141,8 +192,10 @@ class LocalBackend(base.Backend):
         return self.write(name, data)
 
     def delete(self, name: str) -> None:
+        path = self._path(name)
+        self.guard(name, create=False, action="delete")
         with contextlib.suppress(FileNotFoundError):
-            os.unlink(self._path(name))
+            os.unlink(path)
 
     def list(self, prefix: str) -> Iterator[base.ObjectInfo]:
         top = self._path(prefix.rstrip("/")) if prefix else self.root

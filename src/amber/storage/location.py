@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import urllib.parse
 
-from amber.storage import base, credentials, local
+from amber.storage import base, credentials, local, served
 from amber.storage import s3location as s3loc
 from amber.util import errors
 
@@ -15,23 +15,31 @@ S3_OPTIONS = ("endpoint", "region", "addressing", "ca", "insecure", "profile", "
 
 def open_backend(location: str, *,
                  secrets: credentials.SecretReader | None = None) -> base.Backend:
-    """Return the backend for ``location``: a plain path, a ``file://`` URL, or an ``s3://``
-    URL (docs/cli.md, "Repository locations"). ``secrets`` reads the Kubernetes Secret an
-    ``s3://...?secret=`` location names (the CLI passes one that uses the current cluster)."""
+    """Return the backend for ``location``: a plain path, a ``file://`` URL, an ``s3://``
+    URL, or a served repository's ``amber+http(s)://`` URL (docs/cli.md, "Repository
+    locations"). ``secrets`` reads the Kubernetes Secret an ``s3://...?secret=`` location
+    names (the CLI passes one that uses the current cluster)."""
     parsed = urllib.parse.urlparse(location)
-    if parsed.scheme in ("", "file"):
-        path = urllib.parse.unquote(parsed.path) if parsed.scheme == "file" else location
-        if parsed.scheme == "file" and parsed.netloc not in ("", "localhost"):
+    if parsed.scheme == "":
+        return local.LocalBackend(os.path.expanduser(location))
+    if parsed.scheme == "file":
+        if parsed.netloc not in ("", "localhost"):
             raise errors.UsageError(f"file:// URLs must be local, got host {parsed.netloc!r}")
-        return local.LocalBackend(os.path.expanduser(path))
+        return local.LocalBackend(os.path.expanduser(urllib.parse.unquote(parsed.path)),
+                                  append_only=_file_options(location, parsed.query))
     if parsed.scheme == "s3":
         from amber.storage import s3  # boto3 loads only for repositories in S3
 
-        loc = parse_s3(location)
-        return s3.S3Backend(loc, credentials=_secret_credentials(loc, secrets))
+        where = parse_s3(location)
+        return s3.S3Backend(where, credentials=_secret_credentials(where, secrets))
+    if parsed.scheme in served.SCHEMES:
+        from amber.storage import httpclient
+
+        loc = served.parse_location(location)
+        return httpclient.ServedBackend(loc, served.client_token(loc.url))
     raise errors.UsageError(
-        f"unsupported repository URL scheme {parsed.scheme!r}; use a path, file:///path or "
-        "s3://bucket/prefix"
+        f"unsupported repository URL scheme {parsed.scheme!r}; use a path, file:///path, "
+        "s3://bucket/prefix or amber+http(s)://host:port/"
     )
 
 
@@ -46,6 +54,23 @@ def _secret_credentials(loc: s3loc.S3Location, secrets: credentials.SecretReader
                                 "cluster; this caller has none")
     return credentials.from_secret_data(secrets(namespace, name), secret=loc.secret,
                                         profile=loc.profile)
+
+
+def _file_options(location: str, query: str) -> bool:
+    """A ``file://`` URL's one option, ``append-only=true|false``: whether it is asked for."""
+    try:
+        opts = urllib.parse.parse_qs(query, keep_blank_values=True, strict_parsing=True
+                                     ) if query else {}
+    except ValueError:
+        raise errors.UsageError(f"{location}: the query is not key=value&...") from None
+    unknown = sorted(set(opts) - {"append-only"})
+    if unknown:
+        raise errors.UsageError(f"{location}: unknown option(s) {', '.join(unknown)}; a file:// "
+                                "location takes append-only=true")
+    values = opts.get("append-only", ["false"])
+    if len(values) > 1 or values[0].lower() not in ("true", "false", "1", "0", ""):
+        raise errors.UsageError(f"{location}: append-only is true or false (once)")
+    return values[0].lower() in ("true", "1", "")
 
 
 def parse_s3(location: str) -> s3loc.S3Location:

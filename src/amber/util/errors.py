@@ -28,6 +28,7 @@ class ExitCode(enum.IntEnum):
     SOURCE_ERROR = 17
     REPO_EXISTS = 18
     NOT_PROTECTED = 19
+    APPEND_ONLY = 20
     INTERRUPTED = 130
 
 
@@ -72,6 +73,15 @@ class IntegrityError(AmberError):
     """Stored bytes fail authentication or do not match their id: damage or tampering."""
 
     exit_code = ExitCode.INTEGRITY
+
+
+class AppendOnlyError(AmberError):
+    """The repository is append-only where this process reaches it (a ``file://`` location
+    with ``?append-only=true``, the owner's marker, or ``repo serve --append-only``): it may
+    add objects but never delete or overwrite them. Permanent, not worth retrying: the command
+    belongs on the machine that owns the repository (decision 0026)."""
+
+    exit_code = ExitCode.APPEND_ONLY
 
 
 class NoSpaceError(AmberError):
