@@ -50,7 +50,10 @@ class Context:
     def open_repo(self) -> repository.Repository:
         backend = self.backend()
         repository.read_config(backend)  # missing/too new: say so before asking for a passphrase
-        repo = repository.Repository.open(backend, read_passphrase())
+        # the passphrase is read only if no KMS key slot opens (never a prompt while KMS works)
+        repo = repository.Repository.open(backend, read_passphrase,
+                                          passphrase_available=passphrase_available(),
+                                          warn=self.warn)
         repo.on_warning = self.warn
         return repo
 
@@ -88,6 +91,12 @@ class Context:
             self.reporter.info(message)
 
 
+def passphrase_available() -> bool:
+    """Whether ``read_passphrase`` has a source (a variable set, or a terminal to ask on)."""
+    return bool(os.environ.get("AMBER_PASSWORD_FILE") or os.environ.get("AMBER_PASSWORD")
+                or (sys.stdin is not None and sys.stdin.isatty()))
+
+
 def read_passphrase(*, confirm: bool = False, new: bool = False) -> str:
     """The passphrase from AMBER_PASSWORD_FILE, AMBER_PASSWORD or a prompt; never from argv.
     ``new``: the one a key slot is to get (``repo key add|passwd``), from
@@ -110,7 +119,7 @@ def read_passphrase(*, confirm: bool = False, new: bool = False) -> str:
     from_env = os.environ.get(value_var)
     if from_env:
         return from_env
-    if not sys.stdin.isatty():
+    if sys.stdin is None or not sys.stdin.isatty():  # None: started with stdin closed
         raise errors.UsageError(
             f"no {'new ' if new else ''}passphrase: set {file_var} (or {value_var}), or run "
             "on a terminal")
