@@ -77,7 +77,7 @@ class HostileKms:
         owner = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802 (the http.server name)
+            def do_POST(self) -> None:
                 self.rfile.read(int(self.headers.get("Content-Length", "0")))
                 owner.calls += 1
                 body = json.dumps({"Plaintext": base64.b64encode(owner.master).decode(),
@@ -122,7 +122,7 @@ def _serve() -> None:
     def checked_encrypt(self: Any, key_id: str, plaintext: bytes,
                         encryption_context: dict[str, str]) -> tuple[bytes, str]:
         usable(self, key_id)
-        return encrypt(self, key_id, plaintext, encryption_context)  # type: ignore[no-any-return]
+        return encrypt(self, key_id, plaintext, encryption_context)
 
     def checked_decrypt(self: Any, ciphertext_blob: bytes, encryption_context: dict[str, str],
                         key_id: str | None = None) -> tuple[bytes, str]:

@@ -23,7 +23,7 @@ import pytest
 import kmsserver
 from amber.repo import kmsslot, repository
 from amber.util.errors import ExitCode
-from amber_cli import TEST_KDF_N, Amber, Result, restored, write_tree
+from amber_cli import TEST_KDF_N, Result, restored, write_tree
 from kmsserver import HostileKms
 from s3server import S3Server
 
@@ -51,10 +51,11 @@ class Runner:
         self.server = server
         self.outputs: list[str] = []
 
-    def __call__(self, *args: str, check: bool = True, **env: str) -> Result:
+    def __call__(self, *args: str, check: bool = True,
+                 env: dict[str, str] | None = None) -> Result:
         proc = subprocess.run(
             [sys.executable, "-m", "amber.cli.main", "--repo", self.repo, *args],
-            capture_output=True, text=True, timeout=300, env={**self.env, **env},
+            capture_output=True, text=True, timeout=300, env={**self.env, **(env or {})},
             stdin=subprocess.DEVNULL, preexec_fn=lambda: os.close(0), check=False)
         self.outputs += [proc.stdout, proc.stderr]
         if check and proc.returncode != 0:
@@ -137,7 +138,8 @@ def test_kms_repository_opens_without_passphrase_and_rewraps(
     assert "KMSInvalidStateException" in _one_line(gone) and second in gone.stderr
 
     # the recovery key still opens it: that is what it is for
-    by_recovery = amber("-o", "json", "snapshot", "list", AMBER_PASSWORD=init["recoveryKey"])
+    by_recovery = amber("-o", "json", "snapshot", "list",
+                        env={"AMBER_PASSWORD": init["recoveryKey"]})
     assert by_recovery.json()[0]["id"] == snap
     assert "KMSInvalidStateException" in by_recovery.stderr  # told why KMS did not open it
     _assert_no_secrets(amber, repo_dir, [master], skip_outputs=init["recoveryKey"])
@@ -152,14 +154,14 @@ def test_passphrase_opens_when_kms_fails_and_says_why(kms_server: S3Server,
     pw_file.write_text(PASSPHRASE + "\n")
     pw_file.chmod(0o600)
     with_pw = {"AMBER_PASSWORD_FILE": str(pw_file)}
-    amber("repo", "init", "--kdf-n", str(TEST_KDF_N), "--no-recovery-key", **with_pw)
+    amber("repo", "init", "--kdf-n", str(TEST_KDF_N), "--no-recovery-key", env=with_pw)
     added = amber("-o", "json", "repo", "key", "add", "--kms-key", key, "--kms-endpoint",
-                  kms_server.endpoint, **with_pw).json()
+                  kms_server.endpoint, env=with_pw).json()
     assert added["kmsKeyId"] == key
     # KMS works: no passphrase needed
     assert amber("-o", "json", "repo", "key", "list").json()[1]["current"] is True
     kmsserver.kms_client(kms_server).disable_key(KeyId=key)
-    res = amber("-o", "json", "repo", "key", "list", **with_pw)
+    res = amber("-o", "json", "repo", "key", "list", env=with_pw)
     assert [k["current"] for k in res.json()] == [True, False]
     assert res.stderr.count("\n") == 1 and "DisabledException" in res.stderr
     assert "trying the passphrase" in res.stderr and key in res.stderr
@@ -167,11 +169,26 @@ def test_passphrase_opens_when_kms_fails_and_says_why(kms_server: S3Server,
     alone = amber("repo", "key", "list", check=False)
     assert alone.returncode == ExitCode.WRONG_PASSPHRASE and "is disabled" in _one_line(alone)
     # a wrong passphrase: the usual error, after the warning
-    wrong = amber("repo", "key", "list", check=False, AMBER_PASSWORD="not it")
+    wrong = amber("repo", "key", "list", check=False, env={"AMBER_PASSWORD": "not it"})
     assert wrong.returncode == ExitCode.WRONG_PASSPHRASE and "wrong passphrase" in wrong.stderr
     slots = [s for s in _slot_files(repo_dir).values() if s["kdf"]["algorithm"] == "aws-kms"]
     kmsserver.kms_client(kms_server).enable_key(KeyId=key)
-    _assert_no_secrets(amber, repo_dir, [_master(kms_server, slots[0]), PASSPHRASE.encode()])
+
+    # passwd changes the passphrase's slot, though KMS opens the repository first
+    changed = amber("-o", "json", "repo", "key", "passwd", "--kdf-n", str(TEST_KDF_N),
+                    env={**with_pw, "AMBER_NEW_PASSWORD": "new passphrase"}).json()
+    listed = amber("-o", "json", "repo", "key", "list").json()
+    assert {(k["id"], k["kind"]) for k in listed} == {(added["id"], "kms"),
+                                                     (changed["id"], "passphrase")}
+    # the KMS slot in use is removed only with a passphrase that opens another slot
+    refused = amber("repo", "key", "remove", added["id"][:8], check=False)
+    assert refused.returncode == ExitCode.USAGE and "no passphrase" in _one_line(refused)
+    amber("repo", "key", "remove", added["id"][:8], env={"AMBER_PASSWORD": "new passphrase"})
+    assert [k["kind"] for k in amber("-o", "json", "repo", "key", "list",
+                                     env={"AMBER_PASSWORD": "new passphrase"}).json()] == [
+        "passphrase"]
+    _assert_no_secrets(amber, repo_dir, [_master(kms_server, slots[0]), PASSPHRASE.encode(),
+                                         b"new passphrase"])
 
 
 def test_slot_pointed_at_a_hostile_kms_is_refused(kms_server: S3Server, tmp_path: Path) -> None:
@@ -221,7 +238,8 @@ def test_slot_pointed_at_a_hostile_kms_is_refused(kms_server: S3Server, tmp_path
 
         # with the endpoint pinned the hostile one is never asked (and the slot, whose check
         # does not fit the real master, is refused as tampered)
-        pinned = amber("snapshot", "list", check=False, AMBER_KMS_ENDPOINT=kms_server.endpoint)
+        pinned = amber("snapshot", "list", check=False,
+                       env={"AMBER_KMS_ENDPOINT": kms_server.endpoint})
         assert pinned.returncode == ExitCode.INTEGRITY and hostile.calls == 2
         assert "not this slot's master secret" in _one_line(pinned)
     _assert_no_secrets(amber, repo_dir, [real_master])
@@ -244,9 +262,9 @@ def test_kms_repository_in_s3(kms_server: S3Server, tmp_path: Path) -> None:
     local = Runner(str(tmp_path / "local"), tmp_path / "home", kms_server)
     local("repo", "init", "--kms-key", key, "--kms-endpoint", kms_server.endpoint,
           "--no-recovery-key")
-    nocred = local("snapshot", "list", check=False, **bare)
+    nocred = local("snapshot", "list", check=False, env=bare)
     assert nocred.returncode == ExitCode.FAILURE and "no AWS credentials" in _one_line(nocred)
-    away = local("snapshot", "list", check=False, AMBER_KMS_ENDPOINT="http://127.0.0.1:9")
+    away = local("snapshot", "list", check=False, env={"AMBER_KMS_ENDPOINT": "http://127.0.0.1:9"})
     assert away.returncode == ExitCode.FAILURE and "cannot reach" in _one_line(away)
     assert key in away.stderr
 

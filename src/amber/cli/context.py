@@ -47,13 +47,15 @@ class Context:
     def backend(self) -> base.Backend:
         return location.open_backend(self.repo_location)
 
-    def open_repo(self) -> repository.Repository:
+    def open_repo(self, *, use_kms: bool = True) -> repository.Repository:
+        """The repository, opened by a KMS key slot or the passphrase (the passphrase alone
+        when not ``use_kms``)."""
         backend = self.backend()
         repository.read_config(backend)  # missing/too new: say so before asking for a passphrase
         # the passphrase is read only if no KMS key slot opens (never a prompt while KMS works)
         repo = repository.Repository.open(backend, read_passphrase,
                                           passphrase_available=passphrase_available(),
-                                          warn=self.warn)
+                                          use_kms=use_kms, warn=self.warn)
         repo.on_warning = self.warn
         return repo
 

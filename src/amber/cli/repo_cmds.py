@@ -102,9 +102,11 @@ def init(ctx: context.Context, cipher: str, kdf_n: int, recovery_key: bool,
         doc["recoveryKey"] = recovery
         doc["recoveryKeyId"] = keys.add(r, recovery, kdf)
         lines += [f"recovery key: {recovery}",
-                  f"  it opens this repository as the {'KMS key' if kms else 'passphrase'} "
-                  "does; it is shown only now: write it down and keep it apart from the "
-                  f"{'KMS key' if kms else 'passphrase'}"]
+                  ("  it opens this repository as the KMS key does, and still does if that key "
+                   "is ever disabled or deleted; it is shown only now: write it down and keep "
+                   "it apart from the repository" if kms else
+                   "  it opens this repository as the passphrase does; it is shown only now: "
+                   "write it down and keep it apart from the passphrase")]
     elif kms is not None:
         ctx.warn(f"no recovery key: if KMS key {kms.key_id} is deleted, or access to it is "
                  "lost, nothing opens this repository ('amber repo key add' adds a passphrase)")
@@ -370,8 +372,13 @@ def key_rewrap(ctx: context.Context, key_id: str, kms_key: str | None,
 @pass_ctx
 def key_remove(ctx: context.Context, key_id: str) -> None:
     """Remove the key slot KEY_ID (an id prefix from 'repo key list'). The last key, and the
-    one the repository was opened with, are never removed."""
-    slot = keys.remove(ctx.open_repo(), key_id)
+    one the repository was opened with, are never removed (a KMS slot opens first: removing it
+    takes a passphrase, AMBER_PASSWORD_FILE, ..., that opens another slot)."""
+    r = ctx.open_repo()
+    if keys.resolve(r, key_id).current and kmsslot.is_kms(r.backend.read(r.key_name)):
+        # the KMS slot in use goes only if a passphrase (or the recovery key) still opens
+        r = ctx.open_repo(use_kms=False)
+    slot = keys.remove(r, key_id)
     ctx.emit({"id": slot.id}, f"removed key {slot.id[:8]}")
 
 
@@ -379,10 +386,11 @@ def key_remove(ctx: context.Context, key_id: str) -> None:
 @_kdf_option
 @pass_ctx
 def key_passwd(ctx: context.Context, kdf_n: int) -> None:
-    """Change the passphrase of the key slot the repository is opened with: a slot for the new
-    passphrase (AMBER_NEW_PASSWORD_FILE, AMBER_NEW_PASSWORD or a prompt) replaces it."""
+    """Change the passphrase of the key slot the passphrase (AMBER_PASSWORD_FILE, ...) opens: a
+    slot for the new passphrase (AMBER_NEW_PASSWORD_FILE, AMBER_NEW_PASSWORD or a prompt)
+    replaces it. KMS slots are left alone."""
     kdf = _kdf(kdf_n)
-    r = ctx.open_repo()
+    r = ctx.open_repo(use_kms=False)  # the slot to change is the one the passphrase opens
     old = r.key_name.rsplit("/", 1)[-1]
     new = keys.change(r, context.read_passphrase(new=True), kdf)
     ctx.emit({"id": new, "replaced": old}, f"key {old[:8]} replaced by {new[:8]}")

@@ -314,9 +314,10 @@ class Repository:
 
     @classmethod
     def open(cls, backend: base.Backend, passphrase: str | Callable[[], str], *,
-             passphrase_available: bool = True,
+             passphrase_available: bool = True, use_kms: bool = True,
              warn: Callable[[str], None] = lambda _message: None) -> Repository:
-        """Open with a KMS key slot if one opens, else with the passphrase.
+        """Open with a KMS key slot if one opens, else with the passphrase (with the passphrase
+        alone if not ``use_kms``: to change it, or to prove that another slot opens).
 
         KMS slots are tried first, so a user of one is never asked for a passphrase while KMS
         works. ``passphrase`` (or the function that reads it: an environment variable, a file or
@@ -331,7 +332,7 @@ class Repository:
         files = _intact_first(backend, key_names)
         kms_failures: list[errors.AmberError] = []
         for name, data in files:
-            if kmsslot.is_kms(data):
+            if use_kms and kmsslot.is_kms(data):
                 try:
                     return cls._open_with_kms(backend, config, name, data)
                 except errors.AmberError as exc:
