@@ -35,8 +35,17 @@ class Client:
         config = botocore.config.Config(
             retries={"total_max_attempts": MAX_ATTEMPTS, "mode": "standard"},
             connect_timeout=10, read_timeout=30)
-        session = boto3.session.Session(region_name=region)
-        self._kms: Any = session.client("kms", endpoint_url=self.endpoint, config=config)
+        try:
+            session = boto3.session.Session(region_name=region)
+            self._kms: Any = session.client("kms", endpoint_url=endpoint, config=config)
+        except botocore.exceptions.ProfileNotFound as exc:
+            raise errors.UsageError(f"no AWS profile {exc.kwargs.get('profile', '')!r} in the "
+                                    "shared config files (~/.aws/config, "
+                                    "~/.aws/credentials)") from None
+        except botocore.exceptions.NoRegionError:
+            raise errors.UsageError(
+                f"no region for KMS key {key_id}: give --kms-region or a key ARN, or set "
+                "AWS_DEFAULT_REGION") from None
         self.region = str(self._kms.meta.region_name or "")
 
     @property
@@ -71,10 +80,6 @@ class Client:
                 f"no AWS credentials for {self.where}: set AWS_ACCESS_KEY_ID and "
                 "AWS_SECRET_ACCESS_KEY, AWS_PROFILE, or run with a role (IRSA, instance "
                 "profile)") from None
-        except botocore.exceptions.NoRegionError:
-            raise errors.UsageError(
-                f"no region for KMS key {self.key_id}: give --kms-region, a key ARN, or "
-                "set AWS_DEFAULT_REGION") from None
         except (botocore.exceptions.EndpointConnectionError,
                 botocore.exceptions.ConnectTimeoutError,
                 botocore.exceptions.ReadTimeoutError) as exc:
@@ -102,8 +107,8 @@ _REFUSALS = {
                                 "enable it, or open the repository with another key slot",
     "NotFoundException": "does not exist (a key belongs to one account and region: check the "
                          "key id and --kms-region)",
-    "AccessDeniedException": "refuses these AWS credentials (they need kms:Encrypt and "
-                             "kms:Decrypt on the key)",
+    "AccessDeniedException": "refuses access (the credentials need kms:Encrypt and "
+                             "kms:Decrypt on the key; or the slot was made with another key)",
     "InvalidCiphertextException": "cannot decrypt this key slot (made with another key or for "
                                   "another repository, or damaged)",
     "IncorrectKeyException": "is not the key this key slot was made with",
