@@ -171,6 +171,14 @@ def test_passphrase_opens_when_kms_fails_and_says_why(kms_server: S3Server,
     # a wrong passphrase: the usual error, after the warning
     wrong = amber("repo", "key", "list", check=False, env={"AMBER_PASSWORD": "not it"})
     assert wrong.returncode == ExitCode.WRONG_PASSPHRASE and "wrong passphrase" in wrong.stderr
+    # the master secret goes only to an endpoint that proved itself or that the user gave
+    unproven = amber("repo", "key", "rewrap", added["id"][:8], check=False, env=with_pw)
+    assert unproven.returncode == ExitCode.USAGE
+    warning, error = unproven.stderr.strip().splitlines()  # KMS is still disabled
+    assert "DisabledException" in warning and "not known to be genuine" in error, error
+    given = amber("repo", "key", "rewrap", added["id"][:8], "--kms-endpoint",
+                  kms_server.endpoint, check=False, env=with_pw)
+    assert given.returncode == ExitCode.WRONG_PASSPHRASE and "DisabledException" in given.stderr
     slots = [s for s in _slot_files(repo_dir).values() if s["kdf"]["algorithm"] == "aws-kms"]
     kmsserver.kms_client(kms_server).enable_key(KeyId=key)
 

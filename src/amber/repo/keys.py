@@ -108,8 +108,17 @@ def rewrap(repo: repository.Repository, prefix: str, key: kmsslot.KeyRef) -> tup
                                 "('amber repo key passwd' changes a passphrase)")
     was = kmsslot.key_ref(old)
     region = key.region or (None if key.key_id and kmsslot.arn_region(key.key_id) else was.region)
-    new = add_kms(repo, kmsslot.KeyRef(key.key_id or was.key_id, key.endpoint or was.endpoint,
-                                       region))
+    endpoint = key.endpoint or kmsslot.pinned_endpoint()
+    if endpoint is None and was.endpoint is not None:
+        if not slot.current:
+            # The master secret is sent there: an endpoint read from the storage is trusted
+            # only once it has answered with this master (decision 0027).
+            raise errors.UsageError(
+                f"key {slot.id[:8]} did not open the repository, so its endpoint "
+                f"{was.endpoint} is not known to be genuine: give --kms-endpoint (or set "
+                f"{kmsslot.ENDPOINT_ENV})")
+        endpoint = was.endpoint
+    new = add_kms(repo, kmsslot.KeyRef(key.key_id or was.key_id, endpoint, region))
     with locks.MaintenanceLease(repo.backend):
         repo.backend.delete(old_name)
     if repo.key_name == old_name:

@@ -54,11 +54,11 @@ class Client:
         service = self.endpoint or "AWS KMS"
         return f"KMS key {self.key_id} at {service} (region {self.region or 'unset'})"
 
-    def encrypt(self, plaintext: bytes, context: dict[str, str]) -> tuple[bytes, str]:
-        """The ciphertext blob of ``plaintext`` and the ARN of the key that made it."""
+    def encrypt(self, plaintext: bytes, context: dict[str, str]) -> bytes:
+        """The ciphertext blob of ``plaintext``."""
         answer = self._call("Encrypt", KeyId=self.key_id, Plaintext=plaintext,
                             EncryptionContext=context)
-        return bytes(answer["CiphertextBlob"]), str(answer.get("KeyId", self.key_id))
+        return bytes(answer["CiphertextBlob"])
 
     def decrypt(self, ciphertext: bytes, context: dict[str, str]) -> bytes:
         """The plaintext of a ciphertext blob made by ``encrypt`` with the same context.

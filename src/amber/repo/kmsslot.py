@@ -52,9 +52,9 @@ def check_endpoint(endpoint: str | None, where: str) -> str | None:
     return endpoint or None
 
 
-def endpoint_for(ref: KeyRef) -> str | None:
-    """The endpoint to ask: the one pinned by ``AMBER_KMS_ENDPOINT``, else the slot's own."""
-    return check_endpoint(os.environ.get(ENDPOINT_ENV), ENDPOINT_ENV) or ref.endpoint
+def pinned_endpoint() -> str | None:
+    """The endpoint ``AMBER_KMS_ENDPOINT`` pins, or None."""
+    return check_endpoint(os.environ.get(ENDPOINT_ENV), ENDPOINT_ENV)
 
 
 def _doc(data: bytes) -> dict[str, Any] | None:
@@ -100,16 +100,18 @@ def arn_region(key_id: str) -> str | None:
     return None
 
 
-def _client(ref: KeyRef) -> kms.Client:
+def _client(ref: KeyRef, endpoint: str | None) -> kms.Client:
     from amber.repo import kms  # boto3 loads only where a KMS slot is made or opened
 
-    return kms.Client(ref.key_id, endpoint_for(ref), ref.region or arn_region(ref.key_id))
+    return kms.Client(ref.key_id, endpoint, ref.region or arn_region(ref.key_id))
 
 
 def create(master: bytes, repo_id: bytes, key: KeyRef) -> bytes:
-    """The bytes of a new KMS slot wrapping ``master`` under ``key``."""
-    client = _client(key)
-    ciphertext, _arn = client.encrypt(master, context(repo_id))
+    """The bytes of a new KMS slot wrapping ``master`` under ``key``, at its endpoint, else the
+    pinned one, else AWS's: never give it one read from the storage that has not proved itself
+    (the master secret goes there; keys.rewrap)."""
+    client = _client(key, key.endpoint or pinned_endpoint())
+    ciphertext = client.encrypt(master, context(repo_id))
     doc = {
         "version": 1,
         "repository": repo_id.hex(),
@@ -148,7 +150,7 @@ def unwrap(data: bytes, repo_id: bytes) -> bytes:
         check = _text(wrap["check"])
     except (ValueError, KeyError, TypeError) as exc:
         raise errors.IntegrityError("is damaged (not the expected shape)") from exc
-    client = _client(ref)
+    client = _client(ref, pinned_endpoint() or ref.endpoint)
     master = client.decrypt(ciphertext, context(repo_id))
     if len(master) != 32 or not hmac.compare_digest(check_value(master, repo_id), check):
         raise errors.IntegrityError(
