@@ -282,7 +282,21 @@ def test_bad_kms_options_are_one_line(kms_server: S3Server, tmp_path: Path) -> N
     res = amber("repo", "init", "--kms-key", "alias/nothing-here", "--kms-endpoint",
                 kms_server.endpoint, check=False)
     assert res.returncode == ExitCode.WRONG_PASSPHRASE and "does not exist" in _one_line(res)
-    assert not (tmp_path / "repo" / "config").exists()
+    assert not (tmp_path / "repo").exists()
+    key = _new_key(kms_server)
+    res = amber("repo", "init", "--kms-key", key, "--kms-endpoint", kms_server.endpoint,
+                "--kms-region", "eu-west-1", check=False)  # the key is in us-east-1
+    assert res.returncode == ExitCode.WRONG_PASSPHRASE
+    assert "region eu-west-1" in _one_line(res) and "NotFoundException" in res.stderr
+    # a slot edited to name another key (one the credentials may use): KMS refuses
+    amber("repo", "init", "--kms-key", key, "--kms-endpoint", kms_server.endpoint,
+          "--no-recovery-key")
+    ((name, slot),) = _slot_files(tmp_path / "repo").items()
+    other = {**slot, "kdf": {**slot["kdf"], "keyId": _new_key(kms_server)}}
+    (tmp_path / "repo" / "keys" / name).write_text(json.dumps(other))
+    res = amber("snapshot", "list", check=False)
+    assert res.returncode == ExitCode.WRONG_PASSPHRASE
+    assert "refuses access" in _one_line(res) and "AccessDeniedException" in res.stderr
     res = amber("repo", "init", "--kms-endpoint", kms_server.endpoint, check=False)
     assert res.returncode == ExitCode.USAGE and "go with --kms-key" in _one_line(res)
     res = amber("repo", "init", "--kms-key", "k", "--kms-endpoint", "ftp://x", check=False)
