@@ -176,7 +176,13 @@ def test_passphrase_opens_when_kms_fails_and_says_why(kms_server: S3Server,
     assert unproven.returncode == ExitCode.USAGE
     warning, error = unproven.stderr.strip().splitlines()  # KMS is still disabled
     assert "DisabledException" in warning and "not known to be genuine" in error, error
-    given = amber("repo", "key", "rewrap", added["id"][:8], "--kms-endpoint",
+    assert "give --kms-key" in error
+    for option in (("--kms-endpoint", kms_server.endpoint), ("--kms-region", "us-east-1")):
+        # not one field of a slot that did not open is trusted, its key id included
+        res = amber("repo", "key", "rewrap", added["id"][:8], *option, check=False,
+                    env=with_pw)
+        assert res.returncode == ExitCode.USAGE and "give --kms-key" in res.stderr
+    given = amber("repo", "key", "rewrap", added["id"][:8], "--kms-key", key, "--kms-endpoint",
                   kms_server.endpoint, check=False, env=with_pw)
     assert given.returncode == ExitCode.WRONG_PASSPHRASE and "DisabledException" in given.stderr
     slots = [s for s in _slot_files(repo_dir).values() if s["kdf"]["algorithm"] == "aws-kms"]

@@ -85,9 +85,9 @@ def add_kms(repo: repository.Repository, key: kmsslot.KeyRef) -> str:
 
 def rewrap(repo: repository.Repository, prefix: str, key: kmsslot.KeyRef) -> tuple[KeySlot, str]:
     """Replace the KMS slot ``prefix`` ("": the one that opened the repository) by one made
-    with ``key``, whose empty fields are the old slot's (no key id: the slot's own key, which
-    then wraps with its newest material; a key ARN brings its own region); the old slot and
-    the new one's id.
+    with ``key``; the old slot and the new one's id. When the old slot opened the repository,
+    ``key``'s empty fields are its own (no key id: the slot's own key, which then wraps with
+    its newest material; a key ARN brings its own region); another slot's are not trusted.
 
     The master secret is at hand (the repository is open), so this is an ``Encrypt``, nothing
     is decrypted again and no data is rewritten. New first, old removed after under the
@@ -106,18 +106,19 @@ def rewrap(repo: repository.Repository, prefix: str, key: kmsslot.KeyRef) -> tup
     if slot.kind != "kms":
         raise errors.UsageError(f"key {slot.id[:8]} is a passphrase slot, not a KMS one "
                                 "('amber repo key passwd' changes a passphrase)")
-    was = kmsslot.key_ref(old)
+    if slot.current:
+        # It has answered with this master secret, so what it records can be trusted: the
+        # master goes to that key and endpoint (unless pinned or given), nowhere else.
+        was = kmsslot.key_ref(old)
+    elif not key.key_id:
+        raise errors.UsageError(
+            f"key {slot.id[:8]} did not open the repository, so the KMS key and endpoint it "
+            "records are not known to be genuine (the master secret would be sent there): "
+            "give --kms-key (and --kms-endpoint for a KMS other than AWS's)")
+    else:
+        was = kmsslot.KeyRef(key.key_id)
+    endpoint = key.endpoint or kmsslot.pinned_endpoint() or was.endpoint
     region = key.region or (None if key.key_id and kmsslot.arn_region(key.key_id) else was.region)
-    endpoint = key.endpoint or kmsslot.pinned_endpoint()
-    if endpoint is None and was.endpoint is not None:
-        if not slot.current:
-            # The master secret is sent there: an endpoint read from the storage is trusted
-            # only once it has answered with this master (decision 0027).
-            raise errors.UsageError(
-                f"key {slot.id[:8]} did not open the repository, so its endpoint "
-                f"{was.endpoint} is not known to be genuine: give --kms-endpoint (or set "
-                f"{kmsslot.ENDPOINT_ENV})")
-        endpoint = was.endpoint
     new = add_kms(repo, kmsslot.KeyRef(key.key_id or was.key_id, endpoint, region))
     with locks.MaintenanceLease(repo.backend):
         repo.backend.delete(old_name)
