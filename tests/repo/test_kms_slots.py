@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 
 import kmsserver
-from amber.repo import kmsslot, repository
+from amber.repo import crypto, kmsslot, repository
 from amber.util.errors import ExitCode
 from amber_cli import TEST_KDF_N, Result, restored, write_tree
 from kmsserver import HostileKms
@@ -312,8 +312,11 @@ def test_bad_kms_options_are_one_line(kms_server: S3Server, tmp_path: Path) -> N
 def _assert_no_secrets(amber: Runner, repo_dir: Path, secrets: list[bytes],
                        skip_outputs: str = "") -> None:
     """No secret, raw, in base64 or hex, in any output (the init that prints the recovery key
-    aside) or in any file Amber wrote; and no file it wrote locally is readable by others."""
-    forms = [f for s in secrets for f in (s, base64.b64encode(s), s.hex().encode())]
+    aside) or in any file Amber wrote; and no file it wrote locally is readable by others. A
+    32-byte secret is a master secret: the data keys derived from it are looked for too."""
+    keys = [crypto.MasterKeys.derive(s) for s in secrets if len(s) == 32]
+    derived = [k for dk in keys for k in (dk.encryption, dk.blob_id)]
+    forms = [f for s in secrets + derived for f in (s, base64.b64encode(s), s.hex().encode())]
     for out in amber.outputs:
         if skip_outputs and skip_outputs in out:
             continue
