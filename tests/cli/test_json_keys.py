@@ -18,11 +18,14 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import boto3
 import click
 import pytest
 
+import s3server
 from amber.cli.main import cli
 from amber_cli import Amber, write_tree
+from s3server import S3Server
 
 KEY = re.compile(r"^[a-z][a-zA-Z0-9]*$")
 
@@ -81,7 +84,7 @@ def namespace(cluster_kubeconfig: Path) -> Iterator[str]:
 
 def test_every_command_json_is_lower_camel_case(repo: Amber, tmp_path: Path,
                                                 cluster_kubeconfig: Path,
-                                                namespace: str) -> None:
+                                                namespace: str, s3_server: S3Server) -> None:
     amber = repo.on_cluster(cluster_kubeconfig)
     kubectl = ["kubectl", "--kubeconfig", str(cluster_kubeconfig)]
     kube = [*kubectl, "-n", namespace]
@@ -104,6 +107,13 @@ def test_every_command_json_is_lower_camel_case(repo: Amber, tmp_path: Path,
     added = run("repo key add", "--kdf-n", "1024", *second_repo, env=new)
     run("repo key list", *second_repo)
     run("repo key remove", added["id"], *second_repo)
+    kms = boto3.client("kms", endpoint_url=s3_server.endpoint, region_name=s3server.REGION,
+                       aws_access_key_id=s3server.ACCESS_KEY,
+                       aws_secret_access_key=s3server.SECRET_KEY)
+    kms_key = ("--kms-key", kms.create_key()["KeyMetadata"]["KeyId"], "--kms-endpoint",
+               s3_server.endpoint)
+    run("repo key add", *kms_key, *second_repo, env=s3_server.env())
+    run("repo key rewrap", *second_repo, env=s3_server.env())
     run("repo key passwd", "--kdf-n", "1024", *second_repo, env=new)
     run("repo info")
     first = run("snapshot create", str(src))

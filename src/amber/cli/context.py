@@ -74,14 +74,19 @@ class Context:
         except (binascii.Error, TypeError, ValueError):
             raise errors.AmberError(f"Secret {ns}/{name}: its data is not base64") from None
 
-    def open_repo(self, *, rewrites: str | None = None) -> repository.Repository:
-        """Open the repository. ``rewrites``: the command (``amber repo prune``) deletes or
+    def open_repo(self, *, rewrites: str | None = None, use_kms: bool = True
+                  ) -> repository.Repository:
+        """The repository, opened by a KMS key slot or the passphrase (the passphrase alone
+        when not ``use_kms``). ``rewrites``: the command (``amber repo prune``) deletes or
         overwrites objects, so an append-only location refuses it here, before any work."""
         backend = self.backend()
         if rewrites is not None and backend.is_append_only():
             raise appendonly.refuse_maintenance(backend.url, rewrites)
         repository.read_config(backend)  # missing/too new: say so before asking for a passphrase
-        repo = repository.Repository.open(backend, read_passphrase())
+        # the passphrase is read only if no KMS key slot opens (never a prompt while KMS works)
+        repo = repository.Repository.open(backend, read_passphrase,
+                                          passphrase_available=passphrase_available(),
+                                          use_kms=use_kms, warn=self.warn)
         repo.on_warning = self.warn
         return repo
 
@@ -119,6 +124,12 @@ class Context:
             self.reporter.info(message)
 
 
+def passphrase_available() -> bool:
+    """Whether ``read_passphrase`` has a source (a variable set, or a terminal to ask on)."""
+    return bool(os.environ.get("AMBER_PASSWORD_FILE") or os.environ.get("AMBER_PASSWORD")
+                or (sys.stdin is not None and sys.stdin.isatty()))
+
+
 def read_passphrase(*, confirm: bool = False, new: bool = False) -> str:
     """The passphrase from AMBER_PASSWORD_FILE, AMBER_PASSWORD or a prompt; never from argv.
     ``new``: the one a key slot is to get (``repo key add|passwd``), from
@@ -141,7 +152,7 @@ def read_passphrase(*, confirm: bool = False, new: bool = False) -> str:
     from_env = os.environ.get(value_var)
     if from_env:
         return from_env
-    if not sys.stdin.isatty():
+    if sys.stdin is None or not sys.stdin.isatty():  # None: started with stdin closed
         raise errors.UsageError(
             f"no {'new ' if new else ''}passphrase: set {file_var} (or {value_var}), or run "
             "on a terminal")

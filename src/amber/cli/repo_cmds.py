@@ -13,6 +13,7 @@ from amber.repo import (
     copier,
     keyfile,
     keys,
+    kmsslot,
     locations,
     locks,
     maintenance,
@@ -44,33 +45,71 @@ def _kdf(kdf_n: int) -> keyfile.KdfParams:
     return keyfile.KdfParams(n=kdf_n)
 
 
+def _kms_options(*, key_help: str) -> Callable[[Callable[..., None]], Callable[..., None]]:
+    def decorate(func: Callable[..., None]) -> Callable[..., None]:
+        func = click.option("--kms-region", metavar="REGION",
+                            help="The KMS key's region (default: a key ARN's, else the AWS "
+                                 "configuration's).")(func)
+        func = click.option("--kms-endpoint", metavar="URL",
+                            help="A KMS speaking the AWS KMS API elsewhere than AWS "
+                                 "(default: AWS KMS of the region).")(func)
+        return click.option("--kms-key", metavar="KEY", help=key_help)(func)
+    return decorate
+
+
+def _kms_key(kms_key: str | None, kms_endpoint: str | None,
+             kms_region: str | None) -> kmsslot.KeyRef | None:
+    """The KMS key the options name, or None without --kms-key (then the others are refused)."""
+    if not kms_key:
+        if kms_endpoint or kms_region:
+            raise errors.UsageError("--kms-endpoint and --kms-region go with --kms-key")
+        return None
+    return kmsslot.KeyRef(kms_key, kmsslot.check_endpoint(kms_endpoint, "--kms-endpoint"),
+                          kms_region or None)
+
+
 @repo.command()
 @click.option("--cipher", type=click.Choice(sorted(fmt.SUITE_NAMES)), default="aes-256-gcm",
               show_default=True, help="AEAD for new objects.")
 @_kdf_option
 @click.option("--recovery-key/--no-recovery-key", default=True, show_default=True,
               help="Also make a recovery key (a second key slot) and print it, once.")
+@_kms_options(key_help="Wrap the master key with this KMS key (id, ARN or alias) instead "
+                       "of a passphrase.")
 @pass_ctx
-def init(ctx: context.Context, cipher: str, kdf_n: int, recovery_key: bool) -> None:
+def init(ctx: context.Context, cipher: str, kdf_n: int, recovery_key: bool,
+         kms_key: str | None, kms_endpoint: str | None, kms_region: str | None) -> None:
     """Create a new, empty repository.
 
     Prints a recovery key, once: it opens the repository as a passphrase does (set it as
-    AMBER_PASSWORD). Keep it apart from the passphrase, on paper or in a vault.
+    AMBER_PASSWORD). Keep it apart from the passphrase, on paper or in a vault. With
+    --kms-key no passphrase is asked for: the KMS key opens the repository, and the recovery
+    key is what still opens it if that key is ever deleted.
     """
     kdf = _kdf(kdf_n)
+    kms = _kms_key(kms_key, kms_endpoint, kms_region)
     backend = ctx.backend()
     repository.ensure_can_init(backend)  # fail before asking for a passphrase
-    passphrase = context.read_passphrase(confirm=True)
-    r = repository.Repository.init(backend, passphrase, cipher=cipher, kdf=kdf)
+    first = kms or context.read_passphrase(confirm=True)
+    r = repository.Repository.init(backend, first, cipher=cipher, kdf=kdf)
     doc: dict[str, object] = {"id": r.config.repo_id.hex(), "location": backend.url}
     lines = [f"created repository {r.config.repo_id.hex()[:8]} at {backend.url}"]
+    if kms is not None:
+        doc["kmsKeyId"] = kms.key_id
+        lines.append(f"its master key is wrapped by KMS key {kms.key_id}")
     if recovery_key:
         recovery = keys.recovery_passphrase()
         doc["recoveryKey"] = recovery
         doc["recoveryKeyId"] = keys.add(r, recovery, kdf)
         lines += [f"recovery key: {recovery}",
-                  "  it opens this repository as the passphrase does; it is shown only now: "
-                  "write it down and keep it apart from the passphrase"]
+                  ("  it opens this repository as the KMS key does, and still does if that key "
+                   "is ever disabled or deleted; it is shown only now: write it down and keep "
+                   "it apart from the repository" if kms else
+                   "  it opens this repository as the passphrase does; it is shown only now: "
+                   "write it down and keep it apart from the passphrase")]
+    elif kms is not None:
+        ctx.warn(f"no recovery key: if KMS key {kms.key_id} is deleted, or access to it is "
+                 "lost, nothing opens this repository ('amber repo key add' adds a passphrase)")
     ctx.emit(doc, "\n".join(lines))
 
 
@@ -287,21 +326,52 @@ def key_list(ctx: context.Context) -> None:
     """The key slots, oldest first; * marks the one that opened the repository."""
     found = keys.slots(ctx.open_repo())
     ctx.emit([output.camel_keys(vars(k)) for k in found], output.table(
-        ["", "ID", "CREATED", "HOST", "USER"],
+        ["", "ID", "KIND", "CREATED", "HOST", "USER"],
         (["*" if k.current else "", k.id[:8] + ("" if k.intact else " (damaged)"),
+          f"kms {k.kms_key_id}" if k.kind == "kms" else k.kind,
           k.created[:19].replace("T", " "), k.hostname, k.username] for k in found)))
 
 
 @key_group.command("add")
 @_kdf_option
+@_kms_options(key_help="Add a slot for this KMS key (id, ARN or alias) instead of a "
+                       "passphrase.")
 @pass_ctx
-def key_add(ctx: context.Context, kdf_n: int) -> None:
+def key_add(ctx: context.Context, kdf_n: int, kms_key: str | None, kms_endpoint: str | None,
+            kms_region: str | None) -> None:
     """Add a key slot for a new passphrase (AMBER_NEW_PASSWORD_FILE, AMBER_NEW_PASSWORD or a
-    prompt). The repository is opened with the current one (AMBER_PASSWORD_FILE, ...)."""
+    prompt), or with --kms-key for a KMS key. The repository is opened with a key it has (a
+    KMS slot, else the passphrase from AMBER_PASSWORD_FILE, ...)."""
     kdf = _kdf(kdf_n)
+    kms = _kms_key(kms_key, kms_endpoint, kms_region)
     r = ctx.open_repo()
+    if kms is not None:
+        new = keys.add_kms(r, kms)
+        ctx.emit({"id": new, "kmsKeyId": kms.key_id},
+                 f"added key {new[:8]} (KMS key {kms.key_id})")
+        return
     new = keys.add(r, context.read_passphrase(new=True), kdf)
     ctx.emit({"id": new}, f"added key {new[:8]}")
+
+
+@key_group.command("rewrap")
+@click.argument("key_id", required=False, default="")
+@_kms_options(key_help="The KMS key to wrap with from now on (default: the slot's own key, "
+                       "to pick up KMS's rotation of its material).")
+@pass_ctx
+def key_rewrap(ctx: context.Context, key_id: str, kms_key: str | None,
+               kms_endpoint: str | None, kms_region: str | None) -> None:
+    """Re-wrap the master key of the KMS slot KEY_ID (default: the one that opened the
+    repository) with --kms-key, or again with its own key. A new slot replaces the old one;
+    no data is rewritten."""
+    r = ctx.open_repo(rewrites="amber repo key rewrap")
+    ref = kmsslot.KeyRef(kms_key or "", kmsslot.check_endpoint(kms_endpoint, "--kms-endpoint"),
+                         kms_region or None)
+    old, new = keys.rewrap(r, key_id, ref)
+    new_key = next(k.kms_key_id for k in keys.slots(r) if k.id == new)
+    ctx.emit({"id": new, "replaced": old.id, "kmsKeyId": new_key},
+             f"key {old.id[:8]} (KMS key {old.kms_key_id}) replaced by {new[:8]} "
+             f"(KMS key {new_key})")
 
 
 @key_group.command("remove")
@@ -309,8 +379,13 @@ def key_add(ctx: context.Context, kdf_n: int) -> None:
 @pass_ctx
 def key_remove(ctx: context.Context, key_id: str) -> None:
     """Remove the key slot KEY_ID (an id prefix from 'repo key list'). The last key, and the
-    one the repository was opened with, are never removed."""
-    slot = keys.remove(ctx.open_repo(rewrites="amber repo key remove"), key_id)
+    one the repository was opened with, are never removed (a KMS slot opens first: removing it
+    takes a passphrase, AMBER_PASSWORD_FILE, ..., that opens another slot)."""
+    r = ctx.open_repo(rewrites="amber repo key remove")
+    if keys.resolve(r, key_id).current and kmsslot.is_kms(r.backend.read(r.key_name)):
+        # the KMS slot in use goes only if a passphrase (or the recovery key) still opens
+        r = ctx.open_repo(rewrites="amber repo key remove", use_kms=False)
+    slot = keys.remove(r, key_id)
     ctx.emit({"id": slot.id}, f"removed key {slot.id[:8]}")
 
 
@@ -318,10 +393,12 @@ def key_remove(ctx: context.Context, key_id: str) -> None:
 @_kdf_option
 @pass_ctx
 def key_passwd(ctx: context.Context, kdf_n: int) -> None:
-    """Change the passphrase of the key slot the repository is opened with: a slot for the new
-    passphrase (AMBER_NEW_PASSWORD_FILE, AMBER_NEW_PASSWORD or a prompt) replaces it."""
+    """Change the passphrase of the key slot the passphrase (AMBER_PASSWORD_FILE, ...) opens: a
+    slot for the new passphrase (AMBER_NEW_PASSWORD_FILE, AMBER_NEW_PASSWORD or a prompt)
+    replaces it. KMS slots are left alone."""
     kdf = _kdf(kdf_n)
-    r = ctx.open_repo(rewrites="amber repo key passwd")
+    # the slot to change is the one the passphrase opens
+    r = ctx.open_repo(rewrites="amber repo key passwd", use_kms=False)
     old = r.key_name.rsplit("/", 1)[-1]
     new = keys.change(r, context.read_passphrase(new=True), kdf)
     ctx.emit({"id": new, "replaced": old}, f"key {old[:8]} replaced by {new[:8]}")

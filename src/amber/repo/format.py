@@ -84,6 +84,10 @@ CONTEXT_ENCRYPTION = "amber 2026-11 v1 envelope encryption"
 CONTEXT_BLOB_ID = "amber 2026-11 v1 blob id"
 CONTEXT_CHUNKER_SEED = "amber 2026-11 v1 chunker seed"
 KEYFILE_AAD_PREFIX = b"amber-key-v1"
+#: Keys the check value of a KMS key slot (decision 0027).
+CONTEXT_KMS_CHECK = "amber 2026-12 v1 kms key check"
+#: The encryption context key under which KMS key slots bind the repository id.
+KMS_CONTEXT_KEY = "amber-repository"
 
 DEFAULT_CHUNKER = {"algorithm": "fastcdc2020", "min_size": 256 * 1024,
                    "avg_size": 1024 * 1024, "max_size": 4 * 1024 * 1024}

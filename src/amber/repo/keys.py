@@ -9,6 +9,10 @@ repository was opened with (open it with another passphrase to remove that one).
 
 A recovery key is a slot like any other whose passphrase Amber makes up at ``repo init``: 160
 random bits, printed once, in groups a person can copy from paper.
+
+A KMS slot (kmsslot.py) wraps the same master secret with a KMS key instead of a passphrase.
+Re-wrapping one (to another KMS key, or to the same key after KMS rotated its material) is a new
+slot first and the old one removed after, as a passphrase change is (decision 0027).
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ import secrets
 from dataclasses import dataclass
 
 from amber.repo import format as fmt
-from amber.repo import keyfile, locks, repository
+from amber.repo import keyfile, kmsslot, locks, repository
 from amber.util import errors
 
 
@@ -33,6 +37,10 @@ class KeySlot:
     username: str
     current: bool
     intact: bool
+    #: "passphrase" or "kms" (a recovery key is a passphrase slot: its file does not say)
+    kind: str = "passphrase"
+    #: The KMS key of a KMS slot, else None.
+    kms_key_id: str | None = None
 
 
 def slots(repo: repository.Repository) -> list[KeySlot]:
@@ -48,9 +56,12 @@ def slots(repo: repository.Repository) -> list[KeySlot]:
             fields = {k: str(doc.get(k, "")) for k in ("created", "hostname", "username")}
         except (ValueError, AttributeError):
             fields = {"created": "", "hostname": "", "username": ""}
+        kms = kmsslot.is_kms(data)
         out.append(KeySlot(leaf, fields["created"], fields["hostname"], fields["username"],
                            info.name == repo.key_name,
-                           repository.object_id(data).hex() == leaf))
+                           repository.object_id(data).hex() == leaf,
+                           "kms" if kms else "passphrase",
+                           kmsslot.key_id(data) or None if kms else None))
     return sorted(out, key=lambda k: (k.created, k.id))
 
 
@@ -62,6 +73,58 @@ def add(repo: repository.Repository, passphrase: str, kdf: keyfile.KdfParams) ->
     name = fmt.KEYS_PREFIX + repository.object_id(data).hex()
     repo.backend.write(name, data)
     return name.rsplit("/", 1)[-1]
+
+
+def add_kms(repo: repository.Repository, key: kmsslot.KeyRef) -> str:
+    """Wrap the open repository's master secret with a KMS key; the new slot's id."""
+    data = kmsslot.create(repo.master, repo.config.repo_id, key)
+    name = fmt.KEYS_PREFIX + repository.object_id(data).hex()
+    repo.backend.write(name, data)
+    return name.rsplit("/", 1)[-1]
+
+
+def rewrap(repo: repository.Repository, prefix: str, key: kmsslot.KeyRef) -> tuple[KeySlot, str]:
+    """Replace the KMS slot ``prefix`` ("": the one that opened the repository) by one made
+    with ``key``; the old slot and the new one's id. When the old slot opened the repository,
+    ``key``'s empty fields are its own (no key id: the slot's own key, which then wraps with
+    its newest material; a key ARN brings its own region); another slot's are not trusted.
+
+    The master secret is at hand (the repository is open), so this is an ``Encrypt``, nothing
+    is decrypted again and no data is rewritten. New first, old removed after under the
+    maintenance lease: an interruption leaves both slots, never neither.
+    """
+    if prefix:
+        slot = resolve(repo, prefix)
+    else:
+        current = [k for k in slots(repo) if k.current]
+        if not current or current[0].kind != "kms":
+            raise errors.UsageError("the repository was not opened with a KMS key slot: name "
+                                    "the slot to rewrap (see 'amber repo key list')")
+        slot = current[0]
+    old_name = fmt.KEYS_PREFIX + slot.id
+    old = repo.backend.read(old_name)
+    if slot.kind != "kms":
+        raise errors.UsageError(f"key {slot.id[:8]} is a passphrase slot, not a KMS one "
+                                "('amber repo key passwd' changes a passphrase)")
+    if slot.current:
+        # It has answered with this master secret, so what it records can be trusted: the
+        # master goes to that key and endpoint (unless pinned or given), nowhere else.
+        was = kmsslot.key_ref(old)
+    elif not key.key_id:
+        raise errors.UsageError(
+            f"key {slot.id[:8]} did not open the repository, so the KMS key and endpoint it "
+            "records are not known to be genuine (the master secret would be sent there): "
+            "give --kms-key (and --kms-endpoint for a KMS other than AWS's)")
+    else:
+        was = kmsslot.KeyRef(key.key_id)
+    endpoint = key.endpoint or kmsslot.pinned_endpoint() or was.endpoint
+    region = key.region or (None if key.key_id and kmsslot.arn_region(key.key_id) else was.region)
+    new = add_kms(repo, kmsslot.KeyRef(key.key_id or was.key_id, endpoint, region))
+    with locks.MaintenanceLease(repo.backend):
+        repo.backend.delete(old_name)
+    if repo.key_name == old_name:
+        repo.key_name = fmt.KEYS_PREFIX + new
+    return slot, new
 
 
 def resolve(repo: repository.Repository, prefix: str) -> KeySlot:

@@ -17,7 +17,7 @@ from typing import Any
 import blake3
 from pyfastcdc import FastCDC
 
-from amber.repo import crypto, damage, indexfile, keyfile, memindex
+from amber.repo import crypto, damage, indexfile, keyfile, kmsslot, memindex
 from amber.repo import format as fmt
 from amber.repo import snapshot as snapshots
 from amber.storage import base
@@ -150,6 +150,18 @@ def ensure_can_init(backend: base.Backend) -> None:
         )
 
 
+def _leaf(name: str) -> str:
+    return name.rsplit("/", 1)[-1]
+
+
+def _one_failure(failures: list[errors.AmberError]) -> errors.AmberError:
+    """Every KMS slot's failure in one line, as the error of the first (its exit code)."""
+    if len(failures) == 1:
+        return failures[0]
+    return type(failures[0])("no KMS key slot opens the repository: "
+                             + "; ".join(str(f) for f in failures))
+
+
 def _is_intact(name: str, data: bytes) -> bool:
     return object_id(data).hex() == name.rsplit("/", 1)[-1]
 
@@ -262,7 +274,7 @@ class Repository:
     def init(
         cls,
         backend: base.Backend,
-        passphrase: str,
+        first_key: str | kmsslot.KeyRef,
         *,
         cipher: str = "aes-256-gcm",
         kdf: keyfile.KdfParams | None = None,
@@ -284,7 +296,10 @@ class Repository:
             "cipher": cipher,
         }
         master = os.urandom(32)
-        key_bytes = keyfile.create(master, passphrase, repo_id, kdf or keyfile.KdfParams())
+        # (a KMS key that cannot be used fails here, before anything is written)
+        key_bytes = (kmsslot.create(master, repo_id, first_key)
+                     if isinstance(first_key, kmsslot.KeyRef)
+                     else keyfile.create(master, first_key, repo_id, kdf or keyfile.KdfParams()))
         # Key first, config last: a directory with a config is always openable.
         key_name = fmt.KEYS_PREFIX + object_id(key_bytes).hex()
         backend.write(key_name, key_bytes)
@@ -298,14 +313,80 @@ class Repository:
         return repo
 
     @classmethod
-    def open(cls, backend: base.Backend, passphrase: str) -> Repository:
+    def open(cls, backend: base.Backend, passphrase: str | Callable[[], str], *,
+             passphrase_available: bool = True, use_kms: bool = True,
+             warn: Callable[[str], None] = lambda _message: None) -> Repository:
+        """Open with a KMS key slot if one opens, else with the passphrase (with the passphrase
+        alone if not ``use_kms``: to change it, or to prove that another slot opens).
+
+        KMS slots are tried first, so a user of one is never asked for a passphrase while KMS
+        works. ``passphrase`` (or the function that reads it: an environment variable, a file or
+        a prompt) is needed only when no KMS slot opens; then the KMS failure is a warning when
+        a passphrase is at hand (``passphrase_available``) and the error otherwise.
+        """
         config = read_config(backend)
         key_names = [info.name for info in backend.list(fmt.KEYS_PREFIX)
                      if not info.name.rsplit("/", 1)[-1].startswith(".")]
         if not key_names:
             raise errors.IntegrityError(f"repository at {backend.url} has no key files")
+        files = _intact_first(backend, key_names)
+        kms_failures: list[errors.AmberError] = []
+        for name, data in files:
+            if use_kms and kmsslot.is_kms(data):
+                try:
+                    return cls._open_with_kms(backend, config, name, data)
+                except errors.AmberError as exc:
+                    kms_failures.append(type(exc)(f"key slot {_leaf(name)[:8]}: {exc}"))
+        passphrase_files = [(name, data) for name, data in files if not kmsslot.is_kms(data)]
+        if kms_failures:
+            failure = _one_failure(kms_failures)
+            if not passphrase_files or not passphrase_available:
+                raise failure
+            warn(f"{failure}; trying the passphrase")
+        return cls._open_with_passphrase(
+            backend, config, passphrase_files,
+            passphrase if isinstance(passphrase, str) else passphrase())
+
+    @classmethod
+    def _open_with_kms(cls, backend: base.Backend, config: Config, name: str,
+                       data: bytes) -> Repository:
+        """Open with one KMS slot; the master it yields must open the repository's objects."""
+        repo = cls(backend, config, kmsslot.unwrap(data, config.repo_id))
+        repo.key_name = name
+        repo._check_master_opens_objects()
+        return repo
+
+    def _check_master_opens_objects(self) -> None:
+        """Refuse a master secret that does not open an intact snapshot or index file.
+
+        A KMS slot's check value is no defence against whoever can write the storage: they can
+        write a slot naming their own endpoint and a check value of a master secret of their
+        choosing. Objects sealed with the real master they cannot make; so the first intact
+        one must open (a repository without any has nothing to check against, decision 0027).
+        """
+        for prefix, obj_type in ((fmt.SNAPSHOTS_PREFIX, fmt.ObjectType.SNAPSHOT),
+                                 (fmt.INDEX_PREFIX, fmt.ObjectType.INDEX)):
+            for name_id, info in self.list_ids(prefix).items():
+                try:
+                    data = self.backend.read(info.name)
+                except FileNotFoundError:
+                    continue
+                if object_id(data) != name_id:
+                    continue  # damaged: proves nothing either way
+                try:
+                    self.codec().open(data, obj_type=obj_type)
+                except errors.IntegrityError:
+                    raise errors.IntegrityError(
+                        f"the master secret KMS gave does not open {info.name}: refused (the "
+                        f"slot's endpoint may have been changed; pin the real one with "
+                        f"{kmsslot.ENDPOINT_ENV})") from None
+                return
+
+    @classmethod
+    def _open_with_passphrase(cls, backend: base.Backend, config: Config,
+                              files: list[tuple[str, bytes]], passphrase: str) -> Repository:
         problems: list[errors.AmberError] = []
-        for name, data in _intact_first(backend, key_names):
+        for name, data in files:
             if not _is_intact(name, data) and _costlier_than_default(data):
                 # A cost raised in a file that no longer matches its name is damage or an
                 # attack meant to make every command allocate a gigabyte: refused unrun.

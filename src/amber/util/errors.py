@@ -61,6 +61,12 @@ class WrongPassphraseError(AmberError):
     exit_code = ExitCode.WRONG_PASSPHRASE
 
 
+class KeyUnavailableError(WrongPassphraseError):
+    """A KMS key slot could not be opened: the KMS key is disabled, pending deletion, missing
+    or refuses the credentials. Exit 11 like a wrong passphrase: the key at hand does not open
+    the repository (decision 0027)."""
+
+
 class UnsupportedFormatError(AmberError):
     exit_code = ExitCode.UNSUPPORTED_FORMAT
 
