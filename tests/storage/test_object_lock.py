@@ -262,3 +262,24 @@ def test_prune_extends_what_snapshots_need_and_removes_what_expired_for_good(
     locked("snapshot", "restore", second, str(tmp_path / "out"))
     assert (restored(tmp_path / "out", src) / "b.bin").read_bytes() == \
         (src / "b.bin").read_bytes()
+
+
+def test_a_copy_of_an_immutable_repository_is_retained_too(
+        locked: Amber, s3_server: S3Server, tmp_path: Path) -> None:
+    _init(locked, "--immutable-days", "2")
+    src = tmp_path / "src"
+    write_tree(src, {"a.bin": os.urandom(100_000)})
+    locked("snapshot", "create", str(src))
+    plain = s3_server.url(s3_server.bucket())
+    refused = locked("repo", "copy", "--to", plain, check=False)
+    assert refused.returncode == ExitCode.USAGE and "has no Object Lock" in refused.stderr
+    target = s3_server.bucket(object_lock=True)
+    locked("repo", "copy", "--to", s3_server.url(target))
+    copied = _versions(s3_server, target)
+    assert {"config", "keys", "data", "snapshots"} <= {n.split("/")[0] for n in copied}
+    for name in copied:
+        if not name.startswith("locks/"):
+            head = s3_server.client().head_object(Bucket=target, Key="repo/" + name)
+            assert head["ObjectLockMode"] == "GOVERNANCE", name
+    local = locked("repo", "copy", "--to", str(tmp_path / "local"))  # a directory retains nothing
+    assert local.returncode == 0

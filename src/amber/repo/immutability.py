@@ -174,7 +174,8 @@ def remove_hidden_versions(repo: repository.Repository, book: RetentionBook, now
                 kept = True
                 out.hold(max(until, now))
                 continue
-            out.versions_removed += 1
+            if not name.startswith(base.UNRETAINED_PREFIX):
+                out.versions_removed += 1  # (old lease versions are not worth a line)
         for v in old:
             if v.delete_marker and not (kept and v.latest):
                 repo.backend.delete_version(name, v.version_id)
