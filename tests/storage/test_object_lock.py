@@ -11,6 +11,7 @@ relies on it)."""
 from __future__ import annotations
 
 import datetime
+import json
 import os
 import time
 from pathlib import Path
@@ -230,6 +231,15 @@ def test_prune_extends_what_snapshots_need_and_removes_what_expired_for_good(
     # 1.5 days on: less than half the retention is left, so what B needs is extended by two
     # days from then; A's pack, needed by nothing, is left alone (and stays: it is retained)
     repo = _open(locked, s3_server, monkeypatch)
+    # every version delete prune tries is one the server accepts: no retained one is tried
+    tried: list[tuple[str, bool]] = []
+    delete_version = repo.backend.delete_version
+
+    def spy(name: str, version_id: str | None) -> bool:
+        tried.append((name, delete_version(name, version_id)))
+        return tried[-1][1]
+
+    monkeypatch.setattr(repo.backend, "delete_version", spy)
     report = _prune_at(repo, start + 1.5 * DAY)
     assert report.objects_extended >= 5  # config, key, snapshot B, index, B's data pack
     assert report.objects_locked >= 2 and report.packs_deleted == 0
@@ -237,6 +247,7 @@ def test_prune_extends_what_snapshots_need_and_removes_what_expired_for_good(
         assert _retained_until(s3_server, bucket, name) >= start + 3.5 * DAY - 60, name
     assert _retained_until(s3_server, bucket, data_a) == a_until
     assert any(n.startswith("retention/") for n in _versions(s3_server, bucket))
+    assert all(ok for _name, ok in tried) and all(n.startswith("locks/") for n, _ok in tried)
 
     # A's objects expire (the server is told so through the admin client; see the module
     # doc), and prune, 3 days on, removes them for good: no version, no delete marker left
@@ -251,6 +262,8 @@ def test_prune_extends_what_snapshots_need_and_removes_what_expired_for_good(
                                    seconds=5)})
     report = _prune_at(repo, start + 3 * DAY)
     assert report.packs_deleted >= 1 and report.versions_removed >= 2
+    assert tried and all(ok for _name, ok in tried)
+    assert {data_a, f"snapshots/{first}"} <= {n for n, _ok in tried}
     left = _versions(s3_server, bucket)
     assert data_a not in left and f"snapshots/{first}" not in left
     assert data_b in left and _retained_until(s3_server, bucket, data_b) >= start + 4.9 * DAY
@@ -283,3 +296,23 @@ def test_a_copy_of_an_immutable_repository_is_retained_too(
             assert head["ObjectLockMode"] == "GOVERNANCE", name
     local = locked("repo", "copy", "--to", str(tmp_path / "local"))  # a directory retains nothing
     assert local.returncode == 0
+
+
+def test_a_config_with_bad_immutability_is_refused_and_a_directory_copy_ignores_it(
+        repo: Amber, tmp_path: Path) -> None:
+    config = tmp_path / "repo" / "config"
+    doc = json.loads(config.read_text())
+    good = {**doc, "immutability": {"days": 2, "mode": "governance"},
+            "features": {"required": ["object-lock"], "compatible": []}}
+    config.chmod(0o600)
+    config.write_text(json.dumps(good))
+    info = repo("-o", "json", "repo", "info").json()  # a directory retains nothing; it opens
+    assert info["immutability"] == {"days": 2, "mode": "governance"}
+    for bad, why in (({**good, "immutability": {"days": 0, "mode": "governance"}}, "days 0"),
+                     ({**good, "immutability": {"days": 2, "mode": "forever"}}, "'forever'"),
+                     ({**doc, "features": {"required": ["object-lock"], "compatible": []}},
+                      "without immutability")):
+        config.write_text(json.dumps(bad))
+        refused = repo("repo", "info", check=False)
+        assert refused.returncode == ExitCode.INTEGRITY, refused.stderr
+        assert why in refused.stderr and "config" in refused.stderr

@@ -205,9 +205,11 @@ def forget(ctx: context.Context, keep_last: int, keep_hourly: int, keep_daily: i
         verdict = "keep  " if d.keep else ("would remove" if dry_run else "remove")
         print(f"{verdict} {d.id[:8]}  {', '.join(d.reasons) or d.note}")
         if d.id in result.retained and not d.keep:
-            print(f"       its file stays under Object Lock until "
-                  f"{reports.utc(result.retained[d.id])} (hidden from every listing "
-                  f"{'then' if dry_run else 'now'}); a prune after that date deletes it")
+            until = reports.utc(result.retained[d.id])
+            print(f"       its file would stay under Object Lock until {until} (hidden from "
+                  "every listing); a prune after that date deletes it" if dry_run else
+                  f"       its file stays under Object Lock until {until} (hidden from every "
+                  "listing now); a prune after that date deletes it")
     print(f"{len(result.removed)} snapshot(s) {'would be ' if dry_run else ''}removed")
     if prune_data is not None:
         print(prune_text)
