@@ -248,6 +248,10 @@ def test_prune_extends_what_snapshots_need_and_removes_what_expired_for_good(
     assert _retained_until(s3_server, bucket, data_a) == a_until
     assert any(n.startswith("retention/") for n in _versions(s3_server, bucket))
     assert all(ok for _name, ok in tried) and all(n.startswith("locks/") for n, _ok in tried)
+    # a prune the next day extends nothing: the extension record says what is covered
+    # (without it every needed object would be due again, by its write time)
+    assert _prune_at(repo, start + 1.6 * DAY).objects_extended == 0
+    tried.clear()
 
     # A's objects expire (the server is told so through the admin client; see the module
     # doc), and prune, 3 days on, removes them for good: no version, no delete marker left
