@@ -180,6 +180,9 @@ def test_forget_and_prune_inside_retention_remove_nothing_retained(
     before = {n: len(v) for n, v in _versions(s3_server, bucket).items()
               if not n.startswith("locks/")}
 
+    dry = locked("-o", "json", "repo", "forget", "--dry-run", first).json()
+    assert dry["decisions"][0]["retainedUntil"].endswith("Z")
+    assert "would stay under Object Lock" in locked("repo", "forget", "--dry-run", first).stdout
     forget = locked("repo", "forget", first)
     assert f"remove {first[:8]}" in forget.stdout
     assert "stays under Object Lock until" in forget.stdout
