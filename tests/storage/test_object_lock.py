@@ -323,3 +323,18 @@ def test_a_config_with_bad_immutability_is_refused_and_a_directory_copy_ignores_
         refused = repo("repo", "info", check=False)
         assert refused.returncode == ExitCode.INTEGRITY, refused.stderr
         assert why in refused.stderr and "config" in refused.stderr
+
+
+def test_an_object_uploaded_in_parts_is_retained_too(
+        locked: Amber, s3_server: S3Server, monkeypatch: pytest.MonkeyPatch) -> None:
+    from amber.storage import s3
+
+    _init(locked, "--immutable-days", "1", "--lock-mode", "compliance")
+    repo = _open(locked, s3_server, monkeypatch)
+    monkeypatch.setattr(s3, "MULTIPART_THRESHOLD", 1024)
+    data = os.urandom(9 * 1024 * 1024)  # above s3transfer's 8 MiB: uploaded in parts
+    assert repo.backend.write("data/00/" + "0" * 64, data)
+    head = s3_server.client().head_object(Bucket=_bucket(locked), Key="repo/data/00/" + "0" * 64)
+    assert head["ObjectLockMode"] == "COMPLIANCE"
+    assert head["ObjectLockRetainUntilDate"].timestamp() > time.time() + DAY - 120
+    assert repo.backend.read("data/00/" + "0" * 64) == data

@@ -172,9 +172,17 @@ class S3Backend(base.Backend):
             # engine's own objects, which are content-named; only packs are this large).
             if self.exists(name):
                 return False
+            lock = self._lock_args(name)
             with self._requests(f"PUT {name}"):
                 self._s3.upload_fileobj(io.BytesIO(bytes(data)), self.loc.bucket, key,
-                                        ExtraArgs=self._lock_args(name))
+                                        ExtraArgs=lock)
+                if lock:
+                    # set once more on the whole object: not every S3 server applies the
+                    # lock headers of a multipart upload (moto does not)
+                    self._s3.put_object_retention(
+                        Bucket=self.loc.bucket, Key=key,
+                        Retention={"Mode": lock["ObjectLockMode"],
+                                   "RetainUntilDate": lock["ObjectLockRetainUntilDate"]})
             return True
         body = bytes(data)
         with self._requests(f"PUT {name}"):
@@ -197,7 +205,9 @@ class S3Backend(base.Backend):
         args: dict[str, Any] = {"ObjectLockMode": self.retention.mode.upper(),
                                 "ObjectLockRetainUntilDate": _utc(self.retention.until(
                                     time.time()))}
-        if body is not None:
+        if body is None:  # in parts: each part carries a checksum instead
+            args["ChecksumAlgorithm"] = "CRC32"
+        else:
             # an integrity check S3 demands with lock headers, not a security hash
             digest = hashlib.md5(body, usedforsecurity=False).digest()
             args["ContentMD5"] = base64.b64encode(digest).decode()
