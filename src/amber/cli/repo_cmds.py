@@ -23,6 +23,7 @@ from amber.repo import (
 )
 from amber.repo import format as fmt
 from amber.repo import repair as repairs
+from amber.storage import base
 from amber.util import errors
 
 pass_ctx = click.make_pass_decorator(context.Context)
@@ -76,9 +77,15 @@ def _kms_key(kms_key: str | None, kms_endpoint: str | None,
               help="Also make a recovery key (a second key slot) and print it, once.")
 @_kms_options(key_help="Wrap the master key with this KMS key (id, ARN or alias) instead "
                        "of a passphrase.")
+@click.option("--immutable-days", type=click.IntRange(*fmt.IMMUTABLE_DAYS_RANGE), default=None,
+              metavar="N", help="S3 Object Lock: write every object retained for N days "
+              "(the bucket must have Object Lock); prune extends what snapshots need.")
+@click.option("--lock-mode", type=click.Choice(base.LOCK_MODES), default=None,
+              help="With --immutable-days: Object Lock mode.  [default: governance]")
 @pass_ctx
 def init(ctx: context.Context, cipher: str, kdf_n: int, recovery_key: bool,
-         kms_key: str | None, kms_endpoint: str | None, kms_region: str | None) -> None:
+         kms_key: str | None, kms_endpoint: str | None, kms_region: str | None,
+         immutable_days: int | None, lock_mode: str | None) -> None:
     """Create a new, empty repository.
 
     Prints a recovery key, once: it opens the repository as a passphrase does (set it as
@@ -87,16 +94,28 @@ def init(ctx: context.Context, cipher: str, kdf_n: int, recovery_key: bool,
     key is what still opens it if that key is ever deleted.
     """
     kdf = _kdf(kdf_n)
+    if lock_mode is not None and immutable_days is None:
+        raise errors.UsageError("--lock-mode needs --immutable-days N")
     kms = _kms_key(kms_key, kms_endpoint, kms_region)
     backend = ctx.backend()
+    retained = (None if immutable_days is None
+                else base.Retention(immutable_days, lock_mode or "governance"))
+    if retained is not None:
+        backend.check_retention_support()  # fail before asking for a passphrase
     repository.ensure_can_init(backend)  # fail before asking for a passphrase
     first = kms or context.read_passphrase(confirm=True)
-    r = repository.Repository.init(backend, first, cipher=cipher, kdf=kdf)
+    r = repository.Repository.init(backend, first, cipher=cipher, kdf=kdf, retention=retained)
     doc: dict[str, object] = {"id": r.config.repo_id.hex(), "location": backend.url}
     lines = [f"created repository {r.config.repo_id.hex()[:8]} at {backend.url}"]
     if kms is not None:
         doc["kmsKeyId"] = kms.key_id
         lines.append(f"its master key is wrapped by KMS key {kms.key_id}")
+    if retained is not None:
+        doc["immutability"] = retained.to_json()
+        lines.append(f"immutable: every object is retained for {retained.days} days "
+                     f"(Object Lock, {retained.mode} mode); run 'amber repo prune' at least "
+                     f"every {max(retained.days // 2, 1)} days so that what snapshots need "
+                     "stays retained")
     if recovery_key:
         recovery = keys.recovery_passphrase()
         doc["recoveryKey"] = recovery
@@ -130,6 +149,9 @@ def info(ctx: context.Context) -> None:
         f"packs       {st.packs} ({_count(st.blobs, 'blob')}, "
         f"{_count(st.index_files, 'index file')})",
         f"size        {output.human_bytes(st.stored_bytes)}",
+        *([] if st.immutability is None else [
+            f"immutable   {st.immutability['days']} days, Object Lock {st.immutability['mode']} "
+            "mode"]),
     ]))
 
 
@@ -205,7 +227,9 @@ def forget(ctx: context.Context, keep_last: int, keep_hourly: int, keep_daily: i
                               within=keep_within, keep_tags=frozenset(keep_tag))
     r = ctx.open_repo(rewrites="amber repo forget")
     result = maintenance.forget(r, policy, snapshot_ids, group_by=group_by, dry_run=dry_run)
-    forget_data = {"dryRun": dry_run, "decisions": [d.to_json() for d in result.decisions]}
+    forget_data = {"dryRun": dry_run, "decisions": [
+        {**d.to_json(), "retainedUntil": reports.utc(result.retained.get(d.id))}
+        if d.id in result.retained else d.to_json() for d in result.decisions]}
     prune_data: dict[str, object] | None = None
     if and_prune and not dry_run:
         margin_s = keep_younger_than.total_seconds()
@@ -219,6 +243,12 @@ def forget(ctx: context.Context, keep_last: int, keep_hourly: int, keep_daily: i
     for d in result.decisions:
         verdict = "keep  " if d.keep else ("would remove" if dry_run else "remove")
         print(f"{verdict} {d.id[:8]}  {', '.join(d.reasons) or d.note}")
+        if d.id in result.retained and not d.keep:
+            until = reports.utc(result.retained[d.id])
+            print(f"       its file would stay under Object Lock until {until} (hidden from "
+                  "every listing); a prune after that date deletes it" if dry_run else
+                  f"       its file stays under Object Lock until {until} (hidden from every "
+                  "listing now); a prune after that date deletes it")
     print(f"{len(result.removed)} snapshot(s) {'would be ' if dry_run else ''}removed")
     if prune_data is not None:
         print(prune_text)

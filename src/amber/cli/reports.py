@@ -49,7 +49,9 @@ def prune_report(report: pruner.PruneReport, margin_s: float,
     """A prune's report as data (for -o json) and as text."""
     data = output.camel_keys(vars(report))
     data["dryRun"] = dry_run
-    data["heldUntil"] = _utc(report.held_until)
+    data["heldUntil"] = utc(report.held_until)
+    data["lockedUntil"] = utc(report.locked_until)
+    data["extendedUntil"] = utc(report.extended_until)
     lines = [
         *report.messages,
         f"packs: {report.packs_before} indexed, {report.packs_kept} kept, "
@@ -59,6 +61,12 @@ def prune_report(report: pruner.PruneReport, margin_s: float,
         f"{'would free' if dry_run else 'freed'} {output.human_bytes(report.bytes_freed)}"
         + (" (deletion deferred: a backup is running)" if report.deferred else ""),
     ]
+    if report.objects_extended and report.extended_until is not None:
+        lines.append(f"retention of {report.objects_extended} object(s) that snapshots need "
+                     f"extended to {utc(report.extended_until)}")
+    if report.versions_removed:
+        lines.append(f"{report.versions_removed} retained version(s) of deleted objects "
+                     "removed for good (their retention had passed)")
     held = held_line(report, margin_s)
     return data, "\n".join([*lines, held] if held else lines)
 
@@ -85,7 +93,7 @@ def _span(seconds: float) -> str:
     return "".join(parts) or "0s"
 
 
-def _utc(epoch: float | None) -> str | None:
+def utc(epoch: float | None) -> str | None:
     if epoch is None:
         return None
     return snapshots.format_time(datetime.datetime.fromtimestamp(epoch, datetime.UTC))

@@ -94,6 +94,10 @@ def _destination(src: repository.Repository, backend: base.Backend,
                  report: CopyReport) -> repository.Repository:
     """The copy, opened with the source's master secret; made (config and key files, as they
     are) when the location is empty. A location holding another repository is refused."""
+    # an immutable repository's copy is retained too, where the store can retain (decision 0025)
+    backend.set_retention(src.config.retention)
+    if backend.retention is not None and not backend.is_initialized():
+        backend.check_retention_support()
     if not backend.is_initialized():
         for info in src.backend.list(fmt.KEYS_PREFIX):  # keys first, config last, as init does
             if repository.id_from_name(info.name) is not None:  # not an operator's key.bak

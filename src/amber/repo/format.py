@@ -10,8 +10,11 @@ import enum
 
 FORMAT_NAME = "amber-repository"
 FORMAT_VERSION = 1
-#: Feature flags this program understands (none yet; listed in config "features").
-KNOWN_FEATURES: frozenset[str] = frozenset()
+#: Required by a repository whose objects are under S3 Object Lock (config "immutability"):
+#: a program that does not know it would try deletes that cannot work (decision 0025).
+FEATURE_OBJECT_LOCK = "object-lock"
+#: Feature flags this program understands (listed in config "features").
+KNOWN_FEATURES: frozenset[str] = frozenset({FEATURE_OBJECT_LOCK})
 
 CONFIG_NAME = "config"
 KEYS_PREFIX = "keys/"
@@ -25,6 +28,10 @@ WRITER_MARKER_PREFIX = "locks/writer-"
 DAMAGED_PREFIX = "damaged/"
 #: Records of where the repository's copies live (format doc §8.1): create-once, newest per name.
 LOCATIONS_PREFIX = "locations/"
+#: Records of retention extensions in an immutable repository (plaintext JSON, decision 0025).
+RETENTION_PREFIX = "retention/"
+#: ``repo init --immutable-days``: from one day to a hundred years.
+IMMUTABLE_DAYS_RANGE = (1, 36500)
 
 ID_SIZE = 32
 ZERO_ID = bytes(ID_SIZE)

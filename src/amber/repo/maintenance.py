@@ -8,10 +8,12 @@ with the pruner (``pruner.forget``, ``Pruner``), the only code that deletes.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-from amber.repo import locks, pruner, repository, retention
+from amber.repo import format as fmt
+from amber.repo import immutability, locks, pruner, repository, retention
 from amber.repo import snapshot as snapshots
 from amber.util import errors, progress
 
@@ -43,6 +45,9 @@ class Forgotten:
 
     decisions: list[Decision]
     removed: list[str]
+    #: In an immutable repository: removed snapshot id -> until when its file stays retained
+    #: (hidden from every listing now, deleted for good by a prune after that date).
+    retained: dict[str, float] = field(default_factory=dict)
 
 
 def forget(repo: repository.Repository, policy: retention.Policy, ids: Sequence[str], *,
@@ -65,9 +70,29 @@ def forget(repo: repository.Repository, policy: retention.Policy, ids: Sequence[
             decisions = _by_policy(snaps, policy, group_by)
             dropped = {d.id for d in decisions if not d.keep}
             remove = [s.id for s in snaps if s.id in dropped]
+        retained = retained_until(repo, remove)
         if not dry_run:
             pruner.forget(repo, remove)
-    return Forgotten(decisions, remove)
+    return Forgotten(decisions, remove, retained)
+
+
+def retained_until(repo: repository.Repository, snapshot_ids: Sequence[str]) -> dict[str, float]:
+    """Until when each of these snapshot files stays retained (immutable repositories only;
+    those whose retention has passed are left out). A forgotten snapshot is hidden at once,
+    so nothing reads it or extends the retention of its data; its file goes later."""
+    book = immutability.RetentionBook.load(repo)
+    if book is None or not snapshot_ids:
+        return {}
+    infos = repo.list_ids(fmt.SNAPSHOTS_PREFIX)
+    now = time.time()
+    out = {}
+    for sid in snapshot_ids:
+        info = infos.get(bytes.fromhex(sid))
+        if info is not None:
+            until = book.until(info.name, info.mtime)
+            if until > now:
+                out[sid] = until
+    return out
 
 
 def _by_policy(snaps: Iterable[snapshots.Snapshot], policy: retention.Policy,
@@ -98,11 +123,13 @@ def forget_resolved(repo: repository.Repository, refs: Sequence[str],
 
 
 def prune(repo: repository.Repository, *, margin_s: float, max_unused: float, dry_run: bool,
-          reporter: progress.Reporter = progress.SILENT) -> pruner.PruneReport:
-    """Delete the data no snapshot needs, under the maintenance lease."""
+          reporter: progress.Reporter = progress.SILENT,
+          clock: Callable[[], float] = time.time) -> pruner.PruneReport:
+    """Delete the data no snapshot needs, under the maintenance lease; in an immutable
+    repository also extend the retention of what snapshots need (decision 0025)."""
     with locks.MaintenanceLease(repo.backend):
         return pruner.Pruner(repo, margin_s=margin_s, max_unused=max_unused, dry_run=dry_run,
-                             reporter=reporter).run()
+                             reporter=reporter, clock=clock).run()
 
 
 @dataclass(frozen=True)
@@ -122,6 +149,8 @@ class Statistics:
     blobs: int
     stored_bytes: int
     index_memory_bytes: int
+    #: {"days", "mode"} of an immutable repository (S3 Object Lock), else None
+    immutability: dict[str, object] | None = None
 
     def to_json(self) -> dict[str, object]:
         doc = dict(vars(self))
@@ -145,4 +174,5 @@ def statistics(repo: repository.Repository) -> Statistics:
         compression_level=repo.config.compression_level,
         snapshots=counts.get("snapshots", 0), packs=counts.get("data", 0),
         index_files=counts.get("index", 0), blobs=len(repo.index),
-        stored_bytes=sum(sizes.values()), index_memory_bytes=repo.index.nbytes)
+        stored_bytes=sum(sizes.values()), index_memory_bytes=repo.index.nbytes,
+        immutability=None if repo.config.retention is None else repo.config.retention.to_json())

@@ -9,12 +9,13 @@ The caller holds the maintenance lease.
 
 from __future__ import annotations
 
+import datetime
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from amber.repo import format as fmt
-from amber.repo import indexfile, locks, memindex, packer, repository, tree, walker
+from amber.repo import immutability, indexfile, locks, memindex, packer, repository, tree, walker
 from amber.repo import snapshot as snapshots
 from amber.storage import base
 from amber.util import errors, progress
@@ -46,6 +47,18 @@ class PruneReport:
     #: (seconds since the epoch; None when nothing is held).
     bytes_held_young: int = 0
     held_until: float | None = None
+    #: An immutable repository (decision 0025): objects prune would remove that are still
+    #: retained (packs kept as they are, versions of deleted objects left in place), and
+    #: until when the last of them is; what it extended, and versions removed for good.
+    objects_locked: int = 0
+    locked_until: float | None = None
+    objects_extended: int = 0
+    extended_until: float | None = None
+    versions_removed: int = 0
+
+    def hold(self, until: float) -> None:
+        self.objects_locked += 1
+        self.locked_until = max(self.locked_until or until, until)
 
 
 def _first_unreadable(repo: repository.Repository, ids: tuple[bytes, ...],
@@ -90,8 +103,11 @@ class Pruner:
         max_unused: float = DEFAULT_MAX_UNUSED,
         dry_run: bool = False,
         reporter: progress.Reporter = progress.SILENT,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self.repo = repo
+        #: Time for the plan and for retention estimates (tests move it past a retention).
+        self.clock = clock
         self.margin_s = margin_s
         self.max_unused = max_unused
         self.dry_run = dry_run
@@ -100,10 +116,32 @@ class Pruner:
         #: packs holding a blob recorded damaged: never kept as they are (§6.1)
         self._damaged_packs: set[bytes] = set()
         self._unfound: bool | None = None
+        self._book = immutability.RetentionBook.load(repo)
+        #: Packs holding a blob a snapshot needs (their retention is extended).
+        self._needed_packs: set[bytes] = set()
 
     def run(self) -> PruneReport:
         r = self.report
-        now = time.time()
+        self._run()
+        if self._book is not None and not self.dry_run:
+            now = self.clock()
+            done = immutability.upkeep(self.repo, self._book, immutability.needed_objects(
+                self.repo, self._needed_packs), now)
+            r.objects_extended, r.extended_until = done.extended, done.extended_until
+            r.versions_removed = done.versions_removed
+            r.messages += done.messages
+            for _ in range(done.locked):
+                r.hold(done.locked_until or now)
+        if r.objects_locked and r.locked_until is not None:
+            when = datetime.datetime.fromtimestamp(r.locked_until, datetime.UTC)
+            r.messages.append(f"{r.objects_locked} object(s) stay locked until "
+                              f"{when:%Y-%m-%d %H:%M} UTC (Object Lock); a later prune "
+                              "removes them")
+        return r
+
+    def _run(self) -> PruneReport:
+        r = self.report
+        now = self.clock()
         contents = self.repo.load_index()
         # A record is a suspicion: prune drops or rewrites the packs of recorded blobs, so it
         # reads each one again first, lest a pack that was away for a while lose intact data.
@@ -122,6 +160,8 @@ class Pruner:
         self.reporter.info(f"{len(used)} blobs in use by {len(snapshot_ids)} snapshots")
 
         keep, dropped, to_copy = self._plan(packs, used, now)
+        self._needed_packs = {p for p, info in keep.items()
+                              if any(e.blob_id in used for e in info.entries)}
         r.packs_kept = len(keep)
         r.packs_repacked = len({p.pack_id for p, _ in to_copy.values()})
         r.packs_dropped = len(dropped)
@@ -256,7 +296,7 @@ class Pruner:
                         key=lambda p: (p.mtime, p.pack_id)):
             needed = sum(e.length for e in p.entries
                          if e.blob_id in used and e.blob_id not in owned)
-            if not self._goes(p, needed):
+            if not self._goes(p, needed) or self._retained(p.pack_id, p.mtime, now):
                 keep[p.pack_id] = p
                 owned.update(e.blob_id for e in p.entries)
             else:
@@ -268,6 +308,17 @@ class Pruner:
                     to_copy[e.blob_id] = (p, e)
                     owned.add(e.blob_id)
         return keep, candidates, to_copy
+
+    def _retained(self, pack_id: bytes, mtime: float, now: float) -> bool:
+        """Whether a pack that would go is still under Object Lock: then it stays as it is,
+        indexed (dropping it would only hide it; repacking would only add data)."""
+        if self._book is None:
+            return False
+        until = self._book.until(self.repo.pack_name(pack_id), mtime)
+        if until <= now:
+            return False
+        self.report.hold(until)
+        return True
 
     def _goes(self, p: _PackInfo, needed: int) -> bool:
         """Whether a pack old enough is dropped or repacked: nothing in it is needed (``needed``
@@ -370,6 +421,7 @@ class Pruner:
                     resurrect[pack_id] = dropped_ids[pack_id].entries
         if resurrect:
             self._write_index(resurrect)
+            self._needed_packs.update(resurrect)
             r.messages.append(f"{len(resurrect)} pack(s) kept for snapshots made during prune")
         for p in dropped:
             if p.pack_id not in resurrect:
@@ -409,6 +461,9 @@ class Pruner:
                 entries = self.repo.usable_entries(pack_id, entries)
                 if any(e.blob_id in used and e.blob_id not in self.repo.index for e in entries):
                     self._write_index({pack_id: entries})
+                    self._needed_packs.add(pack_id)
+                    continue
+                if self._retained(pack_id, info.mtime, now):
                     continue
                 self.repo.backend.delete(info.name)
                 r.packs_deleted += 1

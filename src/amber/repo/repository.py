@@ -32,6 +32,8 @@ class Config:
     compression_level: int
     cipher: fmt.Suite
     raw: dict[str, Any]
+    #: S3 Object Lock retention of every object (None: a mutable repository)
+    retention: base.Retention | None = None
 
 
 def read_config(backend: base.Backend) -> Config:
@@ -71,6 +73,7 @@ def read_config(backend: base.Backend) -> Config:
             compression_level=int(raw["compression"]["level"]),
             cipher=fmt.SUITE_NAMES[raw["cipher"]],
             raw=raw,
+            retention=_retention(raw),
         )
         _check_ranges(config)
         return config
@@ -104,6 +107,22 @@ class _OutOfRange(ValueError):
 _CHUNKER_RANGES = {"min_size": (64, 1 << 20), "avg_size": (256, 4 << 20),
                    "max_size": (1024, 16 << 20)}
 _ZSTD_LEVELS = (-7, 22)
+
+
+def _retention(raw: dict[str, Any]) -> base.Retention | None:
+    """The config's ``immutability`` (decision 0025), checked; None when absent."""
+    doc = raw.get("immutability")
+    if doc is None:
+        if fmt.FEATURE_OBJECT_LOCK in raw.get("features", {}).get("required", []):
+            raise _OutOfRange(f"feature {fmt.FEATURE_OBJECT_LOCK} without immutability")
+        return None
+    days, mode = doc["days"], doc["mode"]
+    low, high = fmt.IMMUTABLE_DAYS_RANGE
+    if not isinstance(days, int) or isinstance(days, bool) or not low <= days <= high:
+        raise _OutOfRange(f"immutability days {days!r} is not an integer from {low} to {high}")
+    if mode not in base.LOCK_MODES:
+        raise _OutOfRange(f"immutability mode {mode!r} is not one of {', '.join(base.LOCK_MODES)}")
+    return base.Retention(days, mode)
 
 
 def _check_ranges(config: Config) -> None:
@@ -226,6 +245,8 @@ class Repository:
     def __init__(self, backend: base.Backend, config: Config, master: bytes) -> None:
         self.backend = backend
         self.config = config
+        # every object this process writes (but lease files) carries the config's retention
+        backend.set_retention(config.retention)
         #: Kept to wrap it for another key slot (repo/keys.py); never written unwrapped.
         self.master = master
         #: The key file that opened the repository ("" for one opened otherwise).
@@ -278,6 +299,7 @@ class Repository:
         *,
         cipher: str = "aes-256-gcm",
         kdf: keyfile.KdfParams | None = None,
+        retention: base.Retention | None = None,
     ) -> Repository:
         if cipher not in fmt.SUITE_NAMES:
             raise errors.UsageError(
@@ -295,6 +317,12 @@ class Repository:
             "compression": {"algorithm": "zstd", "level": fmt.DEFAULT_COMPRESSION_LEVEL},
             "cipher": cipher,
         }
+        if retention is not None:
+            # checked before anything is written: retained objects cannot be taken back
+            backend.check_retention_support()
+            config["immutability"] = retention.to_json()
+            config["features"] = {"required": [fmt.FEATURE_OBJECT_LOCK], "compatible": []}
+        backend.set_retention(retention)  # the key file and config are retained too
         master = os.urandom(32)
         # (a KMS key that cannot be used fails here, before anything is written)
         key_bytes = (kmsslot.create(master, repo_id, first_key)

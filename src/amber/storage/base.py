@@ -11,12 +11,49 @@ import abc
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+from amber.util import errors
+
+#: Seconds in a retention day (S3 counts retention in whole days; Amber writes exact dates).
+DAY_S = 86400.0
+#: Lock modes as the repository config names them (S3 spells them in capitals).
+LOCK_MODES = ("governance", "compliance")
+#: Objects under this prefix are rewritten and removed by their holders: never retained.
+UNRETAINED_PREFIX = "locks/"
+
 
 @dataclass(frozen=True, slots=True)
 class ObjectInfo:
     name: str
     size: int
     mtime: float  # seconds since the epoch, as the backend reports it
+
+
+@dataclass(frozen=True, slots=True)
+class Retention:
+    """How long every object a repository writes (except its lease files) must stay
+    immutable: the repository config's ``immutability``, handed to the backend when the
+    repository opens (S3 Object Lock; decision 0025)."""
+
+    days: int
+    mode: str  # one of LOCK_MODES
+
+    def until(self, now: float) -> float:
+        """The retain-until date of an object written (or extended) at ``now``."""
+        return now + self.days * DAY_S
+
+    def to_json(self) -> dict[str, object]:
+        return {"days": self.days, "mode": self.mode}
+
+
+@dataclass(frozen=True, slots=True)
+class ObjectVersion:
+    """One version of an object, or a delete marker, in a versioned store."""
+
+    name: str
+    version_id: str | None  # None: the store keeps one version (a directory)
+    mtime: float
+    latest: bool
+    delete_marker: bool
 
 
 class Backend(abc.ABC):
@@ -26,6 +63,8 @@ class Backend(abc.ABC):
     #: How many objects the engine writes at once: one for a disk (parallel writes only compete
     #: for the device), more where each write mostly waits on a network round trip.
     write_concurrency: int = 1
+    #: The retention new objects get; None where the store cannot retain (a directory).
+    retention: Retention | None = None
 
     @abc.abstractmethod
     def exists(self, name: str) -> bool: ...
@@ -79,3 +118,38 @@ class Backend(abc.ABC):
     @abc.abstractmethod
     def is_initialized(self) -> bool:
         """True when the location holds anything at all (init refuses non-empty places)."""
+
+    # -- retention (S3 Object Lock); a store without it keeps one version and retains nothing,
+    # so the engine runs the same code on both (decision 0025) ------------------------------
+
+    def check_retention_support(self) -> None:
+        """Refuse, with what to do instead, when this store cannot keep objects immutable."""
+        raise errors.UsageError(
+            f"--immutable-days needs an s3:// location in a bucket with Object Lock; "
+            f"{self.url} cannot hold retention dates (for a directory, make the repository "
+            "append-only instead: docs/operations.md)")
+
+    def set_retention(self, retention: Retention | None) -> None:  # noqa: B027 (optional)
+        """Write every later object (except under locks/) with ``retention``; a store that
+        cannot retain ignores it (its ``retention`` stays None)."""
+
+    def versions(self, prefix: str) -> Iterator[ObjectVersion]:
+        """Every version and delete marker under ``prefix``; one per object where the store
+        keeps one."""
+        for info in self.list(prefix):
+            yield ObjectVersion(info.name, None, info.mtime, latest=True, delete_marker=False)
+
+    def delete_version(self, name: str, version_id: str | None) -> bool:
+        """Remove one version for good; False when the store refuses because it is still
+        retained (nothing changed)."""
+        self.delete(name)
+        return True
+
+    def retained_until(self, name: str) -> float | None:
+        """The retain-until date of the current version of ``name`` (None: not retained)."""
+        return None
+
+    def extend_retention(self, name: str, until: float) -> float | None:
+        """Raise the current version's retain-until date to ``until``, never lowering it;
+        return the date now in effect (None: the store retains nothing)."""
+        return None

@@ -15,9 +15,13 @@ line that says what to fix (decision 0024).
 
 from __future__ import annotations
 
+import base64
 import contextlib
+import datetime
+import hashlib
 import io
 import os
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -79,6 +83,7 @@ class S3Backend(base.Backend):
                                     "files (~/.aws/config, ~/.aws/credentials)") from None
         verify: bool | str = False if loc.insecure else (loc.ca_bundle or True)
         self._bucket_seen = False
+        self.retention: base.Retention | None = None
         self._s3: Any = session.client("s3", endpoint_url=loc.endpoint, config=config,
                                        verify=verify)
 
@@ -193,19 +198,46 @@ class S3Backend(base.Backend):
             # engine's own objects, which are content-named; only packs are this large).
             if self.exists(name):
                 return False
+            lock = self._lock_args(name)
             with self._requests(f"PUT {name}"):
-                self._s3.upload_fileobj(io.BytesIO(bytes(data)), self.loc.bucket, key)
+                self._s3.upload_fileobj(io.BytesIO(bytes(data)), self.loc.bucket, key,
+                                        ExtraArgs=lock)
+                if lock:
+                    # set once more on the whole object: not every S3 server applies the
+                    # lock headers of a multipart upload (moto does not)
+                    self._s3.put_object_retention(
+                        Bucket=self.loc.bucket, Key=key,
+                        Retention={"Mode": lock["ObjectLockMode"],
+                                   "RetainUntilDate": lock["ObjectLockRetainUntilDate"]})
             return True
+        body = bytes(data)
         with self._requests(f"PUT {name}"):
             try:
-                self._s3.put_object(Bucket=self.loc.bucket, Key=key, Body=bytes(data),
-                                    IfNoneMatch="*")
+                self._s3.put_object(Bucket=self.loc.bucket, Key=key, Body=body,
+                                    IfNoneMatch="*", **self._lock_args(name, body))
             except botocore.exceptions.ClientError as exc:
                 code = str(exc.response.get("Error", {}).get("Code", ""))
                 if code in ("PreconditionFailed", "412"):
                     return False
                 raise
         return True
+
+    def _lock_args(self, name: str, body: bytes | None = None) -> dict[str, Any]:
+        """Object Lock headers for a new object: every object but the lease files (which their
+        holders rewrite and delete) is retained until now + the repository's days. S3 wants a
+        Content-MD5 with them."""
+        if self.retention is None or name.startswith(base.UNRETAINED_PREFIX):
+            return {}
+        args: dict[str, Any] = {"ObjectLockMode": self.retention.mode.upper(),
+                                "ObjectLockRetainUntilDate": _utc(self.retention.until(
+                                    time.time()))}
+        if body is None:  # in parts: each part carries a checksum instead
+            args["ChecksumAlgorithm"] = "CRC32"
+        else:
+            # an integrity check S3 demands with lock headers, not a security hash
+            digest = hashlib.md5(body, usedforsecurity=False).digest()
+            args["ContentMD5"] = base64.b64encode(digest).decode()
+        return args
 
     def replace(self, name: str, data: bytes) -> None:
         with self._requests(f"PUT {name}"):
@@ -249,6 +281,112 @@ class S3Backend(base.Backend):
             answer = self._s3.list_objects_v2(Bucket=self.loc.bucket, Prefix=self.loc.prefix,
                                               MaxKeys=1)
         return bool(answer.get("KeyCount") or answer.get("Contents"))
+
+    # -- Object Lock (decision 0025) -------------------------------------------------------
+
+    def check_retention_support(self) -> None:
+        """The bucket must have Object Lock (which needs versioning): else say how to get it."""
+        bucket = self.loc.bucket
+        with self._requests("GetObjectLockConfiguration"):
+            try:
+                lock = self._s3.get_object_lock_configuration(Bucket=bucket)
+            except botocore.exceptions.ClientError as exc:
+                code = str(exc.response.get("Error", {}).get("Code", ""))
+                if code != "ObjectLockConfigurationNotFoundError":
+                    raise
+                lock = {}
+        if lock.get("ObjectLockConfiguration", {}).get("ObjectLockEnabled") != "Enabled":
+            raise errors.UsageError(
+                f"bucket {bucket} has no Object Lock, so nothing could keep its objects "
+                "immutable: create a bucket with it (aws s3api create-bucket --bucket NAME "
+                "--object-lock-enabled-for-bucket), or turn it on for this one (aws s3api "
+                f"put-bucket-versioning --bucket {bucket} --versioning-configuration "
+                f"Status=Enabled, then aws s3api put-object-lock-configuration --bucket "
+                f"{bucket} --object-lock-configuration ObjectLockEnabled=Enabled)")
+        with self._requests("GetBucketVersioning"):
+            status = self._s3.get_bucket_versioning(Bucket=bucket).get("Status")
+        if status != "Enabled":
+            raise errors.UsageError(
+                f"bucket {bucket} has Object Lock but versioning is {status or 'off'}: "
+                f"enable it (aws s3api put-bucket-versioning --bucket {bucket} "
+                "--versioning-configuration Status=Enabled)")
+
+    def set_retention(self, retention: base.Retention | None) -> None:
+        self.retention = retention
+
+    def versions(self, prefix: str) -> Iterator[base.ObjectVersion]:
+        full = self._key(prefix) if prefix else self.loc.prefix
+        skip = len(self.loc.prefix)
+        markers: dict[str, str] = {}
+        while True:
+            with self._requests(f"LIST versions {prefix or '/'}"):
+                page = self._s3.list_object_versions(Bucket=self.loc.bucket, Prefix=full,
+                                                     **markers)
+            found = [(v, False) for v in page.get("Versions", [])]
+            found += [(m, True) for m in page.get("DeleteMarkers", [])]
+            for item, marker in found:
+                yield base.ObjectVersion(item["Key"][skip:], item["VersionId"],
+                                         item["LastModified"].timestamp(),
+                                         latest=bool(item["IsLatest"]), delete_marker=marker)
+            if not page.get("IsTruncated"):
+                return
+            markers = {"KeyMarker": page["NextKeyMarker"],
+                       "VersionIdMarker": page["NextVersionIdMarker"]}
+
+    def delete_version(self, name: str, version_id: str | None) -> bool:
+        if version_id is None:
+            self.delete(name)
+            return True
+        with self._requests(f"DELETE {name} version {version_id}"):
+            try:
+                # never with BypassGovernanceRetention: a retained version stays
+                self._s3.delete_object(Bucket=self.loc.bucket, Key=self._key(name),
+                                       VersionId=version_id)
+            except botocore.exceptions.ClientError as exc:
+                if (str(exc.response.get("Error", {}).get("Code", "")) in _AUTH_CODES
+                        and self._version_retained(name, version_id)):
+                    return False  # still retained: it stays
+                raise
+        return True
+
+    def _version_retained(self, name: str, version_id: str) -> bool:
+        """Whether a refused delete was Object Lock's doing (else it was a permission)."""
+        try:
+            head = self._s3.head_object(Bucket=self.loc.bucket, Key=self._key(name),
+                                        VersionId=version_id)
+        except botocore.exceptions.ClientError:
+            return False
+        until = head.get("ObjectLockRetainUntilDate")
+        return bool(head.get("ObjectLockLegalHold") == "ON"
+                    or (until is not None and until.timestamp() > time.time()))
+
+    def retained_until(self, name: str) -> float | None:
+        with self._requests(f"HEAD {name}"):
+            try:
+                head = self._s3.head_object(Bucket=self.loc.bucket, Key=self._key(name))
+            except botocore.exceptions.ClientError as exc:
+                if self._missing(exc):
+                    raise FileNotFoundError(2, "no such object", f"{self.url}{name}") from None
+                raise
+        until = head.get("ObjectLockRetainUntilDate")
+        return None if until is None else float(until.timestamp())
+
+    def extend_retention(self, name: str, until: float) -> float | None:
+        if self.retention is None:
+            return None
+        current = self.retained_until(name)
+        if current is not None and current >= until:
+            return current  # never lowered (S3 would refuse in compliance mode anyway)
+        with self._requests(f"PutObjectRetention {name}"):
+            # botocore adds the checksum S3 requires; never BypassGovernanceRetention
+            self._s3.put_object_retention(
+                Bucket=self.loc.bucket, Key=self._key(name),
+                Retention={"Mode": self.retention.mode.upper(), "RetainUntilDate": _utc(until)})
+        return until
+
+
+def _utc(epoch: float) -> datetime.datetime:
+    return datetime.datetime.fromtimestamp(epoch, datetime.UTC)
 
 
 def max_attempts() -> int:
