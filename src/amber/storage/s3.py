@@ -210,11 +210,13 @@ class S3Backend(base.Backend):
                         Retention={"Mode": lock["ObjectLockMode"],
                                    "RetainUntilDate": lock["ObjectLockRetainUntilDate"]})
             return True
-        body = bytes(data)
         with self._requests(f"PUT {name}"):
             try:
-                self._s3.put_object(Bucket=self.loc.bucket, Key=key, Body=body,
-                                    IfNoneMatch="*", **self._lock_args(name, body))
+                # read in place from the caller's buffer: a copy per upload would hold another
+                # 16 MiB for each pack in flight
+                self._s3.put_object(Bucket=self.loc.bucket, Key=key, Body=_ViewReader(data),
+                                    ContentLength=len(data), IfNoneMatch="*",
+                                    **self._lock_args(name, data))
             except botocore.exceptions.ClientError as exc:
                 code = str(exc.response.get("Error", {}).get("Code", ""))
                 if code in ("PreconditionFailed", "412"):
@@ -222,7 +224,8 @@ class S3Backend(base.Backend):
                 raise
         return True
 
-    def _lock_args(self, name: str, body: bytes | None = None) -> dict[str, Any]:
+    def _lock_args(self, name: str, body: bytes | bytearray | memoryview | None = None
+                   ) -> dict[str, Any]:
         """Object Lock headers for a new object: every object but the lease files (which their
         holders rewrite and delete) is retained until now + the repository's days. S3 wants a
         Content-MD5 with them."""
@@ -387,6 +390,37 @@ class S3Backend(base.Backend):
 
 def _utc(epoch: float) -> datetime.datetime:
     return datetime.datetime.fromtimestamp(epoch, datetime.UTC)
+
+
+class _ViewReader(io.RawIOBase):
+    """A read-only, seekable file over a buffer, without copying it: what botocore needs to send
+    a body and to send it again on a retry (it seeks back to the start)."""
+
+    def __init__(self, data: bytes | bytearray | memoryview) -> None:
+        super().__init__()
+        self._view = memoryview(data).cast("B")
+        self._pos = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        chunk = self._view[self._pos : self._pos + len(buffer)]
+        n = len(chunk)
+        memoryview(buffer).cast("B")[:n] = chunk
+        self._pos += n
+        return n
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        start = {io.SEEK_SET: 0, io.SEEK_CUR: self._pos, io.SEEK_END: len(self._view)}[whence]
+        self._pos = max(0, start + offset)
+        return self._pos
+
+    def tell(self) -> int:
+        return self._pos
 
 
 def max_attempts() -> int:
