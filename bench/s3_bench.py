@@ -279,13 +279,20 @@ class S3ToolResult(rb.ToolResult):
 
 @dataclass
 class ProbeResult:
-    """One probe measurement: ``objects`` x ``object_bytes`` moved by ``workers`` threads."""
+    """One probe measurement: ``objects`` x ``object_bytes`` moved by ``workers`` threads.
 
+    ``client_cpu_seconds`` is this process's CPU over the measurement (nothing else runs in it
+    meanwhile but a 10 Hz /proc sampler): the client library's cost, the number that counts
+    against a real S3, where the server's CPU is not ours.
+    """
+
+    client: str
     op: str
     workers: int
     objects: int
     object_bytes: int
     seconds: float
+    client_cpu_seconds: float
     server: ServerUsage | None
 
     @property
@@ -362,58 +369,107 @@ def restore_phase(bench: Bench, server: Server, tool: InBucket, result: S3ToolRe
     shutil.rmtree(target, ignore_errors=True)
 
 
-def probe(server: Server, bucket: str, objects: int) -> list[ProbeResult]:
-    """PUT then GET ``objects`` packs of 16 MiB through Amber's S3 backend, from 1 and 4 threads.
+#: (put, get) of one client library: put(name, data) creates an object (create-once, as Amber
+#: writes), get(name) returns its length.
+ProbeOps = tuple[Callable[[str, bytearray], None], Callable[[str], int]]
 
-    Amber's backup uploads packs from one thread (src/amber/repo/packer.py): the 1-thread PUT
-    rate is the most its uploads can reach on this server, however fast the rest of its
-    pipeline is. Incompressible bytes, a different object for every PUT (content as Amber's:
-    random-looking, pack-sized); run in this process, with the server's usage measured.
-    """
-    if objects <= 0:
-        return []
+
+def boto3_ops(server: Server, bucket: str) -> ProbeOps:
+    """Amber's own S3 backend (src/amber/storage/s3.py, boto3), configured as Amber uses it."""
     # The backend takes its credentials from the AWS chain, as Amber does. They are the
     # server's (moto's fixed test keys, or the caller's own with --endpoint), which every tool
     # process gets anyway, so they stay in this process's environment.
     os.environ.update(server.env)
     backend = storage_location.open_backend(
-        f"s3://{bucket}/probe?endpoint={server.endpoint}&region={server.region}&addressing=path"
+        f"s3://{bucket}/boto3?endpoint={server.endpoint}&region={server.region}&addressing=path"
     )
+
+    def put(name: str, data: bytearray) -> None:
+        backend.write(name, data)
+
+    return put, lambda name: len(backend.read(name))
+
+
+def obstore_ops(server: Server, bucket: str) -> ProbeOps | None:
+    """obstore (Rust's object_store, releases the GIL), the alternative decision 0024 weighed;
+    None when it is not installed (it is not a dependency of Amber)."""
+    try:
+        import obstore  # optional: only for this comparison
+        from obstore.store import S3Store
+    except ImportError:
+        return None
+    store = S3Store(
+        bucket,
+        prefix="obstore",
+        config={
+            "endpoint": server.endpoint,
+            "region": server.region,
+            "access_key_id": server.env.get("AWS_ACCESS_KEY_ID", ""),
+            "secret_access_key": server.env.get("AWS_SECRET_ACCESS_KEY", ""),
+            "virtual_hosted_style_request": False,
+        },
+        client_options={"allow_http": True},
+    )
+
+    def put(name: str, data: bytearray) -> None:
+        obstore.put(store, name, bytes(data), mode="create", use_multipart=False)
+
+    return put, lambda name: len(obstore.get(store, name).bytes())
+
+
+def probe(server: Server, bucket: str, objects: int) -> list[ProbeResult]:
+    """PUT then GET ``objects`` packs of 16 MiB from 1 and 4 threads, with each client library.
+
+    Amber's backup uploads packs from one thread (src/amber/repo/packer.py): the 1-thread PUT
+    rate of its backend is the most its uploads can reach on this server, however fast the rest
+    of its pipeline is. Incompressible bytes, a different object for every PUT; run in this
+    process, with the server's usage and this process's CPU measured.
+    """
+    if objects <= 0:
+        return []
     size = fmt.PACK_TARGET_SIZE
     base = bytearray(os.urandom(size))
     out: list[ProbeResult] = []
-    for workers in PROBE_WORKERS:
-        names = [f"w{workers}/{i:04d}" for i in range(objects)]
+    clients = {"boto3": boto3_ops(server, bucket), "obstore": obstore_ops(server, bucket)}
+    for client, ops in clients.items():
+        if ops is None:
+            continue
+        put, get = ops
+        for workers in PROBE_WORKERS:
+            names = [f"w{workers}/{i:04d}" for i in range(objects)]
 
-        def put(name: str) -> None:
-            data = bytearray(base)
-            data[: len(name)] = name.encode()  # a distinct object per PUT
-            backend.write(name, data)
+            def put_one(name: str, put: Callable[[str, bytearray], None] = put) -> None:
+                data = bytearray(base)
+                data[: len(name)] = name.encode()  # a distinct object per PUT
+                put(name, data)
 
-        def get(name: str) -> None:
-            if len(backend.read(name)) != size:
-                raise RuntimeError(f"probe object {name} came back short")
+            def get_one(name: str, get: Callable[[str], int] = get) -> None:
+                if get(name) != size:
+                    raise RuntimeError(f"probe object {name} came back short")
 
-        for op, action in (("PUT", put), ("GET", get)):
-            out.append(_timed(server, op, workers, names, action, size))
+            for op, action in (("PUT", put_one), ("GET", get_one)):
+                out.append(_timed(server, client, op, workers, names, action, size))
     return out
 
 
 def _timed(
     server: Server,
+    client: str,
     op: str,
     workers: int,
     names: list[str],
     action: Callable[[str], None],
     size: int,
 ) -> ProbeResult:
-    """Run ``action`` on every name from ``workers`` threads; wall time and server usage."""
+    """Run ``action`` on every name from ``workers`` threads: wall, our CPU, server usage."""
     with ServerWatch(server.pid) as watch:
+        cpu = time.process_time()
         start = time.perf_counter()
         with concurrent.futures.ThreadPoolExecutor(max_workers=workers) as pool:
             list(pool.map(action, names))
         seconds = time.perf_counter() - start
-    return ProbeResult(op, workers, len(names), size, seconds, watch.usage)
+        cpu = time.process_time() - cpu
+    return ProbeResult(client, op, workers, len(names), size, seconds, cpu, watch.usage)
 
 
 def run_round(bench: Bench, number: int) -> S3Round:
@@ -485,25 +541,27 @@ class S3ToolRounds(rb.ToolRounds):
 
 
 def probe_medians(rounds: list[S3Round]) -> list[dict[str, Any]]:
-    """Per (operation, threads): median seconds, MB/s and server CPU over the rounds."""
+    """Per (client, operation, threads): medians over the rounds of time, MB/s and CPU."""
     out = []
-    keys = sorted(
-        {(p.op, p.workers) for r in rounds for p in r.probe}, key=lambda k: (k[0] != "PUT", k[1])
-    )
-    for op, workers in keys:
-        runs = [p for r in rounds for p in r.probe if (p.op, p.workers) == (op, workers)]
+    keys = list(dict.fromkeys((p.client, p.op, p.workers) for r in rounds for p in r.probe))
+    for key in keys:
+        runs = [p for r in rounds for p in r.probe if (p.client, p.op, p.workers) == key]
         seconds = statistics.median(p.seconds for p in runs)
+        moved = runs[0].objects * runs[0].object_bytes
         cpu = [p.server.cpu_seconds for p in runs if p.server is not None]
         out.append(
             {
-                "op": op,
-                "workers": workers,
+                "client": key[0],
+                "op": key[1],
+                "workers": key[2],
                 "objects": runs[0].objects,
                 "object_bytes": runs[0].object_bytes,
                 "median_seconds": seconds,
-                "median_mb_per_s": runs[0].objects * runs[0].object_bytes / seconds / MB,
+                "median_mb_per_s": moved / seconds / MB,
                 "min_mb_per_s": min(p.mb_per_s for p in runs),
                 "max_mb_per_s": max(p.mb_per_s for p in runs),
+                "client_cpu_seconds_per_gb": statistics.median(p.client_cpu_seconds for p in runs)
+                / (moved / 1e9),
                 "median_server_cpu_seconds": _median(cpu),
             }
         )
@@ -583,17 +641,19 @@ def render_results(results: dict[str, S3ToolRounds]) -> str:
 
 
 def render_probe(medians: list[dict[str, Any]]) -> str:
-    """The probe table: one row per operation and thread count."""
+    """The probe table: one row per client library, operation and thread count."""
     lines = [
-        "| Operation | Threads | Objects x MiB | Median (s) | MB/s: median (min-max) "
-        "| Server CPU (s) |",
-        "|---|---|---|---|---|---|",
+        "| Client | Operation | Threads | Objects x MiB | Median (s) | MB/s: median (min-max) "
+        "| Client CPU (s/GB) | Server CPU (s) |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for m in medians:
         lines.append(
-            f"| {m['op']} | {m['workers']} | {m['objects']} x {m['object_bytes'] / MiB:g} "
+            f"| {m['client']} | {m['op']} | {m['workers']} "
+            f"| {m['objects']} x {m['object_bytes'] / MiB:g} "
             f"| {m['median_seconds']:.2f} | {m['median_mb_per_s']:.0f} "
             f"({m['min_mb_per_s']:.0f}-{m['max_mb_per_s']:.0f}) "
+            f"| {m['client_cpu_seconds_per_gb']:.2f} "
             f"| {_fmt(m['median_server_cpu_seconds'], 2)} |"
         )
     return "\n".join(lines)
@@ -602,8 +662,9 @@ def render_probe(medians: list[dict[str, Any]]) -> str:
 def upload_analysis(results: dict[str, S3ToolRounds], medians: list[dict[str, Any]]) -> str:
     """How much of Amber's initial backup serial pack uploads alone would take on this server."""
     amber = results.get("amber")
-    serial = next((m for m in medians if m["op"] == "PUT" and m["workers"] == 1), None)
-    parallel = next((m for m in medians if m["op"] == "PUT" and m["workers"] > 1), None)
+    puts = [m for m in medians if m["client"] == "boto3" and m["op"] == "PUT"]
+    serial = next((m for m in puts if m["workers"] == 1), None)
+    parallel = next((m for m in puts if m["workers"] > 1), None)
     text = (
         "Amber's backup uploads packs from **one** thread: `BlobWriter` in "
         "src/amber/repo/packer.py hands each full pack (16 MiB) through a queue of one to a "
@@ -700,9 +761,14 @@ def render_report(raw: dict[str, Any], results: dict[str, S3ToolRounds]) -> str:
             + render_probe(probe_rows)
             + "\n\n"
             + f"Probe: {raw['probe']['objects']} objects of 16 MiB (Amber's pack size, "
-            "incompressible) per row, written and read through Amber's own S3 backend "
-            "(src/amber/storage/s3.py, boto3) from the benchmark process, after the tools, on "
-            "the same server; medians over the rounds.\n\n" + upload_analysis(results, probe_rows)
+            "incompressible) per row, written (create-once) and read from the benchmark process "
+            "after the tools, on the same server; medians over the rounds. *boto3* is Amber's own "
+            "S3 backend (src/amber/storage/s3.py); *obstore* (Rust, releases the GIL) is the "
+            "alternative decision 0024 weighed, probed only when installed"
+            + ("" if raw["probe"]["obstore"] else " (it was not, in this run)")
+            + ". Client CPU is the benchmark process's CPU per GB moved: what the library costs "
+            "the machine running Amber, whatever the server.\n\n"
+            + upload_analysis(results, probe_rows)
         )
     sections.append(
         "## Tool details\n\n"
@@ -846,6 +912,7 @@ def run_benchmark(
         "targets": [asdict(t) for t in compute_targets(summaries)],
         "probe": {
             "objects": args.probe_packs,
+            "obstore": any(p.client == "obstore" for r in rounds for p in r.probe),
             "medians": probe_medians(rounds),
             "rounds": [[asdict(p) for p in r.probe] for r in rounds],
         },
