@@ -195,7 +195,8 @@ class ServerWatch:
         if self.pid is None or self._sampler is None:
             return
         self._sampler.stop()
-        self.usage = ServerUsage(tree_cpu_seconds(self.pid) - self._cpu, self._sampler.peak_kib)
+        cpu = round(tree_cpu_seconds(self.pid) - self._cpu, 2)  # clock ticks: 10 ms
+        self.usage = ServerUsage(cpu, self._sampler.peak_kib)
 
 
 # --------------------------------------------------------------------------------------------
@@ -835,6 +836,7 @@ def caveats(raw: dict[str, Any], results: dict[str, S3ToolRounds]) -> str:
 def tool_json(summary: S3ToolRounds) -> dict[str, Any]:
     """repo_bench.py's per-tool JSON plus the CPU and server aggregates."""
     out = rb.tool_json(summary)
+    out["summary"]["phases"].pop("changed", None)  # repo_bench.py's 5% re-backup: not run here
     for phase in PHASES:
         out["summary"]["phases"][phase].update(
             {
@@ -854,7 +856,7 @@ def run_benchmark(
     workdir: Path = args.workdir.resolve()
     home = workdir / "s3"
     home.mkdir(parents=True, exist_ok=True)
-    rb.ensure_peers([n for n in names if n != "amber"])
+    rb.ensure_peers(names)
     started = dt.datetime.now().astimezone()
     clock = time.perf_counter()
     load_before = list(os.getloadavg())
