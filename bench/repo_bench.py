@@ -136,7 +136,7 @@ class PhaseResult:
         return max(self.peak_rss_kib, self.tree_rss_kib) * 1024
 
 
-def _tail(path: Path) -> str:
+def tail(path: Path) -> str:
     """The last lines of a log file, bounded so the report stays readable."""
     try:
         text = path.read_text(errors="replace")
@@ -181,7 +181,7 @@ def run_measured(phase: str, cmd: Command, log_base: Path, timeout: float) -> Ph
         tree_rss_kib=got["tree_rss_kib"],
         rss_floor_kib=got["rss_floor_kib"],
         timed_out=got["timed_out"],
-        stderr_tail=got["error"] or ("" if got["returncode"] == 0 else _tail(err_path)),
+        stderr_tail=got["error"] or ("" if got["returncode"] == 0 else tail(err_path)),
         cpu_seconds=got["cpu_seconds"],
     )
 
