@@ -878,10 +878,14 @@ def caveats(raw: dict[str, Any], results: dict[str, S3ToolRounds]) -> str:
         if shares
         else "The server's CPU was not measured (no --server-pid). "
     )
+    what = (
+        "moto is pure Python and keeps every object in its own process (objects above ~5 MiB "
+        "spill to unlinked temporary files); it answers each request on a thread, under one GIL. "
+        if raw["server"]["endpoint"] is None
+        else ""
+    )
     return (
-        f"- Server: {raw['server']['label']}. moto is pure Python and keeps every object in its "
-        "own process (objects above ~5 MiB spill to unlinked temporary files); it answers each "
-        "request on a thread, under one GIL. It runs on the same "
+        f"- Server: {raw['server']['label']}. {what}It runs on the same "
         f"{raw['machine']['nproc']} cores as the tool. "
         + server_line
         + "Whatever the server burns is CPU the tool cannot use, and a tool that sends requests "
@@ -894,8 +898,8 @@ def caveats(raw: dict[str, Any], results: dict[str, S3ToolRounds]) -> str:
         "`cpu_count + 1` reader threads).\n"
         "- Warm page cache for the source (read once per round before any tool); restores write "
         "to the work directory's filesystem (see Machine), so they include its write cost.\n"
-        "- 2 shared cores: read the spread table; with `--rounds 1` the numbers are a smoke "
-        "test, not a measurement."
+        f"- {raw['machine']['nproc']} cores, maybe shared: read the spread table; with "
+        "`--rounds 1` the numbers are a smoke test, not a measurement."
     )
 
 
