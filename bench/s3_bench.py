@@ -18,7 +18,9 @@ process is measured as repo_bench.py measures it (bench/measure.py: wall time, `
 peak RSS, sampled tree RSS); around each phase the server's own CPU seconds and peak RSS are
 measured too, since moto is pure Python on the same two cores and may be what both tools wait
 for. After the tools, an upload probe times 16 MiB PUTs (Amber's pack size) through Amber's own
-S3 backend from 1 and from 4 threads, and the same GETs: it shows what serial pack uploads cost
+S3 backend from 1 and from 4 threads, and the same GETs: it shows what parallel pack uploads can
+gain on this server. Last, an extra Amber backup is traced (bench/upload_trace.py): how many
+pack PUTs it really had in flight.
 on this server.
 
 Results: markdown on stdout and in ``<results-dir>/s3-latest.{md,json}``. Exit status 0 when
@@ -56,6 +58,7 @@ import repo_bench as rb
 import s3server
 from amber.repo import format as fmt
 from amber.storage import location as storage_location
+from amber.storage import s3 as s3_storage
 
 REPO_ROOT = rb.REPO_ROOT
 MB = rb.MB
@@ -68,6 +71,7 @@ RSS_TARGET_BYTES = 250 * MB
 PROBE_WORKERS = (1, 4)
 REPO_PREFIX = "repo"
 TRACE_SCRIPT = Path(__file__).resolve().parent / "upload_trace.py"
+UPLOADERS = s3_storage.S3Backend.write_concurrency
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
@@ -424,10 +428,10 @@ def obstore_ops(server: Server, bucket: str) -> ProbeOps | None:
 def probe(server: Server, bucket: str, objects: int) -> list[ProbeResult]:
     """PUT then GET ``objects`` packs of 16 MiB from 1 and 4 threads, with each client library.
 
-    Amber's backup uploads packs from one thread (src/amber/repo/packer.py): the 1-thread PUT
-    rate of its backend is the most its uploads can reach on this server, however fast the rest
-    of its pipeline is. Incompressible bytes, a different object for every PUT; run in this
-    process, with the server's usage and this process's CPU measured.
+    The 4-thread rate over the 1-thread rate is the most parallel pack uploads
+    (src/amber/repo/packer.py, ``S3Backend.write_concurrency``) can gain on this server.
+    Incompressible bytes, a different object for every PUT; run in this process, with the
+    server's usage and this process's CPU measured.
     """
     if objects <= 0:
         return []
@@ -698,19 +702,20 @@ def render_trace(traces: list[dict[str, Any] | None]) -> str:
     """One row per round of the traced backup."""
     lines = [
         "| Round | Command (s) | Pack PUTs | Packs (MB) | Most PUTs in flight "
-        "| Inside pack PUTs (s) | Share of the command | First pack PUT starts at (s) "
-        "| Uploader busy from first to last pack |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| Mean in flight | A pack PUT in flight (s) | Share of the command "
+        "| First pack PUT starts at (s) | PUTs in flight from first to last pack |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for number, t in enumerate(traces, 1):
         if t is None:
             continue
         if "error" in t:
-            lines.append(f"| {number} | failed: {t['error']} |||||||")
+            lines.append(f"| {number} | failed: {t['error']} ||||||||")
             continue
         lines.append(
             f"| {number} | {t['command_seconds']:.2f} | {t['pack_writes']} "
-            f"| {t['pack_bytes'] / MB:.0f} | {t['max_in_flight']} | {t['pack_seconds_busy']:.2f} "
+            f"| {t['pack_bytes'] / MB:.0f} | {t['max_in_flight']} | {_mean_in_flight(t):.1f} "
+            f"| {t['pack_seconds_busy']:.2f} "
             f"| {100 * t['pack_seconds_busy'] / t['command_seconds']:.0f}% "
             f"| {t['first_pack_start']:.2f} | {100 * _uploader_busy(t):.0f}% |"
         )
@@ -718,49 +723,56 @@ def render_trace(traces: list[dict[str, Any] | None]) -> str:
 
 
 def _uploader_busy(trace: dict[str, Any]) -> float:
-    """Share of the span from the first pack PUT's start to the last one's end spent in PUTs:
-    near 1, the uploader never waited for a pack, so the pipeline waited for the uploader."""
+    """Share of the span from the first pack PUT's start to the last one's end with a PUT in
+    flight: near 1, the uploads never waited for a pack."""
     span = trace["last_pack_end"] - trace["first_pack_start"]
     return float(trace["pack_seconds_busy"] / span) if span > 0 else 0.0
 
 
+def _mean_in_flight(trace: dict[str, Any]) -> float:
+    """Pack PUTs in flight on average while at least one was."""
+    busy = trace["pack_seconds_busy"]
+    return float(trace.get("pack_seconds_summed", busy) / busy) if busy > 0 else 0.0
+
+
 def upload_analysis(traces: list[dict[str, Any] | None], medians: list[dict[str, Any]]) -> str:
-    """Whether Amber's pack uploads are serial, and what that costs on this server."""
+    """How Amber's pack uploads overlap, and what parallel PUTs can gain on this server."""
+    n = UPLOADERS
     text = (
-        "Amber's backup uploads packs from **one** thread: `BlobWriter` in "
-        "src/amber/repo/packer.py hands each full pack (16 MiB) through a queue of one to a "
-        "single `amber-upload` thread, which PUTs it and waits for the answer, while the reader "
-        "threads go on filling the next packs. So at most one PUT is in flight, and about three "
-        "packs are in memory (one uploading, one queued, the ones filling). Packs are below the "
-        "backend's 64 MiB multipart threshold (src/amber/storage/s3.py): each is a single PUT."
+        "Amber's backup hands each full pack (16 MiB) through a queue of one pack to the "
+        f"backend's uploader threads: **{n}** for S3 (`S3Backend.write_concurrency`, "
+        "src/amber/storage/s3.py; one for a disk), each PUTting a pack and waiting for the "
+        f"answer while the reader threads fill the next. So at most {n} PUTs are in flight and "
+        f"about {n + 2} packs are in memory (those uploading, one queued, the ones filling). "
+        "Packs are below the backend's 64 MiB multipart threshold: each is a single PUT."
     )
     done = [t for t in traces if t is not None and "error" not in t]
     if done:
         share = statistics.median(t["pack_seconds_busy"] / t["command_seconds"] for t in done)
         busy = statistics.median(_uploader_busy(t) for t in done)
+        mean = statistics.median(_mean_in_flight(t) for t in done)
         most = max(t["max_in_flight"] for t in done)
         text += (
-            f"\n\nTraced (an extra, untimed initial backup per round into a fresh bucket, every "
-            f"S3 write timed by bench/upload_trace.py): at most **{most}** "
-            f"PUT in flight; the command spent a median **{100 * share:.0f}%** of its time inside "
-            "pack PUTs (its time includes start-up, walking and chunking before the first pack "
-            "is full, and the index and snapshot writes after the last), and from the first "
-            f"pack PUT to the end of the last the uploader was busy **{100 * busy:.0f}%** of "
-            "the time. Near 100% it never waited for a pack: the readers waited for it, and the "
-            "backup ran at the speed of one PUT stream."
+            "\n\nTraced (an extra, untimed initial backup per round into a fresh bucket, every "
+            f"S3 write timed by bench/upload_trace.py): at most **{most}** PUTs in flight, "
+            f"**{mean:.1f}** on average while any was; the command spent a median "
+            f"**{100 * share:.0f}%** of its time with a pack PUT in flight (its time includes "
+            "start-up, walking and chunking before the first pack is full, and the index and "
+            "snapshot writes after the last), and from the first pack PUT to the end of the last "
+            f"a PUT was in flight **{100 * busy:.0f}%** of the time. Near 100% the uploads never "
+            "waited for a pack: the backup ran at the speed its PUTs went."
         )
     puts = [m for m in medians if m["client"] == "boto3" and m["op"] == "PUT"]
-    serial = next((m for m in puts if m["workers"] == 1), None)
+    single = next((m for m in puts if m["workers"] == 1), None)
     parallel = next((m for m in puts if m["workers"] > 1), None)
-    if serial and parallel:
-        gain = parallel["median_mb_per_s"] / serial["median_mb_per_s"]
+    if single and parallel:
+        gain = parallel["median_mb_per_s"] / single["median_mb_per_s"]
         text += (
-            f"\n\nOn this server one PUT stream moved {serial['median_mb_per_s']:.0f} MB/s and "
+            f"\n\nOn this server one PUT stream moved {single['median_mb_per_s']:.0f} MB/s and "
             f"{parallel['workers']} streams {parallel['median_mb_per_s']:.0f} MB/s "
-            f"(**{gain:.2f}x**): that is the most parallel uploads could gain here. A gain near "
-            "1x means the server, not the single stream, is the limit (moto serves PUTs under "
-            "one GIL); against a real S3 each PUT also waits a round trip and the store scales "
-            "with the streams, so there the single uploader is the first limit."
+            f"(**{gain:.2f}x**): the most parallel uploads can gain here. Near 1x the server, "
+            "not the number of streams, is the limit (moto serves PUTs under one GIL); against "
+            "a real S3 each PUT also waits a round trip and the store scales with the streams."
         )
     return text
 
@@ -894,7 +906,7 @@ def caveats(raw: dict[str, Any], results: dict[str, S3ToolRounds]) -> str:
         "cost leaves the machine and the tools' own CPU and request concurrency decide.\n"
         "- Loopback: no network latency. Against a remote store each request waits a round trip, "
         "which favours the tool with more requests in flight (restic's S3 backend keeps 5 "
-        "connections by default; Amber uploads one pack at a time and restores with "
+        f"connections by default; Amber uploads {UPLOADERS} packs at a time and restores with "
         "`cpu_count + 1` reader threads).\n"
         "- Warm page cache for the source (read once per round before any tool); restores write "
         "to the work directory's filesystem (see Machine), so they include its write cost.\n"

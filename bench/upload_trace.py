@@ -73,6 +73,7 @@ class Trace:
             "pack_writes": len(packs),
             "pack_bytes": sum(w[2] for w in packs),
             "pack_seconds_busy": _union([(s, e) for s, e, _ in packs]),
+            "pack_seconds_summed": sum(end - start for start, end, _ in packs),
             "first_pack_start": min((s for s, _, _ in packs), default=started) - started,
             "last_pack_end": max((e for _, e, _ in packs), default=started) - started,
         }
