@@ -43,6 +43,8 @@ class Result(TypedDict):
     """What was measured. ``error`` is set when the tool could not be started at all."""
 
     seconds: float
+    #: User plus system CPU seconds of the tool and the children it reaped (``wait4`` rusage).
+    cpu_seconds: float
     returncode: int
     peak_rss_kib: int
     tree_rss_kib: int
@@ -69,7 +71,7 @@ class TreeRssSampler(threading.Thread):
     def run(self) -> None:
         """Sample immediately, then every ``interval`` seconds until :meth:`stop`."""
         while True:
-            total = sum(self._rss_pages(p) for p in self._tree(self.pid)) * self._page_kib
+            total = sum(self._rss_pages(p) for p in self.tree(self.pid)) * self._page_kib
             self.peak_kib = max(self.peak_kib, total)
             if self._stop_event.wait(self.interval):
                 return
@@ -80,7 +82,7 @@ class TreeRssSampler(threading.Thread):
         self.join()
 
     @staticmethod
-    def _tree(pid: int) -> list[int]:
+    def tree(pid: int) -> list[int]:
         pids = [pid]
         for current in pids:  # grows while iterating: a breadth-first walk
             try:
@@ -139,7 +141,7 @@ def measure(spec: Spec) -> Result:
             )
         except OSError as exc:
             return Result(
-                seconds=0.0, returncode=127, peak_rss_kib=0, tree_rss_kib=0,
+                seconds=0.0, cpu_seconds=0.0, returncode=127, peak_rss_kib=0, tree_rss_kib=0,
                 rss_floor_kib=floor, timed_out=False, error=str(exc),
             )  # fmt: skip
         sampler = TreeRssSampler(proc.pid)
@@ -153,6 +155,7 @@ def measure(spec: Spec) -> Result:
     proc.returncode = os.waitstatus_to_exitcode(status)  # tell Popen the child is reaped
     return Result(
         seconds=seconds,
+        cpu_seconds=usage.ru_utime + usage.ru_stime,
         returncode=proc.returncode,
         peak_rss_kib=usage.ru_maxrss,
         tree_rss_kib=sampler.peak_kib,

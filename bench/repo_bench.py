@@ -43,6 +43,7 @@ import subprocess
 import sys
 import time
 from abc import ABC, abstractmethod
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -100,7 +101,9 @@ class PhaseResult:
     process tree. ``tree_rss_kib`` is the largest sum of RSS over the whole tree seen by a
     10 Hz sampler; it differs only for tools that run several processes at once, which a
     per-process maximum would under-report. ``rss_floor_kib`` is the launcher's own peak, the
-    value below which ``peak_rss_kib`` cannot go (see measure.py).
+    value below which ``peak_rss_kib`` cannot go (see measure.py). ``cpu_seconds`` is user plus
+    system time from the same ``wait4``: on a shared machine it shows how much of the wall time
+    was the tool's own work.
     """
 
     phase: str
@@ -113,6 +116,7 @@ class PhaseResult:
     timed_out: bool = False
     stderr_tail: str = ""
     data_bytes: int = 0
+    cpu_seconds: float = 0.0
 
     @property
     def ok(self) -> bool:
@@ -132,7 +136,7 @@ class PhaseResult:
         return max(self.peak_rss_kib, self.tree_rss_kib) * 1024
 
 
-def _tail(path: Path) -> str:
+def tail(path: Path) -> str:
     """The last lines of a log file, bounded so the report stays readable."""
     try:
         text = path.read_text(errors="replace")
@@ -177,7 +181,8 @@ def run_measured(phase: str, cmd: Command, log_base: Path, timeout: float) -> Ph
         tree_rss_kib=got["tree_rss_kib"],
         rss_floor_kib=got["rss_floor_kib"],
         timed_out=got["timed_out"],
-        stderr_tail=got["error"] or ("" if got["returncode"] == 0 else _tail(err_path)),
+        stderr_tail=got["error"] or ("" if got["returncode"] == 0 else tail(err_path)),
+        cpu_seconds=got["cpu_seconds"],
     )
 
 
@@ -267,7 +272,7 @@ class Tool(ABC):
         return first if status == 0 else f"unavailable ({first or 'exit ' + str(status)})"
 
 
-def _which(name: str) -> str:
+def which(name: str) -> str:
     """Absolute path of a binary, or the bare name (Popen then fails and that is reported)."""
     return shutil.which(name) or name
 
@@ -284,7 +289,7 @@ class Restic(Tool):
         return env
 
     def _cmd(self, *args: str) -> list[str]:
-        return [_which("restic"), "-r", str(self.repo), "-q", *args]
+        return [which("restic"), "-r", str(self.repo), "-q", *args]
 
     def init(self) -> Command:
         return Command(self._cmd("init"), self.env())
@@ -296,7 +301,7 @@ class Restic(Tool):
         return Command(self._cmd("restore", "latest", "--target", str(target)), self.env())
 
     def version_argv(self) -> list[str]:
-        return [_which("restic"), "version"]
+        return [which("restic"), "version"]
 
     def snapshot_count(self) -> int | None:
         status, out = run_quiet(self._cmd("snapshots", "--json"), self.env())
@@ -323,24 +328,24 @@ class Borg(Tool):
         return env
 
     def init(self) -> Command:
-        argv = [_which("borg"), "init", "--encryption=repokey-blake2", str(self.repo)]
+        argv = [which("borg"), "init", "--encryption=repokey-blake2", str(self.repo)]
         return Command(argv, self.env())
 
     def backup(self, source: Path, number: int) -> Command:
         archive = f"{self.repo}::snap-{number}"
-        argv = [_which("borg"), "create", "--compression", BORG_COMPRESSION, archive, str(source)]
+        argv = [which("borg"), "create", "--compression", BORG_COMPRESSION, archive, str(source)]
         return Command(argv, self.env())
 
     def restore(self, target: Path, number: int) -> Command:
         # borg extracts into the cwd and has stored the source path without its leading "/".
-        argv = [_which("borg"), "extract", f"{self.repo}::snap-{number}"]
+        argv = [which("borg"), "extract", f"{self.repo}::snap-{number}"]
         return Command(argv, self.env(), cwd=target)
 
     def version_argv(self) -> list[str]:
-        return [_which("borg"), "--version"]
+        return [which("borg"), "--version"]
 
     def snapshot_count(self) -> int | None:
-        status, out = run_quiet([_which("borg"), "list", "--json", str(self.repo)], self.env())
+        status, out = run_quiet([which("borg"), "list", "--json", str(self.repo)], self.env())
         if status != 0:
             return None
         archives = _json_field(out, "archives")
@@ -426,7 +431,7 @@ def amber_binary() -> str:
     if not override:
         return str(REPO_ROOT / ".venv" / "bin" / "amber")
     if "/" not in override:
-        return _which(override)
+        return which(override)
     return str(Path(override).resolve())
 
 
@@ -973,12 +978,12 @@ def tool_json(summary: ToolRounds) -> dict[str, Any]:
 # --------------------------------------------------------------------------------------------
 
 
-def command_line() -> str:
+def command_line(script_file: str = __file__) -> str:
     """The command as typed from the repository root (interpreter shown relative if possible)."""
     exe = sys.executable
     if exe.startswith(str(Path.cwd()) + os.sep):
         exe = os.path.relpath(exe, Path.cwd())
-    script = os.path.relpath(Path(__file__).resolve(), Path.cwd())
+    script = os.path.relpath(Path(script_file).resolve(), Path.cwd())
     return shlex.join([exe, script, *sys.argv[1:]])
 
 
@@ -1058,7 +1063,7 @@ def _median_value(results: dict[str, ToolRounds], tool: str, phase: str, what: s
     return summary.median_seconds(phase)
 
 
-def _ratio_target(
+def ratio_target(
     name: str, amber: float | None, restic: float | None, unit: str, bound: float, at_least: bool
 ) -> Target:
     ratio = amber / restic if amber is not None and restic else None
@@ -1082,7 +1087,7 @@ def compute_targets(results: dict[str, ToolRounds]) -> list[Target]:
     amber_peak = amber.peak_bytes if amber and amber.alive else None
     restic_peak = restic.peak_bytes if restic else None
     return [
-        _ratio_target(
+        ratio_target(
             "initial backup throughput",
             _median_value(results, "amber", "initial", "mbps"),
             _median_value(results, "restic", "initial", "mbps"),
@@ -1090,7 +1095,7 @@ def compute_targets(results: dict[str, ToolRounds]) -> list[Target]:
             2.5,
             True,
         ),
-        _ratio_target(
+        ratio_target(
             "restore throughput",
             _median_value(results, "amber", "restore", "mbps"),
             _median_value(results, "restic", "restore", "mbps"),
@@ -1098,7 +1103,7 @@ def compute_targets(results: dict[str, ToolRounds]) -> list[Target]:
             2.0,
             True,
         ),
-        _ratio_target(
+        ratio_target(
             "unchanged re-backup time",
             _median_value(results, "amber", "unchanged", "s"),
             _median_value(results, "restic", "unchanged", "s"),
@@ -1106,7 +1111,7 @@ def compute_targets(results: dict[str, ToolRounds]) -> list[Target]:
             1.0,
             False,
         ),
-        _ratio_target("repository size", amber_repo, restic_repo, "MiB", 1.0, False),
+        ratio_target("repository size", amber_repo, restic_repo, "MiB", 1.0, False),
         Target(
             "Amber peak RSS",
             amber_peak / MiB if amber_peak else None,
@@ -1141,7 +1146,7 @@ def _problem_cell(summary: ToolRounds, phase: str) -> str | None:
     return f"FAILED (exit {measured.returncode}, {where})"
 
 
-def _cell(summary: ToolRounds, phase: str, what: str) -> str:
+def cell(summary: ToolRounds, phase: str, what: str) -> str:
     """A table cell: the median, or why there is none (failed / timeout / skipped)."""
     problem = _problem_cell(summary, phase)
     if problem is not None:
@@ -1151,7 +1156,7 @@ def _cell(summary: ToolRounds, phase: str, what: str) -> str:
     return _fmt(summary.median_seconds(phase), 2)
 
 
-def _spread_cell(summary: ToolRounds, phase: str) -> str:
+def spread_cell(summary: ToolRounds, phase: str) -> str:
     """min / median / max seconds of the rounds that succeeded, and how many did."""
     seconds = summary.seconds(phase)
     if not seconds:
@@ -1184,23 +1189,23 @@ def render_results_table(results: dict[str, ToolRounds]) -> str:
         peak, per_phase = _rss_cells(s)
         repo = _fmt(s.repo_bytes / MiB) if s.repo_bytes else "n/a"
         lines.append(
-            f"| {s.tool} | {_cell(s, 'initial', 's')} "
-            f"| {_cell(s, 'initial', 'mbps')} "
-            f"| {_cell(s, 'unchanged', 's')} | {_cell(s, 'changed', 's')} "
-            f"| {_cell(s, 'restore', 's')} | {_cell(s, 'restore', 'mbps')} | {repo} "
+            f"| {s.tool} | {cell(s, 'initial', 's')} "
+            f"| {cell(s, 'initial', 'mbps')} "
+            f"| {cell(s, 'unchanged', 's')} | {cell(s, 'changed', 's')} "
+            f"| {cell(s, 'restore', 's')} | {cell(s, 'restore', 'mbps')} | {repo} "
             f"| {peak} | {per_phase} | {s.restore_check} |"
         )
     return "\n".join(lines)
 
 
-def render_spread(results: dict[str, ToolRounds]) -> str:
+def render_spread(
+    results: Mapping[str, ToolRounds], phases: tuple[str, ...] = MAIN_PHASES
+) -> str:
     """min / median / max seconds per tool and phase over the rounds."""
-    lines = [
-        "| Tool | Initial backup | Unchanged re-backup | 5% re-backup | Restore |",
-        "|---|---|---|---|---|",
-    ]
+    labels = [PHASE_LABELS[phase][:1].upper() + PHASE_LABELS[phase][1:] for phase in phases]
+    lines = ["| Tool | " + " | ".join(labels) + " |", "|---|" + "---|" * len(phases)]
     for s in results.values():
-        cells = " | ".join(_spread_cell(s, phase) for phase in MAIN_PHASES)
+        cells = " | ".join(spread_cell(s, phase) for phase in phases)
         lines.append(f"| {s.tool} | {cells} |")
     return "\n".join(lines)
 
@@ -1234,12 +1239,12 @@ def render_details(results: dict[str, ToolRounds], versions: dict[str, str]) -> 
         lines.append(
             f"| {s.tool} | {versions.get(s.tool, s.version)} | {s.settings or 'n/a'} "
             f"| {s.snapshots} | {apparent} | {_fmt(state / MiB) if state is not None else 'n/a'} "
-            f"| {_cell(s, 'init', 's')} |"
+            f"| {cell(s, 'init', 's')} |"
         )
     return "\n".join(lines)
 
 
-def render_failures(results: dict[str, ToolRounds]) -> str:
+def render_failures(results: Mapping[str, ToolRounds]) -> str:
     """stderr tails of failed phases (per round), so a failed run explains itself."""
     blocks = []
     for s in results.values():
@@ -1262,8 +1267,8 @@ def render_failures(results: dict[str, ToolRounds]) -> str:
     return "\n\n".join(blocks)
 
 
-def render_dataset(data: dict[str, Any]) -> str:
-    """Dataset composition and the 5% mutation, so runs at different scales are comparable."""
+def render_composition(data: dict[str, Any]) -> list[str]:
+    """The dataset's parts as table lines (``composition``, ``files`` and ``bytes`` of ``data``)."""
     comp = data["composition"]
     labels = {
         "binary": "incompressible binary (PCG64 random)",
@@ -1275,6 +1280,12 @@ def render_dataset(data: dict[str, Any]) -> str:
         entry = comp.get(kind, {"files": 0, "bytes": 0})
         lines.append(f"| {labels[kind]} | {entry['files']} | {entry['bytes'] / MiB:.1f} |")
     lines.append(f"| **total** | {data['files']} | {data['bytes'] / MiB:.1f} |")
+    return lines
+
+
+def render_dataset(data: dict[str, Any]) -> str:
+    """Dataset composition and the 5% mutation, so runs at different scales are comparable."""
+    lines = render_composition(data)
     mutation = data["mutation"]
     kinds = ", ".join(f"{n} {k}" for k, n in sorted(mutation["by_kind"].items()))
     rounds = data["rounds"]
@@ -1313,7 +1324,7 @@ def render_machine(machine: dict[str, Any], load: dict[str, list[float]]) -> str
     return "\n".join(lines)
 
 
-def _load_warning(before: list[float], nproc: int) -> str:
+def load_warning(before: list[float], nproc: int) -> str:
     """A visible warning when something else was using the CPUs as the run started."""
     if before[0] < LOAD_WARNING:
         return ""
@@ -1364,7 +1375,7 @@ def render_report(run: Report) -> str:
         f"# Repository-engine benchmark: {', '.join(results)}",
         f"Date: {report['date']}  \nCommand (from the repository root): `{report['command']}`  \n"
         + _rounds_line(report),
-        _load_warning(report["load_average"]["before"], report["machine"]["nproc"])
+        load_warning(report["load_average"]["before"], report["machine"]["nproc"])
         + _round_warnings(report["warnings"])
         + f"## Results ({'median of ' + str(n) + ' rounds' if n > 1 else 'one round'})\n\n"
         + render_results_table(results),
@@ -1426,30 +1437,23 @@ def write_results(results_dir: Path, report: dict[str, Any], markdown: str) -> l
 # --------------------------------------------------------------------------------------------
 
 
-def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, list[str]]:
-    """Command-line options; ``--tools`` is validated and split here."""
-    parser = argparse.ArgumentParser(
-        description="Benchmark Amber's repository engine against restic and BorgBackup.",
-    )
+def add_run_options(
+    parser: argparse.ArgumentParser, tools: tuple[str, ...], workdir_help: str, results_help: str
+) -> None:
+    """The options the benchmarks on bench/dataset.py share: data, tools, rounds, places."""
     parser.add_argument(
         "--scale", type=float, default=1.0, help="dataset size factor; 1.0 = ~0.8 GiB (default 1.0)"
     )
     parser.add_argument(
-        "--workdir",
-        type=Path,
-        default=REPO_ROOT / "bench" / "work",
-        help="dataset, repositories and logs (default bench/work)",
+        "--workdir", type=Path, default=REPO_ROOT / "bench" / "work", help=workdir_help
     )
     parser.add_argument(
         "--tools",
-        default=",".join(ALL_TOOLS),
-        help="comma-separated subset of amber,restic,borg (run in this order)",
+        default=",".join(tools),
+        help=f"comma-separated subset of {','.join(tools)} (run in this order)",
     )
     parser.add_argument(
-        "--results-dir",
-        type=Path,
-        default=REPO_ROOT / "bench" / "results",
-        help="where the markdown and JSON results go (default bench/results)",
+        "--results-dir", type=Path, default=REPO_ROOT / "bench" / "results", help=results_help
     )
     parser.add_argument(
         "--rounds",
@@ -1467,16 +1471,36 @@ def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, list[str]]:
         default=3600.0,
         help="seconds before a single tool invocation is killed (default 3600)",
     )
-    args = parser.parse_args(argv)
+
+
+def checked_run_options(
+    parser: argparse.ArgumentParser, args: argparse.Namespace, tools: tuple[str, ...]
+) -> list[str]:
+    """Validate :func:`add_run_options`' values; the ``--tools`` names, in order."""
     names = [n.strip() for n in args.tools.split(",") if n.strip()]
-    unknown = [n for n in names if n not in ALL_TOOLS]
+    unknown = [n for n in names if n not in tools]
     if unknown or not names or len(set(names)) != len(names):
-        parser.error(f"--tools must be distinct names from {','.join(ALL_TOOLS)}")
+        parser.error(f"--tools must be distinct names from {','.join(tools)}")
     if args.scale <= 0:
         parser.error("--scale must be positive")
     if args.rounds < 1:
         parser.error("--rounds must be at least 1")
-    return args, names
+    return names
+
+
+def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, list[str]]:
+    """Command-line options; ``--tools`` is validated and split here."""
+    parser = argparse.ArgumentParser(
+        description="Benchmark Amber's repository engine against restic and BorgBackup.",
+    )
+    add_run_options(
+        parser,
+        ALL_TOOLS,
+        workdir_help="dataset, repositories and logs (default bench/work)",
+        results_help="where the markdown and JSON results go (default bench/results)",
+    )
+    args = parser.parse_args(argv)
+    return args, checked_run_options(parser, args, ALL_TOOLS)
 
 
 def main(argv: list[str] | None = None) -> int:
