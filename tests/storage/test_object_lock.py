@@ -338,3 +338,57 @@ def test_an_object_uploaded_in_parts_is_retained_too(
     assert head["ObjectLockMode"] == "COMPLIANCE"
     assert head["ObjectLockRetainUntilDate"].timestamp() > time.time() + DAY - 120
     assert repo.backend.read("data/00/" + "0" * 64) == data
+
+
+def test_what_someone_else_hides_comes_back_and_is_never_removed(
+        locked: Amber, s3_server: S3Server, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """An attacker with the bucket's credentials cannot destroy retained versions, but a plain
+    DELETE hides any object behind a delete marker. If prune took every hidden object for one
+    Amber deleted, hiding everything and waiting out the retention would make Amber's own
+    prune destroy the backups. Instead: the repository still opens (config and keys are read
+    from their retained versions), check reports what is hidden, and prune, even long after
+    retention has passed, brings back what Amber did not delete and removes only what it did
+    (snapshot A, forgotten by Amber, and A's pack)."""
+    _init(locked, "--immutable-days", "2", "--lock-mode", "compliance")
+    first, second, packs_a, packs_b, src = _two_snapshots(locked, tmp_path, s3_server)
+    bucket, client = _bucket(locked), s3_server.client()
+    data_a = _largest(s3_server, bucket, packs_a)
+    locked("repo", "forget", first)  # Amber's own deletion: recorded, sealed
+    start = time.time()
+
+    for name, versions in _versions(s3_server, bucket).items():  # the attack: hide everything
+        if any(v["IsLatest"] and "Size" in v for v in versions):
+            client.delete_object(Bucket=bucket, Key="repo/" + name)
+    assert locked("-o", "json", "repo", "snapshots").json() == []  # opens, but sees nothing
+    check = locked("-o", "json", "repo", "check", check=False)
+    assert check.returncode != 0 and "hidden by delete markers Amber did not make" in \
+        " ".join(check.json()["errors"]), check.stdout
+    again = locked("repo", "init", "--kdf-n", str(TEST_KDF_N), "--no-recovery-key",
+                   check=False)
+    assert again.returncode == ExitCode.REPO_EXISTS and "hidden by delete markers" in \
+        again.stderr
+
+    # everything's retention passes (the admin client shortens it; see the module doc)
+    for name, versions in _versions(s3_server, bucket).items():
+        for v in versions:
+            if "Size" in v and not name.startswith("locks/"):
+                client.put_object_retention(
+                    Bucket=bucket, Key="repo/" + name, VersionId=v["VersionId"],
+                    Retention={"Mode": "COMPLIANCE", "RetainUntilDate":
+                               datetime.datetime.now(datetime.UTC) - datetime.timedelta(
+                                   seconds=5)})
+    dry = locked("repo", "prune", "--dry-run", "--keep-younger-than", "0s").stdout
+    assert "would be made visible again" in dry
+    report = _prune_at(_open(locked, s3_server, monkeypatch), start + 3 * DAY)
+    assert report.brought_back >= 5  # config, key, snapshot B, index files, B's packs
+    left = _versions(s3_server, bucket)
+    assert f"snapshots/{first}" not in left and data_a not in left  # Amber's: gone for good
+    for name in ("config", f"snapshots/{second}", *packs_b):
+        assert any(v["IsLatest"] and "Size" in v for v in left[name]), name
+        assert _retained_until(s3_server, bucket, name) >= start + 4.9 * DAY, name
+    assert [s["id"] for s in locked("-o", "json", "repo", "snapshots").json()] == [second]
+    assert locked("-o", "json", "repo", "check", "--read-data").json()["ok"]
+    locked("snapshot", "restore", second, str(tmp_path / "out"))
+    assert (restored(tmp_path / "out", src) / "b.bin").read_bytes() == \
+        (src / "b.bin").read_bytes()

@@ -14,7 +14,7 @@ import itertools
 import threading
 from dataclasses import dataclass, field
 
-from amber.repo import damage, fsmeta, locks, repository, tree
+from amber.repo import damage, fsmeta, immutability, locks, repository, tree
 from amber.repo import format as fmt
 from amber.util import errors, progress
 
@@ -111,7 +111,22 @@ class Checker:
             r.warnings.append(self.repo.unrecorded)
         r.warnings += [f"{name} is not an Amber object name; ignored (move it out of the "
                        "repository)" for name in sorted(self.repo.stray_names)]
+        self._report_hidden()
         return r
+
+    def _report_hidden(self) -> None:
+        """An immutable repository: objects someone other than Amber hid behind delete
+        markers (an attack, or a script gone wrong) are an error until prune brings them back:
+        a hidden snapshot cannot be restored, and its data would stop being retained."""
+        if self.repo.backend.retention is None:
+            return
+        hidden = immutability.hidden_by_others(self.repo)
+        if hidden:
+            self.report.errors.append(
+                f"{len(hidden)} object(s) hidden by delete markers Amber did not make "
+                f"({', '.join(hidden[:3])}{', ...' if len(hidden) > 3 else ''}): someone with "
+                "the bucket's credentials deleted them; 'amber repo prune' makes them visible "
+                "again")
 
     # -- index and packs ---------------------------------------------------------------------
 

@@ -30,6 +30,9 @@ DAMAGED_PREFIX = "damaged/"
 LOCATIONS_PREFIX = "locations/"
 #: Records of retention extensions in an immutable repository (plaintext JSON, decision 0025).
 RETENTION_PREFIX = "retention/"
+#: Records of what Amber itself deleted in an immutable repository (sealed, decision 0025): what
+#: they do not name, a delete marker hides because someone else put it there.
+REMOVED_PREFIX = "removed/"
 #: ``repo init --immutable-days``: from one day to a hundred years.
 IMMUTABLE_DAYS_RANGE = (1, 36500)
 
@@ -67,6 +70,7 @@ class ObjectType(enum.IntEnum):
     SNAPSHOT = 0x12
     DAMAGE_RECORD = 0x13
     LOCATION_RECORD = 0x14
+    REMOVAL_RECORD = 0x16
 
 
 BLOB_TYPES = (ObjectType.DATA, ObjectType.TREE)

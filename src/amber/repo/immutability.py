@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import datetime
 import json
+import time
 from collections import defaultdict
 from dataclasses import dataclass, field
 
@@ -26,6 +27,7 @@ from amber.repo import format as fmt
 from amber.repo import repository
 from amber.repo import snapshot as snapshots
 from amber.storage import base
+from amber.util import errors
 
 #: Added to every estimate: this machine's clock and the store's differ (S3 refuses requests
 #: signed more than 15 minutes off), so a delete is not tried in the last minutes of retention.
@@ -156,10 +158,15 @@ def remove_hidden_versions(repo: repository.Repository, book: RetentionBook, now
         if v.version_id is None:
             return  # a store that keeps one version per object: nothing is hidden
         by_name[v.name].append(v)
+    judge: Judge | None = None
     overwritten = 0
     for name, versions in sorted(by_name.items()):
         latest = next((v for v in versions if v.latest), None)
         hidden = latest is None or latest.delete_marker
+        if hidden:
+            judge = judge or Judge.read(repo)
+            if not judge.amber_deleted(name):
+                continue  # hidden by someone else: the next prune brings it back, never removes
         if not hidden and not name.startswith(base.UNRETAINED_PREFIX):
             overwritten += sum(1 for v in versions if not v.latest and not v.delete_marker)
             old = [v for v in versions if not v.latest and v.delete_marker]
@@ -186,19 +193,146 @@ def remove_hidden_versions(repo: repository.Repository, book: RetentionBook, now
             "copy ('amber repo check' tells)")
 
 
-def upkeep(repo: repository.Repository, book: RetentionBook, needed: dict[str, float],
+def upkeep(repo: repository.Repository, book: RetentionBook, needed_packs: set[bytes],
            now: float) -> Upkeep:
-    """One maintenance round: extend what is needed, then remove what has expired."""
+    """One maintenance round after prune's plan: remove what Amber deleted and whose retention
+    has passed, then extend what is needed."""
     out = Upkeep()
-    extend(repo, book, needed, now, out)
-    drop_old_records(repo, book, now)
     remove_hidden_versions(repo, book, now, out)
+    extend(repo, book, needed_objects(repo, needed_packs), now, out)
+    drop_old_records(repo, book, now)
     return out
+
+
+# -- telling Amber's deletions from someone else's ------------------------------------------
+#
+# A delete marker needs only s3:DeleteObject, which every backup host's credentials carry. If
+# prune treated every hidden object as deleted, an attacker could hide the snapshots (or the
+# packs they need), wait out the retention, and let Amber's own prune destroy them. So prune
+# removes for good only what Amber can show it deleted itself, and brings back everything else:
+#   * snapshot and key files: named in a removal record (``removed/<id>``), sealed with the
+#     master key, which Amber writes before it deletes them (forget, key remove/passwd/rewrap);
+#   * index files: named as superseded by a visible index file (sealed too);
+#   * packs: named by no visible index file (nothing can need them);
+#   * lease files, extension records and damage records: freely (they hold no data).
+# Anything else hidden (the config, location and removal records, a snapshot no record names,
+# a pack an index names) is made visible again by removing its delete markers.
+
+
+def delete_recorded(repo: repository.Repository, names: list[str]) -> None:
+    """Delete snapshot or key files; in an immutable repository first write the sealed
+    record that says Amber did it (see above). A record without the deletes that should follow
+    (a crash in between) is harmless: it names objects Amber meant to delete anyway."""
+    if not names:
+        return
+    if repo.backend.retention is not None:
+        doc = {"v": 1, "time": _iso(time.time()), "names": sorted(names)}
+        repo.save_file_object(fmt.REMOVED_PREFIX, fmt.ObjectType.REMOVAL_RECORD,
+                              json.dumps(doc, separators=(",", ":")).encode())
+    for name in names:
+        repo.backend.delete(name)
+
+
+def _removed_by_amber(repo: repository.Repository) -> set[str]:
+    """The names Amber's removal records give (a record that does not open is ignored, with a
+    warning: what it names is then kept, which costs space, never data)."""
+    names: set[str] = set()
+    for info in repo.backend.list(fmt.REMOVED_PREFIX):
+        if repository.id_from_name(info.name) is None:
+            continue
+        try:
+            doc = json.loads(repo.load_file_object(info.name, fmt.ObjectType.REMOVAL_RECORD))
+            names.update(str(n) for n in doc["names"])
+        except FileNotFoundError:
+            continue
+        except (errors.AmberError, ValueError, KeyError, TypeError):
+            repo.warn(f"removal record {info.name} cannot be read (damaged or not made by "
+                      "Amber); what it names is kept")
+    return names
+
+
+@dataclass
+class Judge:
+    """Whether a hidden object was deleted by Amber (so it may go for good once retention
+    allows) or by someone else (so it comes back). Built from one reading of the index files
+    and the removal records."""
+
+    removed: set[str]
+    indexed_packs: set[str]
+    superseded: set[str]
+
+    @classmethod
+    def read(cls, repo: repository.Repository) -> Judge:
+        contents = repo.read_index_files()
+        return cls(
+            removed=_removed_by_amber(repo),
+            indexed_packs={repo.pack_name(p) for c in contents.values() for p in c.packs},
+            superseded={fmt.INDEX_PREFIX + i.hex() for c in contents.values()
+                        for i in c.supersedes})
+
+    def amber_deleted(self, name: str) -> bool:
+        if name.startswith((fmt.LOCKS_PREFIX, fmt.RETENTION_PREFIX, fmt.DAMAGED_PREFIX)):
+            return True
+        if name.startswith(fmt.DATA_PREFIX):
+            return name not in self.indexed_packs
+        if name.startswith(fmt.INDEX_PREFIX):
+            return name in self.superseded
+        if name.startswith((fmt.SNAPSHOTS_PREFIX, fmt.KEYS_PREFIX)):
+            return name in self.removed
+        return False
+
+
+def _hidden(repo: repository.Repository) -> dict[str, list[base.ObjectVersion]]:
+    """Versions of every object whose latest version is a delete marker and that still has a
+    version with data ({} on a store that keeps one version per object)."""
+    by_name: dict[str, list[base.ObjectVersion]] = defaultdict(list)
+    for v in repo.backend.versions(""):
+        if v.version_id is None:
+            return {}
+        by_name[v.name].append(v)
+    return {name: vs for name, vs in by_name.items()
+            if any(v.latest and v.delete_marker for v in vs)
+            and any(not v.delete_marker for v in vs)}
+
+
+def hidden_by_others(repo: repository.Repository) -> list[str]:
+    """Objects hidden behind delete markers that Amber did not put there (``repo check``
+    reports them, ``repo prune`` brings them back)."""
+    hidden = _hidden(repo)
+    if not hidden:
+        return []
+    judge = Judge.read(repo)
+    return sorted(name for name in hidden if not judge.amber_deleted(name))
+
+
+def bring_back(repo: repository.Repository) -> list[str]:
+    """Remove the delete markers someone other than Amber put on objects, so that they are
+    visible (and so needed, extended and restorable) again; the names brought back. Runs
+    before prune plans: a snapshot hidden from the plan would have its data dropped."""
+    back: list[str] = []
+    # Two rounds, because what a judgement reads may itself be hidden: first the removal
+    # records, the index files and the rest (their judgement needs no other object), then the
+    # snapshot and key files (judged by those records) and the packs (by those index files).
+    later = (fmt.SNAPSHOTS_PREFIX, fmt.KEYS_PREFIX, fmt.DATA_PREFIX)
+    for second_round in (False, True):
+        hidden = _hidden(repo)
+        if not hidden:
+            break
+        judge = Judge.read(repo)
+        for name, versions in sorted(hidden.items()):
+            if name.startswith(later) != second_round or judge.amber_deleted(name):
+                continue
+            for v in versions:
+                if v.delete_marker:
+                    repo.backend.delete_version(name, v.version_id)
+            back.append(name)
+    return back
 
 
 def needed_objects(repo: repository.Repository, packs: set[bytes]) -> dict[str, float]:
     """Name -> write time of what the snapshots need: the config, the key files, the snapshot
-    files, the index files and ``packs`` (one listing of the repository)."""
+    files, the index files, the location and removal records and ``packs`` (one listing of
+    the repository)."""
     pack_names = {repo.pack_name(p) for p in packs}
     out: dict[str, float] = {}
     for info in repo.backend.list(""):
@@ -207,6 +341,7 @@ def needed_objects(repo: repository.Repository, packs: set[bytes]) -> dict[str, 
             continue
         if (info.name == fmt.CONFIG_NAME or info.name in pack_names
                 or info.name.startswith((fmt.KEYS_PREFIX, fmt.SNAPSHOTS_PREFIX,
-                                         fmt.INDEX_PREFIX))):
+                                         fmt.INDEX_PREFIX, fmt.LOCATIONS_PREFIX,
+                                         fmt.REMOVED_PREFIX))):
             out[info.name] = info.mtime
     return out

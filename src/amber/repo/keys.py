@@ -23,7 +23,7 @@ import secrets
 from dataclasses import dataclass
 
 from amber.repo import format as fmt
-from amber.repo import keyfile, kmsslot, locks, repository
+from amber.repo import immutability, keyfile, kmsslot, locks, repository
 from amber.util import errors
 
 
@@ -121,7 +121,7 @@ def rewrap(repo: repository.Repository, prefix: str, key: kmsslot.KeyRef) -> tup
     region = key.region or (None if key.key_id and kmsslot.arn_region(key.key_id) else was.region)
     new = add_kms(repo, kmsslot.KeyRef(key.key_id or was.key_id, endpoint, region))
     with locks.MaintenanceLease(repo.backend):
-        repo.backend.delete(old_name)
+        immutability.delete_recorded(repo, [old_name])
     if repo.key_name == old_name:
         repo.key_name = fmt.KEYS_PREFIX + new
     return slot, new
@@ -148,7 +148,7 @@ def remove(repo: repository.Repository, prefix: str) -> KeySlot:
                 "repository with another key's passphrase to remove this one)")
         if len(slots(repo)) <= 1:
             raise errors.UsageError("the last key of a repository is never removed")
-        repo.backend.delete(fmt.KEYS_PREFIX + slot.id)
+        immutability.delete_recorded(repo, [fmt.KEYS_PREFIX + slot.id])
     return slot
 
 
@@ -158,7 +158,7 @@ def change(repo: repository.Repository, passphrase: str, kdf: keyfile.KdfParams)
     new = add(repo, passphrase, kdf)
     with locks.MaintenanceLease(repo.backend):
         if repo.key_name:
-            repo.backend.delete(repo.key_name)
+            immutability.delete_recorded(repo, [repo.key_name])
     repo.key_name = fmt.KEYS_PREFIX + new
     return new
 

@@ -55,6 +55,8 @@ class PruneReport:
     objects_extended: int = 0
     extended_until: float | None = None
     versions_removed: int = 0
+    #: objects someone other than Amber hid (delete markers) that prune made visible again
+    brought_back: int = 0
 
     def hold(self, until: float) -> None:
         self.objects_locked += 1
@@ -82,8 +84,7 @@ def forget(repo: repository.Repository, snapshot_ids: Iterable[str]) -> None:
     and the caller holds the maintenance lease, so no prune decides what is needed while the
     snapshot list changes under it. Ids, not loaded snapshots: a damaged snapshot file cannot
     be read, yet must be removable."""
-    for snapshot_id in snapshot_ids:
-        repo.backend.delete(fmt.SNAPSHOTS_PREFIX + snapshot_id)
+    immutability.delete_recorded(repo, [fmt.SNAPSHOTS_PREFIX + s for s in snapshot_ids])
 
 
 @dataclass
@@ -122,11 +123,21 @@ class Pruner:
 
     def run(self) -> PruneReport:
         r = self.report
+        if self._book is not None:
+            # before the plan: what someone else hid must count as needed, or its data goes
+            back = (immutability.hidden_by_others(self.repo) if self.dry_run
+                    else immutability.bring_back(self.repo))
+            if back:
+                r.brought_back = len(back)
+                r.messages.append(
+                    f"{len(back)} object(s) hidden by delete markers Amber did not make "
+                    f"({'would be' if self.dry_run else 'were'} made visible again: "
+                    f"{', '.join(back[:3])}{', ...' if len(back) > 3 else ''}); someone with "
+                    "the bucket's credentials deleted them: check who")
         self._run()
         if self._book is not None and not self.dry_run:
             now = self.clock()
-            done = immutability.upkeep(self.repo, self._book, immutability.needed_objects(
-                self.repo, self._needed_packs), now)
+            done = immutability.upkeep(self.repo, self._book, self._needed_packs, now)
             r.objects_extended, r.extended_until = done.extended, done.extended_until
             r.versions_removed = done.versions_removed
             r.messages += done.messages

@@ -41,6 +41,11 @@ def read_config(backend: base.Backend) -> Config:
     try:
         data = backend.read(fmt.CONFIG_NAME)
     except (FileNotFoundError, NotADirectoryError):
+        hidden = read_hidden(backend, fmt.CONFIG_NAME)
+        if hidden is not None:
+            # someone deleted it in a versioned bucket: the retained version still says what
+            # the repository is ('repo check' reports it, 'repo prune' brings it back)
+            return _parse_config(backend, hidden)
         if _holds_repository_objects(backend):
             raise errors.IntegrityError(
                 f"the config of the repository at {backend.url} is missing (its data is there): "
@@ -48,6 +53,27 @@ def read_config(backend: base.Backend) -> Config:
         raise errors.RepositoryNotFoundError(
             f"no Amber repository at {backend.url} (create one with 'amber repo init')"
         ) from None
+    return _parse_config(backend, data)
+
+
+def read_hidden(backend: base.Backend, name: str) -> bytes | None:
+    """The newest version of ``name`` behind a delete marker, where the store keeps versions
+    (an immutable repository in S3: a delete only hides); None when there is none."""
+    if not backend.keeps_versions:
+        return None
+    try:
+        versions = [v for v in backend.versions(name) if v.name == name]
+    except errors.AmberError:  # not allowed to list versions (s3:ListBucketVersions): none seen
+        return None
+    if not any(v.latest and v.delete_marker for v in versions):
+        return None
+    real = [v for v in versions if not v.delete_marker]
+    if not real:
+        return None
+    return backend.read_version(name, max(real, key=lambda v: v.mtime).version_id)
+
+
+def _parse_config(backend: base.Backend, data: bytes) -> Config:
     try:
         raw = json.loads(data)
         if not isinstance(raw, dict) or not isinstance(raw.get("features", {}), dict):
@@ -159,6 +185,11 @@ def ensure_can_init(backend: base.Backend) -> None:
     Key files without a config are the leftovers of an init that failed (a full disk, say): they
     never opened anything, so a new init may go ahead beside them.
     """
+    if read_hidden(backend, fmt.CONFIG_NAME) is not None:
+        raise errors.RepositoryExistsError(
+            f"a repository exists at {backend.url}, hidden by delete markers (someone deleted "
+            "its objects; their retained versions are intact): open it, 'amber repo prune' "
+            "brings them back")
     if not backend.is_initialized():
         return
     if backend.exists(fmt.CONFIG_NAME):
@@ -198,6 +229,16 @@ def _intact_first(backend: base.Backend, names: list[str]) -> list[tuple[str, by
     only when no intact one opens."""
     files = [(name, backend.read(name)) for name in names]
     return sorted(files, key=lambda item: not _is_intact(*item))
+
+
+def _hidden_keys(backend: base.Backend) -> list[tuple[str, bytes]]:
+    """Key files behind delete markers, for when none is visible: someone deleted them all in
+    a versioned bucket (an immutable repository), and the retained versions still open it."""
+    names = sorted({v.name for v in backend.versions(fmt.KEYS_PREFIX)
+                    if v.latest and v.delete_marker and id_from_name(v.name) is not None})
+    found = [(name, read_hidden(backend, name)) for name in names]
+    return sorted(((n, d) for n, d in found if d is not None),
+                  key=lambda item: not _is_intact(*item))
 
 
 def _why_key_did_not_open(name: str, data: bytes, config: Config) -> errors.AmberError | None:
@@ -355,9 +396,9 @@ class Repository:
         config = read_config(backend)
         key_names = [info.name for info in backend.list(fmt.KEYS_PREFIX)
                      if not info.name.rsplit("/", 1)[-1].startswith(".")]
-        if not key_names:
+        files = _intact_first(backend, key_names) if key_names else _hidden_keys(backend)
+        if not files:
             raise errors.IntegrityError(f"repository at {backend.url} has no key files")
-        files = _intact_first(backend, key_names)
         kms_failures: list[errors.AmberError] = []
         for name, data in files:
             if use_kms and kmsslot.is_kms(data):

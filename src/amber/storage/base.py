@@ -139,6 +139,14 @@ class Backend(abc.ABC):
         for info in self.list(prefix):
             yield ObjectVersion(info.name, None, info.mtime, latest=True, delete_marker=False)
 
+    #: Whether a delete may leave older versions behind (a versioned bucket): then objects can
+    #: be hidden rather than gone, and ``versions`` lists them.
+    keeps_versions: bool = False
+
+    def read_version(self, name: str, version_id: str | None) -> bytes:
+        """One version of ``name`` (the current one where the store keeps one)."""
+        return self.read(name)
+
     def delete_version(self, name: str, version_id: str | None) -> bool:
         """Remove one version for good; False when the store refuses because it is still
         retained (nothing changed)."""

@@ -54,6 +54,7 @@ WRITE_CONCURRENCY = 4
 
 class S3Backend(base.Backend):
     write_concurrency = WRITE_CONCURRENCY
+    keeps_versions = True  # a bucket may have versioning on (it must, for Object Lock)
 
     def __init__(self, loc: S3Location, *,
                  credentials: Credentials | None = None) -> None:
@@ -335,6 +336,9 @@ class S3Backend(base.Backend):
                 return
             markers = {"KeyMarker": page["NextKeyMarker"],
                        "VersionIdMarker": page["NextVersionIdMarker"]}
+
+    def read_version(self, name: str, version_id: str | None) -> bytes:
+        return self._get(name, **({"VersionId": version_id} if version_id else {}))
 
     def delete_version(self, name: str, version_id: str | None) -> bool:
         if version_id is None:
