@@ -122,6 +122,10 @@ class Statistics:
     blobs: int
     stored_bytes: int
     index_memory_bytes: int
+    #: The generation new data is sealed with (0: the key derived from the master secret),
+    #: and how many keys can open data: generation 0 and one per rotation.
+    data_key_generation: int
+    data_keys: int
 
     def to_json(self) -> dict[str, object]:
         doc = dict(vars(self))
@@ -145,4 +149,5 @@ def statistics(repo: repository.Repository) -> Statistics:
         compression_level=repo.config.compression_level,
         snapshots=counts.get("snapshots", 0), packs=counts.get("data", 0),
         index_files=counts.get("index", 0), blobs=len(repo.index),
-        stored_bytes=sum(sizes.values()), index_memory_bytes=repo.index.nbytes)
+        stored_bytes=sum(sizes.values()), index_memory_bytes=repo.index.nbytes,
+        data_key_generation=repo.sealer.write_key.generation, data_keys=1 + len(repo.data_keys))

@@ -17,7 +17,7 @@ from typing import Any
 import blake3
 from pyfastcdc import FastCDC
 
-from amber.repo import crypto, damage, indexfile, keyfile, memindex
+from amber.repo import crypto, damage, datakeys, indexfile, keyfile, memindex
 from amber.repo import format as fmt
 from amber.repo import snapshot as snapshots
 from amber.storage import base
@@ -220,6 +220,9 @@ class Repository:
         self.key_name = ""
         self.keys = crypto.MasterKeys.derive(master)
         self.sealer = crypto.Sealer(self.keys, config.cipher, config.compression_level)
+        #: Rotated data keys by generation (``load_data_keys``); generation 0 is ``K_enc``.
+        self.data_keys: dict[int, datakeys.DataKey] = {}
+        self._data_key_lock = threading.Lock()
         self.index = memindex.BlobIndex()
         self.pack_ids: list[bytes] = []
         self._pack_numbers: dict[bytes, int] = {}
@@ -321,6 +324,7 @@ class Repository:
             if master is not None:
                 repo = cls(backend, config, master)
                 repo.key_name = name
+                repo.load_data_keys()
                 return repo
             problem = _why_key_did_not_open(name, data, config)
             if problem is not None:
@@ -402,7 +406,31 @@ class Repository:
         data = self.backend.read(name)
         if object_id(data).hex() != name.rsplit("/", 1)[-1]:
             raise errors.IntegrityError(f"{name} does not match its name (damaged)")
-        return self.codec().open(data, obj_type=obj_type)
+        try:
+            return self.codec().open(data, obj_type=obj_type)
+        except crypto.UnknownDataKeyError as exc:
+            # Its bytes match its name, so the generation in its header is the one it was
+            # written with, not damage: a rotation since this process loaded its keys, or a
+            # data key object gone missing (fatal: see ``errors.DataKeyError``).
+            self.load_data_keys(write=False)
+            if exc.generation not in self.data_keys:
+                raise datakeys.missing(self.keys, exc.generation, name) from None
+            return self.codec().open(data, obj_type=obj_type)
+
+    # -- data keys ----------------------------------------------------------------------
+
+    def load_data_keys(self, *, write: bool = True) -> None:
+        """Read every data key (``datakeys.load``: a damaged or missing one stops the command);
+        with ``write``, seal new envelopes with the newest from now on.
+
+        Called at open and at every index load, so a process learns a rotation made since it
+        started before it writes again; never while this process is sealing envelopes it has
+        sized already (``WriteKey`` keeps those consistent anyway).
+        """
+        with self._data_key_lock:
+            found = datakeys.load(self)
+            self.sealer.add_data_keys({g: k.key for g, k in found.items()}, write=write)
+            self.data_keys = {**self.data_keys, **found}
 
     # -- index --------------------------------------------------------------------------
 
@@ -470,6 +498,7 @@ class Repository:
         Locations recorded as damaged (``note_damaged``) are left out, so a backup stores those
         blobs anew instead of deduplicating against bytes that cannot be read back.
         """
+        self.load_data_keys()
         contents = self.read_index_files()
         superseded = {s for c in contents.values() for s in c.supersedes}
         self.damage_records = damage.load_records(self)
