@@ -15,6 +15,7 @@ from amber.storage import local
 from amber.util import errors
 from amber.util.errors import ExitCode
 from amber_cli import TEST_KDF_N, Amber, Result, restored, write_tree
+from s3server import S3Server
 
 KiB = 1024
 
@@ -253,3 +254,41 @@ def test_envelope_layout_per_generation() -> None:
         # never back to an older generation within a process
         sealer.add_data_keys({1: os.urandom(32)}, write=True)
         assert sealer.write_key.generation == 2
+
+
+def test_rotation_on_a_bucket(amber: Amber, tmp_path: Path, s3_server: S3Server) -> None:
+    env = {**amber.env, **s3_server.env()}
+    bucket = Amber(repo=s3_server.url(s3_server.bucket()), env=env)  # type: ignore[arg-type]
+    bucket("repo", "init", "--kdf-n", str(TEST_KDF_N), "--no-recovery-key")
+    src = tmp_path / "src"
+    write_tree(src, {"a.bin": os.urandom(100 * KiB)})
+    first = bucket("-o", "json", "snapshot", "create", str(src)).json()["id"]
+    assert _rotate(bucket) == 1
+    assert _rotate(bucket) == 2
+    write_tree(src, {"b.bin": os.urandom(100 * KiB)})
+    bucket("snapshot", "create", str(src))
+    assert bucket("-o", "json", "repo", "check", "--read-data").json()["ok"]
+    bucket("snapshot", "restore", first, str(tmp_path / "old"))
+    bucket("snapshot", "restore", "latest", str(tmp_path / "new"))
+    assert not (restored(tmp_path / "old", src) / "b.bin").exists()
+    for name in ("a.bin", "b.bin"):
+        assert (restored(tmp_path / "new", src) / name).read_bytes() == (src / name).read_bytes()
+
+
+def test_check_warns_when_no_index_file_carries_the_newest_generation(
+        repo: Amber, tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    write_tree(src, {"a.bin": os.urandom(100 * KiB)})
+    repo("snapshot", "create", str(src))
+    _rotate(repo)
+    marker = [p for p in (repo.repo / "index").iterdir()
+              if crypto.generation_of(p.read_bytes()) == 1]
+    assert len(marker) == 1  # the rotation's own index file, naming no pack
+    assert repo("-o", "json", "repo", "check").json()["warnings"] == []
+    marker[0].unlink()
+    warned = repo("-o", "json", "repo", "check").json()
+    assert warned["ok"] and any("newest data key (generation 1)" in w
+                                for w in warned["warnings"]), warned
+    repo("repo", "repair", "index")
+    assert repo("-o", "json", "repo", "check").json()["warnings"] == []
+    assert {crypto.generation_of(p.read_bytes()) for p in (repo.repo / "index").iterdir()} == {1}

@@ -73,6 +73,13 @@ class UnknownDataKeyError(errors.IntegrityError):
         self.generation = generation
 
 
+def generation_of(envelope: bytes | memoryview) -> int:
+    """The data key generation an envelope names in its header (0: the master's ``K_enc``)."""
+    if envelope[0] & fmt.GENERATION_FLAG:
+        return int.from_bytes(envelope[2 : 2 + fmt.GENERATION_SIZE], "little")
+    return 0
+
+
 def _lookup(suite_byte: int, generation: int) -> int:
     """The key of ``Sealer._aeads``: one int, so opening costs one dict lookup."""
     return suite_byte | generation << 8

@@ -223,6 +223,9 @@ class Repository:
         #: Rotated data keys by generation (``load_data_keys``); generation 0 is ``K_enc``.
         self.data_keys: dict[int, datakeys.DataKey] = {}
         self._data_key_lock = threading.Lock()
+        #: The newest generation an index file read was sealed with: after a rotation, one is
+        #: always sealed with the newest (``datakeys.rotate``), so a lost key object shows.
+        self.index_generation = 0
         self.index = memindex.BlobIndex()
         self.pack_ids: list[bytes] = []
         self._pack_numbers: dict[bytes, int] = {}
@@ -406,6 +409,9 @@ class Repository:
         data = self.backend.read(name)
         if object_id(data).hex() != name.rsplit("/", 1)[-1]:
             raise errors.IntegrityError(f"{name} does not match its name (damaged)")
+        if obj_type is fmt.ObjectType.INDEX:
+            with self._data_key_lock:
+                self.index_generation = max(self.index_generation, crypto.generation_of(data))
         try:
             return self.codec().open(data, obj_type=obj_type)
         except crypto.UnknownDataKeyError as exc:
