@@ -105,6 +105,7 @@ def test_every_command_json_is_lower_camel_case(repo: Amber, tmp_path: Path,
     run("repo key list", *second_repo)
     run("repo key remove", added["id"], *second_repo)
     run("repo key passwd", "--kdf-n", "1024", *second_repo, env=new)
+    run("repo key rotate-data", *second_repo)
     run("repo info")
     first = run("snapshot create", str(src))
     (src / "a.txt").write_bytes(b"beta\n")
