@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from amber.repo import crypto, datakeys, repository
+from amber.repo import crypto, datakeys, keyfile, repository
 from amber.repo import format as fmt
 from amber.storage import local
 from amber.util import errors
@@ -292,3 +292,33 @@ def test_check_warns_when_no_index_file_carries_the_newest_generation(
     repo("repo", "repair", "index")
     assert repo("-o", "json", "repo", "check").json()["warnings"] == []
     assert {crypto.generation_of(p.read_bytes()) for p in (repo.repo / "index").iterdir()} == {1}
+
+
+class RivalFirst(local.LocalBackend):
+    """A rotation that raced ours (its lease broken under a paused holder, say) creates the
+    same generation's object the moment before ours does; or, with ``rival`` unset, our create
+    is made and answered "already there" (a retried PUT whose first answer was lost)."""
+
+    rival: bytes | None = None
+
+    def create_exclusive(self, name: str, data: bytes) -> bool:
+        if not name.startswith(fmt.DATAKEYS_PREFIX):
+            return super().create_exclusive(name, data)
+        super().create_exclusive(name, self.rival if self.rival is not None else data)
+        return False
+
+
+def test_a_generation_is_made_once_whoever_races_for_it(tmp_path: Path) -> None:
+    backend = RivalFirst(str(tmp_path / "repo"))
+    r = repository.Repository.init(backend, "pw", kdf=keyfile.KdfParams(n=TEST_KDF_N))
+    # our own create, answered "exists": ours all the same
+    assert datakeys.rotate(r).generation == 1
+    assert r.sealer.write_key.generation == 1
+    # another key got generation 2 first: refused, and the rival's key is the one in force
+    rival = datakeys.DataKey(2, os.urandom(32), "2026-12-07T00:00:00Z")
+    backend.rival = datakeys.seal(r, rival)
+    with pytest.raises(errors.LockedError, match="generation 2 was made by another process"):
+        datakeys.rotate(r)
+    reopened = repository.Repository.open(local.LocalBackend(str(tmp_path / "repo")), "pw")
+    assert reopened.data_keys[2].key == rival.key
+    assert len(list((tmp_path / "repo" / "datakeys").iterdir())) == 2
