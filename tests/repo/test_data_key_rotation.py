@@ -301,10 +301,11 @@ class RivalFirst(local.LocalBackend):
 
     rival: bytes | None = None
 
-    def create_exclusive(self, name: str, data: bytes) -> bool:
+    def write(self, name: str, data: bytes | bytearray | memoryview, *,
+              durable: bool = True) -> bool:
         if not name.startswith(fmt.DATAKEYS_PREFIX):
-            return super().create_exclusive(name, data)
-        super().create_exclusive(name, self.rival if self.rival is not None else data)
+            return super().write(name, data, durable=durable)
+        super().write(name, self.rival if self.rival is not None else data)
         return False
 
 

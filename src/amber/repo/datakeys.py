@@ -139,9 +139,11 @@ def rotate(repo: repository.Repository) -> DataKey:
                            snapshots.format_time(snapshots.utc_now()))
         envelope = seal(repo, data_key)
         name = object_name(repo.keys, generation)
-        # A create whose answer was lost and that met its own object on the retry is ours.
-        if not repo.backend.create_exclusive(name, envelope) and (
-                repo.backend.read(name) != envelope):
+        # The create-once write of every object that is never deleted (so storage that
+        # protects those, such as Object Lock, protects the key as it does the data it opens);
+        # it is exclusive. A create whose answer was lost and whose retry met its own object
+        # is ours.
+        if not repo.backend.write(name, envelope) and repo.backend.read(name) != envelope:
             raise errors.LockedError(f"data key generation {generation} was made by another "
                                      "process meanwhile; nothing changed here")
         repo.load_data_keys()
