@@ -80,8 +80,13 @@ def generation_of(envelope: bytes | memoryview) -> int:
     return 0
 
 
+_FLAG = fmt.GENERATION_FLAG
+_GENERATION_HEADER = fmt.ENVELOPE_HEADER_SIZE + fmt.GENERATION_SIZE
+
+
 def _lookup(suite_byte: int, generation: int) -> int:
-    """The key of ``Sealer._aeads``: one int, so opening costs one dict lookup."""
+    """The key of ``Sealer._aeads``: one int, so opening costs one dict lookup (``open``
+    computes it inline)."""
     return suite_byte | generation << 8
 
 
@@ -239,17 +244,19 @@ class Codec:
         if len(envelope) < fmt.ENVELOPE_OVERHEAD:
             raise errors.IntegrityError(f"{obj_type.name.lower()} envelope truncated")
         suite, compression = envelope[0], envelope[1]
-        if suite & fmt.GENERATION_FLAG:
-            header = fmt.ENVELOPE_HEADER_SIZE + fmt.GENERATION_SIZE
+        if suite & _FLAG:
+            header = _GENERATION_HEADER
             if len(envelope) < header + fmt.TAG_SIZE:
                 raise errors.IntegrityError(f"{obj_type.name.lower()} envelope truncated")
-            generation = int.from_bytes(envelope[2 : 2 + fmt.GENERATION_SIZE], "little")
-        else:
+            generation = int.from_bytes(envelope[2:header - fmt.NONCE_SIZE], "little")
+            authenticated = bytes(envelope[: header - fmt.NONCE_SIZE])
+        else:  # generation 0: the original layout, opened exactly as before rotation existed
             header, generation = fmt.ENVELOPE_HEADER_SIZE, 0
-        aead = self._sealer._aeads.get(_lookup(suite, generation))
+            authenticated = bytes((suite, compression))
+        aead = self._sealer._aeads.get(suite | generation << 8)
         if aead is None:
-            if suite & ~fmt.GENERATION_FLAG not in fmt.SUITE_NAMES.values() or (
-                    suite & fmt.GENERATION_FLAG and not generation):
+            if suite & ~_FLAG not in fmt.SUITE_NAMES.values() or (
+                    suite & _FLAG and not generation):
                 raise errors.IntegrityError(f"unknown cipher suite byte 0x{suite:02x}")
             raise UnknownDataKeyError(generation)
         if compression not in (fmt.Compression.NONE, fmt.Compression.ZSTD):
@@ -259,8 +266,7 @@ class Codec:
             body = aead.decrypt(
                 nonce,
                 envelope[header:],
-                fmt.ENVELOPE_MAGIC + bytes(envelope[: header - fmt.NONCE_SIZE])
-                + bytes((obj_type,)) + obj_id,
+                fmt.ENVELOPE_MAGIC + authenticated + bytes((obj_type,)) + obj_id,
             )
         except InvalidTag:
             what = obj_type.name.lower()
