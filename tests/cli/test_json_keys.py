@@ -114,6 +114,7 @@ def test_every_command_json_is_lower_camel_case(repo: Amber, tmp_path: Path,
                s3_server.endpoint)
     run("repo key add", *kms_key, *second_repo, env=s3_server.env())
     run("repo key rewrap", *second_repo, env=s3_server.env())
+    run("repo key rotate-data", *second_repo)
     run("repo key passwd", "--kdf-n", "1024", *second_repo, env=new)
     run("repo info")
     first = run("snapshot create", str(src))

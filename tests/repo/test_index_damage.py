@@ -265,5 +265,5 @@ def test_healthy_backup_lists_no_packs(repo: Amber, tmp_path: Path) -> None:
 
     r.backend.list = counting  # type: ignore[method-assign,assignment]
     archiver.Archiver(r).run([str(src)])
-    assert not [p for p in listed if p.startswith("data")], listed
+    assert not [p for p in listed if p.startswith("data/")], listed
     assert r.fallback.packs == {} and r.fallback.unreadable == {}

@@ -11,6 +11,7 @@ from amber.cli import context, durations, location_cmds, output, reports
 from amber.repo import (
     checker,
     copier,
+    datakeys,
     keyfile,
     keys,
     kmsslot,
@@ -149,6 +150,7 @@ def info(ctx: context.Context) -> None:
         f"packs       {st.packs} ({_count(st.blobs, 'blob')}, "
         f"{_count(st.index_files, 'index file')})",
         f"size        {output.human_bytes(st.stored_bytes)}",
+        f"data key    generation {st.data_key_generation} ({_count(st.data_keys, 'key')})",
         *([] if st.immutability is None else [
             f"immutable   {st.immutability['days']} days, Object Lock {st.immutability['mode']} "
             "mode"]),
@@ -432,3 +434,15 @@ def key_passwd(ctx: context.Context, kdf_n: int) -> None:
     old = r.key_name.rsplit("/", 1)[-1]
     new = keys.change(r, context.read_passphrase(new=True), kdf)
     ctx.emit({"id": new, "replaced": old}, f"key {old[:8]} replaced by {new[:8]}")
+
+
+@key_group.command("rotate-data")
+@pass_ctx
+def key_rotate_data(ctx: context.Context) -> None:
+    """Seal new data with a new random data key; data stored before stays readable under the
+    keys it was written with (it is not re-encrypted). Key slots are not touched: every
+    passphrase and the recovery key open every data key."""
+    data_key = datakeys.rotate(ctx.open_repo())
+    ctx.emit({"generation": data_key.generation, "created": data_key.created},
+             f"new data is sealed with data key generation {data_key.generation} from now on; "
+             "data stored before keeps its key")

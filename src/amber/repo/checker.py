@@ -137,6 +137,14 @@ class Checker:
         self.report.warnings.extend(self.repo.recheck_damage())
         for name, why in self.repo.damaged_index_files.items():
             self.report.errors.append(f"index file {name} is damaged ({why}); {_REPAIR}")
+        # Every data key was verified when the repository was opened (a damaged or missing one
+        # stops every command); what is left to see is whether losing the newest would show.
+        newest = max(self.repo.data_keys, default=0)
+        if self.repo.index_generation < newest:
+            self.report.warnings.append(
+                f"no index file is sealed with the newest data key (generation {newest}), so "
+                "if its object were lost, nothing would say so before new data is sealed with "
+                "an older key: 'amber repo repair index' writes one")
 
     def _good_copies(self) -> dict[bytes, float]:
         """Blobs recorded damaged that a later backup stored anew -> when it stored them."""

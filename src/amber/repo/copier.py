@@ -17,8 +17,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from amber.repo import datakeys, indexfile, locks, repository, walker
 from amber.repo import format as fmt
-from amber.repo import indexfile, locks, repository, walker
 from amber.repo import snapshot as snapshots
 from amber.storage import base
 from amber.util import errors, progress
@@ -113,7 +113,26 @@ def _destination(src: repository.Repository, backend: base.Backend,
         raise errors.UsageError(
             f"{backend.url} holds another repository ({config.repo_id.hex()[:8]}, this one is "
             f"{src.config.repo_id.hex()[:8]}): a copy must be of the same repository")
-    return repository.Repository(backend, config, src.master)
+    dst = repository.Repository(backend, config, src.master)
+    _copy_data_keys(src, dst)
+    return dst
+
+
+def _copy_data_keys(src: repository.Repository, dst: repository.Repository) -> None:
+    """Give the copy every data key of the source (before any pack sealed with one), as the
+    bytes they are. A copy that rotated on its own has other keys under the same generations:
+    packs copied there could not be read, so it is refused."""
+    dst.load_data_keys()
+    for generation, data_key in sorted(src.data_keys.items()):
+        theirs = dst.data_keys.get(generation)
+        if theirs is None:
+            _copy_object(src.backend, dst.backend, datakeys.object_name(src.keys, generation),
+                         check_name=False)  # named by its generation; opening it checks it
+        elif theirs.key != data_key.key:
+            raise errors.UsageError(
+                f"{dst.backend.url} rotated its data key apart from this repository (its "
+                f"generation {generation} is another key): copy to an empty location")
+    dst.load_data_keys()
 
 
 def _needed_packs(src: repository.Repository,

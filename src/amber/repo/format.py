@@ -35,6 +35,8 @@ RETENTION_PREFIX = "retention/"
 REMOVED_PREFIX = "removed/"
 #: ``repo init --immutable-days``: from one day to a hundred years.
 IMMUTABLE_DAYS_RANGE = (1, 36500)
+#: Data keys made by rotation (format doc §3.1), one create-once object per generation.
+DATAKEYS_PREFIX = "datakeys/"
 
 ID_SIZE = 32
 ZERO_ID = bytes(ID_SIZE)
@@ -70,6 +72,7 @@ class ObjectType(enum.IntEnum):
     SNAPSHOT = 0x12
     DAMAGE_RECORD = 0x13
     LOCATION_RECORD = 0x14
+    DATA_KEY = 0x15
     REMOVAL_RECORD = 0x16
 
 
@@ -80,10 +83,18 @@ NONCE_SIZE = 12
 TAG_SIZE = 16
 ENVELOPE_HEADER_SIZE = 2 + NONCE_SIZE
 ENVELOPE_OVERHEAD = ENVELOPE_HEADER_SIZE + TAG_SIZE
+#: Set in the suite byte (0x81, 0x82) of an envelope sealed with a rotated data key: a u32
+#: key generation follows the compression byte. Generation 0 (the key derived from the master
+#: secret) keeps the layout above, byte for byte.
+GENERATION_FLAG = 0x80
+GENERATION_SIZE = 4
+MAX_GENERATION = 0xFFFFFFFF
 
 PACK_HEADER_MAGIC = b"APK1"
 INDEX_MAGIC = b"AIX1"
 DAMAGE_RECORD_MAGIC = b"ADM1"
+#: Hashed with the generation (keyed by K_id) to name a data key object.
+DATA_KEY_MAGIC = b"ADK1"
 #: Pack header / index entry: type u8, id 32 bytes, offset u32, length u32, raw length u32.
 ENTRY_FORMAT = "<B32sIII"
 ENTRY_SIZE = 45

@@ -330,9 +330,9 @@ def bring_back(repo: repository.Repository) -> list[str]:
 
 
 def needed_objects(repo: repository.Repository, packs: set[bytes]) -> dict[str, float]:
-    """Name -> write time of what the snapshots need: the config, the key files, the snapshot
-    files, the index files, the location and removal records and ``packs`` (one listing of
-    the repository)."""
+    """Name -> write time of what the snapshots need: the config, the key files, the data keys,
+    the snapshot files, the index files, the location and removal records and ``packs`` (one
+    listing of the repository)."""
     pack_names = {repo.pack_name(p) for p in packs}
     out: dict[str, float] = {}
     for info in repo.backend.list(""):
@@ -342,6 +342,6 @@ def needed_objects(repo: repository.Repository, packs: set[bytes]) -> dict[str, 
         if (info.name == fmt.CONFIG_NAME or info.name in pack_names
                 or info.name.startswith((fmt.KEYS_PREFIX, fmt.SNAPSHOTS_PREFIX,
                                          fmt.INDEX_PREFIX, fmt.LOCATIONS_PREFIX,
-                                         fmt.REMOVED_PREFIX))):
+                                         fmt.REMOVED_PREFIX, fmt.DATAKEYS_PREFIX))):
             out[info.name] = info.mtime
     return out

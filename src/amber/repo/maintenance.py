@@ -149,6 +149,10 @@ class Statistics:
     blobs: int
     stored_bytes: int
     index_memory_bytes: int
+    #: The generation new data is sealed with (0: the key derived from the master secret),
+    #: and how many keys can open data: generation 0 and one per rotation.
+    data_key_generation: int
+    data_keys: int
     #: {"days", "mode"} of an immutable repository (S3 Object Lock), else None
     immutability: dict[str, object] | None = None
 
@@ -175,4 +179,5 @@ def statistics(repo: repository.Repository) -> Statistics:
         snapshots=counts.get("snapshots", 0), packs=counts.get("data", 0),
         index_files=counts.get("index", 0), blobs=len(repo.index),
         stored_bytes=sum(sizes.values()), index_memory_bytes=repo.index.nbytes,
+        data_key_generation=repo.sealer.write_key.generation, data_keys=1 + len(repo.data_keys),
         immutability=None if repo.config.retention is None else repo.config.retention.to_json())

@@ -142,7 +142,8 @@ class BlobWriter:
                 return False
             self._inflight.add(blob_id)
         body, compression = codec.compress_body(plaintext)
-        need = fmt.ENVELOPE_OVERHEAD + len(body)
+        key = codec.write_key  # sizes the envelope and seals it: one generation for both
+        need = key.overhead + len(body)
         full: _OpenPack | None = None
         with self._written:
             pack = self._open[blob_type]
@@ -167,7 +168,7 @@ class BlobWriter:
                 self._open[blob_type] = self._new_pack(blob_type)
         try:
             with memoryview(pack.buffer) as whole:
-                codec.seal_into(whole[offset : offset + need], body, compression,
+                codec.seal_into(whole[offset : offset + need], body, compression, key,
                                 obj_type=blob_type, obj_id=blob_id)
         except BaseException as exc:
             self._error = self._error or exc  # the pack now holds a hole: the backup must fail

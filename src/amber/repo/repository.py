@@ -17,7 +17,7 @@ from typing import Any
 import blake3
 from pyfastcdc import FastCDC
 
-from amber.repo import crypto, damage, indexfile, keyfile, kmsslot, memindex
+from amber.repo import crypto, damage, datakeys, indexfile, keyfile, kmsslot, memindex
 from amber.repo import format as fmt
 from amber.repo import snapshot as snapshots
 from amber.storage import base
@@ -294,6 +294,12 @@ class Repository:
         self.key_name = ""
         self.keys = crypto.MasterKeys.derive(master)
         self.sealer = crypto.Sealer(self.keys, config.cipher, config.compression_level)
+        #: Rotated data keys by generation (``load_data_keys``); generation 0 is ``K_enc``.
+        self.data_keys: dict[int, datakeys.DataKey] = {}
+        self._data_key_lock = threading.Lock()
+        #: The newest generation an index file read was sealed with: after a rotation, one is
+        #: always sealed with the newest (``datakeys.rotate``), so a lost key object shows.
+        self.index_generation = 0
         self.index = memindex.BlobIndex()
         self.pack_ids: list[bytes] = []
         self._pack_numbers: dict[bytes, int] = {}
@@ -422,6 +428,13 @@ class Repository:
         """Open with one KMS slot; the master it yields must open the repository's objects."""
         repo = cls(backend, config, kmsslot.unwrap(data, config.repo_id))
         repo.key_name = name
+        try:  # sealed with the master's own key: a master of someone else's choosing fails here
+            repo.load_data_keys()
+        except errors.DataKeyError as exc:
+            raise errors.IntegrityError(
+                f"the master secret KMS gave does not open the data keys ({exc}): refused (the "
+                f"slot's endpoint may have been changed; pin the real one with "
+                f"{kmsslot.ENDPOINT_ENV})") from None
         repo._check_master_opens_objects()
         return repo
 
@@ -471,6 +484,7 @@ class Repository:
             if master is not None:
                 repo = cls(backend, config, master)
                 repo.key_name = name
+                repo.load_data_keys()
                 return repo
             problem = _why_key_did_not_open(name, data, config)
             if problem is not None:
@@ -552,7 +566,34 @@ class Repository:
         data = self.backend.read(name)
         if object_id(data).hex() != name.rsplit("/", 1)[-1]:
             raise errors.IntegrityError(f"{name} does not match its name (damaged)")
-        return self.codec().open(data, obj_type=obj_type)
+        if obj_type is fmt.ObjectType.INDEX:
+            with self._data_key_lock:
+                self.index_generation = max(self.index_generation, crypto.generation_of(data))
+        try:
+            return self.codec().open(data, obj_type=obj_type)
+        except crypto.UnknownDataKeyError as exc:
+            # Its bytes match its name, so the generation in its header is the one it was
+            # written with, not damage: a rotation since this process loaded its keys, or a
+            # data key object gone missing (fatal: see ``errors.DataKeyError``).
+            self.load_data_keys(write=False)
+            if exc.generation not in self.data_keys:
+                raise datakeys.missing(self.keys, exc.generation, name) from None
+            return self.codec().open(data, obj_type=obj_type)
+
+    # -- data keys ----------------------------------------------------------------------
+
+    def load_data_keys(self, *, write: bool = True) -> None:
+        """Read every data key (``datakeys.load``: a damaged or missing one stops the command);
+        with ``write``, seal new envelopes with the newest from now on.
+
+        Called at open and at every index load, so a process learns a rotation made since it
+        started before it writes again; never while this process is sealing envelopes it has
+        sized already (``WriteKey`` keeps those consistent anyway).
+        """
+        with self._data_key_lock:
+            found = datakeys.load(self)
+            self.sealer.add_data_keys({g: k.key for g, k in found.items()}, write=write)
+            self.data_keys = {**self.data_keys, **found}
 
     # -- index --------------------------------------------------------------------------
 
@@ -620,6 +661,7 @@ class Repository:
         Locations recorded as damaged (``note_damaged``) are left out, so a backup stores those
         blobs anew instead of deduplicating against bytes that cannot be read back.
         """
+        self.load_data_keys()
         contents = self.read_index_files()
         superseded = {s for c in contents.values() for s in c.supersedes}
         self.damage_records = damage.load_records(self)

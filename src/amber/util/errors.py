@@ -90,6 +90,14 @@ class AppendOnlyError(AmberError):
     exit_code = ExitCode.APPEND_ONLY
 
 
+class DataKeyError(AmberError):
+    """A data key (made by rotation) is missing or damaged. Not an ``IntegrityError``: those
+    are damage one object costs, which commands work around; without a data key a writer
+    cannot know which key is current, so every command that meets this stops (exit 14)."""
+
+    exit_code = ExitCode.INTEGRITY
+
+
 class NoSpaceError(AmberError):
     exit_code = ExitCode.NO_SPACE
 
