@@ -20,6 +20,7 @@ from amber.cli import (
     context,
     demo_cmd,
     drill_cmd,
+    location_cmds,
     options,
     output,
     repo_cmds,
@@ -63,6 +64,8 @@ def cli(ctx: click.Context, repo_location: str | None, output: str, quiet: bool,
 
 
 # before the group joins the root, which gives every command in it the shared options
+repo_cmds.repo.add_command(location_cmds.location_group)
+repo_cmds.repo.add_command(location_cmds.status)
 repo_cmds.repo.add_command(serve_cmds.serve)
 repo_cmds.repo.add_command(serve_cmds.append_only)
 cli.add_command(repo_cmds.repo)

@@ -44,8 +44,8 @@ class Shared:
 
 SHARED = (
     Shared(("--repo", "-r"), "repo_location", metavar="PATH|URL",
-           help="Repository location (a path or file:// URL). Env: AMBER_REPO. "
-                "Default: a directory under your data dir."),
+           help="Repository location (a path, file://, s3:// or amber+http(s):// URL). "
+                "Env: AMBER_REPO. Default: a directory under your data dir."),
     Shared(("--output", "-o"), "output", choices=("text", "json"),
            help="Output format; json is for scripts."),
     Shared(("--quiet", "-q"), "quiet", flag=True, help="Only print results and errors."),

@@ -7,7 +7,7 @@ from collections.abc import Callable
 
 import click
 
-from amber.cli import context, durations, location_cmds, output, reports
+from amber.cli import context, durations, output, reports
 from amber.repo import (
     checker,
     copier,
@@ -341,10 +341,6 @@ def copy_cmd(ctx: context.Context, to: str, snapshot_ids: tuple[str, ...]) -> No
         + (" (a new copy of this repository)" if report.initialized else "")
         + (f"; {report.locations_copied} location record(s)" if report.locations_copied
            else "")))
-
-
-repo.add_command(location_cmds.location_group)
-repo.add_command(location_cmds.status)
 
 
 @repo.group("key")
