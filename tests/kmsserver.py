@@ -14,8 +14,6 @@ import base64
 import contextlib
 import http.server
 import json
-import os
-import subprocess
 import sys
 import threading
 from collections.abc import Iterator
@@ -23,10 +21,8 @@ from pathlib import Path
 from typing import Any
 
 import boto3
-import botocore.exceptions
 
 import s3server
-from polling import wait_for
 from s3server import S3Server
 
 
@@ -39,32 +35,9 @@ def kms_client(server: S3Server) -> Any:
 @contextlib.contextmanager
 def running(log: Path) -> Iterator[S3Server]:
     """moto's server, refusing disabled keys and keys pending deletion, until the block ends."""
-    port = s3server._free_port()
-    with log.open("wb") as out:
-        proc = subprocess.Popen([sys.executable, __file__, "-H", "127.0.0.1", "-p", str(port)],
-                                stdout=out, stderr=subprocess.STDOUT,
-                                env={**os.environ, **S3Server.env()})
-    server = S3Server(f"http://127.0.0.1:{port}", proc)
-
-    def answers() -> bool:
-        if proc.poll() is not None:
-            raise RuntimeError(f"the KMS server exited: {log.read_text()[-2000:]}")
-        try:
-            kms_client(server).list_keys()
-        except botocore.exceptions.BotoCoreError:
-            return False
-        return True
-
-    try:
-        wait_for(answers, timeout=60, message="the KMS server to answer", interval=0.1)
+    with s3server.serving([sys.executable, __file__], log, "the KMS server",
+                          lambda server: kms_client(server).list_keys()) as server:
         yield server
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 class HostileKms:

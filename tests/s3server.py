@@ -9,7 +9,7 @@ import socket
 import subprocess
 import sys
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -63,24 +63,35 @@ def _free_port() -> int:
 def running(log: Path) -> Iterator[S3Server]:
     """Start moto's server (the ``moto_server`` program beside this Python) and wait until it
     answers; stop it afterwards."""
-    port = _free_port()
     program = Path(sys.executable).with_name("moto_server")
+    with serving([str(program)], log, "moto_server",
+                 lambda server: server.client().list_buckets()) as server:
+        yield server
+
+
+@contextlib.contextmanager
+def serving(command: list[str], log: Path, what: str,
+            probe: Callable[[S3Server], object]) -> Iterator[S3Server]:
+    """Run ``command -H 127.0.0.1 -p PORT`` (moto's server, or a variant of it) on a free port
+    until ``probe`` gets an answer; stop it when the block ends."""
+    port = _free_port()
     with log.open("wb") as out:
-        proc = subprocess.Popen([str(program), "-H", "127.0.0.1", "-p", str(port)],
+        proc = subprocess.Popen([*command, "-H", "127.0.0.1", "-p", str(port)],
                                 stdout=out, stderr=subprocess.STDOUT,
                                 env={**os.environ, **S3Server.env()})
     server = S3Server(f"http://127.0.0.1:{port}", proc)
+
     def answers() -> bool:
         if proc.poll() is not None:
-            raise RuntimeError(f"moto_server exited: {log.read_text()[-2000:]}")
+            raise RuntimeError(f"{what} exited: {log.read_text()[-2000:]}")
         try:
-            server.client().list_buckets()
+            probe(server)
         except botocore.exceptions.BotoCoreError:
             return False
         return True
 
     try:
-        wait_for(answers, timeout=60, message="moto_server to answer", interval=0.1)
+        wait_for(answers, timeout=60, message=f"{what} to answer", interval=0.1)
         yield server
     finally:
         proc.terminate()

@@ -19,6 +19,7 @@ import boto3
 import botocore.config
 import botocore.exceptions
 
+from amber.storage.credentials import NO_CREDENTIALS_HINT
 from amber.util import errors
 
 #: Attempts per request, the first included (throttling and 5xx answers are retried).
@@ -77,9 +78,7 @@ class Client:
             raise self._refusal(operation, exc) from None
         except botocore.exceptions.NoCredentialsError:
             raise errors.AmberError(
-                f"no AWS credentials for {self.where}: set AWS_ACCESS_KEY_ID and "
-                "AWS_SECRET_ACCESS_KEY, AWS_PROFILE, or run with a role (IRSA, instance "
-                "profile)") from None
+                f"no AWS credentials for {self.where}: {NO_CREDENTIALS_HINT}") from None
         except (botocore.exceptions.EndpointConnectionError,
                 botocore.exceptions.ConnectTimeoutError,
                 botocore.exceptions.ReadTimeoutError) as exc:

@@ -26,6 +26,10 @@ from amber.util import errors
 #: Fetches a Secret's decoded ``data``: ``(namespace or None for the current one, name)``.
 SecretReader = Callable[[str | None, str], Mapping[str, bytes]]
 
+#: What to do when the AWS chain finds no credentials (S3 and KMS say the same).
+NO_CREDENTIALS_HINT = ("set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, AWS_PROFILE, or run with "
+                       "a role (IRSA, instance profile)")
+
 #: The Secret key that holds a shared-credentials file (Velero's convention).
 CLOUD_FILE_KEY = "cloud"
 

@@ -30,7 +30,7 @@ import botocore.config
 import botocore.exceptions
 
 from amber.storage import base
-from amber.storage.credentials import Credentials
+from amber.storage.credentials import NO_CREDENTIALS_HINT, Credentials
 from amber.storage.s3location import S3Location
 from amber.util import errors
 
@@ -104,9 +104,7 @@ class S3Backend(base.Backend):
             raise self._failure(what, exc) from None
         except botocore.exceptions.NoCredentialsError:
             raise errors.AmberError(
-                f"no AWS credentials for {self.loc.where}: set AWS_ACCESS_KEY_ID and "
-                "AWS_SECRET_ACCESS_KEY, AWS_PROFILE, or run with a role (IRSA, instance "
-                "profile)") from None
+                f"no AWS credentials for {self.loc.where}: {NO_CREDENTIALS_HINT}") from None
         except (botocore.exceptions.EndpointConnectionError,
                 botocore.exceptions.ConnectTimeoutError) as exc:
             raise errors.AmberError(f"cannot reach the S3 endpoint of {self.loc.where} "
@@ -269,14 +267,20 @@ class S3Backend(base.Backend):
             if not page.get("IsTruncated") or not token:
                 return
 
-    def stat(self, name: str) -> base.ObjectInfo:
+    def _head(self, name: str) -> dict[str, Any]:
+        """The current version's metadata; FileNotFoundError if there is none."""
         with self._requests(f"HEAD {name}"):
             try:
-                head = self._s3.head_object(Bucket=self.loc.bucket, Key=self._key(name))
+                head: dict[str, Any] = self._s3.head_object(Bucket=self.loc.bucket,
+                                                            Key=self._key(name))
             except botocore.exceptions.ClientError as exc:
                 if self._missing(exc):
                     raise FileNotFoundError(2, "no such object", f"{self.url}{name}") from None
                 raise
+        return head
+
+    def stat(self, name: str) -> base.ObjectInfo:
+        head = self._head(name)
         return base.ObjectInfo(name=name, size=int(head["ContentLength"]),
                                mtime=head["LastModified"].timestamp())
 
@@ -368,14 +372,7 @@ class S3Backend(base.Backend):
                     or (until is not None and until.timestamp() > time.time()))
 
     def retained_until(self, name: str) -> float | None:
-        with self._requests(f"HEAD {name}"):
-            try:
-                head = self._s3.head_object(Bucket=self.loc.bucket, Key=self._key(name))
-            except botocore.exceptions.ClientError as exc:
-                if self._missing(exc):
-                    raise FileNotFoundError(2, "no such object", f"{self.url}{name}") from None
-                raise
-        until = head.get("ObjectLockRetainUntilDate")
+        until = self._head(name).get("ObjectLockRetainUntilDate")
         return None if until is None else float(until.timestamp())
 
     def extend_retention(self, name: str, until: float) -> float | None:
