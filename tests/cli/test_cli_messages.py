@@ -188,7 +188,8 @@ def test_a_suggested_command_is_spelled_as_invoked(amber: Amber, script: str) ->
     assert res.returncode == ExitCode.REPO_NOT_FOUND, res.stderr
     prog = PROGS[script]
     assert res.stderr == (f"{prog}: error: no Amber repository at {amber.repo.as_uri()} "
-                          f"(create one with '{prog} repo init')\n")
+                          f"(create one with '{prog} repo init'; if one was lost here, open a "
+                          "copy of it with --repo)\n")
 
 
 @pytest.mark.parametrize("script", PROGS)

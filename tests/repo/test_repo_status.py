@@ -95,6 +95,10 @@ def test_registering_locations_is_validated(repo: Amber, tmp_path: Path) -> None
     # a removed name is not taken for a directory of that name in the working directory
     assert "location 'usb' was removed" in _one_line_error(
         repo, "repo", "copy", "--to", "usb", code=ExitCode.USAGE)
+    # nor is a mistyped name: no copy appears in the working directory
+    assert "no location named 'ofsite'" in _one_line_error(
+        repo, "repo", "copy", "--to", "ofsite", code=ExitCode.USAGE)
+    assert not (Path.cwd() / "ofsite").exists()
     # the name is free again, now for another place and medium
     repo("repo", "location", "add", "usb", str(tmp_path / "usb-new"), "--medium", "other")
     again = {r["name"]: r for r in repo("-o", "json", "repo", "location", "list").json()}

@@ -314,7 +314,7 @@ def test_a_config_with_bad_immutability_is_refused_and_a_directory_copy_ignores_
     config.chmod(0o600)
     config.write_text(json.dumps(good))
     info = repo("-o", "json", "repo", "info").json()  # a directory retains nothing; it opens
-    assert info["immutability"] == {"days": 2, "mode": "governance"}
+    assert info["immutability"] is None  # and says it enforces nothing (S3 copies would)
     for bad, why in (({**good, "immutability": {"days": 0, "mode": "governance"}}, "days 0"),
                      ({**good, "immutability": {"days": 2, "mode": "forever"}}, "'forever'"),
                      ({**doc, "features": {"required": ["object-lock"], "compatible": []}},
@@ -379,7 +379,7 @@ def test_what_someone_else_hides_comes_back_and_is_never_removed(
                                datetime.datetime.now(datetime.UTC) - datetime.timedelta(
                                    seconds=5)})
     dry = locked("repo", "prune", "--dry-run", "--keep-younger-than", "0s").stdout
-    assert "would be made visible again" in dry
+    assert "would be made current again" in dry
     report = _prune_at(_open(locked, s3_server, monkeypatch), start + 3 * DAY)
     assert report.brought_back >= 5  # config, key, snapshot B, index files, B's packs
     left = _versions(s3_server, bucket)
@@ -392,3 +392,46 @@ def test_what_someone_else_hides_comes_back_and_is_never_removed(
     locked("snapshot", "restore", second, str(tmp_path / "out"))
     assert (restored(tmp_path / "out", src) / "b.bin").read_bytes() == \
         (src / "b.bin").read_bytes()
+
+
+def test_one_hidden_key_a_hidden_pack_and_an_overwritten_snapshot_are_survived(
+        locked: Amber, s3_server: S3Server, tmp_path: Path) -> None:
+    """Smaller attacks than hiding everything: the passphrase's key file alone hidden (the
+    recovery key's visible), one pack hidden, one snapshot file overwritten with garbage (a
+    new version on top of the retained one). Commands go on working (a warning for the key),
+    a restore reads the hidden pack, check names each attack, and prune puts everything back
+    without being told to forget anything."""
+    cli = locked
+    init = cli("-o", "json", "repo", "init", "--kdf-n", str(TEST_KDF_N), "--immutable-days",
+               "2").json()
+    src = tmp_path / "src"
+    write_tree(src, {"a.bin": os.urandom(300_000)})
+    snap = cli("-o", "json", "snapshot", "create", str(src)).json()["id"]
+    bucket, client = _bucket(cli), s3_server.client()
+    names = set(_versions(s3_server, bucket))
+    key = next(n for n in names if n.startswith("keys/")
+               and n != "keys/" + init["recoveryKeyId"])
+    pack = _largest(s3_server, bucket, {n for n in names if n.startswith("data/")})
+    client.delete_object(Bucket=bucket, Key="repo/" + key)
+    client.delete_object(Bucket=bucket, Key="repo/" + pack)
+
+    listed = cli("-o", "json", "snapshot", "list")
+    assert [s["id"] for s in listed.json()] == [snap]
+    assert "hidden by a delete marker Amber did not make" in listed.stderr
+    cli("snapshot", "restore", snap, str(tmp_path / "out"))  # reads the hidden pack
+    assert (restored(tmp_path / "out", src) / "a.bin").read_bytes() == \
+        (src / "a.bin").read_bytes()
+
+    client.put_object(Bucket=bucket, Key=f"repo/snapshots/{snap}", Body=b"garbage")
+    check = cli("-o", "json", "repo", "check", check=False)
+    errors = " ".join(check.json()["errors"])
+    assert check.returncode != 0 and "overwritten by someone else" in errors, errors
+    assert key in errors or "hidden by delete markers" in errors
+    prune = cli("-o", "json", "repo", "prune", "--keep-younger-than", "0s").json()
+    assert prune["broughtBack"] >= 3, prune
+    assert [s["id"] for s in cli("-o", "json", "snapshot", "list").json()] == [snap]
+    again = cli("-o", "json", "repo", "check", "--read-data")
+    assert again.json()["ok"] and "hidden" not in again.stderr, again.stdout
+    cli("snapshot", "restore", snap, str(tmp_path / "out2"))
+    assert (restored(tmp_path / "out2", src) / "a.bin").read_bytes() == \
+        (src / "a.bin").read_bytes()

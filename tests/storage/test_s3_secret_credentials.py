@@ -15,6 +15,8 @@ from pathlib import Path
 
 import pytest
 
+from amber.storage import location
+from amber.util import errors
 from amber.util.errors import ExitCode
 from amber_cli import TEST_KDF_N, Amber, restored, write_tree
 from s3server import ACCESS_KEY, REGION, SECRET_KEY, S3Server
@@ -143,3 +145,9 @@ def test_an_unreachable_endpoint_is_one_line_after_the_attempts(
                                     "AMBER_S3_MAX_ATTEMPTS": "0"})
     res = bad("repo", "info", check=False)
     assert res.returncode == ExitCode.USAGE and "AMBER_S3_MAX_ATTEMPTS" in res.stderr
+
+
+def test_a_password_in_the_endpoint_is_refused_without_repeating_it() -> None:
+    with pytest.raises(errors.UsageError) as caught:
+        location.parse_s3("s3://b/p?endpoint=http://user:SECRETPW@127.0.0.1:9000")
+    assert "user or password" in str(caught.value) and "SECRETPW" not in str(caught.value)

@@ -115,8 +115,8 @@ def init(ctx: context.Context, cipher: str, kdf_n: int, recovery_key: bool,
         doc["immutability"] = retained.to_json()
         lines.append(f"immutable: every object is retained for {retained.days} days "
                      f"(Object Lock, {retained.mode} mode); run 'amber repo prune' at least "
-                     f"every {max(retained.days // 2, 1)} days so that what snapshots need "
-                     "stays retained")
+                     f"every {_half(retained.days)} so that what snapshots need stays "
+                     "retained")
     if recovery_key:
         recovery = keys.recovery_passphrase()
         doc["recoveryKey"] = recovery
@@ -308,6 +308,11 @@ def repair_index(ctx: context.Context) -> None:
             f"{len(report.damaged_blobs)} damaged blob(s), {len(report.unreadable_packs)} "
             f"unreadable and {len(report.missing_packs)} missing pack(s) could not be indexed; "
             "'amber repo check' names the snapshots that need them")
+
+
+def _half(days: int) -> str:
+    """Half a retention period, said the way a person would: ``12 hours``, ``15 days``."""
+    return f"{days * 12} hours" if days < 4 else f"{days / 2:g} days"
 
 
 def _count(n: int, noun: str) -> str:

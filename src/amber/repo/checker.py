@@ -120,6 +120,12 @@ class Checker:
         a hidden snapshot cannot be restored, and its data would stop being retained."""
         if self.repo.backend.retention is None:
             return
+        replaced = sorted(immutability.overwritten(self.repo))
+        if replaced:
+            self.report.errors.append(
+                f"{len(replaced)} object(s) overwritten by someone else ({', '.join(replaced[:3])}"
+                f"{', ...' if len(replaced) > 3 else ''}); their earlier, retained versions are "
+                "intact: 'amber repo prune' puts them back (do not forget the snapshots)")
         hidden = immutability.hidden_by_others(self.repo)
         if hidden:
             self.report.errors.append(

@@ -27,7 +27,6 @@ from amber.repo import format as fmt
 from amber.repo import repository
 from amber.repo import snapshot as snapshots
 from amber.storage import base
-from amber.util import errors
 
 #: Added to every estimate: this machine's clock and the store's differ (S3 refuses requests
 #: signed more than 15 minutes off), so a delete is not tried in the last minutes of retention.
@@ -233,24 +232,6 @@ def delete_recorded(repo: repository.Repository, names: list[str]) -> None:
         repo.backend.delete(name)
 
 
-def _removed_by_amber(repo: repository.Repository) -> set[str]:
-    """The names Amber's removal records give (a record that does not open is ignored, with a
-    warning: what it names is then kept, which costs space, never data)."""
-    names: set[str] = set()
-    for info in repo.backend.list(fmt.REMOVED_PREFIX):
-        if repository.id_from_name(info.name) is None:
-            continue
-        try:
-            doc = json.loads(repo.load_file_object(info.name, fmt.ObjectType.REMOVAL_RECORD))
-            names.update(str(n) for n in doc["names"])
-        except FileNotFoundError:
-            continue
-        except (errors.AmberError, ValueError, KeyError, TypeError):
-            repo.warn(f"removal record {info.name} cannot be read (damaged or not made by "
-                      "Amber); what it names is kept")
-    return names
-
-
 @dataclass
 class Judge:
     """Whether a hidden object was deleted by Amber (so it may go for good once retention
@@ -265,7 +246,7 @@ class Judge:
     def read(cls, repo: repository.Repository) -> Judge:
         contents = repo.read_index_files()
         return cls(
-            removed=_removed_by_amber(repo),
+            removed=repo.removed_names(),
             indexed_packs={repo.pack_name(p) for c in contents.values() for p in c.packs},
             superseded={fmt.INDEX_PREFIX + i.hex() for c in contents.values()
                         for i in c.supersedes})
@@ -305,11 +286,55 @@ def hidden_by_others(repo: repository.Repository) -> list[str]:
     return sorted(name for name in hidden if not judge.amber_deleted(name))
 
 
+#: Objects named by the BLAKE3 of their bytes: a current version that does not match its name
+#: was put on top by someone else (Amber never overwrites).
+_CONTENT_NAMED = (fmt.KEYS_PREFIX, fmt.DATA_PREFIX, fmt.INDEX_PREFIX, fmt.SNAPSHOTS_PREFIX,
+                  fmt.REMOVED_PREFIX, fmt.LOCATIONS_PREFIX)
+
+
+def overwritten(repo: repository.Repository) -> dict[str, str]:
+    """Content-named objects whose current version someone else put on top (its bytes do not
+    match the name) while an older version that does is still there: name -> that version.
+    Only objects with more than one version are read, so a healthy repository pays one
+    listing of versions."""
+    if not repo.backend.keeps_versions:
+        return {}
+    by_name: dict[str, list[base.ObjectVersion]] = defaultdict(list)
+    for v in repo.backend.versions(""):
+        if v.version_id is None:
+            return {}
+        if v.name.startswith(_CONTENT_NAMED) and not v.delete_marker:
+            by_name[v.name].append(v)
+    good: dict[str, str] = {}
+    for name, versions in sorted(by_name.items()):
+        latest = next((v for v in versions if v.latest), None)
+        leaf = name.rsplit("/", 1)[-1]
+        if latest is None or len(versions) < 2 or repository.id_from_name(name) is None:
+            continue
+        if _matches(repo, name, latest.version_id, leaf):
+            continue
+        for v in sorted(versions, key=lambda v: v.mtime, reverse=True):
+            if v is not latest and v.version_id and _matches(repo, name, v.version_id, leaf):
+                good[name] = v.version_id
+                break
+    return good
+
+
+def _matches(repo: repository.Repository, name: str, version_id: str | None, leaf: str) -> bool:
+    try:
+        return repository.object_id(repo.backend.read_version(name, version_id)).hex() == leaf
+    except FileNotFoundError:
+        return False
+
+
 def bring_back(repo: repository.Repository) -> list[str]:
     """Remove the delete markers someone other than Amber put on objects, so that they are
     visible (and so needed, extended and restorable) again; the names brought back. Runs
     before prune plans: a snapshot hidden from the plan would have its data dropped."""
     back: list[str] = []
+    for name, version_id in overwritten(repo).items():  # the good bytes on top again
+        repo.backend.restore_version(name, version_id)
+        back.append(name)
     # Two rounds, because what a judgement reads may itself be hidden: first the removal
     # records, the index files and the rest (their judgement needs no other object), then the
     # snapshot and key files (judged by those records) and the packs (by those index files).

@@ -249,4 +249,8 @@ def resolve(repo: repository.Repository, target: str) -> str:
             raise errors.UsageError(
                 f"location {target!r} was removed ('amber repo location list' shows those "
                 f"registered); for a directory of that name here, write ./{target}")
+        if not os.path.exists(target):  # a mistyped name must not become a copy in ./
+            raise errors.UsageError(
+                f"no location named {target!r} ('amber repo location list' shows those "
+                f"registered); for a new directory of that name here, write ./{target}")
     return target

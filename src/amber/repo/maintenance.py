@@ -90,8 +90,8 @@ def retained_until(repo: repository.Repository, snapshot_ids: Sequence[str]) -> 
         info = infos.get(bytes.fromhex(sid))
         if info is not None:
             until = book.until(info.name, info.mtime)
-            if until > now:
-                out[sid] = until
+            if until > now:  # shown without the margin the estimate keeps for clock skew
+                out[sid] = until - immutability.SLACK_S
     return out
 
 
@@ -180,4 +180,6 @@ def statistics(repo: repository.Repository) -> Statistics:
         index_files=counts.get("index", 0), blobs=len(repo.index),
         stored_bytes=sum(sizes.values()), index_memory_bytes=repo.index.nbytes,
         data_key_generation=repo.sealer.write_key.generation, data_keys=1 + len(repo.data_keys),
-        immutability=None if repo.config.retention is None else repo.config.retention.to_json())
+        # what this location enforces: a copy in a directory of an immutable repository is not
+        immutability=(None if repo.backend.retention is None
+                      else repo.backend.retention.to_json()))

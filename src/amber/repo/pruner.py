@@ -125,13 +125,15 @@ class Pruner:
         r = self.report
         if self._book is not None:
             # before the plan: what someone else hid must count as needed, or its data goes
-            back = (immutability.hidden_by_others(self.repo) if self.dry_run
+            back = ([*immutability.overwritten(self.repo),
+                     *immutability.hidden_by_others(self.repo)] if self.dry_run
                     else immutability.bring_back(self.repo))
             if back:
                 r.brought_back = len(back)
                 r.messages.append(
-                    f"{len(back)} object(s) hidden by delete markers Amber did not make "
-                    f"({'would be' if self.dry_run else 'were'} made visible again: "
+                    f"{len(back)} object(s) hidden or overwritten by someone else (delete "
+                    f"markers or versions Amber did not make; "
+                    f"{'would be' if self.dry_run else 'were'} made current again: "
                     f"{', '.join(back[:3])}{', ...' if len(back) > 3 else ''}); someone with "
                     "the bucket's credentials deleted them: check who")
         self._run()

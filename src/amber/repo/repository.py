@@ -51,7 +51,8 @@ def read_config(backend: base.Backend) -> Config:
                 f"the config of the repository at {backend.url} is missing (its data is there): "
                 "put back a good copy of the config file; do not run 'repo init' here") from None
         raise errors.RepositoryNotFoundError(
-            f"no Amber repository at {backend.url} (create one with 'amber repo init')"
+            f"no Amber repository at {backend.url} (create one with 'amber repo init'; if one "
+            "was lost here, open a copy of it with --repo)"
         ) from None
     return _parse_config(backend, data)
 
@@ -232,8 +233,8 @@ def _intact_first(backend: base.Backend, names: list[str]) -> list[tuple[str, by
 
 
 def _hidden_keys(backend: base.Backend) -> list[tuple[str, bytes]]:
-    """Key files behind delete markers, for when none is visible: someone deleted them all in
-    a versioned bucket (an immutable repository), and the retained versions still open it."""
+    """Key files behind delete markers (in a versioned bucket: an immutable repository), whose
+    retained versions still open it: someone deleted them, or Amber did (the caller tells)."""
     names = sorted({v.name for v in backend.versions(fmt.KEYS_PREFIX)
                     if v.latest and v.delete_marker and id_from_name(v.name) is not None})
     found = [(name, read_hidden(backend, name)) for name in names]
@@ -402,9 +403,47 @@ class Repository:
         config = read_config(backend)
         key_names = [info.name for info in backend.list(fmt.KEYS_PREFIX)
                      if not info.name.rsplit("/", 1)[-1].startswith(".")]
-        files = _intact_first(backend, key_names) if key_names else _hidden_keys(backend)
-        if not files:
+        files = _intact_first(backend, key_names) if key_names else []
+        # an immutable repository: a key file someone hid still opens it (tried last)
+        hidden = _hidden_keys(backend) if config.retention is not None else []
+        if not files + hidden:
             raise errors.IntegrityError(f"repository at {backend.url} has no key files")
+        repo = cls._open_with_keys(backend, config, files + hidden, passphrase,
+                                   passphrase_available=passphrase_available,
+                                   use_kms=use_kms, warn=warn)
+        if repo.key_name in {name for name, _data in hidden}:
+            leaf = _leaf(repo.key_name)[:8]
+            if repo.key_name in repo.removed_names():
+                raise errors.WrongPassphraseError(
+                    f"the key file this opens ({leaf}) was removed ('repo key remove' or "
+                    "'passwd'): it no longer opens the repository")
+            warn(f"key file {leaf} is hidden by a delete marker Amber did not make (someone "
+                 "deleted it); 'amber repo prune' brings it back")
+        return repo
+
+    def removed_names(self) -> set[str]:
+        """The names Amber's removal records (``removed/``, an immutable repository: decision
+        0025) say Amber deleted itself; a record that does not open is skipped with a warning
+        (what it names is then kept, which costs space, never data)."""
+        names: set[str] = set()
+        for info in self.backend.list(fmt.REMOVED_PREFIX):
+            if id_from_name(info.name) is None:
+                continue
+            try:
+                doc = json.loads(self.load_file_object(info.name, fmt.ObjectType.REMOVAL_RECORD))
+                names.update(str(n) for n in doc["names"])
+            except FileNotFoundError:
+                continue
+            except (errors.AmberError, ValueError, KeyError, TypeError):
+                self.warn(f"removal record {info.name} cannot be read (damaged or not made by "
+                          "Amber); what it names is kept")
+        return names
+
+    @classmethod
+    def _open_with_keys(cls, backend: base.Backend, config: Config,
+                        files: list[tuple[str, bytes]], passphrase: str | Callable[[], str], *,
+                        passphrase_available: bool, use_kms: bool,
+                        warn: Callable[[str], None]) -> Repository:
         kms_failures: list[errors.AmberError] = []
         for name, data in files:
             if use_kms and kmsslot.is_kms(data):

@@ -143,6 +143,11 @@ class Backend(abc.ABC):
     #: be hidden rather than gone, and ``versions`` lists them.
     keeps_versions: bool = False
 
+    def restore_version(self, name: str, version_id: str) -> None:
+        """Make an older version of ``name`` the current one again (a copy of it on top);
+        only stores that keep versions have any."""
+        raise NotImplementedError(f"{type(self).__name__} keeps one version per object")
+
     def read_version(self, name: str, version_id: str | None) -> bytes:
         """One version of ``name`` (the current one where the store keeps one)."""
         return self.read(name)

@@ -96,7 +96,11 @@ def parse_s3(location: str) -> s3loc.S3Location:
     opts = {k: v[0] for k, v in query.items()}
     endpoint = opts.get("endpoint") or None
     if endpoint is not None and urllib.parse.urlparse(endpoint).scheme not in ("http", "https"):
-        raise errors.UsageError(f"{location}: endpoint must be an http:// or https:// URL")
+        raise errors.UsageError(f"s3://{bucket}: endpoint must be an http:// or https:// URL")
+    if endpoint is not None and "@" in urllib.parse.urlparse(endpoint).netloc:
+        # said without the URL, which holds a password
+        raise errors.UsageError(f"s3://{bucket}: the endpoint carries a user or password; "
+                                "S3 credentials go in the environment, a profile or a Secret")
     addressing = opts.get("addressing", "auto")
     if addressing not in ("auto", "path", "virtual"):
         raise errors.UsageError(f"{location}: addressing is path, virtual or auto")
