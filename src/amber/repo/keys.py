@@ -18,12 +18,15 @@ slot first and the old one removed after, as a passphrase change is (decision 00
 from __future__ import annotations
 
 import base64
+import contextlib
+import datetime
 import json
 import secrets
 from dataclasses import dataclass
 
 from amber.repo import format as fmt
 from amber.repo import immutability, keyfile, kmsslot, locks, repository
+from amber.repo import snapshot as snapshots
 from amber.util import errors
 
 
@@ -56,6 +59,9 @@ def slots(repo: repository.Repository) -> list[KeySlot]:
             fields = {k: str(doc.get(k, "")) for k in ("created", "hostname", "username")}
         except (ValueError, AttributeError):
             fields = {"created": "", "hostname": "", "username": ""}
+        with contextlib.suppress(ValueError):  # written as isoformat (+00:00): shown as ...Z
+            fields["created"] = snapshots.format_time(
+                datetime.datetime.fromisoformat(fields["created"]))
         kms = kmsslot.is_kms(data)
         out.append(KeySlot(leaf, fields["created"], fields["hostname"], fields["username"],
                            info.name == repo.key_name,
