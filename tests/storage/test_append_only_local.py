@@ -125,7 +125,8 @@ def test_location_options(tmp_path: Path, query: str) -> None:
     url = f"file://{tmp_path}/r?{query}"
     with pytest.raises(errors.UsageError) as exc:
         location.open_backend(url)
-    assert url in str(exc.value) and "\n" not in str(exc.value)
+    # named without its query (a query may hold a secret), on one line
+    assert url.split("?")[0] + ":" in str(exc.value) and "\n" not in str(exc.value)
 
 
 def test_plain_locations_are_not_append_only(tmp_path: Path) -> None:

@@ -435,3 +435,46 @@ def test_one_hidden_key_a_hidden_pack_and_an_overwritten_snapshot_are_survived(
     cli("snapshot", "restore", snap, str(tmp_path / "out2"))
     assert (restored(tmp_path / "out2", src) / "a.bin").read_bytes() == \
         (src / "a.bin").read_bytes()
+
+
+def test_overwritten_keys_and_config_a_revived_revoked_key_and_a_hidden_pack(
+        locked: Amber, s3_server: S3Server, tmp_path: Path) -> None:
+    """The first trial's second round: the only key file and the config overwritten with junk
+    (new versions over the retained ones) still open, and prune puts them back; a passphrase
+    changed with 'key passwd' stays revoked when someone removes Amber's delete marker from its
+    old key file (and prune hides that file again); a hidden pack is not taken for lost."""
+    cli = locked
+    _init(cli, "--immutable-days", "2")
+    src = tmp_path / "src"
+    write_tree(src, {"a.bin": os.urandom(300_000)})
+    snap = cli("-o", "json", "snapshot", "create", str(src)).json()["id"]
+    bucket, client = _bucket(cli), s3_server.client()
+    names = set(_versions(s3_server, bucket))
+    key = next(n for n in names if n.startswith("keys/"))
+    pack = _largest(s3_server, bucket, {n for n in names if n.startswith("data/")})
+
+    for name in (key, "config"):
+        client.put_object(Bucket=bucket, Key="repo/" + name, Body=b"junk")
+    client.delete_object(Bucket=bucket, Key="repo/" + pack)
+    check = cli("-o", "json", "repo", "check", check=False)
+    errors = " ".join(check.json()["errors"])
+    assert "overwritten by someone else" in errors and "hidden by delete markers" in errors
+    assert "missing" not in errors and "lost" not in errors, errors
+    cli("repo", "prune", "--keep-younger-than", "0s")
+    assert cli("-o", "json", "repo", "check", "--read-data").json()["ok"]
+    assert client.get_object(Bucket=bucket, Key="repo/config")["Body"].read() != b"junk"
+
+    new_pass = tmp_path / "new-pass"
+    new_pass.write_text("another passphrase entirely\n")
+    cli.env["AMBER_NEW_PASSWORD_FILE"] = str(new_pass)
+    cli("repo", "key", "passwd", "--kdf-n", str(TEST_KDF_N))
+    marker = next(v for v in _versions(s3_server, bucket)[key] if "Size" not in v)
+    client.delete_object(Bucket=bucket, Key="repo/" + key, VersionId=marker["VersionId"])
+    old = cli("snapshot", "list", check=False)  # the old passphrase, its file visible again
+    assert old.returncode == ExitCode.WRONG_PASSPHRASE and "was removed" in old.stderr
+    cli.env["AMBER_PASSWORD_FILE"] = str(new_pass)
+    cli("repo", "prune", "--keep-younger-than", "0s")
+    assert any(v["IsLatest"] and "Size" not in v for v in _versions(s3_server, bucket)[key])
+    cli("snapshot", "restore", snap, str(tmp_path / "out"))
+    assert (restored(tmp_path / "out", src) / "a.bin").read_bytes() == \
+        (src / "a.bin").read_bytes()

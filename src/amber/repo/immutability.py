@@ -276,6 +276,11 @@ def _hidden(repo: repository.Repository) -> dict[str, list[base.ObjectVersion]]:
             and any(not v.delete_marker for v in vs)}
 
 
+def hidden_names(repo: repository.Repository) -> set[str]:
+    """Every object hidden behind a delete marker that still has a version with data."""
+    return set(_hidden(repo))
+
+
 def hidden_by_others(repo: repository.Repository) -> list[str]:
     """Objects hidden behind delete markers that Amber did not put there (``repo check``
     reports them, ``repo prune`` brings them back)."""
@@ -306,6 +311,9 @@ def overwritten(repo: repository.Repository) -> dict[str, str]:
         if v.name.startswith(_CONTENT_NAMED) and not v.delete_marker:
             by_name[v.name].append(v)
     good: dict[str, str] = {}
+    config = repository.genuine_config_version(repo.backend)
+    if config is not None:
+        good[fmt.CONFIG_NAME] = config
     for name, versions in sorted(by_name.items()):
         latest = next((v for v in versions if v.latest), None)
         leaf = name.rsplit("/", 1)[-1]
@@ -313,7 +321,7 @@ def overwritten(repo: repository.Repository) -> dict[str, str]:
             continue
         if _matches(repo, name, latest.version_id, leaf):
             continue
-        for v in sorted(versions, key=lambda v: v.mtime, reverse=True):
+        for v in versions:  # newest first, as the store lists them
             if v is not latest and v.version_id and _matches(repo, name, v.version_id, leaf):
                 good[name] = v.version_id
                 break
@@ -332,6 +340,14 @@ def bring_back(repo: repository.Repository) -> list[str]:
     visible (and so needed, extended and restorable) again; the names brought back. Runs
     before prune plans: a snapshot hidden from the plan would have its data dropped."""
     back: list[str] = []
+    # what Amber removed and someone made visible again (by deleting Amber's delete marker)
+    # goes again: a revoked passphrase's key file must not come back
+    removed = repo.removed_names()
+    for prefix in (fmt.SNAPSHOTS_PREFIX, fmt.KEYS_PREFIX):
+        for info in repo.backend.list(prefix):
+            if info.name in removed:
+                repo.backend.delete(info.name)
+                back.append(info.name)
     for name, version_id in overwritten(repo).items():  # the good bytes on top again
         repo.backend.restore_version(name, version_id)
         back.append(name)

@@ -38,6 +38,11 @@ class Config:
 
 def read_config(backend: base.Backend) -> Config:
     """Read and vet the plaintext config; refuse a repository that is missing or too new."""
+    replaced = genuine_config_version(backend)
+    if replaced is not None:
+        # written once, at init: a later version was put there by someone else (the oldest
+        # one is the repository's; 'repo check' reports it, 'repo prune' puts it back)
+        return _parse_config(backend, backend.read_version(fmt.CONFIG_NAME, replaced))
     try:
         data = backend.read(fmt.CONFIG_NAME)
     except (FileNotFoundError, NotADirectoryError):
@@ -57,6 +62,45 @@ def read_config(backend: base.Backend) -> Config:
     return _parse_config(backend, data)
 
 
+def genuine_config_version(backend: base.Backend) -> str | None:
+    """Where the store keeps versions and the config has more than one: the version id of the
+    first (``repo init`` writes it once; nothing rewrites it), when the current one differs from
+    it. None otherwise (one version, or not a versioned store, or not allowed to list them)."""
+    if not backend.keeps_versions:
+        return None
+    try:
+        real = [v for v in backend.versions(fmt.CONFIG_NAME)
+                if v.name == fmt.CONFIG_NAME and not v.delete_marker and v.version_id]
+    except errors.AmberError:
+        return None
+    if len(real) < 2:
+        return None
+    first = real[-1]  # listed newest first (times have whole seconds: they may tie)
+    latest = next((v for v in real if v.latest), None)
+    if latest is not None and first.version_id and (
+            backend.read_version(fmt.CONFIG_NAME, latest.version_id)
+            == backend.read_version(fmt.CONFIG_NAME, first.version_id)):
+        return None
+    return first.version_id
+
+
+def intact_version(backend: base.Backend, name: str) -> bytes | None:
+    """Where the store keeps versions: the newest version of content-named ``name`` whose bytes
+    match its name (someone put other bytes on top), else None."""
+    if not backend.keeps_versions:
+        return None
+    leaf = name.rsplit("/", 1)[-1]
+    try:
+        real = [v for v in backend.versions(name) if v.name == name and not v.delete_marker]
+    except errors.AmberError:
+        return None
+    for v in real:  # newest first, as the store lists them
+        data = backend.read_version(name, v.version_id)
+        if object_id(data).hex() == leaf:
+            return data
+    return None
+
+
 def read_hidden(backend: base.Backend, name: str) -> bytes | None:
     """The newest version of ``name`` behind a delete marker, where the store keeps versions
     (an immutable repository in S3: a delete only hides); None when there is none."""
@@ -71,7 +115,7 @@ def read_hidden(backend: base.Backend, name: str) -> bytes | None:
     real = [v for v in versions if not v.delete_marker]
     if not real:
         return None
-    return backend.read_version(name, max(real, key=lambda v: v.mtime).version_id)
+    return backend.read_version(name, real[0].version_id)  # the newest: listed first
 
 
 def _parse_config(backend: base.Backend, data: bytes) -> Config:
@@ -227,8 +271,14 @@ def _costlier_than_default(data: bytes) -> bool:
 
 def _intact_first(backend: base.Backend, names: list[str]) -> list[tuple[str, bytes]]:
     """Key files with their bytes, those that match their names first: a damaged one is tried
-    only when no intact one opens."""
-    files = [(name, backend.read(name)) for name in names]
+    only when no intact one opens. One someone overwrote (in a store that keeps versions) is
+    read from its intact version."""
+    files = []
+    for name in names:
+        data = backend.read(name)
+        if not _is_intact(name, data):
+            data = intact_version(backend, name) or data
+        files.append((name, data))
     return sorted(files, key=lambda item: not _is_intact(*item))
 
 
@@ -411,12 +461,13 @@ class Repository:
         repo = cls._open_with_keys(backend, config, files + hidden, passphrase,
                                    passphrase_available=passphrase_available,
                                    use_kms=use_kms, warn=warn)
+        leaf = _leaf(repo.key_name)[:8]
+        if config.retention is not None and repo.key_name in repo.removed_names():
+            # its file may be back (someone removed Amber's delete marker): still revoked
+            raise errors.WrongPassphraseError(
+                f"the key file this opens ({leaf}) was removed ('repo key remove', 'passwd' or "
+                "'rewrap'): it no longer opens the repository")
         if repo.key_name in {name for name, _data in hidden}:
-            leaf = _leaf(repo.key_name)[:8]
-            if repo.key_name in repo.removed_names():
-                raise errors.WrongPassphraseError(
-                    f"the key file this opens ({leaf}) was removed ('repo key remove' or "
-                    "'passwd'): it no longer opens the repository")
             warn(f"key file {leaf} is hidden by a delete marker Amber did not make (someone "
                  "deleted it); 'amber repo prune' brings it back")
         return repo
@@ -604,7 +655,12 @@ class Repository:
     def load_file_object(self, name: str, obj_type: fmt.ObjectType) -> bytes:
         data = self.backend.read(name)
         if object_id(data).hex() != name.rsplit("/", 1)[-1]:
-            raise errors.IntegrityError(f"{name} does not match its name (damaged)")
+            good = intact_version(self.backend, name)
+            if good is None:
+                raise errors.IntegrityError(f"{name} does not match its name (damaged)")
+            self.warn(f"{name} was overwritten by someone else; read from its earlier, intact "
+                      "version ('amber repo prune' puts it back)")
+            data = good
         if obj_type is fmt.ObjectType.INDEX:
             with self._data_key_lock:
                 self.index_generation = max(self.index_generation, crypto.generation_of(data))

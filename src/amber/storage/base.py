@@ -135,7 +135,8 @@ class Backend(abc.ABC):
 
     def versions(self, prefix: str) -> Iterator[ObjectVersion]:
         """Every version and delete marker under ``prefix``; one per object where the store
-        keeps one."""
+        keeps one. The versions of one object come newest first (S3 lists them so; their
+        times have whole seconds, so they cannot order them)."""
         for info in self.list(prefix):
             yield ObjectVersion(info.name, None, info.mtime, latest=True, delete_marker=False)
 

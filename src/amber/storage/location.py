@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import urllib.parse
 
-from amber.storage import base, credentials, local, served
+from amber.storage import base, credentials, local, served, urls
 from amber.storage import s3location as s3loc
 from amber.util import errors
 
@@ -20,6 +20,8 @@ def open_backend(location: str, *,
     locations"). ``secrets`` reads the Kubernetes Secret an ``s3://...?secret=`` location
     names (the CLI passes one that uses the current cluster)."""
     parsed = urllib.parse.urlparse(location)
+    if parsed.scheme:
+        urls.refuse_userinfo(location)
     if parsed.scheme == "":
         return local.LocalBackend(os.path.expanduser(location))
     if parsed.scheme == "file":
@@ -58,41 +60,44 @@ def _secret_credentials(loc: s3loc.S3Location, secrets: credentials.SecretReader
 
 def _file_options(location: str, query: str) -> bool:
     """A ``file://`` URL's one option, ``append-only=true|false``: whether it is asked for."""
+    where = urls.shown(location)
     try:
         opts = urllib.parse.parse_qs(query, keep_blank_values=True, strict_parsing=True
                                      ) if query else {}
     except ValueError:
-        raise errors.UsageError(f"{location}: the query is not key=value&...") from None
+        raise errors.UsageError(f"{where}: the query is not key=value&...") from None
     unknown = sorted(set(opts) - {"append-only"})
     if unknown:
-        raise errors.UsageError(f"{location}: unknown option(s) {', '.join(unknown)}; a file:// "
+        raise errors.UsageError(f"{where}: unknown option(s) {', '.join(unknown)}; a file:// "
                                 "location takes append-only=true")
     values = opts.get("append-only", ["false"])
     if len(values) > 1 or values[0].lower() not in ("true", "false", "1", "0", ""):
-        raise errors.UsageError(f"{location}: append-only is true or false (once)")
+        raise errors.UsageError(f"{where}: append-only is true or false (once)")
     return values[0].lower() in ("true", "1", "")
 
 
 def parse_s3(location: str) -> s3loc.S3Location:
     """``s3://bucket/prefix?endpoint=https://host:port&region=r&addressing=path|virtual&
     ca=/ca.pem&insecure=true&profile=name&secret=namespace/name`` -> where the repository is."""
+    where = urls.shown(location)
+    urls.refuse_userinfo(location)
     parsed = urllib.parse.urlparse(location)
     bucket = parsed.netloc
     if not bucket:
-        raise errors.UsageError(f"{location}: an s3:// location needs a bucket "
+        raise errors.UsageError(f"{where}: an s3:// location needs a bucket "
                                 "(s3://bucket/prefix)")
     try:
         query = urllib.parse.parse_qs(parsed.query, keep_blank_values=True, strict_parsing=True
                                       ) if parsed.query else {}
     except ValueError:
-        raise errors.UsageError(f"{location}: the query is not key=value&...") from None
+        raise errors.UsageError(f"{where}: the query is not key=value&...") from None
     unknown = sorted(set(query) - set(S3_OPTIONS))
     if unknown:
-        raise errors.UsageError(f"{location}: unknown option(s) {', '.join(unknown)}; an s3:// "
+        raise errors.UsageError(f"{where}: unknown option(s) {', '.join(unknown)}; an s3:// "
                                 f"location takes {', '.join(S3_OPTIONS)}")
     repeated = sorted(k for k, v in query.items() if len(v) > 1)
     if repeated:
-        raise errors.UsageError(f"{location}: {', '.join(repeated)} given more than once")
+        raise errors.UsageError(f"{where}: {', '.join(repeated)} given more than once")
     opts = {k: v[0] for k, v in query.items()}
     endpoint = opts.get("endpoint") or None
     if endpoint is not None and urllib.parse.urlparse(endpoint).scheme not in ("http", "https"):
@@ -103,10 +108,10 @@ def parse_s3(location: str) -> s3loc.S3Location:
                                 "S3 credentials go in the environment, a profile or a Secret")
     addressing = opts.get("addressing", "auto")
     if addressing not in ("auto", "path", "virtual"):
-        raise errors.UsageError(f"{location}: addressing is path, virtual or auto")
+        raise errors.UsageError(f"{where}: addressing is path, virtual or auto")
     insecure = opts.get("insecure", "false").lower()
     if insecure not in ("true", "false", "1", "0", ""):
-        raise errors.UsageError(f"{location}: insecure is true or false")
+        raise errors.UsageError(f"{where}: insecure is true or false")
     prefix = urllib.parse.unquote(parsed.path).strip("/")
     if opts.get("secret"):
         credentials.parse_secret_ref(opts["secret"], location)

@@ -193,7 +193,7 @@ class S3Backend(base.Backend):
             return None
         if name not in self._hidden_versions:
             real = [v for v in self.versions(name) if v.name == name and not v.delete_marker]
-            newest = max(real, key=lambda v: v.mtime, default=None)
+            newest = real[0] if real else None  # listed newest first
             self._hidden_versions[name] = None if newest is None else newest.version_id
         return self._hidden_versions[name]
 

@@ -28,6 +28,7 @@ import os
 import urllib.parse
 from dataclasses import dataclass
 
+from amber.storage import urls
 from amber.util import errors
 
 PROTOCOL_VERSION = 1
@@ -69,30 +70,31 @@ class ServedLocation:
 
 def parse_location(location: str) -> ServedLocation:
     """``amber+http://host:port/`` or ``amber+https://host:port/?ca=/ca.pem``."""
+    where = urls.shown(location)
     parsed = urllib.parse.urlparse(location)
     scheme = SCHEMES[parsed.scheme]
     try:
         port = parsed.port
     except ValueError:
-        raise errors.UsageError(f"{location}: the port is not a number from 0 to 65535"
+        raise errors.UsageError(f"{where}: the port is not a number from 0 to 65535"
                                 ) from None
     if not parsed.hostname or port is None:
-        raise errors.UsageError(f"{location}: a served repository is amber+{scheme}://host:port/"
+        raise errors.UsageError(f"{where}: a served repository is amber+{scheme}://host:port/"
                                 " (the address 'amber repo serve' printed)")
     if parsed.path not in ("", "/") or parsed.username or parsed.password or parsed.fragment:
-        raise errors.UsageError(f"{location}: a served repository URL has no path, user or "
+        raise errors.UsageError(f"{where}: a served repository URL has no path, user or "
                                 "fragment (one server serves one repository)")
     try:
         query = urllib.parse.parse_qs(parsed.query, keep_blank_values=True,
                                       strict_parsing=True) if parsed.query else {}
     except ValueError:
-        raise errors.UsageError(f"{location}: the query is not key=value&...") from None
+        raise errors.UsageError(f"{where}: the query is not key=value&...") from None
     unknown = sorted(set(query) - {"ca"})
     if unknown or (query and scheme == "http"):
-        raise errors.UsageError(f"{location}: unknown option(s) {', '.join(unknown or query)}; "
+        raise errors.UsageError(f"{where}: unknown option(s) {', '.join(unknown or query)}; "
                                 "only amber+https:// takes one, ca=/path/to/ca.pem")
     if len(query.get("ca", [])) > 1:
-        raise errors.UsageError(f"{location}: ca given more than once")
+        raise errors.UsageError(f"{where}: ca given more than once")
     ca = query.get("ca", [""])[0] or None
     return ServedLocation(scheme=scheme, host=parsed.hostname, port=port, ca_file=ca)
 
