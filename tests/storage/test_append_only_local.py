@@ -126,7 +126,7 @@ def test_location_options(tmp_path: Path, query: str) -> None:
     with pytest.raises(errors.UsageError) as exc:
         location.open_backend(url)
     # named without its query (a query may hold a secret), on one line
-    assert url.split("?")[0] + ":" in str(exc.value) and "\n" not in str(exc.value)
+    assert url.split("?", maxsplit=1)[0] + ":" in str(exc.value) and "\n" not in str(exc.value)
 
 
 def test_plain_locations_are_not_append_only(tmp_path: Path) -> None:
