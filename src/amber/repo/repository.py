@@ -6,6 +6,7 @@ what every command shares. It never deletes anything: only ``pruner`` does.
 
 from __future__ import annotations
 
+import collections
 import concurrent.futures
 import json
 import os
@@ -34,6 +35,10 @@ class Config:
     raw: dict[str, Any]
     #: S3 Object Lock retention of every object (None: a mutable repository)
     retention: base.Retention | None = None
+
+
+#: Tree packs kept in memory per command when the store is remote (``Repository._tree_pack``).
+TREE_CACHE = 64 * 1024 * 1024
 
 
 def read_config(backend: base.Backend) -> Config:
@@ -356,6 +361,9 @@ class Repository:
         self._pack_numbers: dict[bytes, int] = {}
         self._pack_lock = threading.Lock()
         self._missing_packs: set[int] = set()
+        #: Tree packs read whole from a remote store (pack number -> bytes, oldest first), so a
+        #: walk of many directories costs one request per pack, not one per directory.
+        self._tree_packs: collections.OrderedDict[int, bytes] = collections.OrderedDict()
         #: Index files whose content is in ``self.index`` (after superseded ones were dropped).
         self.loaded_index_ids: set[bytes] = set()
         self._local = threading.local()
@@ -891,7 +899,10 @@ class Repository:
             raise errors.IntegrityError(f"blob {blob_id.hex()[:16]} is not in the index")
         name = self.pack_name(self.pack_ids[loc.pack])
         try:
-            envelope = self.backend.read_range(name, loc.offset, loc.length)
+            if self.backend.remote and loc.blob_type == fmt.ObjectType.TREE:
+                envelope = self._tree_pack(loc.pack, name)[loc.offset : loc.offset + loc.length]
+            else:
+                envelope = self.backend.read_range(name, loc.offset, loc.length)
         except FileNotFoundError:
             self.note_missing_pack(self.pack_ids[loc.pack])
             raise errors.IntegrityError(
@@ -905,6 +916,23 @@ class Repository:
             # against by the next backup either.
             self.note_damaged(blob_id, loc)
             raise
+
+    def _tree_pack(self, pack: int, name: str) -> bytes:
+        """A tree pack's bytes, read whole once per command from a remote store (tree packs
+        are small; each directory of a snapshot is a blob in one), at most TREE_CACHE bytes
+        kept."""
+        with self._pack_lock:
+            data = self._tree_packs.get(pack)
+            if data is not None:
+                self._tree_packs.move_to_end(pack)
+                return data
+        data = self.backend.read(name)  # outside the lock: two threads may both read it once
+        with self._pack_lock:
+            self._tree_packs[pack] = data
+            while sum(map(len, self._tree_packs.values())) > TREE_CACHE and \
+                    len(self._tree_packs) > 1:
+                self._tree_packs.popitem(last=False)
+        return data
 
     def note_missing_pack(self, pack_id: bytes) -> list[bytes]:
         """Record every indexed blob of a pack that is gone as damaged (once per pack); return

@@ -63,6 +63,9 @@ class Backend(abc.ABC):
     #: How many objects the engine writes at once: one for a disk (parallel writes only compete
     #: for the device), more where each write mostly waits on a network round trip.
     write_concurrency: int = 1
+    #: Whether each request waits on a network round trip (object storage, a served
+    #: repository): then fewer, larger reads pay (tree packs are read whole and kept).
+    remote: bool = False
     #: The retention new objects get; None where the store cannot retain (a directory).
     retention: Retention | None = None
 

@@ -31,6 +31,8 @@ _RETRYABLE = (ConnectionError, http.client.HTTPException, socket.timeout, Timeou
 
 
 class ServedBackend(base.Backend):
+    remote = True
+
     def __init__(self, loc: served.ServedLocation, token: str) -> None:
         self.loc = loc
         self.url = loc.url

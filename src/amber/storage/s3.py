@@ -55,6 +55,7 @@ WRITE_CONCURRENCY = 3
 
 class S3Backend(base.Backend):
     write_concurrency = WRITE_CONCURRENCY
+    remote = True
     keeps_versions = True  # a bucket may have versioning on (it must, for Object Lock)
 
     def __init__(self, loc: S3Location, *,

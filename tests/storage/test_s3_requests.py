@@ -1,0 +1,36 @@
+"""How many requests a repository in S3 costs: a walk of many directories reads each tree pack
+once, not once per directory (every request to object storage waits a round trip)."""
+
+from __future__ import annotations
+
+import collections
+from pathlib import Path
+
+from amber_cli import TEST_KDF_N, Amber, write_tree
+from api_proxy import FaultProxy
+from s3server import S3Server
+
+
+def test_listing_many_directories_reads_each_tree_pack_once(
+        amber: Amber, s3_server: S3Server, tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    write_tree(src, {f"d{d}/e{e}/f.txt": f"{d}-{e}\n".encode()
+                     for d in range(10) for e in range(10)})
+    bucket = s3_server.bucket()
+    gets: collections.Counter[str] = collections.Counter()
+
+    def count(method: str, path: str) -> None:
+        if method == "GET" and "/data/" in path:
+            gets[path.split("?", maxsplit=1)[0]] += 1
+
+    with FaultProxy(s3_server.endpoint, before=count) as proxy:
+        url = s3_server.url(bucket).replace(s3_server.endpoint, proxy.url)
+        repo = Amber(repo=url, env={**amber.env, **s3_server.env()})  # type: ignore[arg-type]
+        repo("repo", "init", "--kdf-n", str(TEST_KDF_N), "--no-recovery-key")
+        repo("snapshot", "create", str(src))
+        gets.clear()
+        listed = repo("snapshot", "ls", "latest").stdout
+    assert listed.count("f.txt") == 100  # 111 directories were walked
+    packs = s3_server.client().list_objects_v2(Bucket=bucket, Prefix="repo/data/")["KeyCount"]
+    assert gets and all(n == 1 for n in gets.values()), gets
+    assert len(gets) <= packs
