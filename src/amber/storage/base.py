@@ -143,9 +143,11 @@ class Backend(abc.ABC):
         for info in self.list(prefix):
             yield ObjectVersion(info.name, None, info.mtime, latest=True, delete_marker=False)
 
-    #: Whether a delete may leave older versions behind (a versioned bucket): then objects can
-    #: be hidden rather than gone, and ``versions`` lists them.
-    keeps_versions: bool = False
+    @property
+    def keeps_versions(self) -> bool:
+        """Whether a delete may leave older versions behind (a versioned bucket): then objects
+        can be hidden rather than gone, and ``versions`` lists them."""
+        return False
 
     def restore_version(self, name: str, version_id: str) -> None:
         """Make an older version of ``name`` the current one again (a copy of it on top);

@@ -56,7 +56,6 @@ WRITE_CONCURRENCY = 3
 class S3Backend(base.Backend):
     write_concurrency = WRITE_CONCURRENCY
     remote = True
-    keeps_versions = True  # a bucket may have versioning on (it must, for Object Lock)
 
     def __init__(self, loc: S3Location, *,
                  credentials: Credentials | None = None) -> None:
@@ -87,6 +86,7 @@ class S3Backend(base.Backend):
         verify: bool | str = False if loc.insecure else (loc.ca_bundle or True)
         self._bucket_seen = False
         self._hidden_versions: dict[str, str | None] = {}
+        self._keeps_versions: bool | None = None
         self.retention: base.Retention | None = None
         self._s3: Any = session.client("s3", endpoint_url=loc.endpoint, config=config,
                                        verify=verify)
@@ -341,6 +341,26 @@ class S3Backend(base.Backend):
 
     def set_retention(self, retention: base.Retention | None) -> None:
         self.retention = retention
+
+    @property
+    def keeps_versions(self) -> bool:
+        """Asked of the bucket once per command (GetBucketVersioning): a bucket that never had
+        versioning on holds one version per object, so nothing can be hidden or overwritten
+        there and the version listings every open would otherwise make (of the config, of
+        hidden key files) are skipped. Those listings are cheap on AWS but cost a server like
+        moto a copy of the whole bucket each (it made 3 of its 4 CPU-seconds serving a
+        restore). Versioning once on can only be suspended, never turned off (and not even
+        suspended with Object Lock), so the answer cannot hide versions an attacker made.
+        Not allowed to ask (no s3:GetBucketVersioning): assumed on, as before."""
+        if self._keeps_versions is None:
+            try:
+                with self._requests("GetBucketVersioning"):
+                    answer = self._s3.get_bucket_versioning(Bucket=self.loc.bucket)
+                # "Enabled" or "Suspended"; no Status at all: never enabled
+                self._keeps_versions = bool(answer.get("Status"))
+            except errors.AmberError:
+                self._keeps_versions = True
+        return self._keeps_versions
 
     def versions(self, prefix: str) -> Iterator[base.ObjectVersion]:
         full = self._key(prefix) if prefix else self.loc.prefix
