@@ -364,7 +364,8 @@ def backup_phases(bench: Bench, server: Server, tool: InBucket, result: S3ToolRe
 
 
 def restore_phase(bench: Bench, server: Server, tool: InBucket, result: S3ToolResult) -> None:
-    """Restore into an empty directory under the work directory, verify (untimed), delete it."""
+    """Restore into an empty directory under the work directory, verify (untimed), set it
+    aside."""
     if not result.alive:
         return
     target = tool.home / "restore"
@@ -374,7 +375,7 @@ def restore_phase(bench: Bench, server: Server, tool: InBucket, result: S3ToolRe
     if result.alive:
         restored = tool.restored_root(target, bench.ctx.source)
         result.restore_check = rb.verify_restore(restored, bench.expected)
-    shutil.rmtree(target, ignore_errors=True)
+    bench.ctx.set_aside(target)  # deleted at the end of the run: RunContext.set_aside says why
 
 
 #: (put, get) of one client library: put(name, data) creates an object (create-once, as Amber
@@ -959,7 +960,9 @@ def run_benchmark(
         data.bytes,
         rb.digest_tree(source),
     )
+    ctx.empty_trash()
     rounds = [run_round(bench, number) for number in range(1, args.rounds + 1)]
+    ctx.empty_trash()
     summaries = {
         t.name: S3ToolRounds(t.name, [r.results[t.name] for r in rounds]) for t in bench.tools
     }
