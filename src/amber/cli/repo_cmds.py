@@ -113,7 +113,7 @@ def init(ctx: context.Context, cipher: str, kdf_n: int, recovery_key: bool,
         lines.append(f"its master key is wrapped by KMS key {kms.key_id}")
     if retained is not None:
         doc["immutability"] = retained.to_json()
-        lines.append(f"immutable: every object is retained for {retained.days} days "
+        lines.append(f"immutable: every object is retained for {_count(retained.days, 'day')} "
                      f"(Object Lock, {retained.mode} mode); run 'amber repo prune' at least "
                      f"every {_half(retained.days)} so that what snapshots need stays "
                      "retained")
@@ -152,8 +152,8 @@ def info(ctx: context.Context) -> None:
         f"size        {output.human_bytes(st.stored_bytes)}",
         f"data key    generation {st.data_key_generation} ({_count(st.data_keys, 'key')})",
         *([] if st.immutability is None else [
-            f"immutable   {st.immutability['days']} days, Object Lock {st.immutability['mode']} "
-            "mode"]),
+            f"immutable   {_count(st.immutability['days'], 'day')}, Object Lock "
+            f"{st.immutability['mode']} mode"]),
     ]))
 
 
