@@ -152,8 +152,8 @@ def info(ctx: context.Context) -> None:
         f"size        {output.human_bytes(st.stored_bytes)}",
         f"data key    generation {st.data_key_generation} ({_count(st.data_keys, 'key')})",
         *([] if st.immutability is None else [
-            f"immutable   {_count(st.immutability['days'], 'day')}, Object Lock "
-            f"{st.immutability['mode']} mode"]),
+            f"immutable   {st.immutability['days']} {_noun(st.immutability['days'], 'day')}, "
+            f"Object Lock {st.immutability['mode']} mode"]),
     ]))
 
 
@@ -317,7 +317,12 @@ def _half(days: int) -> str:
 
 def _count(n: int, noun: str) -> str:
     """``1 blob``, ``2 blobs``."""
-    return f"{n} {noun}{'' if n == 1 else 's'}"
+    return f"{n} {_noun(n, noun)}"
+
+
+def _noun(n: object, noun: str) -> str:
+    """``noun`` in the number ``n`` calls for."""
+    return noun if n == 1 else noun + "s"
 
 
 @repo.command("copy")
