@@ -21,6 +21,7 @@ from amber.cli import (
     demo_cmd,
     drill_cmd,
     location_cmds,
+    mover_cmds,
     options,
     output,
     repo_cmds,
@@ -76,6 +77,7 @@ cli.add_command(restore_cmds.restore)
 cli.add_command(drill_cmd.drill)
 cli.add_command(demo_cmd.demo)
 cli.add_command(sandbox_cmd.sandbox)
+cli.add_command(mover_cmds.mover)
 
 
 def _usage_line(exc: click.ClickException) -> str:

@@ -21,9 +21,9 @@ import socket
 import stat
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from amber import __version__
 from amber.repo import format as fmt
@@ -35,6 +35,7 @@ SMALL_FILE = 256 * 1024
 BATCH_FILES = 32
 BATCH_BYTES = 1024 * 1024
 _O_NOATIME = getattr(os, "O_NOATIME", 0)
+T = TypeVar("T")
 
 
 def estimate(paths: Sequence[str], meter: progress.Meter, stop: threading.Event) -> None:
@@ -170,31 +171,88 @@ class Archiver:
             finally:
                 stop.set()
 
+    def save_directory(self, path: str, *, name: str, parent_subtree: tuple[bytes, ...] = ()
+                       ) -> tuple[tuple[bytes, ...], dict[str, Any]]:
+        """Back up the content of one directory as a tree, without a snapshot.
+
+        For a mover (``amber mover backup``) whose caller grafts the tree into the snapshot it
+        writes itself (an application backup: ``amber.backup.volumes``). ``parent_subtree`` is
+        the tree the directory had in the caller's previous backup: the files cache, as a
+        parent snapshot is for ``run``. This run's writer marker keeps prune off its packs
+        while it writes; the caller's, alive from before this run until its snapshot names the
+        tree, keeps it off them afterwards.
+
+        Returns the ids of a tree that lists one entry, the directory under ``name`` with its
+        own metadata (mode and owner matter: a database refuses a data directory others can
+        read), and the summary a snapshot would have recorded.
+        """
+        started = time.monotonic()
+        path = os.path.normpath(os.path.abspath(path))
+        try:
+            meta = fsmeta.read_meta(path, "", atime=False)
+        except OSError as exc:
+            raise errors.SourceError(f"cannot read {path}: {exc.strerror}") from None
+        if meta.type is not fsmeta.NodeType.DIR:
+            raise errors.SourceError(f"{path} is not a directory")
+        named = dataclasses.replace(meta, name=name)
+        with self.reporter.task("backup", "backing up", progress.Unit.BYTES,
+                                counts_items=True) as self.meter, locks.WriterMarker(
+                                    self.repo.backend) as marker:
+            self._marker_name = marker.name
+            writer = self._start()
+            root = self._written(writer, lambda: tuple(tree.save(
+                [self._save_dir(path, named, parent_subtree)], self.repo, writer)))
+        return root, self._summary_of(writer, started)
+
+    def _start(self) -> packer.BlobWriter:
+        """Load the index, adopt what a killed backup left, and open the writer."""
+        self.repo.load_index()
+        # Packs a killed backup uploaded but never indexed: reuse them, do not upload again.
+        self.adopted = repair.adopt_unindexed(self.repo, self._marker_name)
+        self._writer = packer.BlobWriter(self.repo)
+        return self._writer
+
+    def _written(self, writer: packer.BlobWriter, build: Callable[[], T]) -> T:
+        """Run ``build`` (the walk) with the reader pool, then flush every pack and index."""
+        pool = concurrent.futures.ThreadPoolExecutor(
+            max_workers=self.workers, thread_name_prefix="amber-read")
+        self._pool = pool
+        try:
+            result = build()
+            pool.shutdown()
+            writer.flush()
+        except BaseException:
+            # Interrupted or failed: drop queued files, stop the uploader, which indexes
+            # the packs it completed (they stay, and the next backup reuses them).
+            pool.shutdown(wait=True, cancel_futures=True)
+            writer.abort()
+            raise
+        return result
+
+    def _summary_of(self, writer: packer.BlobWriter, started: float) -> dict[str, Any]:
+        return {
+            **dataclasses.asdict(self._summary),
+            "blobs_new": writer.stats.blobs_new,
+            "bytes_new_raw": writer.stats.bytes_new_raw,
+            "bytes_new_stored": writer.stats.bytes_new_stored,
+            "errors": len(self._errors),
+            "duration_s": round(time.monotonic() - started, 3),
+        }
+
+    @property
+    def errors(self) -> list[str]:
+        """What could not be read (one line each), so far."""
+        return list(self._errors)
+
     def _run(self, abs_paths: list[str], host: str, tags: Sequence[str],
              parent: snapshots.Snapshot | bool | None, started: float) -> snapshots.Snapshot:
         marker = locks.WriterMarker(self.repo.backend)
         self._marker_name = marker.name
         try:
-            self.repo.load_index()
-            # Packs a killed backup uploaded but never indexed: reuse them, do not upload again.
-            self.adopted = repair.adopt_unindexed(self.repo, marker.name)
+            writer = self._start()
             parent_snap = self._find_parent(abs_paths, host) if parent is True else (
                 parent or None)
-            writer = packer.BlobWriter(self.repo)
-            self._writer = writer
-            pool = concurrent.futures.ThreadPoolExecutor(
-                max_workers=self.workers, thread_name_prefix="amber-read")
-            self._pool = pool
-            try:
-                root_ids = self._save_roots(abs_paths, parent_snap)
-                pool.shutdown()
-                writer.flush()
-            except BaseException:
-                # Interrupted or failed: drop queued files, stop the uploader, which indexes
-                # the packs it completed (they stay, and the next backup reuses them).
-                pool.shutdown(wait=True, cancel_futures=True)
-                writer.abort()
-                raise
+            root_ids = self._written(writer, lambda: self._save_roots(abs_paths, parent_snap))
             snap = snapshots.Snapshot(
                 time=snapshots.utc_now(),
                 hostname=host,
@@ -204,14 +262,7 @@ class Archiver:
                 tags=sorted(set(tags)),
                 parent=parent_snap.id if parent_snap else None,
                 program=f"amber {__version__}",
-                summary={
-                    **dataclasses.asdict(self._summary),
-                    "blobs_new": writer.stats.blobs_new,
-                    "bytes_new_raw": writer.stats.bytes_new_raw,
-                    "bytes_new_stored": writer.stats.bytes_new_stored,
-                    "errors": len(self._errors),
-                    "duration_s": round(time.monotonic() - started, 3),
-                },
+                summary=self._summary_of(writer, started),
                 errors=list(self._errors),
             )
             self.repo.save_snapshot(snap)

@@ -192,6 +192,26 @@ class MemorySnapshotWriter:
         would need a file to be a directory (or the other way round), raises ValueError.
         """
         writer = self._open_writer()
+        directory, name = self._place(path)
+        content = self._store(writer, data)
+        directory.files[name] = tree.TreeNode(meta=self._meta(name, fsmeta.NodeType.FILE,
+                                                              FILE_MODE, len(data)),
+                                              content=content)
+        self.stats.files += 1
+        self.stats.bytes += len(data)
+
+    def add_tree(self, path: str, node: tree.TreeNode) -> None:
+        """Put a directory another writer stored (a mover's volume: ``Archiver.save_directory``)
+        at ``path``, with its own metadata and tree; its blobs must be in the index this
+        writer's repository loaded, and ``commit`` checks they still are after a prune."""
+        if node.meta.type is not fsmeta.NodeType.DIR:
+            raise ValueError(f"{path!r}: only a directory can be grafted")
+        directory, name = self._place(path)
+        directory.files[name] = tree.TreeNode(meta=dataclasses.replace(node.meta, name=name),
+                                              subtree=node.subtree)
+
+    def _place(self, path: str) -> tuple[_Dir, str]:
+        """The directory an entry at ``path`` goes in (made as needed) and its name there."""
         parts = split_path(path)
         directory = self._root
         for part in parts[:-1]:
@@ -206,12 +226,7 @@ class MemorySnapshotWriter:
             raise ValueError(f"{path!r} is already in this snapshot")
         if name in directory.dirs:
             raise ValueError(f"{path!r} is a directory in this snapshot")
-        content = self._store(writer, data)
-        directory.files[name] = tree.TreeNode(meta=self._meta(name, fsmeta.NodeType.FILE,
-                                                              FILE_MODE, len(data)),
-                                              content=content)
-        self.stats.files += 1
-        self.stats.bytes += len(data)
+        return directory, name
 
     def _store(self, writer: packer.BlobWriter, data: bytes) -> tuple[bytes, ...]:
         """Store content; return its blob ids.

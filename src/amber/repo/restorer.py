@@ -133,17 +133,25 @@ class Restorer:
             includes: Sequence[str] = ()) -> RestoreResult:
         with locks.reading(self.repo.backend), self.reporter.task(
                 "restore", "restoring", progress.Unit.BYTES, counts_items=True) as self.meter:
-            return self._run(snap, target, includes)
+            return self._run(tuple(snap.tree), f"snapshot {snap.short_id}", target, includes)
 
-    def _run(self, snap: snapshots.Snapshot, target: str,
+    def run_tree(self, root: tuple[bytes, ...], target: str, *, what: str) -> RestoreResult:
+        """Restore the entries of tree ``root`` (a directory's content, not a snapshot's: a
+        volume a mover fills, ``amber mover restore``) into ``target``; ``what`` names the
+        tree in errors."""
+        with locks.reading(self.repo.backend), self.reporter.task(
+                "restore", "restoring", progress.Unit.BYTES, counts_items=True) as self.meter:
+            return self._run(root, what, target, ())
+
+    def _run(self, root: tuple[bytes, ...], what: str, target: str,
              includes: Sequence[str]) -> RestoreResult:
         target = os.path.abspath(target)
         _check_target(target)
         self.repo.load_index()
         matcher = _Matcher(includes) if includes else None
-        plan = self._plan(snap, matcher)
+        plan = self._plan(root, what, matcher)
         if matcher is not None and plan.empty():
-            _nothing_matches(snap, includes, plan)
+            _nothing_matches(what, includes, plan)
         result = RestoreResult(unreadable=plan.unreadable)
         done: set[str] = set()  # links and specials in place
         try:
@@ -210,14 +218,14 @@ class Restorer:
 
     # -- planning ----------------------------------------------------------------------------
 
-    def _plan(self, snap: snapshots.Snapshot, matcher: _Matcher | None) -> _Plan:
+    def _plan(self, root: tuple[bytes, ...], what: str, matcher: _Matcher | None) -> _Plan:
         plan = _Plan()
         try:
-            nodes = tree.load(self.repo, tuple(snap.tree))
+            nodes = tree.load(self.repo, root)
         except errors.IntegrityError as exc:
-            self._note_damaged(tuple(snap.tree))
+            self._note_damaged(root)
             raise errors.IntegrityError(
-                f"the root directory of snapshot {snap.short_id} cannot be read ({exc}); nothing "
+                f"the root directory of {what} cannot be read ({exc}); nothing "
                 "can be restored from it, try another snapshot") from None
         self._walk(nodes, "", included=matcher is None, matcher=matcher, plan=plan)
         return plan
@@ -503,14 +511,14 @@ class Restorer:
             done.add(rel)
 
 
-def _nothing_matches(snap: snapshots.Snapshot, includes: Sequence[str], plan: _Plan) -> None:
+def _nothing_matches(what: str, includes: Sequence[str], plan: _Plan) -> None:
     if plan.unreadable:
         paths = ", ".join(path for path, _why in plan.unreadable)
         raise errors.IntegrityError(
-            f"nothing readable in snapshot {snap.short_id} matches {', '.join(includes)}; "
+            f"nothing readable in {what} matches {', '.join(includes)}; "
             f"these directories cannot be read (damaged): {paths}")
     raise errors.NotFoundError(
-        f"nothing in snapshot {snap.short_id} matches {', '.join(includes)}")
+        f"nothing in {what} matches {', '.join(includes)}")
 
 
 def _check_target(target: str) -> None:

@@ -31,6 +31,7 @@ from typing import Any
 from amber.apps.refs import Ref
 from amber.backup.catalogue import BackupSource
 from amber.kube import errors as kerrors
+from amber.kube import jobs as kjobs
 from amber.kube import objects
 from amber.kube import wait as kwait
 from amber.kube.client import Client, Propagation
@@ -343,7 +344,6 @@ class Drill:
     def _job(self, check: Check, number: int) -> tuple[bool, str]:
         """Run the check's pod as a Job in the scratch namespace; it must complete in time."""
         ns = self._scratch_for(check)
-        jobs = self.client.discover().find("jobs", "batch")
         name = f"drill-check-{number}-{_slug(check.name, 40)}"
         template = copy.deepcopy(check.template or {})
         template.setdefault("metadata", {}).setdefault("labels", {})[LABEL] = self.id
@@ -352,61 +352,15 @@ class Drill:
                 "metadata": {"name": name, "labels": {LABEL: self.id}},
                 "spec": {"backoffLimit": 0, "template": template,
                          "activeDeadlineSeconds": math.ceil(check.timeout)}}
-        self.client.create(jobs, body, ns)
-
-        def finished() -> str | kwait.Pending:
-            """No reason when the job completed, why when it failed, ``Pending`` while it runs."""
-            live = self.client.get(jobs, name, ns)
-            conditions = {c.get("type"): c for c in (live.get("status") or {}).get(
-                "conditions") or [] if c.get("status") == "True"}
-            if "Complete" in conditions or int((live.get("status") or {}).get(
-                    "succeeded") or 0) >= 1:
-                return ""
-            if "Failed" in conditions or int((live.get("status") or {}).get("failed") or 0):
-                failed = conditions.get("Failed") or {}
-                return str(failed.get("message") or failed.get("reason") or "the job failed")
-            return kwait.Pending()
-
         try:
-            why = kwait.until(finished, timeout=check.timeout, interval=POLL,
-                              what=f"job {ns}/{name}")
+            outcome = kjobs.run(self.client, body, ns, timeout=check.timeout)
         except kwait.GaveUp:
+            _message, detail = kjobs.pod_report(self.client, name, ns)
             return False, (f"job {ns}/{name} did not complete within {check.timeout:.0f}s"
-                           f"{self._pod_detail(ns, name)}")
-        if why:
-            return False, f"job {ns}/{name}: {why}{self._pod_detail(ns, name)}"
+                           f"{detail}")
+        if not outcome.completed:
+            return False, f"job {ns}/{name}: {outcome.why}{outcome.detail}"
         return True, ""
-
-    def _pod_detail(self, ns: str, job: str) -> str:
-        """The exit code and last lines of output of the job's pod: what a failure says."""
-        pods = self.client.discover().find("pods", "")
-        try:
-            found = list(self.client.list(pods, ns, label_selector=f"job-name={job}"))
-        except kerrors.APIError:
-            return ""
-        if not found:
-            return ""
-        pod = found[-1]
-        name = pod["metadata"]["name"]
-        detail = ""
-        for status in (pod.get("status") or {}).get("containerStatuses") or []:
-            done = (status.get("state") or {}).get("terminated") or {}
-            if "exitCode" in done:
-                detail = f"; exit code {done['exitCode']}"
-        try:
-            stream = self.client.transport.open_stream(
-                pods.path(ns, name) + "/log", query={"tailLines": "5"}, accept="*/*",
-                read_timeout=10)
-            try:
-                lines: list[str] = []
-                while len(lines) < 20 and (line := stream.readline()):
-                    lines.append(line.decode("utf-8", "replace").rstrip())
-            finally:
-                stream.close()
-        except (kerrors.APIError, OSError):
-            return detail
-        tail = " | ".join(x for x in lines[-5:] if x)
-        return detail + (f"; output: {tail}" if tail else "")
 
     def _resource(self, ref: Ref, obj: Obj | None = None) -> APIResource:
         version = str((obj or {}).get("apiVersion") or "").rpartition("/")[2]

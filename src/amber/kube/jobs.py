@@ -1,0 +1,134 @@
+"""Running a Job to its end and reading what its pod said: drill checks and data movers.
+
+A Job is done when its ``Complete`` or ``Failed`` condition is true (or its ``succeeded`` /
+``failed`` counts say so, for servers that set the counts first). What a failure means comes
+from the pod: its exit code, the container's termination message (where a mover writes its
+result) and the last lines of its log, so a failed Job is one actionable line, not "failed".
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from amber.kube import errors as kerrors
+from amber.kube import wait as kwait
+from amber.kube.client import Client, Propagation
+from amber.kube.objects import Obj
+
+#: How often a Job's status is read while it runs.
+POLL = 0.5
+
+
+@dataclass
+class Outcome:
+    """How a Job ended. ``why`` is empty when it completed; ``message`` is its first
+    container's termination message; ``detail`` the exit code and last log lines, ready to
+    append to a sentence (``"; exit code 1; output: ..."``), empty when nothing is known."""
+
+    name: str
+    namespace: str
+    completed: bool
+    why: str = ""
+    message: str = ""
+    detail: str = ""
+
+
+def run(client: Client, body: Obj, namespace: str, *, timeout: float,
+        stop: Callable[[], bool] | None = None) -> Outcome:
+    """Create the Job ``body`` in ``namespace`` and wait for its end; ``GaveUp`` (a
+    ``KubeError``) when it has not ended after ``timeout`` seconds or ``stop()`` said so.
+    The Job is left in place for the caller to ``delete`` (also when this raises)."""
+    created = client.create(client.discover().find("jobs", "batch"), body, namespace)
+    return wait(client, str(created["metadata"]["name"]), namespace, timeout=timeout, stop=stop)
+
+
+def wait(client: Client, name: str, namespace: str, *, timeout: float,
+         stop: Callable[[], bool] | None = None) -> Outcome:
+    """Wait for Job ``name`` to complete or fail (see ``run``)."""
+    jobs = client.discover().find("jobs", "batch")
+
+    def ended() -> tuple[bool, str] | kwait.Pending:
+        live = client.get(jobs, name, namespace)
+        status = live.get("status") or {}
+        conditions = {c.get("type"): c for c in status.get("conditions") or []
+                      if c.get("status") == "True"}
+        if "Complete" in conditions or int(status.get("succeeded") or 0) >= 1:
+            return True, ""
+        if "Failed" in conditions or int(status.get("failed") or 0):
+            failed = conditions.get("Failed") or {}
+            return False, str(failed.get("message") or failed.get("reason") or "the job failed")
+        return kwait.Pending(_pending_why(client, name, namespace))
+
+    completed, why = kwait.until(ended, timeout=timeout, interval=POLL, stop=stop,
+                                 what=f"job {namespace}/{name}")
+    message, detail = pod_report(client, name, namespace, with_log=not completed)
+    return Outcome(name, namespace, completed, why, message, detail)
+
+
+def _pending_why(client: Client, job: str, namespace: str) -> str:
+    """Why the Job's pod has not ended yet, as its status says (unschedulable, pulling an
+    image, ...), for the message of a wait that gives up."""
+    pod = _pod(client, job, namespace)
+    if pod is None:
+        return "no pod yet"
+    status = pod.get("status") or {}
+    for cs in status.get("containerStatuses") or []:
+        waiting = (cs.get("state") or {}).get("waiting") or {}
+        if waiting.get("reason"):
+            return f"pod {waiting['reason']}: {waiting.get('message') or ''}".rstrip(": ")
+    for cond in status.get("conditions") or []:
+        if cond.get("type") == "PodScheduled" and cond.get("status") == "False":
+            return f"pod not scheduled: {cond.get('message') or cond.get('reason')}"
+    return f"pod {status.get('phase') or 'Pending'}"
+
+
+def _pod(client: Client, job: str, namespace: str) -> Obj | None:
+    """The Job's newest pod, or None."""
+    pods = client.discover().find("pods", "")
+    try:
+        found = list(client.list(pods, namespace, label_selector=f"job-name={job}"))
+    except kerrors.APIError:
+        return None
+    if not found:
+        return None
+    return max(found, key=lambda p: str(p["metadata"].get("creationTimestamp") or ""))
+
+
+def pod_report(client: Client, job: str, namespace: str, *,
+               with_log: bool = True) -> tuple[str, str]:
+    """(termination message, detail) of the Job's pod: see ``Outcome``."""
+    pod = _pod(client, job, namespace)
+    if pod is None:
+        return "", ""
+    message, detail = "", ""
+    for cs in (pod.get("status") or {}).get("containerStatuses") or []:
+        done = (cs.get("state") or {}).get("terminated") or {}
+        if "exitCode" in done and not detail:
+            detail = f"; exit code {done['exitCode']}"
+            message = str(done.get("message") or "")
+    if not with_log:
+        return message, detail
+    pods = client.discover().find("pods", "")
+    try:
+        stream = client.transport.open_stream(
+            pods.path(namespace, pod["metadata"]["name"]) + "/log",
+            query={"tailLines": "5"}, accept="*/*", read_timeout=10)
+        try:
+            lines: list[str] = []
+            while len(lines) < 20 and (line := stream.readline()):
+                lines.append(line.decode("utf-8", "replace").rstrip())
+        finally:
+            stream.close()
+    except (kerrors.APIError, OSError):
+        return message, detail
+    tail = " | ".join(x for x in lines[-5:] if x)
+    return message, detail + (f"; output: {tail}" if tail else "")
+
+
+def delete(client: Client, name: str, namespace: str) -> None:
+    """Delete the Job and its pods (background propagation); gone already is fine."""
+    with contextlib.suppress(kerrors.NotFound):
+        client.delete(client.discover().find("jobs", "batch"), name, namespace,
+                      propagation=Propagation.BACKGROUND)
