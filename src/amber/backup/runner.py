@@ -38,13 +38,13 @@ from amber.apps import collect, labels
 from amber.apps import model as appmodel
 from amber.apps.refs import Ref
 from amber.apps.summary import Summary, summarize
-from amber.backup import layout
+from amber.backup import layout, volumes
 from amber.kube import errors as kerrors
 from amber.kube import objects
 from amber.kube.client import DEFAULT_PAGE, Client
 from amber.kube.discovery import APIResource
 from amber.kube.objects import Obj
-from amber.repo import memsnap, repository
+from amber.repo import fsmeta, memsnap, repository, tree, walker
 from amber.repo import snapshot as snapshots
 from amber.util import errors, progress
 
@@ -157,13 +157,16 @@ def _item(s: Summary, warnings: list[str] | None) -> dict[str, Any]:
 class ResourceBackup:
     def __init__(self, client: Client, repo: repository.Repository, *, context: str = "",
                  workers: int = 4, page_size: int = DEFAULT_PAGE,
-                 reporter: progress.Reporter = progress.SILENT) -> None:
+                 reporter: progress.Reporter = progress.SILENT,
+                 movers: volumes.Movers | None = None) -> None:
         self.client = client
         self.repo = repo
         self.context = context
         self.workers = workers
         self.page_size = page_size
         self.reporter = reporter
+        #: Copies the data of the backup's claims (None: resources only, ``--consistency none``)
+        self.movers = movers
 
     def run(self, scope: Scope, *, tags: Sequence[str] = ()) -> Result:
         """Back up what ``scope`` selects into a new snapshot (see the module doc)."""
@@ -202,9 +205,16 @@ class ResourceBackup:
             warnings = self._warnings(inv, gone)
             if not run.written and inv.errors:
                 raise errors.BackupFailedError(_nothing_captured(scope, inv.errors))
+            moved = self._volumes(run, scope)
+            warnings += [f"volume {m.claim.label}: no data in this backup: {m.problem}"
+                         for m in moved if m.problem]
+            warnings += [f"volume {m.claim.label}: {len(m.errors) or m.summary.get('errors')} "
+                         f"path(s) could not be read, e.g. {m.errors[0] if m.errors else '?'}"
+                         for m in moved if not m.problem and m.summary.get("errors")]
             manifest = self._manifest(scope, discovery.resources, rf, inv=inv, apps=apps,
                                       selection=selection, run=run, warnings=warnings,
                                       gone=gone, started=started)
+            manifest["volumes"] = [m.to_json() for m in moved]
             # The parts that stay the same while the cluster does (every item with its
             # resourceVersion, the graph) go to files of their own, so an unchanged backup
             # stores only the small manifest again, not a second copy of them.
@@ -223,6 +233,51 @@ class ResourceBackup:
                 errors=warnings)
         return Result(snap, len(run.written), warnings,
                       [a.id for a in _involved(apps, run.written)])
+
+    # -- volume data ---------------------------------------------------------------------------
+
+    def _volumes(self, run: _Run, scope: Scope) -> list[volumes.Moved]:
+        """Copy the data of every claim the backup holds through mover Jobs and graft each
+        tree at ``volumes/<namespace>/<claim>`` (amber.backup.volumes)."""
+        refs = sorted((r.namespace, r.name) for r in run.written
+                      if r.kind == "PersistentVolumeClaim" and not r.group)
+        if self.movers is None or not refs:
+            return []
+        claims = volumes.find_claims(self.client, refs)
+        moved = self.movers.back_up(claims, self._previous_volumes(scope, refs))
+        self.repo.load_new_index_files()  # the movers' packs
+        for m in moved:
+            if m.problem:
+                continue
+            try:
+                nodes = tree.load(self.repo, m.root)
+            except errors.IntegrityError as exc:
+                m.problem = f"the tree its mover stored cannot be read ({exc})"
+                continue
+            if len(nodes) != 1 or nodes[0].meta.type is not fsmeta.NodeType.DIR:
+                m.problem = "its mover stored something other than a volume's tree"
+                continue
+            run.writer.add_tree(volumes.volume_path(m.claim.namespace, m.claim.name),
+                                nodes[0])
+        return moved
+
+    def _previous_volumes(self, scope: Scope, refs: list[tuple[str, str]]
+                          ) -> dict[tuple[str, str], tuple[bytes, ...]]:
+        """The trees the claims had in the newest backup of the same scope: the movers'
+        files cache (a damaged or missing one only costs reading the files again)."""
+        earlier = [s for s in self.repo.list_snapshots()
+                   if layout.TAG in s.tags and f"k8s:{scope.label}" in s.paths]
+        if not earlier:
+            return {}
+        out = {}
+        for namespace, name in refs:
+            try:
+                node = walker.find(self.repo, earlier[-1], volumes.volume_path(namespace, name))
+            except errors.AmberError:
+                continue
+            if node.meta.type is fsmeta.NodeType.DIR:
+                out[(namespace, name)] = node.subtree
+        return out
 
     # -- the two ways to run -----------------------------------------------------------------
 

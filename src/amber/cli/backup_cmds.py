@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-from amber.backup import catalogue, compare, layout, runner
+from amber.backup import catalogue, compare, layout, runner, volumes
 from amber.cli import context, durations, output, reports
 from amber.cli.options import split_values
 from amber.repo import maintenance, pruner
@@ -39,11 +39,20 @@ def backup() -> None:
               help="Leave out objects matching this label selector (objects labelled "
                    "amber.io/exclude-from-backup=true always are).")
 @click.option("--tag", "tags", multiple=True, help="Tag the backup (repeatable).")
+@click.option("--consistency", type=click.Choice(["crash", "none"]), default="crash",
+              show_default=True,
+              help="crash: copy each claim's files as they are, through a mover Job per claim; "
+                   "none: Kubernetes resources only, no volume data.")
+@click.option("--movers", "mover_parallel", type=click.IntRange(1, 64), default=2,
+              show_default=True, help="Mover Jobs running at once.")
+@click.option("--mover-timeout", type=durations.DURATION, default="1h", show_default=True,
+              help="How long one mover may run before it is stopped.")
 @pass_ctx
 def create(ctx: context.Context, application: str | None, namespaces: tuple[str, ...],
            selector: str | None, everything: bool, include_resources: tuple[str, ...],
            exclude_resources: tuple[str, ...], exclude_namespaces: tuple[str, ...],
-           exclude_selector: str | None, tags: tuple[str, ...]) -> None:
+           exclude_selector: str | None, tags: tuple[str, ...], consistency: str,
+           mover_parallel: int, mover_timeout: datetime.timedelta) -> None:
     """Back up APPLICATION (an id from `amber app list`), or --namespace, --selector, --all.
 
     Every object becomes one file in a new repository snapshot, plus a manifest. Exits 3 when
@@ -59,8 +68,12 @@ def create(ctx: context.Context, application: str | None, namespaces: tuple[str,
     scope.validate()
     repo = ctx.open_repo()
     client = ctx.kube_client()
+    movers = None if consistency == "none" else volumes.Movers(
+        client, repo.backend, ctx.passphrase, reporter=ctx.reporter,
+        settings=volumes.Settings(parallel=mover_parallel,
+                                  timeout=mover_timeout.total_seconds()))
     result = runner.ResourceBackup(client, repo, context=client.config.context,
-                                   reporter=ctx.reporter).run(scope, tags=tags)
+                                   reporter=ctx.reporter, movers=movers).run(scope, tags=tags)
     snap = result.snapshot
     ctx.emit({"id": snap.id, "shortId": snap.short_id, "objects": result.items,
               "applications": result.applications, "partial": result.partial,

@@ -9,7 +9,7 @@ import getpass
 import os
 import sys
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +36,15 @@ class Context:
     kube_context: str | None = None
     #: ``-n`` given before the command; handed to the command's own ``--namespace``.
     namespaces: tuple[str, ...] = ()
+    #: The passphrase once read (``passphrase``), so it is asked for at most once.
+    _passphrase: str | None = field(default=None, repr=False)
+
+    def passphrase(self) -> str:
+        """The repository passphrase this command read (read now if it was not needed to
+        open the repository): for mover Jobs, which open it too (``amber.backup.volumes``)."""
+        if self._passphrase is None:
+            self._passphrase = read_passphrase()
+        return self._passphrase
 
     def kube_client(self, *, qps: float = 100.0, burst: int = 200) -> Client:
         """A client for the chosen cluster: --kubeconfig/--context, else $KUBECONFIG or
@@ -84,7 +93,7 @@ class Context:
             raise appendonly.refuse_maintenance(backend.url, rewrites)
         repository.read_config(backend)  # missing/too new: say so before asking for a passphrase
         # the passphrase is read only if no KMS key slot opens (never a prompt while KMS works)
-        repo = repository.Repository.open(backend, read_passphrase,
+        repo = repository.Repository.open(backend, self.passphrase,
                                           passphrase_available=passphrase_available(),
                                           use_kms=use_kms, warn=self.warn)
         repo.on_warning = self.warn

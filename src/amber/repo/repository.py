@@ -783,6 +783,28 @@ class Repository:
         self.fallback = damage.HeaderFallback(self, named)
         return contents
 
+    def load_new_index_files(self) -> int:
+        """Add to the loaded index the blobs named by index files that appeared since
+        ``load_index`` (written by other processes: the mover Jobs of an application backup);
+        return how many files were added. Additive, so a writer open on this repository keeps
+        its view; a prune that supersedes them meanwhile is handled as for any writer
+        (``archiver.repair_after_concurrent_prune``)."""
+        added = 0
+        for index_id, info in self.list_ids(fmt.INDEX_PREFIX).items():
+            if index_id in self.loaded_index_ids:
+                continue
+            try:
+                content = indexfile.decode_index(
+                    self.load_file_object(info.name, fmt.ObjectType.INDEX))
+            except FileNotFoundError:
+                continue  # superseded already: its replacement is listed too
+            for pack_id, entries in content.packs.items():
+                self.add_pack_to_index(pack_id, entries)
+                self._named_packs.add(pack_id)
+            self.loaded_index_ids.add(index_id)
+            added += 1
+        return added
+
     def recheck_damage(self, *, remove: bool = True) -> list[str]:
         """Read every recorded blob again where its record says it is; a record of one that
         verifies now is removed, and the blob is put back in the index for this run. Returns

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import abc
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from amber.util import errors
 
@@ -56,8 +56,44 @@ class ObjectVersion:
     delete_marker: bool
 
 
+#: Where a process that is handed a location finds the files of its ``Handoff.files``.
+HANDOFF_DIR = "/var/run/amber/location"
+
+
+@dataclass(frozen=True)
+class Handoff:
+    """What another process (a mover Job's container) needs to open this location as this one
+    did: the location URL it is to use, files whose content is secret or local to this machine
+    (credentials, a CA bundle, a token; to be mounted under ``HANDOFF_DIR`` from a Secret),
+    environment variables that point at those files, and directories of this machine the
+    location is (a repository directory: only a process on the same machine, or a node that
+    shares the path, can use it). Values never appear in ``repr``."""
+
+    url: str
+    files: dict[str, bytes] = field(default_factory=dict, repr=False)
+    env: dict[str, str] = field(default_factory=dict)
+    host_paths: tuple[str, ...] = ()
+
+
+def handed_ca(path: str, files: dict[str, bytes]) -> str:
+    """Put the CA bundle at ``path`` (a file of this machine) among a handoff's ``files``;
+    return where the other process finds it."""
+    try:
+        with open(path, "rb") as f:
+            files["ca.pem"] = f.read()
+    except OSError as exc:
+        raise errors.UsageError(f"ca={path}: {exc.strerror}") from None
+    return f"{HANDOFF_DIR}/ca.pem"
+
+
 class Backend(abc.ABC):
     """A flat namespace of objects named with '/'-separated paths."""
+
+    def handoff(self) -> Handoff:
+        """How another process opens this location (``Handoff``); a store that cannot be
+        handed on says so in one line."""
+        raise errors.UsageError(f"{self.url} cannot be opened by another process (a mover "
+                                "Job); use a directory or an s3:// location")
 
     url: str
     #: How many objects the engine writes at once: one for a disk (parallel writes only compete

@@ -47,6 +47,15 @@ class ServedBackend(base.Backend):
                 raise errors.UsageError(f"cannot read the CA file {loc.ca_file} of {self.url}: "
                                         f"{getattr(exc, 'strerror', None) or exc}") from None
 
+    def handoff(self) -> base.Handoff:
+        """The same server, with the token (and the CA bundle's content) as files."""
+        files = {"serve-token": self._auth.removeprefix("Bearer ").encode()}
+        url = self.loc.url
+        if self.loc.ca_file:
+            url += f"?ca={base.handed_ca(self.loc.ca_file, files)}"
+        return base.Handoff(url=url, files=files,
+                            env={served.TOKEN_FILE_ENV: f"{base.HANDOFF_DIR}/serve-token"})
+
     # -- requests ------------------------------------------------------------------------------
 
     def _connection(self) -> http.client.HTTPConnection:

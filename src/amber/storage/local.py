@@ -85,6 +85,12 @@ class LocalBackend(base.Backend):
     def is_append_only(self) -> bool:
         return self.append_only
 
+    def handoff(self) -> base.Handoff:
+        # the same directory, at the same path: the process must see this machine's file system
+        # (a pod on a node that shares it mounts it with hostPath)
+        url = self.url + ("?append-only=true" if self.append_only else "")
+        return base.Handoff(url=url, host_paths=(self.root,))
+
     def guard(self, name: str, *, create: bool, action: str) -> None:
         """Raise the append-only refusal if this backend may not create (or else change)
         ``name``."""

@@ -22,6 +22,7 @@ import hashlib
 import io
 import os
 import time
+import urllib.parse
 from collections.abc import Iterator
 from typing import Any
 
@@ -83,6 +84,7 @@ class S3Backend(base.Backend):
         except botocore.exceptions.ProfileNotFound:
             raise errors.UsageError(f"no AWS profile {loc.profile!r} in the shared config "
                                     "files (~/.aws/config, ~/.aws/credentials)") from None
+        self._session = session
         verify: bool | str = False if loc.insecure else (loc.ca_bundle or True)
         self._bucket_seen = False
         self._hidden_versions: dict[str, str | None] = {}
@@ -90,6 +92,32 @@ class S3Backend(base.Backend):
         self.retention: base.Retention | None = None
         self._s3: Any = session.client("s3", endpoint_url=loc.endpoint, config=config,
                                        verify=verify)
+
+    def handoff(self) -> base.Handoff:
+        """The same bucket and options, with the credentials this process resolved (from a
+        Secret, the environment, a profile or a role: a mover has none of those) as a
+        shared-credentials file, and the CA bundle's content rather than its local path."""
+        found = self._session.get_credentials()
+        frozen = found.get_frozen_credentials() if found is not None else None
+        if frozen is None or not frozen.access_key:
+            raise errors.AmberError(f"no AWS credentials for {self.loc.where} to hand to a "
+                                    f"mover: {NO_CREDENTIALS_HINT}")
+        profile = ["[default]", f"aws_access_key_id = {frozen.access_key}",
+                   f"aws_secret_access_key = {frozen.secret_key}"]
+        if frozen.token:
+            profile.append(f"aws_session_token = {frozen.token}")
+        files = {"aws-credentials": ("\n".join(profile) + "\n").encode()}
+        query = {"endpoint": self.loc.endpoint, "region": self._session.region_name,
+                 "addressing": self.loc.addressing}
+        if self.loc.insecure:
+            query["insecure"] = "true"
+        if self.loc.ca_bundle:
+            query["ca"] = base.handed_ca(self.loc.ca_bundle, files)
+        url = f"s3://{self.loc.bucket}/{self.loc.prefix}?" + urllib.parse.urlencode(
+            {k: v for k, v in query.items() if v}, safe=":/")
+        env = {"AWS_SHARED_CREDENTIALS_FILE": f"{base.HANDOFF_DIR}/aws-credentials",
+               "AWS_CONFIG_FILE": "/dev/null", "AWS_EC2_METADATA_DISABLED": "true"}
+        return base.Handoff(url=url, files=files, env=env)
 
     # -- names and errors ----------------------------------------------------------------------
 

@@ -1,0 +1,346 @@
+"""Volume data in application backups: one short-lived mover Job per claim (issue 13 §2).
+
+For each PersistentVolumeClaim of the backup, a Job in the claim's namespace mounts it
+read-only and runs ``amber mover backup`` (``amber.cli.mover_cmds``), which stores the files
+in the repository as a tree and writes the tree's ids in its termination message. The backup
+then grafts each tree into its snapshot at ``volumes/<namespace>/<claim>``
+(``MemorySnapshotWriter.add_tree``), so volume data is deduplicated with everything else and
+restored with the objects. The previous backup's tree of the same claim is the files cache:
+an unchanged file is not read again.
+
+Where the mover runs: a claim that a running pod mounts is read on that pod's node
+(``nodeName``: a ReadWriteOnce volume can be mounted only there); any other claim wherever the
+scheduler puts it. What it runs: on a node of the sandbox (label
+``node.kubernetes.io/instance-type=sandbox``, whose pods run this machine's programs), this
+Amber (``python -m amber.cli.main``); elsewhere the Amber image (``AMBER_MOVER_IMAGE``).
+
+How it reaches the repository: ``Backend.handoff`` (the location URL, plus credentials, CA
+bundle or token as files) and the passphrase go into one Secret per namespace and run, mounted
+read-only at ``HANDOFF_DIR``; the Job's environment only names the files. Jobs and Secrets are
+deleted when the movers end, whether they succeeded, failed or were interrupted; Jobs also
+carry ``ttlSecondsAfterFinished`` in case this process is killed.
+
+A claim whose data cannot be captured (not bound, the Job failed, the tree is not readable)
+costs that claim, not the backup: the manifest says why and the backup is partial.
+"""
+
+from __future__ import annotations
+
+import base64
+import concurrent.futures
+import contextlib
+import functools
+import json
+import math
+import os
+import secrets
+import sys
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from amber import __version__
+from amber.kube import errors as kerrors
+from amber.kube import jobs as kjobs
+from amber.kube import objects
+from amber.kube import wait as kwait
+from amber.kube.client import Client
+from amber.kube.objects import Obj
+from amber.storage import base
+from amber.util import progress
+
+#: Label on every object a mover run creates, valued with the run's id.
+MOVER_LABEL = "amber.dev/mover"
+#: Where the volume is mounted in the mover's container.
+MOUNT = "/amber/volume"
+#: Where the snapshot keeps a claim's data.
+VOLUMES = "volumes"
+#: A node of the sandbox runs this machine's programs, not images (docs/sandbox.md).
+SANDBOX_NODE_LABEL = ("node.kubernetes.io/instance-type", "sandbox")
+DEFAULT_IMAGE = f"ghcr.io/amber-dr/amber:{__version__}"
+#: The consistency level of a claim copied as it is, while in use (issue 13 §1).
+CRASH = "crash"
+#: How long a mover may take before it is stopped (``activeDeadlineSeconds``).
+DEFAULT_TIMEOUT = 3600.0
+#: Finished Jobs are removed by the cluster after this long even if Amber was killed.
+JOB_TTL = 3600
+
+
+def volume_path(namespace: str, claim: str) -> str:
+    """Where a claim's data goes in the snapshot."""
+    return f"{VOLUMES}/{namespace}/{claim}"
+
+
+@dataclass
+class Claim:
+    """A claim to move: where it is, whether it is bound, and the node of a running pod
+    that mounts it (the mover must run there for a ReadWriteOnce volume)."""
+
+    namespace: str
+    name: str
+    phase: str = ""
+    node: str | None = None
+    used_by: list[str] = field(default_factory=list)
+
+    @property
+    def label(self) -> str:
+        return f"{self.namespace}/{self.name}"
+
+
+@dataclass
+class Moved:
+    """What a mover did for one claim. ``problem`` is why its data is not in the backup
+    (empty when it is); ``errors`` the paths it could not read (the data is in, minus those)."""
+
+    claim: Claim
+    root: tuple[bytes, ...] = ()
+    summary: dict[str, Any] = field(default_factory=dict)
+    errors: list[str] = field(default_factory=list)
+    problem: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        doc: dict[str, Any] = {
+            "namespace": self.claim.namespace, "claim": self.claim.name,
+            "captured": not self.problem, "level": CRASH if not self.problem else None,
+            "method": "mounted read-only" + (f" on node {self.claim.node}"
+                                             if self.claim.node else ""),
+        }
+        if self.problem:
+            doc["problem"] = self.problem
+        else:
+            doc["files"] = int(self.summary.get("files", 0))
+            # read again (new or changed) or known from the previous backup's tree
+            doc["filesUnchanged"] = int(self.summary.get("files_unchanged", 0))
+            doc["bytes"] = int(self.summary.get("bytes", 0))
+            doc["bytesNewStored"] = int(self.summary.get("bytes_new_stored", 0))
+            doc["unreadable"] = int(self.summary.get("errors", len(self.errors)))
+            if self.errors:
+                doc["unreadablePaths"] = self.errors
+        return doc
+
+
+@dataclass
+class Settings:
+    """How movers run: at most ``parallel`` at once, each for at most ``timeout`` seconds."""
+
+    parallel: int = 2
+    timeout: float = DEFAULT_TIMEOUT
+    image: str = field(default_factory=lambda: os.environ.get("AMBER_MOVER_IMAGE",
+                                                              DEFAULT_IMAGE))
+
+
+def find_claims(client: Client, refs: Sequence[tuple[str, str]]) -> list[Claim]:
+    """The claims ``refs`` (namespace, name) name, with their phase and the node of a
+    running pod that mounts each."""
+    claims_res = client.discover().find("persistentvolumeclaims", "")
+    pods_res = client.discover().find("pods", "")
+    out = []
+    users: dict[str, dict[str, list[tuple[str, str]]]] = {}
+    for namespace, name in refs:
+        try:
+            obj = client.get(claims_res, name, namespace)
+        except kerrors.NotFound:
+            out.append(Claim(namespace, name, phase="Gone"))
+            continue
+        if namespace not in users:
+            users[namespace] = _claim_users(list(client.list(pods_res, namespace)))
+        found = users[namespace].get(name, [])
+        out.append(Claim(namespace, name, phase=str((obj.get("status") or {}).get("phase")
+                                                    or "Pending"),
+                         node=found[0][1] if found else None,
+                         used_by=[pod for pod, _node in found]))
+    return out
+
+
+def _claim_users(pods: Sequence[Obj]) -> dict[str, list[tuple[str, str]]]:
+    """Claim name -> [(pod, node)] of the running pods that mount it."""
+    out: dict[str, list[tuple[str, str]]] = {}
+    for pod in pods:
+        spec = pod.get("spec") or {}
+        node = spec.get("nodeName")
+        if not node or (pod.get("status") or {}).get("phase") != "Running":
+            continue
+        for vol in spec.get("volumes") or []:
+            claim = (vol.get("persistentVolumeClaim") or {}).get("claimName")
+            if claim:
+                out.setdefault(claim, []).append((objects.name(pod), str(node)))
+    return out
+
+
+class Movers:
+    """Runs mover Jobs for one backup or restore and cleans up after them."""
+
+    def __init__(self, client: Client, backend: base.Backend, passphrase: Callable[[], str], *,
+                 settings: Settings | None = None,
+                 reporter: progress.Reporter = progress.SILENT) -> None:
+        self.client = client
+        self.backend = backend
+        #: Read when the first mover is started (a backup without claims needs none).
+        self.passphrase = passphrase
+        self.settings = settings or Settings()
+        self.reporter = reporter
+        self.run_id = secrets.token_hex(4)
+        self._stop = threading.Event()
+        self._secrets: dict[str, str] = {}  # namespace -> Secret name
+        self._lock = threading.Lock()
+        self._sandbox_nodes: set[str] | None = None
+        self._all_sandbox = False
+
+    @functools.cached_property
+    def handoff(self) -> base.Handoff:
+        """How the movers open the repository (resolved once, when the first one starts)."""
+        return self.backend.handoff()
+
+    # -- backup ------------------------------------------------------------------------------
+
+    def back_up(self, claims: Sequence[Claim],
+                parents: dict[tuple[str, str], tuple[bytes, ...]]) -> list[Moved]:
+        """Run a mover for every claim (``parallel`` at once); one ``Moved`` each, in order."""
+        def one(claim: Claim) -> Moved:
+            if claim.phase != "Bound":
+                return Moved(claim, problem=f"the claim is {claim.phase.lower()}, not bound: "
+                                            "it has no volume to copy")
+            argv = ["mover", "backup", MOUNT, "--name", claim.name]
+            parent = parents.get((claim.namespace, claim.name))
+            if parent:
+                argv += ["--parent", ",".join(i.hex() for i in parent)]
+            return self._move(claim, argv, read_only=True)
+
+        return self._each(claims, one, "copying volume data")
+
+    # -- the Jobs ------------------------------------------------------------------------------
+
+    def _each(self, claims: Sequence[Claim], one: Any, what: str) -> list[Moved]:
+        with self.reporter.task("volumes", what, progress.Unit.STEPS,
+                                total=len(claims)) as meter:
+            try:
+                with concurrent.futures.ThreadPoolExecutor(
+                        max_workers=max(1, self.settings.parallel),
+                        thread_name_prefix="amber-mover") as pool:
+                    futures = [pool.submit(one, c) for c in claims]
+                    out = []
+                    for f in futures:
+                        out.append(f.result())
+                        meter.add(1)
+                    return out
+            except BaseException:
+                self._stop.set()
+                raise
+            finally:
+                self._remove_secrets()
+
+    def _move(self, claim: Claim, argv: list[str], *, read_only: bool) -> Moved:
+        secret = self._secret_for(claim.namespace)
+        name = f"amber-mover-{self.run_id}-{secrets.token_hex(3)}"
+        body = self._job(name, claim, argv, secret, read_only=read_only)
+        try:
+            outcome = kjobs.run(self.client, body, claim.namespace,
+                                timeout=self.settings.timeout + 60, stop=self._stop.is_set)
+        except kwait.GaveUp as exc:
+            return Moved(claim, problem=f"the mover Job {claim.namespace}/{name} did not end: "
+                                        f"{exc.why or 'stopped'}")
+        except kerrors.APIError as exc:
+            return Moved(claim, problem=f"cannot run a mover Job in {claim.namespace}: {exc}")
+        finally:
+            with contextlib.suppress(kerrors.APIError):
+                kjobs.delete(self.client, name, claim.namespace)
+        return _moved(claim, outcome)
+
+    def _job(self, name: str, claim: Claim, argv: list[str], secret: str, *,
+             read_only: bool) -> Obj:
+        labels = {MOVER_LABEL: self.run_id}
+        command, extra_env = self._command(claim.node)
+        env = [{"name": "AMBER_REPO", "value": self.handoff.url},
+               {"name": "AMBER_PASSWORD_FILE", "value": f"{base.HANDOFF_DIR}/password"},
+               {"name": "AMBER_MOVER_RESULT", "value": "/dev/termination-log"},
+               {"name": "HOME", "value": "/tmp"},
+               *({"name": k, "value": v} for k, v in sorted(self.handoff.env.items())),
+               *extra_env]
+        mounts = [{"name": "volume", "mountPath": MOUNT, "readOnly": read_only},
+                  {"name": "location", "mountPath": base.HANDOFF_DIR, "readOnly": True}]
+        volumes: list[Obj] = [
+            {"name": "volume", "persistentVolumeClaim": {"claimName": claim.name,
+                                                         "readOnly": read_only}},
+            {"name": "location", "secret": {"secretName": secret, "defaultMode": 0o400}}]
+        for i, path in enumerate(self.handoff.host_paths):
+            volumes.append({"name": f"repository-{i}",
+                            "hostPath": {"path": path, "type": "Directory"}})
+            mounts.append({"name": f"repository-{i}", "mountPath": path})
+        pod: Obj = {
+            "restartPolicy": "Never",
+            "automountServiceAccountToken": False,
+            "containers": [{
+                "name": "mover", "image": self.settings.image, "command": command + argv,
+                "env": env, "volumeMounts": mounts,
+                # every file of the volume must be readable, whoever owns it
+                "securityContext": {"runAsUser": 0, "runAsGroup": 0},
+                "terminationMessagePolicy": "FallbackToLogsOnError",
+            }],
+            "volumes": volumes,
+        }
+        if claim.node:
+            pod["nodeName"] = claim.node
+        return {"apiVersion": "batch/v1", "kind": "Job",
+                "metadata": {"name": name, "labels": labels},
+                "spec": {"backoffLimit": 0, "ttlSecondsAfterFinished": JOB_TTL,
+                         "activeDeadlineSeconds": math.ceil(self.settings.timeout),
+                         "template": {"metadata": {"labels": labels}, "spec": pod}}}
+
+    def _command(self, node: str | None) -> tuple[list[str], list[Obj]]:
+        """What the container runs: this Amber on a sandbox node, else the image's."""
+        if self._sandbox_nodes is None:
+            nodes = list(self.client.list(self.client.discover().find("nodes", "")))
+            key, value = SANDBOX_NODE_LABEL
+            self._sandbox_nodes = {objects.name(n) for n in nodes
+                                   if objects.labels(n).get(key) == value}
+            self._all_sandbox = bool(nodes) and len(self._sandbox_nodes) == len(nodes)
+        on_sandbox = node in self._sandbox_nodes if node else self._all_sandbox
+        if not on_sandbox:
+            return ["amber"], []
+        env = [{"name": "PYTHONPATH", "value": os.environ["PYTHONPATH"]}] if os.environ.get(
+            "PYTHONPATH") else []
+        return [sys.executable, "-m", "amber.cli.main"], env
+
+    def _secret_for(self, namespace: str) -> str:
+        """The run's Secret in ``namespace`` (made once): passphrase and location files."""
+        with self._lock:
+            if namespace in self._secrets:
+                return self._secrets[namespace]
+            name = f"amber-mover-{self.run_id}"
+            data = {"password": self.passphrase().encode(), **self.handoff.files}
+            body = {"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
+                    "metadata": {"name": name, "labels": {MOVER_LABEL: self.run_id}},
+                    "data": {k: base64.b64encode(v).decode() for k, v in data.items()}}
+            self.client.create(self.client.discover().find("secrets", ""), body, namespace)
+            self._secrets[namespace] = name
+            return name
+
+    def _remove_secrets(self) -> None:
+        res = self.client.discover().find("secrets", "")
+        for namespace, name in self._secrets.items():
+            with contextlib.suppress(kerrors.APIError):
+                self.client.delete(res, name, namespace)
+        self._secrets.clear()
+
+
+def _moved(claim: Claim, outcome: kjobs.Outcome) -> Moved:
+    """What the mover's termination message says, checked."""
+    where = f"the mover Job {outcome.namespace}/{outcome.name}"
+    try:
+        doc = json.loads(outcome.message) if outcome.message else None
+    except ValueError:
+        doc = None
+    if not outcome.completed:
+        said = doc.get("error") if isinstance(doc, dict) else None
+        return Moved(claim, problem=f"{where} failed: {said or outcome.why}"
+                                    f"{'' if said else outcome.detail}")
+    if not isinstance(doc, dict) or not doc.get("ok") or not isinstance(doc.get("root"), str):
+        return Moved(claim, problem=f"{where} completed without a result{outcome.detail}")
+    try:
+        root = tuple(bytes.fromhex(part) for part in doc["root"].split(","))
+    except ValueError:
+        return Moved(claim, problem=f"{where} gave a malformed tree id")
+    summary = doc.get("summary") if isinstance(doc.get("summary"), dict) else {}
+    errs = [str(e) for e in doc.get("errors") or []]
+    return Moved(claim, root=root, summary=summary or {}, errors=errs)

@@ -1,0 +1,125 @@
+"""Volume data in application backups, on a cluster (the sandbox, or AMBER_TEST_KUBECONFIG's):
+a claim in use by a running pod is copied through a mover Job into the backup's snapshot at
+``volumes/<namespace>/<claim>``, byte for byte; the next backup reads only what changed; the
+mover's Job and Secret are gone afterwards; a claim that is not bound is reported in the
+manifest and makes the backup partial; ``--consistency none`` copies no data.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from amber.kube.client import Client
+from amber_cli import Amber
+from cluster_objects import delete_namespace
+from polling import wait_for
+
+SUFFIX = uuid.uuid4().hex[:6]
+NS = f"vol-{SUFFIX}"
+LABELS = {"app.kubernetes.io/name": "files"}
+#: What the pod writes into its volume before it reports ready: random bytes and their SHA-256
+#: (so the copy can be checked byte for byte), and a nested file with its own mode.
+WRITE = ("mkdir -p /data/sub && head -c 3000000 /dev/urandom > /data/big.bin && "
+         "sha256sum /data/big.bin | cut -c1-64 > /data/big.sha && "
+         "echo hello > /data/sub/hello.txt && chmod 640 /data/sub/hello.txt && "
+         "echo ready > /data/ready && exec sleep 3600")
+
+
+@pytest.fixture(scope="module")
+def client(cluster_kubeconfig: Path) -> Iterator[Client]:
+    c = Client.from_kubeconfig(cluster_kubeconfig, qps=0)
+    d = c.discover()
+    c.create(d.find("namespaces"), {"metadata": {"name": NS}})
+    for claim in ("files", "orphan"):
+        c.create(d.find("persistentvolumeclaims"), {
+            "metadata": {"name": claim, "labels": LABELS},
+            "spec": {"accessModes": ["ReadWriteOnce"],
+                     "resources": {"requests": {"storage": "1Gi"}},
+                     # "orphan" names a class nothing provisions: it stays Pending
+                     **({"storageClassName": f"none-{SUFFIX}"} if claim == "orphan" else {})}},
+            NS)
+    c.create(d.find("deployments", "apps"), {
+        "metadata": {"name": "files", "labels": LABELS},
+        "spec": {"replicas": 1, "selector": {"matchLabels": {"run": "files"}},
+                 "template": {"metadata": {"labels": {"run": "files", **LABELS}}, "spec": {
+                     "containers": [{"name": "c", "image": "busybox",
+                                     "command": ["sh", "-c", WRITE],
+                                     "volumeMounts": [{"name": "d", "mountPath": "/data"}],
+                                     "readinessProbe": {"exec": {
+                                         "command": ["cat", "/data/ready"]}}}],
+                     "volumes": [{"name": "d",
+                                  "persistentVolumeClaim": {"claimName": "files"}}]}}}}, NS)
+    wait_for(lambda: (c.get(d.find("deployments", "apps"), "files", NS).get("status") or {}
+                      ).get("readyReplicas") == 1, timeout=120, message="the files pod ready")
+    yield c
+    delete_namespace(c, NS, timeout=120)
+
+
+def _backup(repo: Amber, kubeconfig: Path, *args: str) -> dict[str, Any]:
+    out = repo.on_cluster(kubeconfig)("-o", "json", "backup", "create", "-n", NS, *args,
+                                      check=False, timeout=600)
+    assert out.returncode in (0, 3), out.stderr
+    doc: dict[str, Any] = json.loads(out.stdout)
+    doc["exit"] = out.returncode
+    doc["stderr"] = out.stderr
+    return doc
+
+
+def _manifest(repo: Amber, snapshot: str, tmp_path: Path) -> dict[str, Any]:
+    target = tmp_path / f"m-{snapshot[:8]}"
+    repo("snapshot", "restore", snapshot, str(target), "--include", "/manifest.json")
+    found = next(target.rglob("manifest.json"))
+    doc: dict[str, Any] = json.loads(found.read_text())
+    return doc
+
+
+def test_claim_data_is_in_the_backup_byte_for_byte(
+        repo: Amber, client: Client, cluster_kubeconfig: Path, tmp_path: Path) -> None:
+    first = _backup(repo, cluster_kubeconfig)
+    manifest = _manifest(repo, first["id"], tmp_path)
+    by_claim = {v["claim"]: v for v in manifest["volumes"]}
+    assert by_claim["files"]["captured"] is True and by_claim["files"]["level"] == "crash"
+    assert by_claim["files"]["files"] == 4
+    # a claim that is not bound costs that claim: said in the manifest, the backup partial
+    assert by_claim["orphan"]["captured"] is False
+    assert "not bound" in by_claim["orphan"]["problem"]
+    assert first["exit"] == 3 and "volume " + NS + "/orphan" in first["stderr"]
+
+    target = tmp_path / "out"
+    repo("snapshot", "restore", first["id"], str(target), "--include", f"/volumes/{NS}/files")
+    volume = next(target.rglob("files"))
+    assert (volume / "sub" / "hello.txt").read_bytes() == b"hello\n"
+    assert os.stat(volume / "sub" / "hello.txt").st_mode & 0o777 == 0o640
+    big = (volume / "big.bin").read_bytes()
+    assert len(big) == 3_000_000
+    assert hashlib.sha256(big).hexdigest() == (volume / "big.sha").read_text().strip()
+
+    # nothing of the movers is left in the namespace
+    for resource in ("jobs", "secrets"):
+        group = "batch" if resource == "jobs" else ""
+        left = [o["metadata"]["name"] for o in client.list(
+            client.discover().find(resource, group), NS, label_selector="amber.dev/mover")]
+        assert left == [], left
+
+    # the next backup reads only what changed: the previous tree is the files cache
+    second = _backup(repo, cluster_kubeconfig)
+    again = {v["claim"]: v for v in _manifest(repo, second["id"], tmp_path)["volumes"]}
+    assert again["files"]["captured"] is True and again["files"]["files"] == 4
+    assert again["files"]["filesUnchanged"] == 4 and again["files"]["bytesNewStored"] == 0
+
+
+def test_consistency_none_copies_no_data(
+        repo: Amber, client: Client, cluster_kubeconfig: Path, tmp_path: Path) -> None:
+    doc = _backup(repo, cluster_kubeconfig, "--consistency", "none")
+    manifest = _manifest(repo, doc["id"], tmp_path)
+    assert manifest["volumes"] == []
+    listed = repo("snapshot", "ls", doc["id"]).stdout
+    assert "/volumes" not in listed
