@@ -7,9 +7,11 @@ manifest and makes the backup partial; ``--consistency none`` copies no data.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
+import subprocess
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,6 +19,7 @@ from typing import Any
 
 import pytest
 
+from amber.kube import errors as kerrors
 from amber.kube.client import Client
 from amber_cli import Amber
 from cluster_objects import delete_namespace
@@ -27,10 +30,14 @@ NS = f"vol-{SUFFIX}"
 LABELS = {"app.kubernetes.io/name": "files"}
 #: What the pod writes into its volume before it reports ready: random bytes and their SHA-256
 #: (so the copy can be checked byte for byte), and a nested file with its own mode.
-WRITE = ("mkdir -p /data/sub && head -c 3000000 /dev/urandom > /data/big.bin && "
+WRITE = ("[ -f /data/ready ] || { mkdir -p /data/sub && "
+         "head -c 3000000 /dev/urandom > /data/big.bin && "
          "sha256sum /data/big.bin | cut -c1-64 > /data/big.sha && "
          "echo hello > /data/sub/hello.txt && chmod 640 /data/sub/hello.txt && "
-         "echo ready > /data/ready && exec sleep 3600")
+         "echo ready > /data/ready; }; exec sleep 3600")
+#: Ready only while the volume holds what WRITE wrote, intact (after a restore too: the
+#: script writes nothing when it finds its data).
+CHECK = "sha256sum /data/big.bin | cut -c1-64 | cmp -s - /data/big.sha && cat /data/ready"
 
 
 @pytest.fixture(scope="module")
@@ -54,7 +61,7 @@ def client(cluster_kubeconfig: Path) -> Iterator[Client]:
                                      "command": ["sh", "-c", WRITE],
                                      "volumeMounts": [{"name": "d", "mountPath": "/data"}],
                                      "readinessProbe": {"exec": {
-                                         "command": ["cat", "/data/ready"]}}}],
+                                         "command": ["sh", "-c", CHECK]}}}],
                      "volumes": [{"name": "d",
                                   "persistentVolumeClaim": {"claimName": "files"}}]}}}}, NS)
     wait_for(lambda: (c.get(d.find("deployments", "apps"), "files", NS).get("status") or {}
@@ -123,3 +130,41 @@ def test_consistency_none_copies_no_data(
     assert manifest["volumes"] == []
     listed = repo("snapshot", "ls", doc["id"]).stdout
     assert "/volumes" not in listed
+
+
+def test_restore_fills_the_claim_before_its_workload_starts(
+        repo: Amber, client: Client, cluster_kubeconfig: Path, tmp_path: Path) -> None:
+    claims = client.discover().find("persistentvolumeclaims", "")
+    with contextlib.suppress(kerrors.NotFound):
+        client.delete(claims, "orphan", NS)  # a claim that can never bind fails any restore
+    wait_for(lambda: not [c for c in client.list(claims, NS)
+                          if c["metadata"]["name"] == "orphan"], message="orphan claim gone")
+    backup = _backup(repo, cluster_kubeconfig)
+    assert backup["exit"] == 0, backup["stderr"]
+    stored = _file(repo, backup["id"], "big.sha", tmp_path)
+    delete_namespace(client, NS, timeout=120)
+
+    out = repo.on_cluster(cluster_kubeconfig)("-o", "json", "restore", backup["id"],
+                                              "--wait-timeout", "180", check=False,
+                                              timeout=600)
+    assert out.returncode == 0, out.stderr + out.stdout
+    report = json.loads(out.stdout)
+    by_claim = {v["claim"]: v for v in report["volumes"]}
+    assert by_claim["files"]["restored"] is True and by_claim["files"]["files"] == 4
+    # the restore waited for the workload: ready means its probe found the data intact
+    deployments = client.discover().find("deployments", "apps")
+    assert (client.get(deployments, "files", NS).get("status") or {}).get("readyReplicas") == 1
+    pods = client.discover().find("pods", "")
+    pod = next(p["metadata"]["name"] for p in client.list(pods, NS, label_selector="run=files")
+               if (p.get("status") or {}).get("phase") == "Running")
+    seen = subprocess.run(["kubectl", "--kubeconfig", str(cluster_kubeconfig), "-n", NS,
+                           "exec", pod, "--", "cat", "/data/big.sha"],
+                          capture_output=True, check=True, timeout=60).stdout
+    assert seen == stored  # the backup's data, not data the pod wrote anew
+
+
+def _file(repo: Amber, snapshot: str, rel: str, tmp_path: Path) -> bytes:
+    """One file of the claim's data as the backup holds it."""
+    target = tmp_path / f"f-{snapshot[:8]}"
+    repo("snapshot", "restore", snapshot, str(target), "--include", f"/volumes/{NS}/files/{rel}")
+    return next(target.rglob(rel)).read_bytes()

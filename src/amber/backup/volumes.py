@@ -209,9 +209,25 @@ class Movers:
 
         return self._each(claims, one, "copying volume data")
 
+    # -- restore -----------------------------------------------------------------------------
+
+    def restore(self, fills: Sequence[tuple[Claim, tuple[bytes, ...]]]) -> list[Moved]:
+        """Fill each claim from its tree (the ids of its backup's ``volumes/<namespace>``
+        directory, which lists the claim by name), ``parallel`` at once; the claim's
+        namespace and name are where it is restored (after any mapping), its name also the
+        entry to take."""
+        def one(item: tuple[Claim, tuple[bytes, ...]]) -> Moved:
+            claim, tree_ids = item
+            argv = ["mover", "restore", ",".join(i.hex() for i in tree_ids), MOUNT,
+                    "--entry", claim.name]
+            return self._move(claim, argv, read_only=False)
+
+        return self._each(fills, one, "restoring volume data")
+
     # -- the Jobs ------------------------------------------------------------------------------
 
-    def _each(self, claims: Sequence[Claim], one: Any, what: str) -> list[Moved]:
+    def _each(self, claims: Sequence[Any], one: Callable[[Any], Moved], what: str
+              ) -> list[Moved]:
         with self.reporter.task("volumes", what, progress.Unit.STEPS,
                                 total=len(claims)) as meter:
             try:
@@ -335,12 +351,16 @@ def _moved(claim: Claim, outcome: kjobs.Outcome) -> Moved:
         said = doc.get("error") if isinstance(doc, dict) else None
         return Moved(claim, problem=f"{where} failed: {said or outcome.why}"
                                     f"{'' if said else outcome.detail}")
-    if not isinstance(doc, dict) or not doc.get("ok") or not isinstance(doc.get("root"), str):
+    if not isinstance(doc, dict) or not doc.get("ok"):
         return Moved(claim, problem=f"{where} completed without a result{outcome.detail}")
-    try:
-        root = tuple(bytes.fromhex(part) for part in doc["root"].split(","))
-    except ValueError:
-        return Moved(claim, problem=f"{where} gave a malformed tree id")
-    summary = doc.get("summary") if isinstance(doc.get("summary"), dict) else {}
+    root: tuple[bytes, ...] = ()
+    if "root" in doc:  # a backup's: the tree it stored
+        try:
+            root = tuple(bytes.fromhex(part) for part in str(doc["root"]).split(","))
+        except ValueError:
+            return Moved(claim, problem=f"{where} gave a malformed tree id")
+    # a backup's summary, or a restore's counts
+    summary = doc["summary"] if isinstance(doc.get("summary"), dict) else {
+        k: doc[k] for k in ("files", "dirs", "bytes") if isinstance(doc.get(k), int)}
     errs = [str(e) for e in doc.get("errors") or []]
-    return Moved(claim, root=root, summary=summary or {}, errors=errs)
+    return Moved(claim, root=root, summary=summary, errors=errs)

@@ -101,9 +101,13 @@ def backup(ctx: context.Context, source: str, name: str, parent: str) -> None:
 @mover.command("restore")
 @click.argument("root")
 @click.argument("target", type=click.Path(file_okay=False))
+@click.option("--entry", default=None,
+              help="The directory of ROOT's tree to restore (default: its only entry, as "
+                   "'mover backup' stores it).")
 @pass_ctx
-def restore(ctx: context.Context, root: str, target: str) -> None:
-    """Restore the directory of tree ROOT (what 'mover backup' printed) into TARGET.
+def restore(ctx: context.Context, root: str, target: str, entry: str | None) -> None:
+    """Restore a directory of tree ROOT (what 'mover backup' printed, or the tree of a
+    backup's volumes/<namespace> with --entry CLAIM) into TARGET.
 
     TARGET itself takes the directory's mode and owner; what it holds at the tree's names is
     replaced, anything else there (a fresh file system's lost+found) is left alone.
@@ -116,8 +120,11 @@ def restore(ctx: context.Context, root: str, target: str) -> None:
     except errors.IntegrityError as exc:
         _publish(ctx, {"ok": False, "error": f"the volume's tree cannot be read: {exc}"})
         raise
+    if entry is not None:
+        nodes = [n for n in nodes if n.name == entry]
     if len(nodes) != 1 or nodes[0].meta.type is not fsmeta.NodeType.DIR:
-        raise errors.IntegrityError(f"tree {root[:16]} is not a mover's volume tree")
+        what = f"no directory {entry!r}" if entry is not None else "not one directory"
+        raise errors.IntegrityError(f"tree {root[:16]} holds {what} to restore")
     node = nodes[0]
     result = restorer.Restorer(repo, reporter=ctx.reporter).run_tree(
         node.subtree, target, what=f"volume {node.meta.name}")

@@ -6,10 +6,10 @@ from typing import Any
 
 import click
 
-from amber.backup import catalogue
+from amber.backup import catalogue, volumes
 from amber.cli import context, durations, options, output
 from amber.cli.options import split_values as _split
-from amber.restore import modifiers, order, privileges, transforms
+from amber.restore import filling, modifiers, order, privileges, transforms
 from amber.restore import plan as restore_plan
 from amber.restore.executor import MODES, Executor, Report
 from amber.restore.outcomes import Reason, Result
@@ -133,13 +133,20 @@ def restore(ctx: context.Context, backup_id: str, app: str | None,
     else:
         privileges.require_consent(the_plan, given=yes)
     client = ctx.kube_client(qps=qps, burst=max(1, int(qps * 2)))
+    filler = None if resources_only else filling.Filler(source, volumes.Movers(
+        client, repo.backend, ctx.passphrase, reporter=ctx.reporter))
     report = Executor(client, the_plan, existing=existing, workers=workers,
                       wait_timeout=wait_timeout, dry_run=dry_run, wait=wait,
-                      namespace_timeout=namespace_timeout, reporter=ctx.reporter).run()
+                      namespace_timeout=namespace_timeout, reporter=ctx.reporter,
+                      filler=filler).run()
     _print(ctx, report, source.snapshot.id, the_plan)
     if report.failed:
         raise errors.PartialError(f"{len(report.failed)} of {len(report.outcomes)} object(s) "
                                   "could not be restored (see the report above)")
+    lost = [v for v in report.volumes if v.failed]
+    if lost:
+        raise errors.PartialError(f"the data of {len(lost)} claim(s) was not restored (see "
+                                  "the report above): their workloads started on empty volumes")
     if report.not_ready:
         raise errors.NotReadyError(
             f"restored, but {len(report.not_ready)} object(s) not ready within "
@@ -155,6 +162,7 @@ def _print(ctx: context.Context, report: Report, backup: str,
         "objects": [o.to_json() for o in report.outcomes],
         "notReady": [{"ref": ref, "message": why} for ref, why in report.not_ready.items()],
         "readinessChecked": report.waited, "ready": report.ready,
+        "volumes": [v.to_json() for v in report.volumes],
         "durationSeconds": report.duration_s}
     for w in report.warnings:
         ctx.warn(w)
@@ -186,6 +194,8 @@ def _print(ctx: context.Context, report: Report, backup: str,
                 skipped[key] = skipped.get(key, 0) + 1
         for reason, n in sorted(skipped.items()):
             print(f"skipped  {n} object(s): {reason}")
+        for filled in report.volumes:
+            print(f"volume   {filled.line()}")
         for ref, why in report.not_ready.items():
             print(f"not ready {ref}: {why}")
     for app, needs in doc["dependencies"].items():

@@ -37,7 +37,7 @@ from amber.kube import wait as kwait
 from amber.kube.client import Client, Propagation
 from amber.kube.discovery import APIResource
 from amber.kube.objects import Obj
-from amber.restore import portable, waiting
+from amber.restore import filling, portable, waiting
 from amber.restore.order import PER_APPLICATION
 from amber.restore.outcomes import FOUND_EXISTING, WRITTEN, Reason, Result, Why, api_failure
 from amber.restore.plan import Phase, Plan, Step
@@ -114,6 +114,8 @@ class Report:
     waited: bool = False
     #: claims and workloads the final wait saw bound or ready
     ready: int = 0
+    #: what became of each restored claim's data (only with volume data restored)
+    volumes: list[filling.Filled] = field(default_factory=list)
 
     def counts(self) -> dict[str, int]:
         out: dict[str, int] = {}
@@ -131,8 +133,12 @@ class Executor:
                  workers: int = 8, wait_timeout: float = 300.0, dry_run: bool = False,
                  wait: bool = True, wait_workloads: bool = True,
                  namespace_timeout: float = 600.0,
-                 reporter: progress.Reporter = progress.SILENT) -> None:
+                 reporter: progress.Reporter = progress.SILENT,
+                 filler: filling.Filler | None = None) -> None:
         self.client = client
+        #: Restores the claims' data after each storage phase (None: resources only)
+        self.filler = filler
+        self._filled: list[filling.Filled] = []
         self.plan = plan
         self.existing = Existing(existing)  # ValueError for anything else
         self.workers = workers
@@ -165,6 +171,8 @@ class Executor:
         self._await_terminating_namespaces()
         for phase in self.plan.phases:
             self._run_phase(phase)
+            if phase.tier == "storage" and self.filler is not None and not self.dry_run:
+                self._fill(phase)
             if phase.tier == "crds" and not self.dry_run:
                 self._wait([o for o in self._outcomes if o.step in phase.steps])
                 self.client.discover(refresh=True)
@@ -183,7 +191,17 @@ class Executor:
             position[id(o.step)][0], o.seq or 1 << 60, position[id(o.step)][1]))
         return Report(outcomes, self._warnings, self.dry_run,
                       round(time.monotonic() - started, 3), dict(self._not_ready),
-                      waited=self.wait and not self.dry_run, ready=self._ready)
+                      waited=self.wait and not self.dry_run, ready=self._ready,
+                      volumes=self._filled)
+
+    def _fill(self, phase: Phase) -> None:
+        """Restore the data of the claims this phase created, before any workload starts
+        (``filling``); claims that existed (skipped) keep what they hold."""
+        created = [(o.step.item.ref, o.step.target) for o in self._outcomes
+                   if o.step in phase.steps and o.result in WRITTEN
+                   and o.step.target.kind == "PersistentVolumeClaim" and not o.step.target.group]
+        if created and self.filler is not None:
+            self._filled += self.filler.fill(created)
 
     def _await_terminating_namespaces(self) -> None:
         """A target namespace still being deleted refuses every create (403 "being
