@@ -21,9 +21,10 @@ import pytest
 
 from amber.kube import errors as kerrors
 from amber.kube.client import Client
-from amber_cli import Amber
+from amber_cli import TEST_KDF_N, Amber
 from cluster_objects import delete_namespace
 from polling import wait_for
+from s3server import S3Server
 
 SUFFIX = uuid.uuid4().hex[:6]
 NS = f"vol-{SUFFIX}"
@@ -168,3 +169,17 @@ def _file(repo: Amber, snapshot: str, rel: str, tmp_path: Path) -> bytes:
     target = tmp_path / f"f-{snapshot[:8]}"
     repo("snapshot", "restore", snapshot, str(target), "--include", f"/volumes/{NS}/files/{rel}")
     return next(target.rglob(rel)).read_bytes()
+
+
+def test_volume_data_through_an_s3_repository(
+        amber: Amber, client: Client, cluster_kubeconfig: Path, s3_server: S3Server,
+        tmp_path: Path) -> None:
+    """The mover opens a repository in S3 with the credentials this process resolved (here
+    from the environment), handed over in the run's Secret."""
+    bucket = s3_server.bucket()
+    repo = Amber(repo=s3_server.url(bucket), env={**amber.env, **s3_server.env()})  # type: ignore[arg-type]
+    repo("repo", "init", "--kdf-n", str(TEST_KDF_N), "--no-recovery-key")
+    doc = _backup(repo, cluster_kubeconfig)
+    manifest = _manifest(repo, doc["id"], tmp_path)
+    files = next(v for v in manifest["volumes"] if v["claim"] == "files")
+    assert files["captured"] is True and files["files"] == 4, files
