@@ -32,7 +32,7 @@ import ssl
 import threading
 import time
 import urllib.parse
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -223,7 +223,7 @@ class Transport:
             ambiguous = ambiguous or not unprocessed
             self._sleep(self.retry.backoff(attempt - 1, retry_after))
 
-    def _target(self, path: str, query: Mapping[str, str] | None) -> str:
+    def _target(self, path: str, query: Query) -> str:
         target = self._prefix + path
         if query:
             target += "?" + urllib.parse.urlencode(query)
@@ -241,19 +241,22 @@ class Transport:
         with self._count_lock:
             self.attempts += 1
 
-    def open_stream(self, path: str, *, query: Mapping[str, str] | None = None,
-                    accept: str = "application/json", read_timeout: float | None = None
-                    ) -> Stream:
+    def open_stream(self, path: str, *, query: Query = None,
+                    accept: str = "application/json", read_timeout: float | None = None,
+                    headers: Mapping[str, str] | None = None) -> Stream:
         """A GET whose answer is read as it arrives (a watch), on a connection of its own.
 
         The kept-alive per-thread connection cannot be used: a stream holds its connection for
         minutes, and the thread's ordinary requests must not wait behind it. There is no retry
         here: what to do when a stream fails (resume, re-list) is the caller's protocol.
-        ``read_timeout`` bounds each socket read (None: block until data or close)."""
+        ``read_timeout`` bounds each socket read (None: block until data or close).
+        ``headers`` are added to the request: with ``Upgrade`` ones the answer is a 101 and
+        the stream is the upgraded connection (``Stream.raw``; ``amber.kube.execute``)."""
         target = self._target(path, query)
         refreshed = False
+        extra = dict(headers or {})
         while True:
-            headers = self._headers(accept)
+            headers = {**self._headers(accept), **extra}
             taken = time.monotonic()
             self._count()
             conn = self._new_connection(self.timeout)
@@ -312,6 +315,10 @@ def _retry_after(value: str | None) -> float | None:
         return None
 
 
+#: A request's query: a mapping, or pairs when a key repeats (``command`` of pods/exec).
+Query = Mapping[str, str] | Sequence[tuple[str, str]] | None
+
+
 class Stream:
     """An open streaming answer: ``readline`` until it returns b"", then ``close``.
 
@@ -327,6 +334,13 @@ class Stream:
 
     def readline(self) -> bytes:
         return self._resp.readline()
+
+    @property
+    def raw(self) -> tuple[Any, socket.socket]:
+        """An upgraded connection's two directions: the buffered reader the answer's headers
+        were read from (it may hold the first bytes already) and the socket to write to."""
+        assert self._sock is not None
+        return self._resp.fp, self._sock
 
     def abort(self) -> None:
         sock = self._sock
