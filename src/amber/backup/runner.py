@@ -38,7 +38,7 @@ from amber.apps import collect, labels
 from amber.apps import model as appmodel
 from amber.apps.refs import Ref
 from amber.apps.summary import Summary, summarize
-from amber.backup import layout, volumes
+from amber.backup import hooks, layout, volumes
 from amber.kube import errors as kerrors
 from amber.kube import objects
 from amber.kube.client import DEFAULT_PAGE, Client
@@ -124,6 +124,8 @@ class _Run:
     excluded: set[Ref] = field(default_factory=set)
     #: Objects left out because they are being deleted.
     deleting: set[Ref] = field(default_factory=set)
+    #: The hooks run around the copy of the volumes, in order.
+    hooks: list[hooks.HookRun] = field(default_factory=list)
 
     def write(self, obj: Obj, s: Summary) -> None:
         if s.ref in self.written:
@@ -208,6 +210,7 @@ class ResourceBackup:
             moved = self._volumes(run, scope)
             warnings += [f"volume {m.claim.label}: no data in this backup: {m.problem}"
                          for m in moved if m.problem]
+            warnings += [h.line() for h in run.hooks if not h.ok and h.hook.fail]
             warnings += [f"volume {m.claim.label}: {len(m.errors) or m.summary.get('errors')} "
                          f"path(s) could not be read, e.g. {m.errors[0] if m.errors else '?'}"
                          for m in moved if not m.problem and m.summary.get("errors")]
@@ -215,6 +218,7 @@ class ResourceBackup:
                                       selection=selection, run=run, warnings=warnings,
                                       gone=gone, started=started)
             manifest["volumes"] = [m.to_json() for m in moved]
+            manifest["hooks"] = [h.to_json() for h in run.hooks]
             # The parts that stay the same while the cluster does (every item with its
             # resourceVersion, the graph) go to files of their own, so an unchanged backup
             # stores only the small manifest again, not a second copy of them.
@@ -244,7 +248,12 @@ class ResourceBackup:
         if self.movers is None or not refs:
             return []
         claims = volumes.find_claims(self.client, refs)
-        moved = self.movers.back_up(claims, self._previous_volumes(scope, refs))
+        with self._hooks(run, claims) as quiesced:
+            moved = self.movers.back_up(claims, self._previous_volumes(scope, refs))
+        for m in moved:
+            if m.claim.used_by and all((m.claim.namespace, p) in quiesced
+                                       for p in m.claim.used_by):
+                m.level = volumes.APP
         self.repo.load_new_index_files()  # the movers' packs
         for m in moved:
             if m.problem:
@@ -260,6 +269,41 @@ class ResourceBackup:
             run.writer.add_tree(volumes.volume_path(m.claim.namespace, m.claim.name),
                                 nodes[0])
         return moved
+
+    @contextlib.contextmanager
+    def _hooks(self, run: _Run, claims: list[volumes.Claim]
+               ) -> Iterator[set[tuple[str, str]]]:
+        """Run the pre hooks of the backup's pods (and of the pods using its claims), then the
+        block (the copy), then their post hooks, whatever happened (amber.backup.hooks);
+        yields the pods whose pre hooks all succeeded. A failed pre hook with on-error fail
+        stops the backup (HookFailedError)."""
+        pods = {(r.namespace, r.name) for r in run.written if r.kind == "Pod" and not r.group}
+        pods |= {(c.namespace, p) for c in claims for p in c.used_by}  # pods left out too
+        found = hooks.collect(self.client, sorted({ns for ns, _ in pods}), pods)
+        runner = hooks.Runner(self.client)
+        run.hooks = runner.runs
+        quiesced: set[tuple[str, str]] = set()
+        started: list[hooks.PodHooks] = []
+        try:
+            for pod_hooks in found:
+                started.append(pod_hooks)
+                ok = True
+                for bad in pod_hooks.invalid:
+                    runner.runs.append(bad)
+                    ok = False
+                    if bad.hook.phase == "pre" and bad.hook.fail:
+                        raise hooks.HookFailedError(f"{bad.line()}; nothing was saved")
+                for hook in pod_hooks.pre:
+                    result = runner.one(hook)
+                    ok = ok and result.ok
+                    if not result.ok and hook.fail:
+                        raise hooks.HookFailedError(f"{result.line()}; nothing was saved")
+                if ok and pod_hooks.pre:
+                    quiesced.add((pod_hooks.pre[0].namespace, pod_hooks.pre[0].pod))
+            yield quiesced
+        finally:
+            for pod_hooks in started:
+                runner.run(pod_hooks.post)
 
     def _previous_volumes(self, scope: Scope, refs: list[tuple[str, str]]
                           ) -> dict[tuple[str, str], tuple[bytes, ...]]:

@@ -61,6 +61,8 @@ SANDBOX_NODE_LABEL = ("node.kubernetes.io/instance-type", "sandbox")
 DEFAULT_IMAGE = f"ghcr.io/amber-dr/amber:{__version__}"
 #: The consistency level of a claim copied as it is, while in use (issue 13 §1).
 CRASH = "crash"
+#: ... and of one whose pods were quiesced by their pre-backup hooks first.
+APP = "app"
 #: How long a mover may take before it is stopped (``activeDeadlineSeconds``).
 DEFAULT_TIMEOUT = 3600.0
 #: Finished Jobs are removed by the cluster after this long even if Amber was killed.
@@ -98,11 +100,13 @@ class Moved:
     summary: dict[str, Any] = field(default_factory=dict)
     errors: list[str] = field(default_factory=list)
     problem: str = ""
+    #: ``crash``, or ``app`` when every pod using the claim ran its pre-backup hooks
+    level: str = CRASH
 
     def to_json(self) -> dict[str, Any]:
         doc: dict[str, Any] = {
             "namespace": self.claim.namespace, "claim": self.claim.name,
-            "captured": not self.problem, "level": CRASH if not self.problem else None,
+            "captured": not self.problem, "level": self.level if not self.problem else None,
             "method": "mounted read-only" + (f" on node {self.claim.node}"
                                              if self.claim.node else ""),
         }

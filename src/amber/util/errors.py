@@ -29,6 +29,7 @@ class ExitCode(enum.IntEnum):
     REPO_EXISTS = 18
     NOT_PROTECTED = 19
     APPEND_ONLY = 20
+    HOOK_FAILED = 21
     INTERRUPTED = 130
 
 
