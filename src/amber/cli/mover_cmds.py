@@ -15,9 +15,12 @@ so only the first few unreadable paths are listed there; stdout, the pod's log, 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
-from typing import Any
+import time
+from collections.abc import Iterator
+from typing import Any, BinaryIO
 
 import click
 
@@ -139,3 +142,105 @@ def restore(ctx: context.Context, root: str, target: str, entry: str | None) -> 
     if problems:
         raise errors.IntegrityError(f"volume {node.meta.name}: {len(problems)} problem(s), "
                                     f"first: {problems[0]}")
+
+
+#: How long a mover waits for a program's exit status after its stream ended.
+STATUS_WAIT = 120.0
+
+
+def _pipe(pipes: str, number: int) -> str:
+    return os.path.join(pipes, str(number))
+
+
+def _ended(pipes: str, number: int, what: str) -> None:
+    """Wait for the exit status the program of pipe ``number`` left (``N.status``); raise,
+    with the end of its stderr (``N.err``), unless it is 0."""
+    path = _pipe(pipes, number)
+    deadline = time.monotonic() + STATUS_WAIT
+    while not os.path.exists(path + ".status"):
+        if time.monotonic() > deadline:
+            raise errors.SourceError(f"{what}: its program left no exit status within "
+                                     f"{STATUS_WAIT:.0f}s after its stream ended")
+        time.sleep(0.05)
+    time.sleep(0.05)  # the status is written in one echo; let it land
+    with open(path + ".status", encoding="utf-8") as f:
+        code = f.read().strip()
+    if code == "0":
+        return
+    said = ""
+    with contextlib.suppress(OSError), open(path + ".err", "rb") as f:
+        lines = f.read()[-2000:].decode("utf-8", "replace").strip().splitlines()
+        said = f": {lines[-1]}" if lines else ""
+    raise errors.SourceError(f"{what}: the program exited {code}{said}")
+
+
+@mover.command("dump")
+@click.option("--pipes", required=True, type=click.Path(file_okay=False),
+              help="Directory shared with the program's container (an emptyDir).")
+@click.option("--name", required=True, help="Name of the directory the files go in.")
+@click.option("--file", "files", multiple=True, required=True,
+              help="Name of the file each program's output becomes, in order.")
+@pass_ctx
+def dump(ctx: context.Context, pipes: str, name: str, files: tuple[str, ...]) -> None:
+    """Store what programs write into named pipes, each read to its end as one file.
+
+    For each --file N (numbered from 0) a pipe PIPES/N is made; the program's container (the
+    database's own image: its dump tool matches its server) writes into it, then its exit
+    status into PIPES/N.status and its stderr into PIPES/N.err. A status other than 0
+    abandons everything: no result, the Job fails, the backup says why.
+    """
+    for number in range(len(files)):
+        os.mkfifo(_pipe(pipes, number), 0o600)
+
+    def streams() -> Iterator[tuple[str, BinaryIO]]:
+        for number, file_name in enumerate(files):
+            with open(_pipe(pipes, number), "rb") as stream:
+                yield file_name, stream
+            _ended(pipes, number, file_name)
+
+    repo = ctx.open_repo()
+    arch = archiver.Archiver(repo, reporter=ctx.reporter)
+    try:
+        root, summary = arch.save_streams(streams(), name=name)
+    except errors.AmberError as exc:
+        _publish(ctx, {"ok": False, "error": str(exc)})
+        raise
+    _publish(ctx, {"ok": True, "root": format_ids(root), "summary": summary, "errors": []})
+
+
+@mover.command("feed")
+@click.argument("root")
+@click.option("--entry", required=True, help="The directory of ROOT's tree holding the files.")
+@click.option("--pipes", required=True, type=click.Path(file_okay=False),
+              help="Directory shared with the program's container (an emptyDir).")
+@click.option("--file", "files", multiple=True, required=True,
+              help="Name of a file of the directory, fed to pipe N in order.")
+@pass_ctx
+def feed(ctx: context.Context, root: str, entry: str, pipes: str,
+         files: tuple[str, ...]) -> None:
+    """Write stored files into named pipes for programs that load them (a restore's
+    ``pg_restore``): file N into PIPES/N, then wait for PIPES/N.status to be 0."""
+    ids = parse_ids(root, "ROOT")
+    repo = ctx.open_repo()
+    repo.load_index()
+    nodes = [n for n in tree.load(repo, ids) if n.name == entry]
+    if len(nodes) != 1 or nodes[0].meta.type is not fsmeta.NodeType.DIR:
+        raise errors.IntegrityError(f"tree {root[:16]} holds no directory {entry!r}")
+    stored = {n.name: n for n in tree.load(repo, nodes[0].subtree)}
+    missing = [f for f in files if f not in stored]
+    if missing:
+        raise errors.IntegrityError(f"{entry}: the backup holds no {', '.join(missing)}")
+    for number in range(len(files)):
+        os.mkfifo(_pipe(pipes, number), 0o600)
+    fed = 0
+    for number, file_name in enumerate(files):
+        try:
+            with open(_pipe(pipes, number), "wb") as stream:
+                for blob_id in stored[file_name].content:
+                    data = repo.read_blob(blob_id)
+                    stream.write(data)
+                    fed += len(data)
+        except BrokenPipeError:
+            pass  # the program stopped reading: its exit status says why
+        _ended(pipes, number, file_name)
+    _publish(ctx, {"ok": True, "files": len(files), "bytes": fed, "errors": []})
