@@ -432,12 +432,19 @@ class Pruner:
                 pack_id = old_packs[loc.pack] if loc is not None else None
                 if pack_id in dropped_ids and pack_id not in resurrect:
                     resurrect[pack_id] = dropped_ids[pack_id].entries
+        # A pack planned from its header (no index file named it when prune listed them) may
+        # be a backup's that was still running then and has since indexed it, saved its
+        # snapshot and ended: an index file names it now, so it stays.
+        indexed_since = {p.pack_id for p in dropped} & self._current_pack_ids()
+        if indexed_since:
+            r.messages.append(f"{len(indexed_since)} pack(s) kept: indexed by a backup that "
+                              "ended while prune ran")
         if resurrect:
             self._write_index(resurrect)
             self._needed_packs.update(resurrect)
             r.messages.append(f"{len(resurrect)} pack(s) kept for snapshots made during prune")
         for p in dropped:
-            if p.pack_id not in resurrect:
+            if p.pack_id not in resurrect and p.pack_id not in indexed_since:
                 self.repo.backend.delete(self.repo.pack_name(p.pack_id))
                 r.packs_deleted += 1
 
