@@ -71,7 +71,8 @@ def cluster(client: Client) -> Iterator[Client]:
     _create(client, "persistentvolumes", {
         "metadata": {"name": f"pv-{SUFFIX}"},
         "spec": {"capacity": {"storage": "1Gi"}, "accessModes": ["ReadWriteOnce"],
-                 "storageClassName": f"fast-{SUFFIX}", "hostPath": {"path": "/tmp/amber-x"},
+                 "storageClassName": f"fast-{SUFFIX}",
+                 "hostPath": {"path": f"/tmp/amber-x-{SUFFIX}", "type": "DirectoryOrCreate"},
                  "persistentVolumeReclaimPolicy": "Retain"}})
     _create(client, "persistentvolumeclaims", {
         "metadata": {"name": "web-data"},

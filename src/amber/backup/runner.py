@@ -38,7 +38,7 @@ from amber.apps import collect, labels
 from amber.apps import model as appmodel
 from amber.apps.refs import Ref
 from amber.apps.summary import Summary, summarize
-from amber.backup import hooks, layout, volumes
+from amber.backup import blueprint, databases, hooks, layout, volumes
 from amber.kube import errors as kerrors
 from amber.kube import objects
 from amber.kube.client import DEFAULT_PAGE, Client
@@ -160,7 +160,8 @@ class ResourceBackup:
     def __init__(self, client: Client, repo: repository.Repository, *, context: str = "",
                  workers: int = 4, page_size: int = DEFAULT_PAGE,
                  reporter: progress.Reporter = progress.SILENT,
-                 movers: volumes.Movers | None = None) -> None:
+                 movers: volumes.Movers | None = None,
+                 consistency: volumes.Consistency | None = None) -> None:
         self.client = client
         self.repo = repo
         self.context = context
@@ -169,6 +170,7 @@ class ResourceBackup:
         self.reporter = reporter
         #: Copies the data of the backup's claims (None: resources only, ``--consistency none``)
         self.movers = movers
+        self.consistency = consistency or volumes.Consistency()
 
     def run(self, scope: Scope, *, tags: Sequence[str] = ()) -> Result:
         """Back up what ``scope`` selects into a new snapshot (see the module doc)."""
@@ -207,9 +209,12 @@ class ResourceBackup:
             warnings = self._warnings(inv, gone)
             if not run.written and inv.errors:
                 raise errors.BackupFailedError(_nothing_captured(scope, inv.errors))
-            moved = self._volumes(run, scope)
+            moved, dumped = self._volumes(run, scope)
             warnings += [f"volume {m.claim.label}: no data in this backup: {m.problem}"
-                         for m in moved if m.problem]
+                         for m in moved if m.problem and m.problem != volumes.DUMPED_INSTEAD
+                         and not m.problem.startswith(volumes.NOT_BOUND)]
+            warnings += [f"database {d['kind']} {d['namespace']}/{d['workload']}: no dump in "
+                         f"this backup: {d['problem']}" for d in dumped if not d["captured"]]
             warnings += [h.line() for h in run.hooks if not h.ok and h.hook.fail]
             warnings += [f"volume {m.claim.label}: {len(m.errors) or m.summary.get('errors')} "
                          f"path(s) could not be read, e.g. {m.errors[0] if m.errors else '?'}"
@@ -218,6 +223,7 @@ class ResourceBackup:
                                       selection=selection, run=run, warnings=warnings,
                                       gone=gone, started=started)
             manifest["volumes"] = [m.to_json() for m in moved]
+            manifest["databases"] = dumped
             manifest["hooks"] = [h.to_json() for h in run.hooks]
             # The parts that stay the same while the cluster does (every item with its
             # resourceVersion, the graph) go to files of their own, so an unchanged backup
@@ -240,35 +246,56 @@ class ResourceBackup:
 
     # -- volume data ---------------------------------------------------------------------------
 
-    def _volumes(self, run: _Run, scope: Scope) -> list[volumes.Moved]:
-        """Copy the data of every claim the backup holds through mover Jobs and graft each
-        tree at ``volumes/<namespace>/<claim>`` (amber.backup.volumes)."""
+    def _volumes(self, run: _Run, scope: Scope
+                 ) -> tuple[list[volumes.Moved], list[dict[str, Any]]]:
+        """Copy the backup's data through mover Jobs: the claims' files, grafted at
+        ``volumes/<namespace>/<claim>`` (amber.backup.volumes), and the databases' dumps, at
+        ``databases/<namespace>/<workload>`` (amber.backup.databases); returns what became of
+        each claim and the manifest's database records."""
         refs = sorted((r.namespace, r.name) for r in run.written
                       if r.kind == "PersistentVolumeClaim" and not r.group)
-        if self.movers is None or not refs:
-            return []
-        claims = volumes.find_claims(self.client, refs)
-        with self._hooks(run, claims) as quiesced:
-            moved = self.movers.back_up(claims, self._previous_volumes(scope, refs))
+        workloads = sorted((r.kind, r.namespace, r.name) for r in run.written
+                           if r.group == "apps" and r.kind in ("StatefulSet", "Deployment"))
+        if self.movers is None or not (refs or workloads):
+            return [], []
+        dbs = databases.find(self.client, workloads, blueprint.available()) \
+            if self.consistency.logical else []
+        dumped = {(db.namespace, c) for db in dbs if not db.problem for c in db.claims} \
+            if self.consistency.dumps_replace_claims else set()
+        claims = volumes.find_claims(self.client, refs) if self.consistency.volumes else []
+        to_copy = [c for c in claims if (c.namespace, c.name) not in dumped]
+        with self._hooks(run, to_copy) as quiesced:
+            moved = self.movers.back_up(to_copy, self._previous_volumes(scope, refs)) \
+                if to_copy else []
+            dumps = databases.dump(self.movers, dbs) if dbs else []
         for m in moved:
             if m.claim.used_by and all((m.claim.namespace, p) in quiesced
                                        for p in m.claim.used_by):
                 m.level = volumes.APP
         self.repo.load_new_index_files()  # the movers' packs
         for m in moved:
-            if m.problem:
-                continue
-            try:
-                nodes = tree.load(self.repo, m.root)
-            except errors.IntegrityError as exc:
-                m.problem = f"the tree its mover stored cannot be read ({exc})"
-                continue
-            if len(nodes) != 1 or nodes[0].meta.type is not fsmeta.NodeType.DIR:
-                m.problem = "its mover stored something other than a volume's tree"
-                continue
-            run.writer.add_tree(volumes.volume_path(m.claim.namespace, m.claim.name),
-                                nodes[0])
-        return moved
+            self._graft(run, m, volumes.volume_path(m.claim.namespace, m.claim.name))
+        for m in dumps:
+            self._graft(run, m, databases.database_path(m.claim.namespace, m.claim.name))
+        covered = [volumes.Moved(c, problem=volumes.DUMPED_INSTEAD) for c in claims
+                   if (c.namespace, c.name) in dumped]
+        return moved + covered, [databases.record(db, m) for db, m in zip(dbs, dumps,
+                                                                            strict=True)]
+
+    def _graft(self, run: _Run, m: volumes.Moved, path: str) -> None:
+        """Put the directory a mover stored at ``path``; a tree that cannot be read becomes the
+        mover's problem."""
+        if m.problem:
+            return
+        try:
+            nodes = tree.load(self.repo, m.root)
+        except errors.IntegrityError as exc:
+            m.problem = f"the tree its mover stored cannot be read ({exc})"
+            return
+        if len(nodes) != 1 or nodes[0].meta.type is not fsmeta.NodeType.DIR:
+            m.problem = "its mover stored something other than one directory"
+            return
+        run.writer.add_tree(path, nodes[0])
 
     @contextlib.contextmanager
     def _hooks(self, run: _Run, claims: list[volumes.Claim]

@@ -48,7 +48,7 @@ from amber.kube import wait as kwait
 from amber.kube.client import Client
 from amber.kube.objects import Obj
 from amber.storage import base
-from amber.util import progress
+from amber.util import errors, progress
 
 #: Label on every object a mover run creates, valued with the run's id.
 MOVER_LABEL = "amber.dev/mover"
@@ -56,9 +56,12 @@ MOVER_LABEL = "amber.dev/mover"
 MOUNT = "/amber/volume"
 #: Where the snapshot keeps a claim's data.
 VOLUMES = "volumes"
-#: A node of the sandbox runs this machine's programs, not images (docs/sandbox.md).
-SANDBOX_NODE_LABEL = ("node.kubernetes.io/instance-type", "sandbox")
 DEFAULT_IMAGE = f"ghcr.io/amber-dr/amber:{__version__}"
+#: Why an unbound claim has no data in the backup: there is none to lose, so the backup is not
+#: partial for it (the manifest says so).
+NOT_BOUND = "not bound: it has no volume and no data"
+#: Why a database's claim is not copied: its dump holds the data (``Consistency``).
+DUMPED_INSTEAD = "its database is dumped instead (logical), see the manifest's databases"
 #: The consistency level of a claim copied as it is, while in use (issue 13 §1).
 CRASH = "crash"
 #: ... and of one whose pods were quiesced by their pre-backup hooks first.
@@ -110,6 +113,9 @@ class Moved:
             "method": "mounted read-only" + (f" on node {self.claim.node}"
                                              if self.claim.node else ""),
         }
+        if self.problem == DUMPED_INSTEAD:
+            doc["level"] = "logical"
+            doc["coveredBy"] = "databases"
         if self.problem:
             doc["problem"] = self.problem
         else:
@@ -124,12 +130,41 @@ class Moved:
         return doc
 
 
+@dataclass(frozen=True)
+class Consistency:
+    """What an application backup copies of its data (``--consistency``, issue 13 §1):
+    ``volumes``, every claim as it is (crash, or app with hooks); ``logical``, a dump of every
+    database a blueprint recognises; with ``dumps_replace_claims`` (the default, ``auto``) a
+    dumped database's own claims are not copied too."""
+
+    volumes: bool = True
+    logical: bool = True
+    dumps_replace_claims: bool = True
+
+    @classmethod
+    def parse(cls, text: str) -> Consistency:
+        """``auto``, ``crash``, ``logical``, ``crash,logical`` or ``none``."""
+        words = {w.strip() for w in text.split(",") if w.strip()}
+        if words == {"auto"}:
+            return cls()
+        if words == {"none"}:
+            return cls(False, False, False)
+        unknown = words - {"crash", "logical"}
+        if unknown or not words:
+            raise errors.UsageError(f"--consistency {text!r}: use auto, crash, logical, "
+                                    "crash,logical or none")
+        return cls("crash" in words, "logical" in words, False)
+
+
 @dataclass
 class Settings:
     """How movers run: at most ``parallel`` at once, each for at most ``timeout`` seconds."""
 
     parallel: int = 2
     timeout: float = DEFAULT_TIMEOUT
+    #: A mover whose pod is not running after this long (its volume cannot be mounted, its
+    #: image pulled, no node fits) fails, saying why, rather than hold up the backup.
+    start_timeout: float = 180.0
     image: str = field(default_factory=lambda: os.environ.get("AMBER_MOVER_IMAGE",
                                                               DEFAULT_IMAGE))
 
@@ -188,8 +223,6 @@ class Movers:
         self._stop = threading.Event()
         self._secrets: dict[str, str] = {}  # namespace -> Secret name
         self._lock = threading.Lock()
-        self._sandbox_nodes: set[str] | None = None
-        self._all_sandbox = False
 
     @functools.cached_property
     def handoff(self) -> base.Handoff:
@@ -203,15 +236,14 @@ class Movers:
         """Run a mover for every claim (``parallel`` at once); one ``Moved`` each, in order."""
         def one(claim: Claim) -> Moved:
             if claim.phase != "Bound":
-                return Moved(claim, problem=f"the claim is {claim.phase.lower()}, not bound: "
-                                            "it has no volume to copy")
+                return Moved(claim, problem=f"{NOT_BOUND} (it is {claim.phase.lower()})")
             argv = ["mover", "backup", MOUNT, "--name", claim.name]
             parent = parents.get((claim.namespace, claim.name))
             if parent:
                 argv += ["--parent", ",".join(i.hex() for i in parent)]
             return self._move(claim, argv, read_only=True)
 
-        return self._each(claims, one, "copying volume data")
+        return self.each(claims, one, "copying volume data")
 
     # -- restore -----------------------------------------------------------------------------
 
@@ -226,19 +258,19 @@ class Movers:
                     "--entry", claim.name]
             return self._move(claim, argv, read_only=False)
 
-        return self._each(fills, one, "restoring volume data")
+        return self.each(fills, one, "restoring volume data")
 
     # -- the Jobs ------------------------------------------------------------------------------
 
-    def _each(self, claims: Sequence[Any], one: Callable[[Any], Moved], what: str
-              ) -> list[Moved]:
+    def each(self, items: Sequence[Any], one: Callable[[Any], Moved], what: str
+             ) -> list[Moved]:
         with self.reporter.task("volumes", what, progress.Unit.STEPS,
-                                total=len(claims)) as meter:
+                                total=len(items)) as meter:
             try:
                 with concurrent.futures.ThreadPoolExecutor(
                         max_workers=max(1, self.settings.parallel),
                         thread_name_prefix="amber-mover") as pool:
-                    futures = [pool.submit(one, c) for c in claims]
+                    futures = [pool.submit(one, c) for c in items]
                     out = []
                     for f in futures:
                         out.append(f.result())
@@ -251,38 +283,62 @@ class Movers:
                 self._remove_secrets()
 
     def _move(self, claim: Claim, argv: list[str], *, read_only: bool) -> Moved:
-        secret = self._secret_for(claim.namespace)
+        return self.run_job(claim, lambda name, secret: self._job(
+            name, claim, argv, secret, read_only=read_only))
+
+    def run_job(self, subject: Claim, build: Callable[[str, str], Obj]) -> Moved:
+        """Run one mover Job for ``subject`` (a claim, or a database workload: where it runs
+        and what the result is about); ``build(name, secret)`` makes the Job. The Job is
+        deleted however it ends."""
         name = f"amber-mover-{self.run_id}-{secrets.token_hex(3)}"
-        body = self._job(name, claim, argv, secret, read_only=read_only)
         try:
-            outcome = kjobs.run(self.client, body, claim.namespace,
-                                timeout=self.settings.timeout + 60, stop=self._stop.is_set)
+            secret = self._secret_for(subject.namespace)
+        except kerrors.Forbidden as exc:
+            return Moved(subject, problem=f"not allowed to start a mover in "
+                                          f"{subject.namespace} ({exc}): copying data needs "
+                                          "create on secrets and jobs there")
+        try:
+            outcome = kjobs.run(self.client, build(name, secret), subject.namespace,
+                                timeout=self.settings.timeout + 60, stop=self._stop.is_set,
+                                start_timeout=self.settings.start_timeout)
         except kwait.GaveUp as exc:
-            return Moved(claim, problem=f"the mover Job {claim.namespace}/{name} did not end: "
-                                        f"{exc.why or 'stopped'}")
+            return Moved(subject, problem=f"the mover Job {subject.namespace}/{name} did not "
+                                          f"end: {exc.why or 'stopped'}")
+        except kerrors.Forbidden as exc:
+            return Moved(subject, problem=f"not allowed to start a mover in "
+                                          f"{subject.namespace} ({exc}): copying data needs "
+                                          "create on secrets and jobs there")
         except kerrors.APIError as exc:
-            return Moved(claim, problem=f"cannot run a mover Job in {claim.namespace}: {exc}")
+            return Moved(subject, problem=f"cannot run a mover Job in {subject.namespace}: "
+                                          f"{exc}")
         finally:
             with contextlib.suppress(kerrors.APIError):
-                kjobs.delete(self.client, name, claim.namespace)
-        return _moved(claim, outcome)
+                kjobs.delete(self.client, name, subject.namespace)
+        return _moved(subject, outcome)
 
     def _job(self, name: str, claim: Claim, argv: list[str], secret: str, *,
              read_only: bool) -> Obj:
+        return self.job(name, claim.node, argv, secret,
+                        mounts=[{"name": "volume", "mountPath": MOUNT, "readOnly": read_only}],
+                        volumes=[{"name": "volume", "persistentVolumeClaim": {
+                            "claimName": claim.name, "readOnly": read_only}}])
+
+    def job(self, name: str, node: str | None, argv: list[str], secret: str, *,
+            mounts: list[Obj], volumes: list[Obj], sidecars: Sequence[Obj] = ()) -> Obj:
+        """A mover Job: the ``mover`` container runs ``amber`` ``argv`` with the repository
+        handed on (the run's Secret at ``HANDOFF_DIR``, directories by hostPath) and
+        ``mounts`` of ``volumes``; ``sidecars`` run beside it (a database's dump program)."""
         labels = {MOVER_LABEL: self.run_id}
-        command, extra_env = self._command(claim.node)
+        command, extra_env = self._command()
         env = [{"name": "AMBER_REPO", "value": self.handoff.url},
                {"name": "AMBER_PASSWORD_FILE", "value": f"{base.HANDOFF_DIR}/password"},
                {"name": "AMBER_MOVER_RESULT", "value": "/dev/termination-log"},
                {"name": "HOME", "value": "/tmp"},
                *({"name": k, "value": v} for k, v in sorted(self.handoff.env.items())),
                *extra_env]
-        mounts = [{"name": "volume", "mountPath": MOUNT, "readOnly": read_only},
-                  {"name": "location", "mountPath": base.HANDOFF_DIR, "readOnly": True}]
-        volumes: list[Obj] = [
-            {"name": "volume", "persistentVolumeClaim": {"claimName": claim.name,
-                                                         "readOnly": read_only}},
-            {"name": "location", "secret": {"secretName": secret, "defaultMode": 0o400}}]
+        mounts = [*mounts, {"name": "location", "mountPath": base.HANDOFF_DIR, "readOnly": True}]
+        volumes = [*volumes,
+                   {"name": "location", "secret": {"secretName": secret, "defaultMode": 0o400}}]
         for i, path in enumerate(self.handoff.host_paths):
             volumes.append({"name": f"repository-{i}",
                             "hostPath": {"path": path, "type": "Directory"}})
@@ -296,31 +352,28 @@ class Movers:
                 # every file of the volume must be readable, whoever owns it
                 "securityContext": {"runAsUser": 0, "runAsGroup": 0},
                 "terminationMessagePolicy": "FallbackToLogsOnError",
-            }],
+            }, *sidecars],
             "volumes": volumes,
         }
-        if claim.node:
-            pod["nodeName"] = claim.node
+        if node:
+            pod["nodeName"] = node
         return {"apiVersion": "batch/v1", "kind": "Job",
                 "metadata": {"name": name, "labels": labels},
                 "spec": {"backoffLimit": 0, "ttlSecondsAfterFinished": JOB_TTL,
                          "activeDeadlineSeconds": math.ceil(self.settings.timeout),
                          "template": {"metadata": {"labels": labels}, "spec": pod}}}
 
-    def _command(self, node: str | None) -> tuple[list[str], list[Obj]]:
-        """What the container runs: this Amber on a sandbox node, else the image's."""
-        if self._sandbox_nodes is None:
-            nodes = list(self.client.list(self.client.discover().find("nodes", "")))
-            key, value = SANDBOX_NODE_LABEL
-            self._sandbox_nodes = {objects.name(n) for n in nodes
-                                   if objects.labels(n).get(key) == value}
-            self._all_sandbox = bool(nodes) and len(self._sandbox_nodes) == len(nodes)
-        on_sandbox = node in self._sandbox_nodes if node else self._all_sandbox
-        if not on_sandbox:
-            return ["amber"], []
+    @staticmethod
+    def _command() -> tuple[list[str], list[Obj]]:
+        """What the mover container runs: this very Amber where the container sees this
+        machine's programs (a sandbox node runs them instead of images: decision 0011), else
+        the image's ``amber``. Decided in the container, so no node has to be read (a
+        namespace's user may not list nodes)."""
+        choose = ('if [ -x "$0" ]; then exec "$0" -m amber.cli.main "$@"; '
+                  'else exec amber "$@"; fi')
         env = [{"name": "PYTHONPATH", "value": os.environ["PYTHONPATH"]}] if os.environ.get(
             "PYTHONPATH") else []
-        return [sys.executable, "-m", "amber.cli.main"], env
+        return ["sh", "-c", choose, sys.executable], env
 
     def _secret_for(self, namespace: str) -> str:
         """The run's Secret in ``namespace`` (made once): passphrase and location files."""

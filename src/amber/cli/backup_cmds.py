@@ -39,10 +39,10 @@ def backup() -> None:
               help="Leave out objects matching this label selector (objects labelled "
                    "amber.io/exclude-from-backup=true always are).")
 @click.option("--tag", "tags", multiple=True, help="Tag the backup (repeatable).")
-@click.option("--consistency", type=click.Choice(["crash", "none"]), default="crash",
-              show_default=True,
-              help="crash: copy each claim's files as they are, through a mover Job per claim; "
-                   "none: Kubernetes resources only, no volume data.")
+@click.option("--consistency", default="auto", show_default=True,
+              help="auto: dump the databases a blueprint recognises (logical) and copy every "
+                   "other claim as it is (crash); crash: copy every claim; logical: dumps only; "
+                   "crash,logical: both; none: Kubernetes resources only.")
 @click.option("--movers", "mover_parallel", type=click.IntRange(1, 64), default=2,
               show_default=True, help="Mover Jobs running at once.")
 @click.option("--mover-timeout", type=durations.DURATION, default="1h", show_default=True,
@@ -68,12 +68,14 @@ def create(ctx: context.Context, application: str | None, namespaces: tuple[str,
     scope.validate()
     repo = ctx.open_repo()
     client = ctx.kube_client()
-    movers = None if consistency == "none" else volumes.Movers(
+    levels = volumes.Consistency.parse(consistency)
+    movers = None if not (levels.volumes or levels.logical) else volumes.Movers(
         client, repo.backend, ctx.passphrase, reporter=ctx.reporter,
         settings=volumes.Settings(parallel=mover_parallel,
                                   timeout=mover_timeout.total_seconds()))
     result = runner.ResourceBackup(client, repo, context=client.config.context,
-                                   reporter=ctx.reporter, movers=movers).run(scope, tags=tags)
+                                   reporter=ctx.reporter, movers=movers,
+                                   consistency=levels).run(scope, tags=tags)
     snap = result.snapshot
     ctx.emit({"id": snap.id, "shortId": snap.short_id, "objects": result.items,
               "applications": result.applications, "partial": result.partial,

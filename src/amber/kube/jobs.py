@@ -9,6 +9,7 @@ result) and the last lines of its log, so a failed Job is one actionable line, n
 from __future__ import annotations
 
 import contextlib
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -36,20 +37,28 @@ class Outcome:
 
 
 def run(client: Client, body: Obj, namespace: str, *, timeout: float,
-        stop: Callable[[], bool] | None = None) -> Outcome:
+        stop: Callable[[], bool] | None = None, start_timeout: float | None = None) -> Outcome:
     """Create the Job ``body`` in ``namespace`` and wait for its end; ``GaveUp`` (a
     ``KubeError``) when it has not ended after ``timeout`` seconds or ``stop()`` said so.
-    The Job is left in place for the caller to ``delete`` (also when this raises)."""
+    With ``start_timeout``, a Job whose pod is still not running after that long (a volume
+    that cannot be mounted, an image that cannot be pulled, no node that fits) ends as failed,
+    saying why, instead of waiting out ``timeout``. The Job is left in place for the caller
+    to ``delete`` (also when this raises)."""
     created = client.create(client.discover().find("jobs", "batch"), body, namespace)
-    return wait(client, str(created["metadata"]["name"]), namespace, timeout=timeout, stop=stop)
+    return wait(client, str(created["metadata"]["name"]), namespace, timeout=timeout, stop=stop,
+                start_timeout=start_timeout)
 
 
 def wait(client: Client, name: str, namespace: str, *, timeout: float,
-         stop: Callable[[], bool] | None = None) -> Outcome:
+         stop: Callable[[], bool] | None = None, start_timeout: float | None = None
+         ) -> Outcome:
     """Wait for Job ``name`` to complete or fail (see ``run``)."""
     jobs = client.discover().find("jobs", "batch")
+    began = time.monotonic()
+    started = False
 
     def ended() -> tuple[bool, str] | kwait.Pending:
+        nonlocal started
         live = client.get(jobs, name, namespace)
         status = live.get("status") or {}
         conditions = {c.get("type"): c for c in status.get("conditions") or []
@@ -59,7 +68,14 @@ def wait(client: Client, name: str, namespace: str, *, timeout: float,
         if "Failed" in conditions or int(status.get("failed") or 0):
             failed = conditions.get("Failed") or {}
             return False, str(failed.get("message") or failed.get("reason") or "the job failed")
-        return kwait.Pending(_pending_why(client, name, namespace))
+        pod = _pod(client, name, namespace)
+        started = started or ((pod or {}).get("status") or {}).get("phase") not in (
+            None, "Pending")
+        why = _pending_why(pod)
+        if not started and start_timeout is not None and \
+                time.monotonic() - began > start_timeout:
+            return False, f"its pod did not start within {start_timeout:.0f}s ({why})"
+        return kwait.Pending(why)
 
     completed, why = kwait.until(ended, timeout=timeout, interval=POLL, stop=stop,
                                  what=f"job {namespace}/{name}")
@@ -67,10 +83,9 @@ def wait(client: Client, name: str, namespace: str, *, timeout: float,
     return Outcome(name, namespace, completed, why, message, detail)
 
 
-def _pending_why(client: Client, job: str, namespace: str) -> str:
+def _pending_why(pod: Obj | None) -> str:
     """Why the Job's pod has not ended yet, as its status says (unschedulable, pulling an
     image, ...), for the message of a wait that gives up."""
-    pod = _pod(client, job, namespace)
     if pod is None:
         return "no pod yet"
     status = pod.get("status") or {}

@@ -184,6 +184,7 @@ class Executor:
             self._relink_owners()
             if self.wait:
                 self._wait_all()
+            self._load(self._outcomes)
         # Report in plan order: phase by phase, and within a phase in creation order.
         position = {id(s): (p, i) for p, phase in enumerate(self.plan.phases)
                     for i, s in enumerate(phase.steps)}
@@ -540,6 +541,18 @@ class Executor:
             self._not_ready_apps.setdefault(
                 app, f"was not ready within {self.wait_timeout:.0f}s ({key}: {why})"[:300])
             self._not_ready[key] = why
+        self._load(outcomes)
+
+    def _load(self, outcomes: list[Outcome]) -> None:
+        """Load the dumps of the database workloads among ``outcomes`` (now ready), before
+        the next wave's workloads start (``filling``)."""
+        if self.filler is None or self.dry_run:
+            return
+        written = [(o.step.item.ref, o.step.target) for o in outcomes
+                   if o.result in WRITTEN and o.step.target.group == "apps"
+                   and o.step.target.kind in ("StatefulSet", "Deployment")]
+        if written:
+            self._filled += self.filler.load(written, timeout=self.wait_timeout)
 
     def _wait_all(self) -> None:
         """The restore's own end: every claim bound and every workload ready (Jobs excepted:

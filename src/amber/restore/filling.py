@@ -11,12 +11,14 @@ silently brings back an empty volume.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from typing import Any
 
 from amber.apps.refs import Ref
-from amber.backup import volumes
+from amber.backup import blueprint, databases, volumes
 from amber.backup.catalogue import BackupSource
+from amber.kube import errors as kerrors
 from amber.repo import fsmeta, tree, walker
 from amber.util import errors
 
@@ -33,19 +35,27 @@ class Filled:
     bytes: int = 0
     note: str = ""
     failed: bool = False
+    #: what the data is: a claim's files, or a database's dump
+    subject: str = "claim"
 
     @property
     def restored(self) -> bool:
         return not self.note
 
     def line(self) -> str:
-        where = f"claim {self.target.namespace}/{self.target.name}"
+        if self.subject == "claim":
+            where = f"claim {self.target.namespace}/{self.target.name}"
+            done = "data restored"
+        else:
+            where = f"database {self.target.kind} {self.target.namespace}/{self.target.name}"
+            done = "dump loaded"
         if self.restored:
-            return f"{where}: data restored ({self.files} files, {self.bytes} bytes)"
+            return f"{where}: {done} ({self.files} files, {self.bytes} bytes)"
         return f"{where}: {self.note}"
 
     def to_json(self) -> dict[str, Any]:
-        return {"namespace": self.target.namespace, "claim": self.target.name,
+        key = "claim" if self.subject == "claim" else "workload"
+        return {"namespace": self.target.namespace, key: self.target.name,
                 "restored": self.restored, "files": self.files, "bytes": self.bytes,
                 "failed": self.failed, **({"problem": self.note} if self.note else {})}
 
@@ -54,11 +64,11 @@ class Filler:
     def __init__(self, source: BackupSource, movers: volumes.Movers) -> None:
         self.source = source
         self.movers = movers
-        recorded = source.manifest.get("volumes")
         #: (namespace, claim) in the backup -> what its manifest says of the claim's data
-        self.recorded: dict[tuple[str, str], dict[str, Any]] = {
-            (str(v.get("namespace")), str(v.get("claim"))): v
-            for v in recorded if isinstance(v, dict)} if isinstance(recorded, list) else {}
+        self.recorded = _records(source.manifest.get("volumes"), "claim")
+        #: (namespace, workload) in the backup -> its manifest's database record
+        self.dumps = _records(source.manifest.get("databases"), "workload")
+        self._loaded: set[tuple[str, str]] = set()
 
     def fill(self, claims: list[tuple[Ref, Ref]]) -> list[Filled]:
         """Restore the data of ``claims`` ((source, target) refs of claims just created)."""
@@ -89,6 +99,9 @@ class Filler:
                            "--consistency none, or by an Amber that did not copy it); "
                            "the claim starts empty")
             return None
+        if record.get("coveredBy") == "databases":
+            filled.note = "its database's dump is loaded once the database is up"
+            return None
         if not record.get("captured"):
             filled.note = (f"no data in this backup ({record.get('problem') or 'not captured'});"
                            " the claim starts empty")
@@ -106,3 +119,73 @@ class Filler:
             filled.failed = True
             return None
         return node.subtree
+
+    # -- databases -------------------------------------------------------------------------
+
+    def load(self, workloads: list[tuple[Ref, Ref]], *, timeout: float) -> list[Filled]:
+        """Load the dumps of the restored database workloads ((source, target) refs), each
+        once, after they are up (the executor calls this when their wave is ready)."""
+        out = []
+        for source, target in workloads:
+            record = self.dumps.get((source.namespace, source.name))
+            key = (target.namespace, target.name)
+            if record is None or key in self._loaded:
+                continue
+            self._loaded.add(key)
+            filled = Filled(target, source, subject="database")
+            out.append(filled)
+            if not record.get("captured"):
+                filled.note = (f"no dump in this backup ({record.get('problem')}); the "
+                               "database starts empty")
+                continue
+            self._load_one(record, source, target, filled, timeout)
+        return out
+
+    def _load_one(self, record: dict[str, Any], source: Ref, target: Ref, filled: Filled,
+                  timeout: float) -> None:
+        name = str(record.get("blueprint"))
+        try:
+            chosen = blueprint.available().get(name)
+            if chosen is None:
+                raise errors.UsageError(f"blueprint {name!r}, which made the dump, is not "
+                                        "known here (AMBER_BLUEPRINTS)")
+            path = f"{databases.DATABASES}/{source.namespace}"
+            node = walker.find(self.source.repo, self.source.snapshot, path)
+            entry = next((n for n in tree.load(self.source.repo, node.subtree)
+                          if n.name == source.name), None)
+            if entry is None:
+                raise errors.IntegrityError(f"the backup holds no {path}/{source.name}")
+            stored = [n.name for n in tree.load(self.source.repo, entry.subtree)]
+            found = self._running(target, chosen, timeout)
+            moved = databases.load(self.movers, found, node.subtree, stored,
+                                   ready_timeout=timeout)
+        except (errors.AmberError, kerrors.APIError) as exc:
+            filled.note, filled.failed = f"dump NOT loaded: {exc}", True
+            return
+        if moved.problem:
+            filled.note, filled.failed = f"dump NOT loaded: {moved.problem}", True
+        else:
+            filled.files = int(moved.summary.get("files", 0))
+            filled.bytes = int(moved.summary.get("bytes", 0))
+
+    def _running(self, target: Ref, chosen: blueprint.Blueprint, timeout: float
+                 ) -> databases.Database:
+        """The restored workload with a running, ready pod (waited for up to ``timeout``)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            found = databases.find(self.movers.client,
+                                   [(target.kind, target.namespace, target.name)], {},
+                                   forced=chosen)
+            if found and not found[0].problem:
+                return found[0]
+            if time.monotonic() > deadline:
+                why = found[0].problem if found else "it is not on the cluster"
+                raise errors.NotReadyError(f"{why} after {timeout:.0f}s")
+            time.sleep(1.0)
+
+
+def _records(value: Any, key: str) -> dict[tuple[str, str], dict[str, Any]]:
+    """A manifest list of records by (namespace, ``key``)."""
+    if not isinstance(value, list):
+        return {}
+    return {(str(v.get("namespace")), str(v.get(key))): v for v in value if isinstance(v, dict)}

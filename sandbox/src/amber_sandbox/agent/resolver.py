@@ -14,6 +14,7 @@ the Services' addresses), so the agent calls the runtime's ``refresh`` only then
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -110,6 +111,10 @@ class Resolver:
             return Waiting("ContainerCreating",
                            f'persistentvolume "{volume}" has no hostPath or local path this '
                            "node can mount")
+        host_path = (pv.get("spec") or {}).get("hostPath") or {}
+        if host_path.get("type") == "DirectoryOrCreate":
+            # as the kubelet's hostPath plugin does for a volume of this type, PV or not
+            os.makedirs(path, mode=0o755, exist_ok=True)
         return path
 
     def token(self, pod: Obj) -> str | Waiting | None:

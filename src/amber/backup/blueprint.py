@@ -1,0 +1,290 @@
+"""Blueprints: how to dump and load a database with its own tools (issue 13 §4).
+
+A blueprint is a versioned YAML document (docs/internals/blueprints.md) that says how to
+recognise a database workload (images, ports, labels), which of its container's environment
+variables hold the user, password, port and database, and which commands produce the dump
+files on backup and load them on restore. Built-in ones live beside this module
+(``blueprints/*.yaml``: PostgreSQL, MySQL/MariaDB, Redis, MongoDB); users add or override them
+with a directory of their own (``AMBER_BLUEPRINTS``). A workload picks its blueprint by
+annotation (``amber.dev/blueprint: NAME``, or ``none``) or by recognition.
+
+Commands are argument lists with ``{name}`` placeholders: the blueprint's parameters, ``host``
+(the database pod's address) and ``item`` (for files made once per item of the backup's
+``list``). Secret parameters never reach an argument: they reach the dump program as
+environment variables copied from the workload's own container (its ``valueFrom.secretKeyRef``
+stays a reference), as the workload itself receives them.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import os
+import re
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from amber.kube import objects
+from amber.kube.objects import Obj
+from amber.util import errors
+
+API_VERSION = "amber.dev/v1alpha1"
+KIND = "Blueprint"
+#: A workload annotation naming its blueprint (``none``: never dump it).
+ANNOTATION = "amber.dev/blueprint"
+#: A directory of the user's blueprints (added to, or replacing, the built-in ones by name).
+USER_DIR_ENV = "AMBER_BLUEPRINTS"
+_PLACEHOLDER = re.compile(r"\{(\w+)\}")
+
+
+@dataclass(frozen=True)
+class Param:
+    """A value the commands use: from the first of ``env`` the container sets, else
+    ``default``; ``secret`` ones are only ever passed as environment variables."""
+
+    env: tuple[str, ...] = ()
+    default: str | None = None
+    secret: bool = False
+
+
+@dataclass(frozen=True)
+class FileStep:
+    """One file of a dump: ``name`` (may hold ``{item}``), the command writing it (backup) or
+    reading it on stdin (restore); ``foreach``: once per item of the backup's list."""
+
+    name: str
+    command: tuple[str, ...]
+    foreach: bool = False
+
+
+@dataclass(frozen=True)
+class Blueprint:
+    name: str
+    version: int
+    description: str
+    images: tuple[str, ...]
+    ports: tuple[int, ...]
+    labels: dict[str, tuple[str, ...]]
+    params: dict[str, Param]
+    env: dict[str, str]  # tool container variable -> parameter
+    list_command: tuple[str, ...]  # run in the database pod: its lines are the items
+    backup: tuple[FileStep, ...]
+    ready_command: tuple[str, ...]  # run in the database pod: succeeds once it accepts
+    restore: tuple[FileStep, ...]
+    source: str = ""
+
+    def matches(self, workload: Obj) -> bool:
+        """Whether ``workload`` (a StatefulSet, Deployment, ...) looks like this database."""
+        labels = objects.labels(workload)
+        if any(k in labels and (not values or labels[k] in values)
+               for k, values in self.labels.items()):  # no values: any value
+            return True
+        for container in _containers(workload):
+            if _image_matches(str(container.get("image") or ""), self.images):
+                return True
+            ports = {p.get("containerPort") for p in container.get("ports") or []}
+            if ports & set(self.ports):
+                return True
+        return False
+
+
+def _containers(workload: Obj) -> list[Obj]:
+    spec = workload.get("spec") or {}
+    pod = (spec.get("template") or {}).get("spec") or spec
+    return list(pod.get("containers") or [])
+
+
+def _image_matches(image: str, patterns: tuple[str, ...]) -> bool:
+    """``docker.io/bitnami/postgresql:16.2.0`` against ``bitnami/postgresql`` or
+    ``postgresql``: the repository path without registry or tag, compared by its last one or
+    two components (globs allowed)."""
+    repo = image.split("@", 1)[0]
+    if ":" in repo.rsplit("/", 1)[-1]:
+        repo = repo.rsplit(":", 1)[0]
+    parts = repo.split("/")
+    candidates = {parts[-1], "/".join(parts[-2:])}
+    return any(fnmatch.fnmatchcase(c, p) for p in patterns for c in candidates)
+
+
+# -- loading -----------------------------------------------------------------------------------
+
+
+def parse(doc: Any, source: str) -> Blueprint:
+    """A blueprint from its YAML document; one line naming ``source`` when it is malformed."""
+    def fail(why: str) -> errors.UsageError:
+        return errors.UsageError(f"blueprint {source}: {why}")
+
+    if not isinstance(doc, dict) or doc.get("apiVersion") != API_VERSION or \
+            doc.get("kind") != KIND:
+        raise fail(f"not a {KIND} of {API_VERSION} (apiVersion and kind)")
+    meta = doc.get("metadata") or {}
+    name = meta.get("name")
+    if not isinstance(name, str) or not re.fullmatch(r"[a-z0-9][a-z0-9-]*", name):
+        raise fail("metadata.name is a lower-case name")
+    match = doc.get("match") or {}
+    params: dict[str, Param] = {}
+    for key, spec in (doc.get("params") or {}).items():
+        if not isinstance(spec, dict):
+            raise fail(f"params.{key} is a mapping (env, default, secret)")
+        envs = spec.get("env") or []
+        params[str(key)] = Param(tuple(str(e) for e in envs),
+                                 None if spec.get("default") is None else str(spec["default"]),
+                                 bool(spec.get("secret")))
+    env = {str(k): str(v) for k, v in (doc.get("env") or {}).items()}
+    for var, param in env.items():
+        if param not in params:
+            raise fail(f"env.{var} names no parameter {param!r}")
+    backup = doc.get("backup") or {}
+    restore = doc.get("restore") or {}
+    bp = Blueprint(
+        name=name, version=int(meta.get("version") or 1),
+        description=str(doc.get("description") or ""),
+        images=tuple(str(i) for i in match.get("images") or []),
+        ports=tuple(int(p) for p in match.get("ports") or []),
+        labels={str(k): tuple(str(v) for v in (vs if isinstance(vs, list) else [vs]))
+                for k, vs in (match.get("labels") or {}).items()},
+        params=params, env=env,
+        list_command=_command((backup.get("list") or {}).get("command"), fail, "backup.list",
+                              optional=True),
+        backup=_files(backup.get("files"), fail, "backup"),
+        ready_command=_command((restore.get("ready") or {}).get("command"), fail,
+                               "restore.ready", optional=True),
+        restore=_files(restore.get("files"), fail, "restore"),
+        source=source)
+    known = set(params) | {"host", "item"}
+    for step in (*bp.backup, *bp.restore):
+        for word in (step.name, *step.command):
+            for placeholder in _PLACEHOLDER.findall(word):
+                if placeholder not in known:
+                    raise fail(f"{step.name}: unknown placeholder {{{placeholder}}}")
+                if placeholder in params and params[placeholder].secret:
+                    raise fail(f"{step.name}: secret parameter {{{placeholder}}} may not be "
+                               "an argument; pass it through env")
+    if any(s.foreach for s in bp.backup) and not bp.list_command:
+        raise fail("a foreach file needs backup.list")
+    return bp
+
+
+def _command(value: Any, fail: Any, where: str, *, optional: bool = False) -> tuple[str, ...]:
+    if value is None and optional:
+        return ()
+    if not isinstance(value, list) or not value or not all(isinstance(v, str | int)
+                                                           for v in value):
+        raise fail(f"{where}.command is a non-empty list of words")
+    return tuple(str(v) for v in value)
+
+
+def _files(value: Any, fail: Any, where: str) -> tuple[FileStep, ...]:
+    if not isinstance(value, list) or not value:
+        raise fail(f"{where}.files is a non-empty list")
+    steps = []
+    for i, item in enumerate(value):
+        if not isinstance(item, dict) or not isinstance(item.get("name"), str):
+            raise fail(f"{where}.files[{i}] needs a name")
+        steps.append(FileStep(item["name"], _command(item.get("command"), fail,
+                                                     f"{where}.files[{i}]"),
+                              bool(item.get("foreach"))))
+    return tuple(steps)
+
+
+def builtin() -> dict[str, Blueprint]:
+    """The blueprints shipped with Amber, by name."""
+    out = {}
+    folder = resources.files("amber.backup").joinpath("blueprints")
+    for entry in sorted(folder.iterdir(), key=lambda e: e.name):
+        if entry.name.endswith(".yaml"):
+            bp = parse(yaml.safe_load(entry.read_text(encoding="utf-8")),
+                       f"built-in {entry.name}")
+            out[bp.name] = bp
+    return out
+
+
+def available(user_dir: str | None = None) -> dict[str, Blueprint]:
+    """Built-in blueprints, with the user's (``AMBER_BLUEPRINTS``) added or replacing them."""
+    out = builtin()
+    folder = user_dir if user_dir is not None else os.environ.get(USER_DIR_ENV)
+    if folder:
+        try:
+            names = sorted(p for p in Path(folder).iterdir() if p.suffix in (".yaml", ".yml"))
+        except OSError as exc:
+            raise errors.UsageError(f"{USER_DIR_ENV} {folder}: {exc.strerror}") from None
+        for path in names:
+            try:
+                doc = yaml.safe_load(path.read_text(encoding="utf-8"))
+            except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+                raise errors.UsageError(f"blueprint {path}: cannot be read: "
+                                        f"{str(exc).splitlines()[0]}") from None
+            bp = parse(doc, str(path))
+            out[bp.name] = bp
+    return out
+
+
+def choose(workload: Obj, blueprints: dict[str, Blueprint]) -> Blueprint | None:
+    """The blueprint of ``workload``: the one its annotation names (``none``: no dump), else
+    the first, by name, that recognises it. An annotation naming no blueprint is an error."""
+    named = objects.annotations(workload).get(ANNOTATION)
+    if named is not None:
+        if named == "none":
+            return None
+        if named not in blueprints:
+            raise errors.UsageError(
+                f"{objects.namespace(workload)}/{objects.name(workload)}: annotation "
+                f"{ANNOTATION}={named!r} names no blueprint (known: "
+                f"{', '.join(sorted(blueprints))})")
+        return blueprints[named]
+    return next((bp for _name, bp in sorted(blueprints.items()) if bp.matches(workload)), None)
+
+
+# -- binding to a workload -----------------------------------------------------------------------
+
+
+@dataclass
+class Bound:
+    """A blueprint applied to one workload's container: literal values for the placeholders
+    and the tool container's environment (secrets by reference)."""
+
+    blueprint: Blueprint
+    container: Obj
+    values: dict[str, str] = field(default_factory=dict)
+    env: list[Obj] = field(default_factory=list)
+    #: the database container's variable holding each secret parameter (for exec)
+    secret_vars: dict[str, str] = field(default_factory=dict)
+
+    def words(self, command: tuple[str, ...], **extra: str) -> list[str]:
+        values = {**self.values, **extra}
+        return [_PLACEHOLDER.sub(lambda m: values.get(m.group(1), m.group(0)), w)
+                for w in command]
+
+
+def bind(bp: Blueprint, workload: Obj) -> Bound:
+    """Resolve ``bp``'s parameters against the workload's first container that it recognises
+    (else its first container)."""
+    containers = _containers(workload)
+    if not containers:
+        raise errors.UsageError(f"{objects.name(workload)}: no containers")
+    container = next((c for c in containers if _image_matches(str(c.get("image") or ""),
+                                                             bp.images)), containers[0])
+    entries = {str(e.get("name")): e for e in container.get("env") or []}
+    bound = Bound(bp, container)
+    sources: dict[str, Obj] = {}
+    for pname, param in bp.params.items():
+        found = next((entries[v] for v in param.env if v in entries), None)
+        if found is not None:
+            sources[pname] = found
+            if "value" in found and not param.secret:
+                bound.values[pname] = str(found["value"])
+            if param.secret:
+                bound.secret_vars[pname] = str(found["name"])
+        if pname not in bound.values and param.default is not None:
+            bound.values[pname] = param.default
+    for var, pname in bp.env.items():
+        src = sources.get(pname)
+        if src is not None:
+            entry = {k: v for k, v in src.items() if k in ("value", "valueFrom")}
+            bound.env.append({"name": var, **entry})
+        elif pname in bound.values:
+            bound.env.append({"name": var, "value": bound.values[pname]})
+    return bound

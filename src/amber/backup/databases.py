@@ -1,0 +1,245 @@
+"""Logical backups of databases: dumps through a blueprint, streamed by a mover (issue 13 §4).
+
+For every workload of the backup (StatefulSet or Deployment) that a blueprint recognises (or
+names by annotation), one mover Job runs two containers sharing an ``emptyDir``: the
+database's own image runs the blueprint's dump commands, each writing into a named pipe, and
+``amber mover dump`` stores what comes through each pipe as one file, so the dump goes from
+the database into the repository without a copy on disk and is deduplicated with yesterday's.
+The files land in the backup's snapshot at ``databases/<namespace>/<workload>/``. Restore runs
+the reverse (``amber mover feed`` into the blueprint's load commands) once the database
+accepts connections, before the workloads that depend on it start.
+
+The dump program reaches the database at its pod's address with the credentials the workload
+itself is given: its container's environment is copied, secret values by reference
+(``valueFrom``), never as arguments.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import shlex
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from amber.backup import blueprint as bp
+from amber.backup import volumes
+from amber.kube import errors as kerrors
+from amber.kube import execute, objects
+from amber.kube.client import Client
+from amber.kube.objects import Obj
+from amber.util import errors
+
+#: Where the database's snapshot directory goes.
+DATABASES = "databases"
+PIPES = "/amber/pipe"
+#: Workload kinds a database runs as.
+WORKLOADS = (("apps", "StatefulSet", "statefulsets"), ("apps", "Deployment", "deployments"))
+
+
+def database_path(namespace: str, workload: str) -> str:
+    return f"{DATABASES}/{namespace}/{workload}"
+
+
+@dataclass
+class Database:
+    """A database workload and how to reach it now: its running pod and the bound blueprint."""
+
+    namespace: str
+    workload: str
+    kind: str
+    bound: bp.Bound
+    pod: str = ""
+    pod_ip: str = ""
+    node: str | None = None
+    claims: list[str] = field(default_factory=list)
+    problem: str = ""
+    files: list[tuple[str, list[str]]] = field(default_factory=list)
+
+    @property
+    def label(self) -> str:
+        return f"{self.kind} {self.namespace}/{self.workload}"
+
+    @property
+    def subject(self) -> volumes.Claim:
+        """What mover results are about: the workload, on its pod's node."""
+        return volumes.Claim(self.namespace, self.workload, node=self.node)
+
+
+def find(client: Client, refs: list[tuple[str, str, str]],
+         blueprints: dict[str, bp.Blueprint], *, forced: bp.Blueprint | None = None
+         ) -> list[Database]:
+    """The databases among ``refs`` ((kind, namespace, name) of workloads) with a blueprint
+    (``forced``: that one, as a restore uses the one its backup used), each with a running pod
+    found (or a ``problem`` saying why not)."""
+    out = []
+    resources = {kind: client.discover().find(plural, group) for group, kind, plural in WORKLOADS}
+    for kind, namespace, name in refs:
+        try:
+            workload = client.get(resources[kind], name, namespace)
+        except kerrors.NotFound:
+            continue
+        chosen = forced or bp.choose(workload, blueprints)
+        if chosen is None:
+            continue
+        db = Database(namespace, name, kind, bp.bind(chosen, workload))
+        _find_pod(client, workload, db)
+        out.append(db)
+    return out
+
+
+def _find_pod(client: Client, workload: Obj, db: Database) -> None:
+    """The workload's running, ready pod (ordinal 0 first: a replicated set's primary)."""
+    selector = ((workload.get("spec") or {}).get("selector") or {}).get("matchLabels") or {}
+    pods = client.discover().find("pods", "")
+    found = [p for p in client.list(pods, db.namespace, label_selector=",".join(
+        f"{k}={v}" for k, v in sorted(selector.items()))) if _ready(p)]
+    if not found:
+        db.problem = "no running, ready pod of it to dump from"
+        return
+    found.sort(key=lambda p: (not objects.name(p).endswith("-0"), objects.name(p)))
+    pod = found[0]
+    db.pod, db.pod_ip = objects.name(pod), str((pod.get("status") or {}).get("podIP") or "")
+    db.node = (pod.get("spec") or {}).get("nodeName")
+    db.claims = [str(v["persistentVolumeClaim"]["claimName"])
+                 for v in (pod.get("spec") or {}).get("volumes") or []
+                 if (v.get("persistentVolumeClaim") or {}).get("claimName")]
+
+
+def _ready(pod: Obj) -> bool:
+    status = pod.get("status") or {}
+    return status.get("phase") == "Running" and any(
+        c.get("type") == "Ready" and c.get("status") == "True"
+        for c in status.get("conditions") or [])
+
+
+def in_pod(client: Client, db: Database, command: list[str], *, timeout: float = 60.0
+           ) -> execute.Executed:
+    """Run a blueprint command in the database's own container, its secret parameters taken
+    from that container's variables inside it (never an argument of ours)."""
+    settings = []
+    for var, param in db.bound.blueprint.env.items():
+        if param in db.bound.secret_vars:  # expanded inside the container, never ours
+            settings.append(f'{var}="${db.bound.secret_vars[param]}"')
+        elif param in db.bound.values:
+            settings.append(f"{var}={shlex.quote(db.bound.values[param])}")
+    argv = ["sh", "-c", f'{" ".join(settings)} exec "$@"', "sh", *command] if settings \
+        else command
+    return execute.run(client, db.namespace, db.pod, argv,
+                       container=str(db.bound.container.get("name")), timeout=timeout)
+
+
+def plan_dump(client: Client, db: Database) -> None:
+    """The files of the dump and their commands (the list command run in the pod, for the
+    files made once per item)."""
+    bound = db.bound
+    items: list[str] = []
+    if bound.blueprint.list_command:
+        listed = in_pod(client, db, bound.words(bound.blueprint.list_command))
+        if not listed.ok:
+            said = (listed.stderr or listed.stdout).decode("utf-8", "replace").strip()
+            how = listed.error or f"exit {listed.exit_code}"
+            last = f": {said.splitlines()[-1]}" if said else ""
+            raise errors.SourceError(f"listing what to dump failed ({how}{last})")
+        items = [line.strip() for line in listed.stdout.decode().splitlines() if line.strip()]
+    for step in bound.blueprint.backup:
+        for item in (items if step.foreach else [""]):
+            name = bound.words((step.name,), item=item)[0]
+            db.files.append((name, bound.words(step.command, host=db.pod_ip, item=item)))
+
+
+def tool_container(db: Database, commands: list[list[str]], *, direction: str) -> Obj:
+    """The database image's container that runs the commands, each one's output into (or
+    input from) pipe N of the shared directory, leaving N.status and N.err."""
+    redirect = '> "$d/$n"' if direction == "out" else '< "$d/$n"'
+    script = [f"d={PIPES}",
+              'run() { n=$1; shift; while [ ! -p "$d/$n" ]; do sleep 0.1; done; '
+              f'"$@" {redirect} 2> "$d/$n.err"; echo $? > "$d/$n.status"; }}']
+    script += [f"run {i} {shlex.join(argv)}" for i, argv in enumerate(commands)]
+    container = db.bound.container
+    env = [e for e in container.get("env") or []
+           if str(e.get("name")) not in {x["name"] for x in db.bound.env}]
+    out: Obj = {"name": "database-tool", "image": container.get("image"),
+                "command": ["sh", "-c", "\n".join(script)],
+                "env": [*env, *db.bound.env],
+                "volumeMounts": [{"name": "pipes", "mountPath": PIPES}]}
+    if container.get("securityContext"):
+        out["securityContext"] = container["securityContext"]
+    return out
+
+
+def dump(movers: volumes.Movers, databases: list[Database]) -> list[volumes.Moved]:
+    """Dump every database through a mover Job (``movers.parallel`` at once)."""
+    def one(db: Database) -> volumes.Moved:
+        if db.problem:
+            return volumes.Moved(db.subject, problem=db.problem)
+        try:
+            plan_dump(movers.client, db)
+        except (errors.AmberError, kerrors.APIError) as exc:
+            return volumes.Moved(db.subject, problem=str(exc))
+        argv = ["mover", "dump", "--pipes", PIPES, "--name", db.workload]
+        for name, _command in db.files:
+            argv += ["--file", name]
+        tool = tool_container(db, [c for _n, c in db.files], direction="out")
+        return movers.run_job(db.subject, lambda name, secret: movers.job(
+            name, db.node, argv, secret, mounts=[{"name": "pipes", "mountPath": PIPES}],
+            volumes=[{"name": "pipes", "emptyDir": {}}], sidecars=[tool]))
+
+    return movers.each(databases, one, "dumping databases")
+
+
+def record(db: Database, moved: volumes.Moved) -> dict[str, Any]:
+    """The manifest's record of one database."""
+    doc: dict[str, Any] = {"namespace": db.namespace, "workload": db.workload,
+                           "kind": db.kind, "blueprint": db.bound.blueprint.name,
+                           "blueprintVersion": db.bound.blueprint.version,
+                           "level": "logical", "captured": not moved.problem,
+                           "pod": db.pod, "claims": db.claims}
+    if moved.problem:
+        doc["problem"] = moved.problem
+    else:
+        doc["files"] = [name for name, _c in db.files]
+        doc["bytes"] = int(moved.summary.get("bytes", 0))
+        doc["bytesNewStored"] = int(moved.summary.get("bytes_new_stored", 0))
+    return doc
+
+
+def load(movers: volumes.Movers, db: Database, tree_ids: tuple[bytes, ...],
+         stored: list[str], *, ready_timeout: float = 300.0) -> volumes.Moved:
+    """Load a dump into the restored database: wait until it accepts connections (the
+    blueprint's ready command, in its pod), then feed each stored file to the blueprint's
+    load command for it (first matching file step, in the blueprint's order)."""
+    if db.problem:
+        return volumes.Moved(db.subject, problem=db.problem)
+    bound = db.bound
+    if bound.blueprint.ready_command:
+        deadline = time.monotonic() + ready_timeout
+        while True:
+            try:
+                probe = in_pod(movers.client, db, bound.words(bound.blueprint.ready_command),
+                               timeout=30)
+                if probe.ok:
+                    break
+            except kerrors.APIError:
+                pass
+            if time.monotonic() > deadline:
+                return volumes.Moved(db.subject, problem=f"it did not accept connections "
+                                                         f"within {ready_timeout:.0f}s")
+            time.sleep(1.0)
+    files: list[tuple[str, list[str]]] = []
+    for step in bound.blueprint.restore:
+        for name in stored:
+            if fnmatch.fnmatchcase(name, step.name) and name not in {f for f, _c in files}:
+                files.append((name, bound.words(step.command, host=db.pod_ip)))
+    left = sorted(set(stored) - {f for f, _c in files})
+    if left:
+        return volumes.Moved(db.subject, problem=f"blueprint {bound.blueprint.name} has no "
+                                                 f"load command for {', '.join(left)}")
+    argv = ["mover", "feed", ",".join(i.hex() for i in tree_ids), "--entry", db.workload,
+            "--pipes", PIPES]
+    for name, _command in files:
+        argv += ["--file", name]
+    tool = tool_container(db, [c for _n, c in files], direction="in")
+    return movers.run_job(db.subject, lambda name, secret: movers.job(
+        name, db.node, argv, secret, mounts=[{"name": "pipes", "mountPath": PIPES}],
+        volumes=[{"name": "pipes", "emptyDir": {}}], sidecars=[tool]))
