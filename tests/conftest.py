@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+import dbservers
 import s3server
 from amber_cli import TEST_KDF_N, Amber
 from s3server import S3Server
@@ -62,4 +63,28 @@ def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
     """An S3 server on loopback (moto in server mode) for the session; tests make buckets of
     their own."""
     with s3server.running(tmp_path_factory.mktemp("moto") / "moto.log") as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def pg_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dbservers.Server]:
+    """A real PostgreSQL server on loopback for the session (tests make databases of their own):
+    dumps and restores are tested against what the database's own tools really do."""
+    with dbservers.postgres(tmp_path_factory.mktemp("postgres")) as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def mariadb_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dbservers.Server]:
+    """A real MariaDB server on loopback for the session (tests make databases of their own)."""
+    with dbservers.mariadb(tmp_path_factory.mktemp("mariadb")) as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dbservers.Server]:
+    """A real Redis server on loopback for the session. It has one keyspace: a test that
+    fingerprints it empties it first (FLUSHALL); one that needs a second server, to restore
+    into, starts its own with ``dbservers.redis``."""
+    with dbservers.redis(tmp_path_factory.mktemp("redis")) as server:
         yield server
