@@ -58,6 +58,10 @@ class FileStep:
     name: str
     command: tuple[str, ...]
     foreach: bool = False
+    #: restore only: instead of a load command, the file's place in the database container
+    #: (``{dir}/dump.rdb``), where it is put into the claim mounted there before the
+    #: database starts (a store that loads its data only at start, such as Redis)
+    volume_path: str = ""
 
 
 @dataclass(frozen=True)
@@ -156,7 +160,7 @@ def parse(doc: Any, source: str) -> Blueprint:
         source=source)
     known = set(params) | {"host", "item"}
     for step in (*bp.backup, *bp.restore):
-        for word in (step.name, *step.command):
+        for word in (step.name, *step.command, step.volume_path):
             for placeholder in _PLACEHOLDER.findall(word):
                 if placeholder not in known:
                     raise fail(f"{step.name}: unknown placeholder {{{placeholder}}}")
@@ -184,6 +188,14 @@ def _files(value: Any, fail: Any, where: str) -> tuple[FileStep, ...]:
     for i, item in enumerate(value):
         if not isinstance(item, dict) or not isinstance(item.get("name"), str):
             raise fail(f"{where}.files[{i}] needs a name")
+        placed = item.get("volumePath")
+        if placed is not None:
+            if where != "restore" or not isinstance(placed, str) or not placed.startswith(
+                    ("/", "{")) or "command" in item:
+                raise fail(f"{where}.files[{i}].volumePath is a restore file's absolute path "
+                           "in the database container, instead of a command")
+            steps.append(FileStep(item["name"], (), False, placed))
+            continue
         steps.append(FileStep(item["name"], _command(item.get("command"), fail,
                                                      f"{where}.files[{i}]"),
                               bool(item.get("foreach"))))

@@ -53,6 +53,8 @@ class Database:
     pod_ip: str = ""
     node: str | None = None
     claims: list[str] = field(default_factory=list)
+    #: claim -> where the database container mounts it
+    mounts: dict[str, str] = field(default_factory=dict)
     problem: str = ""
     files: list[tuple[str, list[str]]] = field(default_factory=list)
 
@@ -101,9 +103,15 @@ def _find_pod(client: Client, workload: Obj, db: Database) -> None:
     pod = found[0]
     db.pod, db.pod_ip = objects.name(pod), str((pod.get("status") or {}).get("podIP") or "")
     db.node = (pod.get("spec") or {}).get("nodeName")
-    db.claims = [str(v["persistentVolumeClaim"]["claimName"])
+    by_volume = {str(v.get("name")): str(v["persistentVolumeClaim"]["claimName"])
                  for v in (pod.get("spec") or {}).get("volumes") or []
-                 if (v.get("persistentVolumeClaim") or {}).get("claimName")]
+                 if (v.get("persistentVolumeClaim") or {}).get("claimName")}
+    db.claims = sorted(by_volume.values())
+    name = db.bound.container.get("name")
+    container: Obj = next((c for c in (pod.get("spec") or {}).get("containers") or []
+                      if c.get("name") == name), {})
+    db.mounts = {by_volume[str(m.get("name"))]: str(m.get("mountPath"))
+                 for m in container.get("volumeMounts") or [] if m.get("name") in by_volume}
 
 
 def _ready(pod: Obj) -> bool:
@@ -168,6 +176,26 @@ def tool_container(db: Database, commands: list[list[str]], *, direction: str) -
     return out
 
 
+def volume_files(db: Database) -> dict[str, dict[str, str]]:
+    """Stored files a restore puts into a claim instead of loading them (the blueprint's
+    ``volumePath``): file -> {claim, path in the claim}, from where the database container
+    mounts its claims now."""
+    out: dict[str, dict[str, str]] = {}
+    for step in db.bound.blueprint.restore:
+        if not step.volume_path:
+            continue
+        path = db.bound.words((step.volume_path,))[0]
+        mounted = sorted(((m.rstrip("/"), c) for c, m in db.mounts.items()
+                          if path.startswith(m.rstrip("/") + "/")), reverse=True)
+        if not mounted:
+            continue
+        mount, claim = mounted[0]
+        for name, _command in db.files:
+            if fnmatch.fnmatchcase(name, step.name):
+                out[name] = {"claim": claim, "path": path[len(mount) + 1:]}
+    return out
+
+
 def dump(movers: volumes.Movers, databases: list[Database]) -> list[volumes.Moved]:
     """Dump every database through a mover Job (``movers.parallel`` at once)."""
     def one(db: Database) -> volumes.Moved:
@@ -199,6 +227,9 @@ def record(db: Database, moved: volumes.Moved) -> dict[str, Any]:
         doc["problem"] = moved.problem
     else:
         doc["files"] = [name for name, _c in db.files]
+        placed = volume_files(db)
+        if placed:
+            doc["volumeFiles"] = placed
         doc["bytes"] = int(moved.summary.get("bytes", 0))
         doc["bytesNewStored"] = int(moved.summary.get("bytes_new_stored", 0))
     return doc
@@ -212,6 +243,9 @@ def load(movers: volumes.Movers, db: Database, tree_ids: tuple[bytes, ...],
     if db.problem:
         return volumes.Moved(db.subject, problem=db.problem)
     bound = db.bound
+    if all(any(step.volume_path and fnmatch.fnmatchcase(n, step.name)
+               for step in bound.blueprint.restore) for n in stored):
+        return volumes.Moved(db.subject, summary={"files": len(stored)})
     if bound.blueprint.ready_command:
         deadline = time.monotonic() + ready_timeout
         while True:
@@ -227,7 +261,14 @@ def load(movers: volumes.Movers, db: Database, tree_ids: tuple[bytes, ...],
                                                          f"within {ready_timeout:.0f}s")
             time.sleep(1.0)
     files: list[tuple[str, list[str]]] = []
+    placed = {n for n in stored for step in bound.blueprint.restore
+              if step.volume_path and fnmatch.fnmatchcase(n, step.name)}
+    stored = [n for n in stored if n not in placed]
+    if not stored:  # all put in place before the database started
+        return volumes.Moved(db.subject, summary={"files": len(placed)})
     for step in bound.blueprint.restore:
+        if step.volume_path:
+            continue
         for name in stored:
             if fnmatch.fnmatchcase(name, step.name) and name not in {f for f, _c in files}:
                 files.append((name, bound.words(step.command, host=db.pod_ip)))

@@ -207,6 +207,21 @@ def _claim_users(pods: Sequence[Obj]) -> dict[str, list[tuple[str, str]]]:
     return out
 
 
+@dataclass(frozen=True)
+class Fill:
+    """What to put into a restored claim: the directory ``entry`` of tree ``tree`` (a
+    backup's ``volumes/<namespace>``, whose entry is the claim's name, or its
+    ``databases/<namespace>``, whose entry is a database's dump) into ``subdir`` of the claim;
+    ``contents_only`` leaves the claim's own directories' mode and owner as they are (a dump
+    placed into a database's data directory)."""
+
+    claim: Claim
+    tree: tuple[bytes, ...]
+    entry: str
+    subdir: str = ""
+    contents_only: bool = False
+
+
 class Movers:
     """Runs mover Jobs for one backup or restore and cleans up after them."""
 
@@ -247,16 +262,14 @@ class Movers:
 
     # -- restore -----------------------------------------------------------------------------
 
-    def restore(self, fills: Sequence[tuple[Claim, tuple[bytes, ...]]]) -> list[Moved]:
-        """Fill each claim from its tree (the ids of its backup's ``volumes/<namespace>``
-        directory, which lists the claim by name), ``parallel`` at once; the claim's
-        namespace and name are where it is restored (after any mapping), its name also the
-        entry to take."""
-        def one(item: tuple[Claim, tuple[bytes, ...]]) -> Moved:
-            claim, tree_ids = item
-            argv = ["mover", "restore", ",".join(i.hex() for i in tree_ids), MOUNT,
-                    "--entry", claim.name]
-            return self._move(claim, argv, read_only=False)
+    def restore(self, fills: Sequence[Fill]) -> list[Moved]:
+        """Fill each claim from a directory of the backup, ``parallel`` at once."""
+        def one(fill: Fill) -> Moved:
+            argv = ["mover", "restore", ",".join(i.hex() for i in fill.tree),
+                    f"{MOUNT}/{fill.subdir}".rstrip("/"), "--entry", fill.entry]
+            if fill.contents_only:
+                argv.append("--contents-only")
+            return self._move(fill.claim, argv, read_only=False)
 
         return self.each(fills, one, "restoring volume data")
 

@@ -107,8 +107,11 @@ def backup(ctx: context.Context, source: str, name: str, parent: str) -> None:
 @click.option("--entry", default=None,
               help="The directory of ROOT's tree to restore (default: its only entry, as "
                    "'mover backup' stores it).")
+@click.option("--contents-only", is_flag=True,
+              help="Leave TARGET's own mode and owner as they are.")
 @pass_ctx
-def restore(ctx: context.Context, root: str, target: str, entry: str | None) -> None:
+def restore(ctx: context.Context, root: str, target: str, entry: str | None,
+            contents_only: bool) -> None:
     """Restore a directory of tree ROOT (what 'mover backup' printed, or the tree of a
     backup's volumes/<namespace> with --entry CLAIM) into TARGET.
 
@@ -131,8 +134,9 @@ def restore(ctx: context.Context, root: str, target: str, entry: str | None) -> 
     node = nodes[0]
     result = restorer.Restorer(repo, reporter=ctx.reporter).run_tree(
         node.subtree, target, what=f"volume {node.meta.name}")
-    warnings = list(result.warnings) + fsmeta.apply_meta(
-        target, node.meta, restore_owner=os.geteuid() == 0)
+    warnings = list(result.warnings)
+    if not contents_only:
+        warnings += fsmeta.apply_meta(target, node.meta, restore_owner=os.geteuid() == 0)
     problems = [f"damaged: {p}" for p in result.damaged]
     problems += [f"unreadable: {p}/ ({why})" for p, why in result.unreadable]
     if result.no_space:

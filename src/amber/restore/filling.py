@@ -11,6 +11,7 @@ silently brings back an empty volume.
 
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -73,17 +74,17 @@ class Filler:
     def fill(self, claims: list[tuple[Ref, Ref]]) -> list[Filled]:
         """Restore the data of ``claims`` ((source, target) refs of claims just created)."""
         out: list[Filled] = []
-        todo: list[tuple[volumes.Claim, tuple[bytes, ...], Filled]] = []
+        todo: list[tuple[volumes.Fill, Filled]] = []
         for source, target in claims:
             filled = Filled(target, source)
             out.append(filled)
-            tree_ids = self._tree_of(source, filled)
-            if tree_ids is not None:
-                todo.append((volumes.Claim(target.namespace, target.name), tree_ids, filled))
+            fill = self._fill_of(source, target, filled)
+            if fill is not None:
+                todo.append((fill, filled))
         if not todo:
             return out
-        moved = self.movers.restore([(claim, ids) for claim, ids, _filled in todo])
-        for (_claim, _ids, filled), m in zip(todo, moved, strict=True):
+        moved = self.movers.restore([fill for fill, _filled in todo])
+        for (_fill, filled), m in zip(todo, moved, strict=True):
             if m.problem:
                 filled.note, filled.failed = f"data NOT restored: {m.problem}", True
             else:
@@ -91,8 +92,10 @@ class Filler:
                 filled.bytes = int(m.summary.get("bytes", 0))
         return out
 
-    def _tree_of(self, source: Ref, filled: Filled) -> tuple[bytes, ...] | None:
-        """The tree of the claim's namespace directory in the backup, or None with a note."""
+    def _fill_of(self, source: Ref, target: Ref, filled: Filled) -> volumes.Fill | None:
+        """What goes into the claim: its own files, or a database dump that is placed rather
+        than loaded; None with a note when nothing does."""
+        claim = volumes.Claim(target.namespace, target.name)
         record = self.recorded.get((source.namespace, source.name))
         if record is None:
             filled.note = ("no data in this backup (taken without volume data: "
@@ -100,22 +103,45 @@ class Filler:
                            "the claim starts empty")
             return None
         if record.get("coveredBy") == "databases":
-            filled.note = "its database's dump is loaded once the database is up"
-            return None
+            placed = self._placed_dump(source)
+            if placed is None:
+                filled.note = "its database's dump is loaded once the database is up"
+                return None
+            workload, subdir = placed
+            tree_ids = self._directory(f"{databases.DATABASES}/{source.namespace}", workload,
+                                       filled)
+            return None if tree_ids is None else volumes.Fill(
+                claim, tree_ids, workload, subdir, contents_only=True)
         if not record.get("captured"):
             filled.note = (f"no data in this backup ({record.get('problem') or 'not captured'});"
                            " the claim starts empty")
             return None
-        path = f"{volumes.VOLUMES}/{source.namespace}"
+        tree_ids = self._directory(f"{volumes.VOLUMES}/{source.namespace}", source.name, filled)
+        return None if tree_ids is None else volumes.Fill(claim, tree_ids, source.name)
+
+    def _placed_dump(self, claim: Ref) -> tuple[str, str] | None:
+        """(workload, directory in the claim) of a dump its blueprint puts into this claim
+        before the database starts (``volumeFiles``), if one does."""
+        for (namespace, workload), record in self.dumps.items():
+            if namespace != claim.namespace:
+                continue
+            for where in (record.get("volumeFiles") or {}).values():
+                if where.get("claim") == claim.name:
+                    return workload, os.path.dirname(str(where.get("path") or ""))
+        return None
+
+    def _directory(self, path: str, entry: str, filled: Filled) -> tuple[bytes, ...] | None:
+        """The tree of ``path`` in the backup if it lists directory ``entry``, else None and
+        the claim's note says so."""
         try:
             node = walker.find(self.source.repo, self.source.snapshot, path)
             names = {n.name for n in tree.load(self.source.repo, node.subtree)}
         except errors.AmberError as exc:
             filled.note, filled.failed = f"data NOT restored: {path} cannot be read ({exc})", True
             return None
-        if node.meta.type is not fsmeta.NodeType.DIR or source.name not in names:
+        if node.meta.type is not fsmeta.NodeType.DIR or entry not in names:
             filled.note = (f"data NOT restored: the backup lists it but holds no "
-                           f"{path}/{source.name}")
+                           f"{path}/{entry}")
             filled.failed = True
             return None
         return node.subtree
