@@ -4,6 +4,7 @@ database dumped with pg_dump -Fc and the roles with pg_dumpall --globals-only, s
 mover into the backup; its claim not copied too (``auto``); after the namespace is deleted, the
 restore brings the StatefulSet up on an empty volume, waits until it accepts connections and
 loads the dumps: every table's row count and checksum, and the application's role, come back.
+A drill of the backup passes only with the data back (its check queries the scratch copy).
 """
 
 from __future__ import annotations
@@ -64,6 +65,9 @@ def client(cluster_kubeconfig: Path) -> Iterator[Client]:
     c.create(d.find("secrets"), {"metadata": {"name": "db-credentials"},
                                  "stringData": {"password": PASSWORD}}, NS)
     c.create(d.find("statefulsets", "apps"), _statefulset(), NS)
+    c.create(d.find("services"), {"metadata": {"name": "db"}, "spec": {
+        "selector": {"run": "db"}, "ports": [{"port": int(PORT), "targetPort": int(PORT)}]}},
+        NS)
     _wait_ready(c)
     yield c
     delete_namespace(c, NS, timeout=120)
@@ -131,6 +135,21 @@ def test_logical_backup_and_restore_of_postgresql(
     assert claim.get("coveredBy") == "databases"  # not copied as files too
     # the password never reached a process argument or the stored objects as such
     assert PASSWORD not in out.stdout + out.stderr
+
+    # a drill passes only when the data is back: its check queries the scratch copy
+    checks = tmp_path / "checks.json"
+    checks.write_text(json.dumps({"checks": [{
+        "name": "orders are back", "type": "job", "namespace": NS, "timeout": 120,
+        "command": f'PGPASSWORD="$password" psql -h db -p {PORT} -U postgres -d shop -tAXc '
+                   '"SELECT count(*) FROM orders" | grep -qx 5000',
+        "envFrom": [{"secretRef": {"name": "db-credentials"}}]}]}))
+    drilled = repo.on_cluster(cluster_kubeconfig)("-o", "json", "drill", backup["id"],
+                                                  "--checks", str(checks), "--timeout", "240",
+                                                  timeout=900, check=False)
+    assert drilled.returncode == 0, drilled.stderr + drilled.stdout
+    drill = json.loads(drilled.stdout)
+    assert drill["passed"] is True
+    assert any(v.get("workload") == "db" and v["restored"] for v in drill["volumes"]), drill
 
     delete_namespace(client, NS, timeout=180)
     restored = repo.on_cluster(cluster_kubeconfig)("-o", "json", "restore", backup["id"],

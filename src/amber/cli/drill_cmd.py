@@ -10,11 +10,11 @@ from types import FrameType
 
 import click
 
-from amber.backup import catalogue
+from amber.backup import catalogue, volumes
 from amber.cli import context, durations, options
 from amber.cli.options import split_values as _split
 from amber.restore import drill as drills
-from amber.restore import drill_checks, transforms
+from amber.restore import drill_checks, filling, transforms
 from amber.restore import plan as restore_plan
 from amber.util import errors
 
@@ -66,9 +66,11 @@ def drill(ctx: context.Context, backup_id: str, app: str | None, namespaces: tup
     source = catalogue.open_backup(
         repo, backup_id, catalogue.BackupFilter(app, _split(namespaces), _split(tags)))
     selection = restore_plan.Selection(app=app, namespaces=_split(namespaces), selector=selector)
+    filler = filling.Filler(source, volumes.Movers(client, repo.backend, ctx.passphrase,
+                                                   reporter=ctx.reporter))
     the_drill = drills.Drill(client, source, selection, opts, checks=checks, timeout=timeout,
                              workers=workers, started=started, reporter=ctx.reporter,
-                             consent=yes)
+                             consent=yes, filler=filler)
     with _term_as_interrupt():
         report = the_drill.run(keep=keep)
     ctx.emit(report.to_json(), "\n".join(_text(report, the_drill.hint(report))))
@@ -80,6 +82,8 @@ def drill(ctx: context.Context, backup_id: str, app: str | None, namespaces: tup
         what = [f"{len(report.failed_objects)} object(s) not restored"] \
             if report.failed_objects else []
         what += [f"{len(report.failed_checks)} check(s) failed"] if report.failed_checks else []
+        what += [f"the data of {len(report.lost_data)} claim(s)/database(s) not restored"] \
+            if report.lost_data else []
         raise errors.PartialError(f"drill {report.drill_id} failed: {', '.join(what)}")
 
 
@@ -109,6 +113,8 @@ def _text(report: drills.DrillReport, hint: str) -> list[str]:
         lines.append(f"    failed     {o.step.target}: {o.message}")
     for name, why in report.not_ready.items():
         lines.append(f"    not ready  {name}: {why}")
+    for filled in report.restore.volumes if report.restore else []:
+        lines.append(f"  data         {filled.line()}")
     width = max((len(c.check.name) for c in report.checks), default=0)
     for c in report.checks:
         why = f"  {c.message}" if c.message and not c.passed else ""

@@ -37,8 +37,8 @@ from amber.kube import wait as kwait
 from amber.kube.client import Client, Propagation
 from amber.kube.discovery import APIResource
 from amber.kube.objects import Obj
+from amber.restore import filling, privileges, waiting
 from amber.restore import plan as restore_plan
-from amber.restore import privileges, waiting
 from amber.restore.drill_checks import (
     Check,
     CheckOrigin,
@@ -117,8 +117,14 @@ class DrillReport:
         return [c for c in self.checks if not c.passed]
 
     @property
+    def lost_data(self) -> list[filling.Filled]:
+        """Claims and databases whose data the backup holds but the drill did not restore."""
+        return [v for v in self.restore.volumes if v.failed] if self.restore else []
+
+    @property
     def passed(self) -> bool:
-        return self.restore is not None and not self.failed_objects and not self.failed_checks
+        return self.restore is not None and not self.failed_objects and not self.failed_checks \
+            and not self.lost_data
 
     def to_json(self) -> dict[str, Any]:
         r = self.restore
@@ -131,6 +137,7 @@ class DrillReport:
                                "message": o.message} for o in self.failed_objects],
             "notReady": [{"ref": ref, "message": why} for ref, why in self.not_ready.items()],
             "checks": [c.to_json() for c in self.checks],
+            "volumes": [v.to_json() for v in r.volumes] if r else [],
             "timings": {"restoreSeconds": round(self.restore_s, 3),
                         "readyWaitSeconds": round(self.ready_wait_s, 3),
                         "checksSeconds": round(self.checks_s, 3),
@@ -152,8 +159,11 @@ class Drill:
                  timeout: float = 600.0, workers: int = 16, drill_id: str | None = None,
                  started: float | None = None,
                  reporter: progress.Reporter = progress.SILENT,
-                 consent: bool = False) -> None:
+                 consent: bool = False, filler: filling.Filler | None = None) -> None:
         self.client = client
+        #: Restores volume data and loads dumps into the scratch namespaces (None: objects
+        #: only); a drill whose data does not come back fails
+        self.filler = filler
         self.source = source
         self.selection = selection
         self.opts = opts or restore_plan.Options()
@@ -240,7 +250,7 @@ class Drill:
         # The drill waits for readiness itself (it times it and checks it per application).
         report.restore = Executor(self.client, the_plan, existing="skip", workers=self.workers,
                                   wait_timeout=self.timeout, wait=False,
-                                  reporter=self.reporter).run()
+                                  reporter=self.reporter, filler=self.filler).run()
         report.created_cluster = [str(o.step.target) for o in report.restore.outcomes
                                   if o.result == Result.CREATED and o.step.target.cluster_scoped
                                   and not _is_namespace(o.step.target)]
