@@ -102,6 +102,10 @@ def test_claim_data_is_in_the_backup_byte_for_byte(
     assert "not bound" in by_claim["orphan"]["problem"]
     assert first["exit"] == 0 and "orphan" not in first["stderr"]
 
+    shown = repo("backup", "show", first["id"]).stdout  # what it holds, per claim
+    assert f"claim {NS}/files: crash, 4 files" in shown
+    assert f"claim {NS}/orphan: NO DATA (not bound" in shown
+
     target = tmp_path / "out"
     repo("snapshot", "restore", first["id"], str(target), "--include", f"/volumes/{NS}/files")
     volume = next(target.rglob("files"))

@@ -98,6 +98,36 @@ def _of_applications(apps: list[str], scope: str) -> str:
     return f" of {', '.join(apps)}"
 
 
+def _data_lines(doc: dict[str, Any]) -> list[str]:
+    """What the backup holds of each claim and database, and at which level: one line each,
+    so a DR reader sees at once which volumes came without their data."""
+    lines = []
+    volumes_ = doc.get("volumes")
+    dumps = doc.get("databases") or []
+    if volumes_ is None:
+        return ["  data:     none (a backup of resources only, made before volume data)"]
+    if volumes_ or dumps:
+        lines.append("  data:")
+    for v in volumes_:
+        where = f"claim {v.get('namespace')}/{v.get('claim')}"
+        if v.get("coveredBy") == "databases":
+            lines.append(f"    {where}: logical, through its database's dump")
+        elif v.get("captured"):
+            lines.append(f"    {where}: {v.get('level')}, {v.get('files', 0)} files, "
+                         f"{output.human_bytes(int(v.get('bytes') or 0))}")
+        else:
+            lines.append(f"    {where}: NO DATA ({v.get('problem')})")
+    for d in dumps:
+        where = f"database {d.get('kind')} {d.get('namespace')}/{d.get('workload')}"
+        if d.get("captured"):
+            lines.append(f"    {where}: logical ({d.get('blueprint')}), "
+                         f"{', '.join(d.get('files') or [])}, "
+                         f"{output.human_bytes(int(d.get('bytes') or 0))}")
+        else:
+            lines.append(f"    {where}: NO DUMP ({d.get('problem')})")
+    return lines
+
+
 def _completeness(doc: dict[str, Any]) -> str:
     """``yes``, or ``no`` and what is missing (older manifests say only ``partial``)."""
     if not doc.get("partial"):
@@ -177,6 +207,8 @@ def show(ctx: context.Context, backup_id: str, show_items: bool) -> None:
                 "being deleted": (doc.get("skippedObjects") or {}).get("deleting") or 0}
     if any(left_out.values()):
         print("  left out: " + ", ".join(f"{n} {why}" for why, n in left_out.items() if n))
+    for line in _data_lines(doc):
+        print(line)
     skipped = doc.get("skippedResources") or {}
     if skipped:
         print("  skipped resources:")
