@@ -168,7 +168,7 @@ def tool_container(db: Database, commands: list[list[str]], *, direction: str) -
     env = [e for e in container.get("env") or []
            if str(e.get("name")) not in {x["name"] for x in db.bound.env}]
     out: Obj = {"name": "database-tool", "image": container.get("image"),
-                "command": ["sh", "-c", "\n".join(script)],
+                "command": ["sh", "-c", volumes.literal("\n".join(script))],
                 "env": [*env, *db.bound.env],
                 "volumeMounts": [{"name": "pipes", "mountPath": PIPES}]}
     if container.get("securityContext"):

@@ -72,6 +72,13 @@ DEFAULT_TIMEOUT = 3600.0
 JOB_TTL = 3600
 
 
+def literal(text: str) -> str:
+    """``text`` as a container's command word that the kubelet passes on unchanged: it expands
+    ``$(VAR)`` references to the container's variables and turns ``$$`` into ``$``, so every
+    ``$`` is doubled (a script's ``$$`` and ``"$@"`` reach the shell as written)."""
+    return text.replace("$", "$$")
+
+
 def volume_path(namespace: str, claim: str) -> str:
     """Where a claim's data goes in the snapshot."""
     return f"{VOLUMES}/{namespace}/{claim}"
@@ -386,7 +393,7 @@ class Movers:
                   'else exec amber "$@"; fi')
         env = [{"name": "PYTHONPATH", "value": os.environ["PYTHONPATH"]}] if os.environ.get(
             "PYTHONPATH") else []
-        return ["sh", "-c", choose, sys.executable], env
+        return ["sh", "-c", literal(choose), literal(sys.executable)], env
 
     def _secret_for(self, namespace: str) -> str:
         """The run's Secret in ``namespace`` (made once): passphrase and location files."""

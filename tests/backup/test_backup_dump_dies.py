@@ -1,0 +1,79 @@
+"""A dump whose program dies mid-stream leaves no backup that claims to hold it: the mover
+stores what came through the pipe, sees the program's exit status (killed) and abandons the
+dump; the backup is partial, its manifest and `backup show` say NO DUMP with the program's end,
+the snapshot holds no directory for it, and no mover Job or Secret is left. Uses a blueprint of
+the user's (``AMBER_BLUEPRINTS``) forced on a workload by annotation."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import yaml
+
+from amber.kube.client import Client
+from amber_cli import Amber
+from cluster_objects import delete_namespace
+from polling import wait_for
+
+NS = f"dies-{uuid.uuid4().hex[:6]}"
+DYING = {
+    "apiVersion": "amber.dev/v1alpha1", "kind": "Blueprint",
+    "metadata": {"name": "dying", "version": 1},
+    "match": {"images": ["never-matches-anything"]},
+    "params": {},
+    "backup": {"files": [
+        {"name": "whole.dump", "command": ["sh", "-c", "echo complete"]},
+        {"name": "torn.dump", "command": [
+            "sh", "-c", "head -c 2000000 /dev/urandom; echo 'lost the server' >&2; kill -9 $$"]},
+    ]},
+    "restore": {"files": [{"name": "*.dump", "command": ["cat"]}]},
+}
+
+
+@pytest.fixture(scope="module")
+def client(cluster_kubeconfig: Path) -> Iterator[Client]:
+    c = Client.from_kubeconfig(cluster_kubeconfig, qps=0)
+    d = c.discover()
+    c.create(d.find("namespaces"), {"metadata": {"name": NS}})
+    c.create(d.find("deployments", "apps"), {
+        "metadata": {"name": "store", "annotations": {"amber.dev/blueprint": "dying"}},
+        "spec": {"replicas": 1, "selector": {"matchLabels": {"run": "store"}},
+                 "template": {"metadata": {"labels": {"run": "store"}}, "spec": {
+                     "containers": [{"name": "c", "image": "busybox",
+                                     "command": ["sleep", "3600"]}]}}}}, NS)
+    wait_for(lambda: (c.get(d.find("deployments", "apps"), "store", NS).get("status") or {}
+                      ).get("readyReplicas") == 1, timeout=120, message="store ready")
+    yield c
+    delete_namespace(c, NS, timeout=120)
+
+
+def test_a_dump_torn_mid_stream_is_not_in_the_backup(
+        repo: Amber, client: Client, cluster_kubeconfig: Path, tmp_path: Path) -> None:
+    blueprints = tmp_path / "blueprints"
+    blueprints.mkdir()
+    (blueprints / "dying.yaml").write_text(yaml.safe_dump(DYING))
+    out = repo.on_cluster(cluster_kubeconfig)(
+        "-o", "json", "backup", "create", "-n", NS, check=False, timeout=600,
+        env={"AMBER_BLUEPRINTS": str(blueprints)})
+    assert out.returncode == 3, out.stderr
+    backup = json.loads(out.stdout)
+    assert backup["partial"] is True
+    (warning,) = [w for w in backup["warnings"] if "database" in w]
+    assert "torn.dump" in warning and "exited 137" in warning  # killed (SIGKILL)
+    target = tmp_path / "m"
+    repo("snapshot", "restore", backup["id"], str(target), "--include", "/manifest.json")
+    manifest = json.loads(next(target.rglob("manifest.json")).read_text())
+    (db,) = manifest["databases"]
+    assert db["captured"] is False and "torn.dump" in db["problem"]
+    listed = repo("snapshot", "ls", backup["id"]).stdout
+    assert "/databases" not in listed  # not even the complete first file
+    assert f"database Deployment {NS}/store: NO DUMP" in repo("backup", "show",
+                                                              backup["id"]).stdout
+    for resource, group in (("jobs", "batch"), ("secrets", "")):
+        left = list(client.list(client.discover().find(resource, group), NS,
+                                label_selector="amber.dev/mover"))
+        assert left == []
