@@ -4,11 +4,13 @@ database dumped with pg_dump -Fc and the roles with pg_dumpall --globals-only, s
 mover into the backup; its claim not copied too (``auto``); after the namespace is deleted, the
 restore brings the StatefulSet up on an empty volume, waits until it accepts connections and
 loads the dumps: every table's row count and checksum, and the application's role, come back.
-A drill of the backup passes only with the data back (its check queries the scratch copy).
+A drill of the backup passes only with the data back (its check queries the scratch copy), and
+the same backup restores into another namespace on another storage class.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import random
 import subprocess
@@ -19,6 +21,8 @@ from typing import Any
 
 import pytest
 
+from amber.kube import errors as kerrors
+from amber.kube import objects
 from amber.kube.client import Client
 from amber_cli import Amber
 from cluster_objects import delete_namespace
@@ -103,10 +107,11 @@ def _wait_ready(c: Client) -> None:
              timeout=180, message="the database ready")
 
 
-def _sql(kubeconfig: Path, script: str) -> str:
+def _sql(kubeconfig: Path, script: str, *, namespace: str = NS) -> str:
     """Run ``script`` in the database pod (as postgres, with its password from its env)."""
     out = subprocess.run(
-        ["kubectl", "--kubeconfig", str(kubeconfig), "-n", NS, "exec", "db-0", "--", "sh", "-c",
+        ["kubectl", "--kubeconfig", str(kubeconfig), "-n", namespace, "exec", "db-0", "--",
+         "sh", "-c",
          f'export PGPASSWORD="$POSTGRES_PASSWORD" PGUSER=postgres; {script}'],
         capture_output=True, text=True, timeout=300, check=False)
     assert out.returncode == 0, out.stderr
@@ -166,3 +171,39 @@ def test_logical_backup_and_restore_of_postgresql(
     assert _sql(cluster_kubeconfig, "psql -h 127.0.0.1 -AtX -d postgres -c "
                                     "\"SELECT rolname FROM pg_roles WHERE rolname = 'shop'\"") \
         == "shop"
+
+    # the same backup into another namespace, on another storage class (the first copy goes
+    # first: on the sandbox, pods share the host's network, and both would want 127.0.0.1:PORT)
+    delete_namespace(client, NS, timeout=180)
+    other, klass = f"{NS}-copy", f"copy-{NS}"
+    _clone_default_class(client, klass)
+    try:
+        mapped = repo.on_cluster(cluster_kubeconfig)(
+            "-o", "json", "restore", backup["id"], "--namespace-mapping", f"{NS}={other}",
+            "--storage-class-mapping", f"{_default_class(client)}={klass}",
+            "--wait-timeout", "240", timeout=900, check=False)
+        assert mapped.returncode == 0, mapped.stderr + mapped.stdout
+        claims = client.discover().find("persistentvolumeclaims", "")
+        assert client.get(claims, "data-db-0", other)["spec"]["storageClassName"] == klass
+        assert _sql(cluster_kubeconfig, f'psql -h 127.0.0.1 -AtX -d postgres -c '
+                                        f'"{FINGERPRINT}"', namespace=other) == before
+        assert _sql(cluster_kubeconfig, ORDERS, namespace=other) == orders
+    finally:
+        delete_namespace(client, other, timeout=180)
+        with contextlib.suppress(kerrors.NotFound):
+            client.delete(client.discover().find("storageclasses", "storage.k8s.io"), klass)
+
+
+def _default_class(c: Client) -> str:
+    classes = c.list(c.discover().find("storageclasses", "storage.k8s.io"))
+    return next(objects.name(k) for k in classes if objects.annotations(k).get(
+        "storageclass.kubernetes.io/is-default-class") == "true")
+
+
+def _clone_default_class(c: Client, name: str) -> None:
+    """A second class served by the default class's provisioner (on any cluster)."""
+    res = c.discover().find("storageclasses", "storage.k8s.io")
+    default = c.get(res, _default_class(c))
+    c.create(res, {"metadata": {"name": name}, "provisioner": default["provisioner"],
+                   "reclaimPolicy": "Delete",
+                   "volumeBindingMode": default.get("volumeBindingMode", "Immediate")})
