@@ -179,8 +179,9 @@ def _ensure_os_user(name: str) -> None:
         return
     except KeyError:
         pass
+    # a uid far from the system range, which other tests use as "no such user on the host"
     result = subprocess.run(["useradd", "--system", "--no-create-home", "--user-group",
-                             "--shell", "/usr/sbin/nologin", name],
+                             "--uid", "64990", "--shell", "/usr/sbin/nologin", name],
                             capture_output=True, text=True)
     if result.returncode not in (0, 9):  # 9: the name is taken
         raise RuntimeError(f"useradd {name}: {result.stderr.strip()}")

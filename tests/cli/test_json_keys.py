@@ -8,10 +8,12 @@ schema: they are named once, in ``DATA_MAPS``, by the key that holds them.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import signal
 import subprocess
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -70,6 +72,28 @@ def leaf_commands(group: click.Group, path: tuple[str, ...] = ()) -> Iterator[st
             yield " ".join((*path, name))
 
 
+@contextlib.contextmanager
+def _producer(pipes: Path, data: bytes | None) -> Iterator[None]:
+    """The database image's side of ``mover dump`` (``data``: written into pipe 0) or
+    ``mover feed`` (None: pipe 0 read to its end), with the exit status the mover waits for."""
+    def work() -> None:
+        fifo = pipes / "0"
+        while not fifo.exists():
+            time.sleep(0.02)
+        if data is None:
+            with open(fifo, "rb") as f:
+                f.read()
+        else:
+            with open(fifo, "wb") as f:
+                f.write(data)
+        (pipes / "0.status").write_text("0\n")
+
+    thread = threading.Thread(target=work, daemon=True)
+    thread.start()
+    yield
+    thread.join(timeout=30)
+
+
 @pytest.fixture
 def namespace(cluster_kubeconfig: Path) -> Iterator[str]:
     name = f"json-keys-{uuid.uuid4().hex[:6]}"
@@ -124,6 +148,17 @@ def test_every_command_json_is_lower_camel_case(repo: Amber, tmp_path: Path,
     run("snapshot ls", "latest")
     run("snapshot diff", first["id"], second["id"])
     run("snapshot restore", "latest", str(tmp_path / "target"))
+    moved = run("mover backup", str(src), "--name", "vol")
+    run("mover restore", moved["root"], str(tmp_path / "vol"))
+    pipes = tmp_path / "pipes"
+    pipes.mkdir()
+    with _producer(pipes, b"dump bytes\n"):
+        dumped = run("mover dump", "--pipes", str(pipes), "--name", "db", "--file", "a.dump")
+    pipes = tmp_path / "pipes-in"
+    pipes.mkdir()
+    with _producer(pipes, None):
+        run("mover feed", dumped["root"], "--entry", "db", "--pipes", str(pipes),
+            "--file", "a.dump")
     run("repo snapshots")
     run("repo check")
     run("repo repair index")

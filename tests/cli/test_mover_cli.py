@@ -52,7 +52,7 @@ def test_previous_tree_is_the_files_cache(repo: Amber, tmp_path: Path) -> None:
     second = _backup(repo, src, tmp_path / "r2", "--parent", _entry_tree(repo, first))
     summary = second["summary"]
     assert isinstance(summary, dict)
-    assert summary["files_unchanged"] == 4 and summary["files_changed"] == 1
+    assert summary["filesUnchanged"] == 4 and summary["filesChanged"] == 1
     assert second["root"] != first["root"]
 
 

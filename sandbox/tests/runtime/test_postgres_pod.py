@@ -3,6 +3,7 @@ reached from a second pod through its Service name and a PortForwarder; nothing 
 
 from __future__ import annotations
 
+import pwd
 import shutil
 from pathlib import Path
 from typing import Any
@@ -25,7 +26,19 @@ pytestmark = pytest.mark.skipif(
     reason="PostgreSQL server binaries (initdb, postgres) and psql are needed")
 
 SERVICE_IP = "127.0.1.50"
-PG_UID = 999  # no such user on the host: the runtime names it inside the container
+def _unknown_uid(start: int = 999) -> int:
+    """A uid the host has no account for (the first free one from ``start``): the runtime must
+    name it inside the container. Other tests may have created system accounts."""
+    uid = start
+    while True:
+        try:
+            pwd.getpwuid(uid)
+        except KeyError:
+            return uid
+        uid += 1
+
+
+PG_UID = _unknown_uid()
 START_SCRIPT = (
     '[ -s "$PGDATA/PG_VERSION" ] || initdb --no-sync -U postgres --auth=trust -D "$PGDATA" '
     "> /dev/null && exec postgres -D \"$PGDATA\" -c listen_addresses=$(POD_IP) -c port=5432 "

@@ -231,7 +231,7 @@ def record(db: Database, moved: volumes.Moved) -> dict[str, Any]:
         if placed:
             doc["volumeFiles"] = placed
         doc["bytes"] = int(moved.summary.get("bytes", 0))
-        doc["bytesNewStored"] = int(moved.summary.get("bytes_new_stored", 0))
+        doc["bytesNewStored"] = int(moved.summary.get("bytesNewStored", 0))
     return doc
 
 

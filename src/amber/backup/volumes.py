@@ -128,9 +128,9 @@ class Moved:
         else:
             doc["files"] = int(self.summary.get("files", 0))
             # read again (new or changed) or known from the previous backup's tree
-            doc["filesUnchanged"] = int(self.summary.get("files_unchanged", 0))
+            doc["filesUnchanged"] = int(self.summary.get("filesUnchanged", 0))
             doc["bytes"] = int(self.summary.get("bytes", 0))
-            doc["bytesNewStored"] = int(self.summary.get("bytes_new_stored", 0))
+            doc["bytesNewStored"] = int(self.summary.get("bytesNewStored", 0))
             doc["unreadable"] = int(self.summary.get("errors", len(self.errors)))
             if self.errors:
                 doc["unreadablePaths"] = self.errors

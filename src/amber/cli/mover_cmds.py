@@ -24,7 +24,7 @@ from typing import Any, BinaryIO
 
 import click
 
-from amber.cli import context
+from amber.cli import context, output
 from amber.repo import archiver, fsmeta, restorer, tree
 from amber.util import errors
 
@@ -97,8 +97,8 @@ def backup(ctx: context.Context, source: str, name: str, parent: str) -> None:
     except errors.AmberError as exc:
         _publish(ctx, {"ok": False, "error": str(exc)})
         raise
-    _publish(ctx, {"ok": True, "root": format_ids(root), "summary": summary,
-                   "errors": arch.errors})
+    _publish(ctx, {"ok": True, "root": format_ids(root),
+                   "summary": output.camel_keys(summary), "errors": arch.errors})
 
 
 @mover.command("restore")
@@ -209,7 +209,8 @@ def dump(ctx: context.Context, pipes: str, name: str, files: tuple[str, ...]) ->
     except errors.AmberError as exc:
         _publish(ctx, {"ok": False, "error": str(exc)})
         raise
-    _publish(ctx, {"ok": True, "root": format_ids(root), "summary": summary, "errors": []})
+    _publish(ctx, {"ok": True, "root": format_ids(root),
+                   "summary": output.camel_keys(summary), "errors": []})
 
 
 @mover.command("feed")
