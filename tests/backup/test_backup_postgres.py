@@ -13,36 +13,22 @@ from __future__ import annotations
 import contextlib
 import json
 import random
-import subprocess
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
+import pg_workload
 from amber.kube import errors as kerrors
 from amber.kube import objects
 from amber.kube.client import Client
 from amber_cli import Amber
 from cluster_objects import delete_namespace
-from polling import wait_for
 
 NS = f"pg-{uuid.uuid4().hex[:6]}"
 PORT = str(random.randint(20000, 29999))
 PASSWORD = f"pw-{uuid.uuid4().hex[:10]}"
-#: The official image's job, done with this machine's binaries: initialise the data directory
-#: once (as uid 999, PostgreSQL refuses root), then run the server on the pod's address.
-START = """set -e
-mkdir -p "$PGDATA" && chown -R 999:999 /var/lib/postgresql/data && chmod 700 "$PGDATA"
-exec setpriv --reuid=999 --regid=999 --clear-groups sh -c '
-if [ ! -s "$PGDATA/PG_VERSION" ]; then
-  printf "%s\\n" "$POSTGRES_PASSWORD" > /tmp/pw
-  initdb -U postgres --pwfile=/tmp/pw -A scram-sha-256 -D "$PGDATA" > /dev/null
-  rm -f /tmp/pw
-fi
-exec postgres -D "$PGDATA" -p "$PGPORT" -k /tmp -c listen_addresses="127.0.0.1,$POD_IP"'
-"""
 #: What the application keeps: pgbench's tables in ``postgres``, a second database and a role.
 SEED = ("pgbench -q -i -s 1 -h 127.0.0.1 postgres && "
         "psql -h 127.0.0.1 -qX -d postgres -c \"CREATE ROLE shop LOGIN PASSWORD 'x'\" -c "
@@ -64,58 +50,17 @@ ORDERS = ("psql -h 127.0.0.1 -AtX -d shop -c "
 @pytest.fixture(scope="module")
 def client(cluster_kubeconfig: Path) -> Iterator[Client]:
     c = Client.from_kubeconfig(cluster_kubeconfig, qps=0)
-    d = c.discover()
-    c.create(d.find("namespaces"), {"metadata": {"name": NS}})
-    c.create(d.find("secrets"), {"metadata": {"name": "db-credentials"},
-                                 "stringData": {"password": PASSWORD}}, NS)
-    c.create(d.find("statefulsets", "apps"), _statefulset(), NS)
-    c.create(d.find("services"), {"metadata": {"name": "db"}, "spec": {
-        "selector": {"run": "db"}, "ports": [{"port": int(PORT), "targetPort": int(PORT)}]}},
-        NS)
-    _wait_ready(c)
+    pg_workload.deploy(c, NS, PORT, PASSWORD)
     yield c
     delete_namespace(c, NS, timeout=120)
 
 
-def _statefulset() -> dict[str, Any]:
-    env = [{"name": "POSTGRES_PASSWORD",
-            "valueFrom": {"secretKeyRef": {"name": "db-credentials", "key": "password"}}},
-           {"name": "PGPORT", "value": PORT},
-           {"name": "PGDATA", "value": "/var/lib/postgresql/data/pgdata"},
-           {"name": "PATH", "value": "/usr/lib/postgresql/15/bin:/usr/local/bin:/usr/bin:/bin"},
-           {"name": "POD_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}}]
-    return {
-        "metadata": {"name": "db", "labels": {"app.kubernetes.io/name": "shop-db"}},
-        "spec": {"serviceName": "db", "replicas": 1,
-                 "selector": {"matchLabels": {"run": "db"}},
-                 "template": {"metadata": {"labels": {"run": "db"}}, "spec": {"containers": [{
-                     "name": "postgres", "image": "docker.io/library/postgres:15",
-                     "command": ["sh", "-c", START], "env": env,
-                     "ports": [{"containerPort": int(PORT)}],
-                     "readinessProbe": {"exec": {"command": [
-                         "pg_isready", "-h", "127.0.0.1", "-p", PORT]}, "periodSeconds": 1},
-                     "volumeMounts": [{"name": "data",
-                                       "mountPath": "/var/lib/postgresql/data"}]}]}},
-                 "volumeClaimTemplates": [{"metadata": {"name": "data"}, "spec": {
-                     "accessModes": ["ReadWriteOnce"],
-                     "resources": {"requests": {"storage": "1Gi"}}}}]}}
-
-
 def _wait_ready(c: Client) -> None:
-    sets = c.discover().find("statefulsets", "apps")
-    wait_for(lambda: (c.get(sets, "db", NS).get("status") or {}).get("readyReplicas") == 1,
-             timeout=180, message="the database ready")
+    pg_workload.wait_ready(c, NS)
 
 
 def _sql(kubeconfig: Path, script: str, *, namespace: str = NS) -> str:
-    """Run ``script`` in the database pod (as postgres, with its password from its env)."""
-    out = subprocess.run(
-        ["kubectl", "--kubeconfig", str(kubeconfig), "-n", namespace, "exec", "db-0", "--",
-         "sh", "-c",
-         f'export PGPASSWORD="$POSTGRES_PASSWORD" PGUSER=postgres; {script}'],
-        capture_output=True, text=True, timeout=300, check=False)
-    assert out.returncode == 0, out.stderr
-    return out.stdout.strip()
+    return pg_workload.sql(kubeconfig, namespace, script)
 
 
 def test_logical_backup_and_restore_of_postgresql(
