@@ -30,6 +30,9 @@ from amber.kube.client import Client
 from amber.kube.objects import Obj
 from amber.util import errors
 
+#: Why a database has no dump: no server to dump from. Not a warning: its claims, not
+#: replaced by a dump, are copied as files like any others.
+NOT_RUNNING = "no running, ready pod of it to dump from; its claims are copied as files instead"
 #: Where the database's snapshot directory goes.
 DATABASES = "databases"
 PIPES = "/amber/pipe"
@@ -84,6 +87,10 @@ def find(client: Client, refs: list[tuple[str, str, str]],
         chosen = forced or bp.choose(workload, blueprints)
         if chosen is None:
             continue
+        if forced is None and (workload.get("spec") or {}).get("replicas") == 0:
+            # scaled to zero: no server to dump from, and its files are at rest, so its claims
+            # are copied like any others (consistent, as the server is stopped)
+            continue
         db = Database(namespace, name, kind, bp.bind(chosen, workload))
         _find_pod(client, workload, db)
         out.append(db)
@@ -97,7 +104,7 @@ def _find_pod(client: Client, workload: Obj, db: Database) -> None:
     found = [p for p in client.list(pods, db.namespace, label_selector=",".join(
         f"{k}={v}" for k, v in sorted(selector.items()))) if _ready(p)]
     if not found:
-        db.problem = "no running, ready pod of it to dump from"
+        db.problem = NOT_RUNNING
         return
     found.sort(key=lambda p: (not objects.name(p).endswith("-0"), objects.name(p)))
     pod = found[0]

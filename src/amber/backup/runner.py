@@ -214,7 +214,9 @@ class ResourceBackup:
                          for m in moved if m.problem and m.problem != volumes.DUMPED_INSTEAD
                          and not m.problem.startswith(volumes.NOT_BOUND)]
             warnings += [f"database {d['kind']} {d['namespace']}/{d['workload']}: no dump in "
-                         f"this backup: {d['problem']}" for d in dumped if not d["captured"]]
+                         f"this backup: {d['problem']}" for d in dumped
+                         if not d["captured"] and not (d["problem"] == databases.NOT_RUNNING
+                                                       and self.consistency.volumes)]
             warnings += [h.line() for h in run.hooks if not h.ok and h.hook.fail]
             warnings += [f"volume {m.claim.label}: {len(m.errors) or m.summary.get('errors')} "
                          f"path(s) could not be read, e.g. {m.errors[0] if m.errors else '?'}"

@@ -161,7 +161,9 @@ class Filler:
             filled = Filled(target, source, subject="database")
             out.append(filled)
             if not record.get("captured"):
-                filled.note = (f"no dump in this backup ({record.get('problem')}); the "
+                filled.note = (f"no dump in this backup ({record.get('problem')})"
+                               if record.get("problem") == databases.NOT_RUNNING else
+                               f"no dump in this backup ({record.get('problem')}); the "
                                "database starts empty")
                 continue
             self._load_one(record, source, target, filled, timeout)
