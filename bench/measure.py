@@ -12,6 +12,11 @@ launcher's own ~12 MiB; it is reported as ``rss_floor_kib`` so nobody mistakes i
 
 Only the standard library is imported, to keep that floor low. The tool itself is still run
 directly (``subprocess.Popen``, no shell) and reaped with ``os.wait4``, so the RSS is its own.
+
+Given a JSON *list* of specs instead of one, it runs them all at once (a producer and the
+consumer reading its named pipe, as data_bench.py does) and returns a ``GroupResult``: the wall
+time from the first spawn to the last reap, and each process's own result (``seconds`` from the
+common start to its own reap).
 """
 
 from __future__ import annotations
@@ -165,10 +170,96 @@ def measure(spec: Spec) -> Result:
     )
 
 
+class GroupResult(TypedDict):
+    """Several processes run at once: wall time from the first spawn to the last reap, and each
+    one's own measurement (its ``seconds`` run from the common start to its own reap)."""
+
+    seconds: float
+    timed_out: bool
+    results: list[Result]
+
+
+def measure_group(specs: list[Spec]) -> GroupResult:
+    """Start every spec at once, reap each with ``wait4`` as it ends, and time the whole.
+
+    The processes run concurrently and talk through whatever they set up themselves (named
+    pipes): nothing here connects them. The timeout is the first spec's, for the whole group;
+    it kills every process's session.
+    """
+    timed_out = threading.Event()
+    floor = own_hwm_kib()
+    files = []
+    procs: list[subprocess.Popen[bytes]] = []
+    results: dict[int, Result] = {}
+    try:
+        for spec in specs:
+            files.append(open(spec["stdout"], "wb"))  # noqa: SIM115 (closed below)
+            files.append(open(spec["stderr"], "wb"))  # noqa: SIM115
+        start = time.perf_counter()
+        for number, spec in enumerate(specs):
+            try:
+                procs.append(subprocess.Popen(
+                    spec["argv"], cwd=spec["cwd"], env=spec["env"], stdin=subprocess.DEVNULL,
+                    stdout=files[2 * number], stderr=files[2 * number + 1],
+                    start_new_session=True,
+                ))  # fmt: skip
+            except OSError as exc:
+                for proc in procs:
+                    _kill_group(proc.pid, timed_out)
+                    proc.wait()
+                failed = Result(
+                    seconds=0.0, cpu_seconds=0.0, returncode=127, peak_rss_kib=0,
+                    tree_rss_kib=0, rss_floor_kib=floor, timed_out=False, error=str(exc),
+                )  # fmt: skip
+                return GroupResult(seconds=0.0, timed_out=False, results=[failed] * len(specs))
+        samplers = [TreeRssSampler(proc.pid) for proc in procs]
+        for sampler in samplers:
+            sampler.start()
+
+        def kill_all() -> None:
+            for proc in procs:
+                _kill_group(proc.pid, timed_out)
+
+        killer = threading.Timer(specs[0]["timeout"], kill_all)
+        killer.start()
+        index = {proc.pid: number for number, proc in enumerate(procs)}
+        while len(results) < len(procs):
+            pid, status, usage = os.wait4(-1, 0)
+            if pid not in index:
+                continue
+            number = index[pid]
+            seconds = time.perf_counter() - start
+            samplers[number].stop()
+            procs[number].returncode = os.waitstatus_to_exitcode(status)
+            results[number] = Result(
+                seconds=seconds,
+                cpu_seconds=usage.ru_utime + usage.ru_stime,
+                returncode=procs[number].returncode,
+                peak_rss_kib=usage.ru_maxrss,
+                tree_rss_kib=samplers[number].peak_kib,
+                rss_floor_kib=floor,
+                timed_out=timed_out.is_set(),
+                error=None,
+            )
+        total = time.perf_counter() - start
+        killer.cancel()
+    finally:
+        for f in files:
+            f.close()
+    return GroupResult(
+        seconds=total,
+        timed_out=timed_out.is_set(),
+        results=[results[n] for n in range(len(procs))],
+    )
+
+
 def main() -> int:
-    """Spec on stdin, result on stdout, both JSON."""
-    spec: Spec = json.load(sys.stdin)
-    json.dump(measure(spec), sys.stdout)
+    """Spec (or a list of specs, run at once) on stdin, result on stdout, both JSON."""
+    spec: Spec | list[Spec] = json.load(sys.stdin)
+    if isinstance(spec, list):
+        json.dump(measure_group(spec), sys.stdout)
+    else:
+        json.dump(measure(spec), sys.stdout)
     return 0
 
 
