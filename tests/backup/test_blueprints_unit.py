@@ -86,7 +86,7 @@ def test_binding_keeps_secrets_as_references(builtin: dict[str, blueprint.Bluepr
     assert env["PGUSER"] == {"name": "PGUSER", "value": "app"}
     assert bound.secret_vars == {"password": "POSTGRESQL_PASSWORD"}
     words = bound.words(builtin["postgresql"].backup[1].command, host="10.1.2.3", item="shop")
-    assert words == ["pg_dump", "-Fc", "-h", "10.1.2.3", "-p", "5433", "-d", "shop"]
+    assert words == ["pg_dump", "-Fc", "-Z0", "-h", "10.1.2.3", "-p", "5433", "-d", "shop"]
 
 
 def test_tool_script_holds_commands_not_secrets(builtin: dict[str, blueprint.Blueprint]) -> None:
