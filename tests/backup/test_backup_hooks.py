@@ -7,7 +7,6 @@ run, leaving no mover behind.
 
 from __future__ import annotations
 
-import json
 import subprocess
 import uuid
 from collections.abc import Iterator
@@ -66,9 +65,8 @@ def _cat(kubeconfig: Path, app: str, path: str) -> str:
 
 
 def _manifest(repo: Amber, snapshot: str, tmp_path: Path) -> dict[str, Any]:
-    target = tmp_path / f"m-{snapshot[:8]}"
-    repo("snapshot", "restore", snapshot, str(target), "--include", "/manifest.json")
-    doc: dict[str, Any] = json.loads(next(target.rglob("manifest.json")).read_text())
+    """The backup's manifest, as `backup show -o json` gives it."""
+    doc: dict[str, Any] = repo("-o", "json", "backup", "show", snapshot).json()
     return doc
 
 

@@ -83,10 +83,8 @@ def _backup(repo: Amber, kubeconfig: Path, *args: str) -> dict[str, Any]:
 
 
 def _manifest(repo: Amber, snapshot: str, tmp_path: Path) -> dict[str, Any]:
-    target = tmp_path / f"m-{snapshot[:8]}"
-    repo("snapshot", "restore", snapshot, str(target), "--include", "/manifest.json")
-    found = next(target.rglob("manifest.json"))
-    doc: dict[str, Any] = json.loads(found.read_text())
+    """The backup's manifest, as `backup show -o json` gives it."""
+    doc: dict[str, Any] = repo("-o", "json", "backup", "show", snapshot).json()
     return doc
 
 
