@@ -82,10 +82,19 @@ def _backup(repo: Amber, kubeconfig: Path, *args: str) -> dict[str, Any]:
     return doc
 
 
-def _manifest(repo: Amber, snapshot: str, tmp_path: Path) -> dict[str, Any]:
+def _manifest(repo: Amber, snapshot: str, tmp_path: Path | None = None) -> dict[str, Any]:
     """The backup's manifest, as `backup show -o json` gives it."""
     doc: dict[str, Any] = repo("-o", "json", "backup", "show", snapshot).json()
     return doc
+
+
+def _assert_no_movers_left(client: Client) -> None:
+    """Nothing of the movers is left in the namespace."""
+    for resource in ("jobs", "secrets"):
+        group = "batch" if resource == "jobs" else ""
+        left = [o["metadata"]["name"] for o in client.list(
+            client.discover().find(resource, group), NS, label_selector="amber.dev/mover")]
+        assert left == [], left
 
 
 def test_claim_data_is_in_the_backup_byte_for_byte(
@@ -113,18 +122,31 @@ def test_claim_data_is_in_the_backup_byte_for_byte(
     assert len(big) == 3_000_000
     assert hashlib.sha256(big).hexdigest() == (volume / "big.sha").read_text().strip()
 
-    # nothing of the movers is left in the namespace
-    for resource in ("jobs", "secrets"):
-        group = "batch" if resource == "jobs" else ""
-        left = [o["metadata"]["name"] for o in client.list(
-            client.discover().find(resource, group), NS, label_selector="amber.dev/mover")]
-        assert left == [], left
+    _assert_no_movers_left(client)
 
     # the next backup reads only what changed: the previous tree is the files cache
     second = _backup(repo, cluster_kubeconfig)
     again = {v["claim"]: v for v in _manifest(repo, second["id"], tmp_path)["volumes"]}
     assert again["files"]["captured"] is True and again["files"]["files"] == 4
     assert again["files"]["filesUnchanged"] == 4 and again["files"]["bytesNewStored"] == 0
+
+
+def test_a_mover_image_the_nodes_cannot_pull_fails_fast_and_says_what_to_do(
+        repo: Amber, client: Client, cluster_kubeconfig: Path) -> None:
+    """No node can pull from a registry under .invalid (RFC 2606): the backup does not wait
+    out the start timeout (180 s) but gives the claim up once kubelet's pulls keep failing,
+    names the image and the two ways out, and leaves no Job or Secret behind."""
+    out = repo.on_cluster(cluster_kubeconfig)(
+        "-o", "json", "backup", "create", "-n", NS, check=False, timeout=600,
+        env={"AMBER_MOVER_IMAGE": "registry.invalid/amber:0"})
+    assert out.returncode == 3, out.stderr  # partial: the claim's data is not in it
+    problem = {v["claim"]: v for v in _manifest(repo, json.loads(out.stdout)["id"])["volumes"]
+               }["files"]["problem"]
+    assert "the mover image registry.invalid/amber:0 cannot be pulled" in problem
+    assert "AMBER_MOVER_IMAGE" in problem and "--consistency none" in problem
+    assert "did not start within" not in problem
+    assert "registry.invalid/amber:0 cannot be pulled" in out.stderr
+    _assert_no_movers_left(client)
 
 
 def test_consistency_none_copies_no_data(

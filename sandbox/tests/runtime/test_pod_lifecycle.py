@@ -288,3 +288,37 @@ def test_crash_looping_sidecar_stops_with_the_pod(runtime: PodRuntime) -> None:
     restarts = state_of(handle.status(), "side")["restartCount"]
     time.sleep(2.2)  # back-off is at most 1 s in these tests: a restart would show by now
     assert state_of(handle.status(), "side")["restartCount"] == restarts
+
+
+def test_an_image_that_cannot_be_pulled_never_runs(runtime: PodRuntime, tmp_path: Path,
+                                                   events: list[Event]) -> None:
+    """A registry under .invalid cannot exist (RFC 2606): the pull fails, the kubelet backs
+    off and retries, and the container never runs, as on a real node."""
+    marker = tmp_path / "ran"
+    spec = pod("nopull", [container("main", f"touch {marker}",
+                                    image="registry.invalid/amber:1")],
+               restartPolicy="Never")
+    handle = runtime.start(spec, ResolvedPod(pod_ip=new_pod_ip()))
+    seen: set[str] = set()
+
+    def reasons(status: dict[str, Any]) -> bool:
+        seen.add(state_of(status, "main")["state"].get("waiting", {}).get("reason", ""))
+        return {"ErrImagePull", "ImagePullBackOff"} <= seen
+
+    status = handle.wait_for(reasons, 10)
+    assert status["phase"] == "Pending"
+    assert "registry.invalid" in state_of(status, "main")["state"]["waiting"]["message"]
+    assert any(e.reason == "Failed" and "Failed to pull image" in e.message for e in events)
+    assert not marker.exists()
+
+
+def test_an_image_name_that_does_not_parse_is_refused(runtime: PodRuntime,
+                                                      tmp_path: Path) -> None:
+    marker = tmp_path / "ran"
+    spec = pod("badname", [container("main", f"touch {marker}", image="Not An Image")])
+    handle = runtime.start(spec, ResolvedPod(pod_ip=new_pod_ip()))
+    status = handle.wait_for(lambda s: state_of(s, "main")["state"].get("waiting", {})
+                             .get("reason") == "InvalidImageName", 10)
+    assert "invalid reference format" in state_of(status, "main")["state"]["waiting"]["message"]
+    time.sleep(0.5)
+    assert not marker.exists()

@@ -245,6 +245,9 @@ class Movers:
         self._stop = threading.Event()
         self._secrets: dict[str, str] = {}  # namespace -> Secret name
         self._lock = threading.Lock()
+        #: Why the mover image cannot be used, once a Job found out: the other movers of
+        #: the run fail with that at once instead of each waiting for the same pull.
+        self._no_image = ""
 
     @functools.cached_property
     def handoff(self) -> base.Handoff:
@@ -311,6 +314,8 @@ class Movers:
         and what the result is about); ``build(name, secret)`` makes the Job. The Job is
         deleted however it ends."""
         name = f"amber-mover-{self.run_id}-{secrets.token_hex(3)}"
+        if self._no_image:
+            return Moved(subject, problem=self._no_image)
         try:
             secret = self._secret_for(subject.namespace)
         except kerrors.Forbidden as exc:
@@ -334,6 +339,13 @@ class Movers:
         finally:
             with contextlib.suppress(kerrors.APIError):
                 kjobs.delete(self.client, name, subject.namespace)
+        if outcome.unpulled and outcome.unpulled == self.settings.image:
+            self._no_image = (
+                f"the mover image {outcome.unpulled} cannot be pulled in {subject.namespace} "
+                f"({outcome.why.partition('(')[2].rstrip(')') or outcome.why}): name an image "
+                "with Amber that the nodes can pull in AMBER_MOVER_IMAGE, or leave volume data "
+                "out with --consistency none")
+            return Moved(subject, problem=self._no_image)
         return _moved(subject, outcome)
 
     def _job(self, name: str, claim: Claim, argv: list[str], secret: str, *,

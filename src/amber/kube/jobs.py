@@ -20,6 +20,13 @@ from amber.kube.objects import Obj
 
 #: How often a Job's status is read while it runs.
 POLL = 0.5
+#: Waiting reasons that say the image will never be there as named.
+IMAGE_REFUSED = ("InvalidImageName", "ErrImageNeverPull")
+#: Waiting reasons of failed pulls, which kubelet retries with back-off (10 s, 20 s, ...).
+IMAGE_PULL_FAILED = ("ErrImagePull", "ImagePullBackOff")
+#: How long pulls may keep failing before the Job is given up: kubelet has tried twice by
+#: then. A registry that is down for longer is as good as absent for a backup in progress.
+PULL_GRACE = 20.0
 
 
 @dataclass
@@ -34,6 +41,8 @@ class Outcome:
     why: str = ""
     message: str = ""
     detail: str = ""
+    #: The image that could not be pulled, when that is why the Job failed.
+    unpulled: str = ""
 
 
 def run(client: Client, body: Obj, namespace: str, *, timeout: float,
@@ -41,8 +50,10 @@ def run(client: Client, body: Obj, namespace: str, *, timeout: float,
     """Create the Job ``body`` in ``namespace`` and wait for its end; ``GaveUp`` (a
     ``KubeError``) when it has not ended after ``timeout`` seconds or ``stop()`` said so.
     With ``start_timeout``, a Job whose pod is still not running after that long (a volume
-    that cannot be mounted, an image that cannot be pulled, no node that fits) ends as failed,
-    saying why, instead of waiting out ``timeout``. The Job is left in place for the caller
+    that cannot be mounted, no node that fits) ends as failed, saying why, instead of waiting
+    out ``timeout``. Whatever the timeouts, a Job whose image kubelet cannot pull ends as
+    failed once pulls have kept failing for ``PULL_GRACE`` seconds (an unparsable name: at
+    once), with ``Outcome.unpulled`` naming the image. The Job is left in place for the caller
     to ``delete`` (also when this raises)."""
     created = client.create(client.discover().find("jobs", "batch"), body, namespace)
     return wait(client, str(created["metadata"]["name"]), namespace, timeout=timeout, stop=stop,
@@ -56,9 +67,11 @@ def wait(client: Client, name: str, namespace: str, *, timeout: float,
     jobs = client.discover().find("jobs", "batch")
     began = time.monotonic()
     started = False
+    pulls_failing: float | None = None
+    unpulled = ""
 
     def ended() -> tuple[bool, str] | kwait.Pending:
-        nonlocal started
+        nonlocal started, pulls_failing, unpulled
         live = client.get(jobs, name, namespace)
         status = live.get("status") or {}
         conditions = {c.get("type"): c for c in status.get("conditions") or []
@@ -72,6 +85,13 @@ def wait(client: Client, name: str, namespace: str, *, timeout: float,
         started = started or ((pod or {}).get("status") or {}).get("phase") not in (
             None, "Pending")
         why = _pending_why(pod)
+        reason, image = _image_trouble(pod)
+        if reason in IMAGE_PULL_FAILED:
+            pulls_failing = pulls_failing or time.monotonic()
+        if reason in IMAGE_REFUSED or (
+                pulls_failing is not None and time.monotonic() - pulls_failing >= PULL_GRACE):
+            unpulled = image
+            return False, f"its image {image} cannot be pulled ({why})"
         if not started and start_timeout is not None and \
                 time.monotonic() - began > start_timeout:
             return False, f"its pod did not start within {start_timeout:.0f}s ({why})"
@@ -80,7 +100,16 @@ def wait(client: Client, name: str, namespace: str, *, timeout: float,
     completed, why = kwait.until(ended, timeout=timeout, interval=POLL, stop=stop,
                                  what=f"job {namespace}/{name}")
     message, detail = pod_report(client, name, namespace, with_log=not completed)
-    return Outcome(name, namespace, completed, why, message, detail)
+    return Outcome(name, namespace, completed, why, message, detail, unpulled)
+
+
+def _image_trouble(pod: Obj | None) -> tuple[str, str]:
+    """(waiting reason, image) of the first container that waits on its image, or empty."""
+    for cs in ((pod or {}).get("status") or {}).get("containerStatuses") or []:
+        reason = ((cs.get("state") or {}).get("waiting") or {}).get("reason")
+        if reason in IMAGE_REFUSED + IMAGE_PULL_FAILED:
+            return str(reason), str(cs.get("image") or "")
+    return "", ""
 
 
 def _pending_why(pod: Obj | None) -> str:

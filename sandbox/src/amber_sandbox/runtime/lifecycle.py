@@ -8,7 +8,10 @@ doubles from ``backoff_initial`` up to ``backoff_max`` (waiting reason ``CrashLo
 resets after a run that lasted twice ``backoff_max``.
 
 Convention of the sandbox: the image is ignored, so a container must have a ``command``; without
-one it stays waiting with reason ``NoCommand`` and never runs.
+one it stays waiting with reason ``NoCommand`` and never runs. What kubelet decides about an image
+before it runs is kept (``images``): a reference that does not parse waits as
+``InvalidImageName``; one whose registry cannot exist fails its pull again and again
+(``ErrImagePull``, ``ImagePullBackOff``). Neither ever runs.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Protocol
 
+from . import images
 from .env import ConfigError
 from .logs import tail
 from .payloads import MountError
@@ -146,6 +150,8 @@ class ContainerWorker:
             self.ctx.touch()
 
     def _loop(self) -> None:
+        if self._image_refused():
+            return self._finish()
         run, backoff_base, last_duration = 0, 0, 0.0
         while True:
             if self.spec.command is None:
@@ -178,6 +184,31 @@ class ContainerWorker:
             if not self._restart_wanted(code):
                 return self._finish()
             run += 1
+
+    def _image_refused(self) -> bool:
+        """Wait as kubelet does on an image it cannot use (until the pod stops); False when
+        the image is fine."""
+        image = self.spec.image
+        if bad := images.invalid(image):
+            self._set_waiting("InvalidImageName", bad)
+            self.ctx.event("Warning", "InspectFailed", bad)
+            while not self._wait(1.0):
+                pass
+            return True
+        if not (failure := images.unpullable(image)):
+            return False
+        failures = 0
+        while not self._halted:
+            self._set_waiting("ErrImagePull", failure)
+            self.ctx.event("Warning", "Failed", f"Failed to pull image \"{image}\": {failure}")
+            failures += 1
+            if self._wait(0.2):
+                break
+            self._set_waiting("ImagePullBackOff", f'Back-off pulling image "{image}"')
+            self.ctx.event("Normal", "BackOff", f'Back-off pulling image "{image}"')
+            if self._wait(max(self._backoff(failures + 1), 0.5)):
+                break
+        return True
 
     @property
     def _halted(self) -> bool:
