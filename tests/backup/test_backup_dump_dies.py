@@ -1,7 +1,8 @@
 """A dump whose program dies mid-stream leaves no backup that claims to hold it: the mover
 stores what came through the pipe, sees the program's exit status (killed) and abandons the
 dump; the backup is partial, its manifest and `backup show` say NO DUMP with the program's end,
-the snapshot holds no directory for it, and no mover Job or Secret is left. Uses a blueprint of
+the snapshot holds no directory for it, the claim the dump was to cover is copied as files
+instead, and no mover Job or Secret is left. Uses a blueprint of
 the user's (``AMBER_BLUEPRINTS``) forced on a workload by annotation."""
 
 from __future__ import annotations
@@ -39,12 +40,20 @@ def client(cluster_kubeconfig: Path) -> Iterator[Client]:
     c = Client.from_kubeconfig(cluster_kubeconfig, qps=0)
     d = c.discover()
     c.create(d.find("namespaces"), {"metadata": {"name": NS}})
+    c.create(d.find("persistentvolumeclaims"), {
+        "metadata": {"name": "store-data"},
+        "spec": {"accessModes": ["ReadWriteOnce"],
+                 "resources": {"requests": {"storage": "1Gi"}}}}, NS)
     c.create(d.find("deployments", "apps"), {
         "metadata": {"name": "store", "annotations": {"amber.dev/blueprint": "dying"}},
         "spec": {"replicas": 1, "selector": {"matchLabels": {"run": "store"}},
                  "template": {"metadata": {"labels": {"run": "store"}}, "spec": {
                      "containers": [{"name": "c", "image": "busybox",
-                                     "command": ["sleep", "3600"]}]}}}}, NS)
+                                     "command": ["sh", "-c", "echo kept > /data/table; "
+                                                 "exec sleep 3600"],
+                                     "volumeMounts": [{"name": "d", "mountPath": "/data"}]}],
+                     "volumes": [{"name": "d", "persistentVolumeClaim": {
+                         "claimName": "store-data"}}]}}}}, NS)
     wait_for(lambda: (c.get(d.find("deployments", "apps"), "store", NS).get("status") or {}
                       ).get("readyReplicas") == 1, timeout=120, message="store ready")
     yield c
@@ -67,10 +76,17 @@ def test_a_dump_torn_mid_stream_is_not_in_the_backup(
     manifest = repo("-o", "json", "backup", "show", backup["id"]).json()
     (db,) = manifest["databases"]
     assert db["captured"] is False and "torn.dump" in db["problem"]
+    # the database's data is not lost: its claim, left to the dump, is copied after all
+    assert "its claims were copied as files instead" in db["problem"]
+    (claim,) = manifest["volumes"]
+    assert claim["claim"] == "store-data" and claim["captured"] is True, claim
+    assert claim["level"] == "crash" and claim["files"] == 1
     listed = repo("snapshot", "ls", backup["id"]).stdout
     assert "/databases" not in listed  # not even the complete first file
-    assert f"database Deployment {NS}/store: NO DUMP" in repo("backup", "show",
-                                                              backup["id"]).stdout
+    assert f"/volumes/{NS}/store-data/table" in listed
+    shown = repo("backup", "show", backup["id"]).stdout
+    assert f"database Deployment {NS}/store: NO DUMP" in shown
+    assert "1 database dump(s) failed" in shown
     for resource, group in (("jobs", "batch"), ("secrets", "")):
         left = list(client.list(client.discover().find(resource, group), NS,
                                 label_selector="amber.dev/mover"))

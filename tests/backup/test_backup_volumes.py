@@ -12,7 +12,9 @@ import contextlib
 import hashlib
 import json
 import os
+import signal
 import subprocess
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -73,8 +75,10 @@ def client(cluster_kubeconfig: Path) -> Iterator[Client]:
 
 
 def _backup(repo: Amber, kubeconfig: Path, *args: str) -> dict[str, Any]:
-    out = repo.on_cluster(kubeconfig)("-o", "json", "backup", "create", "-n", NS, *args,
-                                      check=False, timeout=600)
+    """A backup of the namespace that reads the live volume (test_backup_snapshots.py reads
+    it through a snapshot, where the cluster has a class for its driver)."""
+    out = repo.on_cluster(kubeconfig)("-o", "json", "backup", "create", "-n", NS,
+                                      "--no-snapshots", *args, check=False, timeout=600)
     assert out.returncode in (0, 3), out.stderr
     doc: dict[str, Any] = json.loads(out.stdout)
     doc["exit"] = out.returncode
@@ -103,6 +107,7 @@ def test_claim_data_is_in_the_backup_byte_for_byte(
     manifest = _manifest(repo, first["id"], tmp_path)
     by_claim = {v["claim"]: v for v in manifest["volumes"]}
     assert by_claim["files"]["captured"] is True and by_claim["files"]["level"] == "crash"
+    assert by_claim["files"]["method"].startswith("mounted read-only on node ")
     assert by_claim["files"]["files"] == 4
     # a claim that is not bound has no data to lose: said in the manifest, not a warning
     assert by_claim["orphan"]["captured"] is False
@@ -149,6 +154,41 @@ def test_a_mover_image_the_nodes_cannot_pull_fails_fast_and_says_what_to_do(
     _assert_no_movers_left(client)
 
 
+def test_ctrl_c_stops_the_running_movers_and_leaves_nothing(
+        repo: Amber, client: Client, cluster_kubeconfig: Path) -> None:
+    """A mover busy with a file it would need minutes for (200 GB, sparse: no disk used) is
+    stopped by one Ctrl-C: the backup exits 130 at once, its Job and Secret deleted."""
+    pods = client.discover().find("pods", "")
+    pod = next(p["metadata"]["name"] for p in client.list(pods, NS, label_selector="run=files")
+               if (p.get("status") or {}).get("phase") == "Running")
+    kubectl = ["kubectl", "--kubeconfig", str(cluster_kubeconfig), "-n", NS, "exec", pod, "--"]
+    subprocess.run([*kubectl, "truncate", "-s", "200G", "/data/huge.bin"], check=True,
+                   timeout=60)
+    jobs = client.discover().find("jobs", "batch")
+    proc = repo.on_cluster(cluster_kubeconfig).popen(
+        "backup", "create", "-n", NS, "--no-snapshots",
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    try:
+        wait_for(lambda: [p for p in client.list(pods, NS, label_selector="amber.dev/mover")
+                          if (p.get("status") or {}).get("phase") == "Running"] or None,
+                 timeout=120, message="a running mover")
+        time.sleep(1)  # reading the big file
+        proc.send_signal(signal.SIGINT)
+        sent = time.monotonic()
+        _, stderr = proc.communicate(timeout=120)
+        took = time.monotonic() - sent
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        subprocess.run([*kubectl, "rm", "-f", "/data/huge.bin"], check=True, timeout=60)
+    assert proc.returncode == 130, stderr
+    assert took < 15, f"exited {took:.1f}s after SIGINT"
+    assert "stopping the running movers" in stderr
+    assert not list(client.list(jobs, NS, label_selector="amber.dev/mover"))
+    _assert_no_movers_left(client)
+
+
 def test_consistency_none_copies_no_data(
         repo: Amber, client: Client, cluster_kubeconfig: Path, tmp_path: Path) -> None:
     doc = _backup(repo, cluster_kubeconfig, "--consistency", "none")
@@ -156,6 +196,69 @@ def test_consistency_none_copies_no_data(
     assert manifest["volumes"] == []
     listed = repo("snapshot", "ls", doc["id"]).stdout
     assert "/volumes" not in listed
+
+
+def _annotate(client: Client, resource: str, group: str, name: str, value: str | None) -> None:
+    """Set (or with None remove) the consistency annotation of one object of the namespace."""
+    res = client.discover().find(resource, group)
+    client.request("PATCH", res.path(NS, name),
+                   body={"metadata": {"annotations": {"amber.dev/consistency": value}}},
+                   content_type="application/merge-patch+json")
+
+
+def test_the_workload_and_claim_annotations_choose_the_level(
+        repo: Amber, client: Client, cluster_kubeconfig: Path) -> None:
+    """With --consistency auto an application chooses its own level: the workload's
+    annotation for the claims it mounts, the claim's own above that; a value that is no
+    level is a warning (and the data is copied); an explicit --consistency overrides all."""
+    try:
+        _annotate(client, "deployments", "apps", "files", "none")
+        left_out = _backup(repo, cluster_kubeconfig)
+        files = {v["claim"]: v for v in _manifest(repo, left_out["id"])["volumes"]}["files"]
+        assert files["captured"] is False
+        assert files["problem"] == ("left out by its annotation amber.dev/consistency on "
+                                    f"Deployment {NS}/files")
+        assert left_out["exit"] == 0, left_out["stderr"]  # chosen, so not partial
+
+        forced = _backup(repo, cluster_kubeconfig, "--consistency", "crash")
+        assert {v["claim"]: v for v in _manifest(repo, forced["id"])["volumes"]
+                }["files"]["captured"] is True
+
+        _annotate(client, "persistentvolumeclaims", "", "files", "crash")  # the claim wins
+        mine = _backup(repo, cluster_kubeconfig)
+        assert {v["claim"]: v for v in _manifest(repo, mine["id"])["volumes"]
+                }["files"]["captured"] is True
+
+        _annotate(client, "persistentvolumeclaims", "", "files", "crash-ish")
+        _annotate(client, "deployments", "apps", "files", None)
+        typo = _backup(repo, cluster_kubeconfig)
+        assert typo["exit"] == 3
+        assert (f"PersistentVolumeClaim {NS}/files: annotation amber.dev/consistency="
+                "'crash-ish' is not a level") in typo["stderr"]
+        assert {v["claim"]: v for v in _manifest(repo, typo["id"])["volumes"]
+                }["files"]["captured"] is True
+    finally:
+        _annotate(client, "deployments", "apps", "files", None)
+        _annotate(client, "persistentvolumeclaims", "", "files", None)
+
+
+def test_an_unknown_blueprint_annotation_costs_a_warning_not_the_backup(
+        repo: Amber, client: Client, cluster_kubeconfig: Path) -> None:
+    res = client.discover().find("deployments", "apps")
+    client.request("PATCH", res.path(NS, "files"),
+                   body={"metadata": {"annotations": {"amber.dev/blueprint": "postgress"}}},
+                   content_type="application/merge-patch+json")
+    try:
+        doc = _backup(repo, cluster_kubeconfig)
+    finally:
+        client.request("PATCH", res.path(NS, "files"),
+                       body={"metadata": {"annotations": {"amber.dev/blueprint": None}}},
+                       content_type="application/merge-patch+json")
+    assert doc["exit"] == 3, doc["stderr"]
+    assert (f"Deployment {NS}/files: annotation amber.dev/blueprint='postgress' names no "
+            "blueprint (known: ") in doc["stderr"]
+    assert {v["claim"]: v for v in _manifest(repo, doc["id"])["volumes"]
+            }["files"]["captured"] is True
 
 
 def test_restore_fills_the_claim_before_its_workload_starts(

@@ -94,6 +94,23 @@ def test_text_progress_line_is_cleared_before_other_lines_and_at_the_end() -> No
     assert text.endswith(output.CLEAR_LINE), "the last progress line stays on the terminal"
 
 
+def test_the_progress_line_is_cleared_when_the_last_task_ends() -> None:
+    """The result goes to stdout after the work: the line must be gone by then, not only
+    when the reporter closes at exit (else the result lands after a stale progress line)."""
+    stream = Terminal()
+    reporter = output.TextReporter(quiet=False, stream=stream)
+    with reporter.task("volumes", "copying volume data", progress.Unit.STEPS, total=1) as meter:
+        with reporter.task("backup", "backing up", progress.Unit.BYTES):
+            reporter.tick()
+        assert not stream.getvalue().endswith(output.CLEAR_LINE)  # one task still runs
+        meter.add(1)
+        reporter.tick()
+    assert stream.getvalue().endswith(output.CLEAR_LINE)
+    reporter.tick()  # the sampling thread's last round draws nothing
+    assert stream.getvalue().endswith(output.CLEAR_LINE)
+    reporter.close()
+
+
 def test_text_without_a_terminal_or_with_quiet_draws_no_progress() -> None:
     plain = io.StringIO()
     assert not output.TextReporter(quiet=False, stream=plain).shows_progress

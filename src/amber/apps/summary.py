@@ -26,6 +26,8 @@ KEPT_ANNOTATIONS = (
     # the service account a token or pull Secret was made for (defaults.py)
     "kubernetes.io/service-account.name",
     "openshift.io/internal-registry-auth-token.service-account",
+    # the consistency level an application chose for its data (amber.backup.levels)
+    "amber.dev/consistency",
 )
 HELM_RELEASE_SECRET = "helm.sh/release.v1"  # noqa: S105 (a type name)
 

@@ -72,11 +72,13 @@ class Database:
 
 
 def find(client: Client, refs: list[tuple[str, str, str]],
-         blueprints: dict[str, bp.Blueprint], *, forced: bp.Blueprint | None = None
-         ) -> list[Database]:
+         blueprints: dict[str, bp.Blueprint], *, forced: bp.Blueprint | None = None,
+         warnings: list[str] | None = None) -> list[Database]:
     """The databases among ``refs`` ((kind, namespace, name) of workloads) with a blueprint
     (``forced``: that one, as a restore uses the one its backup used), each with a running pod
-    found (or a ``problem`` saying why not)."""
+    found (or a ``problem`` saying why not). A workload whose annotation names no blueprint
+    is no database here (its claims are copied as files) and a line in ``warnings``: one
+    typo must not cost the whole backup."""
     out = []
     resources = {kind: client.discover().find(plural, group) for group, kind, plural in WORKLOADS}
     for kind, namespace, name in refs:
@@ -84,7 +86,13 @@ def find(client: Client, refs: list[tuple[str, str, str]],
             workload = client.get(resources[kind], name, namespace)
         except kerrors.NotFound:
             continue
-        chosen = forced or bp.choose(workload, blueprints)
+        try:
+            chosen = forced or bp.choose(workload, blueprints)
+        except errors.UsageError as exc:
+            if warnings is None:
+                raise
+            warnings.append(f"{kind} {exc}; not dumped, its claims are copied as files")
+            continue
         if chosen is None:
             continue
         if forced is None and (workload.get("spec") or {}).get("replicas") == 0:
@@ -150,7 +158,7 @@ def plan_dump(client: Client, db: Database) -> None:
     bound = db.bound
     items: list[str] = []
     if bound.blueprint.list_command:
-        listed = in_pod(client, db, bound.words(bound.blueprint.list_command))
+        listed = in_pod(client, db, bound.words(bound.blueprint.list_command, host=db.pod_ip))
         if not listed.ok:
             said = (listed.stderr or listed.stdout).decode("utf-8", "replace").strip()
             how = listed.error or f"exit {listed.exit_code}"
@@ -257,7 +265,8 @@ def load(movers: volumes.Movers, db: Database, tree_ids: tuple[bytes, ...],
         deadline = time.monotonic() + ready_timeout
         while True:
             try:
-                probe = in_pod(movers.client, db, bound.words(bound.blueprint.ready_command),
+                probe = in_pod(movers.client, db, bound.words(bound.blueprint.ready_command,
+                                                              host=db.pod_ip),
                                timeout=30)
                 if probe.ok:
                     break
@@ -288,6 +297,7 @@ def load(movers: volumes.Movers, db: Database, tree_ids: tuple[bytes, ...],
     for name, _command in files:
         argv += ["--file", name]
     tool = tool_container(db, [c for _n, c in files], direction="in")
-    return movers.run_job(db.subject, lambda name, secret: movers.job(
+    # through ``each``, which removes the run's Secret (the passphrase) when the Job ends
+    return movers.each([db], lambda _db: movers.run_job(db.subject, lambda name, secret: movers.job(
         name, db.node, argv, secret, mounts=[{"name": "pipes", "mountPath": PIPES}],
-        volumes=[{"name": "pipes", "emptyDir": {}}], sidecars=[tool]))
+        volumes=[{"name": "pipes", "emptyDir": {}}], sidecars=[tool])), "loading the dump")[0]

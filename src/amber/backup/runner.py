@@ -29,7 +29,7 @@ import contextlib
 import datetime
 import urllib.parse
 from collections import defaultdict
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -38,7 +38,7 @@ from amber.apps import collect, labels
 from amber.apps import model as appmodel
 from amber.apps.refs import Ref
 from amber.apps.summary import Summary, summarize
-from amber.backup import blueprint, databases, hooks, layout, volumes
+from amber.backup import blueprint, databases, hooks, layout, levels, volumes
 from amber.kube import errors as kerrors
 from amber.kube import objects
 from amber.kube.client import DEFAULT_PAGE, Client
@@ -99,6 +99,9 @@ class Result:
     items: int
     warnings: list[str]
     applications: list[str]
+    #: claims whose files, and databases whose dumps, are in the backup
+    claims: int = 0
+    dumps: int = 0
 
     @property
     def partial(self) -> bool:
@@ -126,6 +129,10 @@ class _Run:
     deleting: set[Ref] = field(default_factory=set)
     #: The hooks run around the copy of the volumes, in order.
     hooks: list[hooks.HookRun] = field(default_factory=list)
+    #: Warnings found along the way (annotations that name no level).
+    warnings: list[str] = field(default_factory=list)
+    #: The level of each workload and claim (``levels``), once the data is copied.
+    levels: levels.Levels | None = None
 
     def write(self, obj: Obj, s: Summary) -> None:
         if s.ref in self.written:
@@ -133,8 +140,10 @@ class _Run:
         if s.deleting:
             self.deleting.add(s.ref)
             return
-        if s.labels.get(EXCLUDE_LABEL) == "true" or (
+        if s.labels.get(EXCLUDE_LABEL) == "true" or volumes.MOVER_LABEL in s.labels or (
                 self.exclude is not None and self.exclude(s.labels)):
+            # a mover's Job, Secret (the passphrase), snapshot or clone, left by a run that
+            # was killed, is Amber's own scaffolding, never the application's
             self.excluded.add(s.ref)
             return
         data = layout.encode(obj)
@@ -209,14 +218,17 @@ class ResourceBackup:
             warnings = self._warnings(inv, gone)
             if not run.written and inv.errors:
                 raise errors.BackupFailedError(_nothing_captured(scope, inv.errors))
-            moved, dumped = self._volumes(run, scope)
+            moved, dumped = self._volumes(run, scope, inv)
+            warnings += run.warnings
             warnings += [f"volume {m.claim.label}: no data in this backup: {m.problem}"
                          for m in moved if m.problem and m.problem != volumes.DUMPED_INSTEAD
-                         and not m.problem.startswith(volumes.NOT_BOUND)]
+                         and not m.problem.startswith((volumes.NOT_BOUND, levels.LEFT_OUT,
+                                                       volumes.NOT_ASKED))]
             warnings += [f"database {d['kind']} {d['namespace']}/{d['workload']}: no dump in "
                          f"this backup: {d['problem']}" for d in dumped
-                         if not d["captured"] and not (d["problem"] == databases.NOT_RUNNING
-                                                       and self.consistency.volumes)]
+                         if not d["captured"] and not (
+                             d["problem"] == databases.NOT_RUNNING and run.levels is not None
+                             and run.levels.workload(d["namespace"], d["workload"]).volumes)]
             warnings += [h.line() for h in run.hooks if not h.ok and h.hook.fail]
             warnings += [f"volume {m.claim.label}: {len(m.errors) or m.summary.get('errors')} "
                          f"path(s) could not be read, e.g. {m.errors[0] if m.errors else '?'}"
@@ -224,6 +236,7 @@ class ResourceBackup:
             manifest = self._manifest(scope, discovery.resources, rf, inv=inv, apps=apps,
                                       selection=selection, run=run, warnings=warnings,
                                       gone=gone, started=started)
+            manifest["consistency"] = self.consistency.label
             manifest["volumes"] = [m.to_json() for m in moved]
             manifest["databases"] = dumped
             manifest["hooks"] = [h.to_json() for h in run.hooks]
@@ -244,11 +257,13 @@ class ResourceBackup:
                                                if r.namespace})},
                 errors=warnings)
         return Result(snap, len(run.written), warnings,
-                      [a.id for a in _involved(apps, run.written)])
+                      [a.id for a in _involved(apps, run.written)],
+                      claims=sum(1 for m in moved if not m.problem),
+                      dumps=sum(1 for d in dumped if d["captured"]))
 
     # -- volume data ---------------------------------------------------------------------------
 
-    def _volumes(self, run: _Run, scope: Scope
+    def _volumes(self, run: _Run, scope: Scope, inv: appmodel.Inventory
                  ) -> tuple[list[volumes.Moved], list[dict[str, Any]]]:
         """Copy the backup's data through mover Jobs: the claims' files, grafted at
         ``volumes/<namespace>/<claim>`` (amber.backup.volumes), and the databases' dumps, at
@@ -260,16 +275,30 @@ class ResourceBackup:
                            if r.group == "apps" and r.kind in ("StatefulSet", "Deployment"))
         if self.movers is None or not (refs or workloads):
             return [], []
-        dbs = databases.find(self.client, workloads, blueprint.available()) \
-            if self.consistency.logical else []
-        dumped = {(db.namespace, c) for db in dbs if not db.problem for c in db.claims} \
-            if self.consistency.dumps_replace_claims else set()
-        claims = volumes.find_claims(self.client, refs) if self.consistency.volumes else []
-        to_copy = [c for c in claims if (c.namespace, c.name) not in dumped]
+        chosen = levels.read(inv, run.written, self.consistency,
+                             annotations=self.consistency.auto)
+        run.warnings += chosen.warnings
+        run.levels = chosen
+        dbs = [db for db in databases.find(self.client, workloads, blueprint.available(),
+                                           warnings=run.warnings)
+               if chosen.workload(db.namespace, db.workload).logical]
+        # claim -> the database whose dump is to hold its data instead of its files
+        dumped = {(db.namespace, c): db for db in dbs if not db.problem for c in db.claims}
+        claims = volumes.find_claims(self.client, refs)
+
+        def wanted(c: volumes.Claim, *, dump_failed: bool = False) -> bool:
+            db = dumped.get((c.namespace, c.name))
+            replaced = db is not None and not dump_failed and \
+                chosen.workload(db.namespace, db.workload).dumps_replace_claims
+            return chosen.claim(c.namespace, c.name).volumes and not replaced
+
+        to_copy = [c for c in claims if wanted(c)]
         with self._hooks(run, to_copy) as quiesced:
             moved = self.movers.back_up(to_copy, self._previous_volumes(scope, refs)) \
                 if to_copy else []
             dumps = databases.dump(self.movers, dbs) if dbs else []
+            moved += self._instead_of_failed_dumps(claims, to_copy, dbs=dbs, dumps=dumps,
+                                                   wanted=wanted, scope=scope, refs=refs)
         for m in moved:
             if m.claim.used_by and all((m.claim.namespace, p) in quiesced
                                        for p in m.claim.used_by):
@@ -279,10 +308,46 @@ class ResourceBackup:
             self._graft(run, m, volumes.volume_path(m.claim.namespace, m.claim.name))
         for m in dumps:
             self._graft(run, m, databases.database_path(m.claim.namespace, m.claim.name))
-        covered = [volumes.Moved(c, problem=volumes.DUMPED_INSTEAD) for c in claims
-                   if (c.namespace, c.name) in dumped]
-        return moved + covered, [databases.record(db, m) for db, m in zip(dbs, dumps,
-                                                                            strict=True)]
+        # every claim not copied gets a record that says why, for the manifest and restores
+        copied = {(m.claim.namespace, m.claim.name) for m in moved}
+        dumps_made = {(db.namespace, db.workload) for db, m in zip(dbs, dumps, strict=True)
+                      if not m.problem}
+        others = []
+        for c in claims:
+            key = (c.namespace, c.name)
+            if key in copied:
+                continue
+            db = dumped.get(key)
+            if db is not None and (db.namespace, db.workload) in dumps_made:
+                others.append(volumes.Moved(c, problem=volumes.DUMPED_INSTEAD))
+            elif key in chosen.claims and not chosen.claim(*key).volumes:
+                others.append(volumes.Moved(c, problem=chosen.why_left_out(*key)))
+            else:
+                others.append(volumes.Moved(
+                    c, problem=f"{volumes.NOT_ASKED} {self.consistency.label}"))
+        return moved + others, [databases.record(db, m)
+                                for db, m in zip(dbs, dumps, strict=True)]
+
+    def _instead_of_failed_dumps(
+            self, claims: list[volumes.Claim], copied: list[volumes.Claim], *,
+            dbs: list[databases.Database], dumps: list[volumes.Moved],
+            wanted: Callable[..., bool], scope: Scope, refs: list[tuple[str, str]]
+    ) -> list[volumes.Moved]:
+        """A database whose dump failed keeps its data after all: its claims, left to the
+        dump, are copied as files (crash-consistent, which its own recovery handles), where
+        their level allows files; the dump's record says so."""
+        failed = {(db.namespace, c): m for db, m in zip(dbs, dumps, strict=True)
+                  if m.problem for c in db.claims}
+        done = {(c.namespace, c.name) for c in copied}
+        instead = [c for c in claims if (c.namespace, c.name) in failed
+                   and (c.namespace, c.name) not in done and wanted(c, dump_failed=True)]
+        if not instead:
+            return []
+        for m in {id(failed[(c.namespace, c.name)]): failed[(c.namespace, c.name)]
+                  for c in instead}.values():
+            m.problem += "; its claims were copied as files instead (crash)"
+        return self.movers.back_up(instead, self._previous_volumes(scope, refs)) \
+            if self.movers is not None else []
 
     def _graft(self, run: _Run, m: volumes.Moved, path: str) -> None:
         """Put the directory a mover stored at ``path``; a tree that cannot be read becomes the

@@ -8,11 +8,12 @@ then grafts each tree into its snapshot at ``volumes/<namespace>/<claim>``
 restored with the objects. The previous backup's tree of the same claim is the files cache:
 an unchanged file is not read again.
 
-Where the mover runs: a claim that a running pod mounts is read on that pod's node
-(``nodeName``: a ReadWriteOnce volume can be mounted only there); any other claim wherever the
-scheduler puts it. What it runs: on a node of the sandbox (label
-``node.kubernetes.io/instance-type=sandbox``, whose pods run this machine's programs), this
-Amber (``python -m amber.cli.main``); elsewhere the Amber image (``AMBER_MOVER_IMAGE``).
+What the mover reads: where a VolumeSnapshotClass serves the claim's driver, a clone of a fresh
+snapshot (``snapshots``: one instant, any node); otherwise the live volume, on the node of the
+running pod that mounts it (``nodeName``: a ReadWriteOnce volume can be mounted only there), or
+wherever the scheduler puts it when no pod does. What it runs: decided in the container
+(``_command``): this Amber where the container sees this process's interpreter (a sandbox
+node, whose pods run this machine's programs), else the Amber image (``AMBER_MOVER_IMAGE``).
 
 How it reaches the repository: ``Backend.handoff`` (the location URL, plus credentials, CA
 bundle or token as files) and the passphrase go into one Secret per namespace and run, mounted
@@ -41,6 +42,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from amber import __version__
+from amber.backup import snapshots
 from amber.kube import errors as kerrors
 from amber.kube import jobs as kjobs
 from amber.kube import objects
@@ -60,6 +62,9 @@ DEFAULT_IMAGE = f"ghcr.io/amber-dr/amber:{__version__}"
 #: Why an unbound claim has no data in the backup: there is none to lose, so the backup is not
 #: partial for it (the manifest says so).
 NOT_BOUND = "not bound: it has no volume and no data"
+#: Why a claim is not copied when the backup's ``--consistency`` (logical) leaves files out:
+#: chosen, so not a loss (the backup is not partial for it).
+NOT_ASKED = "not copied: the backup was taken with --consistency"
 #: Why a database's claim is not copied: its dump holds the data (``Consistency``).
 DUMPED_INSTEAD = "its database is dumped instead (logical), see the manifest's databases"
 #: The consistency level of a claim copied as it is, while in use (issue 13 §1).
@@ -94,6 +99,13 @@ class Claim:
     phase: str = ""
     node: str | None = None
     used_by: list[str] = field(default_factory=list)
+    #: the claim as read from the cluster (its class, size and mode: for a snapshot clone)
+    live: Obj | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def block(self) -> bool:
+        """A raw block volume: no file system a mover could read."""
+        return ((self.live or {}).get("spec") or {}).get("volumeMode") == "Block"
 
     @property
     def label(self) -> str:
@@ -112,6 +124,10 @@ class Moved:
     problem: str = ""
     #: ``crash``, or ``app`` when every pod using the claim ran its pre-backup hooks
     level: str = CRASH
+    #: how the data was read, when not from the live volume: a clone of which snapshot
+    clone: snapshots.Clone | None = None
+    #: why a snapshot was not used where a class would have served the claim
+    snapshot_problem: str = ""
 
     def to_json(self) -> dict[str, Any]:
         doc: dict[str, Any] = {
@@ -120,6 +136,12 @@ class Moved:
             "method": "mounted read-only" + (f" on node {self.claim.node}"
                                              if self.claim.node else ""),
         }
+        if self.clone is not None:
+            doc["method"] = (f"snapshot (class {self.clone.snapshot_class}), its clone "
+                             "mounted read-only")
+            doc["snapshotTime"] = self.clone.taken
+        if self.snapshot_problem:
+            doc["snapshotProblem"] = self.snapshot_problem
         if self.problem == DUMPED_INSTEAD:
             doc["level"] = "logical"
             doc["coveredBy"] = "databases"
@@ -147,6 +169,16 @@ class Consistency:
     volumes: bool = True
     logical: bool = True
     dumps_replace_claims: bool = True
+    #: ``auto``: each workload's and claim's own annotation may choose (``levels``).
+    auto: bool = True
+
+    @property
+    def label(self) -> str:
+        """The ``--consistency`` value this is (recorded in the manifest)."""
+        if self.auto:
+            return "auto"
+        words = [w for w, on in (("crash", self.volumes), ("logical", self.logical)) if on]
+        return ",".join(words) or "none"
 
     @classmethod
     def parse(cls, text: str) -> Consistency:
@@ -155,12 +187,12 @@ class Consistency:
         if words == {"auto"}:
             return cls()
         if words == {"none"}:
-            return cls(False, False, False)
+            return cls(False, False, False, auto=False)
         unknown = words - {"crash", "logical"}
         if unknown or not words:
             raise errors.UsageError(f"--consistency {text!r}: use auto, crash, logical, "
                                     "crash,logical or none")
-        return cls("crash" in words, "logical" in words, False)
+        return cls("crash" in words, "logical" in words, False, auto=False)
 
 
 @dataclass
@@ -174,6 +206,9 @@ class Settings:
     start_timeout: float = 180.0
     image: str = field(default_factory=lambda: os.environ.get("AMBER_MOVER_IMAGE",
                                                               DEFAULT_IMAGE))
+    #: Read a claim through a fresh CSI snapshot where a VolumeSnapshotClass serves its
+    #: driver (``snapshots``); off: always the live volume.
+    snapshots: bool = True
 
 
 def find_claims(client: Client, refs: Sequence[tuple[str, str]]) -> list[Claim]:
@@ -195,7 +230,7 @@ def find_claims(client: Client, refs: Sequence[tuple[str, str]]) -> list[Claim]:
         out.append(Claim(namespace, name, phase=str((obj.get("status") or {}).get("phase")
                                                     or "Pending"),
                          node=found[0][1] if found else None,
-                         used_by=[pod for pod, _node in found]))
+                         used_by=[pod for pod, _node in found], live=obj))
     return out
 
 
@@ -250,6 +285,16 @@ class Movers:
         self._no_image = ""
 
     @functools.cached_property
+    def snapshot_classes(self) -> snapshots.Classes:
+        """Which claims can be read through a snapshot (read once, when first needed)."""
+        return snapshots.classes(self.client) if self.settings.snapshots else snapshots.NONE
+
+    @functools.cached_property
+    def cloner(self) -> snapshots.Cloner:
+        return snapshots.Cloner(self.client, {MOVER_LABEL: self.run_id},
+                                timeout=self.settings.timeout, stop=self._stop.is_set)
+
+    @functools.cached_property
     def handoff(self) -> base.Handoff:
         """How the movers open the repository (resolved once, when the first one starts)."""
         return self.backend.handoff()
@@ -262,11 +307,22 @@ class Movers:
         def one(claim: Claim) -> Moved:
             if claim.phase != "Bound":
                 return Moved(claim, problem=f"{NOT_BOUND} (it is {claim.phase.lower()})")
+            if claim.block:
+                return Moved(claim, problem="a raw block volume (volumeMode Block): movers "
+                                            "copy file systems only")
             argv = ["mover", "backup", MOUNT, "--name", claim.name]
             parent = parents.get((claim.namespace, claim.name))
             if parent:
                 argv += ["--parent", ",".join(i.hex() for i in parent)]
-            return self._move(claim, argv, read_only=True)
+            snapshot_class = self.snapshot_classes.for_claim(claim.live or {})
+            if not snapshot_class:
+                return self._move(claim, argv, read_only=True)
+            try:
+                return self._move_clone(claim, argv, snapshot_class)
+            except (snapshots.Unavailable, kerrors.APIError) as exc:
+                moved = self._move(claim, argv, read_only=True)
+                moved.snapshot_problem = f"{exc}; read the live volume instead"
+                return moved
 
         return self.each(claims, one, "copying volume data")
 
@@ -293,15 +349,23 @@ class Movers:
                 with concurrent.futures.ThreadPoolExecutor(
                         max_workers=max(1, self.settings.parallel),
                         thread_name_prefix="amber-mover") as pool:
-                    futures = [pool.submit(one, c) for c in items]
-                    out = []
-                    for f in futures:
-                        out.append(f.result())
-                        meter.add(1)
-                    return out
-            except BaseException:
-                self._stop.set()
-                raise
+                    futures: list[concurrent.futures.Future[Moved]] = []
+                    try:
+                        futures += [pool.submit(one, c) for c in items]
+                        out = []
+                        for f in futures:
+                            out.append(f.result())
+                            meter.add(1)
+                        return out
+                    except BaseException:
+                        # Ctrl-C or a failure: every running wait ends now (their Jobs are
+                        # deleted as they return), before the pool waits for its threads
+                        self._stop.set()
+                        for f in futures:
+                            f.cancel()
+                        self.reporter.info("stopping the running movers and deleting their "
+                                           "Jobs")
+                        raise
             finally:
                 self._remove_secrets()
 
@@ -309,10 +373,22 @@ class Movers:
         return self.run_job(claim, lambda name, secret: self._job(
             name, claim, argv, secret, read_only=read_only))
 
-    def run_job(self, subject: Claim, build: Callable[[str, str], Obj]) -> Moved:
+    def _move_clone(self, claim: Claim, argv: list[str], snapshot_class: str) -> Moved:
+        """Back up ``claim`` from a clone of a fresh snapshot of it (``snapshots``): the Job
+        mounts the clone read-only wherever the scheduler puts it."""
+        with self.cloner.clone(claim.namespace, claim.live or {}, snapshot_class) as clone:
+            stand_in = Claim(claim.namespace, clone.name, phase="Bound")
+            moved = self.run_job(claim, lambda name, secret: self._job(
+                name, stand_in, [*argv, "--clone"], secret, read_only=True),
+                created=lambda job: self.cloner.adopt(clone, job))
+        moved.clone = clone
+        return moved
+
+    def run_job(self, subject: Claim, build: Callable[[str, str], Obj], *,
+                created: Callable[[Obj], None] | None = None) -> Moved:
         """Run one mover Job for ``subject`` (a claim, or a database workload: where it runs
-        and what the result is about); ``build(name, secret)`` makes the Job. The Job is
-        deleted however it ends."""
+        and what the result is about); ``build(name, secret)`` makes the Job, ``created`` is
+        told of it once it exists. The Job is deleted however it ends."""
         name = f"amber-mover-{self.run_id}-{secrets.token_hex(3)}"
         if self._no_image:
             return Moved(subject, problem=self._no_image)
@@ -325,7 +401,8 @@ class Movers:
         try:
             outcome = kjobs.run(self.client, build(name, secret), subject.namespace,
                                 timeout=self.settings.timeout + 60, stop=self._stop.is_set,
-                                start_timeout=self.settings.start_timeout)
+                                start_timeout=self.settings.start_timeout, created=created,
+                                main="mover")
         except kwait.GaveUp as exc:
             return Moved(subject, problem=f"the mover Job {subject.namespace}/{name} did not "
                                           f"end: {exc.why or 'stopped'}")

@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-from amber.backup import catalogue, compare, layout, runner, volumes
+from amber.backup import catalogue, compare, layout, levels, runner, volumes
 from amber.cli import context, durations, output, reports
 from amber.cli.options import split_values
 from amber.repo import maintenance, pruner
@@ -40,19 +40,24 @@ def backup() -> None:
                    "amber.io/exclude-from-backup=true always are).")
 @click.option("--tag", "tags", multiple=True, help="Tag the backup (repeatable).")
 @click.option("--consistency", default="auto", show_default=True,
+              callback=lambda _ctx, param, value: _consistency(param, value),
               help="auto: dump the databases a blueprint recognises (logical) and copy every "
                    "other claim as it is (crash); crash: copy every claim; logical: dumps only; "
                    "crash,logical: both; none: Kubernetes resources only.")
 @click.option("--movers", "mover_parallel", type=click.IntRange(1, 64), default=2,
               show_default=True, help="Mover Jobs running at once.")
-@click.option("--mover-timeout", type=durations.DURATION, default="1h", show_default=True,
+@click.option("--mover-timeout", type=durations.POSITIVE_DURATION, default="1h", show_default=True,
               help="How long one mover may run before it is stopped.")
+@click.option("--no-snapshots", is_flag=True,
+              help="Read every claim live, even where a VolumeSnapshotClass serves its driver "
+                   "(by default such a claim is read from a clone of a fresh snapshot).")
 @pass_ctx
 def create(ctx: context.Context, application: str | None, namespaces: tuple[str, ...],
            selector: str | None, everything: bool, include_resources: tuple[str, ...],
            exclude_resources: tuple[str, ...], exclude_namespaces: tuple[str, ...],
-           exclude_selector: str | None, tags: tuple[str, ...], consistency: str,
-           mover_parallel: int, mover_timeout: datetime.timedelta) -> None:
+           exclude_selector: str | None, tags: tuple[str, ...],
+           consistency: volumes.Consistency,
+           mover_parallel: int, mover_timeout: datetime.timedelta, no_snapshots: bool) -> None:
     """Back up APPLICATION (an id from `amber app list`), or --namespace, --selector, --all.
 
     Every object becomes one file in a new repository snapshot, plus a manifest. Exits 3 when
@@ -68,20 +73,24 @@ def create(ctx: context.Context, application: str | None, namespaces: tuple[str,
     scope.validate()
     repo = ctx.open_repo()
     client = ctx.kube_client()
-    levels = volumes.Consistency.parse(consistency)
+    levels = consistency
     movers = None if not (levels.volumes or levels.logical) else volumes.Movers(
         client, repo.backend, ctx.passphrase, reporter=ctx.reporter,
         settings=volumes.Settings(parallel=mover_parallel,
-                                  timeout=mover_timeout.total_seconds()))
+                                  timeout=mover_timeout.total_seconds(),
+                                  snapshots=not no_snapshots))
     result = runner.ResourceBackup(client, repo, context=client.config.context,
                                    reporter=ctx.reporter, movers=movers,
                                    consistency=levels).run(scope, tags=tags)
     snap = result.snapshot
     ctx.emit({"id": snap.id, "shortId": snap.short_id, "objects": result.items,
               "applications": result.applications, "partial": result.partial,
-              "warnings": result.warnings},
+              "warnings": result.warnings, "claimsCopied": result.claims,
+              "databasesDumped": result.dumps},
              f"backup {snap.short_id} saved: {result.items} objects"
              + _of_applications(result.applications, scope.label)
+             + (f", data of {result.claims} claim(s) and {result.dumps} database(s)"
+                if result.claims or result.dumps else "")
              + (" (partial)" if result.partial else ""))
     if result.partial:
         for line in result.warnings[:20]:
@@ -98,6 +107,15 @@ def _of_applications(apps: list[str], scope: str) -> str:
     return f" of {', '.join(apps)}"
 
 
+def _consistency(param: click.Parameter, value: str) -> volumes.Consistency:
+    """``--consistency``, parsed as options are (a usage error names the option)."""
+    try:
+        return volumes.Consistency.parse(value)
+    except errors.UsageError as exc:
+        raise click.BadParameter(str(exc).removeprefix(f"--consistency {value!r}: "),
+                                 param=param) from None
+
+
 def _data_lines(doc: dict[str, Any]) -> list[str]:
     """What the backup holds of each claim and database, and at which level: one line each,
     so a DR reader sees at once which volumes came without their data."""
@@ -106,6 +124,8 @@ def _data_lines(doc: dict[str, Any]) -> list[str]:
     dumps = doc.get("databases") or []
     if volumes_ is None:
         return ["  data:     none (a backup of resources only, made before volume data)"]
+    if doc.get("consistency") == "none":
+        return ["  data:     none (taken with --consistency none: resources only)"]
     if volumes_ or dumps:
         lines.append("  data:")
     for v in volumes_:
@@ -113,8 +133,9 @@ def _data_lines(doc: dict[str, Any]) -> list[str]:
         if v.get("coveredBy") == "databases":
             lines.append(f"    {where}: logical, through its database's dump")
         elif v.get("captured"):
+            via = f", from a snapshot taken {v['snapshotTime']}" if v.get("snapshotTime") else ""
             lines.append(f"    {where}: {v.get('level')}, {v.get('files', 0)} files, "
-                         f"{output.human_bytes(int(v.get('bytes') or 0))}")
+                         f"{output.human_bytes(int(v.get('bytes') or 0))}{via}")
         else:
             lines.append(f"    {where}: NO DATA ({v.get('problem')})")
     for d in dumps:
@@ -136,8 +157,17 @@ def _completeness(doc: dict[str, Any]) -> str:
     if not isinstance(missing, dict):
         return "no (see the warnings)"
     lists, objects = len(missing.get("lists") or []), len(missing.get("objects") or [])
-    return (f"no: {lists} list(s) failed, {objects} selected object(s) not written "
-            "(see the warnings)")
+    parts = [f"{lists} list(s) failed", f"{objects} selected object(s) not written"]
+    claims = sum(1 for v in doc.get("volumes") or [] if not v.get("captured")
+                 and v.get("coveredBy") != "databases" and v.get("problem")
+                 and not str(v["problem"]).startswith((volumes.NOT_BOUND, levels.LEFT_OUT,
+                                                      volumes.NOT_ASKED)))
+    dumps = sum(1 for d in doc.get("databases") or [] if not d.get("captured"))
+    parts += [f"{claims} claim(s) without their data"] if claims else []
+    parts += [f"{dumps} database dump(s) failed"] if dumps else []
+    hooks = sum(1 for h in doc.get("hooks") or [] if not h.get("ok"))
+    parts += [f"{hooks} hook(s) failed"] if hooks else []
+    return f"no: {', '.join(parts)} (see the warnings)"
 
 
 @backup.command("list")

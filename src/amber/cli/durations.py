@@ -26,19 +26,28 @@ def parse(text: str) -> datetime.timedelta:
 
 
 class DurationType(click.ParamType):  # type: ignore[type-arg]
+    """A duration; with ``positive``, zero is refused (a timeout of nothing)."""
+
     name = "DURATION"
+
+    def __init__(self, *, positive: bool = False) -> None:
+        self.positive = positive
 
     def convert(self, value: object, param: click.Parameter | None,
                 ctx: click.Context | None) -> datetime.timedelta:
         if isinstance(value, datetime.timedelta):
             return value
         try:
-            return parse(str(value))
+            found = parse(str(value))
         except ValueError as exc:
             self.fail(str(exc), param, ctx)
+        if self.positive and not found:
+            self.fail(f"{value!r} is no time at all; give a duration above 0", param, ctx)
+        return found
 
 
 DURATION = DurationType()
+POSITIVE_DURATION = DurationType(positive=True)
 
 
 class SecondsType(click.ParamType):  # type: ignore[type-arg]

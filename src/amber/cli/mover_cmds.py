@@ -86,12 +86,15 @@ def _publish(ctx: context.Context, doc: dict[str, Any]) -> None:
               help="Name of the tree's one entry (the claim's).")
 @click.option("--parent", default="",
               help="Tree ids of the volume in the previous backup (files cache).")
+@click.option("--clone", is_flag=True,
+              help="SOURCE is a clone made from a snapshot: its inodes and ctimes are new, so "
+                   "the files cache compares size and mtime only.")
 @pass_ctx
-def backup(ctx: context.Context, source: str, name: str, parent: str) -> None:
+def backup(ctx: context.Context, source: str, name: str, parent: str, clone: bool) -> None:
     """Store the content of directory SOURCE as a tree; print its ids and counts."""
     parent_ids = parse_ids(parent, "--parent") if parent else ()
     repo = ctx.open_repo()
-    arch = archiver.Archiver(repo, reporter=ctx.reporter)
+    arch = archiver.Archiver(repo, reporter=ctx.reporter, stable_inodes=not clone)
     try:
         root, summary = arch.save_directory(source, name=name, parent_subtree=parent_ids)
     except errors.AmberError as exc:

@@ -191,9 +191,17 @@ class TextReporter(_Printer):
         except (OSError, ValueError):
             width = 100
         with self._write_lock:
+            if not self.active():  # the last task ended meanwhile: nothing to draw
+                return
             self.stream.write(CLEAR_LINE + line[: width - 1])
             self.stream.flush()
             self._drawn = True
+
+    def finished(self, meter: progress.Meter) -> None:
+        """The last running task ended: clear its line, so what is printed next (the result,
+        on stdout) does not land after a stale one."""
+        if not self.active():
+            self._erase()
 
     def line(self, text: str) -> None:
         with self._write_lock:
@@ -212,6 +220,9 @@ class TextReporter(_Printer):
 
     def close(self) -> None:
         super().close()
+        self._erase()
+
+    def _erase(self) -> None:
         with self._write_lock:
             if self._drawn:
                 self.stream.write(CLEAR_LINE)

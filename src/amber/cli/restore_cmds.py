@@ -44,9 +44,9 @@ def _options(namespace_mapping: tuple[str, ...], storage_class_mapping: tuple[st
 @options.selection
 @click.option("--kind", "kinds", multiple=True, help="Only these kinds (Deployment, cm, ...).")
 @click.option("--name", "names", multiple=True, help="Only objects named so (globs allowed).")
-@click.option("--resources-only", is_flag=True, help="Kubernetes objects only (the default: "
-                                                     "backups hold no volume data yet).")
-@click.option("--data-only", is_flag=True, help="Volume data only.")
+@click.option("--resources-only", is_flag=True,
+              help="Kubernetes objects only: claims are created empty, dumps not loaded.")
+@click.option("--data-only", is_flag=True, help="Not supported (exit 2): see docs/cli.md.")
 @click.option("--namespace-mapping", multiple=True, metavar="OLD=NEW",
               help="Restore namespace OLD as NEW; references follow (repeatable).")
 @options.mappings
@@ -112,8 +112,10 @@ def restore(ctx: context.Context, backup_id: str, app: str | None,
     if resources_only and data_only:
         raise errors.UsageError("--resources-only and --data-only exclude each other")
     if data_only:
-        raise errors.UsageError("--data-only: resource backups hold no volume data yet, so "
-                                "there is nothing to restore; drop --data-only")
+        raise errors.UsageError(
+            "--data-only is not supported: data goes into the claims a restore creates, never "
+            "over a live one; delete the claims to restore their data, or get the files with "
+            "'amber snapshot restore ID DIR --include /volumes/NAMESPACE/CLAIM'")
     if selector is not None:
         from amber.apps import labels
         labels.parse(selector)  # a bad selector fails before anything is read
@@ -214,7 +216,8 @@ def _print(ctx: context.Context, report: Report, backup: str,
         # A re-run's skips are expected; a first restore's skips surprise: say how to overwrite.
         print(f"{existing} object(s) already {'exist' if report.dry_run else 'existed'} and "
               f"{'would be' if report.dry_run else 'were'} left as they are; --existing update "
-              "(or replace) restores them from the backup")
+              "(or replace) restores their objects from the backup (a claim's data is never "
+              "overwritten: delete the claim first)")
 
 
 def _skipped_existing(report: Report) -> int:

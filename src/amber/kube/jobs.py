@@ -46,7 +46,8 @@ class Outcome:
 
 
 def run(client: Client, body: Obj, namespace: str, *, timeout: float,
-        stop: Callable[[], bool] | None = None, start_timeout: float | None = None) -> Outcome:
+        stop: Callable[[], bool] | None = None, start_timeout: float | None = None,
+        created: Callable[[Obj], None] | None = None, main: str | None = None) -> Outcome:
     """Create the Job ``body`` in ``namespace`` and wait for its end; ``GaveUp`` (a
     ``KubeError``) when it has not ended after ``timeout`` seconds or ``stop()`` said so.
     With ``start_timeout``, a Job whose pod is still not running after that long (a volume
@@ -54,15 +55,21 @@ def run(client: Client, body: Obj, namespace: str, *, timeout: float,
     out ``timeout``. Whatever the timeouts, a Job whose image kubelet cannot pull ends as
     failed once pulls have kept failing for ``PULL_GRACE`` seconds (an unparsable name: at
     once), with ``Outcome.unpulled`` naming the image. The Job is left in place for the caller
-    to ``delete`` (also when this raises)."""
-    created = client.create(client.discover().find("jobs", "batch"), body, namespace)
-    return wait(client, str(created["metadata"]["name"]), namespace, timeout=timeout, stop=stop,
-                start_timeout=start_timeout)
+    to ``delete`` (also when this raises). ``created`` is called with the Job as created,
+    before the wait (to make it the owner of what it uses). With ``main``, the Job has ended
+    when that container of its pod has, by its exit code: a helper container beside it (a
+    database's dump program) that waits for work which will never come cannot hold the Job
+    open; the caller's ``delete`` stops it."""
+    job = client.create(client.discover().find("jobs", "batch"), body, namespace)
+    if created is not None:
+        created(job)
+    return wait(client, str(job["metadata"]["name"]), namespace, timeout=timeout, stop=stop,
+                start_timeout=start_timeout, main=main)
 
 
 def wait(client: Client, name: str, namespace: str, *, timeout: float,
-         stop: Callable[[], bool] | None = None, start_timeout: float | None = None
-         ) -> Outcome:
+         stop: Callable[[], bool] | None = None, start_timeout: float | None = None,
+         main: str | None = None) -> Outcome:
     """Wait for Job ``name`` to complete or fail (see ``run``)."""
     jobs = client.discover().find("jobs", "batch")
     began = time.monotonic()
@@ -82,6 +89,8 @@ def wait(client: Client, name: str, namespace: str, *, timeout: float,
             failed = conditions.get("Failed") or {}
             return False, str(failed.get("message") or failed.get("reason") or "the job failed")
         pod = _pod(client, name, namespace)
+        if main is not None and (code := _exit_code(pod, main)) is not None:
+            return code == 0, "" if code == 0 else f"its container {main} exited {code}"
         started = started or ((pod or {}).get("status") or {}).get("phase") not in (
             None, "Pending")
         why = _pending_why(pod)
@@ -99,8 +108,18 @@ def wait(client: Client, name: str, namespace: str, *, timeout: float,
 
     completed, why = kwait.until(ended, timeout=timeout, interval=POLL, stop=stop,
                                  what=f"job {namespace}/{name}")
-    message, detail = pod_report(client, name, namespace, with_log=not completed)
+    message, detail = pod_report(client, name, namespace, with_log=not completed,
+                                 container=main)
     return Outcome(name, namespace, completed, why, message, detail, unpulled)
+
+
+def _exit_code(pod: Obj | None, container: str) -> int | None:
+    """The exit code of ``container`` of the pod, once it has terminated."""
+    for cs in ((pod or {}).get("status") or {}).get("containerStatuses") or []:
+        done = (cs.get("state") or {}).get("terminated")
+        if cs.get("name") == container and done and "exitCode" in done:
+            return int(done["exitCode"])
+    return None
 
 
 def _image_trouble(pod: Obj | None) -> tuple[str, str]:
@@ -141,13 +160,16 @@ def _pod(client: Client, job: str, namespace: str) -> Obj | None:
 
 
 def pod_report(client: Client, job: str, namespace: str, *,
-               with_log: bool = True) -> tuple[str, str]:
-    """(termination message, detail) of the Job's pod: see ``Outcome``."""
+               with_log: bool = True, container: str | None = None) -> tuple[str, str]:
+    """(termination message, detail) of the Job's pod (of its ``container``, else the
+    first that ended): see ``Outcome``."""
     pod = _pod(client, job, namespace)
     if pod is None:
         return "", ""
     message, detail = "", ""
     for cs in (pod.get("status") or {}).get("containerStatuses") or []:
+        if container is not None and cs.get("name") != container:
+            continue
         done = (cs.get("state") or {}).get("terminated") or {}
         if "exitCode" in done and not detail:
             detail = f"; exit code {done['exitCode']}"
@@ -158,7 +180,8 @@ def pod_report(client: Client, job: str, namespace: str, *,
     try:
         stream = client.transport.open_stream(
             pods.path(namespace, pod["metadata"]["name"]) + "/log",
-            query={"tailLines": "5"}, accept="*/*", read_timeout=10)
+            query={"tailLines": "5", **({"container": container} if container else {})},
+            accept="*/*", read_timeout=10)
         try:
             lines: list[str] = []
             while len(lines) < 20 and (line := stream.readline()):

@@ -117,8 +117,14 @@ class Archiver:
         workers: int | None = None,
         reporter: progress.Reporter = progress.SILENT,
         in_flight: int = 64,
+        stable_inodes: bool = True,
     ) -> None:
         self.repo = repo
+        #: Whether a file's inode and ctime say anything about its content. Not on a volume
+        #: cloned from a snapshot by a driver that copies files: every clone has new ones, so
+        #: the files cache goes by size and mtime alone there (as restic's --ignore-inode
+        #: --ignore-ctime does).
+        self.stable_inodes = stable_inodes
         self.workers = workers or max(2, os.cpu_count() or 2)
         self.reporter = reporter
         #: The running backup's meter: bytes read, files done (``items``).
@@ -499,8 +505,9 @@ class Archiver:
     def _unchanged(self, meta: fsmeta.FileMeta, prev: tree.TreeNode) -> bool:
         pm = prev.meta
         if not (pm.type is fsmeta.NodeType.FILE and pm.size == meta.size
-                and pm.mtime_ns == meta.mtime_ns and pm.ctime_ns == meta.ctime_ns
-                and pm.inode == meta.inode):
+                and pm.mtime_ns == meta.mtime_ns
+                and (not self.stable_inodes
+                     or (pm.ctime_ns == meta.ctime_ns and pm.inode == meta.inode))):
             return False
         return all(self._writer_known(b) for b in prev.content)
 

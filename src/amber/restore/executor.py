@@ -197,12 +197,18 @@ class Executor:
 
     def _fill(self, phase: Phase) -> None:
         """Restore the data of the claims this phase created, before any workload starts
-        (``filling``); claims that existed (skipped) keep what they hold."""
-        created = [(o.step.item.ref, o.step.target) for o in self._outcomes
-                   if o.step in phase.steps and o.result in WRITTEN
-                   and o.step.target.kind == "PersistentVolumeClaim" and not o.step.target.group]
-        if created and self.filler is not None:
-            self._filled += self.filler.fill(created)
+        (``filling``); claims that existed (skipped, or updated by ``--existing update`` or
+        ``replace``) keep what they hold: it may be in use."""
+        claims = [o for o in self._outcomes if o.step in phase.steps and o.result in WRITTEN
+                  and o.step.target.kind == "PersistentVolumeClaim" and not o.step.target.group]
+        created = [(o.step.item.ref, o.step.target) for o in claims
+                   if o.result == Result.CREATED]
+        if self.filler is not None:
+            # an existing claim (updated in place: its spec is immutable) keeps its data
+            self._filled += self.filler.kept([(o.step.item.ref, o.step.target) for o in claims
+                                              if o.result != Result.CREATED])
+            if created:
+                self._filled += self.filler.fill(created)
 
     def _await_terminating_namespaces(self) -> None:
         """A target namespace still being deleted refuses every create (403 "being

@@ -56,9 +56,12 @@ class Filled:
 
     def to_json(self) -> dict[str, Any]:
         key = "claim" if self.subject == "claim" else "workload"
-        return {"namespace": self.target.namespace, key: self.target.name,
-                "restored": self.restored, "files": self.files, "bytes": self.bytes,
-                "failed": self.failed, **({"problem": self.note} if self.note else {})}
+        # ``note`` says why nothing came back; only ``failed`` means data was lost (a claim
+        # whose database's dump holds its data has a note, and is not failed)
+        return {"kind": self.subject, "namespace": self.target.namespace,
+                key: self.target.name, "restored": self.restored, "files": self.files,
+                "bytes": self.bytes, "failed": self.failed,
+                **({"note": self.note} if self.note else {})}
 
 
 class Filler:
@@ -92,15 +95,25 @@ class Filler:
                 filled.bytes = int(m.summary.get("bytes", 0))
         return out
 
+    def kept(self, claims: list[tuple[Ref, Ref]]) -> list[Filled]:
+        """Lines for claims that existed and were updated in place: their data is left as it
+        is, since pods may be using it (overwriting a live database's files corrupts it)."""
+        return [Filled(target, source, note=(
+            "it existed, so its data was left as it is (it may be in use); to bring back the "
+            "backup's data, delete the claim first or restore into another namespace"))
+            for source, target in claims]
+
     def _fill_of(self, source: Ref, target: Ref, filled: Filled) -> volumes.Fill | None:
         """What goes into the claim: its own files, or a database dump that is placed rather
         than loaded; None with a note when nothing does."""
         claim = volumes.Claim(target.namespace, target.name)
         record = self.recorded.get((source.namespace, source.name))
         if record is None:
-            filled.note = ("no data in this backup (taken without volume data: "
-                           "--consistency none, or by an Amber that did not copy it); "
-                           "the claim starts empty")
+            taken = self.source.manifest.get("consistency")
+            filled.note = (f"no data in this backup (taken with --consistency {taken}); "
+                           "the claim starts empty" if taken in ("none", "logical") else
+                           "no data in this backup (taken without volume data, or by an "
+                           "Amber that did not copy it); the claim starts empty")
             return None
         if record.get("coveredBy") == "databases":
             placed = self._placed_dump(source)

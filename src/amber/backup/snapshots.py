@@ -1,0 +1,200 @@
+"""Reading a claim through a CSI snapshot: a fresh VolumeSnapshot and a claim cloned from it.
+
+Issue 13 §2: where a VolumeSnapshotClass serves the driver that provisioned a claim, the mover
+does not read the live volume but a clone of a snapshot taken just before. Every file is then
+as it was at one instant (crash-consistent: what a power cut would leave, which databases and
+journalled file systems recover from), the live volume is never mounted a second time, and the
+mover runs wherever the scheduler puts the clone (node-independent: a ReadWriteOnce volume in
+use would pin it to the node of its pod).
+
+A claim is served when its StorageClass's ``provisioner`` is the ``driver`` of a
+VolumeSnapshotClass: the one annotated ``snapshot.storage.kubernetes.io/is-default-class``, else
+the only one, else the first by name (the snapshot controller's own rule for a snapshot that
+names no class, made explicit). No snapshot API, no class for the driver, or no permission to
+read or create snapshots: the live volume is read as before, and the manifest says which way
+each claim was read.
+
+Lifetime: the snapshot and the clone carry the run's label and, once the mover Job exists, an
+owner reference to it, so the cluster's garbage collector removes them with the Job (its TTL)
+even if this process is killed; normally they are deleted as soon as the mover ends, also on
+failure and Ctrl-C. The snapshot class's ``deletionPolicy`` decides whether the storage's
+snapshot goes with it (``Delete``, the usual) or stays (``Retain``: the administrator's choice).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import secrets
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+from amber.kube import errors as kerrors
+from amber.kube import objects
+from amber.kube import wait as kwait
+from amber.kube.client import Client, Propagation
+from amber.kube.discovery import APIResource
+from amber.kube.objects import Obj
+
+GROUP = "snapshot.storage.k8s.io"
+DEFAULT_CLASS = "snapshot.storage.kubernetes.io/is-default-class"
+DEFAULT_STORAGE_CLASS = ("storageclass.kubernetes.io/is-default-class",
+                         "storageclass.beta.kubernetes.io/is-default-class")
+#: How often a snapshot is looked at while it is being cut.
+POLL = 0.5
+
+
+class Unavailable(Exception):
+    """The claim cannot be read through a snapshot; the message says why (for the manifest,
+    next to the way it was read instead)."""
+
+
+@dataclass(frozen=True)
+class Classes:
+    """Which VolumeSnapshotClass serves each driver, and which driver provisions each
+    StorageClass, as read once per backup."""
+
+    snapshot_class: dict[str, str]
+    provisioner: dict[str, str]
+    default_storage_class: str | None = None
+
+    def for_claim(self, claim: Obj) -> str | None:
+        """The snapshot class for a claim's driver, or None."""
+        spec = claim.get("spec") or {}
+        storage_class = spec.get("storageClassName")
+        if storage_class is None:
+            storage_class = self.default_storage_class
+        driver = self.provisioner.get(str(storage_class or ""))
+        return self.snapshot_class.get(driver) if driver else None
+
+
+NONE = Classes({}, {})
+
+
+def classes(client: Client) -> Classes:
+    """Read the cluster's StorageClasses and VolumeSnapshotClasses (``NONE`` when the snapshot
+    API is not served or may not be read: claims are then read live)."""
+    disc = client.discover()
+    served = disc.served(GROUP, "VolumeSnapshotClass")
+    if served is None or disc.served(GROUP, "VolumeSnapshot") is None:
+        return NONE
+    try:
+        snapshot_classes = list(client.list(served))
+        storage_classes = list(client.list(disc.find("storageclasses", "storage.k8s.io")))
+    except kerrors.APIError:
+        return NONE
+    by_driver: dict[str, str] = {}
+    for vsc in sorted(snapshot_classes, key=lambda c: (
+            objects.annotations(c).get(DEFAULT_CLASS) != "true", objects.name(c))):
+        by_driver.setdefault(str(vsc.get("driver") or ""), objects.name(vsc))
+    default = next((objects.name(sc) for sc in storage_classes
+                    if any(objects.annotations(sc).get(k) == "true"
+                           for k in DEFAULT_STORAGE_CLASS)), None)
+    return Classes(by_driver, {objects.name(sc): str(sc.get("provisioner") or "")
+                               for sc in storage_classes}, default)
+
+
+class Cloner:
+    """Makes the snapshot and the clone of one claim at a time (thread-safe: nothing shared
+    but the client)."""
+
+    def __init__(self, client: Client, labels: dict[str, str], *, timeout: float,
+                 stop: Callable[[], bool]) -> None:
+        self.client = client
+        self.labels = labels
+        self.timeout = timeout
+        self.stop = stop
+
+    @contextlib.contextmanager
+    def clone(self, namespace: str, claim: Obj, snapshot_class: str
+              ) -> Iterator[Clone]:
+        """Snapshot ``claim`` and clone it; yield the clone (its claim's name, and the
+        snapshot's time); delete both afterwards, however the block ends. ``Unavailable``
+        when the snapshot cannot be made (the caller reads the live volume instead)."""
+        disc = self.client.discover()
+        snapshots = disc.find("volumesnapshots", GROUP)
+        claims = disc.find("persistentvolumeclaims", "")
+        name = f"amber-{self.labels_value()}-{secrets.token_hex(3)}"
+        made: list[tuple[APIResource, str]] = []
+        try:
+            try:
+                self.client.create(snapshots, {
+                    "apiVersion": snapshots.group_version, "kind": "VolumeSnapshot",
+                    "metadata": {"name": name, "labels": self.labels},
+                    "spec": {"volumeSnapshotClassName": snapshot_class,
+                             "source": {"persistentVolumeClaimName": objects.name(claim)}}},
+                    namespace)
+            except kerrors.Forbidden as exc:
+                raise Unavailable(f"not allowed to create a VolumeSnapshot ({exc})") from None
+            made.append((snapshots, name))
+            taken, size = self._ready(snapshots, name, namespace)
+            spec = claim.get("spec") or {}
+            capacity = ((claim.get("status") or {}).get("capacity") or {}).get("storage")
+            request = size or capacity or \
+                ((spec.get("resources") or {}).get("requests") or {}).get("storage")
+            body: Obj = {
+                "apiVersion": "v1", "kind": "PersistentVolumeClaim",
+                "metadata": {"name": name, "labels": self.labels},
+                "spec": {"accessModes": ["ReadWriteOnce"],
+                         "storageClassName": spec.get("storageClassName"),
+                         "resources": {"requests": {"storage": request}},
+                         "dataSource": {"apiGroup": GROUP, "kind": "VolumeSnapshot",
+                                        "name": name}}}
+            try:
+                self.client.create(claims, body, namespace)
+            except kerrors.Forbidden as exc:
+                raise Unavailable(f"not allowed to create a claim from its snapshot "
+                                  f"({exc})") from None
+            made.append((claims, name))
+            yield Clone(namespace, name, taken, snapshot_class, made)
+        finally:
+            for res, made_name in reversed(made):
+                with contextlib.suppress(kerrors.APIError):
+                    self.client.delete(res, made_name, namespace,
+                                       propagation=Propagation.BACKGROUND)
+
+    def labels_value(self) -> str:
+        return next(iter(self.labels.values()), "run")
+
+    def _ready(self, snapshots: APIResource, name: str, namespace: str) -> tuple[str, str]:
+        """Wait until the snapshot is ready to use; (its creation time, its restore size)."""
+        def ready() -> tuple[str, str] | kwait.Pending:
+            status = self.client.get(snapshots, name, namespace).get("status") or {}
+            error = (status.get("error") or {}).get("message")
+            if error and not status.get("readyToUse"):
+                raise Unavailable(f"the snapshot failed: {error}")
+            if status.get("readyToUse"):
+                return str(status.get("creationTime") or ""), str(status.get("restoreSize")
+                                                                   or "")
+            return kwait.Pending("the snapshot is not ready to use yet")
+
+        try:
+            return kwait.until(ready, timeout=self.timeout, interval=POLL, stop=self.stop,
+                               what=f"volumesnapshot {namespace}/{name}")
+        except kwait.GaveUp as exc:
+            if exc.stopped:
+                raise
+            raise Unavailable(f"the snapshot was not ready within {self.timeout:.0f}s "
+                              f"({exc.why})") from None
+
+    def adopt(self, clone: Clone, job: Obj) -> None:
+        """Make the mover Job the owner of the snapshot and the clone, so the garbage
+        collector removes them with it if this process dies before it can."""
+        ref = {"apiVersion": "batch/v1", "kind": "Job", "name": objects.name(job),
+               "uid": objects.uid(job)}
+        for res, made_name in clone.made:
+            with contextlib.suppress(kerrors.APIError):
+                self.client.request("PATCH", res.path(clone.namespace, made_name),
+                                    body={"metadata": {"ownerReferences": [ref]}},
+                                    content_type="application/merge-patch+json")
+
+
+@dataclass(frozen=True)
+class Clone:
+    """A claim cloned from a fresh snapshot: ``name`` (claim and snapshot alike), when the
+    snapshot was cut, and through which class."""
+
+    namespace: str
+    name: str
+    taken: str
+    snapshot_class: str
+    made: list[tuple[APIResource, str]]
