@@ -71,3 +71,38 @@ def service_account_kubeconfig(client: Client, namespace: str, account: str, pat
     path.write_text(json.dumps(doc))
     path.chmod(0o600)
     return path
+
+
+def claim_and_writer(client: Client, namespace: str, *, claim: str, deployment: str,
+                     script: str, probe: list[str] | None = None,
+                     labels: dict[str, str] | None = None,
+                     annotations: dict[str, str] | None = None) -> None:
+    """A 1 GiB ReadWriteOnce claim and a one-replica Deployment whose container (busybox:
+    the sandbox runs the command on the host) runs ``script`` with the claim at ``/data``,
+    ready when ``probe`` succeeds (if given); waits until it is ready."""
+    d = client.discover()
+    labels = labels or {}
+    client.create(d.find("persistentvolumeclaims"), {
+        "metadata": {"name": claim, "labels": labels},
+        "spec": {"accessModes": ["ReadWriteOnce"],
+                 "resources": {"requests": {"storage": "1Gi"}}}}, namespace)
+    container: dict[str, Any] = {
+        "name": "c", "image": "busybox", "command": ["sh", "-c", script],
+        "volumeMounts": [{"name": "d", "mountPath": "/data"}]}
+    if probe:
+        container["readinessProbe"] = {"exec": {"command": probe}}
+    client.create(d.find("deployments", "apps"), {
+        "metadata": {"name": deployment, "labels": labels,
+                     "annotations": annotations or {}},
+        "spec": {"replicas": 1, "selector": {"matchLabels": {"run": deployment}},
+                 "template": {"metadata": {"labels": {"run": deployment, **labels}}, "spec": {
+                     "containers": [container],
+                     "volumes": [{"name": "d",
+                                  "persistentVolumeClaim": {"claimName": claim}}]}}}},
+        namespace)
+    deployments = d.find("deployments", "apps")
+    deadline = time.monotonic() + 120
+    while (client.get(deployments, deployment, namespace).get("status") or {}
+           ).get("readyReplicas") != 1:
+        assert time.monotonic() < deadline, f"{namespace}/{deployment} not ready in 120 s"
+        time.sleep(0.2)

@@ -17,8 +17,7 @@ import yaml
 
 from amber.kube.client import Client
 from amber_cli import Amber
-from cluster_objects import delete_namespace
-from polling import wait_for
+from cluster_objects import claim_and_writer, delete_namespace
 
 NS = f"dies-{uuid.uuid4().hex[:6]}"
 DYING = {
@@ -40,22 +39,9 @@ def client(cluster_kubeconfig: Path) -> Iterator[Client]:
     c = Client.from_kubeconfig(cluster_kubeconfig, qps=0)
     d = c.discover()
     c.create(d.find("namespaces"), {"metadata": {"name": NS}})
-    c.create(d.find("persistentvolumeclaims"), {
-        "metadata": {"name": "store-data"},
-        "spec": {"accessModes": ["ReadWriteOnce"],
-                 "resources": {"requests": {"storage": "1Gi"}}}}, NS)
-    c.create(d.find("deployments", "apps"), {
-        "metadata": {"name": "store", "annotations": {"amber.dev/blueprint": "dying"}},
-        "spec": {"replicas": 1, "selector": {"matchLabels": {"run": "store"}},
-                 "template": {"metadata": {"labels": {"run": "store"}}, "spec": {
-                     "containers": [{"name": "c", "image": "busybox",
-                                     "command": ["sh", "-c", "echo kept > /data/table; "
-                                                 "exec sleep 3600"],
-                                     "volumeMounts": [{"name": "d", "mountPath": "/data"}]}],
-                     "volumes": [{"name": "d", "persistentVolumeClaim": {
-                         "claimName": "store-data"}}]}}}}, NS)
-    wait_for(lambda: (c.get(d.find("deployments", "apps"), "store", NS).get("status") or {}
-                      ).get("readyReplicas") == 1, timeout=120, message="store ready")
+    claim_and_writer(c, NS, claim="store-data", deployment="store",
+                     script="echo kept > /data/table; exec sleep 3600",
+                     annotations={"amber.dev/blueprint": "dying"})
     yield c
     delete_namespace(c, NS, timeout=120)
 

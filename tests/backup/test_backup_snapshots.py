@@ -24,7 +24,7 @@ from amber.kube import errors as kerrors
 from amber.kube import execute
 from amber.kube.client import Client
 from amber_cli import Amber
-from cluster_objects import delete_namespace
+from cluster_objects import claim_and_writer, delete_namespace
 from polling import wait_for
 
 SUFFIX = uuid.uuid4().hex[:6]
@@ -45,23 +45,8 @@ def client(cluster_kubeconfig: Path) -> Iterator[Client]:
     if d.served(GROUP, "VolumeSnapshotClass") is None:
         pytest.skip("the cluster serves no snapshot.storage.k8s.io API (no CSI snapshots)")
     c.create(d.find("namespaces"), {"metadata": {"name": NS}})
-    c.create(d.find("persistentvolumeclaims"), {
-        "metadata": {"name": "data"},
-        "spec": {"accessModes": ["ReadWriteOnce"],
-                 "resources": {"requests": {"storage": "1Gi"}}}}, NS)
-    c.create(d.find("deployments", "apps"), {
-        "metadata": {"name": "writer"},
-        "spec": {"replicas": 1, "selector": {"matchLabels": {"run": "writer"}},
-                 "template": {"metadata": {"labels": {"run": "writer"}}, "spec": {
-                     "containers": [{"name": "c", "image": "busybox",
-                                     "command": ["sh", "-c", WRITE],
-                                     "volumeMounts": [{"name": "d", "mountPath": "/data"}],
-                                     "readinessProbe": {"exec": {
-                                         "command": ["cat", "/data/ready"]}}}],
-                     "volumes": [{"name": "d",
-                                  "persistentVolumeClaim": {"claimName": "data"}}]}}}}, NS)
-    wait_for(lambda: (c.get(d.find("deployments", "apps"), "writer", NS).get("status") or {}
-                      ).get("readyReplicas") == 1, timeout=120, message="the writer ready")
+    claim_and_writer(c, NS, claim="data", deployment="writer", script=WRITE,
+                     probe=["cat", "/data/ready"])
     # the class (a default one, set on create or once the claim is provisioned) and its driver
     storage_class = c.get(d.find("persistentvolumeclaims"), "data", NS)["spec"].get(
         "storageClassName")

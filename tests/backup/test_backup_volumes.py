@@ -25,7 +25,7 @@ import pytest
 from amber.kube import errors as kerrors
 from amber.kube.client import Client
 from amber_cli import TEST_KDF_N, Amber
-from cluster_objects import delete_namespace
+from cluster_objects import claim_and_writer, delete_namespace
 from polling import wait_for
 from s3server import S3Server
 
@@ -49,27 +49,13 @@ def client(cluster_kubeconfig: Path) -> Iterator[Client]:
     c = Client.from_kubeconfig(cluster_kubeconfig, qps=0)
     d = c.discover()
     c.create(d.find("namespaces"), {"metadata": {"name": NS}})
-    for claim in ("files", "orphan"):
-        c.create(d.find("persistentvolumeclaims"), {
-            "metadata": {"name": claim, "labels": LABELS},
-            "spec": {"accessModes": ["ReadWriteOnce"],
-                     "resources": {"requests": {"storage": "1Gi"}},
-                     # "orphan" names a class nothing provisions: it stays Pending
-                     **({"storageClassName": f"none-{SUFFIX}"} if claim == "orphan" else {})}},
-            NS)
-    c.create(d.find("deployments", "apps"), {
-        "metadata": {"name": "files", "labels": LABELS},
-        "spec": {"replicas": 1, "selector": {"matchLabels": {"run": "files"}},
-                 "template": {"metadata": {"labels": {"run": "files", **LABELS}}, "spec": {
-                     "containers": [{"name": "c", "image": "busybox",
-                                     "command": ["sh", "-c", WRITE],
-                                     "volumeMounts": [{"name": "d", "mountPath": "/data"}],
-                                     "readinessProbe": {"exec": {
-                                         "command": ["sh", "-c", CHECK]}}}],
-                     "volumes": [{"name": "d",
-                                  "persistentVolumeClaim": {"claimName": "files"}}]}}}}, NS)
-    wait_for(lambda: (c.get(d.find("deployments", "apps"), "files", NS).get("status") or {}
-                      ).get("readyReplicas") == 1, timeout=120, message="the files pod ready")
+    # "orphan" names a class nothing provisions: it stays Pending
+    c.create(d.find("persistentvolumeclaims"), {
+        "metadata": {"name": "orphan", "labels": LABELS},
+        "spec": {"accessModes": ["ReadWriteOnce"], "storageClassName": f"none-{SUFFIX}",
+                 "resources": {"requests": {"storage": "1Gi"}}}}, NS)
+    claim_and_writer(c, NS, claim="files", deployment="files", script=WRITE,
+                     probe=["sh", "-c", CHECK], labels=LABELS)
     yield c
     delete_namespace(c, NS, timeout=120)
 
@@ -92,19 +78,31 @@ def _manifest(repo: Amber, snapshot: str, tmp_path: Path | None = None) -> dict[
     return doc
 
 
+def _no_movers(client: Client) -> bool:
+    return not _movers_left(client)
+
+
+def _movers_left(client: Client) -> list[str]:
+    return [f"{resource}/{o['metadata']['name']}" for resource, group in (
+        ("jobs", "batch"), ("secrets", "")) for o in client.list(
+            client.discover().find(resource, group), NS, label_selector="amber.dev/mover")]
+
+
 def _assert_no_movers_left(client: Client) -> None:
     """Nothing of the movers is left in the namespace."""
-    for resource in ("jobs", "secrets"):
-        group = "batch" if resource == "jobs" else ""
-        left = [o["metadata"]["name"] for o in client.list(
-            client.discover().find(resource, group), NS, label_selector="amber.dev/mover")]
-        assert left == [], left
+    assert _movers_left(client) == []
 
 
 def test_claim_data_is_in_the_backup_byte_for_byte(
         repo: Amber, client: Client, cluster_kubeconfig: Path, tmp_path: Path) -> None:
     first = _backup(repo, cluster_kubeconfig)
     manifest = _manifest(repo, first["id"], tmp_path)
+    # the movers' progress reaches the caller: its "volumes" task counts what they read
+    volumes_progress = [json.loads(x) for x in first["stderr"].splitlines()
+                        if x.startswith("{") and '"task": "volumes"' in x]
+    assert volumes_progress and volumes_progress[-1]["finished"] is True
+    assert volumes_progress[-1]["done"] >= 3_000_000, volumes_progress[-1]
+    assert volumes_progress[-1]["items"] == 4 and volumes_progress[-1]["unit"] == "bytes"
     by_claim = {v["claim"]: v for v in manifest["volumes"]}
     assert by_claim["files"]["captured"] is True and by_claim["files"]["level"] == "crash"
     assert by_claim["files"]["method"].startswith("mounted read-only on node ")
@@ -154,18 +152,21 @@ def test_a_mover_image_the_nodes_cannot_pull_fails_fast_and_says_what_to_do(
     _assert_no_movers_left(client)
 
 
-def test_ctrl_c_stops_the_running_movers_and_leaves_nothing(
-        repo: Amber, client: Client, cluster_kubeconfig: Path) -> None:
-    """A mover busy with a file it would need minutes for (200 GB, sparse: no disk used) is
-    stopped by one Ctrl-C: the backup exits 130 at once, its Job and Secret deleted."""
+def _interrupted_backup(client: Client, kubeconfig: Path, repo: Amber, *, times: int
+                        ) -> tuple[int, str, float]:
+    """A backup interrupted ``times`` times while its mover reads a file it would need
+    minutes for (200 GB, sparse: no disk used); (exit code, stderr, seconds from the first
+    SIGINT to the exit)."""
     pods = client.discover().find("pods", "")
     pod = next(p["metadata"]["name"] for p in client.list(pods, NS, label_selector="run=files")
                if (p.get("status") or {}).get("phase") == "Running")
-    kubectl = ["kubectl", "--kubeconfig", str(cluster_kubeconfig), "-n", NS, "exec", pod, "--"]
+    kubectl = ["kubectl", "--kubeconfig", str(kubeconfig), "-n", NS, "exec", pod, "--"]
     subprocess.run([*kubectl, "truncate", "-s", "200G", "/data/huge.bin"], check=True,
                    timeout=60)
-    jobs = client.discover().find("jobs", "batch")
-    proc = repo.on_cluster(cluster_kubeconfig).popen(
+    # the pods of an earlier run's movers (deleted with their Jobs) may still be stopping
+    wait_for(lambda: not list(client.list(pods, NS, label_selector="amber.dev/mover")) or None,
+             timeout=120, message="no mover pod left from before")
+    proc = repo.on_cluster(kubeconfig).popen(
         "backup", "create", "-n", NS, "--no-snapshots",
         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
@@ -173,20 +174,42 @@ def test_ctrl_c_stops_the_running_movers_and_leaves_nothing(
                           if (p.get("status") or {}).get("phase") == "Running"] or None,
                  timeout=120, message="a running mover")
         time.sleep(1)  # reading the big file
-        proc.send_signal(signal.SIGINT)
         sent = time.monotonic()
+        for _ in range(times):  # a second one while the first one's cleanup runs (~0.5 s)
+            proc.send_signal(signal.SIGINT)
+            time.sleep(0.05)
         _, stderr = proc.communicate(timeout=120)
-        took = time.monotonic() - sent
+        return proc.returncode, stderr, time.monotonic() - sent
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
         subprocess.run([*kubectl, "rm", "-f", "/data/huge.bin"], check=True, timeout=60)
-    assert proc.returncode == 130, stderr
+
+
+def test_ctrl_c_stops_the_running_movers_and_leaves_nothing(
+        repo: Amber, client: Client, cluster_kubeconfig: Path) -> None:
+    """One Ctrl-C stops a busy mover: the backup exits 130 at once, its Job and Secret
+    deleted."""
+    code, stderr, took = _interrupted_backup(client, cluster_kubeconfig, repo, times=1)
+    assert code == 130, stderr
     assert took < 15, f"exited {took:.1f}s after SIGINT"
     assert "stopping the running movers" in stderr
-    assert not list(client.list(jobs, NS, label_selector="amber.dev/mover"))
     _assert_no_movers_left(client)
+
+
+def test_a_second_ctrl_c_says_what_it_leaves_behind(
+        repo: Amber, client: Client, cluster_kubeconfig: Path) -> None:
+    """A second Ctrl-C exits at once, with no time to clean up: it names what is left (the
+    Secret holds the passphrase) and the command that removes it, which then works."""
+    code, stderr, _took = _interrupted_backup(client, cluster_kubeconfig, repo, times=2)
+    assert code == 130, stderr
+    (line,) = [x for x in stderr.splitlines() if "left behind: mover Jobs" in x] or [stderr]
+    command = line.split(": ", 2)[2].split(": ", 1)[1]
+    assert command.startswith("kubectl delete jobs,secrets"), line
+    subprocess.run([*command.split(), "--kubeconfig", str(cluster_kubeconfig)], check=True,
+                   timeout=60, capture_output=True)
+    wait_for(lambda: _no_movers(client) or None, timeout=60, message="movers removed")
 
 
 def test_consistency_none_copies_no_data(

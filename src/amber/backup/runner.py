@@ -46,7 +46,7 @@ from amber.kube.discovery import APIResource
 from amber.kube.objects import Obj
 from amber.repo import fsmeta, memsnap, repository, tree, walker
 from amber.repo import snapshot as snapshots
-from amber.util import errors, progress
+from amber.util import errors, pending, progress
 
 ENTRY_TIME = datetime.datetime(2000, 1, 1, tzinfo=datetime.UTC)
 #: An object labelled so is never backed up (the convention Velero users know, under our name).
@@ -378,26 +378,31 @@ class ResourceBackup:
         run.hooks = runner.runs
         quiesced: set[tuple[str, str]] = set()
         started: list[hooks.PodHooks] = []
-        try:
-            for pod_hooks in found:
-                started.append(pod_hooks)
-                ok = True
-                for bad in pod_hooks.invalid:
-                    runner.runs.append(bad)
-                    ok = False
-                    if bad.hook.phase == "pre" and bad.hook.fail:
-                        raise hooks.HookFailedError(f"{bad.line()}; nothing was saved")
-                for hook in pod_hooks.pre:
-                    result = runner.one(hook)
-                    ok = ok and result.ok
-                    if not result.ok and hook.fail:
-                        raise hooks.HookFailedError(f"{result.line()}; nothing was saved")
-                if ok and pod_hooks.pre:
-                    quiesced.add((pod_hooks.pre[0].namespace, pod_hooks.pre[0].pod))
-            yield quiesced
-        finally:
-            for pod_hooks in started:
-                runner.run(pod_hooks.post)
+        with contextlib.ExitStack() as held:
+            try:
+                for pod_hooks in found:
+                    started.append(pod_hooks)
+                    ok = True
+                    for bad in pod_hooks.invalid:
+                        runner.runs.append(bad)
+                        ok = False
+                        if bad.hook.phase == "pre" and bad.hook.fail:
+                            raise hooks.HookFailedError(f"{bad.line()}; nothing was saved")
+                    for hook in pod_hooks.pre:
+                        held.enter_context(pending.held(
+                            f"pod {hook.namespace}/{hook.pod} ran its pre-backup hook and "
+                            "not its post hook (run that by hand: see the pod's hook "
+                            "annotations)"))
+                        result = runner.one(hook)
+                        ok = ok and result.ok
+                        if not result.ok and hook.fail:
+                            raise hooks.HookFailedError(f"{result.line()}; nothing was saved")
+                    if ok and pod_hooks.pre:
+                        quiesced.add((pod_hooks.pre[0].namespace, pod_hooks.pre[0].pod))
+                yield quiesced
+            finally:
+                for pod_hooks in started:
+                    runner.run(pod_hooks.post)
 
     def _previous_volumes(self, scope: Scope, refs: list[tuple[str, str]]
                           ) -> dict[tuple[str, str], tuple[bytes, ...]]:

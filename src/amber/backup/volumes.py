@@ -50,7 +50,7 @@ from amber.kube import wait as kwait
 from amber.kube.client import Client
 from amber.kube.objects import Obj
 from amber.storage import base
-from amber.util import errors, progress
+from amber.util import errors, pending, progress
 
 #: Label on every object a mover run creates, valued with the run's id.
 MOVER_LABEL = "amber.dev/mover"
@@ -283,6 +283,9 @@ class Movers:
         #: Why the mover image cannot be used, once a Job found out: the other movers of
         #: the run fail with that at once instead of each waiting for the same pull.
         self._no_image = ""
+        #: bytes and files each mover Job said it had done (its progress lines)
+        self._moved: dict[str, tuple[int, int]] = {}
+        self._meter: progress.Meter | None = None
 
     @functools.cached_property
     def snapshot_classes(self) -> snapshots.Classes:
@@ -324,7 +327,8 @@ class Movers:
                 moved.snapshot_problem = f"{exc}; read the live volume instead"
                 return moved
 
-        return self.each(claims, one, "copying volume data")
+        return self.each(claims, one, "copying volume data",
+                         clones=bool(self.snapshot_classes.snapshot_class))
 
     # -- restore -----------------------------------------------------------------------------
 
@@ -341,21 +345,30 @@ class Movers:
 
     # -- the Jobs ------------------------------------------------------------------------------
 
-    def each(self, items: Sequence[Any], one: Callable[[Any], Moved], what: str
-             ) -> list[Moved]:
-        with self.reporter.task("volumes", what, progress.Unit.STEPS,
-                                total=len(items)) as meter:
+    def each(self, items: Sequence[Any], one: Callable[[Any], Moved], what: str, *,
+             clones: bool = False) -> list[Moved]:
+        """``one`` for every item, ``parallel`` at once, in a progress task; the run's Secrets
+        are removed at the end, and a Ctrl-C stops every running mover (``clones``: they may
+        make snapshots and clones, which a second Ctrl-C leaves behind)."""
+        kinds = "jobs,secrets" + (",volumesnapshots,persistentvolumeclaims" if clones else "")
+        with self.reporter.task("volumes", what, progress.Unit.BYTES,
+                                counts_items=True) as meter, pending.held(
+                f"mover Jobs and Secrets (the passphrase){', snapshots, clones' if clones else ''}"
+                f" of run {self.run_id}: kubectl delete {kinds} -A -l "
+                f"{MOVER_LABEL}={self.run_id}"):
             try:
                 with concurrent.futures.ThreadPoolExecutor(
                         max_workers=max(1, self.settings.parallel),
                         thread_name_prefix="amber-mover") as pool:
                     futures: list[concurrent.futures.Future[Moved]] = []
+                    self._meter = meter
+                    meter.set_phase(f"0/{len(items)} done")
                     try:
                         futures += [pool.submit(one, c) for c in items]
                         out = []
                         for f in futures:
                             out.append(f.result())
-                            meter.add(1)
+                            meter.set_phase(f"{len(out)}/{len(items)} done")
                         return out
                     except BaseException:
                         # Ctrl-C or a failure: every running wait ends now (their Jobs are
@@ -398,6 +411,8 @@ class Movers:
             return Moved(subject, problem=f"not allowed to start a mover in "
                                           f"{subject.namespace} ({exc}): copying data needs "
                                           "create on secrets and jobs there")
+        follower = kjobs.LogFollower(self.client, name, subject.namespace, "mover",
+                                     functools.partial(self._progress, name)).start()
         try:
             outcome = kjobs.run(self.client, build(name, secret), subject.namespace,
                                 timeout=self.settings.timeout + 60, stop=self._stop.is_set,
@@ -414,6 +429,7 @@ class Movers:
             return Moved(subject, problem=f"cannot run a mover Job in {subject.namespace}: "
                                           f"{exc}")
         finally:
+            follower.stop(grace=0 if self._stop.is_set() else 2.0)
             with contextlib.suppress(kerrors.APIError):
                 kjobs.delete(self.client, name, subject.namespace)
         if outcome.unpulled and outcome.unpulled == self.settings.image:
@@ -424,6 +440,25 @@ class Movers:
                 "out with --consistency none")
             return Moved(subject, problem=self._no_image)
         return _moved(subject, outcome)
+
+    def _progress(self, job: str, line: str) -> None:
+        """A line of a mover's log: its progress lines (JSON, as ``-o json`` writes them)
+        move the run's meter by what that mover did since its last one."""
+        if not line.startswith("{"):
+            return
+        try:
+            doc = json.loads(line)
+        except ValueError:
+            return
+        if not isinstance(doc, dict) or doc.get("event") != "progress" or \
+                doc.get("unit") != "bytes":
+            return
+        done, items = int(doc.get("done") or 0), int(doc.get("items") or 0)
+        with self._lock:
+            was_done, was_items = self._moved.get(job, (0, 0))
+            self._moved[job] = (max(done, was_done), max(items, was_items))
+        if self._meter is not None:
+            self._meter.add(max(0, done - was_done), max(0, items - was_items))
 
     def _job(self, name: str, claim: Claim, argv: list[str], secret: str, *,
              read_only: bool) -> Obj:
@@ -456,7 +491,9 @@ class Movers:
             "restartPolicy": "Never",
             "automountServiceAccountToken": False,
             "containers": [{
-                "name": "mover", "image": self.settings.image, "command": command + argv,
+                # -o json: progress as JSON lines in its log, which the caller follows
+                "name": "mover", "image": self.settings.image,
+                "command": [*command, "-o", "json", *argv],
                 "env": env, "volumeMounts": mounts,
                 # every file of the volume must be readable, whoever owns it
                 "securityContext": {"runAsUser": 0, "runAsGroup": 0},

@@ -30,7 +30,7 @@ from amber.cli import (
     serve_cmds,
     snapshot_cmds,
 )
-from amber.util import errors
+from amber.util import errors, pending
 
 
 class _Interrupted(BaseException):
@@ -118,7 +118,8 @@ def _install_interrupt_handlers(prog: str) -> None:
     clear = _CLEAR_LINE if os.isatty(2) else ""
 
     def again(_signum: int, _frame: FrameType | None) -> None:
-        os.write(2, f"{clear}{prog}: interrupted again, exiting now\n".encode())
+        left = "".join(f"{prog}: left behind: {line}\n" for line in pending.lines())
+        os.write(2, f"{clear}{prog}: interrupted again, exiting now\n{left}".encode())
         os._exit(errors.ExitCode.INTERRUPTED)
 
     def first(_signum: int, _frame: FrameType | None) -> None:

@@ -9,9 +9,11 @@ result) and the last lines of its log, so a failed Job is one actionable line, n
 from __future__ import annotations
 
 import contextlib
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from amber.kube import errors as kerrors
 from amber.kube import wait as kwait
@@ -199,3 +201,63 @@ def delete(client: Client, name: str, namespace: str) -> None:
     with contextlib.suppress(kerrors.NotFound):
         client.delete(client.discover().find("jobs", "batch"), name, namespace,
                       propagation=Propagation.BACKGROUND)
+
+
+class LogFollower:
+    """Follows the log of one container of a Job's pod on a thread of its own, handing each
+    line to ``on_line`` as it comes (a mover's progress lines, for the caller's progress
+    display). Best effort: a pod that never runs or a log that cannot be read gives no
+    lines, and nothing else changes. ``stop`` ends it (closing the stream it reads)."""
+
+    def __init__(self, client: Client, job: str, namespace: str, container: str,
+                 on_line: Callable[[str], None]) -> None:
+        self.client, self.job, self.namespace = client, job, namespace
+        self.container, self.on_line = container, on_line
+        self._stopped = threading.Event()
+        self._stream: Any = None
+        self._lock = threading.Lock()
+        self._thread = threading.Thread(target=self._run, daemon=True,
+                                        name=f"amber-log-{job}")
+
+    def start(self) -> LogFollower:
+        self._thread.start()
+        return self
+
+    def stop(self, grace: float = 2.0) -> None:
+        """Stop following: after at most ``grace`` seconds for the log to end by itself (it
+        does once the container has ended, with its last lines read)."""
+        self._thread.join(timeout=grace)
+        self._stopped.set()
+        with self._lock:
+            if self._stream is not None:
+                with contextlib.suppress(OSError):
+                    self._stream.close()
+        self._thread.join(timeout=5)
+
+    def _run(self) -> None:
+        pods = self.client.discover().find("pods", "")
+        while not self._stopped.wait(POLL):
+            pod = _pod(self.client, self.job, self.namespace)
+            if pod is None or ((pod.get("status") or {}).get("phase") or "Pending") == \
+                    "Pending":
+                continue
+            try:
+                stream = self.client.transport.open_stream(
+                    pods.path(self.namespace, pod["metadata"]["name"]) + "/log",
+                    query={"follow": "true", "container": self.container}, accept="*/*")
+            except (kerrors.APIError, OSError):
+                return
+            with self._lock:
+                if self._stopped.is_set():
+                    stream.close()
+                    return
+                self._stream = stream
+            try:
+                while line := stream.readline():
+                    self.on_line(line.decode("utf-8", "replace"))
+            except (OSError, ValueError):
+                pass
+            finally:
+                with contextlib.suppress(OSError):
+                    stream.close()
+            return

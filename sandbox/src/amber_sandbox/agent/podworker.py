@@ -30,7 +30,7 @@ from amber_sandbox.agent.node import now
 from amber_sandbox.agent.reporter import Reporter
 from amber_sandbox.agent.resolver import Resolver, Waiting
 from amber_sandbox.apiclient import ApiError, Client
-from amber_sandbox.runtime import PodHandle, PodRuntime, SpecError
+from amber_sandbox.runtime import MountError, PodHandle, PodRuntime, SpecError
 from amber_sandbox.wire import Obj
 
 log = logging.getLogger(__name__)
@@ -114,6 +114,10 @@ class PodWorker:
             self._retry = False
             try:
                 done = self._sync()
+            except MountError as e:  # kubelet: an event and a retry, not a crash
+                log.warning("pod %s/%s: volume not ready: %s", self.namespace, self.name, e)
+                self._retry = True
+                continue
             except Exception:
                 log.exception("pod %s/%s: sync failed", self.namespace, self.name)
                 self._retry = True
