@@ -3,11 +3,12 @@ annotations and Amber's ``hooks.amber.dev/restore``.
 
 Without a cluster: what the annotations mean and their defaults, and the init container a plan
 adds (first, with the app's mounts, once). On a cluster (the sandbox, or AMBER_TEST_KUBECONFIG's),
-through the real CLI, from one backup: a post-restore hook runs in the restored pod once it is
-ready and its output is in the report; the init container runs before the app (the app copies
-what it wrote, and the hook prints that); a Continue failure warns (exit 0); a hook past its
-exec-timeout is reported as timed out; a Fail failure exits 21 naming the pod and the hook, in a
-restore and in a drill; ``--no-hooks`` skips them; ``--dry-run`` shows the init container.
+through the real CLI, from one backup: a post-restore hook runs in the restored pod (of a
+Deployment, and a bare Pod) once it is ready and its output is in the report; the init container
+runs before the app (the app copies what it wrote, and the hook prints that); a Continue failure
+warns (exit 0); a hook past its exec-timeout is reported as timed out; a Fail failure exits 21
+naming the pod and the hook, in a restore and in a drill, and keeps the applications depending
+on its own from starting; ``--no-hooks`` skips them; ``--dry-run`` shows the init container.
 
 The hooks run in real pods, which the sandbox can do only as root (CI runs as root).
 """
@@ -126,12 +127,15 @@ APPS: dict[str, dict[str, str]] = {
     "soft": {POST + "command": '["sh", "-c", "echo half-done >&2; exit 5"]'},
     "slow": {POST + "command": '["sleep", "30"]', POST + "exec-timeout": "1s"},
     "bad": {POST + "command": '["sh", "-c", "echo broken >&2; exit 3"]', POST + "on-error": "Fail"},
+    "after": {},  # depends on bad: restored in the wave after it
 }
 
 
 def _create_app(c: Client, name: str, annotations: dict[str, str]) -> None:
+    own = {"amber.io/depends-on": "bad"} if name == "after" else {}
     c.create(c.discover().find("deployments", "apps"), {
-        "metadata": {"name": name, "labels": {"app.kubernetes.io/name": name}},
+        "metadata": {"name": name, "labels": {"app.kubernetes.io/name": name},
+                     "annotations": own},
         "spec": {"replicas": 1, "selector": {"matchLabels": {"run": name}},
                  "template": {"metadata": {"labels": {"run": name}, "annotations": annotations},
                               "spec": {
@@ -166,6 +170,10 @@ def kube(tmp_path_factory: pytest.TempPathFactory, cluster_kubeconfig: Path,
     amber("repo", "init", "--kdf-n", str(TEST_KDF_N), "--no-recovery-key")
     for name, notes in APPS.items():
         _create_app(client, name, notes)
+    client.create(client.discover().find("pods"), {  # a bare pod: its own annotations count
+        "metadata": {"name": "lone", "annotations": {POST + "command": "hostname"}},
+        "spec": {"terminationGracePeriodSeconds": 1, "containers": [
+            {"name": "main", "image": "busybox", "command": ["sleep", "3600"]}]}}, NS)
     kube = amber.on_cluster(cluster_kubeconfig)
     kube("backup", "create", "-n", NS, timeout=600)
     return kube
@@ -182,8 +190,9 @@ def _restore(kube: Amber, target: str, *names: str, args: tuple[str, ...] = ()) 
 
 @pytest.fixture(scope="module")
 def restored(kube: Amber) -> tuple[Any, dict[str, list[dict[str, Any]]]]:
-    """good, soft and slow restored into a namespace of their own (every hook Continue)."""
-    out = _restore(kube, f"{NS}-a", "good", "soft", "slow")
+    """good, soft, slow and lone restored into a namespace of their own (every hook
+    Continue)."""
+    out = _restore(kube, f"{NS}-a", "good", "soft", "slow", "lone")
     assert out.returncode == 0, out.stderr
     by_workload: dict[str, list[dict[str, Any]]] = {}
     for ran in out.json()["hooks"]:
@@ -202,6 +211,9 @@ def test_post_restore_hooks_run_in_the_ready_pod_and_report_their_output(
         assert h["namespace"] == f"{NS}-a" and h["pod"].startswith("good-")
     # the init container wrote the seed before the app started, which copied it
     assert velero["output"] == "seeded\n" and amber["output"] == "amber\n"
+    (lone,) = ran["lone"]
+    assert lone["pod"] == "lone" and lone["container"] == "main" and lone["ok"] is True
+    assert lone["command"] == ["hostname"] and lone["output"].strip()
 
 
 @needs_pods
@@ -233,6 +245,17 @@ def test_a_failing_fail_hook_exits_21_naming_pod_and_hook(kube: Amber, client: C
     line = out.stderr.strip().splitlines()[-1]
     assert f"pod {NS}-b/{bad['pod']}" in line and POST + "command" in line
     assert "exit code 3" in line and "broken" in line
+
+
+@needs_pods
+def test_a_failing_fail_hook_keeps_its_dependents_from_starting(kube: Amber) -> None:
+    out = _restore(kube, f"{NS}-d", "bad", "after")
+    assert out.returncode == 3, out.stderr  # an object not restored outranks the hook's 21
+    doc = out.json()
+    assert [(h["pod"].split("-")[0], h["ok"]) for h in doc["hooks"]] == [("bad", False)]
+    after = next(o for o in doc["objects"] if o["ref"].endswith("/after"))
+    assert after["result"] == "failed" and after["reason"] == "DependencyNotReady"
+    assert "had a restore hook fail" in after["message"]
 
 
 @needs_pods
