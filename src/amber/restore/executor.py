@@ -583,8 +583,7 @@ class Executor:
         dependents, a failed Continue hook is a warning."""
         if self.hooks is None or self.dry_run:
             return
-        written = {str(o.step.target): o.step for o in outcomes
-                   if o.result in WRITTEN and o.step.obj is not None}
+        written = {str(o.step.target): o.step for o in outcomes if o.result in WRITTEN}
         self._meter.set_phase("running restore hooks")
         try:
             ran = self.hooks.run([(s.target, s.obj) for s in written.values()
@@ -593,9 +592,11 @@ class Executor:
             self._meter.set_phase("")
         for r in ran:
             app = written[r.workload].app
-            if r.fails and app:
-                self._not_ready_apps.setdefault(app, f"had a restore hook fail ({r.line()})"[:300])
-            elif not r.ok and not r.fails:
+            if r.fails:
+                if app:
+                    self._not_ready_apps.setdefault(
+                        app, f"had a restore hook fail ({r.line()})"[:300])
+            elif not r.ok:
                 self._warnings.append(f"{r.line()} (on-error Continue: the restore goes on)")
 
     def _wait_all(self) -> None:

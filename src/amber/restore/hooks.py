@@ -329,8 +329,13 @@ class Runner:
             self._done.add(key)
             templates = pod_templates(obj)
             found = declared(templates[0], target.namespace) if templates else Declared()
-            if found.exec or found.bad_exec:
+            if not (found.exec or found.bad_exec):
+                continue
+            try:
                 out += self._workload(target, obj, found, not_ready.get(key))
+            except kerrors.APIError as exc:  # e.g. a tenant that may not list pods
+                out += [self._not_run(h.hook, key, f"not run: cannot read the pods of {key}: "
+                                                   f"{exc}") for h in found.exec]
         self.runs += out
         return out
 
