@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -72,6 +72,8 @@ class HookRun:
     stderr: str = ""
     error: str = ""
     seconds: float = 0.0
+    #: still running at its timeout (left to the container: exec cannot stop it)
+    timed_out: bool = False
 
     @property
     def ok(self) -> bool:
@@ -109,7 +111,7 @@ def of_pod(pod: Obj) -> PodHooks:
     out = PodHooks()
     notes = objects.annotations(pod)
     namespace, name = objects.namespace(pod), objects.name(pod)
-    where = _Pod(namespace, name, tuple(str(c.get("name")) for c in (
+    where = PodRef(namespace, name, tuple(str(c.get("name")) for c in (
         pod.get("spec") or {}).get("containers") or []))
     for phase, prefix in VELERO.items():
         if prefix + "command" not in notes:
@@ -120,49 +122,74 @@ def of_pod(pod: Obj) -> PodHooks:
         _add(out, where, phase, spec, source=prefix + "command", raw=True)
     if AMBER in notes:
         try:
-            specs = json.loads(notes[AMBER])
-            if not isinstance(specs, list):
-                raise ValueError("not a JSON list")
+            entries = json_entries(notes[AMBER])
         except ValueError as exc:
             bad = Hook(namespace, name, "", (), "pre", True, 0.0, AMBER)
             out.invalid.append(HookRun(bad, error=f"annotation {AMBER}: {exc}"))
             return out
-        for spec in specs:
-            entry: dict[str, Any] = spec if isinstance(spec, dict) else {}
+        for entry in entries:
             _add(out, where, str(entry.get("phase")), entry, source=AMBER, raw=False)
     return out
 
 
+def json_entries(text: str) -> list[dict[str, Any]]:
+    """The entries of an Amber hook annotation: a JSON list of objects (one that is not an
+    object reads as ``{}``, which then fails on its own); ValueError if it is not a list."""
+    entries = json.loads(text)
+    if not isinstance(entries, list):
+        raise ValueError("not a JSON list")
+    return [e if isinstance(e, dict) else {} for e in entries]
+
+
 @dataclass(frozen=True)
-class _Pod:
+class PodRef:
+    """Where a hook runs: the pod, and its containers in order (the first is the default)."""
+
     namespace: str
     name: str
     containers: tuple[str, ...]
 
 
-def _add(out: PodHooks, pod: _Pod, phase: str, spec: dict[str, Any], *, source: str,
+def _add(out: PodHooks, pod: PodRef, phase: str, spec: dict[str, Any], *, source: str,
          raw: bool) -> None:
-    namespace, containers = pod.namespace, pod.containers
-    fail = str(spec.get("onError") or "fail").lower() != "continue"
     try:
         if phase not in ("pre", "post"):
             raise ValueError(f"phase is pre or post, not {phase!r}")
-        command = _command(spec.get("command"), raw=raw)
-        container = str(spec.get("container") or (containers[0] if containers else ""))
-        if containers and container not in containers:
-            raise ValueError(f"the pod has no container {container!r}")
-        timeout = _seconds(spec.get("timeout"))
+        hook = exec_hook(pod, phase, spec, source=source, raw=raw, fail_by_default=True)
     except ValueError as exc:
-        bad = Hook(namespace, pod.name, "", (), phase if phase in ("pre", "post") else "pre",
-                   fail, 0.0, source)
+        bad = Hook(pod.namespace, pod.name, "", (), phase if phase in ("pre", "post") else "pre",
+                   on_error_fails(spec.get("onError"), default=True), 0.0, source)
         out.invalid.append(HookRun(bad, error=f"annotation {source}: {exc}"))
         return
-    hook = Hook(namespace, pod.name, container, command, phase, fail, timeout, source)
     (out.pre if phase == "pre" else out.post).append(hook)
 
 
-def _command(value: Any, *, raw: bool) -> tuple[str, ...]:
-    """Velero's rule: a JSON array of strings is the command, anything else one word."""
+def exec_hook(pod: PodRef, phase: str, spec: Mapping[str, Any], *, source: str, raw: bool,
+              fail_by_default: bool) -> Hook:
+    """One hook from its spec: Velero's annotation values (``raw``: the command is a string)
+    or an entry of Amber's JSON list, both as ``command``, ``container``, ``onError``,
+    ``timeout``. Backup and restore hooks share it, so both spellings mean the same in both;
+    only the on-error default differs (Velero's: Fail for backup, Continue for restore). A
+    ValueError says what is wrong, in words that fit after the annotation's name."""
+    fail = on_error_fails(spec.get("onError"), default=fail_by_default)
+    command = parse_command(spec.get("command"), raw=raw)
+    container = str(spec.get("container") or (pod.containers[0] if pod.containers else ""))
+    if pod.containers and container not in pod.containers:
+        raise ValueError(f"the pod has no container {container!r}")
+    timeout = parse_duration(spec.get("timeout"))
+    return Hook(pod.namespace, pod.name, container, command, phase, fail, timeout, source)
+
+
+def on_error_fails(value: Any, *, default: bool) -> bool:
+    """``Fail``/``fail`` (and anything but ``Continue``) fails; empty is ``default``."""
+    if value in (None, ""):
+        return default
+    return str(value).lower() != "continue"
+
+
+def parse_command(value: Any, *, raw: bool) -> tuple[str, ...]:
+    """Velero's rule: a JSON array of strings is the command, anything else one word (``raw``:
+    an annotation's string; else a JSON list already parsed)."""
     if raw and isinstance(value, str):
         text = value.strip()
         # a broken array is a ValueError
@@ -172,10 +199,10 @@ def _command(value: Any, *, raw: bool) -> tuple[str, ...]:
     return tuple(value)
 
 
-def _seconds(value: Any) -> float:
-    """``30s``, ``1m``, ``1m30s``, ``500ms`` or a number of seconds; default 30 s."""
+def parse_duration(value: Any, default: float = DEFAULT_TIMEOUT) -> float:
+    """``30s``, ``1m``, ``1m30s``, ``500ms`` or a number of seconds; empty is ``default``."""
     if value in (None, ""):
-        return DEFAULT_TIMEOUT
+        return default
     if isinstance(value, int | float):
         seconds = float(value)
     else:
@@ -225,6 +252,7 @@ class Runner:
             run.stderr = _tail(result.stderr)
             if result.timed_out:
                 run.error = f"did not end within {hook.timeout:g}s"
+                run.timed_out = True
             elif result.exit_code is None:
                 run.error = result.error
         run.seconds = time.monotonic() - started

@@ -10,6 +10,7 @@ from amber.backup import catalogue, volumes
 from amber.cli import context, durations, options, output
 from amber.cli.options import split_values as _split
 from amber.restore import filling, modifiers, order, privileges, transforms
+from amber.restore import hooks as restore_hooks
 from amber.restore import plan as restore_plan
 from amber.restore.executor import MODES, Executor, Report
 from amber.restore.outcomes import Reason, Result
@@ -23,7 +24,7 @@ def _options(namespace_mapping: tuple[str, ...], storage_class_mapping: tuple[st
              add_annotation: tuple[str, ...], remove_label: tuple[str, ...],
              remove_annotation: tuple[str, ...], modifiers_file: str | None,
              order_file: str | None, keep_cluster_ips: bool,
-             keep_node_ports: bool) -> restore_plan.Options:
+             keep_node_ports: bool, run_hooks: bool) -> restore_plan.Options:
     t = transforms.Transforms(
         namespaces=transforms.parse_mapping(namespace_mapping, "--namespace-mapping"),
         storage_classes=transforms.parse_mapping(storage_class_mapping,
@@ -36,7 +37,7 @@ def _options(namespace_mapping: tuple[str, ...], storage_class_mapping: tuple[st
     return restore_plan.Options(
         transforms=t, modifiers=modifiers.load(modifiers_file) if modifiers_file else (),
         order=order.load(order_file) if order_file else order.default(),
-        keep_cluster_ips=keep_cluster_ips, keep_node_ports=keep_node_ports)
+        keep_cluster_ips=keep_cluster_ips, keep_node_ports=keep_node_ports, hooks=run_hooks)
 
 
 @click.command()
@@ -75,6 +76,10 @@ def _options(namespace_mapping: tuple[str, ...], storage_class_mapping: tuple[st
 @click.option("--namespace-timeout", type=durations.SECONDS, default=600.0,
               show_default=True, metavar="SECONDS",
               help="How long to wait for a target namespace that is still being deleted.")
+@click.option("--hooks/--no-hooks", "run_hooks", default=True, show_default=True,
+              help="Honour restore hooks: the init containers and the commands run in restored "
+                   "pods that Velero's and Amber's pod annotations declare (exit 21 if one "
+                   "with on-error Fail fails); --no-hooks restores without them.")
 @click.option("--wait/--no-wait", default=True, show_default=True,
               help="Wait at the end until claims are bound and workloads ready (exit 4 if "
                    "they are not); --no-wait returns once the objects are created.")
@@ -92,18 +97,19 @@ def restore(ctx: context.Context, backup_id: str, app: str | None,
             remove_annotation: tuple[str, ...], modifiers_file: str | None,
             order_file: str | None, show_order: bool, existing: str, yes: bool, dry_run: bool,
             keep_cluster_ips: bool, keep_node_ports: bool, wait_timeout: float,
-            namespace_timeout: float, wait: bool,
+            namespace_timeout: float, run_hooks: bool, wait: bool,
             workers: int, qps: float) -> None:
     """Restore BACKUP_ID ('latest' or an id prefix) into the cluster, in dependency order.
 
     Exits 3 if any object failed (the report says which and why); nothing is half-applied
     silently. Then waits until every claim is bound and every workload ready, and exits 4 if
-    one is not (saying why). Run again to finish an interrupted restore: existing objects are
+    one is not (saying why); runs the restore hooks of the restored pods, and exits 21 if one
+    with on-error Fail failed. Run again to finish an interrupted restore: existing objects are
     skipped.
     """
     opts = _options(namespace_mapping, storage_class_mapping, image_registry_mapping,
                     add_label, add_annotation, remove_label, remove_annotation,
-                    modifiers_file, order_file, keep_cluster_ips, keep_node_ports)
+                    modifiers_file, order_file, keep_cluster_ips, keep_node_ports, run_hooks)
     if show_order:
         rows = order.describe(opts.order)
         ctx.emit([{"tier": n, "kinds": k} for n, k in rows],
@@ -140,7 +146,7 @@ def restore(ctx: context.Context, backup_id: str, app: str | None,
     report = Executor(client, the_plan, existing=existing, workers=workers,
                       wait_timeout=wait_timeout, dry_run=dry_run, wait=wait,
                       namespace_timeout=namespace_timeout, reporter=ctx.reporter,
-                      filler=filler).run()
+                      filler=filler, run_hooks=run_hooks, fail_on_hooks=False).run()
     _print(ctx, report, source.snapshot.id, the_plan)
     if report.failed:
         raise errors.PartialError(f"{len(report.failed)} of {len(report.outcomes)} object(s) "
@@ -149,6 +155,8 @@ def restore(ctx: context.Context, backup_id: str, app: str | None,
     if lost:
         raise errors.PartialError(f"the data of {len(lost)} claim(s) was not restored (see "
                                   "the report above): their workloads started on empty volumes")
+    if report.failed_hooks:
+        raise restore_hooks.HookFailedError(report.failed_hooks)
     if report.not_ready:
         raise errors.NotReadyError(
             f"restored, but {len(report.not_ready)} object(s) not ready within "
@@ -165,6 +173,7 @@ def _print(ctx: context.Context, report: Report, backup: str,
         "notReady": [{"ref": ref, "message": why} for ref, why in report.not_ready.items()],
         "readinessChecked": report.waited, "ready": report.ready,
         "volumes": [v.to_json() for v in report.volumes],
+        "hooks": [r.to_json() for r in report.hooks],
         "durationSeconds": report.duration_s}
     for w in report.warnings:
         ctx.warn(w)
@@ -198,6 +207,8 @@ def _print(ctx: context.Context, report: Report, backup: str,
             print(f"skipped  {n} object(s): {reason}")
         for filled in report.volumes:
             print(f"volume   {filled.line()}")
+        for ran in report.hooks:
+            print(f"hook     {ran.line()}")
         for ref, why in report.not_ready.items():
             print(f"not ready {ref}: {why}")
     for app, needs in doc["dependencies"].items():

@@ -17,6 +17,12 @@ written, a reason code with a message (``outcomes.py``).
 
 Owner references are restored last, re-linked to the new uids of the owners that were
 restored (the uid is the server's and changes on every create).
+
+Restore hooks (``hooks.py``) run in the pods of each wave's workloads once the wave is ready
+and its dumps are loaded, and at the end for the rest. One with on-error Fail that fails keeps
+its application's dependents from starting, like a workload that is not ready; with
+``fail_on_hooks`` (the default, for callers that do not read ``Report.hooks``) ``run`` then
+raises ``HookFailedError`` once the restore is done.
 """
 
 from __future__ import annotations
@@ -38,6 +44,7 @@ from amber.kube.client import Client, Propagation
 from amber.kube.discovery import APIResource
 from amber.kube.objects import Obj
 from amber.restore import filling, portable, waiting
+from amber.restore import hooks as restore_hooks
 from amber.restore.order import PER_APPLICATION
 from amber.restore.outcomes import FOUND_EXISTING, WRITTEN, Reason, Result, Why, api_failure
 from amber.restore.plan import Phase, Plan, Step
@@ -116,6 +123,13 @@ class Report:
     ready: int = 0
     #: what became of each restored claim's data (only with volume data restored)
     volumes: list[filling.Filled] = field(default_factory=list)
+    #: the restore hooks run in restored pods (or that could not run), in the order run
+    hooks: list[restore_hooks.Ran] = field(default_factory=list)
+
+    @property
+    def failed_hooks(self) -> list[restore_hooks.Ran]:
+        """Hooks that failed with on-error Fail: they fail the restore (exit 21)."""
+        return [r for r in self.hooks if r.fails]
 
     def counts(self) -> dict[str, int]:
         out: dict[str, int] = {}
@@ -134,8 +148,12 @@ class Executor:
                  wait: bool = True, wait_workloads: bool = True,
                  namespace_timeout: float = 600.0,
                  reporter: progress.Reporter = progress.SILENT,
-                 filler: filling.Filler | None = None) -> None:
+                 filler: filling.Filler | None = None, run_hooks: bool = True,
+                 fail_on_hooks: bool = True) -> None:
         self.client = client
+        #: Runs the restored pods' exec hooks (None: ``--no-hooks``)
+        self.hooks = restore_hooks.Runner(client, wait_timeout=wait_timeout) if run_hooks else None
+        self.fail_on_hooks = fail_on_hooks
         #: Restores the claims' data after each storage phase (None: resources only)
         self.filler = filler
         self._filled: list[filling.Filled] = []
@@ -185,15 +203,19 @@ class Executor:
             if self.wait:
                 self._wait_all()
             self._load(self._outcomes)
+            self._run_hooks(self._outcomes)
         # Report in plan order: phase by phase, and within a phase in creation order.
         position = {id(s): (p, i) for p, phase in enumerate(self.plan.phases)
                     for i, s in enumerate(phase.steps)}
         outcomes = sorted(self._outcomes, key=lambda o: (
             position[id(o.step)][0], o.seq or 1 << 60, position[id(o.step)][1]))
-        return Report(outcomes, self._warnings, self.dry_run,
-                      round(time.monotonic() - started, 3), dict(self._not_ready),
-                      waited=self.wait and not self.dry_run, ready=self._ready,
-                      volumes=self._filled)
+        report = Report(outcomes, self._warnings, self.dry_run,
+                        round(time.monotonic() - started, 3), dict(self._not_ready),
+                        waited=self.wait and not self.dry_run, ready=self._ready,
+                        volumes=self._filled, hooks=self.hooks.runs if self.hooks else [])
+        if self.fail_on_hooks and report.failed_hooks:
+            raise restore_hooks.HookFailedError(report.failed_hooks)
+        return report
 
     def _fill(self, phase: Phase) -> None:
         """Restore the data of the claims this phase created, before any workload starts
@@ -548,6 +570,7 @@ class Executor:
                 app, f"was not ready within {self.wait_timeout:.0f}s ({key}: {why})"[:300])
             self._not_ready[key] = why
         self._load(outcomes)
+        self._run_hooks(outcomes)
 
     def _load(self, outcomes: list[Outcome]) -> None:
         """Load the dumps of the database workloads among ``outcomes`` (now ready), before
@@ -559,6 +582,28 @@ class Executor:
                    and o.step.target.kind in ("StatefulSet", "Deployment")]
         if written:
             self._filled += self.filler.load(written, timeout=self.wait_timeout)
+
+    def _run_hooks(self, outcomes: list[Outcome]) -> None:
+        """Run the exec hooks of the workloads among ``outcomes`` (ready now, their dumps
+        loaded) that this restore wrote; a failed Fail hook blocks its application's
+        dependents, a failed Continue hook is a warning."""
+        if self.hooks is None or self.dry_run:
+            return
+        written = {str(o.step.target): o.step for o in outcomes if o.result in WRITTEN}
+        self._meter.set_phase("running restore hooks")
+        try:
+            ran = self.hooks.run([(s.target, s.obj) for s in written.values()
+                                  if s.obj is not None], self._not_ready)
+        finally:
+            self._meter.set_phase("")
+        for r in ran:
+            app = written[r.workload].app
+            if r.fails:
+                if app:
+                    self._not_ready_apps.setdefault(
+                        app, f"had a restore hook fail ({r.line()})"[:300])
+            elif not r.ok:
+                self._warnings.append(f"{r.line()} (on-error Continue: the restore goes on)")
 
     def _wait_all(self) -> None:
         """The restore's own end: every claim bound and every workload ready (Jobs excepted:

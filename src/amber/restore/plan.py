@@ -22,7 +22,7 @@ from amber.backup.catalogue import BackupSource, Item
 from amber.kube import objects
 from amber.kube.objects import Obj
 from amber.repo import locks
-from amber.restore import deps, modifiers, order, portable, transforms
+from amber.restore import deps, hooks, modifiers, order, portable, transforms
 from amber.restore.outcomes import Reason, Why
 from amber.util import errors
 
@@ -49,6 +49,8 @@ class Options:
     order: order.Order = field(default_factory=order.default)
     keep_cluster_ips: bool = False
     keep_node_ports: bool = False
+    #: add the init containers of restore hooks to pod templates (``hooks.py``)
+    hooks: bool = True
 
 
 @dataclass
@@ -231,6 +233,7 @@ def _build(source: BackupSource, sel: Selection, opts: Options) -> Plan:
     static_pvs = set()
     steps: list[Step] = []
     originals: dict[Ref, Obj] = {}
+    warnings: list[str] = []
     for item in sorted(items, key=lambda i: i.ref.kind != "PersistentVolume"):
         raw = cache.pop(item.path, None) or source.read(item)
         step = Step(item, _target(item, opts.transforms), opts.order.tier_of(item.ref))
@@ -255,10 +258,14 @@ def _build(source: BackupSource, sel: Selection, opts: Options) -> Plan:
         if item.ref.kind == "PersistentVolume" and not item.ref.group:
             static_pvs.add(item.ref.name)
         step.owners, step.cluster_default = port.owners, port.cluster_default
+        hooked = port.obj
+        if opts.hooks:  # before the transforms: --image-registry-mapping maps its image too
+            hooked, problems = hooks.add_init_containers(port.obj)
+            warnings += [f"{step.target}: init restore hook not added: {p}" for p in problems]
         try:
-            moved = transforms.apply(port.obj, opts.transforms)
+            moved = transforms.apply(hooked, opts.transforms)
             step.shared = (not step.target.namespace and bool(opts.transforms.namespaces)
-                           and _namespaces_rewritten(port.obj, moved))
+                           and _namespaces_rewritten(hooked, moved))
             step.obj = modifiers.apply(moved, opts.modifiers)
         except modifiers.ModifierError as exc:
             step.failed = Why(Reason.MODIFIER_FAILED, str(exc))
@@ -267,7 +274,9 @@ def _build(source: BackupSource, sel: Selection, opts: Options) -> Plan:
             originals[item.ref] = step.obj  # what dependency inference reads
     steps += _bare_namespaces(steps, opts.order)
     _owners_that_stay_away(steps)
-    return _place(source, steps, originals, opts.order)
+    the_plan = _place(source, steps, originals, opts.order)
+    the_plan.warnings += warnings
+    return the_plan
 
 
 def _bare_namespaces(steps: list[Step], order_: order.Order) -> list[Step]:
