@@ -282,6 +282,10 @@ def test_a_failing_fail_hook_fails_a_drill(kube: Amber, client: Client) -> None:
                "120", check=False, timeout=600)
     assert out.returncode == 21, out.stderr
     assert "exit code 3" in out.stderr.strip().splitlines()[-1]
+    # the drill's report is printed, naming the hook that failed
+    assert "FAILED" in out.stdout.splitlines()[0], out.stdout
+    assert any(line.strip().startswith("hook") and "exit code 3" in line
+               for line in out.stdout.splitlines()), out.stdout
     namespaces = client.discover().find("namespaces")
     wait_for(lambda: not any(n["metadata"]["name"].startswith("drill-") and
                              n["metadata"]["name"].endswith(NS) for n in client.list(namespaces)),

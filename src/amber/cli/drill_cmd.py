@@ -15,6 +15,7 @@ from amber.cli import context, durations, options
 from amber.cli.options import split_values as _split
 from amber.restore import drill as drills
 from amber.restore import drill_checks, filling, transforms
+from amber.restore import hooks as restore_hooks
 from amber.restore import plan as restore_plan
 from amber.util import errors
 
@@ -84,6 +85,10 @@ def drill(ctx: context.Context, backup_id: str, app: str | None, namespaces: tup
         what += [f"{len(report.failed_checks)} check(s) failed"] if report.failed_checks else []
         what += [f"the data of {len(report.lost_data)} claim(s)/database(s) not restored"] \
             if report.lost_data else []
+        if report.failed_hooks and not what:  # the report above names the pod and hook
+            raise restore_hooks.HookFailedError(report.failed_hooks)
+        what += [f"{len(report.failed_hooks)} restore hook(s) failed"] \
+            if report.failed_hooks else []
         raise errors.PartialError(f"drill {report.drill_id} failed: {', '.join(what)}")
 
 
@@ -115,6 +120,8 @@ def _text(report: drills.DrillReport, hint: str) -> list[str]:
         lines.append(f"    not ready  {name}: {why}")
     for filled in report.restore.volumes if report.restore else []:
         lines.append(f"  data         {filled.line()}")
+    for ran in report.restore.hooks if report.restore else []:
+        lines.append(f"  hook         {ran.line()}")
     width = max((len(c.check.name) for c in report.checks), default=0)
     for c in report.checks:
         why = f"  {c.message}" if c.message and not c.passed else ""

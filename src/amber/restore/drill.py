@@ -38,6 +38,7 @@ from amber.kube.client import Client, Propagation
 from amber.kube.discovery import APIResource
 from amber.kube.objects import Obj
 from amber.restore import filling, privileges, waiting
+from amber.restore import hooks as restore_hooks
 from amber.restore import plan as restore_plan
 from amber.restore.drill_checks import (
     Check,
@@ -122,9 +123,14 @@ class DrillReport:
         return [v for v in self.restore.volumes if v.failed] if self.restore else []
 
     @property
+    def failed_hooks(self) -> list[restore_hooks.Ran]:
+        """Restore hooks with on-error Fail that failed in the scratch namespaces."""
+        return self.restore.failed_hooks if self.restore else []
+
+    @property
     def passed(self) -> bool:
         return self.restore is not None and not self.failed_objects and not self.failed_checks \
-            and not self.lost_data
+            and not self.lost_data and not self.failed_hooks
 
     def to_json(self) -> dict[str, Any]:
         r = self.restore
@@ -138,6 +144,7 @@ class DrillReport:
             "notReady": [{"ref": ref, "message": why} for ref, why in self.not_ready.items()],
             "checks": [c.to_json() for c in self.checks],
             "volumes": [v.to_json() for v in r.volumes] if r else [],
+            "hooks": [h.to_json() for h in r.hooks] if r else [],
             "timings": {"restoreSeconds": round(self.restore_s, 3),
                         "readyWaitSeconds": round(self.ready_wait_s, 3),
                         "checksSeconds": round(self.checks_s, 3),
@@ -250,7 +257,8 @@ class Drill:
         # The drill waits for readiness itself (it times it and checks it per application).
         report.restore = Executor(self.client, the_plan, existing="skip", workers=self.workers,
                                   wait_timeout=self.timeout, wait=False,
-                                  reporter=self.reporter, filler=self.filler).run()
+                                  reporter=self.reporter, filler=self.filler,
+                                  fail_on_hooks=False).run()
         report.created_cluster = [str(o.step.target) for o in report.restore.outcomes
                                   if o.result == Result.CREATED and o.step.target.cluster_scoped
                                   and not _is_namespace(o.step.target)]
