@@ -66,6 +66,27 @@ def test_bad_values_become_failed_hooks_that_name_the_annotation() -> None:
     assert "phase is pre or post" in phase.invalid[0].error
 
 
+def test_misspellings_are_refused_in_plain_words_not_guessed() -> None:
+    """A value Amber does not know is a failed hook that says so: an on-error other than
+    Fail/Continue (not quietly taken as Fail), an unknown key of Amber's spelling (onerror
+    would otherwise leave the default on), broken JSON (in words, not the parser's)."""
+    sometimes = hooks.of_pod(_pod({"pre.hook.backup.velero.io/command": "x",
+                                   "pre.hook.backup.velero.io/on-error": "Sometimes"}))
+    (bad,) = sometimes.invalid
+    assert "on-error 'Sometimes' is neither Fail nor Continue" in bad.error
+    assert bad.hook.fail is True  # refusing it fails closed: a pre hook stops the backup
+    typo = hooks.of_pod(_pod({hooks.AMBER: json.dumps(
+        [{"phase": "pre", "command": ["x"], "onerror": "Continue"}])}))
+    assert "unknown key(s) onerror" in typo.invalid[0].error
+    broken = hooks.of_pod(_pod({"pre.hook.backup.velero.io/command": '["a", oops]'}))
+    (run,) = broken.invalid
+    assert "starts a JSON array but is not one" in run.error
+    assert "Expecting" not in run.line().split(":", 1)[0]
+    assert "(: )" not in run.line() and run.line().startswith("pre hook of pod shop/db-0 failed")
+    not_json = hooks.of_pod(_pod({hooks.AMBER: "{not json"}))
+    assert "not JSON (" in not_json.invalid[0].error
+
+
 def test_a_pod_without_hooks_has_none() -> None:
     found = hooks.of_pod(_pod({"unrelated": "x"}))
     assert not (found.pre or found.post or found.invalid)

@@ -84,8 +84,9 @@ class HookRun:
         what = self.error or f"exit code {self.exit_code}"
         tail = (self.stderr or self.stdout).strip().splitlines()
         said = f": {tail[-1][:200]}" if tail else ""
-        return (f"{self.hook.label} ({self.hook.container}: {' '.join(self.hook.command)[:120]}) "
-                f"failed: {what}{said}")
+        ran = f" ({self.hook.container}: {' '.join(self.hook.command)[:120]})" \
+            if self.hook.command else ""  # an annotation that could not be read ran nothing
+        return f"{self.hook.label}{ran} failed: {what}{said}"
 
     def to_json(self) -> dict[str, Any]:
         h = self.hook
@@ -135,7 +136,10 @@ def of_pod(pod: Obj) -> PodHooks:
 def json_entries(text: str) -> list[dict[str, Any]]:
     """The entries of an Amber hook annotation: a JSON list of objects (one that is not an
     object reads as ``{}``, which then fails on its own); ValueError if it is not a list."""
-    entries = json.loads(text)
+    try:
+        entries = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"not JSON ({exc.msg} at character {exc.pos + 1})") from None
     if not isinstance(entries, list):
         raise ValueError("not a JSON list")
     return [e if isinstance(e, dict) else {} for e in entries]
@@ -150,11 +154,19 @@ class PodRef:
     containers: tuple[str, ...]
 
 
+#: The keys of an entry of ``hooks.amber.dev/backup``.
+ENTRY_KEYS = frozenset({"phase", "command", "container", "onError", "timeout"})
+
+
 def _add(out: PodHooks, pod: PodRef, phase: str, spec: dict[str, Any], *, source: str,
          raw: bool) -> None:
     try:
         if phase not in ("pre", "post"):
             raise ValueError(f"phase is pre or post, not {phase!r}")
+        unknown = sorted(set(spec) - ENTRY_KEYS) if not raw else []
+        if unknown:  # a misspelt key ("onerror") would silently change what happens
+            raise ValueError(f"unknown key(s) {', '.join(unknown)} (a hook has "
+                             f"{', '.join(sorted(ENTRY_KEYS))})")
         hook = exec_hook(pod, phase, spec, source=source, raw=raw, fail_by_default=True)
     except ValueError as exc:
         bad = Hook(pod.namespace, pod.name, "", (), phase if phase in ("pre", "post") else "pre",
@@ -171,7 +183,10 @@ def exec_hook(pod: PodRef, phase: str, spec: Mapping[str, Any], *, source: str, 
     ``timeout``. Backup and restore hooks share it, so both spellings mean the same in both;
     only the on-error default differs (Velero's: Fail for backup, Continue for restore). A
     ValueError says what is wrong, in words that fit after the annotation's name."""
-    fail = on_error_fails(spec.get("onError"), default=fail_by_default)
+    on_error = spec.get("onError")
+    if on_error not in (None, "") and str(on_error).lower() not in ("fail", "continue"):
+        raise ValueError(f"on-error {on_error!r} is neither Fail nor Continue")
+    fail = on_error_fails(on_error, default=fail_by_default)
     command = parse_command(spec.get("command"), raw=raw)
     container = str(spec.get("container") or (pod.containers[0] if pod.containers else ""))
     if pod.containers and container not in pod.containers:
@@ -192,8 +207,14 @@ def parse_command(value: Any, *, raw: bool) -> tuple[str, ...]:
     an annotation's string; else a JSON list already parsed)."""
     if raw and isinstance(value, str):
         text = value.strip()
-        # a broken array is a ValueError
-        value = json.loads(text) if text.startswith("[") else [text]
+        if text.startswith("["):
+            try:
+                value = json.loads(text)
+            except json.JSONDecodeError as exc:
+                raise ValueError(f"command {text[:80]!r} starts a JSON array but is not one "
+                                 f"({exc.msg} at character {exc.pos + 1})") from None
+        else:
+            value = [text]
     if not isinstance(value, list) or not value or not all(isinstance(v, str) for v in value):
         raise ValueError("command is a non-empty list of strings")
     return tuple(value)

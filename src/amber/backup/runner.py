@@ -229,7 +229,11 @@ class ResourceBackup:
                          if not d["captured"] and not (
                              d["problem"] == databases.NOT_RUNNING and run.levels is not None
                              and run.levels.workload(d["namespace"], d["workload"]).volumes)]
-            warnings += [h.line() for h in run.hooks if not h.ok and h.hook.fail]
+            # a hook that failed under Continue is a warning too: its pods' claims were
+            # copied at crash level, not app, which the person who annotated them must learn
+            warnings += [h.line() + ("" if h.hook.fail else " (on-error Continue: the backup "
+                                     "went on, its claims copied at level crash)")
+                         for h in run.hooks if not h.ok]
             warnings += [f"volume {m.claim.label}: {len(m.errors) or m.summary.get('errors')} "
                          f"path(s) could not be read, e.g. {m.errors[0] if m.errors else '?'}"
                          for m in moved if not m.problem and m.summary.get("errors")]

@@ -146,6 +146,12 @@ def _data_lines(doc: dict[str, Any]) -> list[str]:
                          f"{output.human_bytes(int(d.get('bytes') or 0))}")
         else:
             lines.append(f"    {where}: NO DUMP ({d.get('problem')})")
+    hooks = doc.get("hooks") or []
+    if hooks:
+        failed = [h for h in hooks if not h.get("ok")]
+        lines.append(f"  hooks:    {len(hooks)} run, {len(failed)} failed")
+        lines += [f"    {h.get('phase')} hook of pod {h.get('namespace')}/{h.get('pod')}: "
+                  f"{h.get('error') or 'exit code ' + str(h.get('exitCode'))}" for h in failed]
     return lines
 
 
