@@ -90,6 +90,11 @@ def test_pre_hook_before_the_copy_post_hook_after(
     assert (copy / "pre").read_text() == "quiesced\n"  # the pre hook ran before the copy
     assert not (copy / "post").exists()  # ... and the post hook after it
     assert _cat(cluster_kubeconfig, "good", "/data/post") == "thawed\n"
+    # read from a snapshot, the application is thawed once the snapshot is cut, not after
+    # the copy; read live, only after the copy
+    expected = "snapshots cut" if volume.get("snapshotTime") else "copy done"
+    assert manifest["quiesce"]["until"] == expected, manifest["quiesce"]
+    assert manifest["quiesce"]["seconds"] > 0
 
 
 def test_a_failing_pre_hook_stops_the_backup_and_post_hooks_still_run(

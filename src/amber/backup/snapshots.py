@@ -26,7 +26,7 @@ from __future__ import annotations
 import contextlib
 import secrets
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from amber.kube import errors as kerrors
 from amber.kube import objects
@@ -104,77 +104,98 @@ class Cloner:
         self.timeout = timeout
         self.stop = stop
 
-    @contextlib.contextmanager
-    def clone(self, namespace: str, claim: Obj, snapshot_class: str
-              ) -> Iterator[Clone]:
-        """Snapshot ``claim`` and clone it; yield the clone (its claim's name, and the
-        snapshot's time); delete both afterwards, however the block ends. ``Unavailable``
-        when the snapshot cannot be made (the caller reads the live volume instead)."""
-        disc = self.client.discover()
-        snapshots = disc.find("volumesnapshots", GROUP)
-        claims = disc.find("persistentvolumeclaims", "")
+    def cut(self, namespace: str, claim: Obj, snapshot_class: str) -> Cut:
+        """Take a snapshot of ``claim`` and wait until it is cut (``creationTime``: the
+        instant its data is from; the storage may still be copying it). ``Unavailable``
+        when it cannot be made (the caller reads the live volume instead); a snapshot made
+        and then failed is deleted again."""
+        snapshots = self.client.discover().find("volumesnapshots", GROUP)
         name = f"amber-{self.labels_value()}-{secrets.token_hex(3)}"
-        made: list[tuple[APIResource, str]] = []
         try:
-            try:
-                self.client.create(snapshots, {
-                    "apiVersion": snapshots.group_version, "kind": "VolumeSnapshot",
-                    "metadata": {"name": name, "labels": self.labels},
-                    "spec": {"volumeSnapshotClassName": snapshot_class,
-                             "source": {"persistentVolumeClaimName": objects.name(claim)}}},
-                    namespace)
-            except kerrors.Forbidden as exc:
-                raise Unavailable(f"not allowed to create a VolumeSnapshot ({exc})") from None
-            made.append((snapshots, name))
-            taken, size = self._ready(snapshots, name, namespace)
-            spec = claim.get("spec") or {}
-            capacity = ((claim.get("status") or {}).get("capacity") or {}).get("storage")
+            self.client.create(snapshots, {
+                "apiVersion": snapshots.group_version, "kind": "VolumeSnapshot",
+                "metadata": {"name": name, "labels": self.labels},
+                "spec": {"volumeSnapshotClassName": snapshot_class,
+                         "source": {"persistentVolumeClaimName": objects.name(claim)}}},
+                namespace)
+        except kerrors.Forbidden as exc:
+            raise Unavailable(f"not allowed to create a VolumeSnapshot ({exc})") from None
+        cut = Cut(namespace, name, snapshot_class, claim)
+        try:
+            cut.taken, _size = self._wait(snapshots, name, namespace, ready=False)
+        except BaseException:
+            self.discard(cut)
+            raise
+        return cut
+
+    @contextlib.contextmanager
+    def clone(self, cut: Cut) -> Iterator[Clone]:
+        """A claim made from the snapshot ``cut`` (once the storage has it ready to use);
+        the clone and the snapshot are deleted afterwards, however the block ends."""
+        snapshots = self.client.discover().find("volumesnapshots", GROUP)
+        claims = self.client.discover().find("persistentvolumeclaims", "")
+        made: list[tuple[APIResource, str]] = [(snapshots, cut.name)]
+        try:
+            _taken, size = self._wait(snapshots, cut.name, cut.namespace, ready=True)
+            spec = cut.claim.get("spec") or {}
+            capacity = ((cut.claim.get("status") or {}).get("capacity") or {}).get("storage")
             request = size or capacity or \
                 ((spec.get("resources") or {}).get("requests") or {}).get("storage")
             body: Obj = {
                 "apiVersion": "v1", "kind": "PersistentVolumeClaim",
-                "metadata": {"name": name, "labels": self.labels},
+                "metadata": {"name": cut.name, "labels": self.labels},
                 "spec": {"accessModes": ["ReadWriteOnce"],
                          "storageClassName": spec.get("storageClassName"),
                          "resources": {"requests": {"storage": request}},
                          "dataSource": {"apiGroup": GROUP, "kind": "VolumeSnapshot",
-                                        "name": name}}}
+                                        "name": cut.name}}}
             try:
-                self.client.create(claims, body, namespace)
+                self.client.create(claims, body, cut.namespace)
             except kerrors.Forbidden as exc:
                 raise Unavailable(f"not allowed to create a claim from its snapshot "
                                   f"({exc})") from None
-            made.append((claims, name))
-            yield Clone(namespace, name, taken, snapshot_class, made)
+            made.append((claims, cut.name))
+            yield Clone(cut.namespace, cut.name, cut.taken, cut.snapshot_class, made)
         finally:
             for res, made_name in reversed(made):
                 with contextlib.suppress(kerrors.APIError):
-                    self.client.delete(res, made_name, namespace,
+                    self.client.delete(res, made_name, cut.namespace,
                                        propagation=Propagation.BACKGROUND)
+
+    def discard(self, cut: Cut) -> None:
+        """Delete a snapshot no clone was made of (gone already is fine)."""
+        with contextlib.suppress(kerrors.APIError):
+            self.client.delete(self.client.discover().find("volumesnapshots", GROUP),
+                               cut.name, cut.namespace, propagation=Propagation.BACKGROUND)
 
     def labels_value(self) -> str:
         return next(iter(self.labels.values()), "run")
 
-    def _ready(self, snapshots: APIResource, name: str, namespace: str) -> tuple[str, str]:
-        """Wait until the snapshot is ready to use; (its creation time, its restore size)."""
-        def ready() -> tuple[str, str] | kwait.Pending:
+    def _wait(self, snapshots: APIResource, name: str, namespace: str, *, ready: bool
+              ) -> tuple[str, str]:
+        """Wait until the snapshot is cut (its ``creationTime`` is set) or, with ``ready``,
+        ready to use; (its creation time, its restore size)."""
+        def done() -> tuple[str, str] | kwait.Pending:
             status = self.client.get(snapshots, name, namespace).get("status") or {}
             error = (status.get("error") or {}).get("message")
             if error and not status.get("readyToUse"):
                 raise Unavailable(f"the snapshot failed: {error}")
-            if status.get("readyToUse"):
+            if status.get("readyToUse") or (not ready and status.get("creationTime")):
                 return str(status.get("creationTime") or ""), str(status.get("restoreSize")
                                                                    or "")
-            return kwait.Pending("the snapshot is not ready to use yet")
+            return kwait.Pending("the snapshot is not ready to use yet" if ready else
+                                 "the snapshot is not cut yet")
 
         try:
-            return kwait.until(ready, timeout=self.timeout, interval=POLL, stop=self.stop,
+            return kwait.until(done, timeout=self.timeout, interval=POLL, stop=self.stop,
                                what=f"volumesnapshot {namespace}/{name}")
+        except kerrors.NotFound:
+            raise Unavailable("the snapshot was deleted by someone else") from None
         except kwait.GaveUp as exc:
             if exc.stopped:
                 raise
-            raise Unavailable(f"the snapshot was not ready within {self.timeout:.0f}s "
-                              f"({exc.why})") from None
+            raise Unavailable(f"the snapshot was not {'ready' if ready else 'cut'} within "
+                              f"{self.timeout:.0f}s ({exc.why})") from None
 
     def adopt(self, clone: Clone, job: Obj) -> None:
         """Make the mover Job the owner of the snapshot and the clone, so the garbage
@@ -186,6 +207,18 @@ class Cloner:
                 self.client.request("PATCH", res.path(clone.namespace, made_name),
                                     body={"metadata": {"ownerReferences": [ref]}},
                                     content_type="application/merge-patch+json")
+
+
+@dataclass
+class Cut:
+    """A snapshot taken of a claim (``claim``, as read when the backup began), not cloned
+    yet: ``taken`` is its creation time, the instant its data is from."""
+
+    namespace: str
+    name: str
+    snapshot_class: str
+    claim: Obj = field(repr=False)
+    taken: str = ""
 
 
 @dataclass(frozen=True)

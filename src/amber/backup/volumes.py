@@ -304,9 +304,48 @@ class Movers:
 
     # -- backup ------------------------------------------------------------------------------
 
+    def cut(self, claims: Sequence[Claim]) -> dict[tuple[str, str], snapshots.Cut | str]:
+        """Snapshot every bound claim a VolumeSnapshotClass serves, all at once, and wait
+        until each is cut: from then on the data of those claims is fixed, so the
+        application can be released (its post hooks run) while the movers copy. Per
+        claim: its ``Cut``, or why there is none (it is then read live). The caller hands
+        the result to ``back_up`` and, whatever happens, to ``discard``."""
+        todo = [(c, cls) for c in claims if c.phase == "Bound" and not c.block
+                and (cls := self.snapshot_classes.for_claim(c.live or {}))]
+        if not todo:
+            return {}
+
+        def one(item: tuple[Claim, str]) -> snapshots.Cut | str:
+            claim, snapshot_class = item
+            try:
+                return self.cloner.cut(claim.namespace, claim.live or {}, snapshot_class)
+            except (snapshots.Unavailable, kerrors.APIError) as exc:
+                return str(exc)
+
+        with pending.held(f"snapshots of run {self.run_id}: kubectl delete volumesnapshots "
+                          f"-A -l {MOVER_LABEL}={self.run_id}"), \
+                concurrent.futures.ThreadPoolExecutor(
+                    max_workers=min(8, len(todo)), thread_name_prefix="amber-cut") as pool:
+            try:
+                results = list(pool.map(one, todo))
+            except BaseException:
+                self._stop.set()  # ends the waits of the others; each deletes its own
+                raise
+        return {(c.namespace, c.name): r for (c, _cls), r in zip(todo, results, strict=True)}
+
+    def discard(self, cuts: dict[tuple[str, str], snapshots.Cut | str]) -> None:
+        """Delete the snapshots ``back_up`` did not get to (deleted ones are fine)."""
+        for cut in cuts.values():
+            if isinstance(cut, snapshots.Cut):
+                self.cloner.discard(cut)
+
     def back_up(self, claims: Sequence[Claim],
-                parents: dict[tuple[str, str], tuple[bytes, ...]]) -> list[Moved]:
-        """Run a mover for every claim (``parallel`` at once); one ``Moved`` each, in order."""
+                parents: dict[tuple[str, str], tuple[bytes, ...]],
+                cuts: dict[tuple[str, str], snapshots.Cut | str] | None = None
+                ) -> list[Moved]:
+        """Run a mover for every claim (``parallel`` at once); one ``Moved`` each, in order.
+        A claim with a snapshot in ``cuts`` is read from a clone of it; without ``cuts``,
+        one a class serves is snapshotted just before its mover runs."""
         def one(claim: Claim) -> Moved:
             if claim.phase != "Bound":
                 return Moved(claim, problem=f"{NOT_BOUND} (it is {claim.phase.lower()})")
@@ -317,15 +356,20 @@ class Movers:
             parent = parents.get((claim.namespace, claim.name))
             if parent:
                 argv += ["--parent", ",".join(i.hex() for i in parent)]
-            snapshot_class = self.snapshot_classes.for_claim(claim.live or {})
-            if not snapshot_class:
-                return self._move(claim, argv, read_only=True)
+            cut = (cuts or {}).get((claim.namespace, claim.name))
+            snapshot_class = self.snapshot_classes.for_claim(claim.live or {}) \
+                if cuts is None else None
             try:
-                return self._move_clone(claim, argv, snapshot_class)
+                if snapshot_class:
+                    cut = self.cloner.cut(claim.namespace, claim.live or {}, snapshot_class)
+                if isinstance(cut, snapshots.Cut):
+                    return self._move_clone(claim, argv, cut)
             except (snapshots.Unavailable, kerrors.APIError) as exc:
-                moved = self._move(claim, argv, read_only=True)
-                moved.snapshot_problem = f"{exc}; read the live volume instead"
-                return moved
+                cut = str(exc)
+            moved = self._move(claim, argv, read_only=True)
+            if isinstance(cut, str):
+                moved.snapshot_problem = f"{cut}; read the live volume instead"
+            return moved
 
         return self.each(claims, one, "copying volume data",
                          clones=bool(self.snapshot_classes.snapshot_class))
@@ -386,10 +430,10 @@ class Movers:
         return self.run_job(claim, lambda name, secret: self._job(
             name, claim, argv, secret, read_only=read_only))
 
-    def _move_clone(self, claim: Claim, argv: list[str], snapshot_class: str) -> Moved:
-        """Back up ``claim`` from a clone of a fresh snapshot of it (``snapshots``): the Job
+    def _move_clone(self, claim: Claim, argv: list[str], cut: snapshots.Cut) -> Moved:
+        """Back up ``claim`` from a clone of its snapshot ``cut`` (``snapshots``): the Job
         mounts the clone read-only wherever the scheduler puts it."""
-        with self.cloner.clone(claim.namespace, claim.live or {}, snapshot_class) as clone:
+        with self.cloner.clone(cut) as clone:
             stand_in = Claim(claim.namespace, clone.name, phase="Bound")
             moved = self.run_job(claim, lambda name, secret: self._job(
                 name, stand_in, [*argv, "--clone"], secret, read_only=True),
