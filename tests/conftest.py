@@ -29,7 +29,9 @@ def passphrase_file(tmp_path: Path) -> Path:
 @pytest.fixture
 def amber(tmp_path: Path, passphrase_file: Path) -> Amber:
     """A CLI runner bound to a not-yet-created repository at tmp_path/repo."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AMBER_")}
+    # AMBER_MOVER_IMAGE names the image a real cluster's nodes pull for movers
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith("AMBER_") or k == "AMBER_MOVER_IMAGE"}
     env["AMBER_PASSWORD_FILE"] = str(passphrase_file)
     return Amber(repo=tmp_path / "repo", env=env)
 

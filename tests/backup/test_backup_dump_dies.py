@@ -77,3 +77,39 @@ def test_a_dump_torn_mid_stream_is_not_in_the_backup(
         left = list(client.list(client.discover().find(resource, group), NS,
                                 label_selector="amber.dev/mover"))
         assert left == []
+
+
+FAILS_FIRST = {
+    "apiVersion": "amber.dev/v1alpha1", "kind": "Blueprint",
+    "metadata": {"name": "fails-first", "version": 1},
+    "match": {"images": ["never-matches-anything"]},
+    "params": {},
+    "backup": {"files": [
+        {"name": "first.dump", "command": ["sh", "-c", "echo 'no such database' >&2; exit 2"]},
+        {"name": "second.dump", "command": ["sh", "-c", "echo fine"]},
+    ]},
+    "restore": {"files": [{"name": "*.dump", "command": ["cat"]}]},
+}
+
+
+def test_a_dump_whose_first_program_fails_ends_at_once(
+        repo: Amber, client: Client, cluster_kubeconfig: Path, tmp_path: Path) -> None:
+    """The mover gives up at the first failed program; the Job ends with it (the database
+    image's container, waiting to feed the next pipe, cannot hold it open for the hour of
+    the mover timeout), and the backup says which program failed and why."""
+    blueprints = tmp_path / "blueprints"
+    blueprints.mkdir()
+    (blueprints / "fails-first.yaml").write_text(yaml.safe_dump(FAILS_FIRST))
+    res = client.discover().find("deployments", "apps")
+    client.request("PATCH", res.path(NS, "store"), body={"metadata": {"annotations": {
+        "amber.dev/blueprint": "fails-first"}}}, content_type="application/merge-patch+json")
+    try:
+        out = repo.on_cluster(cluster_kubeconfig)(
+            "-o", "json", "backup", "create", "-n", NS, "--mover-timeout", "10m", check=False,
+            timeout=300, env={"AMBER_BLUEPRINTS": str(blueprints)})
+    finally:
+        client.request("PATCH", res.path(NS, "store"), body={"metadata": {"annotations": {
+            "amber.dev/blueprint": "dying"}}}, content_type="application/merge-patch+json")
+    assert out.returncode == 3, out.stderr
+    (warning,) = [w for w in json.loads(out.stdout)["warnings"] if "database" in w]
+    assert "first.dump" in warning and "no such database" in warning, warning

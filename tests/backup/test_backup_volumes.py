@@ -152,8 +152,8 @@ def test_a_mover_image_the_nodes_cannot_pull_fails_fast_and_says_what_to_do(
     _assert_no_movers_left(client)
 
 
-def _interrupted_backup(client: Client, kubeconfig: Path, repo: Amber, *, times: int
-                        ) -> tuple[int, str, float]:
+def _interrupted_backup(client: Client, kubeconfig: Path, repo: Amber, *, times: int,
+                        sig: signal.Signals = signal.SIGINT) -> tuple[int, str, float]:
     """A backup interrupted ``times`` times while its mover reads a file it would need
     minutes for (200 GB, sparse: no disk used); (exit code, stderr, seconds from the first
     SIGINT to the exit)."""
@@ -176,7 +176,7 @@ def _interrupted_backup(client: Client, kubeconfig: Path, repo: Amber, *, times:
         time.sleep(1)  # reading the big file
         sent = time.monotonic()
         for _ in range(times):  # a second one while the first one's cleanup runs (~0.5 s)
-            proc.send_signal(signal.SIGINT)
+            proc.send_signal(sig)
             time.sleep(0.05)
         _, stderr = proc.communicate(timeout=120)
         return proc.returncode, stderr, time.monotonic() - sent
@@ -187,11 +187,12 @@ def _interrupted_backup(client: Client, kubeconfig: Path, repo: Amber, *, times:
         subprocess.run([*kubectl, "rm", "-f", "/data/huge.bin"], check=True, timeout=60)
 
 
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
 def test_ctrl_c_stops_the_running_movers_and_leaves_nothing(
-        repo: Amber, client: Client, cluster_kubeconfig: Path) -> None:
-    """One Ctrl-C stops a busy mover: the backup exits 130 at once, its Job and Secret
-    deleted."""
-    code, stderr, took = _interrupted_backup(client, cluster_kubeconfig, repo, times=1)
+        repo: Amber, client: Client, cluster_kubeconfig: Path, sig: signal.Signals) -> None:
+    """One Ctrl-C (or a SIGTERM: a cancelled CI job, a killed pod) stops a busy mover: the
+    backup exits 130 at once, its Job and Secret (the passphrase) deleted."""
+    code, stderr, took = _interrupted_backup(client, cluster_kubeconfig, repo, times=1, sig=sig)
     assert code == 130, stderr
     assert took < 15, f"exited {took:.1f}s after SIGINT"
     assert "stopping the running movers" in stderr

@@ -22,11 +22,14 @@ SECRET_REF = {"secretKeyRef": {"name": "app-db", "key": "password"}}
 
 def _workload(image: str, *, env: list[dict[str, Any]] | None = None,
               ports: tuple[int, ...] = (), labels: dict[str, str] | None = None,
-              annotations: dict[str, str] | None = None) -> dict[str, Any]:
+              annotations: dict[str, str] | None = None, claims: bool = True
+              ) -> dict[str, Any]:
+    """A StatefulSet running ``image`` (with claim templates unless not ``claims``)."""
     return {"kind": "StatefulSet",
             "metadata": {"name": "db", "namespace": "shop", "labels": labels or {},
                          "annotations": annotations or {}},
-            "spec": {"template": {"spec": {"containers": [
+            "spec": {"volumeClaimTemplates": [{"metadata": {"name": "data"}}] if claims else [],
+                     "template": {"spec": {"containers": [
                 {"name": "sidecar", "image": "busybox"},
                 {"name": "db", "image": image, "env": env or [],
                  "ports": [{"containerPort": p} for p in ports]}]}}}}
@@ -55,6 +58,9 @@ def test_builtin_blueprints_parse(builtin: dict[str, blueprint.Blueprint]) -> No
     (_workload("valkey/valkey:8"), "redis"),
     (_workload("mongo:7.0"), "mongodb"),
     (_workload("nginx:1.27", ports=(80,)), None),
+    # the image alone, without a claim: a client (a web app's psql), not a database
+    (_workload("postgres:15", claims=False), None),
+    (_workload("postgres:15", claims=False, ports=(5432,)), "postgresql"),
 ])
 def test_recognition(builtin: dict[str, blueprint.Blueprint], workload: dict[str, Any],
                      expected: str | None) -> None:

@@ -86,13 +86,25 @@ class Blueprint:
         if any(k in labels and (not values or labels[k] in values)
                for k, values in self.labels.items()):  # no values: any value
             return True
+        stores = _has_claims(workload)
         for container in _containers(workload):
-            if _image_matches(str(container.get("image") or ""), self.images):
-                return True
             ports = {p.get("containerPort") for p in container.get("ports") or []}
             if ports & set(self.ports):
                 return True
+            # the image alone also runs clients (a web app's psql, a migration Job): a
+            # server keeps its data in a claim
+            if stores and _image_matches(str(container.get("image") or ""), self.images):
+                return True
         return False
+
+
+def _has_claims(workload: Obj) -> bool:
+    """Whether the workload's pods mount a PersistentVolumeClaim (or a StatefulSet makes
+    them from templates)."""
+    spec = workload.get("spec") or {}
+    pod = (spec.get("template") or {}).get("spec") or spec
+    return bool(spec.get("volumeClaimTemplates")) or any(
+        "persistentVolumeClaim" in v for v in pod.get("volumes") or [])
 
 
 def _containers(workload: Obj) -> list[Obj]:

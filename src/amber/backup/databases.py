@@ -177,7 +177,9 @@ def tool_container(db: Database, commands: list[list[str]], *, direction: str) -
     redirect = '> "$d/$n"' if direction == "out" else '< "$d/$n"'
     script = [f"d={PIPES}",
               'run() { n=$1; shift; while [ ! -p "$d/$n" ]; do sleep 0.1; done; '
-              f'"$@" {redirect} 2> "$d/$n.err"; echo $? > "$d/$n.status"; }}']
+              f'"$@" {redirect} 2> "$d/$n.err"; s=$?; echo $s > "$d/$n.status"; '
+              # a failed command ends it: the mover has given up, nobody opens the next pipe
+              '[ "$s" -eq 0 ] || exit "$s"; }']
     script += [f"run {i} {shlex.join(argv)}" for i, argv in enumerate(commands)]
     container = db.bound.container
     env = [e for e in container.get("env") or []

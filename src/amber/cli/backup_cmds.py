@@ -79,9 +79,10 @@ def create(ctx: context.Context, application: str | None, namespaces: tuple[str,
         settings=volumes.Settings(parallel=mover_parallel,
                                   timeout=mover_timeout.total_seconds(),
                                   snapshots=not no_snapshots))
-    result = runner.ResourceBackup(client, repo, context=client.config.context,
-                                   reporter=ctx.reporter, movers=movers,
-                                   consistency=levels).run(scope, tags=tags)
+    with context.term_as_interrupt():
+        result = runner.ResourceBackup(client, repo, context=client.config.context,
+                                       reporter=ctx.reporter, movers=movers,
+                                       consistency=levels).run(scope, tags=tags)
     snap = result.snapshot
     ctx.emit({"id": snap.id, "shortId": snap.short_id, "objects": result.items,
               "applications": result.applications, "partial": result.partial,

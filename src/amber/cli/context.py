@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import functools
 import getpass
 import os
+import signal
 import sys
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
 import platformdirs
@@ -171,3 +174,19 @@ def read_passphrase(*, confirm: bool = False, new: bool = False) -> str:
     if not value:
         raise errors.UsageError("an empty passphrase is not allowed")
     return value
+
+
+@contextlib.contextmanager
+def term_as_interrupt() -> Iterator[None]:
+    """SIGTERM (a cancelled CI job, a killed pod, ``timeout``) cleans up as Ctrl-C does, for
+    commands that create things in the cluster (mover Jobs and the Secret holding the
+    passphrase, a drill's scratch namespaces): without this the process ends at once and
+    leaves them behind."""
+    def interrupt(_signum: int, _frame: FrameType | None) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)

@@ -2,11 +2,7 @@
 
 from __future__ import annotations
 
-import contextlib
-import signal
 import time
-from collections.abc import Iterator
-from types import FrameType
 
 import click
 
@@ -72,7 +68,7 @@ def drill(ctx: context.Context, backup_id: str, app: str | None, namespaces: tup
     the_drill = drills.Drill(client, source, selection, opts, checks=checks, timeout=timeout,
                              workers=workers, started=started, reporter=ctx.reporter,
                              consent=yes, filler=filler)
-    with _term_as_interrupt():
+    with context.term_as_interrupt():
         report = the_drill.run(keep=keep)
     ctx.emit(report.to_json(), "\n".join(_text(report, the_drill.hint(report))))
     for w in report.restore.warnings if report.restore else []:
@@ -90,20 +86,6 @@ def drill(ctx: context.Context, backup_id: str, app: str | None, namespaces: tup
         what += [f"{len(report.failed_hooks)} restore hook(s) failed"] \
             if report.failed_hooks else []
         raise errors.PartialError(f"drill {report.drill_id} failed: {', '.join(what)}")
-
-
-@contextlib.contextmanager
-def _term_as_interrupt() -> Iterator[None]:
-    """SIGTERM (a cancelled CI job, a killed pod) cleans up as Ctrl-C does: without this the
-    process would end at once and leave the scratch namespaces behind."""
-    def interrupt(_signum: int, _frame: FrameType | None) -> None:
-        raise KeyboardInterrupt
-
-    previous = signal.signal(signal.SIGTERM, interrupt)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
 
 
 def _text(report: drills.DrillReport, hint: str) -> list[str]:

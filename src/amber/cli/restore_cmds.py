@@ -143,10 +143,11 @@ def restore(ctx: context.Context, backup_id: str, app: str | None,
     client = ctx.kube_client(qps=qps, burst=max(1, int(qps * 2)))
     filler = None if resources_only else filling.Filler(source, volumes.Movers(
         client, repo.backend, ctx.passphrase, reporter=ctx.reporter))
-    report = Executor(client, the_plan, existing=existing, workers=workers,
-                      wait_timeout=wait_timeout, dry_run=dry_run, wait=wait,
-                      namespace_timeout=namespace_timeout, reporter=ctx.reporter,
-                      filler=filler, run_hooks=run_hooks, fail_on_hooks=False).run()
+    with context.term_as_interrupt():
+        report = Executor(client, the_plan, existing=existing, workers=workers,
+                          wait_timeout=wait_timeout, dry_run=dry_run, wait=wait,
+                          namespace_timeout=namespace_timeout, reporter=ctx.reporter,
+                          filler=filler, run_hooks=run_hooks, fail_on_hooks=False).run()
     _print(ctx, report, source.snapshot.id, the_plan)
     if report.failed:
         raise errors.PartialError(f"{len(report.failed)} of {len(report.outcomes)} object(s) "
@@ -233,6 +234,7 @@ def _print(ctx: context.Context, report: Report, backup: str,
 
 def _skipped_existing(report: Report) -> int:
     """Objects skipped because they exist (``--existing skip``, the default)."""
+    # a cluster-scoped object (a StorageClass, a CRD) is shared: never suggest overwriting it
     return sum(1 for o in report.outcomes
                if o.result in (Result.SKIPPED, Result.WOULD_SKIP)
-               and o.reason == Reason.ALREADY_EXISTS)
+               and o.reason == Reason.ALREADY_EXISTS and not o.step.target.cluster_scoped)
