@@ -117,7 +117,8 @@ ROWS: dict[str, dict[str, str]] = {
     },
     "backup_auto": {
         "part": "jobs",
-        "label": "`amber backup create -n NS` (its claim copied by a mover Job)",
+        "label": "`amber backup create -n NS --no-snapshots` (its claim copied live by a mover "
+                 "Job; the sandbox's snapshots are file copies, not a storage's)",
         "short": "backup with a mover Job",
     },
 }
@@ -668,7 +669,7 @@ def cluster(env: Env) -> Iterator[Cluster]:
             if time.monotonic() > deadline:
                 raise RuntimeError("the sandbox's workload did not become ready in 180 s")
             time.sleep(0.5)
-        for extra in ((), ("--consistency", "none")):  # untimed: the first Job, imports
+        for extra in (("--no-snapshots",), ("--consistency", "none")):  # untimed: imports
             repo = env.workdir / "jobs" / "repo-warm-up"
             env.init_repo(repo)
             cmd = env.amber_cmd(repo, "--kubeconfig", str(kubeconfig), "backup", "create",
@@ -690,7 +691,7 @@ def jobs_round(env: Env, k: Cluster, number: int, rounds: int) -> dict[str, Meas
     for row in order:
         repo = home / f"repo-{row}"
         env.init_repo(repo)
-        extra = ["--consistency", "none"] if row == "backup_none" else []
+        extra = ["--consistency", "none"] if row == "backup_none" else ["--no-snapshots"]
         cmd = env.amber_cmd(repo, "--kubeconfig", str(k.kubeconfig), "-o", "json", "backup",
                             "create", "-n", JOB_NS, *extra)  # fmt: skip
         label = f"[round {number}/{rounds}] [jobs] {ROWS[row]['short']}"
