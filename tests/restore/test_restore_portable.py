@@ -217,6 +217,22 @@ def test_pvc_without_provisioner_annotation_drops_a_volume_name_not_restored() -
     assert "spec.volumeName" in result.reset
 
 
+def test_a_claim_filled_from_the_backup_is_provisioned_empty_not_cloned() -> None:
+    """A claim once made from a snapshot (a Velero restore, a clone) keeps its dataSource
+    unless the backup's data fills it: cloning the old source too would leave it Pending
+    where that source is gone, or mix the source's files with the backup's."""
+    cloned = claim(provisioned=True)
+    source = {"apiGroup": "snapshot.storage.k8s.io", "kind": "VolumeSnapshot",
+              "name": "velero-data-abc"}
+    cloned["spec"].update({"dataSource": source, "dataSourceRef": source})  # type: ignore[union-attr]
+    filled = make_portable(cloned, data_restored=True)
+    spec = portable_obj(filled)["spec"]
+    assert "dataSource" not in spec and "dataSourceRef" not in spec
+    assert {"spec.dataSource", "spec.dataSourceRef"} <= set(filled.reset)
+    kept = portable_obj(make_portable(cloned))["spec"]
+    assert kept["dataSource"] == source
+
+
 # --- Pods and Jobs --------------------------------------------------------------------------
 
 def pod(phase: str = "Running", **spec: object) -> dict[str, object]:

@@ -298,30 +298,47 @@ class ResourceBackup:
 
         def wanted(c: volumes.Claim, *, dump_failed: bool = False) -> bool:
             db = dumped.get((c.namespace, c.name))
+            # the claim's own level (its annotation) may ask for its files beside the dump
             replaced = db is not None and not dump_failed and \
-                chosen.workload(db.namespace, db.workload).dumps_replace_claims
+                chosen.workload(db.namespace, db.workload).dumps_replace_claims and \
+                chosen.claim(c.namespace, c.name).dumps_replace_claims
             return chosen.claim(c.namespace, c.name).volumes and not replaced
 
         to_copy = [c for c in claims if wanted(c)]
+        if (to_copy or dbs) and (why := self.movers.ready()):
+            # no mover can start (no passphrase to hand on, a location that cannot be
+            # handed on): every claim and dump says so, and the objects are still saved
+            why = f"no mover can start: {why}"
+            return ([volumes.Moved(c, problem=why) for c in claims],
+                    [databases.record(db, volumes.Moved(db.subject, problem=why))
+                     for db in dbs])
+        thawed_early = False
         with self._hooks(run, to_copy) as (quiesced, release):
-            cuts = self.movers.cut(to_copy)
             try:
-                if quiesced and all(isinstance(cuts.get((c.namespace, c.name)), Cut)
-                                    for c in to_copy if c.phase == "Bound"):
+                cuts = self.movers.cut(to_copy)
+                bound = [c for c in to_copy if c.phase == "Bound"]
+                if quiesced and bound and all(
+                        isinstance(cuts.get((c.namespace, c.name)), Cut) for c in bound):
                     # every claim's data is fixed in its snapshot: thaw the application
                     # now, not after the copy (seconds of quiescence instead of minutes)
                     release("snapshots cut")
+                    thawed_early = True
                 moved = self.movers.back_up(to_copy, self._previous_volumes(scope, refs),
                                             cuts) if to_copy else []
             finally:
-                self.movers.discard(cuts)
+                self.movers.discard()
             dumps = databases.dump(self.movers, dbs) if dbs else []
-            moved += self._instead_of_failed_dumps(claims, to_copy, dbs=dbs, dumps=dumps,
-                                                   wanted=wanted, scope=scope, refs=refs)
-        for m in moved:
-            if m.claim.used_by and all((m.claim.namespace, p) in quiesced
-                                       for p in m.claim.used_by):
+            # copied after the dumps: after the thaw if it came early
+            late = self._instead_of_failed_dumps(claims, to_copy, dbs=dbs, dumps=dumps,
+                                                 wanted=wanted, scope=scope, refs=refs)
+        for m in [*moved, *late]:
+            # ``app`` only for data fixed while its pods were quiesced: a snapshot cut
+            # before the thaw, or a copy made before it
+            held = not thawed_early or (m.clone is not None and m not in late)
+            if held and m.claim.used_by and all((m.claim.namespace, p) in quiesced
+                                                for p in m.claim.used_by):
                 m.level = volumes.APP
+        moved += late
         self.repo.load_new_index_files()  # the movers' packs
         for m in moved:
             self._graft(run, m, volumes.volume_path(m.claim.namespace, m.claim.name))
@@ -360,13 +377,14 @@ class ResourceBackup:
         done = {(c.namespace, c.name) for c in copied}
         instead = [c for c in claims if (c.namespace, c.name) in failed
                    and (c.namespace, c.name) not in done and wanted(c, dump_failed=True)]
-        if not instead:
+        if not instead or self.movers is None:
             return []
-        for m in {id(failed[(c.namespace, c.name)]): failed[(c.namespace, c.name)]
-                  for c in instead}.values():
-            m.problem += "; its claims were copied as files instead (crash)"
-        return self.movers.back_up(instead, self._previous_volumes(scope, refs)) \
-            if self.movers is not None else []
+        made = self.movers.back_up(instead, self._previous_volumes(scope, refs))
+        for c, m in zip(instead, made, strict=True):
+            dump = failed[(c.namespace, c.name)]
+            if not m.problem and "copied as files instead" not in dump.problem:
+                dump.problem += "; its claims were copied as files instead"
+        return made
 
     def _graft(self, run: _Run, m: volumes.Moved, path: str) -> None:
         """Put the directory a mover stored at ``path``; a tree that cannot be read becomes the
@@ -402,41 +420,55 @@ class ResourceBackup:
         began = time.monotonic()
         released = False
 
+        #: per pod: the line a second Ctrl-C says while its post hooks have not run
+        held: dict[int, contextlib.ExitStack] = {}
+
         def release(why: str) -> None:
+            """Run every started pod's post hooks, once. A Ctrl-C meanwhile does not
+            skip the rest (a pod left frozen is worse than a slower exit): it is raised
+            once all have run."""
             nonlocal released
             if released:
                 return
             released = True
-            held.close()  # what a second Ctrl-C would have said is no longer true
+            interrupted: BaseException | None = None
             for pod_hooks in started:
-                runner.run(pod_hooks.post)
+                try:
+                    runner.run(pod_hooks.post)
+                except KeyboardInterrupt as exc:  # finish thawing the others first
+                    interrupted = exc
+                    continue
+                held.pop(id(pod_hooks), contextlib.ExitStack()).close()
             if started:
                 run.quiesce = {"until": why, "seconds": round(time.monotonic() - began, 3)}
+            if interrupted is not None:
+                raise interrupted
 
-        with contextlib.ExitStack() as held:
-            try:
-                for pod_hooks in found:
-                    started.append(pod_hooks)
-                    ok = True
-                    for bad in pod_hooks.invalid:
-                        runner.runs.append(bad)
-                        ok = False
-                        if bad.hook.phase == "pre" and bad.hook.fail:
-                            raise hooks.HookFailedError(f"{bad.line()}; nothing was saved")
-                    for hook in pod_hooks.pre:
-                        held.enter_context(pending.held(
-                            f"pod {hook.namespace}/{hook.pod} ran its pre-backup hook and "
-                            "not its post hook (run that by hand: see the pod's hook "
-                            "annotations)"))
-                        result = runner.one(hook)
-                        ok = ok and result.ok
-                        if not result.ok and hook.fail:
-                            raise hooks.HookFailedError(f"{result.line()}; nothing was saved")
-                    if ok and pod_hooks.pre:
-                        quiesced.add((pod_hooks.pre[0].namespace, pod_hooks.pre[0].pod))
-                yield quiesced, release
-            finally:
-                release("copy done")
+        try:
+            for pod_hooks in found:
+                started.append(pod_hooks)
+                ok = True
+                for bad in pod_hooks.invalid:
+                    runner.runs.append(bad)
+                    ok = False
+                    if bad.hook.phase == "pre" and bad.hook.fail:
+                        raise hooks.HookFailedError(f"{bad.line()}; nothing was saved")
+                for hook in pod_hooks.pre:
+                    if id(pod_hooks) not in held:  # one line per pod
+                        line = held[id(pod_hooks)] = contextlib.ExitStack()
+                        line.enter_context(pending.held(
+                            f"pod {hook.namespace}/{hook.pod} ran its pre-backup hook "
+                            "and not its post hook (run that by hand: see the pod's "
+                            "hook annotations)"))
+                    result = runner.one(hook)
+                    ok = ok and result.ok
+                    if not result.ok and hook.fail:
+                        raise hooks.HookFailedError(f"{result.line()}; nothing was saved")
+                if ok and pod_hooks.pre:
+                    quiesced.add((pod_hooks.pre[0].namespace, pod_hooks.pre[0].pod))
+            yield quiesced, release
+        finally:
+            release("copy done")
 
     def _previous_volumes(self, scope: Scope, refs: list[tuple[str, str]]
                           ) -> dict[tuple[str, str], tuple[bytes, ...]]:

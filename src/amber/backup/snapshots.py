@@ -25,8 +25,10 @@ from __future__ import annotations
 
 import contextlib
 import secrets
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 from amber.kube import errors as kerrors
 from amber.kube import objects
@@ -41,6 +43,8 @@ DEFAULT_STORAGE_CLASS = ("storageclass.kubernetes.io/is-default-class",
                          "storageclass.beta.kubernetes.io/is-default-class")
 #: How often a snapshot is looked at while it is being cut.
 POLL = 0.5
+#: How long ``status.error`` must stay before the snapshot counts as failed.
+ERROR_GRACE = 60.0
 
 
 class Unavailable(Exception):
@@ -111,6 +115,7 @@ class Cloner:
         and then failed is deleted again."""
         snapshots = self.client.discover().find("volumesnapshots", GROUP)
         name = f"amber-{self.labels_value()}-{secrets.token_hex(3)}"
+        cut = Cut(namespace, name, snapshot_class, claim)
         try:
             self.client.create(snapshots, {
                 "apiVersion": snapshots.group_version, "kind": "VolumeSnapshot",
@@ -118,9 +123,13 @@ class Cloner:
                 "spec": {"volumeSnapshotClassName": snapshot_class,
                          "source": {"persistentVolumeClaimName": objects.name(claim)}}},
                 namespace)
+        except kerrors.MaybeCreated:
+            pass  # a retried create that found our own first attempt's (the name is ours)
         except kerrors.Forbidden as exc:
             raise Unavailable(f"not allowed to create a VolumeSnapshot ({exc})") from None
-        cut = Cut(namespace, name, snapshot_class, claim)
+        except kerrors.APIError:
+            self.discard(cut)  # it may exist after all (a timeout after it was sent)
+            raise
         try:
             cut.taken, _size = self._wait(snapshots, name, namespace, ready=False)
         except BaseException:
@@ -139,8 +148,11 @@ class Cloner:
             _taken, size = self._wait(snapshots, cut.name, cut.namespace, ready=True)
             spec = cut.claim.get("spec") or {}
             capacity = ((cut.claim.get("status") or {}).get("capacity") or {}).get("storage")
-            request = size or capacity or \
-                ((spec.get("resources") or {}).get("requests") or {}).get("storage")
+            requested = ((spec.get("resources") or {}).get("requests") or {}).get("storage")
+            # the largest of what is known: a clone may not be smaller than its source, and
+            # a restoreSize of 0 means "not said" (CSI), not a volume of nothing
+            request = max((q for q in (size, capacity, requested) if q and _bytes(q)),
+                          key=_bytes, default=requested)
             body: Obj = {
                 "apiVersion": "v1", "kind": "PersistentVolumeClaim",
                 "metadata": {"name": cut.name, "labels": self.labels},
@@ -149,12 +161,14 @@ class Cloner:
                          "resources": {"requests": {"storage": request}},
                          "dataSource": {"apiGroup": GROUP, "kind": "VolumeSnapshot",
                                         "name": cut.name}}}
+            made.append((claims, cut.name))  # deleted at the end even if this create fails
             try:
                 self.client.create(claims, body, cut.namespace)
+            except kerrors.MaybeCreated:
+                pass  # our own first attempt's
             except kerrors.Forbidden as exc:
                 raise Unavailable(f"not allowed to create a claim from its snapshot "
                                   f"({exc})") from None
-            made.append((claims, cut.name))
             yield Clone(cut.namespace, cut.name, cut.taken, cut.snapshot_class, made)
         finally:
             for res, made_name in reversed(made):
@@ -175,10 +189,17 @@ class Cloner:
               ) -> tuple[str, str]:
         """Wait until the snapshot is cut (its ``creationTime`` is set) or, with ``ready``,
         ready to use; (its creation time, its restore size)."""
+        erring_since: float | None = None
+
         def done() -> tuple[str, str] | kwait.Pending:
+            nonlocal erring_since
             status = self.client.get(snapshots, name, namespace).get("status") or {}
             error = (status.get("error") or {}).get("message")
-            if error and not status.get("readyToUse"):
+            # the snapshot controller records passing errors there too (a conflict on its
+            # own update) and clears them: only one that stays is a failure
+            erring_since = (erring_since or time.monotonic()) if error else None
+            if error and not status.get("readyToUse") and \
+                    time.monotonic() - (erring_since or 0.0) >= ERROR_GRACE:
                 raise Unavailable(f"the snapshot failed: {error}")
             if status.get("readyToUse") or (not ready and status.get("creationTime")):
                 return str(status.get("creationTime") or ""), str(status.get("restoreSize")
@@ -207,6 +228,26 @@ class Cloner:
                 self.client.request("PATCH", res.path(clone.namespace, made_name),
                                     body={"metadata": {"ownerReferences": [ref]}},
                                     content_type="application/merge-patch+json")
+
+
+_SUFFIXES = {"": 1, "k": 10**3, "M": 10**6, "G": 10**9, "T": 10**12, "P": 10**15,
+             "E": 10**18, "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "Pi": 2**50,
+             "Ei": 2**60}
+
+
+def _bytes(quantity: Any) -> float:
+    """A storage quantity (``1Gi``, ``500M``, ``1e9``, ``0``) in bytes; 0 when unreadable."""
+    text = str(quantity).strip()
+    for suffix in sorted(_SUFFIXES, key=len, reverse=True):
+        if suffix and text.endswith(suffix):
+            number, scale = text[:-len(suffix)], _SUFFIXES[suffix]
+            break
+    else:
+        number, scale = text, 1
+    try:
+        return float(number) * scale
+    except ValueError:
+        return 0.0
 
 
 @dataclass

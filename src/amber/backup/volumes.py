@@ -73,6 +73,9 @@ CRASH = "crash"
 APP = "app"
 #: How long a mover may take before it is stopped (``activeDeadlineSeconds``).
 DEFAULT_TIMEOUT = 3600.0
+#: How long a mover reading a clone may wait for its pod to start: provisioning a volume
+#: from a snapshot (a cloud disk restored from its snapshot) takes longer than attaching one.
+CLONE_START_TIMEOUT = 900.0
 #: Finished Jobs are removed by the cluster after this long even if Amber was killed.
 JOB_TTL = 3600
 
@@ -128,6 +131,8 @@ class Moved:
     clone: snapshots.Clone | None = None
     #: why a snapshot was not used where a class would have served the claim
     snapshot_problem: str = ""
+    #: its Job's pod never ran (its volume never attached, no node fit, ...)
+    never_started: bool = False
 
     def to_json(self) -> dict[str, Any]:
         doc: dict[str, Any] = {
@@ -279,13 +284,30 @@ class Movers:
         self.run_id = secrets.token_hex(4)
         self._stop = threading.Event()
         self._secrets: dict[str, str] = {}  # namespace -> Secret name
+        self._passphrase: str | None = None
         self._lock = threading.Lock()
-        #: Why the mover image cannot be used, once a Job found out: the other movers of
-        #: the run fail with that at once instead of each waiting for the same pull.
-        self._no_image = ""
+        #: Namespace -> why the mover image cannot be pulled there, once a Job found out: the
+        #: run's other movers in it fail with that at once instead of each waiting for it.
+        self._no_image: dict[str, str] = {}
+        #: snapshots ``cut`` made that no clone has consumed yet (``discard`` deletes them)
+        self._cuts: list[snapshots.Cut] = []
+        self._cut_line = contextlib.ExitStack()
         #: bytes and files each mover Job said it had done (its progress lines)
         self._moved: dict[str, tuple[int, int]] = {}
         self._meter: progress.Meter | None = None
+
+    def ready(self) -> str:
+        """Resolve, on the calling (main) thread, what every mover needs: how to reach the
+        repository and its passphrase (which may prompt). Empty when that worked, else why
+        not: the caller then records it for each claim and database instead of failing the
+        whole backup in a worker thread."""
+        try:
+            _ = self.handoff
+            if self._passphrase is None:
+                self._passphrase = self.passphrase()
+        except (errors.AmberError, OSError) as exc:
+            return str(exc)
+        return ""
 
     @functools.cached_property
     def snapshot_classes(self) -> snapshots.Classes:
@@ -317,27 +339,40 @@ class Movers:
 
         def one(item: tuple[Claim, str]) -> snapshots.Cut | str:
             claim, snapshot_class = item
+            if self._stop.is_set():
+                return "stopped"
             try:
-                return self.cloner.cut(claim.namespace, claim.live or {}, snapshot_class)
+                made = self.cloner.cut(claim.namespace, claim.live or {}, snapshot_class)
             except (snapshots.Unavailable, kerrors.APIError) as exc:
                 return str(exc)
+            with self._lock:
+                self._cuts.append(made)
+            return made
 
-        with pending.held(f"snapshots of run {self.run_id}: kubectl delete volumesnapshots "
-                          f"-A -l {MOVER_LABEL}={self.run_id}"), \
-                concurrent.futures.ThreadPoolExecutor(
-                    max_workers=min(8, len(todo)), thread_name_prefix="amber-cut") as pool:
+        # the line stays until ``discard``: the snapshots live on until their clones are made
+        self._cut_line.enter_context(pending.held(
+            f"snapshots of run {self.run_id}: kubectl delete volumesnapshots -A -l "
+            f"{MOVER_LABEL}={self.run_id}"))
+        with concurrent.futures.ThreadPoolExecutor(
+                max_workers=min(8, len(todo)), thread_name_prefix="amber-cut") as pool:
+            futures = [pool.submit(one, item) for item in todo]
             try:
-                results = list(pool.map(one, todo))
+                results = [f.result() for f in futures]
             except BaseException:
-                self._stop.set()  # ends the waits of the others; each deletes its own
+                self._stop.set()  # the others' waits end; ``discard`` deletes what was cut
+                for f in futures:
+                    f.cancel()
                 raise
         return {(c.namespace, c.name): r for (c, _cls), r in zip(todo, results, strict=True)}
 
-    def discard(self, cuts: dict[tuple[str, str], snapshots.Cut | str]) -> None:
-        """Delete the snapshots ``back_up`` did not get to (deleted ones are fine)."""
-        for cut in cuts.values():
-            if isinstance(cut, snapshots.Cut):
-                self.cloner.discard(cut)
+    def discard(self) -> None:
+        """Delete the snapshots ``cut`` made that no clone consumed (whatever happened in
+        between: the caller calls this in a ``finally``)."""
+        with self._lock:
+            left, self._cuts = self._cuts, []
+        for cut in left:
+            self.cloner.discard(cut)
+        self._cut_line.close()
 
     def back_up(self, claims: Sequence[Claim],
                 parents: dict[tuple[str, str], tuple[bytes, ...]],
@@ -363,7 +398,12 @@ class Movers:
                 if snapshot_class:
                     cut = self.cloner.cut(claim.namespace, claim.live or {}, snapshot_class)
                 if isinstance(cut, snapshots.Cut):
-                    return self._move_clone(claim, argv, cut)
+                    moved = self._move_clone(claim, argv, cut)
+                    if not moved.never_started:
+                        return moved
+                    # the clone never became usable (not provisioned, not attached): the
+                    # live volume still is
+                    cut = f"its clone could not be used ({moved.problem})"
             except (snapshots.Unavailable, kerrors.APIError) as exc:
                 cut = str(exc)
             moved = self._move(claim, argv, read_only=True)
@@ -433,35 +473,44 @@ class Movers:
     def _move_clone(self, claim: Claim, argv: list[str], cut: snapshots.Cut) -> Moved:
         """Back up ``claim`` from a clone of its snapshot ``cut`` (``snapshots``): the Job
         mounts the clone read-only wherever the scheduler puts it."""
+        with self._lock:  # from here ``clone`` deletes it, whatever happens
+            if cut in self._cuts:
+                self._cuts.remove(cut)
         with self.cloner.clone(cut) as clone:
             stand_in = Claim(claim.namespace, clone.name, phase="Bound")
             moved = self.run_job(claim, lambda name, secret: self._job(
                 name, stand_in, [*argv, "--clone"], secret, read_only=True),
-                created=lambda job: self.cloner.adopt(clone, job))
+                created=lambda job: self.cloner.adopt(clone, job),
+                # a volume made from a snapshot may take long to provision and attach
+                start_timeout=max(self.settings.start_timeout, CLONE_START_TIMEOUT))
         moved.clone = clone
         return moved
 
     def run_job(self, subject: Claim, build: Callable[[str, str], Obj], *,
-                created: Callable[[Obj], None] | None = None) -> Moved:
+                created: Callable[[Obj], None] | None = None,
+                start_timeout: float | None = None) -> Moved:
         """Run one mover Job for ``subject`` (a claim, or a database workload: where it runs
         and what the result is about); ``build(name, secret)`` makes the Job, ``created`` is
         told of it once it exists. The Job is deleted however it ends."""
         name = f"amber-mover-{self.run_id}-{secrets.token_hex(3)}"
-        if self._no_image:
-            return Moved(subject, problem=self._no_image)
+        if subject.namespace in self._no_image:
+            return Moved(subject, problem=self._no_image[subject.namespace])
         try:
             secret = self._secret_for(subject.namespace)
         except kerrors.Forbidden as exc:
             return Moved(subject, problem=f"not allowed to start a mover in "
                                           f"{subject.namespace} ({exc}): copying data needs "
                                           "create on secrets and jobs there")
+        except kerrors.APIError as exc:  # costs this claim, not the backup
+            return Moved(subject, problem=f"cannot hand the repository to a mover in "
+                                          f"{subject.namespace}: {exc}")
         follower = kjobs.LogFollower(self.client, name, subject.namespace, "mover",
                                      functools.partial(self._progress, name)).start()
         try:
             outcome = kjobs.run(self.client, build(name, secret), subject.namespace,
                                 timeout=self.settings.timeout + 60, stop=self._stop.is_set,
-                                start_timeout=self.settings.start_timeout, created=created,
-                                main="mover")
+                                start_timeout=start_timeout or self.settings.start_timeout,
+                                created=created, main="mover")
         except kwait.GaveUp as exc:
             return Moved(subject, problem=f"the mover Job {subject.namespace}/{name} did not "
                                           f"end: {exc.why or 'stopped'}")
@@ -477,13 +526,16 @@ class Movers:
             with contextlib.suppress(kerrors.APIError):
                 kjobs.delete(self.client, name, subject.namespace)
         if outcome.unpulled and outcome.unpulled == self.settings.image:
-            self._no_image = (
+            # per namespace: pull secrets (the default ServiceAccount's) differ between them
+            problem = self._no_image[subject.namespace] = (
                 f"the mover image {outcome.unpulled} cannot be pulled in {subject.namespace} "
                 f"({outcome.why.partition('(')[2].rstrip(')') or outcome.why}): name an image "
                 "with Amber that the nodes can pull in AMBER_MOVER_IMAGE, or leave volume data "
                 "out with --consistency none")
-            return Moved(subject, problem=self._no_image)
-        return _moved(subject, outcome)
+            return Moved(subject, problem=problem)
+        moved = _moved(subject, outcome)
+        moved.never_started = not outcome.started
+        return moved
 
     def _progress(self, job: str, line: str) -> None:
         """A line of a mover's log: its progress lines (JSON, as ``-o json`` writes them)
@@ -571,11 +623,21 @@ class Movers:
             if namespace in self._secrets:
                 return self._secrets[namespace]
             name = f"amber-mover-{self.run_id}"
-            data = {"password": self.passphrase().encode(), **self.handoff.files}
+            if self._passphrase is None:
+                self._passphrase = self.passphrase()
+            data = {"password": self._passphrase.encode(), **self.handoff.files}
             body = {"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
                     "metadata": {"name": name, "labels": {MOVER_LABEL: self.run_id}},
                     "data": {k: base64.b64encode(v).decode() for k, v in data.items()}}
-            self.client.create(self.client.discover().find("secrets", ""), body, namespace)
+            # registered first: a create that may have happened is deleted at the end too
+            self._secrets[namespace] = name
+            try:
+                self.client.create(self.client.discover().find("secrets", ""), body, namespace)
+            except kerrors.MaybeCreated:
+                pass  # our own first attempt: the name is this run's
+            except BaseException:
+                del self._secrets[namespace]
+                raise
             self._secrets[namespace] = name
             return name
 

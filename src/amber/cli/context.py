@@ -183,6 +183,9 @@ def term_as_interrupt() -> Iterator[None]:
     passphrase, a drill's scratch namespaces): without this the process ends at once and
     leaves them behind."""
     def interrupt(_signum: int, _frame: FrameType | None) -> None:
+        # once: a second SIGTERM (a supervisor repeating itself) must not cut the cleanup
+        # the first one started short; SIGKILL remains for one that will not wait
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
         raise KeyboardInterrupt
 
     previous = signal.signal(signal.SIGTERM, interrupt)

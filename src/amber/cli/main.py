@@ -107,6 +107,8 @@ _CLEAR_LINE = output.CLEAR_LINE
 def _interrupted(prog: str) -> NoReturn:
     clear = _CLEAR_LINE if sys.stderr.isatty() else ""
     print(f"{clear}{prog}: interrupted", file=sys.stderr)
+    for line in pending.lines():  # what the cleanup could not undo
+        print(f"{prog}: left behind: {line}", file=sys.stderr)
     sys.exit(errors.ExitCode.INTERRUPTED)
 
 

@@ -154,8 +154,12 @@ def restore(ctx: context.Context, backup_id: str, app: str | None,
                                   "could not be restored (see the report above)")
     lost = [v for v in report.volumes if v.failed]
     if lost:
-        raise errors.PartialError(f"the data of {len(lost)} claim(s) was not restored (see "
-                                  "the report above): their workloads started on empty volumes")
+        claims = sum(1 for v in lost if v.subject == "claim")
+        dumps = len(lost) - claims
+        what = [f"the data of {claims} claim(s)"] if claims else []
+        what += [f"the dump of {dumps} database(s)"] if dumps else []
+        raise errors.PartialError(f"{' and '.join(what)} did not come back (see the report "
+                                  "above): their workloads started without it")
     if report.failed_hooks:
         raise restore_hooks.HookFailedError(report.failed_hooks)
     if report.not_ready:

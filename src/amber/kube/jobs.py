@@ -45,6 +45,8 @@ class Outcome:
     detail: str = ""
     #: The image that could not be pulled, when that is why the Job failed.
     unpulled: str = ""
+    #: Whether its pod ever left Pending (a volume that never attached: it did not).
+    started: bool = True
 
 
 def run(client: Client, body: Obj, namespace: str, *, timeout: float,
@@ -97,8 +99,10 @@ def wait(client: Client, name: str, namespace: str, *, timeout: float,
             None, "Pending")
         why = _pending_why(pod)
         reason, image = _image_trouble(pod)
-        if reason in IMAGE_PULL_FAILED:
-            pulls_failing = pulls_failing or time.monotonic()
+        # failing since when, without a pull that went on in between (a registry's 429 once,
+        # then a large pull, is not an image that cannot be pulled)
+        pulls_failing = (pulls_failing or time.monotonic()) if reason in IMAGE_PULL_FAILED \
+            else None
         if reason in IMAGE_REFUSED or (
                 pulls_failing is not None and time.monotonic() - pulls_failing >= PULL_GRACE):
             unpulled = image
@@ -112,7 +116,8 @@ def wait(client: Client, name: str, namespace: str, *, timeout: float,
                                  what=f"job {namespace}/{name}")
     message, detail = pod_report(client, name, namespace, with_log=not completed,
                                  container=main)
-    return Outcome(name, namespace, completed, why, message, detail, unpulled)
+    return Outcome(name, namespace, completed, why, message, detail, unpulled,
+                   started=started or completed)
 
 
 def _exit_code(pod: Obj | None, container: str) -> int | None:

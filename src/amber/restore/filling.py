@@ -86,6 +86,10 @@ class Filler:
                 todo.append((fill, filled))
         if not todo:
             return out
+        if why := self.movers.ready():  # the passphrase prompt, on this thread
+            for _fill, filled in todo:
+                filled.note, filled.failed = f"data NOT restored: no mover can start: {why}", True
+            return out
         moved = self.movers.restore([fill for fill, _filled in todo])
         for (_fill, filled), m in zip(todo, moved, strict=True):
             if m.problem:
@@ -174,16 +178,21 @@ class Filler:
             filled = Filled(target, source, subject="database")
             out.append(filled)
             if not record.get("captured"):
-                filled.note = (f"no dump in this backup ({record.get('problem')})"
-                               if record.get("problem") == databases.NOT_RUNNING else
-                               f"no dump in this backup ({record.get('problem')}); the "
-                               "database starts empty")
+                problem = str(record.get("problem") or "")
+                # its claims' files stand in for the dump when they were copied instead
+                instead = problem == databases.NOT_RUNNING or "copied as files instead" in problem
+                filled.note = (f"no dump in this backup ({problem}); its claims' files "
+                               "were restored instead" if instead else
+                               f"no dump in this backup ({problem}); the database starts empty")
                 continue
             self._load_one(record, source, target, filled, timeout)
         return out
 
     def _load_one(self, record: dict[str, Any], source: Ref, target: Ref, filled: Filled,
                   timeout: float) -> None:
+        if why := self.movers.ready():  # the passphrase prompt, on this thread
+            filled.note, filled.failed = f"dump NOT loaded: no mover can start: {why}", True
+            return
         name = str(record.get("blueprint"))
         try:
             chosen = blueprint.available().get(name)

@@ -223,6 +223,13 @@ def build(source: BackupSource, sel: Selection, opts: Options) -> Plan:
         return _build(source, sel, opts)
 
 
+def _claims_with_data(manifest: Obj) -> set[tuple[str, str]]:
+    """(namespace, claim) of the claims whose data the backup holds (their files, or a dump
+    a blueprint places or loads): a mover fills them, so they must be provisioned empty."""
+    return {(str(v.get("namespace")), str(v.get("claim"))) for v in manifest.get("volumes") or []
+            if isinstance(v, dict) and (v.get("captured") or v.get("coveredBy") == "databases")}
+
+
 def _build(source: BackupSource, sel: Selection, opts: Options) -> Plan:
     items = select(source, sel)
     cache: dict[str, Obj] = {}
@@ -231,6 +238,7 @@ def _build(source: BackupSource, sel: Selection, opts: Options) -> Plan:
     by_kind_name = {(i.ref.kind, i.ref.namespace, i.ref.name): i for i in items}
     # A claim keeps its volumeName only when that volume is restored as it was (a static PV).
     static_pvs = set()
+    filled = _claims_with_data(source.manifest)
     steps: list[Step] = []
     originals: dict[Ref, Obj] = {}
     warnings: list[str] = []
@@ -251,7 +259,11 @@ def _build(source: BackupSource, sel: Selection, opts: Options) -> Plan:
             anew = ((raw.get("spec") or {}).get("volumeName") or "") not in static_pvs
         port = portable.make_portable(raw, keep_cluster_ips=opts.keep_cluster_ips,
                                       keep_node_ports=opts.keep_node_ports,
-                                      volume_provisioned_anew=anew, in_place=True)
+                                      volume_provisioned_anew=anew,
+                                      data_restored=anew and (item.ref.namespace,
+                                                              item.ref.name) in filled
+                                      and item.ref.kind == "PersistentVolumeClaim",
+                                      in_place=True)
         if port.obj is None:
             step.skip = port.skip
             continue

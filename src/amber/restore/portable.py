@@ -60,6 +60,10 @@ PersistentVolumeClaim
     bound to the old claim's uid, stays Pending for ever; without the name the PV controller
     binds a matching (or pre-bound) volume or provisions a new one. A claim whose volume is
     restored with it keeps the name.
+  - ``spec.dataSource`` and ``spec.dataSourceRef`` when ``data_restored``, i.e. the backup holds
+    the claim's data and a mover fills it: provisioned as a clone of its old source, the claim
+    would stay Pending where that snapshot or claim is missing, or hold the old source's files
+    under the backup's, bringing back what was deleted since (Velero drops them too).
 
 Pod
   - skipped when finished (``status.phase`` Succeeded or Failed): creating it would run it
@@ -162,6 +166,7 @@ class _Options:
     keep_cluster_ips: bool
     keep_node_ports: bool
     volume_provisioned_anew: bool
+    data_restored: bool = False
 
 
 class _Work:
@@ -195,12 +200,13 @@ class _Work:
 
 
 def make_portable(obj: Obj, *, keep_cluster_ips: bool = False, keep_node_ports: bool = False,
-                  volume_provisioned_anew: bool = True, in_place: bool = False) -> Portable:
+                  volume_provisioned_anew: bool = True, data_restored: bool = False,
+                  in_place: bool = False) -> Portable:
     """A creatable copy of ``obj`` with what belonged to the old cluster reset (module doc).
 
     ``in_place`` changes ``obj`` itself instead of a copy: for a caller that just decoded it
     and will not look at it again (a restore of 10,000 objects saves as many deep copies)."""
-    opts = _Options(keep_cluster_ips, keep_node_ports, volume_provisioned_anew)
+    opts = _Options(keep_cluster_ips, keep_node_ports, volume_provisioned_anew, data_restored)
     cluster_default = is_cluster_default(obj)
     work = _Work(obj if in_place else copy.deepcopy(obj), opts)
     key = group_kind(work.obj)
@@ -354,6 +360,9 @@ def _persistent_volume_claim(work: _Work) -> None:
         # Whatever the annotations say (not every provisioner sets them): a claim pre-bound to a
         # volume that is not restored with it stays Pending for ever.
         work.pop(work.spec, "volumeName", "spec.volumeName")
+    if work.opts.data_restored:
+        work.pop(work.spec, "dataSource", "spec.dataSource")
+        work.pop(work.spec, "dataSourceRef", "spec.dataSourceRef")
 
 
 def _pod(work: _Work) -> None:
