@@ -20,6 +20,8 @@ Secret, by reference too.
 from __future__ import annotations
 
 import fnmatch
+import functools
+import os
 import shlex
 import time
 from collections.abc import Iterable
@@ -62,11 +64,18 @@ def is_database_kind(group: str, kind: str) -> bool:
     """Whether objects of ``group``/``kind`` may be databases (with the user's blueprints;
     with the built-in ones alone when those cannot be read: the backup or restore says why
     elsewhere)."""
+    return (group, kind) in _known_kinds(os.environ.get(bp.USER_DIR_ENV))
+
+
+@functools.lru_cache(maxsize=4)
+def _known_kinds(_user_dir: str | None) -> frozenset[tuple[str, str]]:
+    """``resource_kinds`` of the blueprints, read once per ``AMBER_BLUEPRINTS`` (asked for
+    every object a backup writes or a restore creates)."""
     try:
         known = bp.available()
     except errors.UsageError:
         known = bp.builtin()
-    return (group, kind) in resource_kinds(known)
+    return frozenset(resource_kinds(known))
 
 
 def workload_refs(written: Iterable[Ref]) -> list[tuple[str, str, str]]:
