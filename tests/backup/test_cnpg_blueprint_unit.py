@@ -3,7 +3,9 @@ PostgreSQL blueprint recognises the resource by group and kind (not Cluster API'
 not other custom resources carrying the same labels); it binds to the primary pod's ``postgres``
 container with the operator's Secret by reference (the superuser's when enabled, else the
 application owner's); the globals are dumped without role passwords; the commands run in the
-pod use its socket; malformed ``match.resources`` entries are one-line errors."""
+pod use its socket; with the application owner's credentials only, each dump is loaded into the
+database of its name instead of created; malformed ``match.resources`` entries are one-line
+errors."""
 
 from __future__ import annotations
 
@@ -92,6 +94,25 @@ def test_commands_of_a_cluster(postgresql: blueprint.Blueprint) -> None:
     assert record["kind"] == "Cluster" and record["group"] == "postgresql.cnpg.io"
 
 
+@pytest.mark.parametrize(("superuser", "expected"), [
+    (True, ["-d", "template1", "--create", "--clean"]),
+    # the application owner may not create databases: into the one the operator made
+    (False, ["-d", "app", "--no-owner", "--clean"])])
+def test_restore_commands_follow_the_credentials(postgresql: blueprint.Blueprint,
+                                                 superuser: bool, expected: list[str]) -> None:
+    bound = blueprint.bind(postgresql, _cluster(superuser=superuser), pod=_pod())
+    step = postgresql.restore[1]
+    words = bound.words(step.command, host="10.0.0.7", item=step.item_of("app.dump"))
+    assert words[5:9] == expected
+
+
+def test_item_of_a_stored_file() -> None:
+    assert blueprint.FileStep("*.dump", ("x",)).item_of("shop.dump") == "shop"
+    assert blueprint.FileStep("db-*.sql", ("x",)).item_of("db-a.b.sql") == "a.b"
+    assert blueprint.FileStep("globals.sql", ("x",)).item_of("globals.sql") == ""
+    assert blueprint.FileStep("*.dump", ("x",)).item_of("globals.sql") == ""
+
+
 def test_a_statefulset_keeps_its_commands(postgresql: blueprint.Blueprint) -> None:
     """The parameters the Cluster needs change nothing for a StatefulSet: the pod's address
     in the pod, every role's password in the globals."""
@@ -102,6 +123,9 @@ def test_a_statefulset_keeps_its_commands(postgresql: blueprint.Blueprint) -> No
                                                                           "10.1.1.1"]
     assert bound.words(postgresql.backup[0].command, host="10.1.1.1")[:3] == [
         "pg_dumpall", "--globals-only", "-h"]
+    restore = postgresql.restore[1]
+    assert bound.words(restore.command, host="10.1.1.1", item="shop")[5:] == [
+        "-d", "template1", "--create", "--clean", "--if-exists", "--exit-on-error"]
 
 
 def test_cluster_without_a_running_pod(postgresql: blueprint.Blueprint) -> None:
@@ -138,6 +162,9 @@ def _doc(resources: Any) -> dict[str, Any]:
      "names no non-secret parameter"),
     ([{"group": "g", "kind": "K", "pods": "a=b", "params": {"nosuch": "x"}}],
      "names no non-secret parameter"),
+    ([{"group": "g", "kind": "K", "pods": "a=b",
+       "credentials": [{"secret": "s", "params": {"password": "x"}}]}],
+     "credentials[0].params.password names no non-secret parameter"),
 ])
 def test_malformed_resources_are_one_line(resources: Any, message: str) -> None:
     with pytest.raises(errors.UsageError) as caught:

@@ -10,9 +10,10 @@ annotation (``amber.dev/blueprint: NAME``, or ``none``) or by recognition.
 
 Commands are argument lists with ``{name}`` placeholders: the blueprint's parameters, ``host``
 (the database pod's address) and ``item`` (for files made once per item of the backup's
-``list``). Secret parameters never reach an argument: they reach the dump program as
-environment variables copied from the workload's own container (its ``valueFrom.secretKeyRef``
-stays a reference), as the workload itself receives them.
+``list``; on restore, what the ``*`` of the step's name stands for in the stored file's).
+Secret parameters never reach an argument: they reach the dump program as environment
+variables copied from the workload's own container (its ``valueFrom.secretKeyRef`` stays a
+reference), as the workload itself receives them.
 
 An operator's custom resource (a CloudNativePG ``Cluster``) is a database too when a blueprint
 names its group and kind (``match.resources``): the operator makes its pods directly, so the
@@ -63,10 +64,12 @@ class Param:
 class Credentials:
     """A Secret an operator keeps a database's credentials in: ``secret`` is a name template
     (``{name}``: the resource's), used when the resource's field at dotted path ``when`` is
-    true (no ``when``: always)."""
+    true (no ``when``: always); ``params``: values fixed when it is the one used (what a user
+    with fewer rights must do otherwise)."""
 
     secret: str
     when: str = ""
+    params: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -83,12 +86,13 @@ class Resource:
     credentials: tuple[Credentials, ...] = ()
     params: dict[str, str] = field(default_factory=dict)
 
-    def credentials_for(self, obj: Obj) -> str:
-        """The Secret name of ``obj``'s credentials (the first entry that applies), or ""."""
+    def credentials_for(self, obj: Obj) -> tuple[str, dict[str, str]]:
+        """The Secret name of ``obj``'s credentials (the first entry that applies, else "")
+        and the values that entry fixes."""
         for cred in self.credentials:
             if not cred.when or _field(obj, cred.when) is True:
-                return cred.secret.replace("{name}", objects.name(obj))
-        return ""
+                return cred.secret.replace("{name}", objects.name(obj)), cred.params
+        return "", {}
 
     def selectors(self, obj: Obj) -> list[str]:
         return [s.replace("{name}", objects.name(obj)) for s in self.pods]
@@ -119,6 +123,16 @@ class FileStep:
     #: (``{dir}/dump.rdb``), where it is put into the claim mounted there before the
     #: database starts (a store that loads its data only at start, such as Redis)
     volume_path: str = ""
+
+    def item_of(self, stored: str) -> str:
+        """On restore, the ``{item}`` of a stored file: what the one ``*`` of this step's name
+        stands for in it (``shop`` of ``shop.dump`` for ``*.dump``: the database the backup
+        made it from), else ""."""
+        head, star, tail = self.name.partition("*")
+        if not star or "*" in tail or not stored.startswith(head) or not stored.endswith(tail) \
+                or len(stored) < len(head) + len(tail):
+            return ""
+        return stored[len(head):len(stored) - len(tail)]
 
 
 @dataclass(frozen=True)
@@ -267,15 +281,21 @@ def _resources(value: Any, params: dict[str, Param], fail: Any) -> tuple[Resourc
         for j, cred in enumerate(item.get("credentials") or []):
             if not isinstance(cred, dict) or not isinstance(cred.get("secret"), str):
                 raise fail(f"{where}.credentials[{j}] needs a secret (a name template)")
-            creds.append(Credentials(cred["secret"], str(cred.get("when") or "")))
-        fixed = {str(k): "" if v is None else str(v)
-                 for k, v in (item.get("params") or {}).items()}
-        for key in fixed:
-            if key not in params or params[key].secret:
-                raise fail(f"{where}.params.{key} names no non-secret parameter")
+            creds.append(Credentials(cred["secret"], str(cred.get("when") or ""), _fixed(
+                cred.get("params"), params, fail, f"{where}.credentials[{j}].params")))
+        fixed = _fixed(item.get("params"), params, fail, f"{where}.params")
         out.append(Resource(item["group"], item["kind"], tuple(pods),
                             str(item.get("container") or ""), tuple(creds), fixed))
     return tuple(out)
+
+
+def _fixed(value: Any, params: dict[str, Param], fail: Any, where: str) -> dict[str, str]:
+    """Parameter values a resource or its credentials fix: non-secret parameters only."""
+    fixed = {str(k): "" if v is None else str(v) for k, v in (value or {}).items()}
+    for key in fixed:
+        if key not in params or params[key].secret:
+            raise fail(f"{where}.{key} names no non-secret parameter")
+    return fixed
 
 
 def _command(value: Any, fail: Any, where: str, *, optional: bool = False) -> tuple[str, ...]:
@@ -394,7 +414,8 @@ def bind(bp: Blueprint, workload: Obj, *, pod: Obj | None = None) -> Bound:
     containers = _containers(pod if resource is not None and pod is not None else workload)
     if resource is not None and not containers:
         return Bound(bp, {}, values={**{k: p.default for k, p in bp.params.items()
-                                        if p.default is not None}, **resource.params})
+                                        if p.default is not None}, **resource.params,
+                                     **resource.credentials_for(workload)[1]})
     if not containers:
         raise errors.UsageError(f"{objects.name(workload)}: no containers")
     container = next((c for c in containers if resource is not None
@@ -403,7 +424,8 @@ def bind(bp: Blueprint, workload: Obj, *, pod: Obj | None = None) -> Bound:
          and _image_matches(str(c.get("image") or ""), bp.images)), containers[0])
     entries = {str(e.get("name")): e for e in container.get("env") or []}
     bound = Bound(bp, container)
-    secret = resource.credentials_for(workload) if resource is not None else ""
+    secret, by_credentials = resource.credentials_for(workload) if resource is not None \
+        else ("", {})
     sources: dict[str, Obj] = {}
     for pname, param in bp.params.items():
         if secret and param.key:
@@ -422,7 +444,7 @@ def bind(bp: Blueprint, workload: Obj, *, pod: Obj | None = None) -> Bound:
         if pname not in bound.values and param.default is not None:
             bound.values[pname] = param.default
     if resource is not None:
-        bound.values.update(resource.params)
+        bound.values.update({**resource.params, **by_credentials})
     for var, pname in bp.env.items():
         src = sources.get(pname)
         if src is not None:

@@ -363,7 +363,8 @@ def load(movers: volumes.Movers, db: Database, tree_ids: tuple[bytes, ...],
             continue
         for name in stored:
             if fnmatch.fnmatchcase(name, step.name) and name not in {f for f, _c in files}:
-                files.append((name, bound.words(step.command, host=db.pod_ip)))
+                files.append((name, bound.words(step.command, host=db.pod_ip,
+                                                item=step.item_of(name))))
     left = sorted(set(stored) - {f for f, _c in files})
     if left:
         return volumes.Moved(db.subject, problem=f"blueprint {bound.blueprint.name} has no "
