@@ -9,13 +9,16 @@ errors."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 import pytest
 
 from amber.apps.refs import Ref
 from amber.backup import blueprint, databases
+from amber.kube.client import Client
 from amber.util import errors
+
+REFS = [("Cluster.postgresql.cnpg.io", "shop", "main")]
 
 
 def _cluster(name: str = "main", *, superuser: bool = True,
@@ -142,6 +145,61 @@ def test_database_kinds() -> None:
                Ref("", "ConfigMap", "shop", "main")]
     assert databases.workload_refs(written) == [
         ("Cluster.postgresql.cnpg.io", "shop", "main"), ("StatefulSet", "shop", "db")]
+
+
+class _Cluster:
+    """Just enough of a client for ``databases.find``: objects by kind, lists by labels."""
+
+    def __init__(self, *objs: dict[str, Any]) -> None:
+        self.objs = list(objs)
+
+    def discover(self) -> _Cluster:
+        return self
+
+    def find(self, name: str, group: str | None = None) -> str:
+        return {"persistentvolumeclaims": "PersistentVolumeClaim", "pods": "Pod"}.get(name, name)
+
+    def get(self, kind: str, name: str, namespace: str) -> dict[str, Any]:
+        return next(o for o in self.objs if (o["kind"], o["metadata"]["name"]) == (kind, name))
+
+    def list(self, kind: str, namespace: str, *, label_selector: str) -> list[dict[str, Any]]:
+        wanted = dict(pair.split("=") for pair in label_selector.split(","))
+        return [o for o in self.objs if o["kind"] == kind and wanted.items() <= (
+            o["metadata"].get("labels") or {}).items()]
+
+
+def _instance(n: int, role: str, *, old_labels: bool = False) -> list[dict[str, Any]]:
+    """Pod and claim ``main-N`` of a Cluster: labelled by a current operator or an old one."""
+    pod = _pod(f"main-{n}")
+    pod["kind"] = "Pod"
+    pod["metadata"]["labels"] = {"cnpg.io/cluster": "main", **(
+        {"role": role} if old_labels else {"cnpg.io/instanceRole": role})}
+    pod["spec"]["volumes"] = [{"name": "pgdata",
+                               "persistentVolumeClaim": {"claimName": f"main-{n}"}}]
+    pod["status"] = {"podIP": f"10.0.0.{n}", "phase": "Running",
+                     "conditions": [{"type": "Ready", "status": "True"}]}
+    claim = {"kind": "PersistentVolumeClaim",
+             "metadata": {"name": f"main-{n}", "labels": {"cnpg.io/cluster": "main"}}}
+    return [pod, claim]
+
+
+@pytest.mark.parametrize("old_labels", [False, True], ids=["instanceRole", "role"])
+def test_find_dumps_the_primary_and_stands_for_every_instance(old_labels: bool) -> None:
+    """The primary is dumped (whatever its ordinal); the replicas' claims are covered by the
+    dump too, not copied as files."""
+    client = _Cluster(_cluster(), *_instance(1, "replica", old_labels=old_labels),
+                      *_instance(2, "primary", old_labels=old_labels),
+                      *_instance(3, "replica", old_labels=old_labels))
+    (db,) = databases.find(cast(Client, client), REFS, blueprint.builtin())
+    assert (db.pod, db.pod_ip, db.problem) == ("main-2", "10.0.0.2", "")
+    assert db.claims == ["main-1", "main-2", "main-3"]
+    assert (db.kind, db.group) == ("Cluster", "postgresql.cnpg.io")
+
+
+def test_a_cluster_without_a_ready_primary_is_not_running() -> None:
+    client = _Cluster(_cluster(), *_instance(1, "replica"))
+    (db,) = databases.find(cast(Client, client), REFS, blueprint.builtin())
+    assert db.problem == databases.NOT_RUNNING and not db.pod
 
 
 def _doc(resources: Any) -> dict[str, Any]:

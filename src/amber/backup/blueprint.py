@@ -77,7 +77,9 @@ class Resource:
     """A custom resource an operator runs a database for: the primary pod is the first
     ``pods`` selector (a template naming ``{name}``) that finds a running one (older operators
     label it differently), ``container`` its tool container (else the first);
-    ``credentials`` in order, the first that applies; ``params``: values fixed for it."""
+    ``credentials`` in order, the first that applies; ``params``: values fixed for it;
+    ``claims``: a selector template of every claim the dump stands for (the replicas' too,
+    which the primary does not mount: copying them as files as well would be waste)."""
 
     group: str
     kind: str
@@ -85,6 +87,7 @@ class Resource:
     container: str = ""
     credentials: tuple[Credentials, ...] = ()
     params: dict[str, str] = field(default_factory=dict)
+    claims: str = ""
 
     def credentials_for(self, obj: Obj) -> tuple[str, dict[str, str]]:
         """The Secret name of ``obj``'s credentials (the first entry that applies, else "")
@@ -96,6 +99,9 @@ class Resource:
 
     def selectors(self, obj: Obj) -> list[str]:
         return [s.replace("{name}", objects.name(obj)) for s in self.pods]
+
+    def claims_selector(self, obj: Obj) -> str:
+        return self.claims.replace("{name}", objects.name(obj))
 
 
 def _field(obj: Obj, path: str) -> Any:
@@ -284,8 +290,11 @@ def _resources(value: Any, params: dict[str, Param], fail: Any) -> tuple[Resourc
             creds.append(Credentials(cred["secret"], str(cred.get("when") or ""), _fixed(
                 cred.get("params"), params, fail, f"{where}.credentials[{j}].params")))
         fixed = _fixed(item.get("params"), params, fail, f"{where}.params")
+        if not isinstance(item.get("claims") or "", str):
+            raise fail(f"{where}.claims is a label selector template")
         out.append(Resource(item["group"], item["kind"], tuple(pods),
-                            str(item.get("container") or ""), tuple(creds), fixed))
+                            str(item.get("container") or ""), tuple(creds), fixed,
+                            str(item.get("claims") or "")))
     return tuple(out)
 
 

@@ -132,7 +132,7 @@ def find(client: Client, refs: list[tuple[str, str, str]],
         try:
             res = client.discover().find(kind_name, group or "apps")
             workload = client.get(res, name, namespace)
-        except (kerrors.NotFound, errors.UsageError):
+        except kerrors.NotFound:
             continue
         try:
             chosen = forced or bp.choose(workload, blueprints)
@@ -156,6 +156,8 @@ def find(client: Client, refs: list[tuple[str, str, str]],
                 db.problem = NOT_RUNNING
             else:
                 _use_pod(db, pod)
+                db.claims = sorted(set(db.claims) | _claims(client, namespace,
+                                                            resource.claims_selector(workload)))
         else:
             db = Database(namespace, name, kind_name, bp.bind(chosen, workload))
             _find_pod(client, workload, db)
@@ -172,6 +174,14 @@ def _primary(client: Client, namespace: str, selectors: list[str]) -> Obj | None
         if found:
             return found[0]
     return None
+
+
+def _claims(client: Client, namespace: str, selector: str) -> set[str]:
+    """The claims ``selector`` finds (none without one)."""
+    if not selector:
+        return set()
+    claims = client.discover().find("persistentvolumeclaims", "")
+    return {objects.name(c) for c in client.list(claims, namespace, label_selector=selector)}
 
 
 def _find_pod(client: Client, workload: Obj, db: Database) -> None:
