@@ -10,9 +10,16 @@ annotation (``amber.dev/blueprint: NAME``, or ``none``) or by recognition.
 
 Commands are argument lists with ``{name}`` placeholders: the blueprint's parameters, ``host``
 (the database pod's address) and ``item`` (for files made once per item of the backup's
-``list``). Secret parameters never reach an argument: they reach the dump program as
-environment variables copied from the workload's own container (its ``valueFrom.secretKeyRef``
-stays a reference), as the workload itself receives them.
+``list``; on restore, what the ``*`` of the step's name stands for in the stored file's).
+Secret parameters never reach an argument: they reach the dump program as environment
+variables copied from the workload's own container (its ``valueFrom.secretKeyRef`` stays a
+reference), as the workload itself receives them.
+
+An operator's custom resource (a CloudNativePG ``Cluster``) is a database too when a blueprint
+names its group and kind (``match.resources``): the operator makes its pods directly, so the
+entry says how to find the primary pod (label selector templates), which of its containers
+holds the tools, and which Secrets the operator keeps the credentials in (``credentials``:
+the first that applies; passed to the tool container as ``secretKeyRef``, never read here).
 """
 
 from __future__ import annotations
@@ -48,6 +55,66 @@ class Param:
     env: tuple[str, ...] = ()
     default: str | None = None
     secret: bool = False
+    #: the key of the resource's credentials Secret holding it (``match.resources``), used
+    #: when the container's environment has none of ``env``
+    key: str = ""
+
+
+@dataclass(frozen=True)
+class Credentials:
+    """A Secret an operator keeps a database's credentials in: ``secret`` is a name template
+    (``{name}``: the resource's), used when the resource's field at dotted path ``when`` is
+    true (no ``when``: always); ``params``: values fixed when it is the one used (what a user
+    with fewer rights must do otherwise)."""
+
+    secret: str
+    when: str = ""
+    params: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Resource:
+    """A custom resource an operator runs a database for: the primary pod is the first
+    ``pods`` selector (a template naming ``{name}``) that finds a running one (older operators
+    label it differently), ``container`` its tool container (else the first);
+    ``credentials`` in order, the first that applies; ``params``: values fixed for it;
+    ``claims``: a selector template of every claim the dump stands for (the replicas' too,
+    which the primary does not mount: copying them as files as well would be waste)."""
+
+    group: str
+    kind: str
+    pods: tuple[str, ...]
+    container: str = ""
+    credentials: tuple[Credentials, ...] = ()
+    params: dict[str, str] = field(default_factory=dict)
+    claims: str = ""
+
+    def credentials_for(self, obj: Obj) -> tuple[str, dict[str, str]]:
+        """The Secret name of ``obj``'s credentials (the first entry that applies, else "")
+        and the values that entry fixes."""
+        for cred in self.credentials:
+            if not cred.when or _field(obj, cred.when) is True:
+                return cred.secret.replace("{name}", objects.name(obj)), cred.params
+        return "", {}
+
+    def selectors(self, obj: Obj) -> list[str]:
+        return [s.replace("{name}", objects.name(obj)) for s in self.pods]
+
+    def claims_selector(self, obj: Obj) -> str:
+        return self.claims.replace("{name}", objects.name(obj))
+
+
+def _field(obj: Obj, path: str) -> Any:
+    value: Any = obj
+    for part in path.split("."):
+        value = value.get(part) if isinstance(value, dict) else None
+    return value
+
+
+def group_of(obj: Obj) -> str:
+    """The API group of ``obj`` (its apiVersion without the version; "" for the core)."""
+    api = str(obj.get("apiVersion") or "")
+    return api.rsplit("/", 1)[0] if "/" in api else ""
 
 
 @dataclass(frozen=True)
@@ -62,6 +129,16 @@ class FileStep:
     #: (``{dir}/dump.rdb``), where it is put into the claim mounted there before the
     #: database starts (a store that loads its data only at start, such as Redis)
     volume_path: str = ""
+
+    def item_of(self, stored: str) -> str:
+        """On restore, the ``{item}`` of a stored file: what the one ``*`` of this step's name
+        stands for in it (``shop`` of ``shop.dump`` for ``*.dump``: the database the backup
+        made it from), else ""."""
+        head, star, tail = self.name.partition("*")
+        if not star or "*" in tail or not stored.startswith(head) or not stored.endswith(tail) \
+                or len(stored) < len(head) + len(tail):
+            return ""
+        return stored[len(head):len(stored) - len(tail)]
 
 
 @dataclass(frozen=True)
@@ -79,9 +156,19 @@ class Blueprint:
     ready_command: tuple[str, ...]  # run in the database pod: succeeds once it accepts
     restore: tuple[FileStep, ...]
     source: str = ""
+    resources: tuple[Resource, ...] = ()
+
+    def resource(self, obj: Obj) -> Resource | None:
+        """The ``match.resources`` entry for ``obj``'s group and kind, if any."""
+        return next((r for r in self.resources
+                     if (r.group, r.kind) == (group_of(obj), obj.get("kind"))), None)
 
     def matches(self, workload: Obj) -> bool:
-        """Whether ``workload`` (a StatefulSet, Deployment, ...) looks like this database."""
+        """Whether ``workload`` (a StatefulSet, Deployment, or a resource the blueprint names)
+        looks like this database. Other custom resources never do: their labels or ports say
+        nothing about pods the blueprint knows how to find."""
+        if group_of(workload) not in ("apps", ""):
+            return self.resource(workload) is not None
         labels = objects.labels(workload)
         if any(k in labels and (not values or labels[k] in values)
                for k, values in self.labels.items()):  # no values: any value
@@ -148,7 +235,7 @@ def parse(doc: Any, source: str) -> Blueprint:
         envs = spec.get("env") or []
         params[str(key)] = Param(tuple(str(e) for e in envs),
                                  None if spec.get("default") is None else str(spec["default"]),
-                                 bool(spec.get("secret")))
+                                 bool(spec.get("secret")), str(spec.get("key") or ""))
     env = {str(k): str(v) for k, v in (doc.get("env") or {}).items()}
     for var, param in env.items():
         if param not in params:
@@ -169,7 +256,7 @@ def parse(doc: Any, source: str) -> Blueprint:
         ready_command=_command((restore.get("ready") or {}).get("command"), fail,
                                "restore.ready", optional=True),
         restore=_files(restore.get("files"), fail, "restore"),
-        source=source)
+        source=source, resources=_resources(match.get("resources"), params, fail))
     known = set(params) | {"host", "item"}
     for step in (*bp.backup, *bp.restore):
         for word in (step.name, *step.command, step.volume_path):
@@ -182,6 +269,42 @@ def parse(doc: Any, source: str) -> Blueprint:
     if any(s.foreach for s in bp.backup) and not bp.list_command:
         raise fail("a foreach file needs backup.list")
     return bp
+
+
+def _resources(value: Any, params: dict[str, Param], fail: Any) -> tuple[Resource, ...]:
+    """``match.resources``: group, kind and pods are required; params it fixes must exist."""
+    out = []
+    for i, item in enumerate(value or []):
+        where = f"match.resources[{i}]"
+        if not isinstance(item, dict) or not all(isinstance(item.get(k), str) and item[k]
+                                                  for k in ("group", "kind")):
+            raise fail(f"{where} needs a group and a kind")
+        pods = item.get("pods")
+        pods = [pods] if isinstance(pods, str) else pods
+        if not isinstance(pods, list) or not pods or not all(isinstance(p, str) for p in pods):
+            raise fail(f"{where}.pods is a label selector template (or a list of them)")
+        creds = []
+        for j, cred in enumerate(item.get("credentials") or []):
+            if not isinstance(cred, dict) or not isinstance(cred.get("secret"), str):
+                raise fail(f"{where}.credentials[{j}] needs a secret (a name template)")
+            creds.append(Credentials(cred["secret"], str(cred.get("when") or ""), _fixed(
+                cred.get("params"), params, fail, f"{where}.credentials[{j}].params")))
+        fixed = _fixed(item.get("params"), params, fail, f"{where}.params")
+        if not isinstance(item.get("claims") or "", str):
+            raise fail(f"{where}.claims is a label selector template")
+        out.append(Resource(item["group"], item["kind"], tuple(pods),
+                            str(item.get("container") or ""), tuple(creds), fixed,
+                            str(item.get("claims") or "")))
+    return tuple(out)
+
+
+def _fixed(value: Any, params: dict[str, Param], fail: Any, where: str) -> dict[str, str]:
+    """Parameter values a resource or its credentials fix: non-secret parameters only."""
+    fixed = {str(k): "" if v is None else str(v) for k, v in (value or {}).items()}
+    for key in fixed:
+        if key not in params or params[key].secret:
+            raise fail(f"{where}.{key} names no non-secret parameter")
+    return fixed
 
 
 def _command(value: Any, fail: Any, where: str, *, optional: bool = False) -> tuple[str, ...]:
@@ -278,23 +401,48 @@ class Bound:
     secret_vars: dict[str, str] = field(default_factory=dict)
 
     def words(self, command: tuple[str, ...], **extra: str) -> list[str]:
+        """``command`` with its placeholders filled. A parameter's value may name ``{host}``
+        (a default that means "the pod's address"); a word that is only a placeholder whose
+        value is empty is left out (an option only some databases need)."""
         values = {**self.values, **extra}
-        return [_PLACEHOLDER.sub(lambda m: values.get(m.group(1), m.group(0)), w)
-                for w in command]
+
+        def fill(word: str, depth: int = 0) -> str:
+            out = _PLACEHOLDER.sub(lambda m: values.get(m.group(1), m.group(0)), word)
+            return fill(out, 1) if depth == 0 and out != word and "{" in out else out
+
+        return [fill(w) for w in command
+                if not (_PLACEHOLDER.fullmatch(w) and values.get(w[1:-1]) == "")]
 
 
-def bind(bp: Blueprint, workload: Obj) -> Bound:
+def bind(bp: Blueprint, workload: Obj, *, pod: Obj | None = None) -> Bound:
     """Resolve ``bp``'s parameters against the workload's first container that it recognises
-    (else its first container)."""
-    containers = _containers(workload)
+    (else its first container). A resource the blueprint names (``match.resources``) is bound
+    to its running ``pod`` instead (it has no pod template): its entry's container, its
+    credentials Secret by reference for the parameters with a ``key``, its fixed values."""
+    resource = bp.resource(workload)
+    containers = _containers(pod if resource is not None and pod is not None else workload)
+    if resource is not None and not containers:
+        return Bound(bp, {}, values={**{k: p.default for k, p in bp.params.items()
+                                        if p.default is not None}, **resource.params,
+                                     **resource.credentials_for(workload)[1]})
     if not containers:
         raise errors.UsageError(f"{objects.name(workload)}: no containers")
-    container = next((c for c in containers if _image_matches(str(c.get("image") or ""),
-                                                             bp.images)), containers[0])
+    container = next((c for c in containers if resource is not None
+                      and c.get("name") == resource.container), None) or next(
+        (c for c in containers if resource is None
+         and _image_matches(str(c.get("image") or ""), bp.images)), containers[0])
     entries = {str(e.get("name")): e for e in container.get("env") or []}
     bound = Bound(bp, container)
+    secret, by_credentials = resource.credentials_for(workload) if resource is not None \
+        else ("", {})
     sources: dict[str, Obj] = {}
     for pname, param in bp.params.items():
+        if secret and param.key:
+            # the operator's Secret (it owns the credentials, not the container's variables),
+            # by reference: the value never passes through Amber
+            sources[pname] = {"valueFrom": {"secretKeyRef": {"name": secret,
+                                                             "key": param.key}}}
+            continue
         found = next((entries[v] for v in param.env if v in entries), None)
         if found is not None:
             sources[pname] = found
@@ -304,6 +452,8 @@ def bind(bp: Blueprint, workload: Obj) -> Bound:
                 bound.secret_vars[pname] = str(found["name"])
         if pname not in bound.values and param.default is not None:
             bound.values[pname] = param.default
+    if resource is not None:
+        bound.values.update({**resource.params, **by_credentials})
     for var, pname in bp.env.items():
         src = sources.get(pname)
         if src is not None:

@@ -1,27 +1,34 @@
 """Logical backups of databases: dumps through a blueprint, streamed by a mover (issue 13 §4).
 
-For every workload of the backup (StatefulSet or Deployment) that a blueprint recognises (or
-names by annotation), one mover Job runs two containers sharing an ``emptyDir``: the
-database's own image runs the blueprint's dump commands, each writing into a named pipe, and
-``amber mover dump`` stores what comes through each pipe as one file, so the dump goes from
-the database into the repository without a copy on disk and is deduplicated with yesterday's.
-The files land in the backup's snapshot at ``databases/<namespace>/<workload>/``. Restore runs
-the reverse (``amber mover feed`` into the blueprint's load commands) once the database
-accepts connections, before the workloads that depend on it start.
+For every workload of the backup (StatefulSet or Deployment, or a custom resource a blueprint
+names, such as a CloudNativePG ``Cluster``, whose operator makes its pods directly) that a
+blueprint recognises (or names by annotation), one mover Job runs two containers sharing an
+``emptyDir``: the database's own image runs the blueprint's dump commands, each writing into a
+named pipe, and ``amber mover dump`` stores what comes through each pipe as one file, so the
+dump goes from the database into the repository without a copy on disk and is deduplicated
+with yesterday's. The files land in the backup's snapshot at
+``databases/<namespace>/<workload>/``. Restore runs the reverse (``amber mover feed`` into the
+blueprint's load commands) once the database accepts connections, before the workloads that
+depend on it start.
 
 The dump program reaches the database at its pod's address with the credentials the workload
 itself is given: its container's environment is copied, secret values by reference
-(``valueFrom``), never as arguments.
+(``valueFrom``), never as arguments; for an operator's resource, the operator's credentials
+Secret, by reference too.
 """
 
 from __future__ import annotations
 
 import fnmatch
+import functools
+import os
 import shlex
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from amber.apps.refs import Ref
 from amber.backup import blueprint as bp
 from amber.backup import volumes
 from amber.kube import errors as kerrors
@@ -36,8 +43,46 @@ NOT_RUNNING = "no running, ready pod of it to dump from; its claims are copied a
 #: Where the database's snapshot directory goes.
 DATABASES = "databases"
 PIPES = "/amber/pipe"
-#: Workload kinds a database runs as.
+#: Workload kinds a database runs as (besides the resources blueprints name).
 WORKLOADS = (("apps", "StatefulSet", "statefulsets"), ("apps", "Deployment", "deployments"))
+
+
+def kind_of(group: str, kind: str) -> str:
+    """How a ref names a database kind: ``StatefulSet`` for the workload kinds, ``Kind.group``
+    for a custom resource (a ``Cluster`` of CloudNativePG is not Cluster API's)."""
+    return kind if group == "apps" else f"{kind}.{group}"
+
+
+def resource_kinds(blueprints: dict[str, bp.Blueprint]) -> set[tuple[str, str]]:
+    """(group, kind) of every kind a database may be: the workload kinds and the custom
+    resources the blueprints name."""
+    return {(g, k) for g, k, _p in WORKLOADS} | {
+        (r.group, r.kind) for b in blueprints.values() for r in b.resources}
+
+
+def is_database_kind(group: str, kind: str) -> bool:
+    """Whether objects of ``group``/``kind`` may be databases (with the user's blueprints;
+    with the built-in ones alone when those cannot be read: the backup or restore says why
+    elsewhere)."""
+    return (group, kind) in _known_kinds(os.environ.get(bp.USER_DIR_ENV))
+
+
+@functools.lru_cache(maxsize=4)
+def _known_kinds(_user_dir: str | None) -> frozenset[tuple[str, str]]:
+    """``resource_kinds`` of the blueprints, read once per ``AMBER_BLUEPRINTS`` (asked for
+    every object a backup writes or a restore creates)."""
+    try:
+        known = bp.available()
+    except errors.UsageError:
+        known = bp.builtin()
+    return frozenset(resource_kinds(known))
+
+
+def workload_refs(written: Iterable[Ref]) -> list[tuple[str, str, str]]:
+    """The (kind, namespace, name) refs (``kind_of``) of the objects among ``written`` that
+    may be databases, for ``find``."""
+    return sorted((kind_of(r.group, r.kind), r.namespace, r.name) for r in written
+                  if is_database_kind(r.group, r.kind))
 
 
 def database_path(namespace: str, workload: str) -> str:
@@ -60,6 +105,8 @@ class Database:
     mounts: dict[str, str] = field(default_factory=dict)
     problem: str = ""
     files: list[tuple[str, list[str]]] = field(default_factory=list)
+    #: a custom resource's API group ("" for the workload kinds of ``apps``)
+    group: str = ""
 
     @property
     def label(self) -> str:
@@ -74,16 +121,17 @@ class Database:
 def find(client: Client, refs: list[tuple[str, str, str]],
          blueprints: dict[str, bp.Blueprint], *, forced: bp.Blueprint | None = None,
          warnings: list[str] | None = None) -> list[Database]:
-    """The databases among ``refs`` ((kind, namespace, name) of workloads) with a blueprint
-    (``forced``: that one, as a restore uses the one its backup used), each with a running pod
-    found (or a ``problem`` saying why not). A workload whose annotation names no blueprint
-    is no database here (its claims are copied as files) and a line in ``warnings``: one
-    typo must not cost the whole backup."""
+    """The databases among ``refs`` ((kind, namespace, name) of workloads, ``kind_of``) with a
+    blueprint (``forced``: that one, as a restore uses the one its backup used), each with a
+    running pod found (or a ``problem`` saying why not). A workload whose annotation names no
+    blueprint is no database here (its claims are copied as files) and a line in
+    ``warnings``: one typo must not cost the whole backup."""
     out = []
-    resources = {kind: client.discover().find(plural, group) for group, kind, plural in WORKLOADS}
     for kind, namespace, name in refs:
+        kind_name, _, group = kind.partition(".")
         try:
-            workload = client.get(resources[kind], name, namespace)
+            res = client.discover().find(kind_name, group or "apps")
+            workload = client.get(res, name, namespace)
         except kerrors.NotFound:
             continue
         try:
@@ -91,7 +139,7 @@ def find(client: Client, refs: list[tuple[str, str, str]],
         except errors.UsageError as exc:
             if warnings is None:
                 raise
-            warnings.append(f"{kind} {exc}; not dumped, its claims are copied as files")
+            warnings.append(f"{kind_name} {exc}; not dumped, its claims are copied as files")
             continue
         if chosen is None:
             continue
@@ -99,10 +147,41 @@ def find(client: Client, refs: list[tuple[str, str, str]],
             # scaled to zero: no server to dump from, and its files are at rest, so its claims
             # are copied like any others (consistent, as the server is stopped)
             continue
-        db = Database(namespace, name, kind, bp.bind(chosen, workload))
-        _find_pod(client, workload, db)
+        resource = chosen.resource(workload)
+        if resource is not None:
+            pod = _primary(client, namespace, resource.selectors(workload))
+            db = Database(namespace, name, kind_name, bp.bind(chosen, workload, pod=pod),
+                          group=group)
+            if pod is None:
+                db.problem = NOT_RUNNING
+            else:
+                _use_pod(db, pod)
+                db.claims = sorted(set(db.claims) | _claims(client, namespace,
+                                                            resource.claims_selector(workload)))
+        else:
+            db = Database(namespace, name, kind_name, bp.bind(chosen, workload))
+            _find_pod(client, workload, db)
         out.append(db)
     return out
+
+
+def _primary(client: Client, namespace: str, selectors: list[str]) -> Obj | None:
+    """The running, ready pod the first of ``selectors`` finds (an operator's primary)."""
+    pods = client.discover().find("pods", "")
+    for selector in selectors:
+        found = sorted((p for p in client.list(pods, namespace, label_selector=selector)
+                        if _ready(p)), key=objects.name)
+        if found:
+            return found[0]
+    return None
+
+
+def _claims(client: Client, namespace: str, selector: str) -> set[str]:
+    """The claims ``selector`` finds (none without one)."""
+    if not selector:
+        return set()
+    claims = client.discover().find("persistentvolumeclaims", "")
+    return {objects.name(c) for c in client.list(claims, namespace, label_selector=selector)}
 
 
 def _find_pod(client: Client, workload: Obj, db: Database) -> None:
@@ -115,7 +194,11 @@ def _find_pod(client: Client, workload: Obj, db: Database) -> None:
         db.problem = NOT_RUNNING
         return
     found.sort(key=lambda p: (not objects.name(p).endswith("-0"), objects.name(p)))
-    pod = found[0]
+    _use_pod(db, found[0])
+
+
+def _use_pod(db: Database, pod: Obj) -> None:
+    """Dump from ``pod``: its address, node, claims and where the tool container mounts them."""
     db.pod, db.pod_ip = objects.name(pod), str((pod.get("status") or {}).get("podIP") or "")
     db.node = (pod.get("spec") or {}).get("nodeName")
     by_volume = {str(v.get("name")): str(v["persistentVolumeClaim"]["claimName"])
@@ -236,7 +319,8 @@ def dump(movers: volumes.Movers, databases: list[Database]) -> list[volumes.Move
 def record(db: Database, moved: volumes.Moved) -> dict[str, Any]:
     """The manifest's record of one database."""
     doc: dict[str, Any] = {"namespace": db.namespace, "workload": db.workload,
-                           "kind": db.kind, "blueprint": db.bound.blueprint.name,
+                           "kind": db.kind, **({"group": db.group} if db.group else {}),
+                           "blueprint": db.bound.blueprint.name,
                            "blueprintVersion": db.bound.blueprint.version,
                            "level": "logical", "captured": not moved.problem,
                            "pod": db.pod, "claims": db.claims}
@@ -289,7 +373,8 @@ def load(movers: volumes.Movers, db: Database, tree_ids: tuple[bytes, ...],
             continue
         for name in stored:
             if fnmatch.fnmatchcase(name, step.name) and name not in {f for f, _c in files}:
-                files.append((name, bound.words(step.command, host=db.pod_ip)))
+                files.append((name, bound.words(step.command, host=db.pod_ip,
+                                                item=step.item_of(name))))
     left = sorted(set(stored) - {f for f, _c in files})
     if left:
         return volumes.Moved(db.subject, problem=f"blueprint {bound.blueprint.name} has no "

@@ -281,8 +281,7 @@ class ResourceBackup:
         each claim and the manifest's database records."""
         refs = sorted((r.namespace, r.name) for r in run.written
                       if r.kind == "PersistentVolumeClaim" and not r.group)
-        workloads = sorted((r.kind, r.namespace, r.name) for r in run.written
-                           if r.group == "apps" and r.kind in ("StatefulSet", "Deployment"))
+        workloads = databases.workload_refs(run.written)  # with CloudNativePG Clusters
         if self.movers is None or not (refs or workloads):
             return [], []
         chosen = levels.read(inv, run.written, self.consistency,

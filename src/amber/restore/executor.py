@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from amber.apps.refs import Ref, group_kind
-from amber.backup import redact
+from amber.backup import databases, redact
 from amber.kube import errors as kerrors
 from amber.kube import objects
 from amber.kube import wait as kwait
@@ -578,8 +578,8 @@ class Executor:
         if self.filler is None or self.dry_run:
             return
         written = [(o.step.item.ref, o.step.target) for o in outcomes
-                   if o.result in WRITTEN and o.step.target.group == "apps"
-                   and o.step.target.kind in ("StatefulSet", "Deployment")]
+                   if o.result in WRITTEN and databases.is_database_kind(
+                       o.step.target.group, o.step.target.kind)]  # a CNPG Cluster too
         if written:
             self._filled += self.filler.load(written, timeout=self.wait_timeout)
 

@@ -220,12 +220,13 @@ class Filler:
 
     def _running(self, target: Ref, chosen: blueprint.Blueprint, timeout: float
                  ) -> databases.Database:
-        """The restored workload with a running, ready pod (waited for up to ``timeout``)."""
+        """The restored workload with a running, ready pod (waited for up to ``timeout``): a
+        CloudNativePG Cluster's primary, once its operator has bootstrapped the new cluster."""
         deadline = time.monotonic() + timeout
+        kind = databases.kind_of(target.group, target.kind)
         while True:
-            found = databases.find(self.movers.client,
-                                   [(target.kind, target.namespace, target.name)], {},
-                                   forced=chosen)
+            found = databases.find(self.movers.client, [(kind, target.namespace, target.name)],
+                                   {}, forced=chosen)
             if found and not found[0].problem:
                 return found[0]
             if time.monotonic() > deadline:
