@@ -432,7 +432,7 @@ def test_the_text_report_counts_skips_by_reason(
     assert re.search(r"^skipped +\d+ object\(s\): recreated by their owners$", out, re.M), out
     again = amber("restore", "latest", "-n", NS).stdout
     assert re.search(r"^skipped +\d+ object\(s\): exists$", again, re.M), again
-    assert "--existing update (or replace) restores them from the backup" in again
+    assert "--existing update (or replace) restores their objects from the backup" in again
 
 
 def test_a_dry_run_predicts_what_the_restore_creates(
