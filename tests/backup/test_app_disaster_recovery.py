@@ -51,6 +51,9 @@ from polling import wait_for
 SUFFIX = uuid.uuid4().hex[:6]
 NS = f"shop-{SUFFIX}"
 COPY = f"{NS}-copy"
+#: the copy restored onto another storage class (--storage-class-mapping)
+MOVED = f"{NS}-sc"
+CLASS = f"shop-fast-{SUFFIX}"
 PORT = str(random.randint(20000, 29999))
 DB_PASSWORD = f"pw-{uuid.uuid4().hex[:12]}"
 APP_PASSWORD = f"app-{uuid.uuid4().hex[:12]}"
@@ -113,9 +116,11 @@ def client(cluster_kubeconfig: Path) -> Iterator[Client]:
         _deploy_shop(c, cluster_kubeconfig)
         yield c
     finally:
-        for ns in (COPY, NS):
+        for ns in (MOVED, COPY, NS):
             with contextlib.suppress(AssertionError):
                 delete_namespace(c, ns, timeout=180)
+        with contextlib.suppress(kerrors.NotFound):
+            c.delete(c.discover().find("storageclasses", "storage.k8s.io"), CLASS)
         # a drill that was killed leaves its scratch namespaces labelled with its id
         namespaces = c.discover().find("namespaces")
         for left in c.list(namespaces, label_selector="amber.io/drill"):
@@ -424,4 +429,23 @@ def test_the_shop_comes_back_whole_after_its_namespace_is_lost(
     assert _orders(kc, NS) == orders
     assert _not_ready(c, NS) == []
     lap("copy")
+
+    # --- and onto another storage class (a cluster whose classes have other names)
+    claims = c.discover().find("persistentvolumeclaims", "")
+    classes = c.discover().find("storageclasses", "storage.k8s.io")
+    old_class = c.get(claims, "uploads", NS)["spec"]["storageClassName"]
+    source = c.get(classes, old_class)
+    c.create(classes, {"apiVersion": "storage.k8s.io/v1", "kind": "StorageClass",
+                       "metadata": {"name": CLASS}, "provisioner": source["provisioner"],
+                       "volumeBindingMode": source.get("volumeBindingMode", "Immediate")})
+    moved = _cli(repo, kc, "restore", "latest", "--namespace-mapping", f"{NS}={MOVED}",
+                 "--storage-class-mapping", f"{old_class}={CLASS}")
+    assert moved.returncode == 0, moved.stderr + moved.stdout
+    for claim in c.list(claims, MOVED):
+        assert claim["spec"]["storageClassName"] == CLASS, claim["metadata"]["name"]
+        assert (claim.get("status") or {}).get("phase") == "Bound"
+    assert _not_ready(c, MOVED) == []
+    assert _orders(kc, MOVED) == orders
+    assert _uploads(c, kc, MOVED) == uploads
+    lap("storage class")
     print("timings (s):", json.dumps(timings))
