@@ -430,6 +430,19 @@ def test_the_shop_comes_back_whole_after_its_namespace_is_lost(
     assert _not_ready(c, NS) == []
     lap("copy")
 
+    # --- --existing update over the live original: objects from the backup, live data kept
+    live_row = ("\\connect shop\nINSERT INTO orders (id, customer, amount, placed, checksum) "
+                f"SELECT {ORDERS + LATE_ORDERS + 1}, customer, amount, placed, checksum "
+                "FROM orders WHERE id = 1;")
+    _psql(kc, NS, live_row)
+    updated = _cli(repo, kc, "restore", "latest", "--existing", "update")
+    assert updated.returncode == 0, updated.stderr + updated.stdout
+    assert "its dump was not loaded over it" in updated.stdout, updated.stdout
+    assert "so its data was left as it is" in updated.stdout
+    assert _psql(kc, NS, "\\connect shop\nSELECT count(*) FROM orders WHERE id = "
+                 f"{ORDERS + LATE_ORDERS + 1};") == "1"
+    lap("update over live")
+
     # --- and onto another storage class (a cluster whose classes have other names)
     claims = c.discover().find("persistentvolumeclaims", "")
     classes = c.discover().find("storageclasses", "storage.k8s.io")

@@ -73,7 +73,15 @@ def test_misspellings_are_refused_in_plain_words_not_guessed() -> None:
     sometimes = hooks.of_pod(_pod({"pre.hook.backup.velero.io/command": "x",
                                    "pre.hook.backup.velero.io/on-error": "Sometimes"}))
     (bad,) = sometimes.invalid
-    assert "on-error 'Sometimes' is neither Fail nor Continue" in bad.error
+    assert bad.error.startswith("annotation pre.hook.backup.velero.io/on-error: on-error "
+                                "'Sometimes' is neither Fail nor Continue"), bad.error
+    # a misspelt Velero key: the pre hook would be lost and the pod never frozen
+    comand = hooks.of_pod(_pod({"pre.hook.backup.velero.io/comand": '["fsfreeze", "-f", "/d"]',
+                                "post.hook.backup.velero.io/command": '["true"]'}))
+    (typo,) = comand.invalid
+    assert typo.hook.phase == "pre" and typo.hook.fail
+    assert "annotation pre.hook.backup.velero.io/comand: unknown key" in typo.error
+    assert len(comand.post) == 1
     assert bad.hook.fail is True  # refusing it fails closed: a pre hook stops the backup
     typo = hooks.of_pod(_pod({hooks.AMBER: json.dumps(
         [{"phase": "pre", "command": ["x"], "onerror": "Continue"}])}))

@@ -91,6 +91,17 @@ def test_amber_annotation_lists_post_and_init_hooks_and_bad_ones_are_named() -> 
     assert "no container 'nosuch'" in broken.bad_exec[0].message
 
 
+def test_a_misspelt_velero_key_is_named_not_ignored() -> None:
+    """A typo would drop the hook (or its timeout) without a word: it is a problem instead."""
+    found = hooks.declared(_deployment({POST + "command": "x", POST + "exec-timout": "5s",
+                                        INIT + "container-imag": "busybox"}
+                                       )["spec"]["template"], "shop")
+    (bad,) = found.bad_exec
+    assert f"annotation {POST}exec-timout: unknown key" in bad.message
+    (init,) = found.bad_init
+    assert f"annotation {INIT}container-imag: unknown key" in init
+
+
 def test_init_hook_goes_first_with_the_app_mounts_and_only_once() -> None:
     dep = _deployment({INIT + "container-image": "busybox",
                        INIT + "command": '["sh", "-c", "echo seeded > /w/seed"]'},

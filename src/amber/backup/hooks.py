@@ -35,6 +35,8 @@ from amber.kube.objects import Obj
 from amber.util import errors
 
 VELERO = {"pre": "pre.hook.backup.velero.io/", "post": "post.hook.backup.velero.io/"}
+#: The keys of a Velero backup hook, after its prefix.
+VELERO_KEYS = frozenset({"command", "container", "on-error", "timeout"})
 AMBER = "hooks.amber.dev/backup"
 DEFAULT_TIMEOUT = 30.0
 #: Output kept per stream in the manifest.
@@ -115,12 +117,20 @@ def of_pod(pod: Obj) -> PodHooks:
     where = PodRef(namespace, name, tuple(str(c.get("name")) for c in (
         pod.get("spec") or {}).get("containers") or []))
     for phase, prefix in VELERO.items():
+        unknown = sorted(k[len(prefix):] for k in notes
+                         if k.startswith(prefix) and k[len(prefix):] not in VELERO_KEYS)
+        if unknown:  # a misspelt key would silently drop the hook or change what it does
+            bad = Hook(namespace, name, "", (), phase, True, 0.0, prefix + unknown[0])
+            out.invalid.append(HookRun(bad, error=(
+                f"annotation {prefix}{unknown[0]}: unknown key (a hook has "
+                f"{', '.join(prefix + k for k in sorted(VELERO_KEYS))})")))
+            continue
         if prefix + "command" not in notes:
             continue
         spec = {"command": notes[prefix + "command"], "container": notes.get(prefix + "container"),
                 "onError": notes.get(prefix + "on-error", "Fail"),
                 "timeout": notes.get(prefix + "timeout")}
-        _add(out, where, phase, spec, source=prefix + "command", raw=True)
+        _add(out, where, phase, spec, source=prefix, raw=True)
     if AMBER in notes:
         try:
             entries = json_entries(notes[AMBER])
@@ -169,9 +179,11 @@ def _add(out: PodHooks, pod: PodRef, phase: str, spec: dict[str, Any], *, source
                              f"{', '.join(sorted(ENTRY_KEYS))})")
         hook = exec_hook(pod, phase, spec, source=source, raw=raw, fail_by_default=True)
     except ValueError as exc:
+        # Velero's spelling: the annotation of the key at fault (``.../on-error``)
+        where = source + VELERO_KEY.get(getattr(exc, "key", ""), "command") if raw else source
         bad = Hook(pod.namespace, pod.name, "", (), phase if phase in ("pre", "post") else "pre",
-                   on_error_fails(spec.get("onError"), default=True), 0.0, source)
-        out.invalid.append(HookRun(bad, error=f"annotation {source}: {exc}"))
+                   on_error_fails(spec.get("onError"), default=True), 0.0, where)
+        out.invalid.append(HookRun(bad, error=f"annotation {where}: {exc}"))
         return
     (out.pre if phase == "pre" else out.post).append(hook)
 
@@ -185,14 +197,33 @@ def exec_hook(pod: PodRef, phase: str, spec: Mapping[str, Any], *, source: str, 
     ValueError says what is wrong, in words that fit after the annotation's name."""
     on_error = spec.get("onError")
     if on_error not in (None, "") and str(on_error).lower() not in ("fail", "continue"):
-        raise ValueError(f"on-error {on_error!r} is neither Fail nor Continue")
+        raise SpecError("onError", f"on-error {on_error!r} is neither Fail nor Continue")
     fail = on_error_fails(on_error, default=fail_by_default)
-    command = parse_command(spec.get("command"), raw=raw)
+    try:
+        command = parse_command(spec.get("command"), raw=raw)
+    except ValueError as exc:
+        raise SpecError("command", str(exc)) from None
     container = str(spec.get("container") or (pod.containers[0] if pod.containers else ""))
     if pod.containers and container not in pod.containers:
-        raise ValueError(f"the pod has no container {container!r}")
-    timeout = parse_duration(spec.get("timeout"))
+        raise SpecError("container", f"the pod has no container {container!r}")
+    try:
+        timeout = parse_duration(spec.get("timeout"))
+    except ValueError as exc:
+        raise SpecError("timeout", str(exc)) from None
     return Hook(pod.namespace, pod.name, container, command, phase, fail, timeout, source)
+
+
+class SpecError(ValueError):
+    """What is wrong with one key of a hook's spec (``key`` in Amber's spelling)."""
+
+    def __init__(self, key: str, message: str) -> None:
+        super().__init__(message)
+        self.key = key
+
+
+#: Amber's keys as Velero's annotations spell them.
+VELERO_KEY = {"command": "command", "container": "container", "onError": "on-error",
+              "timeout": "timeout"}
 
 
 def on_error_fails(value: Any, *, default: bool) -> bool:
@@ -294,7 +325,8 @@ def collect(client: Client, namespaces: Sequence[str], names: set[tuple[str, str
         for pod in client.list(pods, ns):
             if (ns, objects.name(pod)) not in names:
                 continue
-            if (pod.get("status") or {}).get("phase") != "Running":
+            if (pod.get("status") or {}).get("phase") != "Running" or \
+                    (pod.get("metadata") or {}).get("deletionTimestamp"):  # on its way out
                 continue
             found = of_pod(pod)
             if found.pre or found.post or found.invalid:

@@ -138,9 +138,11 @@ class Moved:
         doc: dict[str, Any] = {
             "namespace": self.claim.namespace, "claim": self.claim.name,
             "captured": not self.problem, "level": self.level if not self.problem else None,
-            "method": "mounted read-only" + (f" on node {self.claim.node}"
-                                             if self.claim.node else ""),
         }
+        if not self.problem or self.problem.startswith(("the mover", "its mover")):
+            # how it was read (or tried): not for a claim no mover read
+            doc["method"] = "mounted read-only" + (f" on node {self.claim.node}"
+                                                   if self.claim.node else "")
         if self.clone is not None:
             doc["method"] = (f"snapshot (class {self.clone.snapshot_class}), its clone "
                              "mounted read-only")
@@ -533,6 +535,9 @@ class Movers:
                 "with Amber that the nodes can pull in AMBER_MOVER_IMAGE, or leave volume data "
                 "out with --consistency none")
             return Moved(subject, problem=problem)
+        if not outcome.completed and "deadline" in outcome.why.lower():
+            outcome.why = (f"it ran longer than --mover-timeout "
+                           f"({self.settings.timeout:.0f}s) and was stopped")
         moved = _moved(subject, outcome)
         moved.never_started = not outcome.started
         return moved
@@ -586,6 +591,9 @@ class Movers:
         pod: Obj = {
             "restartPolicy": "Never",
             "automountServiceAccountToken": False,
+            # stopped (Ctrl-C, a failure elsewhere) it has nothing to save: what it wrote is
+            # packs a later backup reuses, so it need not be given the default 30 s
+            "terminationGracePeriodSeconds": 2,
             "containers": [{
                 # -o json: progress as JSON lines in its log, which the caller follows
                 "name": "mover", "image": self.settings.image,

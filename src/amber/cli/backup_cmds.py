@@ -113,8 +113,8 @@ def _consistency(param: click.Parameter, value: str) -> volumes.Consistency:
     try:
         return volumes.Consistency.parse(value)
     except errors.UsageError as exc:
-        raise click.BadParameter(str(exc).removeprefix(f"--consistency {value!r}: "),
-                                 param=param) from None
+        raise click.BadParameter(f"{value!r} is not a level: " + str(exc).removeprefix(
+            f"--consistency {value!r}: "), param=param) from None
 
 
 def _data_lines(doc: dict[str, Any]) -> list[str]:
@@ -150,7 +150,9 @@ def _data_lines(doc: dict[str, Any]) -> list[str]:
     hooks = doc.get("hooks") or []
     if hooks:
         failed = [h for h in hooks if not h.get("ok")]
-        lines.append(f"  hooks:    {len(hooks)} run, {len(failed)} failed")
+        held = doc.get("quiesce") or {}
+        until = f"; quiesced {held.get('seconds')}s, until {held.get('until')}" if held else ""
+        lines.append(f"  hooks:    {len(hooks)} run, {len(failed)} failed{until}")
         lines += [f"    {h.get('phase')} hook of pod {h.get('namespace')}/{h.get('pod')}: "
                   f"{h.get('error') or 'exit code ' + str(h.get('exitCode'))}" for h in failed]
     return lines

@@ -235,7 +235,7 @@ class LogFollower:
         self._stopped.set()
         with self._lock:
             if self._stream is not None:
-                with contextlib.suppress(OSError):
+                with contextlib.suppress(Exception):
                     self._stream.close()
         self._thread.join(timeout=5)
 
@@ -257,12 +257,11 @@ class LogFollower:
                     stream.close()
                     return
                 self._stream = stream
-            try:
+            # best effort: ``stop`` may close the stream mid-read (http.client then fails in
+            # ways of its own, not only OSError)
+            with contextlib.suppress(Exception):
                 while line := stream.readline():
                     self.on_line(line.decode("utf-8", "replace"))
-            except (OSError, ValueError):
-                pass
-            finally:
-                with contextlib.suppress(OSError):
-                    stream.close()
+            with contextlib.suppress(Exception):
+                stream.close()
             return

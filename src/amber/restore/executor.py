@@ -577,11 +577,15 @@ class Executor:
         the next wave's workloads start (``filling``)."""
         if self.filler is None or self.dry_run:
             return
-        written = [(o.step.item.ref, o.step.target) for o in outcomes
-                   if o.result in WRITTEN and databases.is_database_kind(
-                       o.step.target.group, o.step.target.kind)]  # a CNPG Cluster too
-        if written:
-            self._filled += self.filler.load(written, timeout=self.wait_timeout)
+        dbs = [o for o in outcomes if o.result in WRITTEN and databases.is_database_kind(
+            o.step.target.group, o.step.target.kind)]  # a CNPG Cluster too
+        # a database that existed (updated or replaced) may be serving: its dump is never
+        # loaded over it, as its claims' files are never written over
+        existed = [(o.step.item.ref, o.step.target) for o in dbs if o.result != Result.CREATED]
+        created = [(o.step.item.ref, o.step.target) for o in dbs if o.result == Result.CREATED]
+        self._filled += self.filler.not_loaded(existed)
+        if created:
+            self._filled += self.filler.load(created, timeout=self.wait_timeout)
 
     def _run_hooks(self, outcomes: list[Outcome]) -> None:
         """Run the exec hooks of the workloads among ``outcomes`` (ready now, their dumps

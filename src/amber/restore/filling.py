@@ -73,6 +73,8 @@ class Filler:
         #: (namespace, workload) in the backup -> its manifest's database record
         self.dumps = _records(source.manifest.get("databases"), "workload")
         self._loaded: set[tuple[str, str]] = set()
+        #: (namespace, claim) of the target claims that existed and were left as they were
+        self._kept: set[tuple[str, str]] = set()
 
     def fill(self, claims: list[tuple[Ref, Ref]]) -> list[Filled]:
         """Restore the data of ``claims`` ((source, target) refs of claims just created)."""
@@ -102,6 +104,7 @@ class Filler:
     def kept(self, claims: list[tuple[Ref, Ref]]) -> list[Filled]:
         """Lines for claims that existed and were updated in place: their data is left as it
         is, since pods may be using it (overwriting a live database's files corrupts it)."""
+        self._kept |= {(t.namespace, t.name) for _s, t in claims}
         return [Filled(target, source, note=(
             "it existed, so its data was left as it is (it may be in use); to bring back the "
             "backup's data, delete the claim first or restore into another namespace"))
@@ -165,6 +168,21 @@ class Filler:
 
     # -- databases -------------------------------------------------------------------------
 
+    def not_loaded(self, workloads: list[tuple[Ref, Ref]]) -> list[Filled]:
+        """Lines for database workloads that existed (updated in place or replaced): the
+        dump is not loaded over a database that may be serving."""
+        out = []
+        for source, target in workloads:
+            key = (target.namespace, target.name)
+            if (source.namespace, source.name) not in self.dumps or key in self._loaded:
+                continue
+            self._loaded.add(key)
+            out.append(Filled(target, source, subject="database", note=(
+                "it existed, so its dump was not loaded over it (it may be serving); to bring "
+                "back the backup's data, delete it and its claims first or restore into "
+                "another namespace")))
+        return out
+
     def load(self, workloads: list[tuple[Ref, Ref]], *, timeout: float) -> list[Filled]:
         """Load the dumps of the restored database workloads ((source, target) refs), each
         once, after they are up (the executor calls this when their wave is ready)."""
@@ -177,6 +195,11 @@ class Filler:
             self._loaded.add(key)
             filled = Filled(target, source, subject="database")
             out.append(filled)
+            kept = [c for c in record.get("claims") or [] if (target.namespace, c) in self._kept]
+            if kept:  # created anew, but on claims that existed: their data may be live
+                filled.note = (f"its claims existed ({', '.join(kept)}), so its dump was not "
+                               "loaded over them; delete them first to bring back the backup's")
+                continue
             if not record.get("captured"):
                 problem = str(record.get("problem") or "")
                 # its claims' files stand in for the dump when they were copied instead

@@ -50,6 +50,10 @@ from amber.util import errors
 
 VELERO_EXEC = "post.hook.restore.velero.io/"
 VELERO_INIT = "init.hook.restore.velero.io/"
+#: The keys each Velero spelling has, after its prefix.
+VELERO_EXEC_KEYS = frozenset({"command", "container", "on-error", "exec-timeout",
+                              "wait-timeout", "wait-for-ready"})
+VELERO_INIT_KEYS = frozenset({"container-image", "container-name", "command"})
 AMBER = "hooks.amber.dev/restore"
 #: The added init container's name when none is given: fixed, not Velero's random suffix, so
 #: that a re-run or a backup of the restored workload adds it once.
@@ -145,6 +149,16 @@ def declared(template: Obj, namespace: str) -> Declared:
     containers = tuple(str(c.get("name")) for c in (template.get("spec") or {}).get("containers")
                        or [])
     pod = backup_hooks.PodRef(namespace, "", containers)
+    for prefix, keys in ((VELERO_EXEC, VELERO_EXEC_KEYS), (VELERO_INIT, VELERO_INIT_KEYS)):
+        unknown = sorted(k for k in notes if k.startswith(prefix) and k[len(prefix):] not in keys)
+        if unknown:  # a misspelt key would silently drop the hook or change what it does
+            message = (f"annotation {unknown[0]}: unknown key (a hook has "
+                       f"{', '.join(prefix + k for k in sorted(keys))})")
+            if prefix == VELERO_EXEC:
+                out.bad_exec.append(Problem(message, backup_hooks.on_error_fails(
+                    notes.get(prefix + "on-error"), default=False), unknown[0]))
+            else:
+                out.bad_init.append(message)
     if VELERO_EXEC + "command" in notes:
         p = VELERO_EXEC
         _exec(out, pod, {"command": notes[p + "command"], "container": notes.get(p + "container"),

@@ -13,7 +13,7 @@ import shutil
 import uuid
 from pathlib import Path
 
-from amber_sandbox.controllers import objects
+from amber_sandbox.controllers import copies, objects
 from amber_sandbox.wire import Obj
 
 NAME = "sandbox.amber.dev/local"
@@ -40,7 +40,7 @@ class LocalProvisioner:
             self.base.mkdir(parents=True, exist_ok=True)
             tmp = self.base / f".tmp-{pv_name}-{uuid.uuid4().hex[:8]}"
             if source is not None:
-                shutil.copytree(source, tmp, symlinks=True)
+                copies.copy_tree(source, tmp)
             else:
                 tmp.mkdir()
             tmp.chmod(0o777)  # any container user may write, as with local-path's volumes

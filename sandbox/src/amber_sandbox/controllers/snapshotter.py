@@ -15,6 +15,8 @@ import shutil
 import uuid
 from pathlib import Path
 
+from amber_sandbox.controllers import copies
+
 
 class LocalSnapshotter:
     def __init__(self, root: Path) -> None:
@@ -29,7 +31,7 @@ class LocalSnapshotter:
         target = self.directory(content_name)
         self.base.mkdir(parents=True, exist_ok=True)
         tmp = self.base / f".tmp-{content_name}-{uuid.uuid4().hex[:8]}"
-        shutil.copytree(source, tmp, symlinks=True)
+        copies.copy_tree(source, tmp)
         if target.exists():
             shutil.rmtree(target)
         tmp.rename(target)
