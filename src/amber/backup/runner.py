@@ -312,6 +312,8 @@ class ResourceBackup:
                     [databases.record(db, volumes.Moved(db.subject, problem=why))
                      for db in dbs])
         thawed_early = False
+        # the files cache of every mover (a claim copied after a failed dump too)
+        parents = self._previous_volumes(scope, refs) if to_copy or dbs else {}
         with self._hooks(run, to_copy) as (quiesced, release):
             try:
                 cuts = self.movers.cut(to_copy)
@@ -322,20 +324,19 @@ class ResourceBackup:
                     # now, not after the copy (seconds of quiescence instead of minutes)
                     release("snapshots cut")
                     thawed_early = True
-                moved = self.movers.back_up(to_copy, self._previous_volumes(scope, refs),
-                                            cuts) if to_copy else []
+                moved = self.movers.back_up(to_copy, parents, cuts) if to_copy else []
             finally:
                 self.movers.discard()
             dumps = databases.dump(self.movers, dbs) if dbs else []
             # copied after the dumps: after the thaw if it came early
             late = self._instead_of_failed_dumps(claims, to_copy, dbs=dbs, dumps=dumps,
-                                                 wanted=wanted, scope=scope, refs=refs)
-        for m in [*moved, *late]:
-            # ``app`` only for data fixed while its pods were quiesced: a snapshot cut
-            # before the thaw, or a copy made before it
-            held = not thawed_early or (m.clone is not None and m not in late)
-            if held and m.claim.used_by and all((m.claim.namespace, p) in quiesced
-                                                for p in m.claim.used_by):
+                                                 wanted=wanted, parents=parents)
+        # ``app`` only for data fixed while its pods were quiesced: a snapshot cut before
+        # the thaw, or a copy made before it
+        held = [m for m in moved if not thawed_early or m.clone is not None]
+        for m in held + (late if not thawed_early else []):
+            if m.claim.used_by and all((m.claim.namespace, p) in quiesced
+                                       for p in m.claim.used_by):
                 m.level = volumes.APP
         moved += late
         self.repo.load_new_index_files()  # the movers' packs
@@ -366,7 +367,7 @@ class ResourceBackup:
     def _instead_of_failed_dumps(
             self, claims: list[volumes.Claim], copied: list[volumes.Claim], *,
             dbs: list[databases.Database], dumps: list[volumes.Moved],
-            wanted: Callable[..., bool], scope: Scope, refs: list[tuple[str, str]]
+            wanted: Callable[..., bool], parents: dict[tuple[str, str], tuple[bytes, ...]]
     ) -> list[volumes.Moved]:
         """A database whose dump failed keeps its data after all: its claims, left to the
         dump, are copied as files (crash-consistent, which its own recovery handles), where
@@ -378,7 +379,7 @@ class ResourceBackup:
                    and (c.namespace, c.name) not in done and wanted(c, dump_failed=True)]
         if not instead or self.movers is None:
             return []
-        made = self.movers.back_up(instead, self._previous_volumes(scope, refs))
+        made = self.movers.back_up(instead, parents)
         for c, m in zip(instead, made, strict=True):
             dump = failed[(c.namespace, c.name)]
             if not m.problem and "copied as files instead" not in dump.problem:

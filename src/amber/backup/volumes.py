@@ -506,13 +506,12 @@ class Movers:
         except kerrors.APIError as exc:  # costs this claim, not the backup
             return Moved(subject, problem=f"cannot hand the repository to a mover in "
                                           f"{subject.namespace}: {exc}")
-        follower = kjobs.LogFollower(self.client, name, subject.namespace, "mover",
-                                     functools.partial(self._progress, name)).start()
         try:
             outcome = kjobs.run(self.client, build(name, secret), subject.namespace,
                                 timeout=self.settings.timeout + 60, stop=self._stop.is_set,
                                 start_timeout=start_timeout or self.settings.start_timeout,
-                                created=created, main="mover")
+                                created=created, main="mover",
+                                follow=functools.partial(self._progress, name))
         except kwait.GaveUp as exc:
             return Moved(subject, problem=f"the mover Job {subject.namespace}/{name} did not "
                                           f"end: {exc.why or 'stopped'}")
@@ -524,7 +523,6 @@ class Movers:
             return Moved(subject, problem=f"cannot run a mover Job in {subject.namespace}: "
                                           f"{exc}")
         finally:
-            follower.stop(grace=0 if self._stop.is_set() else 2.0)
             with contextlib.suppress(kerrors.APIError):
                 kjobs.delete(self.client, name, subject.namespace)
         if outcome.unpulled and outcome.unpulled == self.settings.image:

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from amber.kube import errors as kerrors
+from amber.kube import objects
 from amber.kube import wait as kwait
 from amber.kube.client import Client, Propagation
 from amber.kube.objects import Obj
@@ -51,7 +52,8 @@ class Outcome:
 
 def run(client: Client, body: Obj, namespace: str, *, timeout: float,
         stop: Callable[[], bool] | None = None, start_timeout: float | None = None,
-        created: Callable[[Obj], None] | None = None, main: str | None = None) -> Outcome:
+        created: Callable[[Obj], None] | None = None, main: str | None = None,
+        follow: Callable[[str], None] | None = None) -> Outcome:
     """Create the Job ``body`` in ``namespace`` and wait for its end; ``GaveUp`` (a
     ``KubeError``) when it has not ended after ``timeout`` seconds or ``stop()`` said so.
     With ``start_timeout``, a Job whose pod is still not running after that long (a volume
@@ -63,23 +65,33 @@ def run(client: Client, body: Obj, namespace: str, *, timeout: float,
     before the wait (to make it the owner of what it uses). With ``main``, the Job has ended
     when that container of its pod has, by its exit code: a helper container beside it (a
     database's dump program) that waits for work which will never come cannot hold the Job
-    open; the caller's ``delete`` stops it."""
+    open; the caller's ``delete`` stops it. ``follow`` is handed the lines of the ``main``
+    container's log while it runs (``LogFollower``, started when the wait sees the pod run)."""
     job = client.create(client.discover().find("jobs", "batch"), body, namespace)
     if created is not None:
         created(job)
     return wait(client, str(job["metadata"]["name"]), namespace, timeout=timeout, stop=stop,
-                start_timeout=start_timeout, main=main)
+                start_timeout=start_timeout, main=main, follow=follow)
 
 
 def wait(client: Client, name: str, namespace: str, *, timeout: float,
          stop: Callable[[], bool] | None = None, start_timeout: float | None = None,
-         main: str | None = None) -> Outcome:
+         main: str | None = None, follow: Callable[[str], None] | None = None) -> Outcome:
     """Wait for Job ``name`` to complete or fail (see ``run``)."""
     jobs = client.discover().find("jobs", "batch")
     began = time.monotonic()
     started = False
     pulls_failing: float | None = None
     unpulled = ""
+    follower: LogFollower | None = None
+
+    def follow_log(pod: Obj | None) -> None:
+        """Start following the ``main`` container's log once the pod has left Pending."""
+        nonlocal follower
+        if follow is None or main is None or follower is not None or pod is None or \
+                ((pod.get("status") or {}).get("phase") or "Pending") == "Pending":
+            return
+        follower = LogFollower(client, objects.name(pod), namespace, main, follow).start()
 
     def ended() -> tuple[bool, str] | kwait.Pending:
         nonlocal started, pulls_failing, unpulled
@@ -93,6 +105,7 @@ def wait(client: Client, name: str, namespace: str, *, timeout: float,
             failed = conditions.get("Failed") or {}
             return False, str(failed.get("message") or failed.get("reason") or "the job failed")
         pod = _pod(client, name, namespace)
+        follow_log(pod)
         if main is not None and (code := _exit_code(pod, main)) is not None:
             return code == 0, "" if code == 0 else f"its container {main} exited {code}"
         started = started or ((pod or {}).get("status") or {}).get("phase") not in (
@@ -112,8 +125,17 @@ def wait(client: Client, name: str, namespace: str, *, timeout: float,
             return False, f"its pod did not start within {start_timeout:.0f}s ({why})"
         return kwait.Pending(why)
 
-    completed, why = kwait.until(ended, timeout=timeout, interval=POLL, stop=stop,
-                                 what=f"job {namespace}/{name}")
+    try:
+        completed, why = kwait.until(ended, timeout=timeout, interval=POLL, stop=stop,
+                                     what=f"job {namespace}/{name}")
+    except BaseException:
+        if follower is not None:
+            follower.stop(grace=0)
+        raise
+    if follow is not None and follower is None:  # it ran and ended between two looks
+        follow_log(_pod(client, name, namespace))
+    if follower is not None:  # its last lines: the log ends with the container
+        follower.stop()
     message, detail = pod_report(client, name, namespace, with_log=not completed,
                                  container=main)
     return Outcome(name, namespace, completed, why, message, detail, unpulled,
@@ -209,20 +231,20 @@ def delete(client: Client, name: str, namespace: str) -> None:
 
 
 class LogFollower:
-    """Follows the log of one container of a Job's pod on a thread of its own, handing each
-    line to ``on_line`` as it comes (a mover's progress lines, for the caller's progress
-    display). Best effort: a pod that never runs or a log that cannot be read gives no
-    lines, and nothing else changes. ``stop`` ends it (closing the stream it reads)."""
+    """Follows the log of one container of a running pod on a thread of its own, handing
+    each line to ``on_line`` as it comes (a mover's progress lines, for the caller's progress
+    display). Best effort: a log that cannot be read gives no lines, and nothing else
+    changes. ``stop`` ends it (closing the stream it reads)."""
 
-    def __init__(self, client: Client, job: str, namespace: str, container: str,
+    def __init__(self, client: Client, pod: str, namespace: str, container: str,
                  on_line: Callable[[str], None]) -> None:
-        self.client, self.job, self.namespace = client, job, namespace
+        self.client, self.pod, self.namespace = client, pod, namespace
         self.container, self.on_line = container, on_line
         self._stopped = threading.Event()
         self._stream: Any = None
         self._lock = threading.Lock()
         self._thread = threading.Thread(target=self._run, daemon=True,
-                                        name=f"amber-log-{job}")
+                                        name=f"amber-log-{pod}")
 
     def start(self) -> LogFollower:
         self._thread.start()
@@ -241,27 +263,21 @@ class LogFollower:
 
     def _run(self) -> None:
         pods = self.client.discover().find("pods", "")
-        while not self._stopped.wait(POLL):
-            pod = _pod(self.client, self.job, self.namespace)
-            if pod is None or ((pod.get("status") or {}).get("phase") or "Pending") == \
-                    "Pending":
-                continue
-            try:
-                stream = self.client.transport.open_stream(
-                    pods.path(self.namespace, pod["metadata"]["name"]) + "/log",
-                    query={"follow": "true", "container": self.container}, accept="*/*")
-            except (kerrors.APIError, OSError):
-                return
-            with self._lock:
-                if self._stopped.is_set():
-                    stream.close()
-                    return
-                self._stream = stream
-            # best effort: ``stop`` may close the stream mid-read (http.client then fails in
-            # ways of its own, not only OSError)
-            with contextlib.suppress(Exception):
-                while line := stream.readline():
-                    self.on_line(line.decode("utf-8", "replace"))
-            with contextlib.suppress(Exception):
-                stream.close()
+        try:
+            stream = self.client.transport.open_stream(
+                pods.path(self.namespace, self.pod) + "/log",
+                query={"follow": "true", "container": self.container}, accept="*/*")
+        except (kerrors.APIError, OSError):
             return
+        with self._lock:
+            if self._stopped.is_set():
+                stream.close()
+                return
+            self._stream = stream
+        # best effort: ``stop`` may close the stream mid-read (http.client then fails in ways
+        # of its own, not only OSError)
+        with contextlib.suppress(Exception):
+            while line := stream.readline():
+                self.on_line(line.decode("utf-8", "replace"))
+        with contextlib.suppress(Exception):
+            stream.close()
