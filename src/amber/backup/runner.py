@@ -109,6 +109,15 @@ class Result:
     def partial(self) -> bool:
         return bool(self.warnings)
 
+    def document(self) -> dict[str, object]:
+        """What ``amber backup create -o json`` prints, and what a Backup's ``status.result``
+        holds when the operator ran it: the same document either way (issue 14 §3)."""
+        snap = self.snapshot
+        return {"id": snap.id, "shortId": snap.short_id, "objects": self.items,
+                "applications": self.applications, "partial": self.partial,
+                "warnings": self.warnings, "claimsCopied": self.claims,
+                "databasesDumped": self.dumps}
+
 
 def _path(s: Summary) -> str:
     return layout.object_path(s.ref.group, s.version, s.resource, s.ref.namespace, s.ref.name)

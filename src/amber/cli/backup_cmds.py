@@ -84,10 +84,7 @@ def create(ctx: context.Context, application: str | None, namespaces: tuple[str,
                                        reporter=ctx.reporter, movers=movers,
                                        consistency=levels).run(scope, tags=tags)
     snap = result.snapshot
-    ctx.emit({"id": snap.id, "shortId": snap.short_id, "objects": result.items,
-              "applications": result.applications, "partial": result.partial,
-              "warnings": result.warnings, "claimsCopied": result.claims,
-              "databasesDumped": result.dumps},
+    ctx.emit(result.document(),
              f"backup {snap.short_id} saved: {result.items} objects"
              + _of_applications(result.applications, scope.label)
              + (f", data of {result.claims} claim(s) and {result.dumps} database(s)"

@@ -1,0 +1,195 @@
+"""The work a worker Job does for one Backup: the same backup ``amber backup create`` runs,
+with its progress and result written into the object's status (issue 14 §3).
+
+The worker runs in the operator's namespace under the ``amber-worker`` service account. It
+reads its Backup, the BackupLocation it names and that location's credentials Secret through the
+API (never from its environment or arguments), opens the repository, backs up, applies the
+policy's retention to the namespace's backups, and ends by writing a terminal phase. What it
+cannot write (the API server is gone) the operator concludes from the Job's end.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import threading
+import urllib.parse
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+
+from amber.backup import runner, volumes
+from amber.kube import errors as kerrors
+from amber.kube.client import Client
+from amber.operator import api, models, state
+from amber.repo import repository
+from amber.storage import credentials, location
+from amber.util import errors, progress
+
+#: How often progress is written into the status while the work runs.
+PROGRESS_SECONDS = 3.0
+
+
+@dataclass
+class Opened:
+    """A BackupLocation resolved: its repository, and the passphrase movers are handed."""
+
+    name: str
+    spec: api.BackupLocationSpec
+    repo: repository.Repository
+    passphrase: str
+
+
+def read_secret(client: Client, default_namespace: str) -> credentials.SecretReader:
+    """A ``credentials.SecretReader`` that reads through ``client``."""
+    def read(namespace: str | None, name: str) -> Mapping[str, bytes]:
+        ns = namespace or default_namespace
+        try:
+            obj = client.get(client.discover().find("secrets", ""), name, ns)
+        except kerrors.NotFound:
+            raise errors.NotFoundError(f"no Secret {ns}/{name}") from None
+        except kerrors.Forbidden:
+            raise errors.AmberError(f"not allowed to read Secret {ns}/{name}") from None
+        return {k: base64.b64decode(v) for k, v in (obj.get("data") or {}).items()}
+    return read
+
+
+def open_location(client: Client, name: str, operator_namespace: str) -> Opened:
+    """The BackupLocation ``name``, its repository opened; one line naming the location when
+    it does not exist, is invalid, or its repository cannot be opened."""
+    try:
+        obj = client.get(state.resource(client, api.LOCATION), name)
+    except kerrors.NotFound:
+        raise errors.NotFoundError(f"BackupLocation {name!r} does not exist") from None
+    try:
+        spec = models.parse(api.BackupLocationSpec, obj.get("spec"), "spec")
+    except models.SpecError as exc:
+        raise errors.UsageError(f"BackupLocation {name}: {exc}") from None
+    reader = read_secret(client, operator_namespace)
+    passphrase = ""
+    url = spec.url
+    if spec.credentials_secret is not None:
+        ref = spec.credentials_secret
+        data = reader(ref.namespace, ref.name)
+        raw = data.get("password")
+        if not raw:
+            raise errors.UsageError(
+                f"BackupLocation {name}: Secret {ref.namespace or operator_namespace}/"
+                f"{ref.name} has no key 'password' (the repository passphrase)")
+        passphrase = raw.decode().rstrip("\r\n")
+        url = _with_secret(url, f"{ref.namespace or operator_namespace}/{ref.name}")
+    backend = location.open_backend(url, secrets=reader)
+    if not passphrase:
+        raise errors.UsageError(f"BackupLocation {name}: no credentialsSecret with the "
+                                "repository passphrase")
+    repo = repository.Repository.open(backend, passphrase)
+    return Opened(name, spec, repo, passphrase)
+
+
+def _with_secret(url: str, ref: str) -> str:
+    """An s3:// URL reads its access keys from the location's Secret unless it names one."""
+    parsed = urllib.parse.urlparse(url)
+    if parsed.scheme != "s3" or "secret" in urllib.parse.parse_qs(parsed.query):
+        return url
+    query = f"{parsed.query}&secret={ref}" if parsed.query else f"secret={ref}"
+    return urllib.parse.urlunparse(parsed._replace(query=query))
+
+
+class StatusWriter:
+    """Writes a work object's status: phase changes at once, progress every few seconds from
+    the reporter's meters (one PATCH per interval, whatever the work's pace)."""
+
+    def __init__(self, client: Client, kind: api.Kind, name: str, namespace: str,
+                 reporter: progress.Reporter) -> None:
+        self.client, self.kind, self.name, self.namespace = client, kind, name, namespace
+        self.reporter = reporter
+        self._stop = threading.Event()
+
+    def write(self, status: dict[str, object]) -> None:
+        state.patch_status(self.client, self.kind, self.name, self.namespace, status)
+
+    @contextlib.contextmanager
+    def following(self) -> Iterator[None]:
+        thread = threading.Thread(target=self._loop, name="amber-status", daemon=True)
+        thread.start()
+        try:
+            yield
+        finally:
+            self._stop.set()
+            thread.join(timeout=5)
+
+    def _loop(self) -> None:
+        last: dict[str, object] | None = None
+        while not self._stop.wait(PROGRESS_SECONDS):
+            now = self.progress()
+            if now != last:
+                with contextlib.suppress(kerrors.APIError, errors.AmberError):
+                    self.write({"progress": now})
+                last = now
+
+    def progress(self) -> dict[str, object]:
+        """Bytes and items done (and their totals where known) over the running tasks."""
+        meters = self.reporter.active()
+        out: dict[str, object] = {}
+        bytes_done = items_done = 0
+        for m in meters:
+            r = m.read()
+            if r.unit == progress.Unit.BYTES:
+                bytes_done += r.done
+                if r.total is not None:
+                    out["bytesTotal"] = r.total
+            else:
+                items_done += r.done
+                if r.total is not None:
+                    out["itemsTotal"] = r.total
+        return {"bytesDone": bytes_done, "itemsDone": items_done, **out}
+
+
+def run_backup(client: Client, namespace: str, name: str, *, operator_namespace: str,
+               mover_image: str | None = None) -> dict[str, object]:
+    """Run the Backup ``namespace/name``; its status ends Completed, PartiallyFailed or
+    Failed (with the reason), and the result document is returned."""
+    obj = client.get(state.resource(client, api.BACKUP), name, namespace)
+    reporter = progress.Reporter()
+    writer = StatusWriter(client, api.BACKUP, name, namespace, reporter)
+    if state.phase(obj) in api.TERMINAL:
+        raise errors.UsageError(f"Backup {namespace}/{name} has already ended "
+                                f"({state.phase(obj)})")
+    writer.write({"phase": api.RUNNING, "startTime": state.timestamp()})
+    try:
+        spec = models.parse(api.BackupSpec, obj.get("spec"), "spec")
+        opened = open_location(client, spec.location, operator_namespace)
+        scope = (runner.Scope(app=spec.application) if spec.application
+                 else runner.Scope(namespaces=[namespace]))
+        consistency = volumes.Consistency.parse(spec.consistency)
+        settings = volumes.Settings() if mover_image is None else volumes.Settings(
+            image=mover_image)
+        movers = None if not (consistency.volumes or consistency.logical) else volumes.Movers(
+            client, opened.repo.backend, lambda: opened.passphrase, reporter=reporter,
+            settings=settings)
+        tags = [*spec.tags, f"namespace={namespace}"]
+        if spec.policy:
+            tags.append(f"policy={spec.policy}")
+        with writer.following():
+            result = runner.ResourceBackup(client, opened.repo, context="in-cluster",
+                                           reporter=reporter, movers=movers,
+                                           consistency=consistency).run(scope, tags=tags)
+    except (errors.AmberError, kerrors.KubeError, models.SpecError, OSError) as exc:
+        _fail(writer, str(exc))
+        raise
+    except BaseException:
+        _fail(writer, "the worker was stopped")
+        raise
+    doc = result.document()
+    writer.write({
+        "phase": api.PARTIAL if result.partial else api.COMPLETED,
+        "completionTime": state.timestamp(), "snapshot": result.snapshot.id,
+        "errors": result.warnings[:50], "result": doc,
+        "progress": writer.progress()})
+    return doc
+
+
+def _fail(writer: StatusWriter, why: str) -> None:
+    with contextlib.suppress(kerrors.APIError, errors.AmberError):
+        writer.write({"phase": api.FAILED, "completionTime": state.timestamp(),
+                      "errors": [why.splitlines()[0] if why else "failed"]})
+
