@@ -218,6 +218,18 @@ class Settings:
     snapshots: bool = True
 
 
+def amber_command() -> tuple[list[str], list[Obj]]:
+    """What a container runs to start Amber: this very Amber where the container sees this
+    machine's programs (a sandbox node runs them instead of images: decision 0011), else the
+    image's ``amber``. Decided in the container, so no node has to be read (a namespace's user
+    may not list nodes). Movers, and the operator's workers and Deployment, start this way."""
+    choose = ('if [ -x "$0" ]; then exec "$0" -m amber.cli.main "$@"; '
+              'else exec amber "$@"; fi')
+    env = [{"name": "PYTHONPATH", "value": os.environ["PYTHONPATH"]}] if os.environ.get(
+        "PYTHONPATH") else []
+    return ["sh", "-c", literal(choose), literal(sys.executable)], env
+
+
 def find_claims(client: Client, refs: Sequence[tuple[str, str]]) -> list[Claim]:
     """The claims ``refs`` (namespace, name) name, with their phase and the node of a
     running pod that mounts each."""
@@ -572,7 +584,7 @@ class Movers:
         handed on (the run's Secret at ``HANDOFF_DIR``, directories by hostPath) and
         ``mounts`` of ``volumes``; ``sidecars`` run beside it (a database's dump program)."""
         labels = {MOVER_LABEL: self.run_id}
-        command, extra_env = self._command()
+        command, extra_env = amber_command()
         env = [{"name": "AMBER_REPO", "value": self.handoff.url},
                {"name": "AMBER_PASSWORD_FILE", "value": f"{base.HANDOFF_DIR}/password"},
                {"name": "AMBER_MOVER_RESULT", "value": "/dev/termination-log"},
@@ -610,18 +622,6 @@ class Movers:
                 "spec": {"backoffLimit": 0, "ttlSecondsAfterFinished": JOB_TTL,
                          "activeDeadlineSeconds": math.ceil(self.settings.timeout),
                          "template": {"metadata": {"labels": labels}, "spec": pod}}}
-
-    @staticmethod
-    def _command() -> tuple[list[str], list[Obj]]:
-        """What the mover container runs: this very Amber where the container sees this
-        machine's programs (a sandbox node runs them instead of images: decision 0011), else
-        the image's ``amber``. Decided in the container, so no node has to be read (a
-        namespace's user may not list nodes)."""
-        choose = ('if [ -x "$0" ]; then exec "$0" -m amber.cli.main "$@"; '
-                  'else exec amber "$@"; fi')
-        env = [{"name": "PYTHONPATH", "value": os.environ["PYTHONPATH"]}] if os.environ.get(
-            "PYTHONPATH") else []
-        return ["sh", "-c", literal(choose), literal(sys.executable)], env
 
     def _secret_for(self, namespace: str) -> str:
         """The run's Secret in ``namespace`` (made once): passphrase and location files."""

@@ -22,6 +22,7 @@ from amber.cli import (
     drill_cmd,
     location_cmds,
     mover_cmds,
+    operator_cmds,
     options,
     output,
     repo_cmds,
@@ -78,6 +79,8 @@ cli.add_command(drill_cmd.drill)
 cli.add_command(demo_cmd.demo)
 cli.add_command(sandbox_cmd.sandbox)
 cli.add_command(mover_cmds.mover)
+cli.add_command(operator_cmds.operator)
+cli.add_command(operator_cmds.install)
 
 
 def _usage_line(exc: click.ClickException) -> str:

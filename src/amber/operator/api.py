@@ -191,6 +191,9 @@ class BackupSpec:
     location: Annotated[str, Doc("The BackupLocation to write to."), NAME]
     application: Annotated[str | None, Doc(
         "The application (an id from `amber app list`); default: the whole namespace.")] = None
+    selector: Annotated[str | None, Doc(
+        "Only objects matching this label selector (and what they need), as `--selector`."
+        )] = None
     consistency: Annotated[str, Doc("As in BackupPolicy."), CONSISTENCY] = "auto"
     tags: Annotated[list[str], Doc("Tags on the snapshot.")] = field(default_factory=list)
     policy: Annotated[str | None, Doc("The BackupPolicy that asked for it, if any.")] = None

@@ -159,7 +159,8 @@ def run_backup(client: Client, namespace: str, name: str, *, operator_namespace:
         spec = models.parse(api.BackupSpec, obj.get("spec"), "spec")
         opened = open_location(client, spec.location, operator_namespace)
         scope = (runner.Scope(app=spec.application) if spec.application
-                 else runner.Scope(namespaces=[namespace]))
+                 else runner.Scope(namespaces=[namespace], selector=spec.selector))
+        scope.validate()
         consistency = volumes.Consistency.parse(spec.consistency)
         settings = volumes.Settings() if mover_image is None else volumes.Settings(
             image=mover_image)

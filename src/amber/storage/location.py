@@ -45,6 +45,17 @@ def open_backend(location: str, *,
     )
 
 
+def local_path(location: str) -> str | None:
+    """The directory a plain path or ``file://`` location names (absolute), else None: what a
+    pod must mount to reach the repository where every node sees the same path."""
+    parsed = urllib.parse.urlparse(location)
+    if parsed.scheme == "":
+        return os.path.abspath(os.path.expanduser(location)) if location else None
+    if parsed.scheme == "file" and parsed.netloc in ("", "localhost"):
+        return os.path.abspath(urllib.parse.unquote(parsed.path))
+    return None
+
+
 def _secret_credentials(loc: s3loc.S3Location, secrets: credentials.SecretReader | None
                         ) -> credentials.Credentials | None:
     """The credentials of the Secret ``loc`` names, if it names one."""

@@ -1,0 +1,414 @@
+"""The reconcile loop: from what the caches hold to the Backups and worker Jobs that should
+exist (decision 0037).
+
+Level-triggered: every pass looks at the whole cached state (policies, namespaces and their
+applications, Backups, worker Jobs) and does what is missing, so a missed event, a restart or a
+second replica costs nothing but a pass. A pass runs when any watched object changes (after
+a short debounce) and at least every ``tick`` seconds, for schedules. Each step is idempotent by
+name: a policy's Backup in a namespace for one firing has one name, a Backup's worker Job is
+named after the Backup's uid, so two attempts meet ``AlreadyExists``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from amber.apps.discoverer import Discoverer
+from amber.backup import volumes
+from amber.kube import errors as kerrors
+from amber.kube import jobs as kjobs
+from amber.kube import objects
+from amber.kube.client import Client
+from amber.kube.objects import Obj
+from amber.kube.reflector import Reflector
+from amber.kube.watch import WatchEvent
+from amber.operator import api, models, schedule, selection, state
+from amber.storage import location as locations
+from amber.util import errors
+
+log = logging.getLogger("amber.operator")
+
+#: How long a worker Job may take before Kubernetes stops it.
+WORKER_DEADLINE = 6 * 3600
+#: Finished worker Jobs stay this long for `kubectl logs`, then Kubernetes removes them.
+WORKER_TTL = 24 * 3600
+#: A Job this operator created may take this long to show up in its cache.
+CACHE_GRACE = 30.0
+
+
+@dataclass
+class Settings:
+    namespace: str
+    #: Worker Jobs running at once (Backups beyond it wait, Pending).
+    parallel: int = 4
+    image: str = volumes.DEFAULT_IMAGE
+    service_account: str = "amber-worker"
+    tick: float = 1.0
+    debounce: float = 0.2
+    clock: Callable[[], datetime.datetime] = state.now
+
+
+@dataclass
+class Policy:
+    name: str
+    obj: Obj
+    spec: api.BackupPolicySpec | None
+    problem: str = ""
+    schedule: schedule.Schedule | None = None
+    drill_schedule: schedule.Schedule | None = None
+
+
+@dataclass
+class View:
+    """What one pass sees (built from the caches at its start)."""
+
+    policies: list[Policy] = field(default_factory=list)
+    namespaces: dict[str, Obj] = field(default_factory=dict)
+    #: namespace -> ids of its applications
+    apps: dict[str, list[str]] = field(default_factory=dict)
+    backups: list[Obj] = field(default_factory=list)
+    jobs: dict[str, Obj] = field(default_factory=dict)
+    locations: set[str] = field(default_factory=set)
+
+
+class Controller:
+    """Runs while this replica leads: ``run(stop)`` returns when ``stop`` is set."""
+
+    def __init__(self, client: Client, settings: Settings, *,
+                 on_backup_end: Callable[[Obj], None] = lambda _obj: None) -> None:
+        self.client = client
+        self.settings = settings
+        self.on_backup_end = on_backup_end
+        self._wake = threading.Event()
+        self._reflectors: dict[str, Reflector] = {}
+        self._discoverer: Discoverer | None = None
+        self._created_jobs: dict[str, float] = {}
+        #: Backups whose end was reported (uid), so each end is reported once.
+        self._ended: set[str] = set()
+        self._seeded = False
+        self.passes = 0
+        self.synced = threading.Event()
+
+    # -- caches ------------------------------------------------------------------------------
+
+    def _watch(self, key: str, res_name: tuple[str, str] | api.Kind, stop: threading.Event,
+               namespace: str | None = None, label_selector: str | None = None) -> None:
+        if isinstance(res_name, api.Kind):
+            res = state.resource(self.client, res_name)
+        else:
+            res = self.client.discover().find(*res_name)
+        reflector = Reflector(self.client, res, namespace, stop=stop,
+                              label_selector=label_selector, on_event=self._poke)
+        self._reflectors[key] = reflector
+        reflector.start()
+
+    def _poke(self, _event: WatchEvent) -> None:
+        self._wake.set()
+
+    def _start(self, stop: threading.Event) -> None:
+        self._watch("policies", api.POLICY, stop)
+        self._watch("locations", api.LOCATION, stop)
+        self._watch("backups", api.BACKUP, stop)
+        self._watch("namespaces", ("namespaces", ""), stop)
+        self._watch("jobs", ("jobs", "batch"), stop, self.settings.namespace,
+                    label_selector=state.WORKER_LABEL)
+        self._discoverer = Discoverer(self.client, lambda _event: self._wake.set())
+        self._discoverer.start()
+
+    def _view(self) -> View:
+        view = View()
+        for obj in self._reflectors["policies"].objects():
+            view.policies.append(self._policy(obj))
+        view.namespaces = {objects.name(o): o for o in self._reflectors["namespaces"].objects()}
+        view.backups = list(self._reflectors["backups"].objects())
+        view.jobs = {objects.name(o): o for o in self._reflectors["jobs"].objects()}
+        view.locations = {objects.name(o) for o in self._reflectors["locations"].objects()}
+        assert self._discoverer is not None
+        for app in self._discoverer.applications():
+            for ns in app.namespaces[:1]:
+                view.apps.setdefault(ns, []).append(app.id)
+        return view
+
+    # -- the loop ----------------------------------------------------------------------------
+
+    def run(self, stop: threading.Event) -> None:
+        term = threading.Event()
+        watcher = threading.Thread(target=lambda: (stop.wait(), term.set(), self._wake.set()),
+                                   daemon=True)
+        watcher.start()
+        try:
+            self._start(term)
+            while not stop.is_set() and not all(
+                    r.synced.is_set() for r in self._reflectors.values()):
+                stop.wait(0.05)
+            assert self._discoverer is not None
+            while not stop.is_set() and not self._discoverer.synced.is_set():
+                stop.wait(0.05)
+            self.synced.set()
+            while not stop.is_set():
+                try:
+                    self.reconcile()
+                except (kerrors.KubeError, errors.AmberError) as exc:
+                    log.warning("reconcile pass failed: %s", exc)
+                self.passes += 1
+                self._wake.wait(self.settings.tick)
+                if self._wake.is_set():
+                    stop.wait(self.settings.debounce)
+                    self._wake.clear()
+        finally:
+            term.set()
+            if self._discoverer is not None:
+                self._discoverer.stop()
+
+    def reconcile(self) -> None:
+        view = self._view()
+        now = self.settings.clock()
+        for policy in view.policies:
+            self._reconcile_policy(policy, view, now)
+        running = sum(1 for j in view.jobs.values() if not _job_finished(j))
+        for backup in sorted(view.backups, key=lambda o: objects.meta(o).get(
+                "creationTimestamp") or ""):
+            running += self._reconcile_backup(backup, view, running)
+        self._seeded = True
+
+    # -- policies ----------------------------------------------------------------------------
+
+    def _policy(self, obj: Obj) -> Policy:
+        name = objects.name(obj)
+        try:
+            spec = models.parse(api.BackupPolicySpec, obj.get("spec"), "spec")
+        except models.SpecError as exc:
+            return Policy(name, obj, None, str(exc))
+        policy = Policy(name, obj, spec)
+        try:
+            if spec.schedule is not None:
+                policy.schedule = schedule.Schedule.parse(spec.schedule.cron,
+                                                          spec.schedule.time_zone)
+            if spec.drill is not None:
+                policy.drill_schedule = schedule.Schedule.parse(spec.drill.schedule.cron,
+                                                                spec.drill.schedule.time_zone)
+        except schedule.ScheduleError as exc:
+            policy.problem = f"spec.schedule: {exc}"
+        return policy
+
+    def _check(self, policy: Policy, view: View) -> str:
+        if policy.problem or policy.spec is None:
+            return policy.problem
+        missing = [n for n in [policy.spec.location, *policy.spec.copies]
+                   if n not in view.locations]
+        if missing:
+            return f"spec.location: no BackupLocation {', '.join(missing)}"
+        return ""
+
+    def _reconcile_policy(self, policy: Policy, view: View, now: datetime.datetime) -> None:
+        problem = self._check(policy, view)
+        status = policy.obj.get("status") or {}
+        generation = objects.generation(policy.obj)
+        cond = state.condition("Valid", not problem, "Invalid" if problem else "Valid",
+                               problem or "the policy is in force",
+                               generation=generation, previous=status.get("conditions"))
+        spec = policy.spec
+        matched = [] if problem or spec is None else [
+            ns for ns in sorted(view.apps)
+            if ns in view.namespaces and not objects.deleting(view.namespaces[ns])
+            and selection.namespace_matches(spec, ns, objects.labels(view.namespaces[ns]))]
+        update: Obj = {}
+        if not _same_condition(status.get("conditions"), cond):
+            update["conditions"] = state.with_condition(list(status.get("conditions") or []),
+                                                        cond)
+            update["observedGeneration"] = generation
+        if status.get("applications") != sum(len(view.apps[ns]) for ns in matched):
+            update["applications"] = sum(len(view.apps[ns]) for ns in matched)
+        if spec is not None and not problem and not spec.suspend:
+            self._first_backups(policy, spec, matched, view)
+            if policy.schedule is not None:
+                update.update(self._scheduled(policy, spec, matched, now))
+        if update:
+            self._patch(api.POLICY, policy.name, None, update)
+
+    def _first_backups(self, policy: Policy, spec: api.BackupPolicySpec, matched: list[str],
+                       view: View) -> None:
+        """A matched namespace that has no Backup of this policy gets its first one now."""
+        have = {objects.namespace(b) for b in view.backups
+                if objects.labels(b).get(state.POLICY_LABEL) == policy.name}
+        for ns in matched:
+            if ns not in have:
+                self._create_backup(policy, spec, ns, None)
+
+    def _scheduled(self, policy: Policy, spec: api.BackupPolicySpec, matched: list[str],
+                   now: datetime.datetime) -> Obj:
+        """Backups for a firing that is due and not yet made; the status update saying so."""
+        assert policy.schedule is not None
+        status = policy.obj.get("status") or {}
+        since = (state.parse_time(status.get("lastScheduleTime"))
+                 or state.parse_time(objects.meta(policy.obj).get("creationTimestamp")) or now)
+        due = policy.schedule.previous_at_or_before(now)
+        update: Obj = {}
+        if due is not None and due > since:
+            for ns in matched:
+                self._create_backup(policy, spec, ns, due)
+            update["lastScheduleTime"] = state.timestamp(due)
+        following = state.timestamp(policy.schedule.next_after(now))
+        if status.get("nextScheduleTime") != following:
+            update["nextScheduleTime"] = following
+        return update
+
+    def _create_backup(self, policy: Policy, spec: api.BackupPolicySpec, namespace: str,
+                       firing: datetime.datetime | None) -> None:
+        name = state.backup_name(policy.name, firing)
+        body_spec = api.BackupSpec(
+            location=spec.location, consistency=spec.consistency, policy=policy.name,
+            selector=selection.selector_text(spec.selector.application_selector))
+        annotations = {state.SCHEDULED_ANNOTATION: state.timestamp(firing)} if firing else {}
+        body: Obj = {"apiVersion": api.API_VERSION, "kind": api.BACKUP.kind,
+                     "metadata": {"name": name, "namespace": namespace,
+                                  "labels": {state.POLICY_LABEL: policy.name, **state.PART_OF},
+                                  "annotations": annotations},
+                     "spec": models.to_wire(body_spec)}
+        try:
+            self.client.create(state.resource(self.client, api.BACKUP), body, namespace)
+            log.info("policy %s: Backup %s/%s created", policy.name, namespace, name)
+        except (kerrors.AlreadyExists, kerrors.MaybeCreated):
+            pass  # made by an earlier pass, another replica, or an operator before a restart
+
+    # -- backups -----------------------------------------------------------------------------
+
+    def _reconcile_backup(self, backup: Obj, view: View, running: int) -> int:
+        """One Backup's next step; returns how many worker Jobs it started (0 or 1)."""
+        phase = state.phase(backup)
+        uid = objects.uid(backup)
+        if phase in api.TERMINAL:
+            if uid not in self._ended:
+                self._ended.add(uid)
+                if self._seeded:
+                    self.on_backup_end(backup)
+            return 0
+        job_name = state.worker_name(api.BACKUP, backup)
+        job = view.jobs.get(job_name)
+        ns, name = objects.namespace(backup), objects.name(backup)
+        if job is None:
+            created = self._created_jobs.get(job_name)
+            if (backup.get("status") or {}).get("worker") and (
+                    created is None or time.monotonic() - created > CACHE_GRACE):
+                self._fail(backup, f"its worker Job {self.settings.namespace}/{job_name} is "
+                                   "gone (deleted, or removed by its TTL) before the backup "
+                                   "ended")
+                return 0
+            if created is not None or running >= self.settings.parallel:
+                if not phase:
+                    self._patch(api.BACKUP, name, ns, {"phase": api.PENDING})
+                return 0
+            self._start_worker(backup, job_name)
+            return 1
+        if _job_finished(job):
+            self._conclude(backup, job)
+        return 0
+
+    def _start_worker(self, backup: Obj, job_name: str) -> None:
+        ns, name = objects.namespace(backup), objects.name(backup)
+        body = self.worker_job(job_name, ["backup", ns, name], backup)
+        with contextlib.suppress(kerrors.AlreadyExists, kerrors.MaybeCreated):
+            self.client.create(self.client.discover().find("jobs", "batch"), body,
+                               self.settings.namespace)
+        self._created_jobs[job_name] = time.monotonic()
+        self._patch(api.BACKUP, name, ns, {"phase": state.phase(backup) or api.PENDING,
+                                           "worker": job_name})
+        log.info("Backup %s/%s: worker Job %s started", ns, name, job_name)
+
+    def worker_job(self, job_name: str, argv: list[str], owner: Obj) -> Obj:
+        """A worker Job: ``amber operator work ARGV`` under the worker service account."""
+        command, extra_env = volumes.amber_command()
+        labels = {state.WORKER_LABEL: str(owner.get("kind", "")).lower(), **state.PART_OF}
+        volumes_, mounts = self._repository_mounts(owner)
+        pod: Obj = {
+            "serviceAccountName": self.settings.service_account,
+            "restartPolicy": "Never",
+            "containers": [{
+                "name": "worker", "image": self.settings.image,
+                "command": [*command, "-o", "json", "operator", "work", *argv],
+                "env": [{"name": "AMBER_OPERATOR_NAMESPACE", "value": self.settings.namespace},
+                        {"name": "AMBER_MOVER_IMAGE", "value": self.settings.image},
+                        {"name": "HOME", "value": "/tmp"}, *extra_env],
+                "volumeMounts": mounts,
+                "securityContext": {"allowPrivilegeEscalation": False},
+                "terminationMessagePolicy": "FallbackToLogsOnError"}],
+            "volumes": volumes_}
+        return {"apiVersion": "batch/v1", "kind": "Job",
+                "metadata": {"name": job_name, "labels": labels,
+                             "annotations": {"amber.dev/for": f"{owner.get('kind')} "
+                                             f"{objects.namespace(owner)}/"
+                                             f"{objects.name(owner)}"}},
+                "spec": {"backoffLimit": 0, "ttlSecondsAfterFinished": WORKER_TTL,
+                         "activeDeadlineSeconds": WORKER_DEADLINE,
+                         "template": {"metadata": {"labels": labels}, "spec": pod}}}
+
+    def _repository_mounts(self, owner: Obj) -> tuple[list[Obj], list[Obj]]:
+        """A location that is a path on the nodes is mounted where it is (hostPath)."""
+        spec = owner.get("spec") or {}
+        name = spec.get("location")
+        out_v: list[Obj] = []
+        out_m: list[Obj] = []
+        for loc in self._reflectors["locations"].objects():
+            if objects.name(loc) != name:
+                continue
+            path = locations.local_path((loc.get("spec") or {}).get("url") or "")
+            if path:
+                out_v.append({"name": "repository",
+                              "hostPath": {"path": path, "type": "DirectoryOrCreate"}})
+                out_m.append({"name": "repository", "mountPath": path})
+        return out_v, out_m
+
+    def _conclude(self, backup: Obj, job: Obj) -> None:
+        """The worker ended; a Backup it left unfinished is failed with the reason."""
+        ns, name = objects.namespace(backup), objects.name(backup)
+        try:
+            fresh = self.client.get(state.resource(self.client, api.BACKUP), name, ns)
+        except kerrors.NotFound:
+            return
+        if state.phase(fresh) in api.TERMINAL:
+            return
+        _message, detail = kjobs.pod_report(self.client, objects.name(job),
+                                            self.settings.namespace)
+        why = _job_failure(job) or "the worker ended without writing the backup's result"
+        self._fail(fresh, f"{why}{detail}")
+
+    def _fail(self, backup: Obj, why: str) -> None:
+        ns, name = objects.namespace(backup), objects.name(backup)
+        log.warning("Backup %s/%s failed: %s", ns, name, why)
+        self._patch(api.BACKUP, name, ns, {"phase": api.FAILED,
+                                           "completionTime": state.timestamp(),
+                                           "errors": [why]})
+
+    def _patch(self, kind: api.Kind, name: str, namespace: str | None, status: Obj) -> None:
+        with contextlib.suppress(kerrors.NotFound):
+            state.patch_status(self.client, kind, name, namespace, status)
+
+
+def _same_condition(conditions: object, cond: Obj) -> bool:
+    for c in conditions if isinstance(conditions, list) else []:
+        if isinstance(c, dict) and c.get("type") == cond["type"]:
+            return all(c.get(k) == cond.get(k) for k in ("status", "reason", "message",
+                                                         "observedGeneration"))
+    return False
+
+
+def _job_finished(job: Obj) -> bool:
+    for c in (job.get("status") or {}).get("conditions") or []:
+        if c.get("type") in ("Complete", "Failed") and c.get("status") == "True":
+            return True
+    return False
+
+
+def _job_failure(job: Obj) -> str:
+    for c in (job.get("status") or {}).get("conditions") or []:
+        if c.get("type") == "Failed" and c.get("status") == "True":
+            return (f"its worker Job {objects.name(job)} failed: "
+                    f"{c.get('reason') or ''} {c.get('message') or ''}".strip())
+    return ""
+

@@ -1,0 +1,207 @@
+"""What ``amber install`` applies and ``deploy/`` ships: CRDs, service accounts, least-privilege
+RBAC (every rule's reason in docs/operator-rbac.md), the operator's Deployment and Service.
+
+One generator for both: ``deploy/manifests/amber.yaml`` is this module's output for the
+published image (a test keeps the file equal to it), and the Helm chart templates the same
+objects. ``amber install`` differs only in how the container starts Amber (``volumes.
+amber_command``: this machine's Amber where the node runs host programs, as a sandbox does).
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from amber.backup import volumes
+from amber.kube import errors as kerrors
+from amber.kube import wait
+from amber.kube.client import Client
+from amber.operator import api, crds, state
+from amber.util import errors
+
+Obj = dict[str, Any]
+
+OPERATOR = "amber-operator"
+WORKER = "amber-worker"
+METRICS_PORT = 8080
+LABELS = {"app.kubernetes.io/name": "amber", "app.kubernetes.io/component": "operator",
+          **state.PART_OF}
+
+
+@dataclass(frozen=True)
+class Options:
+    namespace: str = "amber-system"
+    image: str = volumes.DEFAULT_IMAGE
+    replicas: int = 1
+    #: Start ``amber`` as the published image does (``deploy/``), not through this machine's
+    #: interpreter (``amber install``).
+    portable: bool = True
+    parallel: int = 4
+    service_monitor: bool = False
+
+
+def _rule(groups: Sequence[str], resources: Sequence[str], verbs: Sequence[str]) -> Obj:
+    return {"apiGroups": list(groups), "resources": list(resources), "verbs": list(verbs)}
+
+
+READ = ("get", "list", "watch")
+_KINDS = [k.plural for k in api.KINDS]
+
+#: The operator: watches everything applications are made of (discovery of new applications),
+#: manages Amber's objects, starts worker Jobs. It never writes applications' objects.
+OPERATOR_RULES = [
+    _rule([api.GROUP], _KINDS, READ),
+    _rule([api.GROUP], ["backups", "drills"], ["create"]),
+    _rule([api.GROUP], [f"{k}/status" for k in _KINDS], ["get", "patch", "update"]),
+    _rule(["*"], ["*"], ["list", "watch"]),
+    _rule([""], ["events"], ["create", "patch"]),
+    _rule(["events.k8s.io"], ["events"], ["create", "patch"]),
+]
+#: In its own namespace only: worker Jobs, their pods' logs, the leader Lease.
+OPERATOR_NAMESPACE_RULES = [
+    _rule(["batch"], ["jobs"], [*READ, "create", "delete"]),
+    _rule([""], ["pods"], READ),
+    _rule([""], ["pods/log"], ["get"]),
+    _rule(["coordination.k8s.io"], ["leases"], ["get", "create", "update"]),
+]
+#: A backup worker: reads every object it backs up, runs mover Jobs (with their per-run Secret,
+#: snapshot and clone) in applications' namespaces, execs hooks, writes its Backup's status.
+WORKER_RULES = [
+    _rule(["*"], ["*"], READ),
+    _rule([api.GROUP], ["backups/status"], ["get", "patch"]),
+    _rule(["batch"], ["jobs"], ["create", "delete"]),
+    _rule([""], ["secrets", "persistentvolumeclaims"], ["create", "delete"]),
+    _rule([""], ["pods/exec"], ["create"]),
+    _rule([""], ["pods/log"], ["get"]),
+    _rule(["snapshot.storage.k8s.io"], ["volumesnapshots"], ["create", "delete"]),
+]
+
+
+def _meta(name: str, namespace: str | None = None) -> Obj:
+    out: Obj = {"name": name, "labels": dict(LABELS)}
+    if namespace:
+        out["namespace"] = namespace
+    return out
+
+
+def manifests(opts: Options) -> list[Obj]:
+    """Every object of an installation, in the order they are applied."""
+    ns = opts.namespace
+    out: list[Obj] = [*crds.definitions()]
+    out.append({"apiVersion": "v1", "kind": "Namespace", "metadata": _meta(ns)})
+    for sa in (OPERATOR, WORKER):
+        out.append({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": _meta(sa, ns)})
+    for role, rules in ((OPERATOR, OPERATOR_RULES), (WORKER, WORKER_RULES)):
+        out.append({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
+                    "metadata": _meta(role), "rules": rules})
+        out.append({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
+                    "metadata": _meta(role),
+                    "roleRef": {"apiGroup": "rbac.authorization.k8s.io",
+                                "kind": "ClusterRole", "name": role},
+                    "subjects": [{"kind": "ServiceAccount", "name": role, "namespace": ns}]})
+    out.append({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
+                "metadata": _meta(OPERATOR, ns), "rules": OPERATOR_NAMESPACE_RULES})
+    out.append({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+                "metadata": _meta(OPERATOR, ns),
+                "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role",
+                            "name": OPERATOR},
+                "subjects": [{"kind": "ServiceAccount", "name": OPERATOR, "namespace": ns}]})
+    out.append(deployment(opts))
+    out.append({"apiVersion": "v1", "kind": "Service", "metadata": _meta(OPERATOR, ns),
+                "spec": {"selector": {"app.kubernetes.io/name": "amber",
+                                      "app.kubernetes.io/component": "operator"},
+                         "ports": [{"name": "metrics", "port": METRICS_PORT,
+                                    "targetPort": "metrics"}]}})
+    if opts.service_monitor:
+        out.append({"apiVersion": "monitoring.coreos.com/v1", "kind": "ServiceMonitor",
+                    "metadata": _meta(OPERATOR, ns),
+                    "spec": {"selector": {"matchLabels": {"app.kubernetes.io/name": "amber"}},
+                             "endpoints": [{"port": "metrics", "path": "/metrics"}]}})
+    return out
+
+
+def deployment(opts: Options) -> Obj:
+    args = ["operator", "--namespace", opts.namespace, "--parallel", str(opts.parallel),
+            "--image", opts.image]
+    if opts.portable:
+        command, env = ["amber"], []
+    else:
+        command, env = volumes.amber_command()
+    selector = {"app.kubernetes.io/name": "amber", "app.kubernetes.io/component": "operator"}
+    return {
+        "apiVersion": "apps/v1", "kind": "Deployment", "metadata": _meta(OPERATOR,
+                                                                         opts.namespace),
+        "spec": {
+            "replicas": opts.replicas,
+            "selector": {"matchLabels": selector},
+            "template": {
+                "metadata": {"labels": dict(LABELS)},
+                "spec": {
+                    "serviceAccountName": OPERATOR,
+                    "containers": [{
+                        "name": "operator", "image": opts.image,
+                        "command": [*command, *args],
+                        "env": [{"name": "AMBER_OPERATOR_IDENTITY", "valueFrom": {
+                            "fieldRef": {"fieldPath": "metadata.name"}}},
+                            {"name": "HOME", "value": "/tmp"}, *env],
+                        "ports": [{"name": "metrics", "containerPort": METRICS_PORT}],
+                        "readinessProbe": {"httpGet": {"path": "/readyz", "port": "metrics"},
+                                           "periodSeconds": 5},
+                        "livenessProbe": {"httpGet": {"path": "/healthz", "port": "metrics"},
+                                          "periodSeconds": 20, "failureThreshold": 3},
+                        "resources": {"requests": {"cpu": "50m", "memory": "128Mi"},
+                                      "limits": {"memory": "256Mi"}},
+                        "securityContext": {"allowPrivilegeEscalation": False,
+                                            "readOnlyRootFilesystem": True,
+                                            "capabilities": {"drop": ["ALL"]}},
+                    }],
+                },
+            },
+        },
+    }
+
+
+def apply(client: Client, docs: list[Obj]) -> list[str]:
+    """Create each object, or replace it when it exists (kept: what the server owns, such as
+    a Service's clusterIP); CRDs are waited for until Established before anything uses them.
+    Returns ``Kind/name`` of each object applied."""
+    applied: list[str] = []
+    for doc in docs:
+        group, _, _version = str(doc["apiVersion"]).rpartition("/")
+        kind = str(doc["kind"])
+        try:
+            res = client.discover().find(kind, group)
+        except LookupError:
+            try:
+                res = client.discover(refresh=True).find(kind, group)
+            except LookupError:
+                raise errors.UsageError(
+                    f"the cluster does not serve {kind}.{group or 'core'} (needed for "
+                    f"{kind} {doc['metadata']['name']}); leave it out or install it first"
+                ) from None
+        namespace = doc["metadata"].get("namespace") if res.namespaced else None
+        name = str(doc["metadata"]["name"])
+        try:
+            client.create(res, doc, namespace)
+        except (kerrors.AlreadyExists, kerrors.MaybeCreated):
+            live = client.get(res, name, namespace)
+            body = _merged(live, doc)
+            client.replace(res, body, namespace)
+        if kind == "CustomResourceDefinition":
+            wait.condition(client, res, name, type_="Established", timeout=60)
+        applied.append(f"{kind}/{name}")
+    client.discover(refresh=True)
+    return applied
+
+
+def _merged(live: Obj, doc: Obj) -> Obj:
+    """``doc`` with the live object's resourceVersion and the fields the server fills in."""
+    body = copy.deepcopy(doc)
+    body["metadata"]["resourceVersion"] = live["metadata"]["resourceVersion"]
+    if doc["kind"] == "Service":
+        for key in ("clusterIP", "clusterIPs", "ipFamilies", "ipFamilyPolicy"):
+            if key in (live.get("spec") or {}):
+                body["spec"].setdefault(key, live["spec"][key])
+    return body

@@ -1,0 +1,123 @@
+"""One operator process: the health and metrics server, the leader election, and the
+controller that runs while this replica leads (decision 0037).
+
+Every replica serves ``/healthz`` and ``/metrics``; only the leader reconciles, and it is
+``/readyz``-ready once its caches are filled. A term that ends (another replica took the Lease,
+renewal failed) stops the controller; the next term starts a fresh one, so no state of a lost
+term is trusted.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from amber.kube import objects
+from amber.kube.client import Client
+from amber.kube.lease import LeaderElector, LeaseConfig
+from amber.kube.objects import Obj
+from amber.operator import api, controller, metric_set, metrics, serving, state
+
+LEASE_NAME = "amber-operator"
+
+
+@dataclass
+class RuntimeSettings:
+    namespace: str
+    identity: str
+    parallel: int = 4
+    image: str = ""
+    metrics_host: str = "0.0.0.0"  # noqa: S104 (a pod's port, reached through its Service)
+    metrics_port: int = 8080
+    leader_elect: bool = True
+    lease_seconds: float = 15
+    renew_deadline: float = 10
+    retry_period: float = 2
+    tick: float = 1.0
+
+
+class Runtime:
+    def __init__(self, client: Client, settings: RuntimeSettings,
+                 log: Callable[[str], None]) -> None:
+        self.client = client
+        self.settings = settings
+        self.log = log
+        self.registry = metrics.Registry()
+        self.metrics = metric_set.define(self.registry)
+        self.current: controller.Controller | None = None
+        self.server = serving.HealthServer(self.registry, settings.metrics_host,
+                                           settings.metrics_port, ready=self._ready, log=log)
+
+    def _ready(self) -> bool:
+        """Ready while serving: a follower is ready (it stands by); a leader once synced."""
+        c = self.current
+        return c is None or c.synced.is_set()
+
+    def _controller(self) -> controller.Controller:
+        s = self.settings
+        kwargs = {"image": s.image} if s.image else {}
+        return controller.Controller(
+            self.client, controller.Settings(namespace=s.namespace, parallel=s.parallel,
+                                             tick=s.tick, **kwargs),
+            on_backup_end=self._backup_ended)
+
+    def _backup_ended(self, backup: Obj) -> None:
+        phase = state.phase(backup)
+        result = {api.COMPLETED: "completed", api.PARTIAL: "partial"}.get(phase, "failed")
+        policy = objects.labels(backup).get(state.POLICY_LABEL, "")
+        ns = objects.namespace(backup)
+        self.metrics.backups.labels(policy=policy, namespace=ns, result=result).inc()
+        status = backup.get("status") or {}
+        start = state.parse_time(status.get("startTime"))
+        end = state.parse_time(status.get("completionTime"))
+        if start and end:
+            self.metrics.backup_duration.labels(policy=policy).observe(
+                max(0.0, (end - start).total_seconds()))
+        done = (status.get("progress") or {}).get("bytesDone")
+        if isinstance(done, int) and done > 0:
+            self.metrics.backup_bytes.labels(policy=policy, namespace=ns).inc(done)
+
+    def lead(self, stop: threading.Event) -> None:
+        """One term: a fresh controller until ``stop``."""
+        self.metrics.leader.set(1)
+        self.current = self._controller()
+        try:
+            self.current.run(stop)
+        finally:
+            self.metrics.leader.set(0)
+
+    def run(self, stop: threading.Event) -> None:
+        self.server.start()
+        try:
+            if not self.settings.leader_elect:
+                self.lead(stop)
+                return
+            term_stop: list[threading.Event] = []
+
+            def started() -> None:
+                ev = threading.Event()
+                term_stop.append(ev)
+                self.lead(ev)
+
+            def stopped() -> None:
+                for ev in term_stop:
+                    ev.set()
+                term_stop.clear()
+                self.current = None
+
+            s = self.settings
+            elector = LeaderElector(
+                self.client, LeaseConfig(s.namespace, LEASE_NAME, s.identity,
+                                         lease_seconds=s.lease_seconds,
+                                         renew_deadline=s.renew_deadline,
+                                         retry_period=s.retry_period),
+                on_started=started, on_stopped=stopped)
+            elector.run(stop)
+        finally:
+            self.server.stop()
+
+
+def run(client: Client, settings: RuntimeSettings, stop: threading.Event, *,
+        log: Callable[[str], None]) -> None:
+    Runtime(client, settings, log).run(stop)
