@@ -43,6 +43,9 @@ SKIPPED_BY_DEFAULT = {
     "csinodes.storage.k8s.io": "per-node CSI driver registrations, owned by the kubelet",
     "volumeattachments.storage.k8s.io": "attachments of volumes to source-cluster nodes",
     "componentstatuses": "deprecated live health probes, not objects",
+    "backups.amber.dev": "records of Amber's own work; restored, they would run again",
+    "restores.amber.dev": "records of Amber's own work; restored, they would run again",
+    "drills.amber.dev": "records of Amber's own work; restored, they would run again",
 }
 __doc__ = (__doc__ or "") + "".join(f"\n- ``{k}``: {v}." for k, v in SKIPPED_BY_DEFAULT.items())
 

@@ -53,6 +53,11 @@ from amber.util import errors, pending, progress
 ENTRY_TIME = datetime.datetime(2000, 1, 1, tzinfo=datetime.UTC)
 #: An object labelled so is never backed up (the convention Velero users know, under our name).
 EXCLUDE_LABEL = "amber.io/exclude-from-backup"
+#: The label of an operator's worker Jobs (``amber.operator``).
+WORKER_LABEL = "amber.dev/worker"
+#: Labels of Amber's own scaffolding, never backed up: mover Jobs, Secrets, snapshots and
+#: clones; operator worker Jobs.
+SCAFFOLDING = (volumes.MOVER_LABEL, WORKER_LABEL)
 
 
 @dataclass
@@ -153,10 +158,11 @@ class _Run:
         if s.deleting:
             self.deleting.add(s.ref)
             return
-        if s.labels.get(EXCLUDE_LABEL) == "true" or volumes.MOVER_LABEL in s.labels or (
+        if s.labels.get(EXCLUDE_LABEL) == "true" or any(k in s.labels for k in SCAFFOLDING) or (
                 self.exclude is not None and self.exclude(s.labels)):
             # a mover's Job, Secret (the passphrase), snapshot or clone, left by a run that
-            # was killed, is Amber's own scaffolding, never the application's
+            # was killed, or an operator's worker Job, is Amber's own scaffolding, never the
+            # application's
             self.excluded.add(s.ref)
             return
         data = layout.encode(obj)

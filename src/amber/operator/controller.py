@@ -268,7 +268,7 @@ class Controller:
         annotations = {state.SCHEDULED_ANNOTATION: state.timestamp(firing)} if firing else {}
         body: Obj = {"apiVersion": api.API_VERSION, "kind": api.BACKUP.kind,
                      "metadata": {"name": name, "namespace": namespace,
-                                  "labels": {state.POLICY_LABEL: policy.name, **state.PART_OF},
+                                  "labels": {state.POLICY_LABEL: policy.name},
                                   "annotations": annotations},
                      "spec": models.to_wire(body_spec)}
         try:

@@ -13,6 +13,7 @@ import hashlib
 import re
 from typing import Any
 
+from amber.backup import runner
 from amber.kube import errors as kerrors
 from amber.kube import objects
 from amber.kube.client import Client
@@ -22,7 +23,7 @@ from amber.operator import api
 
 #: Labels on what the operator creates.
 POLICY_LABEL = "amber.dev/policy"
-WORKER_LABEL = "amber.dev/worker"
+WORKER_LABEL = runner.WORKER_LABEL
 KIND_LABEL = "amber.dev/kind"
 #: Annotation on a Backup: the schedule firing it was made for (RFC 3339, UTC).
 SCHEDULED_ANNOTATION = "amber.dev/scheduled-for"
