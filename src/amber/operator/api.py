@@ -222,6 +222,9 @@ class WorkStatus:
     snapshot: Annotated[str | None, Doc("The repository snapshot id.")] = None
     errors: Annotated[list[str], Doc("What went wrong, one line each.")] = field(
         default_factory=list)
+    forgotten: Annotated[list[str], Doc(
+        "Older backups the policy's retention removed after this one.")] = field(
+        default_factory=list)
     result: Annotated[Free | None, Doc(
         "The document `amber ... -o json` prints for the same work.")] = None
 

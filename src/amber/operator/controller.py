@@ -139,9 +139,13 @@ class Controller:
 
     def run(self, stop: threading.Event) -> None:
         term = threading.Event()
-        watcher = threading.Thread(target=lambda: (stop.wait(), term.set(), self._wake.set()),
-                                   daemon=True)
-        watcher.start()
+
+        def relay() -> None:  # the caches stop with the term; the loop wakes at once
+            stop.wait()
+            term.set()
+            self._wake.set()
+
+        threading.Thread(target=relay, daemon=True, name="amber-term").start()
         try:
             self._start(term)
             while not stop.is_set() and not all(

@@ -56,11 +56,10 @@ class Runtime:
 
     def _controller(self) -> controller.Controller:
         s = self.settings
-        kwargs = {"image": s.image} if s.image else {}
-        return controller.Controller(
-            self.client, controller.Settings(namespace=s.namespace, parallel=s.parallel,
-                                             tick=s.tick, **kwargs),
-            on_backup_end=self._backup_ended)
+        settings = controller.Settings(namespace=s.namespace, parallel=s.parallel, tick=s.tick)
+        if s.image:
+            settings.image = s.image
+        return controller.Controller(self.client, settings, on_backup_end=self._backup_ended)
 
     def _backup_ended(self, backup: Obj) -> None:
         phase = state.phase(backup)

@@ -21,7 +21,7 @@ from amber.backup import runner, volumes
 from amber.kube import errors as kerrors
 from amber.kube.client import Client
 from amber.operator import api, models, state
-from amber.repo import repository
+from amber.repo import maintenance, repository, retention
 from amber.storage import credentials, location
 from amber.util import errors, progress
 
@@ -167,9 +167,8 @@ def run_backup(client: Client, namespace: str, name: str, *, operator_namespace:
         movers = None if not (consistency.volumes or consistency.logical) else volumes.Movers(
             client, opened.repo.backend, lambda: opened.passphrase, reporter=reporter,
             settings=settings)
-        tags = [*spec.tags, f"namespace={namespace}"]
-        if spec.policy:
-            tags.append(f"policy={spec.policy}")
+        tags = [*spec.tags, *(policy_tags(spec.policy, namespace) if spec.policy else
+                               [f"namespace={namespace}"])]
         with writer.following():
             result = runner.ResourceBackup(client, opened.repo, context="in-cluster",
                                            reporter=reporter, movers=movers,
@@ -181,12 +180,45 @@ def run_backup(client: Client, namespace: str, name: str, *, operator_namespace:
         _fail(writer, "the worker was stopped")
         raise
     doc = result.document()
+    problems = list(result.warnings[:50])
+    forgotten: list[str] = []
+    if spec.policy:
+        try:
+            forgotten = apply_retention(client, opened.repo, spec.policy, namespace)
+        except (errors.AmberError, kerrors.KubeError) as exc:
+            problems.append(f"retention not applied: {exc}")
     writer.write({
         "phase": api.PARTIAL if result.partial else api.COMPLETED,
         "completionTime": state.timestamp(), "snapshot": result.snapshot.id,
-        "errors": result.warnings[:50], "result": doc,
+        "errors": problems, "result": doc, "forgotten": forgotten,
         "progress": writer.progress()})
     return doc
+
+
+def policy_tags(policy: str, namespace: str) -> list[str]:
+    """The tags that mark a snapshot as ``policy``'s backup of ``namespace``."""
+    return [f"namespace={namespace}", f"policy={policy}"]
+
+
+def apply_retention(client: Client, repo: repository.Repository, policy: str,
+                    namespace: str) -> list[str]:
+    """Apply ``policy``'s retention to its backups of ``namespace`` (the ids removed). A policy
+    gone or without retention removes nothing; partial backups never displace complete ones
+    (``repo.retention``); an append-only location keeps everything (its maintenance runs
+    where deleting is allowed)."""
+    try:
+        obj = client.get(state.resource(client, api.POLICY), policy)
+    except kerrors.NotFound:
+        return []
+    spec = models.parse(api.BackupPolicySpec, obj.get("spec"), "spec")
+    if spec.retention is None or repo.backend.is_append_only():
+        return []
+    keep = retention.Policy(**{k: v for k, v in vars(spec.retention).items() if v})
+    if keep.is_empty():
+        return []
+    marks = set(policy_tags(policy, namespace))
+    return maintenance.forget(repo, keep, [], group_by="tags",
+                              only=lambda s: marks <= set(s.tags)).removed
 
 
 def _fail(writer: StatusWriter, why: str) -> None:

@@ -51,9 +51,12 @@ class Forgotten:
 
 
 def forget(repo: repository.Repository, policy: retention.Policy, ids: Sequence[str], *,
-           group_by: str = "host,paths", dry_run: bool = False) -> Forgotten:
+           group_by: str = "host,paths", dry_run: bool = False,
+           only: Callable[[snapshots.Snapshot], bool] | None = None) -> Forgotten:
     """Remove snapshots by retention ``policy`` or by ``ids`` (exactly one of them), under the
-    maintenance lease. Only the snapshot manifests go; a prune frees the data.
+    maintenance lease. Only the snapshot manifests go; a prune frees the data. ``only``: the
+    policy judges just the snapshots it accepts (an operator policy's own backups of one
+    namespace); the others are not looked at.
 
     An empty policy with no ids is refused rather than read as "keep nothing".
     """
@@ -66,7 +69,7 @@ def forget(repo: repository.Repository, policy: retention.Policy, ids: Sequence[
             remove = [repo.resolve_snapshot_id(i) for i in ids]
             decisions = [Decision(i, keep=False) for i in remove]
         else:
-            snaps = repo.list_snapshots()
+            snaps = [s for s in repo.list_snapshots() if only is None or only(s)]
             decisions = _by_policy(snaps, policy, group_by)
             dropped = {d.id for d in decisions if not d.keep}
             remove = [s.id for s in snaps if s.id in dropped]
