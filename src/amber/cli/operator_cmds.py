@@ -3,6 +3,7 @@ and ``amber install`` (apply or print the manifests)."""
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 import threading
@@ -50,6 +51,9 @@ def operator(click_ctx: click.Context, operator_namespace: str | None, parallel:
         return
     ctx = click_ctx.find_object(context.Context)
     assert ctx is not None
+    # what it does, one line each, on stderr for `kubectl logs` (never a Secret's content)
+    logging.basicConfig(level=logging.WARNING if ctx.quiet else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     client = ctx.kube_client()
     host, _, port = metrics_bind.rpartition(":")
     if not port.isdigit():

@@ -123,8 +123,10 @@ def manifests(opts: Options) -> list[Obj]:
 
 
 def deployment(opts: Options) -> Obj:
+    # the pod's own address: a node that runs pods in its host network (a sandbox) has other
+    # listeners on 0.0.0.0, and a real pod's probes and Service reach it there all the same
     args = ["operator", "--namespace", opts.namespace, "--parallel", str(opts.parallel),
-            "--image", opts.image]
+            "--image", opts.image, f"--metrics-bind=$(POD_IP):{METRICS_PORT}"]
     if opts.portable:
         command, env = ["amber"], []
     else:
@@ -145,6 +147,8 @@ def deployment(opts: Options) -> Obj:
                         "command": [*command, *args],
                         "env": [{"name": "AMBER_OPERATOR_IDENTITY", "valueFrom": {
                             "fieldRef": {"fieldPath": "metadata.name"}}},
+                            {"name": "POD_IP", "valueFrom": {
+                                "fieldRef": {"fieldPath": "status.podIP"}}},
                             {"name": "HOME", "value": "/tmp"}, *env],
                         "ports": [{"name": "metrics", "containerPort": METRICS_PORT}],
                         "readinessProbe": {"httpGet": {"path": "/readyz", "port": "metrics"},
