@@ -28,7 +28,7 @@ from amber.kube.client import Client
 from amber.kube.objects import Obj
 from amber.kube.reflector import Reflector
 from amber.kube.watch import WatchEvent
-from amber.operator import api, models, schedule, selection, state
+from amber.operator import api, events, models, schedule, selection, state
 from amber.storage import location as locations
 from amber.util import errors
 
@@ -94,6 +94,8 @@ class Controller:
         self._seeded = False
         self.passes = 0
         self.synced = threading.Event()
+        #: What the last pass saw (for metrics and status readers).
+        self.last_view: View | None = None
 
     # -- caches ------------------------------------------------------------------------------
 
@@ -172,10 +174,11 @@ class Controller:
 
     def reconcile(self) -> None:
         view = self._view()
+        self.last_view = view
         now = self.settings.clock()
         for policy in view.policies:
             self._reconcile_policy(policy, view, now)
-        running = sum(1 for j in view.jobs.values() if not _job_finished(j))
+        running = sum(1 for j in view.jobs.values() if not job_finished(j))
         for backup in sorted(view.backups, key=lambda o: objects.meta(o).get(
                 "creationTimestamp") or ""):
             running += self._reconcile_backup(backup, view, running)
@@ -235,6 +238,9 @@ class Controller:
                 update.update(self._scheduled(policy, spec, matched, now))
         if update:
             self._patch(api.POLICY, policy.name, None, update)
+        if "conditions" in update and problem:
+            events.emit(self.client, policy.obj, "InvalidPolicy", problem, warning=True,
+                        namespace=self.settings.namespace)
 
     def _first_backups(self, policy: Policy, spec: api.BackupPolicySpec, matched: list[str],
                        view: View) -> None:
@@ -310,7 +316,7 @@ class Controller:
                 return 0
             self._start_worker(backup, job_name)
             return 1
-        if _job_finished(job):
+        if job_finished(job):
             self._conclude(backup, job)
         return 0
 
@@ -402,7 +408,7 @@ def _same_condition(conditions: object, cond: Obj) -> bool:
     return False
 
 
-def _job_finished(job: Obj) -> bool:
+def job_finished(job: Obj) -> bool:
     for c in (job.get("status") or {}).get("conditions") or []:
         if c.get("type") in ("Complete", "Failed") and c.get("status") == "True":
             return True

@@ -17,7 +17,16 @@ from amber.kube import objects
 from amber.kube.client import Client
 from amber.kube.lease import LeaderElector, LeaseConfig
 from amber.kube.objects import Obj
-from amber.operator import api, controller, metric_set, metrics, serving, state
+from amber.operator import (
+    api,
+    controller,
+    events,
+    metric_set,
+    metrics,
+    protection,
+    serving,
+    state,
+)
 
 LEASE_NAME = "amber-operator"
 
@@ -46,6 +55,8 @@ class Runtime:
         self.registry = metrics.Registry()
         self.metrics = metric_set.define(self.registry)
         self.current: controller.Controller | None = None
+        self._breached: set[tuple[str, str, str]] = set()
+        self.registry.on_collect(self._collect)
         self.server = serving.HealthServer(self.registry, settings.metrics_host,
                                            settings.metrics_port, ready=self._ready, log=log)
 
@@ -66,8 +77,14 @@ class Runtime:
         result = {api.COMPLETED: "completed", api.PARTIAL: "partial"}.get(phase, "failed")
         policy = objects.labels(backup).get(state.POLICY_LABEL, "")
         ns = objects.namespace(backup)
-        self.metrics.backups.labels(policy=policy, namespace=ns, result=result).inc()
         status = backup.get("status") or {}
+        said = "; ".join(str(e) for e in (status.get("errors") or [])[:3])
+        events.emit(self.client, backup, f"Backup{phase or api.FAILED}",
+                    f"snapshot {str(status.get('snapshot') or '')[:8]} saved"
+                    + (f" ({said})" if said else "") if phase != api.FAILED
+                    else f"failed: {said or 'no reason recorded'}",
+                    warning=phase != api.COMPLETED)
+        self.metrics.backups.labels(policy=policy, namespace=ns, result=result).inc()
         start = state.parse_time(status.get("startTime"))
         end = state.parse_time(status.get("completionTime"))
         if start and end:
@@ -76,6 +93,43 @@ class Runtime:
         done = (status.get("progress") or {}).get("bytesDone")
         if isinstance(done, int) and done > 0:
             self.metrics.backup_bytes.labels(policy=policy, namespace=ns).inc(done)
+
+    def _collect(self) -> None:
+        """Gauges computed from what the leader's last pass saw (at scrape time)."""
+        c = self.current
+        view = c.last_view if c is not None else None
+        m = self.metrics
+        for gauge in (m.backup_last_success, m.rpo_target, m.rpo_breached):
+            gauge.clear()
+        if view is None:
+            m.workers_running.set(0)
+            return
+        now = state.now()
+        labels = {ns: objects.labels(o) for ns, o in view.namespaces.items()}
+        found = protection.compute(protection.policies_in_force(p.obj for p in view.policies),
+                                   view.apps, labels, view.backups)
+        protected = 0
+        breached: set[tuple[str, str, str]] = set()
+        for app, p in found.items():
+            protected += bool(p.policies)
+            if p.last_good is not None:
+                m.backup_last_success.labels(namespace=p.namespace, application=app).set(
+                    p.last_good.timestamp())
+            if p.rpo is None:
+                continue
+            for policy in p.policies:
+                key = {"namespace": p.namespace, "application": app, "policy": policy}
+                m.rpo_target.labels(**key).set(p.rpo.total_seconds())
+                m.rpo_breached.labels(**key).set(1 if p.breached(now) else 0)
+                if p.breached(now):
+                    breached.add((p.namespace, app, policy))
+        for _ns, _app, policy in breached - self._breached:
+            m.rpo_breaches.labels(policy=policy).inc()
+        self._breached = breached
+        m.applications_protected.set(protected)
+        m.applications_unprotected.set(len(found) - protected)
+        m.workers_running.set(sum(1 for j in view.jobs.values()
+                                  if not controller.job_finished(j)))
 
     def lead(self, stop: threading.Event) -> None:
         """One term: a fresh controller until ``stop``."""
