@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 import json
 import signal
 
@@ -10,6 +11,10 @@ import click
 from amber.apps import collect, discoverer, render
 from amber.apps import model as appmodel
 from amber.cli import context, output
+from amber.kube import errors as kerrors
+from amber.kube import objects
+from amber.operator import api, protection, state
+from amber.util import durations
 
 pass_ctx = click.make_pass_decorator(context.Context)
 
@@ -42,18 +47,60 @@ def _counts(a: appmodel.Application) -> str:
 def list_cmd(ctx: context.Context, namespaces: tuple[str, ...]) -> None:
     """Every application, with its namespaces, grouping and components."""
     apps, _ = _applications(ctx, namespaces)
+    guarded = _protection(ctx, apps)
+    now = state.now()
     rows = [{"id": a.id, "grouping": a.grouping, "namespaces": a.namespaces,
              "members": len(a.members), "dependencies": len(a.dependencies),
-             "components": a.counts()} for a in apps]
+             "components": a.counts(),
+             **({"protection": guarded[a.id].to_json(now)} if a.id in guarded else {})}
+            for a in apps]
     if ctx.json:
         ctx.emit(rows)
         return
     if not apps:
         print("no applications found")
         return
-    print(output.table(["APPLICATION", "GROUPING", "NAMESPACES", "DEPS", "COMPONENTS"],
+    head = ["APPLICATION", "GROUPING", "NAMESPACES", "DEPS", "COMPONENTS"]
+    if not guarded:
+        print(output.table(head, ([a.id, a.grouping, ",".join(a.namespaces),
+                                   len(a.dependencies), _counts(a)] for a in apps), right=[3]))
+        return
+    print(output.table([*head[:4], "POLICY", "LAST GOOD BACKUP", "RPO", head[4]],
                        ([a.id, a.grouping, ",".join(a.namespaces), len(a.dependencies),
-                         _counts(a)] for a in apps), right=[3]))
+                         *_protection_cells(guarded.get(a.id), now), _counts(a)]
+                        for a in apps), right=[3]))
+
+
+def _protection(ctx: context.Context, apps: list[appmodel.Application]
+                ) -> dict[str, protection.Protection]:
+    """With the operator's CRDs installed: which policy protects each application, its last
+    good backup and RPO (as the operator's metrics say it); else nothing."""
+    client = ctx.kube_client()
+    if not state.installed(client):
+        return {}
+    try:
+        policies = list(client.list(state.resource(client, api.POLICY)))
+        backups = list(client.list(state.resource(client, api.BACKUP)))
+        namespaces = {objects.name(o): dict(objects.labels(o))
+                      for o in client.list(client.discover().find("namespaces", ""))}
+    except kerrors.Forbidden as exc:
+        ctx.warn(f"protection not shown: {exc}")
+        return {}
+    by_ns: dict[str, list[str]] = {}
+    for a in apps:
+        for ns in a.namespaces[:1]:
+            by_ns.setdefault(ns, []).append(a.id)
+    return protection.compute(protection.policies_in_force(policies), by_ns, namespaces,
+                              backups)
+
+
+def _protection_cells(p: protection.Protection | None, now: datetime.datetime) -> list[str]:
+    if p is None or not p.policies:
+        return ["-", "-", "-"]
+    last = (f"{p.last_backup} ({durations.ago(now - p.last_good)})" if p.last_good
+            else "none yet")
+    rpo = "-" if p.rpo is None else ("BREACHED" if p.breached(now) else "met")
+    return [",".join(p.policies), last, rpo]
 
 
 @app.command()

@@ -23,3 +23,12 @@ def parse(text: str) -> datetime.timedelta:
     if pos != len(text) or not text:
         raise ValueError(f"invalid duration {text!r}; use e.g. 90s, 30m, 1h30m, 7d, 2w")
     return datetime.timedelta(seconds=total)
+
+
+def ago(delta: datetime.timedelta) -> str:
+    """A past duration, coarsely: ``40s ago``, ``5m ago``, ``3h ago``, ``2d ago``."""
+    seconds = max(0, int(delta.total_seconds()))
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{seconds // size}{unit} ago"
+    return f"{seconds}s ago"
