@@ -72,6 +72,13 @@ class OperatorEnv:
             "data": {"colour": "amber"}}, name)
         return name
 
+    def drop(self, kind: api.Kind) -> None:
+        """Delete what this module made of ``kind``."""
+        for made in [m for m in self.made if m[0] is kind]:
+            with contextlib.suppress(kerrors.NotFound):
+                self.client.delete(state.resource(self.client, kind), made[1], made[2])
+            self.made.remove(made)
+
     def cleanup(self) -> None:
         for kind, name, namespace in reversed(self.made):
             with contextlib.suppress(kerrors.NotFound):

@@ -10,6 +10,8 @@ import click
 from amber.backup import catalogue, compare, layout, levels, runner, volumes
 from amber.cli import context, durations, output, reports
 from amber.cli.options import split_values
+from amber.kube import errors as kerrors
+from amber.operator import api, remote, state
 from amber.repo import maintenance, pruner
 from amber.repo import snapshot as snapshots
 from amber.util import errors
@@ -51,19 +53,27 @@ def backup() -> None:
 @click.option("--no-snapshots", is_flag=True,
               help="Read every claim live, even where a VolumeSnapshotClass serves its driver "
                    "(by default such a claim is read from a clone of a fresh snapshot).")
+@click.option("--here", is_flag=True,
+              help="Run the backup in this process even when an operator serves this "
+                   "repository (by default it creates a Backup for the operator to run).")
 @pass_ctx
 def create(ctx: context.Context, application: str | None, namespaces: tuple[str, ...],
            selector: str | None, everything: bool, include_resources: tuple[str, ...],
            exclude_resources: tuple[str, ...], exclude_namespaces: tuple[str, ...],
            exclude_selector: str | None, tags: tuple[str, ...],
            consistency: volumes.Consistency,
-           mover_parallel: int, mover_timeout: datetime.timedelta, no_snapshots: bool) -> None:
+           mover_parallel: int, mover_timeout: datetime.timedelta, no_snapshots: bool,
+           here: bool) -> None:
     """Back up APPLICATION (an id from `amber app list`), or --namespace, --selector, --all.
 
     Every object becomes one file in a new repository snapshot, plus a manifest. Exits 3 when
     some resources could not be listed (the backup is saved and marked partial; retention never
     lets it displace a complete backup). Exits 1, saving nothing, when it captured no object
     while lists failed, or lost the API server mid-way.
+
+    When Amber's operator runs in the cluster and a BackupLocation names this repository, a
+    backup of one namespace or one application in it becomes a Backup object the operator
+    runs; its progress and result are shown the same way (--here runs it in this process).
     """
     scope = runner.Scope(
         app=application, namespaces=split_values(namespaces), selector=selector,
@@ -71,6 +81,8 @@ def create(ctx: context.Context, application: str | None, namespaces: tuple[str,
         exclude_resources=split_values(exclude_resources),
         exclude_namespaces=split_values(exclude_namespaces), exclude_selector=exclude_selector)
     scope.validate()
+    if not here and _through_operator(ctx, scope, consistency, tags):
+        return
     repo = ctx.open_repo()
     client = ctx.kube_client()
     levels = consistency
@@ -83,18 +95,61 @@ def create(ctx: context.Context, application: str | None, namespaces: tuple[str,
         result = runner.ResourceBackup(client, repo, context=client.config.context,
                                        reporter=ctx.reporter, movers=movers,
                                        consistency=levels).run(scope, tags=tags)
-    snap = result.snapshot
-    ctx.emit(result.document(),
-             f"backup {snap.short_id} saved: {result.items} objects"
-             + _of_applications(result.applications, scope.label)
-             + (f", data of {result.claims} claim(s) and {result.dumps} database(s)"
-                if result.claims or result.dumps else "")
-             + (" (partial)" if result.partial else ""))
-    if result.partial:
-        for line in result.warnings[:20]:
+    _report(ctx, result.document(), scope.label)
+
+
+def _report(ctx: context.Context, doc: dict[str, Any], label: str) -> None:
+    """The result of a backup, run here or by the operator (the same document either way)."""
+    claims, dumps = int(doc.get("claimsCopied") or 0), int(doc.get("databasesDumped") or 0)
+    ctx.emit(doc,
+             f"backup {doc['shortId']} saved: {doc['objects']} objects"
+             + _of_applications(list(doc.get("applications") or []), label)
+             + (f", data of {claims} claim(s) and {dumps} database(s)" if claims or dumps
+                else "")
+             + (" (partial)" if doc.get("partial") else ""))
+    warnings = list(doc.get("warnings") or [])
+    if doc.get("partial"):
+        for line in warnings[:20]:
             ctx.warn(line)
-        raise errors.PartialError(f"{len(result.warnings)} warning(s); backup {snap.short_id} "
+        raise errors.PartialError(f"{len(warnings)} warning(s); backup {doc['shortId']} "
                                   "is partial")
+
+
+def _through_operator(ctx: context.Context, scope: runner.Scope,
+                      consistency: volumes.Consistency, tags: tuple[str, ...]) -> bool:
+    """Have the operator run a backup of one namespace (or one application in it) when it
+    serves this repository; False: run it here."""
+    plain = not (scope.everything or scope.include_resources or scope.exclude_resources
+                 or scope.exclude_namespaces or scope.exclude_selector)
+    namespace = (scope.namespaces[0] if len(scope.namespaces) == 1 and not scope.app
+                 else (scope.app or "").split("/")[0] if scope.app else "")
+    if not plain or not namespace:
+        return False
+    client = ctx.kube_client()
+    where = remote.serving(client, ctx.repo_location)
+    if where is None:
+        return False
+    spec = api.BackupSpec(location=where.location, application=scope.app,
+                          selector=scope.selector, consistency=consistency.label,
+                          tags=list(tags))
+    try:
+        name = remote.submit_backup(client, namespace, spec)
+    except kerrors.NotFound:
+        return False  # the application's namespace part is not a namespace: run it here
+    ctx.reporter.info(f"Backup {namespace}/{name} created; Amber's operator runs it")
+    with context.term_as_interrupt():
+        try:
+            obj = remote.follow(client, api.BACKUP, namespace, name, ctx.reporter)
+        except KeyboardInterrupt:
+            ctx.problem(f"stopped following; the Backup goes on in the cluster: "
+                        f"kubectl get backup -n {namespace} {name}")
+            raise
+    status = obj.get("status") or {}
+    if state.phase(obj) == api.FAILED or not isinstance(status.get("result"), dict):
+        why = "; ".join(status.get("errors") or []) or "no reason recorded"
+        raise errors.AmberError(f"Backup {namespace}/{name} failed: {why}")
+    _report(ctx, status["result"], scope.label)
+    return True
 
 
 def _of_applications(apps: list[str], scope: str) -> str:

@@ -60,7 +60,7 @@ class Policy:
     obj: Obj
     spec: api.BackupPolicySpec | None
     problem: str = ""
-    schedule: schedule.Schedule | None = None
+    backup_schedule: schedule.Schedule | None = None
     drill_schedule: schedule.Schedule | None = None
 
 
@@ -193,15 +193,20 @@ class Controller:
         except models.SpecError as exc:
             return Policy(name, obj, None, str(exc))
         policy = Policy(name, obj, spec)
-        try:
-            if spec.schedule is not None:
-                policy.schedule = schedule.Schedule.parse(spec.schedule.cron,
-                                                          spec.schedule.time_zone)
-            if spec.drill is not None:
-                policy.drill_schedule = schedule.Schedule.parse(spec.drill.schedule.cron,
-                                                                spec.drill.schedule.time_zone)
-        except schedule.ScheduleError as exc:
-            policy.problem = f"spec.schedule: {exc}"
+        for where, spec_schedule in (("spec.schedule", spec.schedule),
+                                     ("spec.drill.schedule",
+                                      spec.drill.schedule if spec.drill else None)):
+            if spec_schedule is None:
+                continue
+            try:
+                parsed = schedule.Schedule.parse(spec_schedule.cron, spec_schedule.time_zone)
+            except schedule.ScheduleError as exc:
+                policy.problem = f"{where}: {exc}"
+                return policy
+            if where == "spec.schedule":
+                policy.backup_schedule = parsed
+            else:
+                policy.drill_schedule = parsed
         return policy
 
     def _check(self, policy: Policy, view: View) -> str:
@@ -234,7 +239,7 @@ class Controller:
             update["applications"] = sum(len(view.apps[ns]) for ns in matched)
         if spec is not None and not problem and not spec.suspend:
             self._first_backups(policy, spec, matched, view)
-            if policy.schedule is not None:
+            if policy.backup_schedule is not None:
                 update.update(self._scheduled(policy, spec, matched, now))
         if update:
             self._patch(api.POLICY, policy.name, None, update)
@@ -254,17 +259,17 @@ class Controller:
     def _scheduled(self, policy: Policy, spec: api.BackupPolicySpec, matched: list[str],
                    now: datetime.datetime) -> Obj:
         """Backups for a firing that is due and not yet made; the status update saying so."""
-        assert policy.schedule is not None
+        assert policy.backup_schedule is not None
         status = policy.obj.get("status") or {}
         since = (state.parse_time(status.get("lastScheduleTime"))
                  or state.parse_time(objects.meta(policy.obj).get("creationTimestamp")) or now)
-        due = policy.schedule.previous_at_or_before(now)
+        due = policy.backup_schedule.previous_at_or_before(now)
         update: Obj = {}
         if due is not None and due > since:
             for ns in matched:
                 self._create_backup(policy, spec, ns, due)
             update["lastScheduleTime"] = state.timestamp(due)
-        following = state.timestamp(policy.schedule.next_after(now))
+        following = state.timestamp(policy.backup_schedule.next_after(now))
         if status.get("nextScheduleTime") != following:
             update["nextScheduleTime"] = following
         return update

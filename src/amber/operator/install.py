@@ -127,6 +127,7 @@ def deployment(opts: Options) -> Obj:
     # listeners on 0.0.0.0, and a real pod's probes and Service reach it there all the same
     args = ["operator", "--namespace", opts.namespace, "--parallel", str(opts.parallel),
             "--image", opts.image, f"--metrics-bind=$(POD_IP):{METRICS_PORT}"]
+    env: list[Obj]
     if opts.portable:
         command, env = ["amber"], []
     else:
