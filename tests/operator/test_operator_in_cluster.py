@@ -129,3 +129,29 @@ def test_an_invalid_policy_is_told_so_and_the_operator_keeps_running(
     pod = _operator_pod(env)
     assert sum(cs.get("restartCount", 0) for cs in
                pod["status"].get("containerStatuses") or []) == restarts_before
+
+
+def test_backup_create_goes_through_the_operator_and_prints_the_same_document(
+        env: OperatorEnv, deployed: str) -> None:
+    ns = env.app_namespace(f"cli-{env.suffix}")
+    try:
+        before = {b["metadata"]["name"] for b in env.backups(ns)}
+        through = env.repo("-o", "json", "backup", "create", "-n", ns, "--consistency", "none")
+        doc = json.loads(through.stdout)
+        made = [b for b in env.backups(ns) if b["metadata"]["name"] not in before]
+        assert len(made) == 1, "the CLI made one Backup object for the operator"
+        status = made[0]["status"]
+        assert status["phase"] == api.COMPLETED
+        assert status["result"] == doc  # the worker's document is what the CLI printed
+        assert made[0]["spec"]["location"] == env.location
+        assert made[0]["spec"]["consistency"] == "none"
+        # --here: the same kind of document, made in this process; no Backup object
+        here = json.loads(env.repo("-o", "json", "backup", "create", "-n", ns, "--here",
+                                   "--consistency", "none").stdout)
+        assert set(here) == set(doc)
+        assert here["id"] != doc["id"]
+        assert len(env.backups(ns)) == len(before) + 1
+        listed = json.dumps(env.repo("-o", "json", "backup", "list").json())
+        assert doc["id"] in listed and here["id"] in listed
+    finally:
+        delete_namespace(env.client, ns, timeout=60)

@@ -92,6 +92,22 @@ def work_backup(ctx: context.Context, namespace: str, name: str) -> None:
     ctx.emit(doc, f"Backup {namespace}/{name}: snapshot {doc['shortId']}")
 
 
+@work.command("drill")
+@click.argument("namespace")
+@click.argument("name")
+@pass_ctx
+def work_drill(ctx: context.Context, namespace: str, name: str) -> None:
+    """Run the Drill NAMESPACE/NAME and write its status."""
+    client = ctx.kube_client(qps=500.0, burst=1000)
+    doc = working.run_drill(client, namespace, name,
+                            operator_namespace=os.environ.get("AMBER_OPERATOR_NAMESPACE")
+                            or client.config.namespace,
+                            mover_image=os.environ.get("AMBER_MOVER_IMAGE"))
+    ctx.emit(doc, f"Drill {namespace}/{name}: {'passed' if doc['passed'] else 'FAILED'}")
+    if not doc["passed"]:
+        raise errors.PartialError(f"Drill {namespace}/{name} failed")
+
+
 @click.command("install")
 @click.option("--dry-run", is_flag=True, help="Print the manifests (YAML) instead of applying.")
 @click.option("--namespace", "install_namespace", default="amber-system", show_default=True,

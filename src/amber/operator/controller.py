@@ -49,6 +49,8 @@ class Settings:
     parallel: int = 4
     image: str = volumes.DEFAULT_IMAGE
     service_account: str = "amber-worker"
+    #: Drills and restores write any kind of object: their workers run under this account.
+    restore_service_account: str = "amber-restorer"
     tick: float = 1.0
     debounce: float = 0.2
     clock: Callable[[], datetime.datetime] = state.now
@@ -73,6 +75,7 @@ class View:
     #: namespace -> ids of its applications
     apps: dict[str, list[str]] = field(default_factory=dict)
     backups: list[Obj] = field(default_factory=list)
+    drills: list[Obj] = field(default_factory=list)
     jobs: dict[str, Obj] = field(default_factory=dict)
     locations: set[str] = field(default_factory=set)
 
@@ -81,10 +84,11 @@ class Controller:
     """Runs while this replica leads: ``run(stop)`` returns when ``stop`` is set."""
 
     def __init__(self, client: Client, settings: Settings, *,
-                 on_backup_end: Callable[[Obj], None] = lambda _obj: None) -> None:
+                 on_end: Callable[[api.Kind, Obj], None] = lambda _kind, _obj: None) -> None:
         self.client = client
         self.settings = settings
-        self.on_backup_end = on_backup_end
+        #: Called once per Backup or Drill that ends while this controller runs.
+        self.on_end = on_end
         self._wake = threading.Event()
         self._reflectors: dict[str, Reflector] = {}
         self._discoverer: Discoverer | None = None
@@ -117,6 +121,7 @@ class Controller:
         self._watch("policies", api.POLICY, stop)
         self._watch("locations", api.LOCATION, stop)
         self._watch("backups", api.BACKUP, stop)
+        self._watch("drills", api.DRILL, stop)
         self._watch("namespaces", ("namespaces", ""), stop)
         self._watch("jobs", ("jobs", "batch"), stop, self.settings.namespace,
                     label_selector=state.WORKER_LABEL)
@@ -129,6 +134,7 @@ class Controller:
             view.policies.append(self._policy(obj))
         view.namespaces = {objects.name(o): o for o in self._reflectors["namespaces"].objects()}
         view.backups = list(self._reflectors["backups"].objects())
+        view.drills = list(self._reflectors["drills"].objects())
         view.jobs = {objects.name(o): o for o in self._reflectors["jobs"].objects()}
         view.locations = {objects.name(o) for o in self._reflectors["locations"].objects()}
         assert self._discoverer is not None
@@ -179,9 +185,10 @@ class Controller:
         for policy in view.policies:
             self._reconcile_policy(policy, view, now)
         running = sum(1 for j in view.jobs.values() if not job_finished(j))
-        for backup in sorted(view.backups, key=lambda o: objects.meta(o).get(
+        work = [(api.BACKUP, o) for o in view.backups] + [(api.DRILL, o) for o in view.drills]
+        for kind, obj in sorted(work, key=lambda w: objects.meta(w[1]).get(
                 "creationTimestamp") or ""):
-            running += self._reconcile_backup(backup, view, running)
+            running += self._reconcile_work(kind, obj, view, running)
         self._seeded = True
 
     # -- policies ----------------------------------------------------------------------------
@@ -241,6 +248,8 @@ class Controller:
             self._first_backups(policy, spec, matched, view)
             if policy.backup_schedule is not None:
                 update.update(self._scheduled(policy, spec, matched, now))
+            if policy.drill_schedule is not None:
+                update.update(self._drills(policy, spec, matched, view, now))
         if update:
             self._patch(api.POLICY, policy.name, None, update)
         if "conditions" in update and problem:
@@ -292,57 +301,98 @@ class Controller:
         except (kerrors.AlreadyExists, kerrors.MaybeCreated):
             pass  # made by an earlier pass, another replica, or an operator before a restart
 
-    # -- backups -----------------------------------------------------------------------------
+    def _drills(self, policy: Policy, spec: api.BackupPolicySpec, matched: list[str],
+                view: View, now: datetime.datetime) -> Obj:
+        """Drills for a firing of the drill schedule, in each matched namespace that has a
+        completed backup of this policy to drill."""
+        assert policy.drill_schedule is not None and spec.drill is not None
+        status = policy.obj.get("status") or {}
+        since = (state.parse_time(status.get("lastDrillTime"))
+                 or state.parse_time(objects.meta(policy.obj).get("creationTimestamp")) or now)
+        due = policy.drill_schedule.previous_at_or_before(now)
+        update: Obj = {}
+        if due is not None and due > since:
+            done = {objects.namespace(b) for b in view.backups
+                    if objects.labels(b).get(state.POLICY_LABEL) == policy.name
+                    and state.phase(b) == api.COMPLETED}
+            for ns in matched:
+                if ns in done:
+                    self._create_drill(policy, spec, ns, due)
+            update["lastDrillTime"] = state.timestamp(due)
+        following = state.timestamp(policy.drill_schedule.next_after(now))
+        if status.get("nextDrillTime") != following:
+            update["nextDrillTime"] = following
+        return update
 
-    def _reconcile_backup(self, backup: Obj, view: View, running: int) -> int:
-        """One Backup's next step; returns how many worker Jobs it started (0 or 1)."""
-        phase = state.phase(backup)
-        uid = objects.uid(backup)
+    def _create_drill(self, policy: Policy, spec: api.BackupPolicySpec, namespace: str,
+                      firing: datetime.datetime) -> None:
+        assert spec.drill is not None
+        name = state.backup_name(f"{policy.name}-drill", firing)
+        body_spec = api.DrillSpec(location=spec.location, checks=spec.drill.checks,
+                                  timeout=spec.drill.timeout, policy=policy.name)
+        body: Obj = {"apiVersion": api.API_VERSION, "kind": api.DRILL.kind,
+                     "metadata": {"name": name, "namespace": namespace,
+                                  "labels": {state.POLICY_LABEL: policy.name},
+                                  "annotations": {
+                                      state.SCHEDULED_ANNOTATION: state.timestamp(firing)}},
+                     "spec": models.to_wire(body_spec)}
+        with contextlib.suppress(kerrors.AlreadyExists, kerrors.MaybeCreated):
+            self.client.create(state.resource(self.client, api.DRILL), body, namespace)
+            log.info("policy %s: Drill %s/%s created", policy.name, namespace, name)
+
+    # -- backups and drills ------------------------------------------------------------------
+
+    def _reconcile_work(self, kind: api.Kind, obj: Obj, view: View, running: int) -> int:
+        """One Backup's or Drill's next step; returns how many worker Jobs it started."""
+        phase = state.phase(obj)
+        uid = objects.uid(obj)
         if phase in api.TERMINAL:
             if uid not in self._ended:
                 self._ended.add(uid)
                 if self._seeded:
-                    self.on_backup_end(backup)
+                    self.on_end(kind, obj)
             return 0
-        job_name = state.worker_name(api.BACKUP, backup)
+        job_name = state.worker_name(kind, obj)
         job = view.jobs.get(job_name)
-        ns, name = objects.namespace(backup), objects.name(backup)
+        ns, name = objects.namespace(obj), objects.name(obj)
         if job is None:
             created = self._created_jobs.get(job_name)
-            if (backup.get("status") or {}).get("worker") and (
+            if (obj.get("status") or {}).get("worker") and (
                     created is None or time.monotonic() - created > CACHE_GRACE):
-                self._fail(backup, f"its worker Job {self.settings.namespace}/{job_name} is "
-                                   "gone (deleted, or removed by its TTL) before the backup "
-                                   "ended")
+                self._fail(kind, obj, f"its worker Job {self.settings.namespace}/{job_name} "
+                                      "is gone (deleted, or removed by its TTL) before the "
+                                      f"{kind.kind.lower()} ended")
                 return 0
             if created is not None or running >= self.settings.parallel:
                 if not phase:
-                    self._patch(api.BACKUP, name, ns, {"phase": api.PENDING})
+                    self._patch(kind, name, ns, {"phase": api.PENDING})
                 return 0
-            self._start_worker(backup, job_name)
+            self._start_worker(kind, obj, job_name)
             return 1
         if job_finished(job):
-            self._conclude(backup, job)
+            self._conclude(kind, obj, job)
         return 0
 
-    def _start_worker(self, backup: Obj, job_name: str) -> None:
-        ns, name = objects.namespace(backup), objects.name(backup)
-        body = self.worker_job(job_name, ["backup", ns, name], backup)
+    def _start_worker(self, kind: api.Kind, obj: Obj, job_name: str) -> None:
+        ns, name = objects.namespace(obj), objects.name(obj)
+        body = self.worker_job(job_name, [kind.kind.lower(), ns, name], obj)
         with contextlib.suppress(kerrors.AlreadyExists, kerrors.MaybeCreated):
             self.client.create(self.client.discover().find("jobs", "batch"), body,
                                self.settings.namespace)
         self._created_jobs[job_name] = time.monotonic()
-        self._patch(api.BACKUP, name, ns, {"phase": state.phase(backup) or api.PENDING,
-                                           "worker": job_name})
-        log.info("Backup %s/%s: worker Job %s started", ns, name, job_name)
+        self._patch(kind, name, ns, {"phase": state.phase(obj) or api.PENDING,
+                                     "worker": job_name})
+        log.info("%s %s/%s: worker Job %s started", kind.kind, ns, name, job_name)
 
     def worker_job(self, job_name: str, argv: list[str], owner: Obj) -> Obj:
         """A worker Job: ``amber operator work ARGV`` under the worker service account."""
         command, extra_env = volumes.amber_command()
         labels = {state.WORKER_LABEL: str(owner.get("kind", "")).lower(), **state.PART_OF}
+        account = (self.settings.service_account if owner.get("kind") == api.BACKUP.kind
+                   else self.settings.restore_service_account)
         volumes_, mounts = self._repository_mounts(owner)
         pod: Obj = {
-            "serviceAccountName": self.settings.service_account,
+            "serviceAccountName": account,
             "restartPolicy": "Never",
             "containers": [{
                 "name": "worker", "image": self.settings.image,
@@ -379,26 +429,26 @@ class Controller:
                 out_m.append({"name": "repository", "mountPath": path})
         return out_v, out_m
 
-    def _conclude(self, backup: Obj, job: Obj) -> None:
-        """The worker ended; a Backup it left unfinished is failed with the reason."""
-        ns, name = objects.namespace(backup), objects.name(backup)
+    def _conclude(self, kind: api.Kind, obj: Obj, job: Obj) -> None:
+        """The worker ended; work it left unfinished is failed with the reason."""
+        ns, name = objects.namespace(obj), objects.name(obj)
         try:
-            fresh = self.client.get(state.resource(self.client, api.BACKUP), name, ns)
+            fresh = self.client.get(state.resource(self.client, kind), name, ns)
         except kerrors.NotFound:
             return
         if state.phase(fresh) in api.TERMINAL:
             return
         _message, detail = kjobs.pod_report(self.client, objects.name(job),
                                             self.settings.namespace)
-        why = _job_failure(job) or "the worker ended without writing the backup's result"
-        self._fail(fresh, f"{why}{detail}")
+        why = _job_failure(job) or (f"the worker ended without writing the "
+                                    f"{kind.kind.lower()}'s result")
+        self._fail(kind, fresh, f"{why}{detail}")
 
-    def _fail(self, backup: Obj, why: str) -> None:
-        ns, name = objects.namespace(backup), objects.name(backup)
-        log.warning("Backup %s/%s failed: %s", ns, name, why)
-        self._patch(api.BACKUP, name, ns, {"phase": api.FAILED,
-                                           "completionTime": state.timestamp(),
-                                           "errors": [why]})
+    def _fail(self, kind: api.Kind, obj: Obj, why: str) -> None:
+        ns, name = objects.namespace(obj), objects.name(obj)
+        log.warning("%s %s/%s failed: %s", kind.kind, ns, name, why)
+        self._patch(kind, name, ns, {"phase": api.FAILED, "completionTime": state.timestamp(),
+                                     "errors": [why]})
 
     def _patch(self, kind: api.Kind, name: str, namespace: str | None, status: Obj) -> None:
         with contextlib.suppress(kerrors.NotFound):

@@ -70,7 +70,39 @@ class Runtime:
         settings = controller.Settings(namespace=s.namespace, parallel=s.parallel, tick=s.tick)
         if s.image:
             settings.image = s.image
-        return controller.Controller(self.client, settings, on_backup_end=self._backup_ended)
+        return controller.Controller(self.client, settings, on_end=self._ended)
+
+    def _ended(self, kind: api.Kind, obj: Obj) -> None:
+        if kind is api.BACKUP:
+            self._backup_ended(obj)
+        elif kind is api.DRILL:
+            self._drill_ended(obj)
+
+    def _drill_ended(self, drill: Obj) -> None:
+        """A drill's verdict and measured recovery time: an Event and metrics."""
+        status = drill.get("status") or {}
+        passed = state.phase(drill) == api.COMPLETED
+        policy = objects.labels(drill).get(state.POLICY_LABEL, "")
+        ns = objects.namespace(drill)
+        rto = status.get("recoverySeconds")
+        failed = [c for c in status.get("checks") or [] if not c.get("passed")]
+        said = "; ".join(str(e) for e in (status.get("errors") or [])[:3])
+        events.emit(self.client, drill, "DrillPassed" if passed else "DrillFailed",
+                    (f"recovered in {rto:.1f}s" if isinstance(rto, int | float)
+                     else "not recovered")
+                    + (f"; {len(failed)} check(s) failed" if failed else "")
+                    + (f": {said}" if said and not passed else ""),
+                    warning=not passed)
+        self.metrics.drills.labels(policy=policy, namespace=ns,
+                                   result="passed" if passed else "failed").inc()
+        app = str((drill.get("spec") or {}).get("application") or ns)
+        if isinstance(rto, int | float):
+            self.metrics.drill_recovery.labels(policy=policy, namespace=ns,
+                                               application=app).set(float(rto))
+        start = state.parse_time(status.get("startTime"))
+        end = state.parse_time(status.get("completionTime"))
+        if start and end:
+            self.metrics.drill_duration.labels().observe(max(0.0, (end - start).total_seconds()))
 
     def _backup_ended(self, backup: Obj) -> None:
         phase = state.phase(backup)

@@ -13,17 +13,21 @@ from __future__ import annotations
 import base64
 import contextlib
 import threading
+import time
 import urllib.parse
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 
-from amber.backup import runner, volumes
+from amber.backup import catalogue, runner, volumes
 from amber.kube import errors as kerrors
 from amber.kube.client import Client
 from amber.operator import api, models, state
 from amber.repo import maintenance, repository, retention
+from amber.restore import drill as drills
+from amber.restore import drill_checks, filling
+from amber.restore import plan as restore_plan
 from amber.storage import credentials, location
-from amber.util import errors, progress
+from amber.util import durations, errors, progress
 
 #: How often progress is written into the status while the work runs.
 PROGRESS_SECONDS = 3.0
@@ -226,3 +230,54 @@ def _fail(writer: StatusWriter, why: str) -> None:
         writer.write({"phase": api.FAILED, "completionTime": state.timestamp(),
                       "errors": [why.splitlines()[0] if why else "failed"]})
 
+
+
+def run_drill(client: Client, namespace: str, name: str, *, operator_namespace: str,
+              mover_image: str | None = None) -> dict[str, object]:
+    """Run the Drill ``namespace/name`` as ``amber drill`` does: restore the backup into
+    scratch namespaces, wait until ready, run the checks, time it, clean up. Its status ends
+    Completed (passed) or Failed, with the recovery time and each check's result."""
+    obj = client.get(state.resource(client, api.DRILL), name, namespace)
+    if state.phase(obj) in api.TERMINAL:
+        raise errors.UsageError(f"Drill {namespace}/{name} has already ended "
+                                f"({state.phase(obj)})")
+    reporter = progress.Reporter()
+    writer = StatusWriter(client, api.DRILL, name, namespace, reporter)
+    writer.write({"phase": api.RUNNING, "startTime": state.timestamp()})
+    started = time.monotonic()
+    try:
+        spec = models.parse(api.DrillSpec, obj.get("spec"), "spec")
+        checks = drill_checks.parse_checks(list(spec.checks), "spec.checks")
+        opened = open_location(client, spec.location, operator_namespace)
+        namespaces = [] if spec.application else [namespace]
+        source = catalogue.open_backup(opened.repo, spec.backup, catalogue.BackupFilter(
+            spec.application, namespaces, []))
+        selection = restore_plan.Selection(app=spec.application, namespaces=namespaces)
+        settings = volumes.Settings() if mover_image is None else volumes.Settings(
+            image=mover_image)
+        filler = filling.Filler(source, volumes.Movers(
+            client, opened.repo.backend, lambda: opened.passphrase, reporter=reporter,
+            settings=settings))
+        the_drill = drills.Drill(client, source, selection, checks=checks,
+                                 timeout=durations.parse(spec.timeout).total_seconds(),
+                                 started=started, reporter=reporter, filler=filler)
+        with writer.following():
+            report = the_drill.run()
+    except (errors.AmberError, kerrors.KubeError, models.SpecError, OSError) as exc:
+        _fail(writer, str(exc))
+        raise
+    except BaseException:
+        _fail(writer, "the worker was stopped")
+        raise
+    doc = report.to_json()
+    problems = [f"check {c.check.name} failed: {c.message}" for c in report.failed_checks]
+    problems += [f"not restored: {o.step.target}: {o.message}" for o in report.failed_objects]
+    problems += [f"not ready: {ref}: {why}" for ref, why in report.not_ready.items()]
+    writer.write({
+        "phase": api.COMPLETED if report.passed else api.FAILED,
+        "completionTime": state.timestamp(), "snapshot": report.backup,
+        "recoverySeconds": None if report.recovery_s is None else round(report.recovery_s, 3),
+        "checks": [{"name": c.check.name, "passed": c.passed, "message": c.message}
+                   for c in report.checks],
+        "errors": problems[:50], "result": doc})
+    return doc

@@ -71,16 +71,24 @@ def load_checks(path: str) -> list[Check]:
     if not isinstance(doc, dict) or not isinstance(doc.get("checks"), list) or set(doc) != {
             "checks"}:
         raise errors.UsageError(f"{path}: expected a mapping with one key, checks: [...]")
+    return parse_checks(doc["checks"], path, first=1)
+
+
+def parse_checks(raws: list[Any], where: str, *, first: int = 0) -> list[Check]:
+    """Checks as a checks file lists them (a Drill's or BackupPolicy's ``checks`` too, whose
+    ``where`` is the field and whose items count from 0, as paths in Kubernetes do)."""
     out: list[Check] = []
-    for number, raw in enumerate(doc["checks"], start=1):
+    for number, raw in enumerate(raws, start=first):
         try:
             out.append(_parse_check(raw))
         except ValueError as exc:
-            raise errors.UsageError(f"{path}: check {number}: {exc}") from None
+            label = f"check {number}" if first else f"[{number}]"
+            raise errors.UsageError(f"{where}{':' if first else ''}{' ' if first else ''}"
+                                    f"{label}: {exc}") from None
     names = [c.name for c in out]
     if len(set(names)) != len(names):
         dup = next(n for n in names if names.count(n) > 1)
-        raise errors.UsageError(f"{path}: two checks are named {dup!r}; names must be unique")
+        raise errors.UsageError(f"{where}: two checks are named {dup!r}; names must be unique")
     return out
 
 
