@@ -112,8 +112,10 @@ def operator_env(client: Client, kubeconfig: Path, tmp: Path, module: str
     env_vars["AMBER_PASSWORD_FILE"] = str(passfile)
     repo = Amber(repo=tmp / "repo", env=env_vars).on_cluster(kubeconfig)
     repo("repo", "init", "--kdf-n", str(TEST_KDF_N), "--no-recovery-key")
+    # everything but the operator's Deployment: tests run the operator in this process (or
+    # install it themselves); worker Jobs need their accounts and roles
     install.apply(client, [d for d in install.manifests(install.Options(namespace=ns))
-                           if d["kind"] in ("CustomResourceDefinition", "Namespace")])
+                           if d["kind"] not in ("Deployment", "Service", "ServiceMonitor")])
     client.create(client.discover().find("secrets", ""), {
         "apiVersion": "v1", "kind": "Secret", "metadata": {"name": "repository"},
         "data": {"password": base64.b64encode(PASSPHRASE.encode()).decode()}}, ns)
