@@ -5,6 +5,7 @@ real cluster it runs the image AMBER_MOVER_IMAGE names."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import time
@@ -49,14 +50,10 @@ def deployed(env: OperatorEnv) -> Iterator[str]:
         for kind, res_group in (("clusterrolebindings", "rbac.authorization.k8s.io"),
                                 ("clusterroles", "rbac.authorization.k8s.io")):
             for name in (install.OPERATOR, install.WORKER):
-                try:
+                with contextlib.suppress(kerrors.NotFound):
                     c.delete(c.discover().find(kind, res_group), name)
-                except kerrors.NotFound:
-                    pass
-        try:
+        with contextlib.suppress(kerrors.NotFound):
             c.delete(deployments, install.OPERATOR, env.namespace)
-        except kerrors.NotFound:
-            pass
 
 
 def _operator_pod(env: OperatorEnv) -> dict:  # type: ignore[type-arg]

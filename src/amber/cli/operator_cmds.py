@@ -37,10 +37,13 @@ pass_ctx = click.make_pass_decorator(context.Context)
               help="Reconcile without taking the Lease (only one replica may run so).")
 @click.option("--identity", envvar="AMBER_OPERATOR_IDENTITY", default=None,
               help="This replica's name in the Lease (default: its pod name or host name).")
+@click.option("--lease-seconds", type=click.FloatRange(1.5, 600), default=15.0,
+              show_default=True, help="How long a leader that stopped renewing blocks the "
+                                      "others (it renews well before: two thirds of it).")
 @click.pass_context
 def operator(click_ctx: click.Context, operator_namespace: str | None, parallel: int,
              image: str | None, metrics_bind: str, no_leader_elect: bool,
-             identity: str | None) -> None:
+             identity: str | None, lease_seconds: float) -> None:
     """Run the operator: reconcile Amber's custom resources until stopped (docs/operator.md).
 
     Watches BackupPolicies, namespaces and applications; makes a new matching application's
@@ -64,7 +67,8 @@ def operator(click_ctx: click.Context, operator_namespace: str | None, parallel:
         identity=identity or socket.gethostname(), parallel=parallel,
         image=image or os.environ.get("AMBER_MOVER_IMAGE") or installing.Options().image,
         metrics_host=host or "0.0.0.0", metrics_port=int(port),  # noqa: S104
-        leader_elect=not no_leader_elect)
+        leader_elect=not no_leader_elect, lease_seconds=lease_seconds,
+        renew_deadline=lease_seconds * 2 / 3, retry_period=lease_seconds / 7.5)
     stop = threading.Event()
     with context.term_as_interrupt():
         try:

@@ -155,10 +155,7 @@ def run_backup(client: Client, namespace: str, name: str, *, operator_namespace:
     obj = client.get(state.resource(client, api.BACKUP), name, namespace)
     reporter = progress.Reporter()
     writer = StatusWriter(client, api.BACKUP, name, namespace, reporter)
-    if state.phase(obj) in api.TERMINAL:
-        raise errors.UsageError(f"Backup {namespace}/{name} has already ended "
-                                f"({state.phase(obj)})")
-    writer.write({"phase": api.RUNNING, "startTime": state.timestamp()})
+    _start(writer, api.BACKUP, obj)
     try:
         spec = models.parse(api.BackupSpec, obj.get("spec"), "spec")
         opened = open_location(client, spec.location, operator_namespace)
@@ -225,6 +222,22 @@ def apply_retention(client: Client, repo: repository.Repository, policy: str,
                               only=lambda s: marks <= set(s.tags)).removed
 
 
+def _start(writer: StatusWriter, kind: api.Kind, obj: dict[str, object]) -> None:
+    """Mark the work Running, once: work that ended is not run again, and work already Running
+    means an earlier worker pod of it died mid-way (deleted, its node lost) and the Job
+    started another; running it twice is what must never happen, so it fails, saying so."""
+    phase = state.phase(obj)
+    where = f"{kind.kind} {writer.namespace}/{writer.name}"
+    if phase in api.TERMINAL:
+        raise errors.UsageError(f"{where} has already ended ({phase})")
+    if phase == api.RUNNING:
+        why = (f"its worker pod stopped before the {kind.kind.lower()} ended (deleted, or its "
+               "node lost); it is not run a second time")
+        _fail(writer, why)
+        raise errors.AmberError(f"{where}: {why}")
+    writer.write({"phase": api.RUNNING, "startTime": state.timestamp()})
+
+
 def _fail(writer: StatusWriter, why: str) -> None:
     with contextlib.suppress(kerrors.APIError, errors.AmberError):
         writer.write({"phase": api.FAILED, "completionTime": state.timestamp(),
@@ -238,12 +251,9 @@ def run_drill(client: Client, namespace: str, name: str, *, operator_namespace: 
     scratch namespaces, wait until ready, run the checks, time it, clean up. Its status ends
     Completed (passed) or Failed, with the recovery time and each check's result."""
     obj = client.get(state.resource(client, api.DRILL), name, namespace)
-    if state.phase(obj) in api.TERMINAL:
-        raise errors.UsageError(f"Drill {namespace}/{name} has already ended "
-                                f"({state.phase(obj)})")
     reporter = progress.Reporter()
     writer = StatusWriter(client, api.DRILL, name, namespace, reporter)
-    writer.write({"phase": api.RUNNING, "startTime": state.timestamp()})
+    _start(writer, api.DRILL, obj)
     started = time.monotonic()
     try:
         spec = models.parse(api.DrillSpec, obj.get("spec"), "spec")
