@@ -49,7 +49,7 @@ def deployed(env: OperatorEnv) -> Iterator[str]:
     finally:
         for kind, res_group in (("clusterrolebindings", "rbac.authorization.k8s.io"),
                                 ("clusterroles", "rbac.authorization.k8s.io")):
-            for name in (install.OPERATOR, install.WORKER):
+            for name in (install.OPERATOR, install.WORKER, install.RESTORER):
                 with contextlib.suppress(kerrors.NotFound):
                     c.delete(c.discover().find(kind, res_group), name)
         with contextlib.suppress(kerrors.NotFound):

@@ -350,6 +350,7 @@ class Controller:
             if uid not in self._ended:
                 self._ended.add(uid)
                 if self._seeded:
+                    self._announce(kind, obj)
                     self.on_end(kind, obj)
             return 0
         job_name = state.worker_name(kind, obj)
@@ -372,6 +373,27 @@ class Controller:
         if job_finished(job):
             self._conclude(kind, obj, job)
         return 0
+
+    def _announce(self, kind: api.Kind, obj: Obj) -> None:
+        """An Event saying how a Backup or Drill ended (once, by the replica that saw it)."""
+        status = obj.get("status") or {}
+        phase = state.phase(obj)
+        said = "; ".join(str(e) for e in (status.get("errors") or [])[:3])
+        if kind is api.DRILL:
+            rto = status.get("recoverySeconds")
+            failed = [c for c in status.get("checks") or [] if not c.get("passed")]
+            passed = phase == api.COMPLETED
+            events.emit(self.client, obj, "DrillPassed" if passed else "DrillFailed",
+                        (f"recovered in {rto:.1f}s" if isinstance(rto, int | float)
+                         else "not recovered")
+                        + (f"; {len(failed)} check(s) failed" if failed else "")
+                        + (f": {said}" if said and not passed else ""), warning=not passed)
+            return
+        snapshot = str(status.get("snapshot") or "")[:8]
+        events.emit(self.client, obj, f"Backup{phase}",
+                    f"failed: {said or 'no reason recorded'}" if phase == api.FAILED
+                    else f"snapshot {snapshot} saved" + (f" ({said})" if said else ""),
+                    warning=phase != api.COMPLETED)
 
     def _start_worker(self, kind: api.Kind, obj: Obj, job_name: str) -> None:
         ns, name = objects.namespace(obj), objects.name(obj)

@@ -25,6 +25,7 @@ Obj = dict[str, Any]
 
 OPERATOR = "amber-operator"
 WORKER = "amber-worker"
+RESTORER = "amber-restorer"
 METRICS_PORT = 8080
 LABELS = {"app.kubernetes.io/name": "amber", "app.kubernetes.io/component": "operator",
           **state.PART_OF}
@@ -79,6 +80,14 @@ WORKER_RULES = [
 ]
 
 
+#: A restore or drill worker: recreates whatever kinds the backup holds (any group, cluster
+#: scoped ones too), makes and deletes scratch namespaces, fills claims, runs restore hooks and
+#: drill checks. What it may write cannot be narrower than what backups may contain.
+RESTORER_RULES = [
+    _rule(["*"], ["*"], ["*"]),
+]
+
+
 def _meta(name: str, namespace: str | None = None) -> Obj:
     out: Obj = {"name": name, "labels": dict(LABELS)}
     if namespace:
@@ -91,9 +100,10 @@ def manifests(opts: Options) -> list[Obj]:
     ns = opts.namespace
     out: list[Obj] = [*crds.definitions()]
     out.append({"apiVersion": "v1", "kind": "Namespace", "metadata": _meta(ns)})
-    for sa in (OPERATOR, WORKER):
+    for sa in (OPERATOR, WORKER, RESTORER):
         out.append({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": _meta(sa, ns)})
-    for role, rules in ((OPERATOR, OPERATOR_RULES), (WORKER, WORKER_RULES)):
+    for role, rules in ((OPERATOR, OPERATOR_RULES), (WORKER, WORKER_RULES),
+                        (RESTORER, RESTORER_RULES)):
         out.append({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
                     "metadata": _meta(role), "rules": rules})
         out.append({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",

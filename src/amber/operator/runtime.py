@@ -20,7 +20,6 @@ from amber.kube.objects import Obj
 from amber.operator import (
     api,
     controller,
-    events,
     metric_set,
     metrics,
     protection,
@@ -85,14 +84,6 @@ class Runtime:
         policy = objects.labels(drill).get(state.POLICY_LABEL, "")
         ns = objects.namespace(drill)
         rto = status.get("recoverySeconds")
-        failed = [c for c in status.get("checks") or [] if not c.get("passed")]
-        said = "; ".join(str(e) for e in (status.get("errors") or [])[:3])
-        events.emit(self.client, drill, "DrillPassed" if passed else "DrillFailed",
-                    (f"recovered in {rto:.1f}s" if isinstance(rto, int | float)
-                     else "not recovered")
-                    + (f"; {len(failed)} check(s) failed" if failed else "")
-                    + (f": {said}" if said and not passed else ""),
-                    warning=not passed)
         self.metrics.drills.labels(policy=policy, namespace=ns,
                                    result="passed" if passed else "failed").inc()
         app = str((drill.get("spec") or {}).get("application") or ns)
@@ -110,12 +101,6 @@ class Runtime:
         policy = objects.labels(backup).get(state.POLICY_LABEL, "")
         ns = objects.namespace(backup)
         status = backup.get("status") or {}
-        said = "; ".join(str(e) for e in (status.get("errors") or [])[:3])
-        events.emit(self.client, backup, f"Backup{phase or api.FAILED}",
-                    f"snapshot {str(status.get('snapshot') or '')[:8]} saved"
-                    + (f" ({said})" if said else "") if phase != api.FAILED
-                    else f"failed: {said or 'no reason recorded'}",
-                    warning=phase != api.COMPLETED)
         self.metrics.backups.labels(policy=policy, namespace=ns, result=result).inc()
         start = state.parse_time(status.get("startTime"))
         end = state.parse_time(status.get("completionTime"))
