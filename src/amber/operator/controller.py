@@ -16,7 +16,7 @@ import datetime
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 from amber.apps.discoverer import Discoverer
@@ -84,9 +84,12 @@ class Controller:
     """Runs while this replica leads: ``run(stop)`` returns when ``stop`` is set."""
 
     def __init__(self, client: Client, settings: Settings, *,
-                 on_end: Callable[[api.Kind, Obj], None] = lambda _kind, _obj: None) -> None:
+                 on_end: Callable[[api.Kind, Obj], None] = lambda _kind, _obj: None,
+                 on_error: Callable[[str], None] = lambda _kind: None) -> None:
         self.client = client
         self.settings = settings
+        #: Called with the kind whose reconciliation failed (a pass goes on with the others).
+        self.on_error = on_error
         #: Called once per Backup or Drill that ends while this controller runs.
         self.on_end = on_end
         self._wake = threading.Event()
@@ -183,13 +186,25 @@ class Controller:
         self.last_view = view
         now = self.settings.clock()
         for policy in view.policies:
-            self._reconcile_policy(policy, view, now)
+            with self._guard(api.POLICY, policy.obj):
+                self._reconcile_policy(policy, view, now)
         running = sum(1 for j in view.jobs.values() if not job_finished(j))
         work = [(api.BACKUP, o) for o in view.backups] + [(api.DRILL, o) for o in view.drills]
         for kind, obj in sorted(work, key=lambda w: objects.meta(w[1]).get(
                 "creationTimestamp") or ""):
-            running += self._reconcile_work(kind, obj, view, running)
+            with self._guard(kind, obj):
+                running += self._reconcile_work(kind, obj, view, running)
         self._seeded = True
+
+    @contextlib.contextmanager
+    def _guard(self, kind: api.Kind, obj: Obj) -> Iterator[None]:
+        """One object's failure (the API refused a write, a Secret is unreadable) is logged
+        and counted; the pass goes on with the others, and the next pass tries again."""
+        try:
+            yield
+        except (kerrors.KubeError, errors.AmberError) as exc:
+            log.warning("%s %s: %s", kind.kind, _where(obj), exc)
+            self.on_error(kind.kind)
 
     # -- policies ----------------------------------------------------------------------------
 
@@ -475,6 +490,11 @@ class Controller:
     def _patch(self, kind: api.Kind, name: str, namespace: str | None, status: Obj) -> None:
         with contextlib.suppress(kerrors.NotFound):
             state.patch_status(self.client, kind, name, namespace, status)
+
+
+def _where(obj: Obj) -> str:
+    ns = objects.namespace(obj)
+    return f"{ns}/{objects.name(obj)}" if ns else objects.name(obj)
 
 
 def _same_condition(conditions: object, cond: Obj) -> bool:

@@ -55,6 +55,8 @@ class Runtime:
         self.metrics = metric_set.define(self.registry)
         self.current: controller.Controller | None = None
         self._breached: set[tuple[str, str, str]] = set()
+        #: (policy, namespace, application) of each drill recovery time set
+        self._drilled: set[tuple[str, str, str]] = set()
         self.registry.on_collect(self._collect)
         self.server = serving.HealthServer(self.registry, settings.metrics_host,
                                            settings.metrics_port, ready=self._ready, log=log)
@@ -69,7 +71,9 @@ class Runtime:
         settings = controller.Settings(namespace=s.namespace, parallel=s.parallel, tick=s.tick)
         if s.image:
             settings.image = s.image
-        return controller.Controller(self.client, settings, on_end=self._ended)
+        return controller.Controller(
+            self.client, settings, on_end=self._ended,
+            on_error=lambda kind: self.metrics.reconcile_errors.labels(kind=kind).inc())
 
     def _ended(self, kind: api.Kind, obj: Obj) -> None:
         if kind is api.BACKUP:
@@ -88,8 +92,10 @@ class Runtime:
                                    result="passed" if passed else "failed").inc()
         app = str((drill.get("spec") or {}).get("application") or ns)
         if isinstance(rto, int | float):
+            key = (policy, ns, app)
             self.metrics.drill_recovery.labels(policy=policy, namespace=ns,
                                                application=app).set(float(rto))
+            self._drilled.add(key)
         start = state.parse_time(status.get("startTime"))
         end = state.parse_time(status.get("completionTime"))
         if start and end:
@@ -135,14 +141,18 @@ class Runtime:
             if p.rpo is None:
                 continue
             for policy in p.policies:
-                key = {"namespace": p.namespace, "application": app, "policy": policy}
-                m.rpo_target.labels(**key).set(p.rpo.total_seconds())
-                m.rpo_breached.labels(**key).set(1 if p.breached(now) else 0)
+                series = {"namespace": p.namespace, "application": app, "policy": policy}
+                m.rpo_target.labels(**series).set(p.rpo.total_seconds())
+                m.rpo_breached.labels(**series).set(1 if p.breached(now) else 0)
                 if p.breached(now):
                     breached.add((p.namespace, app, policy))
         for _ns, _app, policy in breached - self._breached:
             m.rpo_breaches.labels(policy=policy).inc()
         self._breached = breached
+        for gone in [k for k in self._drilled if k[2] not in found]:
+            # the application is gone: its last drill's time goes with it
+            m.drill_recovery.remove(policy=gone[0], namespace=gone[1], application=gone[2])
+            self._drilled.discard(gone)
         m.applications_protected.set(protected)
         m.applications_unprotected.set(len(found) - protected)
         m.workers_running.set(sum(1 for j in view.jobs.values()
