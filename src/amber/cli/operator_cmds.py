@@ -112,6 +112,20 @@ def work_drill(ctx: context.Context, namespace: str, name: str) -> None:
         raise errors.PartialError(f"Drill {namespace}/{name} failed")
 
 
+@work.command("restore")
+@click.argument("namespace")
+@click.argument("name")
+@pass_ctx
+def work_restore(ctx: context.Context, namespace: str, name: str) -> None:
+    """Run the Restore NAMESPACE/NAME and write its status."""
+    client = ctx.kube_client(qps=500.0, burst=1000)
+    doc = working.run_restore(client, namespace, name,
+                              operator_namespace=os.environ.get("AMBER_OPERATOR_NAMESPACE")
+                              or client.config.namespace,
+                              mover_image=os.environ.get("AMBER_MOVER_IMAGE"))
+    ctx.emit(doc, f"Restore {namespace}/{name}: done")
+
+
 @click.command("install")
 @click.option("--dry-run", is_flag=True, help="Print the manifests (YAML) instead of applying.")
 @click.option("--namespace", "install_namespace", default="amber-system", show_default=True,

@@ -170,16 +170,7 @@ def restore(ctx: context.Context, backup_id: str, app: str | None,
 
 def _print(ctx: context.Context, report: Report, backup: str,
            the_plan: restore_plan.Plan) -> None:
-    doc: dict[str, Any] = {
-        "backup": backup, "dryRun": report.dry_run, "counts": report.counts(),
-        "waves": the_plan.waves, "warnings": report.warnings,
-        "dependencies": {a: d for a, d in the_plan.app_deps.needs.items() if d},
-        "objects": [o.to_json() for o in report.outcomes],
-        "notReady": [{"ref": ref, "message": why} for ref, why in report.not_ready.items()],
-        "readinessChecked": report.waited, "ready": report.ready,
-        "volumes": [v.to_json() for v in report.volumes],
-        "hooks": [r.to_json() for r in report.hooks],
-        "durationSeconds": report.duration_s}
+    doc: dict[str, Any] = report.document(backup, the_plan)
     for w in report.warnings:
         ctx.warn(w)
     if ctx.json:

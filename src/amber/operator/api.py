@@ -233,9 +233,12 @@ class WorkStatus:
 class RestoreSpec:
     """Restore a backup into this object's namespace."""
 
-    backup: Annotated[str, Doc("A Backup's name in this namespace, or a snapshot id.")]
+    backup: Annotated[str, Doc(
+        "A Backup's name in this namespace, or a snapshot id (or latest) in `location`.")]
     location: Annotated[str | None, Doc(
-        "The BackupLocation to read (default: the Backup's).")] = None
+        "The BackupLocation to read (default: the named Backup's).")] = None
+    source_namespace: Annotated[str | None, Doc(
+        "The namespace the backup holds, restored into this one (default: this one).")] = None
     application: Annotated[str | None, Doc("Only this application.")] = None
     storage_class_mapping: Annotated[dict[str, str], Doc(
         "Old storage class -> new.")] = field(default_factory=dict)

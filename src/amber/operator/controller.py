@@ -76,6 +76,7 @@ class View:
     apps: dict[str, list[str]] = field(default_factory=dict)
     backups: list[Obj] = field(default_factory=list)
     drills: list[Obj] = field(default_factory=list)
+    restores: list[Obj] = field(default_factory=list)
     jobs: dict[str, Obj] = field(default_factory=dict)
     locations: set[str] = field(default_factory=set)
 
@@ -125,6 +126,7 @@ class Controller:
         self._watch("locations", api.LOCATION, stop)
         self._watch("backups", api.BACKUP, stop)
         self._watch("drills", api.DRILL, stop)
+        self._watch("restores", api.RESTORE, stop)
         self._watch("namespaces", ("namespaces", ""), stop)
         self._watch("jobs", ("jobs", "batch"), stop, self.settings.namespace,
                     label_selector=state.WORKER_LABEL)
@@ -138,6 +140,7 @@ class Controller:
         view.namespaces = {objects.name(o): o for o in self._reflectors["namespaces"].objects()}
         view.backups = list(self._reflectors["backups"].objects())
         view.drills = list(self._reflectors["drills"].objects())
+        view.restores = list(self._reflectors["restores"].objects())
         view.jobs = {objects.name(o): o for o in self._reflectors["jobs"].objects()}
         view.locations = {objects.name(o) for o in self._reflectors["locations"].objects()}
         assert self._discoverer is not None
@@ -189,7 +192,8 @@ class Controller:
             with self._guard(api.POLICY, policy.obj):
                 self._reconcile_policy(policy, view, now)
         running = sum(1 for j in view.jobs.values() if not job_finished(j))
-        work = [(api.BACKUP, o) for o in view.backups] + [(api.DRILL, o) for o in view.drills]
+        work = ([(api.BACKUP, o) for o in view.backups] + [(api.DRILL, o) for o in view.drills]
+                + [(api.RESTORE, o) for o in view.restores])
         for kind, obj in sorted(work, key=lambda w: objects.meta(w[1]).get(
                 "creationTimestamp") or ""):
             with self._guard(kind, obj):
@@ -405,6 +409,12 @@ class Controller:
                         + (f": {said}" if said and not passed else ""), warning=not passed)
             return
         snapshot = str(status.get("snapshot") or "")[:8]
+        if kind is api.RESTORE:
+            events.emit(self.client, obj, f"Restore{phase}",
+                        f"failed: {said or 'no reason recorded'}" if phase == api.FAILED
+                        else f"restored from snapshot {snapshot}; workloads ready",
+                        warning=phase != api.COMPLETED)
+            return
         events.emit(self.client, obj, f"Backup{phase}",
                     f"failed: {said or 'no reason recorded'}" if phase == api.FAILED
                     else f"snapshot {snapshot} saved" + (f" ({said})" if said else ""),
@@ -454,6 +464,11 @@ class Controller:
         """A location that is a path on the nodes is mounted where it is (hostPath)."""
         spec = owner.get("spec") or {}
         name = spec.get("location")
+        if not name and owner.get("kind") == api.RESTORE.kind:  # the Backup it names says
+            for b in self._reflectors["backups"].objects():
+                if (objects.namespace(b), objects.name(b)) == (objects.namespace(owner),
+                                                               spec.get("backup")):
+                    name = (b.get("spec") or {}).get("location")
         out_v: list[Obj] = []
         out_m: list[Obj] = []
         for loc in self._reflectors["locations"].objects():

@@ -80,6 +80,15 @@ class Runtime:
             self._backup_ended(obj)
         elif kind is api.DRILL:
             self._drill_ended(obj)
+        elif kind is api.RESTORE:
+            status = obj.get("status") or {}
+            result = "completed" if state.phase(obj) == api.COMPLETED else "failed"
+            self.metrics.restores.labels(namespace=objects.namespace(obj), result=result).inc()
+            start = state.parse_time(status.get("startTime"))
+            end = state.parse_time(status.get("completionTime"))
+            if start and end:
+                self.metrics.restore_duration.labels().observe(
+                    max(0.0, (end - start).total_seconds()))
 
     def _drill_ended(self, drill: Obj) -> None:
         """A drill's verdict and measured recovery time: an Event and metrics."""

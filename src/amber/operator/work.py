@@ -24,7 +24,7 @@ from amber.kube.client import Client
 from amber.operator import api, models, state
 from amber.repo import maintenance, repository, retention
 from amber.restore import drill as drills
-from amber.restore import drill_checks, filling
+from amber.restore import drill_checks, executor, filling, privileges, transforms
 from amber.restore import plan as restore_plan
 from amber.storage import credentials, location
 from amber.util import durations, errors, progress
@@ -291,3 +291,70 @@ def run_drill(client: Client, namespace: str, name: str, *, operator_namespace: 
                    for c in report.checks],
         "errors": problems[:50], "result": doc})
     return doc
+
+
+def run_restore(client: Client, namespace: str, name: str, *, operator_namespace: str,
+                mover_image: str | None = None) -> dict[str, object]:
+    """Run the Restore ``namespace/name`` as ``amber restore`` does, into its own namespace
+    (the backup's namespace mapped onto it); done means claims bound and workloads ready."""
+    obj = client.get(state.resource(client, api.RESTORE), name, namespace)
+    reporter = progress.Reporter()
+    writer = StatusWriter(client, api.RESTORE, name, namespace, reporter)
+    _start(writer, api.RESTORE, obj)
+    try:
+        spec = models.parse(api.RestoreSpec, obj.get("spec"), "spec")
+        snapshot, location = _restore_source(client, namespace, spec)
+        opened = open_location(client, location, operator_namespace)
+        source_ns = spec.source_namespace or namespace
+        source = catalogue.open_backup(opened.repo, snapshot, catalogue.BackupFilter(
+            spec.application, [] if spec.application else [source_ns], []))
+        mapping = {source_ns: namespace} if source_ns != namespace else {}
+        opts = restore_plan.Options(transforms=transforms.Transforms(
+            namespaces=mapping, storage_classes=dict(spec.storage_class_mapping)))
+        selection = restore_plan.Selection(app=spec.application,
+                                           namespaces=[] if spec.application else [source_ns])
+        the_plan = restore_plan.build(source, selection, opts)
+        if not the_plan.steps:
+            raise errors.NotFoundError(f"nothing in backup {source.snapshot.short_id} is in "
+                                       f"namespace {source_ns}")
+        # a namespaced Restore never grants cluster-wide privileges on its own
+        privileges.require_consent(the_plan, given=False)
+        settings = volumes.Settings() if mover_image is None else volumes.Settings(
+            image=mover_image)
+        filler = filling.Filler(source, volumes.Movers(
+            client, opened.repo.backend, lambda: opened.passphrase, reporter=reporter,
+            settings=settings))
+        with writer.following():
+            report = executor.Executor(client, the_plan, existing=spec.existing,
+                                       reporter=reporter, filler=filler,
+                                       fail_on_hooks=False).run()
+    except (errors.AmberError, kerrors.KubeError, models.SpecError, OSError) as exc:
+        _fail(writer, str(exc))
+        raise
+    except BaseException:
+        _fail(writer, "the worker was stopped")
+        raise
+    doc = report.document(source.snapshot.id, the_plan)
+    problems = report.problems()
+    writer.write({"phase": api.FAILED if problems else api.COMPLETED,
+                  "completionTime": state.timestamp(), "snapshot": source.snapshot.id,
+                  "errors": problems[:50], "result": doc})
+    return doc
+
+
+def _restore_source(client: Client, namespace: str, spec: api.RestoreSpec) -> tuple[str, str]:
+    """(snapshot id or ``latest``, location) a Restore names: a Backup of its namespace, or a
+    snapshot in a location."""
+    try:
+        backup = client.get(state.resource(client, api.BACKUP), spec.backup, namespace)
+    except kerrors.NotFound:
+        if not spec.location:
+            raise errors.UsageError(
+                f"spec.backup: no Backup {spec.backup!r} in namespace {namespace}; to restore "
+                "a snapshot id (or latest), name its BackupLocation in spec.location") from None
+        return spec.backup, spec.location
+    snapshot = str((backup.get("status") or {}).get("snapshot") or "")
+    if state.phase(backup) not in (api.COMPLETED, api.PARTIAL) or not snapshot:
+        raise errors.UsageError(f"spec.backup: Backup {namespace}/{spec.backup} has no "
+                                f"snapshot to restore (phase {state.phase(backup) or 'new'})")
+    return snapshot, spec.location or str((backup.get("spec") or {}).get("location") or "")

@@ -141,6 +141,28 @@ class Report:
     def failed(self) -> list[Outcome]:
         return [o for o in self.outcomes if o.result == Result.FAILED]
 
+    def document(self, backup: str, plan: Plan) -> dict[str, Any]:
+        """What ``amber restore -o json`` prints, and what a Restore's ``status.result`` holds
+        when the operator ran it: the same document either way."""
+        return {
+            "backup": backup, "dryRun": self.dry_run, "counts": self.counts(),
+            "waves": plan.waves, "warnings": self.warnings,
+            "dependencies": {a: d for a, d in plan.app_deps.needs.items() if d},
+            "objects": [o.to_json() for o in self.outcomes],
+            "notReady": [{"ref": ref, "message": why} for ref, why in self.not_ready.items()],
+            "readinessChecked": self.waited, "ready": self.ready,
+            "volumes": [v.to_json() for v in self.volumes],
+            "hooks": [r.to_json() for r in self.hooks],
+            "durationSeconds": self.duration_s}
+
+    def problems(self) -> list[str]:
+        """Why the application is not back, one line each (empty: it is)."""
+        out = [f"not restored: {o.step.target}: {o.message}" for o in self.failed]
+        out += [f"data not restored: {v.line()}" for v in self.volumes if v.failed]
+        out += [f"hook failed: {r.line()}" for r in self.failed_hooks]
+        out += [f"not ready: {ref}: {why}" for ref, why in self.not_ready.items()]
+        return out
+
 
 class Executor:
     def __init__(self, client: Client, plan: Plan, *, existing: str = Existing.SKIP,
