@@ -196,6 +196,9 @@ class BackupSpec:
         )] = None
     consistency: Annotated[str, Doc("As in BackupPolicy."), CONSISTENCY] = "auto"
     tags: Annotated[list[str], Doc("Tags on the snapshot.")] = field(default_factory=list)
+    copies: Annotated[list[str], Doc(
+        "BackupLocations the snapshot is copied to once saved (3-2-1).")] = field(
+        default_factory=list)
     policy: Annotated[str | None, Doc("The BackupPolicy that asked for it, if any.")] = None
 
 
@@ -222,6 +225,8 @@ class WorkStatus:
     snapshot: Annotated[str | None, Doc("The repository snapshot id.")] = None
     errors: Annotated[list[str], Doc("What went wrong, one line each.")] = field(
         default_factory=list)
+    copied: Annotated[list[str], Doc(
+        "BackupLocations that hold a copy of the snapshot.")] = field(default_factory=list)
     forgotten: Annotated[list[str], Doc(
         "Older backups the policy's retention removed after this one.")] = field(
         default_factory=list)

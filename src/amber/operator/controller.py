@@ -307,7 +307,8 @@ class Controller:
         name = state.backup_name(policy.name, firing)
         body_spec = api.BackupSpec(
             location=spec.location, consistency=spec.consistency, policy=policy.name,
-            selector=selection.selector_text(spec.selector.application_selector))
+            selector=selection.selector_text(spec.selector.application_selector),
+            copies=list(spec.copies))
         annotations = {state.SCHEDULED_ANNOTATION: state.timestamp(firing)} if firing else {}
         body: Obj = {"apiVersion": api.API_VERSION, "kind": api.BACKUP.kind,
                      "metadata": {"name": name, "namespace": namespace,
@@ -464,6 +465,7 @@ class Controller:
         """A location that is a path on the nodes is mounted where it is (hostPath)."""
         spec = owner.get("spec") or {}
         name = spec.get("location")
+        names = {name, *(spec.get("copies") or [])}
         if not name and owner.get("kind") == api.RESTORE.kind:  # the Backup it names says
             for b in self._reflectors["backups"].objects():
                 if (objects.namespace(b), objects.name(b)) == (objects.namespace(owner),
@@ -471,14 +473,16 @@ class Controller:
                     name = (b.get("spec") or {}).get("location")
         out_v: list[Obj] = []
         out_m: list[Obj] = []
+        names.add(name)
         for loc in self._reflectors["locations"].objects():
-            if objects.name(loc) != name:
+            if objects.name(loc) not in names:
                 continue
             path = locations.local_path((loc.get("spec") or {}).get("url") or "")
             if path:
-                out_v.append({"name": "repository",
+                volume = f"repository-{len(out_v)}"
+                out_v.append({"name": volume,
                               "hostPath": {"path": path, "type": "DirectoryOrCreate"}})
-                out_m.append({"name": "repository", "mountPath": path})
+                out_m.append({"name": volume, "mountPath": path})
         return out_v, out_m
 
     def _conclude(self, kind: api.Kind, obj: Obj, job: Obj) -> None:

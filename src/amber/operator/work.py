@@ -22,11 +22,11 @@ from amber.backup import catalogue, runner, volumes
 from amber.kube import errors as kerrors
 from amber.kube.client import Client
 from amber.operator import api, models, state
-from amber.repo import maintenance, repository, retention
+from amber.repo import copier, maintenance, repository, retention, snapshot
 from amber.restore import drill as drills
 from amber.restore import drill_checks, executor, filling, privileges, transforms
 from amber.restore import plan as restore_plan
-from amber.storage import credentials, location
+from amber.storage import base, credentials, location
 from amber.util import durations, errors, progress
 
 #: How often progress is written into the status while the work runs.
@@ -57,9 +57,26 @@ def read_secret(client: Client, default_namespace: str) -> credentials.SecretRea
     return read
 
 
+@dataclass
+class Resolved:
+    """A BackupLocation's backend and passphrase, its repository not opened yet."""
+
+    name: str
+    spec: api.BackupLocationSpec
+    backend: base.Backend
+    passphrase: str
+
+
 def open_location(client: Client, name: str, operator_namespace: str) -> Opened:
     """The BackupLocation ``name``, its repository opened; one line naming the location when
     it does not exist, is invalid, or its repository cannot be opened."""
+    where = resolve_location(client, name, operator_namespace)
+    repo = repository.Repository.open(where.backend, where.passphrase)
+    return Opened(name, where.spec, repo, where.passphrase)
+
+
+def resolve_location(client: Client, name: str, operator_namespace: str) -> Resolved:
+    """The BackupLocation ``name``: its backend and the passphrase its Secret holds."""
     try:
         obj = client.get(state.resource(client, api.LOCATION), name)
     except kerrors.NotFound:
@@ -85,8 +102,7 @@ def open_location(client: Client, name: str, operator_namespace: str) -> Opened:
     if not passphrase:
         raise errors.UsageError(f"BackupLocation {name}: no credentialsSecret with the "
                                 "repository passphrase")
-    repo = repository.Repository.open(backend, passphrase)
-    return Opened(name, spec, repo, passphrase)
+    return Resolved(name, spec, backend, passphrase)
 
 
 def _with_secret(url: str, ref: str) -> str:
@@ -182,6 +198,9 @@ def run_backup(client: Client, namespace: str, name: str, *, operator_namespace:
         raise
     doc = result.document()
     problems = list(result.warnings[:50])
+    copied, failed_copies = _copy(client, opened, result.snapshot, spec.copies,
+                                  operator_namespace)
+    problems += failed_copies
     forgotten: list[str] = []
     if spec.policy:
         try:
@@ -189,11 +208,27 @@ def run_backup(client: Client, namespace: str, name: str, *, operator_namespace:
         except (errors.AmberError, kerrors.KubeError) as exc:
             problems.append(f"retention not applied: {exc}")
     writer.write({
-        "phase": api.PARTIAL if result.partial else api.COMPLETED,
+        "phase": api.PARTIAL if result.partial or failed_copies else api.COMPLETED,
         "completionTime": state.timestamp(), "snapshot": result.snapshot.id,
-        "errors": problems, "result": doc, "forgotten": forgotten,
+        "errors": problems, "result": doc, "forgotten": forgotten, "copied": copied,
         "progress": writer.progress()})
     return doc
+
+
+def _copy(client: Client, opened: Opened, snap: snapshot.Snapshot, names: list[str],
+          operator_namespace: str) -> tuple[list[str], list[str]]:
+    """Copy the new snapshot to each further location (``repo copy``): (locations that hold it,
+    one line per copy that failed). A failed copy leaves the backup saved but not 3-2-1: the
+    Backup ends PartiallyFailed, saying which copy and why."""
+    copied, failed = [], []
+    for name in names:
+        try:
+            target = resolve_location(client, name, operator_namespace)
+            copier.copy(opened.repo, target.backend, [snap])
+            copied.append(name)
+        except (errors.AmberError, kerrors.KubeError, OSError) as exc:
+            failed.append(f"copy to BackupLocation {name} failed: {exc}")
+    return copied, failed
 
 
 def policy_tags(policy: str, namespace: str) -> list[str]:
