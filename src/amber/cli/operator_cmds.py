@@ -126,6 +126,18 @@ def work_restore(ctx: context.Context, namespace: str, name: str) -> None:
     ctx.emit(doc, f"Restore {namespace}/{name}: done")
 
 
+@work.command("maintain")
+@click.argument("location")
+@pass_ctx
+def work_maintain(ctx: context.Context, location: str) -> None:
+    """Prune the BackupLocation LOCATION and write the result into its status."""
+    client = ctx.kube_client()
+    doc = working.run_maintenance(client, location,
+                                  operator_namespace=os.environ.get("AMBER_OPERATOR_NAMESPACE")
+                                  or client.config.namespace)
+    ctx.emit(doc, f"BackupLocation {location}: maintained")
+
+
 @click.command("install")
 @click.option("--dry-run", is_flag=True, help="Print the manifests (YAML) instead of applying.")
 @click.option("--namespace", "install_namespace", default="amber-system", show_default=True,

@@ -97,12 +97,25 @@ class BackupLocationSpec:
     medium: Annotated[str | None, Doc("Storage medium, for 3-2-1 (default from the URL)."),
                       Enum("disk", "object", "tape", "other")] = None
     off_site: Annotated[bool, Doc("This location is off-site (another region or site).")] = False
+    maintenance: Annotated[ScheduleSpec | None, Doc(
+        "When data no backup needs any more is pruned (default: daily at 03:00 UTC). An "
+        "append-only or immutable location is pruned by its owner, not here.")] = None
+    suspend_maintenance: Annotated[bool, Doc("Never prune this location from here.")] = False
+
+
+#: When a location's maintenance runs unless it says otherwise.
+DEFAULT_MAINTENANCE = ScheduleSpec(cron="0 3 * * *", time_zone="UTC")
 
 
 @dataclass(frozen=True)
 class LocationStatus:
     conditions: list[Condition] = field(default_factory=list)
     observed_generation: int | None = None
+    last_maintenance_time: Annotated[str | None, Doc(
+        "The schedule firing the last maintenance was started for.")] = None
+    next_maintenance_time: str | None = None
+    last_maintenance_result: Annotated[str | None, Doc(
+        "What the last maintenance did, one line.")] = None
 
 
 # -- BackupPolicy --------------------------------------------------------------------------------

@@ -79,6 +79,7 @@ class View:
     restores: list[Obj] = field(default_factory=list)
     jobs: dict[str, Obj] = field(default_factory=dict)
     locations: set[str] = field(default_factory=set)
+    location_objs: list[Obj] = field(default_factory=list)
 
 
 class Controller:
@@ -142,7 +143,8 @@ class Controller:
         view.drills = list(self._reflectors["drills"].objects())
         view.restores = list(self._reflectors["restores"].objects())
         view.jobs = {objects.name(o): o for o in self._reflectors["jobs"].objects()}
-        view.locations = {objects.name(o) for o in self._reflectors["locations"].objects()}
+        view.location_objs = list(self._reflectors["locations"].objects())
+        view.locations = {objects.name(o) for o in view.location_objs}
         assert self._discoverer is not None
         for app in self._discoverer.applications():
             for ns in app.namespaces[:1]:
@@ -191,6 +193,9 @@ class Controller:
         for policy in view.policies:
             with self._guard(api.POLICY, policy.obj):
                 self._reconcile_policy(policy, view, now)
+        for loc in view.location_objs:
+            with self._guard(api.LOCATION, loc):
+                self._maintain(loc, view, now)
         running = sum(1 for j in view.jobs.values() if not job_finished(j))
         work = ([(api.BACKUP, o) for o in view.backups] + [(api.DRILL, o) for o in view.drills]
                 + [(api.RESTORE, o) for o in view.restores])
@@ -360,6 +365,53 @@ class Controller:
             self.client.create(state.resource(self.client, api.DRILL), body, namespace)
             log.info("policy %s: Drill %s/%s created", policy.name, namespace, name)
 
+    # -- locations ---------------------------------------------------------------------------
+
+    def _maintain(self, loc: Obj, view: View, now: datetime.datetime) -> None:
+        """Start a location's maintenance (prune) Job at each firing of its schedule; its
+        worker writes the result into the location's status."""
+        name = objects.name(loc)
+        try:
+            spec = models.parse(api.BackupLocationSpec, loc.get("spec"), "spec")
+            when = spec.maintenance or api.DEFAULT_MAINTENANCE
+            plan = schedule.Schedule.parse(when.cron, when.time_zone)
+        except (models.SpecError, schedule.ScheduleError) as exc:
+            self._location_condition(loc, str(exc))
+            return
+        self._location_condition(loc, "")
+        status = loc.get("status") or {}
+        update: Obj = {}
+        if not spec.suspend_maintenance:
+            since = (state.parse_time(status.get("lastMaintenanceTime"))
+                     or state.parse_time(objects.meta(loc).get("creationTimestamp")) or now)
+            due = plan.previous_at_or_before(now)
+            if due is not None and due > since:
+                job_name = state.backup_name(f"amber-maintain-{name}", due)
+                body = self.worker_job(job_name, ["maintain", name], loc,
+                                       account=self.settings.service_account,
+                                       locations={name})
+                with contextlib.suppress(kerrors.AlreadyExists, kerrors.MaybeCreated):
+                    self.client.create(self.client.discover().find("jobs", "batch"), body,
+                                       self.settings.namespace)
+                    log.info("BackupLocation %s: maintenance Job %s started", name, job_name)
+                update["lastMaintenanceTime"] = state.timestamp(due)
+            following = state.timestamp(plan.next_after(now))
+            if status.get("nextMaintenanceTime") != following:
+                update["nextMaintenanceTime"] = following
+        if update:
+            self._patch(api.LOCATION, name, None, update)
+
+    def _location_condition(self, loc: Obj, problem: str) -> None:
+        status = loc.get("status") or {}
+        cond = state.condition("Ready", not problem, "Invalid" if problem else "Valid",
+                               problem or "the location is usable by policies",
+                               generation=objects.generation(loc),
+                               previous=status.get("conditions"))
+        if not _same_condition(status.get("conditions"), cond):
+            self._patch(api.LOCATION, objects.name(loc), None, {
+                "conditions": state.with_condition(list(status.get("conditions") or []), cond),
+                "observedGeneration": objects.generation(loc)})
+
     # -- backups and drills ------------------------------------------------------------------
 
     def _reconcile_work(self, kind: api.Kind, obj: Obj, view: View, running: int) -> int:
@@ -423,7 +475,10 @@ class Controller:
 
     def _start_worker(self, kind: api.Kind, obj: Obj, job_name: str) -> None:
         ns, name = objects.namespace(obj), objects.name(obj)
-        body = self.worker_job(job_name, [kind.kind.lower(), ns, name], obj)
+        body = self.worker_job(job_name, [kind.kind.lower(), ns, name], obj,
+                               account=(self.settings.service_account if kind is api.BACKUP
+                                        else self.settings.restore_service_account),
+                               locations=self._locations_of(obj))
         with contextlib.suppress(kerrors.AlreadyExists, kerrors.MaybeCreated):
             self.client.create(self.client.discover().find("jobs", "batch"), body,
                                self.settings.namespace)
@@ -432,13 +487,13 @@ class Controller:
                                      "worker": job_name})
         log.info("%s %s/%s: worker Job %s started", kind.kind, ns, name, job_name)
 
-    def worker_job(self, job_name: str, argv: list[str], owner: Obj) -> Obj:
-        """A worker Job: ``amber operator work ARGV`` under the worker service account."""
+    def worker_job(self, job_name: str, argv: list[str], owner: Obj, *, account: str,
+                   locations: set[str]) -> Obj:
+        """A worker Job: ``amber operator work ARGV`` under ``account``, with the
+        ``locations`` that are paths on the nodes mounted where they are."""
         command, extra_env = volumes.amber_command()
         labels = {state.WORKER_LABEL: str(owner.get("kind", "")).lower(), **state.PART_OF}
-        account = (self.settings.service_account if owner.get("kind") == api.BACKUP.kind
-                   else self.settings.restore_service_account)
-        volumes_, mounts = self._repository_mounts(owner)
+        volumes_, mounts = self._repository_mounts(locations)
         pod: Obj = {
             "serviceAccountName": account,
             "restartPolicy": "Never",
@@ -455,25 +510,26 @@ class Controller:
         return {"apiVersion": "batch/v1", "kind": "Job",
                 "metadata": {"name": job_name, "labels": labels,
                              "annotations": {"amber.dev/for": f"{owner.get('kind')} "
-                                             f"{objects.namespace(owner)}/"
-                                             f"{objects.name(owner)}"}},
+                                             f"{_where(owner)}"}},
                 "spec": {"backoffLimit": 0, "ttlSecondsAfterFinished": WORKER_TTL,
                          "activeDeadlineSeconds": WORKER_DEADLINE,
                          "template": {"metadata": {"labels": labels}, "spec": pod}}}
 
-    def _repository_mounts(self, owner: Obj) -> tuple[list[Obj], list[Obj]]:
-        """A location that is a path on the nodes is mounted where it is (hostPath)."""
+    def _locations_of(self, owner: Obj) -> set[str]:
+        """The BackupLocations a Backup, Drill or Restore reads or writes."""
         spec = owner.get("spec") or {}
         name = spec.get("location")
-        names = {name, *(spec.get("copies") or [])}
         if not name and owner.get("kind") == api.RESTORE.kind:  # the Backup it names says
             for b in self._reflectors["backups"].objects():
                 if (objects.namespace(b), objects.name(b)) == (objects.namespace(owner),
                                                                spec.get("backup")):
                     name = (b.get("spec") or {}).get("location")
+        return {str(n) for n in [name, *(spec.get("copies") or [])] if n}
+
+    def _repository_mounts(self, names: set[str]) -> tuple[list[Obj], list[Obj]]:
+        """A location that is a path on the nodes is mounted where it is (hostPath)."""
         out_v: list[Obj] = []
         out_m: list[Obj] = []
-        names.add(name)
         for loc in self._reflectors["locations"].objects():
             if objects.name(loc) not in names:
                 continue

@@ -71,7 +71,7 @@ OPERATOR_NAMESPACE_RULES = [
 #: snapshot and clone) in applications' namespaces, execs hooks, writes its Backup's status.
 WORKER_RULES = [
     _rule(["*"], ["*"], READ),
-    _rule([api.GROUP], ["backups/status"], ["get", "patch"]),
+    _rule([api.GROUP], ["backups/status", "backuplocations/status"], ["get", "patch"]),
     _rule(["batch"], ["jobs"], ["create", "delete"]),
     _rule([""], ["secrets", "persistentvolumeclaims"], ["create", "delete"]),
     _rule([""], ["pods/exec"], ["create"]),

@@ -23,6 +23,7 @@ from amber.kube import errors as kerrors
 from amber.kube.client import Client
 from amber.operator import api, models, state
 from amber.repo import copier, maintenance, repository, retention, snapshot
+from amber.repo.pruner import DEFAULT_MAX_UNUSED
 from amber.restore import drill as drills
 from amber.restore import drill_checks, executor, filling, privileges, transforms
 from amber.restore import plan as restore_plan
@@ -31,6 +32,9 @@ from amber.util import durations, errors, progress
 
 #: How often progress is written into the status while the work runs.
 PROGRESS_SECONDS = 3.0
+#: Unused data younger than this is kept by maintenance (a backup may be writing it now), as
+#: ``amber repo prune --keep-younger-than`` defaults to.
+PRUNE_MARGIN = 3600.0
 
 
 @dataclass
@@ -393,3 +397,27 @@ def _restore_source(client: Client, namespace: str, spec: api.RestoreSpec) -> tu
         raise errors.UsageError(f"spec.backup: Backup {namespace}/{spec.backup} has no "
                                 f"snapshot to restore (phase {state.phase(backup) or 'new'})")
     return snapshot, spec.location or str((backup.get("spec") or {}).get("location") or "")
+
+
+def run_maintenance(client: Client, location_name: str, *, operator_namespace: str
+                    ) -> dict[str, object]:
+    """Prune the BackupLocation ``location_name`` as ``amber repo prune`` does (data no
+    snapshot needs, kept an hour for backups writing now); the result, one line, goes into the
+    location's status. An append-only location is left to its owner."""
+    where = resolve_location(client, location_name, operator_namespace)
+    if where.backend.is_append_only():
+        line = "skipped: the location is append-only (its owner prunes it)"
+        doc: dict[str, object] = {"location": location_name, "skipped": True}
+    else:
+        repo = repository.Repository.open(where.backend, where.passphrase)
+        report = maintenance.prune(repo, margin_s=PRUNE_MARGIN, max_unused=DEFAULT_MAX_UNUSED,
+                                   dry_run=False)
+        doc = {"location": location_name, "skipped": False, "deferred": report.deferred,
+               "packsDeleted": report.packs_deleted, "packsRepacked": report.packs_repacked,
+               "bytesFreed": report.bytes_freed}
+        line = (f"pruned at {state.timestamp()}: {report.packs_deleted} pack(s) deleted, "
+                f"{report.packs_repacked} repacked, {report.bytes_freed} bytes freed"
+                + (" (deferred: a backup was writing)" if report.deferred else ""))
+    state.patch_status(client, api.LOCATION, location_name, None,
+                       {"lastMaintenanceResult": line})
+    return doc
