@@ -10,9 +10,10 @@ from pathlib import Path
 import pytest
 
 from amber.kube.client import Client
-from amber.operator import work
+from amber.operator import api, state, work
 from amber.repo import memsnap, repository
 from amber.storage.local import LocalBackend
+from cluster_objects import delete_namespace
 from operator_env import PASSPHRASE, OperatorEnv, operator_env
 
 UTC = datetime.UTC
@@ -67,3 +68,31 @@ def test_gfs_retention_keeps_exactly_the_right_backups(env: OperatorEnv) -> None
     assert all(o in left for o in others), "another namespace's or policy's backups untouched"
     # applied again with nothing new: nothing more goes
     assert work.apply_retention(env.client, repo, policy, ns) == []
+
+
+def test_records_of_forgotten_and_old_failed_backups_are_removed(env: OperatorEnv) -> None:
+    """Backup objects follow their snapshots: one whose snapshot retention removed goes, the
+    five newest without a snapshot (failed) stay, older failed ones go, the rest stay."""
+    policy, ns = f"rec-{env.suffix}", f"rec-{env.suffix}"
+    env.client.create(env.client.discover().find("namespaces", ""), {
+        "apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}})
+    try:
+        def backup(name: str, phase: str, snapshot: str, done: str) -> None:
+            env.client.create(state.resource(env.client, api.BACKUP), {
+                "apiVersion": api.API_VERSION, "kind": "Backup",
+                "metadata": {"name": name, "labels": {state.POLICY_LABEL: policy}},
+                "spec": {"location": env.location}}, ns)
+            state.patch_status(env.client, api.BACKUP, name, ns, {
+                "phase": phase, "completionTime": done,
+                **({"snapshot": snapshot} if snapshot else {})})
+        backup("kept", api.COMPLETED, "a" * 64, "2026-12-01T00:00:00Z")
+        backup("forgotten", api.COMPLETED, "b" * 64, "2026-11-01T00:00:00Z")
+        backup("partial", api.PARTIAL, "c" * 64, "2026-11-02T00:00:00Z")
+        for day in range(1, 8):  # seven failed backups, newest on the 7th
+            backup(f"failed-{day}", api.FAILED, "", f"2026-12-0{day}T01:00:00Z")
+        deleted = work.prune_records(env.client, api.BACKUP, policy, ns, ["b" * 64])
+        assert sorted(deleted) == ["failed-1", "failed-2", "forgotten"]
+        left = {b["metadata"]["name"] for b in env.backups(ns)}
+        assert left == {"kept", "partial", *(f"failed-{d}" for d in range(3, 8))}
+    finally:
+        delete_namespace(env.client, ns, timeout=60)

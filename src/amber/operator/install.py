@@ -72,6 +72,7 @@ OPERATOR_NAMESPACE_RULES = [
 WORKER_RULES = [
     _rule(["*"], ["*"], READ),
     _rule([api.GROUP], ["backups/status", "backuplocations/status"], ["get", "patch"]),
+    _rule([api.GROUP], ["backups"], ["delete"]),
     _rule(["batch"], ["jobs"], ["create", "delete"]),
     _rule([""], ["secrets", "persistentvolumeclaims"], ["create", "delete"]),
     _rule([""], ["pods/exec"], ["create"]),

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 
 from amber.backup import catalogue, runner, volumes
 from amber.kube import errors as kerrors
+from amber.kube import objects
 from amber.kube.client import Client
 from amber.operator import api, models, state
 from amber.repo import copier, maintenance, repository, retention, snapshot
@@ -209,6 +210,7 @@ def run_backup(client: Client, namespace: str, name: str, *, operator_namespace:
     if spec.policy:
         try:
             forgotten = apply_retention(client, opened.repo, spec.policy, namespace)
+            prune_records(client, api.BACKUP, spec.policy, namespace, forgotten)
         except (errors.AmberError, kerrors.KubeError) as exc:
             problems.append(f"retention not applied: {exc}")
     writer.write({
@@ -233,6 +235,43 @@ def _copy(client: Client, opened: Opened, snap: snapshot.Snapshot, names: list[s
         except (errors.AmberError, kerrors.KubeError, OSError) as exc:
             failed.append(f"copy to BackupLocation {name} failed: {exc}")
     return copied, failed
+
+
+#: Ended objects of a policy in a namespace that are kept although their snapshot is gone or
+#: they have none (failed backups, drills), newest first: enough to see a trend of failures.
+KEEP_ENDED = 5
+
+
+def prune_records(client: Client, kind: api.Kind, policy: str, namespace: str,
+                  forgotten: list[str]) -> list[str]:
+    """Delete a policy's ended objects in ``namespace`` that no longer stand for anything: a
+    Backup whose snapshot retention removed, and beyond the newest ``KEEP_ENDED`` the others
+    without a retained snapshot (failed backups, past drills). Without this a policy firing
+    hourly would leave 8,760 objects a year per namespace. The names deleted."""
+    res = state.resource(client, kind)
+    mine = [o for o in client.list(res, namespace, label_selector=f"{state.POLICY_LABEL}={policy}")
+            if state.phase(o) in api.TERMINAL]
+    gone = set(forgotten)
+    mine.sort(key=lambda o: str((o.get("status") or {}).get("completionTime") or ""),
+              reverse=True)
+    doomed = []
+    unbacked = 0
+    for obj in mine:
+        snap = str((obj.get("status") or {}).get("snapshot") or "")
+        if kind is api.BACKUP and snap and snap not in gone and state.phase(obj) != api.FAILED:
+            continue  # stands for a snapshot the repository keeps
+        if snap in gone and kind is api.BACKUP:
+            doomed.append(obj)
+            continue
+        unbacked += 1
+        if unbacked > KEEP_ENDED:
+            doomed.append(obj)
+    out = []
+    for obj in doomed:
+        with contextlib.suppress(kerrors.NotFound):
+            client.delete(res, objects.name(obj), namespace, uid=objects.uid(obj))
+            out.append(objects.name(obj))
+    return out
 
 
 def policy_tags(policy: str, namespace: str) -> list[str]:
@@ -319,6 +358,9 @@ def run_drill(client: Client, namespace: str, name: str, *, operator_namespace: 
         _fail(writer, "the worker was stopped")
         raise
     doc = report.to_json()
+    if spec.policy:  # past drills of the policy beyond the newest few go
+        with contextlib.suppress(kerrors.KubeError):
+            prune_records(client, api.DRILL, spec.policy, namespace, [])
     problems = [f"check {c.check.name} failed: {c.message}" for c in report.failed_checks]
     problems += [f"not restored: {o.step.target}: {o.message}" for o in report.failed_objects]
     problems += [f"not ready: {ref}: {why}" for ref, why in report.not_ready.items()]
