@@ -20,6 +20,7 @@ ROLES = {
     "ClusterRole `amber-operator`": install.OPERATOR_RULES,
     "Role `amber-operator`": install.OPERATOR_NAMESPACE_RULES,
     "ClusterRole `amber-worker`": install.WORKER_RULES,
+    "ClusterRole `amber-restorer`": install.RESTORER_RULES,
 }
 
 

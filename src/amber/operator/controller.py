@@ -504,7 +504,10 @@ class Controller:
                         {"name": "AMBER_MOVER_IMAGE", "value": self.settings.image},
                         {"name": "HOME", "value": "/tmp"}, *extra_env],
                 "volumeMounts": mounts,
-                "securityContext": {"allowPrivilegeEscalation": False},
+                # a repository that is a directory on the node belongs to root there; else the
+                # image's own user (not root) does
+                "securityContext": {"allowPrivilegeEscalation": False,
+                                    **({"runAsUser": 0} if volumes_ else {})},
                 "terminationMessagePolicy": "FallbackToLogsOnError"}],
             "volumes": volumes_}
         return {"apiVersion": "batch/v1", "kind": "Job",

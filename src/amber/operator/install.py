@@ -181,7 +181,10 @@ def deployment(opts: Options) -> Obj:
                         "securityContext": {"allowPrivilegeEscalation": False,
                                             "readOnlyRootFilesystem": True,
                                             "capabilities": {"drop": ["ALL"]}},
+                        # HOME: the root filesystem is read-only
+                        "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],
                     }],
+                    "volumes": [{"name": "tmp", "emptyDir": {}}],
                 },
             },
         },
