@@ -136,6 +136,9 @@ def _through_operator(ctx: context.Context, scope: runner.Scope,
         name = remote.submit_backup(client, namespace, spec)
     except kerrors.NotFound:
         return False  # the application's namespace part is not a namespace: run it here
+    except kerrors.Forbidden:
+        ctx.reporter.info(f"not allowed to create Backups in {namespace}: backing up here")
+        return False
     ctx.reporter.info(f"Backup {namespace}/{name} created; Amber's operator runs it")
     with context.term_as_interrupt():
         try:

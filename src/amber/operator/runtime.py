@@ -13,6 +13,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from amber.kube import errors as kerrors
 from amber.kube import objects
 from amber.kube.client import Client
 from amber.kube.lease import LeaderElector, LeaseConfig
@@ -26,6 +27,7 @@ from amber.operator import (
     serving,
     state,
 )
+from amber.util import errors
 
 LEASE_NAME = "amber-operator"
 
@@ -168,15 +170,25 @@ class Runtime:
                                   if not controller.job_finished(j)))
 
     def lead(self, stop: threading.Event) -> None:
-        """One term: a fresh controller until ``stop``."""
+        """One term: a fresh controller until ``stop``. A controller that fails (its caches
+        cannot start: the CRDs were deleted) is started again after a pause, while the term
+        lasts, rather than leave a leader that reconciles nothing."""
         self.metrics.leader.set(1)
-        self.current = self._controller()
         try:
-            self.current.run(stop)
+            while not stop.is_set():
+                self.current = self._controller()
+                try:
+                    self.current.run(stop)
+                except (kerrors.KubeError, errors.AmberError) as exc:
+                    self.log(f"the controller stopped: {exc}; starting again in 10 s")
+                    self.metrics.reconcile_errors.labels(kind="Controller").inc()
+                    stop.wait(10)
         finally:
             self.metrics.leader.set(0)
 
     def run(self, stop: threading.Event) -> None:
+        for kind in api.KINDS:  # one line now, not a leader that silently reconciles nothing
+            state.resource(self.client, kind)
         self.server.start()
         try:
             if not self.settings.leader_elect:
