@@ -89,10 +89,7 @@ def work() -> None:  # the group: `amber operator work ...`
 def work_backup(ctx: context.Context, namespace: str, name: str) -> None:
     """Run the Backup NAMESPACE/NAME and write its status."""
     client = ctx.kube_client()
-    doc = working.run_backup(client, namespace, name,
-                          operator_namespace=os.environ.get("AMBER_OPERATOR_NAMESPACE")
-                          or client.config.namespace,
-                          mover_image=os.environ.get("AMBER_MOVER_IMAGE"))
+    doc = working.run_backup(working.Env.from_environment(client), namespace, name)
     ctx.emit(doc, f"Backup {namespace}/{name}: snapshot {doc['shortId']}")
 
 
@@ -103,10 +100,7 @@ def work_backup(ctx: context.Context, namespace: str, name: str) -> None:
 def work_drill(ctx: context.Context, namespace: str, name: str) -> None:
     """Run the Drill NAMESPACE/NAME and write its status."""
     client = ctx.kube_client(qps=500.0, burst=1000)
-    doc = working.run_drill(client, namespace, name,
-                            operator_namespace=os.environ.get("AMBER_OPERATOR_NAMESPACE")
-                            or client.config.namespace,
-                            mover_image=os.environ.get("AMBER_MOVER_IMAGE"))
+    doc = working.run_drill(working.Env.from_environment(client), namespace, name)
     ctx.emit(doc, f"Drill {namespace}/{name}: {'passed' if doc['passed'] else 'FAILED'}")
     if not doc["passed"]:
         raise errors.PartialError(f"Drill {namespace}/{name} failed")
@@ -119,10 +113,7 @@ def work_drill(ctx: context.Context, namespace: str, name: str) -> None:
 def work_restore(ctx: context.Context, namespace: str, name: str) -> None:
     """Run the Restore NAMESPACE/NAME and write its status."""
     client = ctx.kube_client(qps=500.0, burst=1000)
-    doc = working.run_restore(client, namespace, name,
-                              operator_namespace=os.environ.get("AMBER_OPERATOR_NAMESPACE")
-                              or client.config.namespace,
-                              mover_image=os.environ.get("AMBER_MOVER_IMAGE"))
+    doc = working.run_restore(working.Env.from_environment(client), namespace, name)
     ctx.emit(doc, f"Restore {namespace}/{name}: done")
 
 
@@ -132,9 +123,7 @@ def work_restore(ctx: context.Context, namespace: str, name: str) -> None:
 def work_maintain(ctx: context.Context, location: str) -> None:
     """Prune the BackupLocation LOCATION and write the result into its status."""
     client = ctx.kube_client()
-    doc = working.run_maintenance(client, location,
-                                  operator_namespace=os.environ.get("AMBER_OPERATOR_NAMESPACE")
-                                  or client.config.namespace)
+    doc = working.run_maintenance(working.Env.from_environment(client), location)
     ctx.emit(doc, f"BackupLocation {location}: maintained")
 
 

@@ -293,18 +293,10 @@ class Controller:
                    now: datetime.datetime) -> Obj:
         """Backups for a firing that is due and not yet made; the status update saying so."""
         assert policy.backup_schedule is not None
-        status = policy.obj.get("status") or {}
-        since = (state.parse_time(status.get("lastScheduleTime"))
-                 or state.parse_time(objects.meta(policy.obj).get("creationTimestamp")) or now)
-        due = policy.backup_schedule.previous_at_or_before(now)
-        update: Obj = {}
-        if due is not None and due > since:
+        due, update = _firing(policy.obj, policy.backup_schedule, now, "Schedule")
+        if due is not None:
             for ns in matched:
                 self._create_backup(policy, spec, ns, due)
-            update["lastScheduleTime"] = state.timestamp(due)
-        following = state.timestamp(policy.backup_schedule.next_after(now))
-        if status.get("nextScheduleTime") != following:
-            update["nextScheduleTime"] = following
         return update
 
     def _create_backup(self, policy: Policy, spec: api.BackupPolicySpec, namespace: str,
@@ -331,22 +323,14 @@ class Controller:
         """Drills for a firing of the drill schedule, in each matched namespace that has a
         completed backup of this policy to drill."""
         assert policy.drill_schedule is not None and spec.drill is not None
-        status = policy.obj.get("status") or {}
-        since = (state.parse_time(status.get("lastDrillTime"))
-                 or state.parse_time(objects.meta(policy.obj).get("creationTimestamp")) or now)
-        due = policy.drill_schedule.previous_at_or_before(now)
-        update: Obj = {}
-        if due is not None and due > since:
+        due, update = _firing(policy.obj, policy.drill_schedule, now, "Drill")
+        if due is not None:
             done = {objects.namespace(b) for b in view.backups
                     if objects.labels(b).get(state.POLICY_LABEL) == policy.name
                     and state.phase(b) == api.COMPLETED}
             for ns in matched:
                 if ns in done:
                     self._create_drill(policy, spec, ns, due)
-            update["lastDrillTime"] = state.timestamp(due)
-        following = state.timestamp(policy.drill_schedule.next_after(now))
-        if status.get("nextDrillTime") != following:
-            update["nextDrillTime"] = following
         return update
 
     def _create_drill(self, policy: Policy, spec: api.BackupPolicySpec, namespace: str,
@@ -379,25 +363,17 @@ class Controller:
             self._location_condition(loc, str(exc))
             return
         self._location_condition(loc, "")
-        status = loc.get("status") or {}
-        update: Obj = {}
-        if not spec.suspend_maintenance:
-            since = (state.parse_time(status.get("lastMaintenanceTime"))
-                     or state.parse_time(objects.meta(loc).get("creationTimestamp")) or now)
-            due = plan.previous_at_or_before(now)
-            if due is not None and due > since:
-                job_name = state.backup_name(f"amber-maintain-{name}", due)
-                body = self.worker_job(job_name, ["maintain", name], loc,
-                                       account=self.settings.service_account,
-                                       locations={name})
-                with contextlib.suppress(kerrors.AlreadyExists, kerrors.MaybeCreated):
-                    self.client.create(self.client.discover().find("jobs", "batch"), body,
-                                       self.settings.namespace)
-                    log.info("BackupLocation %s: maintenance Job %s started", name, job_name)
-                update["lastMaintenanceTime"] = state.timestamp(due)
-            following = state.timestamp(plan.next_after(now))
-            if status.get("nextMaintenanceTime") != following:
-                update["nextMaintenanceTime"] = following
+        if spec.suspend_maintenance:
+            return
+        due, update = _firing(loc, plan, now, "Maintenance")
+        if due is not None:
+            job_name = state.backup_name(f"amber-maintain-{name}", due)
+            body = self.worker_job(job_name, ["maintain", name], loc,
+                                   account=self.settings.service_account, locations={name})
+            with contextlib.suppress(kerrors.AlreadyExists, kerrors.MaybeCreated):
+                self.client.create(self.client.discover().find("jobs", "batch"), body,
+                                   self.settings.namespace)
+                log.info("BackupLocation %s: maintenance Job %s started", name, job_name)
         if update:
             self._patch(api.LOCATION, name, None, update)
 
@@ -568,6 +544,28 @@ class Controller:
     def _patch(self, kind: api.Kind, name: str, namespace: str | None, status: Obj) -> None:
         with contextlib.suppress(kerrors.NotFound):
             state.patch_status(self.client, kind, name, namespace, status)
+
+
+def _firing(obj: Obj, plan: schedule.Schedule, now: datetime.datetime, what: str
+            ) -> tuple[datetime.datetime | None, Obj]:
+    """The firing of ``plan`` that is due and not yet acted on (None: none), and the status
+    update recording it (``last<what>Time``, what makes each firing happen once, and
+    ``next<what>Time``). Firings before the object existed are not due; of several missed
+    (no operator ran), only the latest is, as a CronJob catches up once."""
+    status = obj.get("status") or {}
+    last, following_key = f"last{what}Time", f"next{what}Time"
+    since = (state.parse_time(status.get(last))
+             or state.parse_time(objects.meta(obj).get("creationTimestamp")) or now)
+    due = plan.previous_at_or_before(now)
+    update: Obj = {}
+    if due is not None and due > since:
+        update[last] = state.timestamp(due)
+    else:
+        due = None
+    following = state.timestamp(plan.next_after(now))
+    if status.get(following_key) != following:
+        update[following_key] = following
+    return due, update
 
 
 def _where(obj: Obj) -> str:

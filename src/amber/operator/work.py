@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import os
 import threading
 import time
 import urllib.parse
@@ -119,6 +120,28 @@ def _with_secret(url: str, ref: str) -> str:
     return urllib.parse.urlunparse(parsed._replace(query=query))
 
 
+@dataclass
+class Env:
+    """Where a worker runs: its client, the operator's namespace (where locations' Secrets
+    are), and the image of the mover Jobs it starts."""
+
+    client: Client
+    operator_namespace: str
+    mover_image: str | None = None
+
+    @classmethod
+    def from_environment(cls, client: Client) -> Env:
+        """As a worker Job's environment says (the operator sets both)."""
+        return cls(client, os.environ.get("AMBER_OPERATOR_NAMESPACE") or client.config.namespace,
+                   os.environ.get("AMBER_MOVER_IMAGE"))
+
+    def movers(self, opened: Opened, reporter: progress.Reporter) -> volumes.Movers:
+        settings = (volumes.Settings() if self.mover_image is None
+                    else volumes.Settings(image=self.mover_image))
+        return volumes.Movers(self.client, opened.repo.backend, lambda: opened.passphrase,
+                              reporter=reporter, settings=settings)
+
+
 class StatusWriter:
     """Writes a work object's status: phase changes at once, progress every few seconds from
     the reporter's meters (one PATCH per interval, whatever the work's pace)."""
@@ -169,38 +192,29 @@ class StatusWriter:
         return {"bytesDone": bytes_done, "itemsDone": items_done, **out}
 
 
-def run_backup(client: Client, namespace: str, name: str, *, operator_namespace: str,
-               mover_image: str | None = None) -> dict[str, object]:
+def run_backup(env: Env, namespace: str, name: str) -> dict[str, object]:
     """Run the Backup ``namespace/name``; its status ends Completed, PartiallyFailed or
     Failed (with the reason), and the result document is returned."""
+    client, operator_namespace = env.client, env.operator_namespace
     obj = client.get(state.resource(client, api.BACKUP), name, namespace)
     reporter = progress.Reporter()
     writer = StatusWriter(client, api.BACKUP, name, namespace, reporter)
     _start(writer, api.BACKUP, obj)
-    try:
+    with _failing(writer):
         spec = models.parse(api.BackupSpec, obj.get("spec"), "spec")
         opened = open_location(client, spec.location, operator_namespace)
         scope = (runner.Scope(app=spec.application) if spec.application
                  else runner.Scope(namespaces=[namespace], selector=spec.selector))
         scope.validate()
         consistency = volumes.Consistency.parse(spec.consistency)
-        settings = volumes.Settings() if mover_image is None else volumes.Settings(
-            image=mover_image)
-        movers = None if not (consistency.volumes or consistency.logical) else volumes.Movers(
-            client, opened.repo.backend, lambda: opened.passphrase, reporter=reporter,
-            settings=settings)
+        movers = (env.movers(opened, reporter) if consistency.volumes or consistency.logical
+                  else None)
         tags = [*spec.tags, *(policy_tags(spec.policy, namespace) if spec.policy else
                                [f"namespace={namespace}"])]
         with writer.following():
             result = runner.ResourceBackup(client, opened.repo, context="in-cluster",
                                            reporter=reporter, movers=movers,
                                            consistency=consistency).run(scope, tags=tags)
-    except (errors.AmberError, kerrors.KubeError, models.SpecError, OSError) as exc:
-        _fail(writer, str(exc))
-        raise
-    except BaseException:
-        _fail(writer, "the worker was stopped")
-        raise
     doc = result.document()
     problems = list(result.warnings[:50])
     copied, failed_copies = _copy(client, opened, result.snapshot, spec.copies,
@@ -316,6 +330,19 @@ def _start(writer: StatusWriter, kind: api.Kind, obj: dict[str, object]) -> None
     writer.write({"phase": api.RUNNING, "startTime": state.timestamp()})
 
 
+@contextlib.contextmanager
+def _failing(writer: StatusWriter) -> Iterator[None]:
+    """Whatever stops the work ends it Failed with the reason, then goes on up."""
+    try:
+        yield
+    except (errors.AmberError, kerrors.KubeError, models.SpecError, OSError) as exc:
+        _fail(writer, str(exc))
+        raise
+    except BaseException:
+        _fail(writer, "the worker was stopped")
+        raise
+
+
 def _fail(writer: StatusWriter, why: str) -> None:
     with contextlib.suppress(kerrors.APIError, errors.AmberError):
         writer.write({"phase": api.FAILED, "completionTime": state.timestamp(),
@@ -323,17 +350,17 @@ def _fail(writer: StatusWriter, why: str) -> None:
 
 
 
-def run_drill(client: Client, namespace: str, name: str, *, operator_namespace: str,
-              mover_image: str | None = None) -> dict[str, object]:
+def run_drill(env: Env, namespace: str, name: str) -> dict[str, object]:
     """Run the Drill ``namespace/name`` as ``amber drill`` does: restore the backup into
     scratch namespaces, wait until ready, run the checks, time it, clean up. Its status ends
     Completed (passed) or Failed, with the recovery time and each check's result."""
+    client, operator_namespace = env.client, env.operator_namespace
     obj = client.get(state.resource(client, api.DRILL), name, namespace)
     reporter = progress.Reporter()
     writer = StatusWriter(client, api.DRILL, name, namespace, reporter)
     _start(writer, api.DRILL, obj)
     started = time.monotonic()
-    try:
+    with _failing(writer):
         spec = models.parse(api.DrillSpec, obj.get("spec"), "spec")
         checks = drill_checks.parse_checks(list(spec.checks), "spec.checks")
         opened = open_location(client, spec.location, operator_namespace)
@@ -341,22 +368,12 @@ def run_drill(client: Client, namespace: str, name: str, *, operator_namespace: 
         source = catalogue.open_backup(opened.repo, spec.backup, catalogue.BackupFilter(
             spec.application, namespaces, []))
         selection = restore_plan.Selection(app=spec.application, namespaces=namespaces)
-        settings = volumes.Settings() if mover_image is None else volumes.Settings(
-            image=mover_image)
-        filler = filling.Filler(source, volumes.Movers(
-            client, opened.repo.backend, lambda: opened.passphrase, reporter=reporter,
-            settings=settings))
+        filler = filling.Filler(source, env.movers(opened, reporter))
         the_drill = drills.Drill(client, source, selection, checks=checks,
                                  timeout=durations.parse(spec.timeout).total_seconds(),
                                  started=started, reporter=reporter, filler=filler)
         with writer.following():
             report = the_drill.run()
-    except (errors.AmberError, kerrors.KubeError, models.SpecError, OSError) as exc:
-        _fail(writer, str(exc))
-        raise
-    except BaseException:
-        _fail(writer, "the worker was stopped")
-        raise
     doc = report.to_json()
     if spec.policy:  # past drills of the policy beyond the newest few go
         with contextlib.suppress(kerrors.KubeError):
@@ -374,15 +391,15 @@ def run_drill(client: Client, namespace: str, name: str, *, operator_namespace: 
     return doc
 
 
-def run_restore(client: Client, namespace: str, name: str, *, operator_namespace: str,
-                mover_image: str | None = None) -> dict[str, object]:
+def run_restore(env: Env, namespace: str, name: str) -> dict[str, object]:
     """Run the Restore ``namespace/name`` as ``amber restore`` does, into its own namespace
     (the backup's namespace mapped onto it); done means claims bound and workloads ready."""
+    client, operator_namespace = env.client, env.operator_namespace
     obj = client.get(state.resource(client, api.RESTORE), name, namespace)
     reporter = progress.Reporter()
     writer = StatusWriter(client, api.RESTORE, name, namespace, reporter)
     _start(writer, api.RESTORE, obj)
-    try:
+    with _failing(writer):
         spec = models.parse(api.RestoreSpec, obj.get("spec"), "spec")
         snapshot, location = _restore_source(client, namespace, spec)
         opened = open_location(client, location, operator_namespace)
@@ -400,21 +417,11 @@ def run_restore(client: Client, namespace: str, name: str, *, operator_namespace
                                        f"namespace {source_ns}")
         # a namespaced Restore never grants cluster-wide privileges on its own
         privileges.require_consent(the_plan, given=False)
-        settings = volumes.Settings() if mover_image is None else volumes.Settings(
-            image=mover_image)
-        filler = filling.Filler(source, volumes.Movers(
-            client, opened.repo.backend, lambda: opened.passphrase, reporter=reporter,
-            settings=settings))
+        filler = filling.Filler(source, env.movers(opened, reporter))
         with writer.following():
             report = executor.Executor(client, the_plan, existing=spec.existing,
                                        reporter=reporter, filler=filler,
                                        fail_on_hooks=False).run()
-    except (errors.AmberError, kerrors.KubeError, models.SpecError, OSError) as exc:
-        _fail(writer, str(exc))
-        raise
-    except BaseException:
-        _fail(writer, "the worker was stopped")
-        raise
     doc = report.document(source.snapshot.id, the_plan)
     problems = report.problems()
     writer.write({"phase": api.FAILED if problems else api.COMPLETED,
@@ -441,12 +448,12 @@ def _restore_source(client: Client, namespace: str, spec: api.RestoreSpec) -> tu
     return snapshot, spec.location or str((backup.get("spec") or {}).get("location") or "")
 
 
-def run_maintenance(client: Client, location_name: str, *, operator_namespace: str
-                    ) -> dict[str, object]:
+def run_maintenance(env: Env, location_name: str) -> dict[str, object]:
     """Prune the BackupLocation ``location_name`` as ``amber repo prune`` does (data no
     snapshot needs, kept an hour for backups writing now); the result, one line, goes into the
     location's status. An append-only location is left to its owner."""
-    where = resolve_location(client, location_name, operator_namespace)
+    client = env.client
+    where = resolve_location(client, location_name, env.operator_namespace)
     if where.backend.is_append_only():
         line = "skipped: the location is append-only (its owner prunes it)"
         doc: dict[str, object] = {"location": location_name, "skipped": True}
