@@ -176,7 +176,9 @@ class BackupPolicySpec:
         "Further BackupLocations each backup is copied to (3-2-1).")] = field(
         default_factory=list)
     blueprints: Annotated[list[str], Doc(
-        "ConfigMaps (in the operator's namespace) with blueprint overrides.")] = field(
+        "ConfigMaps in the operator's namespace whose keys are blueprint files (NAME.yaml): "
+        "they add to the built-in blueprints or replace those of the same name, for this "
+        "policy's backups and drills (docs/internals/blueprints.md).")] = field(
         default_factory=list)
     rpo: Annotated[str | None, Doc(
         "Recovery point objective: the oldest the last good backup may be."), DURATION] = None
@@ -212,6 +214,7 @@ class BackupSpec:
     copies: Annotated[list[str], Doc(
         "BackupLocations the snapshot is copied to once saved (3-2-1).")] = field(
         default_factory=list)
+    blueprints: Annotated[list[str], Doc("As in BackupPolicy.")] = field(default_factory=list)
     policy: Annotated[str | None, Doc("The BackupPolicy that asked for it, if any.")] = None
 
 
@@ -273,6 +276,7 @@ class DrillSpec:
     application: Annotated[str | None, Doc("Only this application.")] = None
     checks: Annotated[list[Free], Doc("As in PolicyDrill.")] = field(default_factory=list)
     timeout: Annotated[str, Doc("As in PolicyDrill."), DURATION] = "10m"
+    blueprints: Annotated[list[str], Doc("As in BackupPolicy.")] = field(default_factory=list)
     policy: Annotated[str | None, Doc("The BackupPolicy that asked for it, if any.")] = None
 
 

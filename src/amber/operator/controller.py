@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 from amber.apps.discoverer import Discoverer
-from amber.backup import volumes
+from amber.backup import blueprint, volumes
 from amber.kube import errors as kerrors
 from amber.kube import jobs as kjobs
 from amber.kube import objects
@@ -38,6 +38,8 @@ log = logging.getLogger("amber.operator")
 WORKER_DEADLINE = 6 * 3600
 #: Finished worker Jobs stay this long for `kubectl logs`, then Kubernetes removes them.
 WORKER_TTL = 24 * 3600
+#: Where a worker sees its policy's blueprint overrides.
+BLUEPRINTS_DIR = "/etc/amber/blueprints"
 #: A Job this operator created may take this long to show up in its cache.
 CACHE_GRACE = 30.0
 
@@ -79,6 +81,8 @@ class View:
     restores: list[Obj] = field(default_factory=list)
     jobs: dict[str, Obj] = field(default_factory=dict)
     locations: set[str] = field(default_factory=set)
+    #: ConfigMaps in the operator's namespace (blueprint overrides)
+    configmaps: set[str] = field(default_factory=set)
     location_objs: list[Obj] = field(default_factory=list)
 
 
@@ -131,6 +135,7 @@ class Controller:
         self._watch("namespaces", ("namespaces", ""), stop)
         self._watch("jobs", ("jobs", "batch"), stop, self.settings.namespace,
                     label_selector=state.WORKER_LABEL)
+        self._watch("configmaps", ("configmaps", ""), stop, self.settings.namespace)
         self._discoverer = Discoverer(self.client, lambda _event: self._wake.set())
         self._discoverer.start()
 
@@ -143,6 +148,7 @@ class Controller:
         view.drills = list(self._reflectors["drills"].objects())
         view.restores = list(self._reflectors["restores"].objects())
         view.jobs = {objects.name(o): o for o in self._reflectors["jobs"].objects()}
+        view.configmaps = {objects.name(o) for o in self._reflectors["configmaps"].objects()}
         view.location_objs = list(self._reflectors["locations"].objects())
         view.locations = {objects.name(o) for o in view.location_objs}
         assert self._discoverer is not None
@@ -247,6 +253,10 @@ class Controller:
                    if n not in view.locations]
         if missing:
             return f"spec.location: no BackupLocation {', '.join(missing)}"
+        absent = [n for n in policy.spec.blueprints if n not in view.configmaps]
+        if absent:
+            return (f"spec.blueprints: no ConfigMap {', '.join(absent)} in namespace "
+                    f"{self.settings.namespace}")
         return ""
 
     def _reconcile_policy(self, policy: Policy, view: View, now: datetime.datetime) -> None:
@@ -305,7 +315,7 @@ class Controller:
         body_spec = api.BackupSpec(
             location=spec.location, consistency=spec.consistency, policy=policy.name,
             selector=selection.selector_text(spec.selector.application_selector),
-            copies=list(spec.copies))
+            copies=list(spec.copies), blueprints=list(spec.blueprints))
         annotations = {state.SCHEDULED_ANNOTATION: state.timestamp(firing)} if firing else {}
         body: Obj = {"apiVersion": api.API_VERSION, "kind": api.BACKUP.kind,
                      "metadata": {"name": name, "namespace": namespace,
@@ -338,7 +348,8 @@ class Controller:
         assert spec.drill is not None
         name = state.backup_name(f"{policy.name}-drill", firing)
         body_spec = api.DrillSpec(location=spec.location, checks=spec.drill.checks,
-                                  timeout=spec.drill.timeout, policy=policy.name)
+                                  timeout=spec.drill.timeout, policy=policy.name,
+                                  blueprints=list(spec.blueprints))
         body: Obj = {"apiVersion": api.API_VERSION, "kind": api.DRILL.kind,
                      "metadata": {"name": name, "namespace": namespace,
                                   "labels": {state.POLICY_LABEL: policy.name},
@@ -470,6 +481,15 @@ class Controller:
         command, extra_env = volumes.amber_command()
         labels = {state.WORKER_LABEL: str(owner.get("kind", "")).lower(), **state.PART_OF}
         volumes_, mounts = self._repository_mounts(locations)
+        privileged = bool(volumes_)  # a node directory belongs to root there
+        overrides = [str(n) for n in (owner.get("spec") or {}).get("blueprints") or []]
+        if overrides:  # each ConfigMap's keys become files of the blueprint directory
+            volumes_.append({"name": "blueprints", "projected": {"sources": [
+                {"configMap": {"name": n}} for n in overrides]}})
+            mounts.append({"name": "blueprints", "mountPath": BLUEPRINTS_DIR,
+                           "readOnly": True})
+            extra_env = [*extra_env, {"name": blueprint.USER_DIR_ENV,
+                                      "value": BLUEPRINTS_DIR}]
         pod: Obj = {
             "serviceAccountName": account,
             "restartPolicy": "Never",
@@ -483,7 +503,7 @@ class Controller:
                 # a repository that is a directory on the node belongs to root there; else the
                 # image's own user (not root) does
                 "securityContext": {"allowPrivilegeEscalation": False,
-                                    **({"runAsUser": 0} if volumes_ else {})},
+                                    **({"runAsUser": 0} if privileged else {})},
                 "terminationMessagePolicy": "FallbackToLogsOnError"}],
             "volumes": volumes_}
         return {"apiVersion": "batch/v1", "kind": "Job",

@@ -68,6 +68,7 @@ OPERATOR_RULES = [
 #: failed), the leader Lease.
 OPERATOR_NAMESPACE_RULES = [
     _rule(["batch"], ["jobs"], ["list", "watch", "create"]),
+    _rule([""], ["configmaps"], ["list", "watch"]),
     _rule([""], ["pods"], ["list"]),
     _rule([""], ["pods/log"], ["get"]),
     _rule(["coordination.k8s.io"], ["leases"], ["get", "create", "update"]),
