@@ -172,18 +172,10 @@ class Discoverer:
                 self._start_reflectors(refresh=True)
             self._emit()
 
-    def applications(self) -> list[appmodel.Application]:
-        """The applications as the objects seen so far make them (built now)."""
-        return self._build()[0]
-
-    def _build(self) -> tuple[list[appmodel.Application], appmodel.Inventory]:
+    def _emit(self) -> None:
         with self._lock:
             inv = appmodel.Inventory(dict(self.inventory.summaries))
-        return appmodel.build(inv), inv
-
-    def _emit(self) -> None:
-        built, inv = self._build()
-        apps = {a.id: a for a in built}
+        apps = {a.id: a for a in appmodel.build(inv)}
         current = {i: _fingerprint(a, inv) for i, a in apps.items()}
         events = [AppEvent(AppEventType.REMOVED, i, None)
                   for i in sorted(self._reported.keys() - current)]

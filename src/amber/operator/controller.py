@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
-from amber.apps.discoverer import Discoverer
+from amber.apps.discoverer import AppEvent, AppEventType, Discoverer
 from amber.backup import blueprint, volumes
 from amber.kube import errors as kerrors
 from amber.kube import jobs as kjobs
@@ -101,6 +101,9 @@ class Controller:
         self._wake = threading.Event()
         self._reflectors: dict[str, Reflector] = {}
         self._discoverer: Discoverer | None = None
+        #: application id -> its (first) namespace, as the discoverer's events say
+        self._apps: dict[str, str] = {}
+        self._apps_lock = threading.Lock()
         self._created_jobs: dict[str, float] = {}
         #: Backups whose end was reported (uid), so each end is reported once.
         self._ended: set[str] = set()
@@ -136,7 +139,7 @@ class Controller:
         self._watch("jobs", ("jobs", "batch"), stop, self.settings.namespace,
                     label_selector=state.WORKER_LABEL)
         self._watch("configmaps", ("configmaps", ""), stop, self.settings.namespace)
-        self._discoverer = Discoverer(self.client, lambda _event: self._wake.set())
+        self._discoverer = Discoverer(self.client, self._on_app)
         self._discoverer.start()
 
     def _view(self) -> View:
@@ -151,11 +154,25 @@ class Controller:
         view.configmaps = {objects.name(o) for o in self._reflectors["configmaps"].objects()}
         view.location_objs = list(self._reflectors["locations"].objects())
         view.locations = {objects.name(o) for o in view.location_objs}
-        assert self._discoverer is not None
-        for app in self._discoverer.applications():
-            for ns in app.namespaces[:1]:
-                view.apps.setdefault(ns, []).append(app.id)
+        with self._apps_lock:
+            for app_id, ns in self._apps.items():
+                view.apps.setdefault(ns, []).append(app_id)
+        for ids in view.apps.values():
+            ids.sort()
         return view
+
+    def _on_app(self, event: AppEvent) -> None:
+        """The discoverer's events keep the map of applications to namespaces: a pass reads
+        it instead of rebuilding every application from the inventory (tens of thousands of
+        objects on a large cluster, every second)."""
+        with self._apps_lock:
+            if event.type == AppEventType.REMOVED or event.application is None:
+                self._apps.pop(event.id, None)
+            elif event.application.namespaces:
+                self._apps[event.id] = event.application.namespaces[0]
+            else:
+                self._apps.pop(event.id, None)  # cluster-scoped only: no namespace to back up
+        self._wake.set()
 
     # -- the loop ----------------------------------------------------------------------------
 
