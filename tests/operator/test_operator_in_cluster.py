@@ -77,6 +77,8 @@ def test_a_new_matching_namespace_is_backed_up_within_60_s(env: OperatorEnv,
             took = time.monotonic() - start
             status = backup["status"]
             assert status["phase"] == api.COMPLETED, status
+            assert [(c["type"], c["status"]) for c in status["conditions"]] == [
+                ("Complete", "True")]  # as a Job's: kubectl wait --for=condition=Complete
             assert took < 60
             assert backup["metadata"]["labels"][state.POLICY_LABEL] == f"shops-{env.suffix}"
             assert ns in status["result"]["applications"]

@@ -159,6 +159,7 @@ def test_a_killed_operator_resumes_and_a_killed_worker_fails_the_backup_with_why
         failed = terminal(env, ns, second["metadata"]["name"], timeout=120)
         status = failed["status"]
         assert status["phase"] == api.FAILED
+        assert [(c["type"], c["status"]) for c in status["conditions"]] == [("Failed", "True")]
         # the Job failed (a real cluster counts the deleted pod), or a second pod found the
         # backup begun and refused to run it twice: either way, why is said
         said = " ".join(status["errors"])

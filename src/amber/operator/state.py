@@ -95,11 +95,25 @@ def patch_status(client: Client, kind: api.Kind, name: str, namespace: str | Non
                  status: Obj) -> Obj:
     """Merge ``status`` into the object's status (the status subresource: the spec cannot be
     changed this way, and a user's spec edit cannot undo it)."""
+    phase = status.get("phase")
+    if phase in api.TERMINAL and "conditions" not in status:
+        status = {**status, "conditions": ended(str(phase), status.get("errors"))}
     res = resource(client, kind)
     result: Obj = client.request(
         "PATCH", res.path(namespace, name) + "/status", {"status": status},
         content_type="application/merge-patch+json")
     return result
+
+
+def ended(phase: str, problems: object) -> list[Obj]:
+    """The conditions of work that ended, as a Job's: ``Complete`` (also when partial: the
+    work finished and saved what it could) or ``Failed``, so ``kubectl wait
+    --for=condition=Complete backup/NAME`` works."""
+    first = problems[0] if isinstance(problems, list) and problems else ""
+    if phase == api.FAILED:
+        return [condition("Failed", True, "Failed", str(first) or "failed")]
+    return [condition("Complete", True, phase,
+                      f"ended {phase}" + (f": {first}" if first else ""))]
 
 
 def phase(obj: Obj) -> str:
