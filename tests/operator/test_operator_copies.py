@@ -13,7 +13,7 @@ from amber.kube.client import Client
 from amber.operator import api, controller
 from amber.repo import repository
 from amber.storage.local import LocalBackend
-from cluster_objects import delete_namespace
+from cluster_objects import claim_and_writer, delete_namespace
 from operator_env import PASSPHRASE, OperatorEnv, operator_env, terminal
 
 
@@ -38,17 +38,23 @@ def test_each_backup_is_copied_to_the_policys_further_locations(
     thread = threading.Thread(target=ctl.run, args=(stop,), daemon=True)
     good, bad = f"cp-{env.suffix}", f"cp-bad-{env.suffix}"
     try:
+        env.app_namespace(good)
+        env.app_namespace(bad)
+        # data in a claim, so the backup has bytes to copy and to report
+        claim_and_writer(env.client, good, claim="data", deployment="writer",
+                         script="head -c 3000000 /dev/urandom > /data/blob && touch /data/ok "
+                                "&& sleep 3600", probe=["test", "-f", "/data/ok"])
         thread.start()
         assert ctl.synced.wait(60)
         env.policy(f"vaulted-{env.suffix}", copies=[f"vault-{env.suffix}"],
                    selector={"namespaces": [good]})
         env.policy(f"broken-{env.suffix}", copies=[f"broken-{env.suffix}"],
                    selector={"namespaces": [bad]})
-        env.app_namespace(good)
-        env.app_namespace(bad)
-        saved = terminal(env, good, timeout=90)["status"]
+        saved = terminal(env, good, timeout=120)["status"]
         assert saved["phase"] == api.COMPLETED, saved
         assert saved["copied"] == [f"vault-{env.suffix}"]
+        assert saved["result"]["claimsCopied"] == 1
+        assert saved["progress"]["bytesDone"] >= 3_000_000, saved["progress"]
         copy = repository.Repository.open(LocalBackend(str(vault)), PASSPHRASE)
         assert saved["snapshot"] in {s.id for s in copy.list_snapshots()}
         partial = terminal(env, bad, timeout=90)["status"]

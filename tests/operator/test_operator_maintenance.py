@@ -3,6 +3,7 @@ prune Job for the location, whose result lands in the location's status (issue 1
 
 from __future__ import annotations
 
+import base64
 import datetime
 import threading
 from collections.abc import Iterator
@@ -57,3 +58,46 @@ def test_a_location_is_pruned_on_its_schedule_once_per_firing(env: OperatorEnv) 
     finally:
         stop.set()
         thread.join(timeout=10)
+
+
+def _ready(env: OperatorEnv, name: str) -> dict | None:  # type: ignore[type-arg]
+    for c in (env.get(api.LOCATION, name).get("status") or {}).get("conditions") or []:
+        if c["type"] == "Ready":
+            return c  # type: ignore[no-any-return]
+    return None
+
+
+def test_a_location_says_at_once_whether_its_repository_opens(env: OperatorEnv,
+                                                              tmp_path: Path) -> None:
+    """A new location is tried by a check Job: Ready=True when its repository opens, False
+    with the reason when it does not (a wrong passphrase, no repository there)."""
+    secrets = env.client.discover().find("secrets", "")
+    env.client.create(secrets, {"apiVersion": "v1", "kind": "Secret",
+                                "metadata": {"name": "wrong"},
+                                "data": {"password": base64.b64encode(b"not it").decode()}},
+                      env.namespace)
+    ctl = controller.Controller(env.client, controller.Settings(
+        namespace=env.namespace, tick=0.2, debounce=0.05))
+    stop = threading.Event()
+    thread = threading.Thread(target=ctl.run, args=(stop,), daemon=True)
+    try:
+        env.create(api.LOCATION, f"wrongpass-{env.suffix}", {
+            "url": str(env.repo.repo), "credentialsSecret": {"name": "wrong"}})
+        env.create(api.LOCATION, f"empty-{env.suffix}", {
+            "url": str(tmp_path / "nothing-here"), "credentialsSecret": {"name": "repository"}})
+        thread.start()
+        assert ctl.synced.wait(60)
+        good = wait_for(lambda: _ready(env, env.location), timeout=120, interval=0.3,
+                        message="the module's location to be checked")
+        assert good["status"] == "True", good
+        bad = wait_for(lambda: _ready(env, f"wrongpass-{env.suffix}"), timeout=120,
+                       interval=0.3, message="the wrong passphrase to be found")
+        assert bad["status"] == "False" and "passphrase" in bad["message"], bad
+        empty = wait_for(lambda: _ready(env, f"empty-{env.suffix}"), timeout=120,
+                         interval=0.3, message="the empty location to be found")
+        assert empty["status"] == "False", empty
+        assert f"empty-{env.suffix}" in empty["message"], empty
+    finally:
+        stop.set()
+        thread.join(timeout=10)
+        env.client.delete(secrets, "wrong", env.namespace)

@@ -11,6 +11,7 @@ import json
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -34,11 +35,12 @@ def env(cluster_kubeconfig: Path, tmp_path_factory: pytest.TempPathFactory
         yield e
 
 
-def _replica(env: OperatorEnv, identity: str) -> subprocess.Popen[str]:
+def _replica(env: OperatorEnv, identity: str, lease: float = 3) -> subprocess.Popen[str]:
     """An operator process (its metrics on a free loopback port)."""
     return subprocess.Popen(
         [sys.executable, "-m", "amber.cli.main", "operator", "--namespace", env.namespace,
-         "--identity", identity, "--metrics-bind", "127.0.0.1:0", "--lease-seconds", "3"],
+         "--identity", identity, "--metrics-bind", "127.0.0.1:0", "--lease-seconds",
+         str(lease)],
         env={**env.repo.env}, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
 
 
@@ -169,3 +171,26 @@ def test_a_killed_operator_resumes_and_a_killed_worker_fails_the_backup_with_why
         _stop(op)
         for ns in namespaces:
             delete_namespace(env.client, ns, timeout=60)
+
+
+def test_a_replica_stopped_cleanly_hands_the_lease_over_at_once(env: OperatorEnv) -> None:
+    """SIGTERM (a rollout, a scale-down, a deleted pod) releases the Lease: the other replica
+    leads well before the 12 s a leader that vanished would block it."""
+    a = _replica(env, f"ta-{env.suffix}", lease=12)
+    b = None
+    try:
+        wait_for(lambda: _holder(env) == f"ta-{env.suffix}", timeout=30,
+                 message="the first replica to lead")
+        b = _replica(env, f"tb-{env.suffix}", lease=12)
+        time.sleep(3)  # b is up and standing by
+        assert _holder(env) == f"ta-{env.suffix}"
+        stopped = time.monotonic()
+        err = _stop(a, signal.SIGTERM)
+        assert a.returncode == 0, err
+        wait_for(lambda: _holder(env) == f"tb-{env.suffix}", timeout=8, interval=0.1,
+                 message="the other replica to take over")
+        assert time.monotonic() - stopped < 8
+    finally:
+        _stop(a)
+        if b is not None:
+            _stop(b)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import socket
 import threading
 
@@ -70,11 +71,18 @@ def operator(click_ctx: click.Context, operator_namespace: str | None, parallel:
         leader_elect=not no_leader_elect, lease_seconds=lease_seconds,
         renew_deadline=lease_seconds * 2 / 3, retry_period=lease_seconds / 7.5)
     stop = threading.Event()
-    with context.term_as_interrupt():
-        try:
-            runtime.run(client, settings, stop, log=ctx.warn)
-        except KeyboardInterrupt:
-            stop.set()
+
+    def stopping(signum: int, _frame: object) -> None:
+        # the first SIGTERM/SIGINT stops cleanly: the term ends, the Lease is released so the
+        # other replica takes over at once; a second one does not wait for that
+        if stop.is_set():
+            raise KeyboardInterrupt
+        logging.getLogger("amber.operator").info("stopping (%s)", signal.Signals(signum).name)
+        stop.set()
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, stopping)
+    runtime.run(client, settings, stop, log=ctx.warn)
 
 
 @operator.group(hidden=True)
@@ -115,6 +123,15 @@ def work_restore(ctx: context.Context, namespace: str, name: str) -> None:
     client = ctx.kube_client(qps=500.0, burst=1000)
     doc = working.run_restore(working.Env.from_environment(client), namespace, name)
     ctx.emit(doc, f"Restore {namespace}/{name}: done")
+
+
+@work.command("check")
+@click.argument("location")
+@pass_ctx
+def work_check(ctx: context.Context, location: str) -> None:
+    """Open the BackupLocation LOCATION's repository and set its Ready condition."""
+    doc = working.run_check(working.Env.from_environment(ctx.kube_client()), location)
+    ctx.emit(doc, f"BackupLocation {location}: ready")
 
 
 @work.command("maintain")

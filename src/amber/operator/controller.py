@@ -266,10 +266,11 @@ class Controller:
     def _check(self, policy: Policy, view: View) -> str:
         if policy.problem or policy.spec is None:
             return policy.problem
-        missing = [n for n in [policy.spec.location, *policy.spec.copies]
-                   if n not in view.locations]
+        if policy.spec.location not in view.locations:
+            return f"spec.location: no BackupLocation {policy.spec.location}"
+        missing = [n for n in policy.spec.copies if n not in view.locations]
         if missing:
-            return f"spec.location: no BackupLocation {', '.join(missing)}"
+            return f"spec.copies: no BackupLocation {', '.join(missing)}"
         absent = [n for n in policy.spec.blueprints if n not in view.configmaps]
         if absent:
             return (f"spec.blueprints: no ConfigMap {', '.join(absent)} in namespace "
@@ -391,6 +392,7 @@ class Controller:
             self._location_condition(loc, str(exc))
             return
         self._location_condition(loc, "")
+        self._check_location(loc, view)
         if spec.suspend_maintenance:
             return
         due, update = _firing(loc, plan, now, "Maintenance")
@@ -405,10 +407,29 @@ class Controller:
         if update:
             self._patch(api.LOCATION, name, None, update)
 
+    def _check_location(self, loc: Obj, view: View) -> None:
+        """A location whose repository was not tried since its spec last changed gets a check
+        Job, which opens it and sets ``Ready`` (the operator never opens repositories itself:
+        it holds no passphrase). Workers that use the location keep ``Ready`` current."""
+        generation = objects.generation(loc)
+        for c in (loc.get("status") or {}).get("conditions") or []:
+            if c.get("type") == "Ready" and c.get("observedGeneration") == generation:
+                return
+        name = objects.name(loc)
+        job_name = f"{state.slug(f'amber-check-{name}', state.MAX_LABEL - 8)}-g{generation}"
+        if job_name in view.jobs:
+            return
+        body = self.worker_job(job_name, ["check", name], loc,
+                               account=self.settings.service_account, locations={name})
+        with contextlib.suppress(kerrors.AlreadyExists, kerrors.MaybeCreated):
+            self.client.create(self.client.discover().find("jobs", "batch"), body,
+                               self.settings.namespace)
+            log.info("BackupLocation %s: check Job %s started", name, job_name)
+
     def _location_condition(self, loc: Obj, problem: str) -> None:
         status = loc.get("status") or {}
-        cond = state.condition("Ready", not problem, "Invalid" if problem else "Valid",
-                               problem or "the location is usable by policies",
+        cond = state.condition("Valid", not problem, "Invalid" if problem else "Valid",
+                               problem or "the spec is valid",
                                generation=objects.generation(loc),
                                previous=status.get("conditions"))
         if not _same_condition(status.get("conditions"), cond):
@@ -454,6 +475,7 @@ class Controller:
         """An Event saying how a Backup or Drill ended (once, by the replica that saw it)."""
         status = obj.get("status") or {}
         phase = state.phase(obj)
+        log.info("%s %s ended %s", kind.kind, _where(obj), phase)
         said = "; ".join(str(e) for e in (status.get("errors") or [])[:3])
         if kind is api.DRILL:
             rto = status.get("recoverySeconds")

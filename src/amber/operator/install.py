@@ -27,6 +27,8 @@ OPERATOR = "amber-operator"
 WORKER = "amber-worker"
 RESTORER = "amber-restorer"
 METRICS_PORT = 8080
+#: The operator's only writable directory.
+SCRATCH = "/run/amber"
 LABELS = {"app.kubernetes.io/name": "amber", "app.kubernetes.io/component": "operator",
           **state.PART_OF}
 
@@ -171,7 +173,8 @@ def deployment(opts: Options) -> Obj:
                             "fieldRef": {"fieldPath": "metadata.name"}}},
                             {"name": "POD_IP", "valueFrom": {
                                 "fieldRef": {"fieldPath": "status.podIP"}}},
-                            {"name": "HOME", "value": "/tmp"}, *env],
+                            {"name": "HOME", "value": SCRATCH},
+                            {"name": "TMPDIR", "value": SCRATCH}, *env],
                         "ports": [{"name": "metrics", "containerPort": METRICS_PORT}],
                         "readinessProbe": {"httpGet": {"path": "/readyz", "port": "metrics"},
                                            "periodSeconds": 5},
@@ -182,10 +185,11 @@ def deployment(opts: Options) -> Obj:
                         "securityContext": {"allowPrivilegeEscalation": False,
                                             "readOnlyRootFilesystem": True,
                                             "capabilities": {"drop": ["ALL"]}},
-                        # HOME: the root filesystem is read-only
-                        "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],
+                        # HOME and TMPDIR: the root filesystem is read-only (not /tmp, which
+                        # on a node running host programs may hold what PYTHONPATH names)
+                        "volumeMounts": [{"name": "scratch", "mountPath": SCRATCH}],
                     }],
-                    "volumes": [{"name": "tmp", "emptyDir": {}}],
+                    "volumes": [{"name": "scratch", "emptyDir": {}}],
                 },
             },
         },
@@ -216,13 +220,29 @@ def apply(client: Client, docs: list[Obj]) -> list[str]:
             client.create(res, doc, namespace)
         except (kerrors.AlreadyExists, kerrors.MaybeCreated):
             live = client.get(res, name, namespace)
-            body = _merged(live, doc)
-            client.replace(res, body, namespace)
+            if _unchanged(live, doc):
+                applied.append(f"{kind}/{name} (unchanged)")
+                continue
+            client.replace(res, _merged(live, doc), namespace)
         if kind == "CustomResourceDefinition":
             wait.condition(client, res, name, type_="Established", timeout=60)
         applied.append(f"{kind}/{name}")
     client.discover(refresh=True)
     return applied
+
+
+def _unchanged(live: Obj, doc: Obj) -> bool:
+    """Whether ``live`` already says all ``doc`` says (fields the server adds are ignored):
+    applying again then leaves it alone, its resourceVersion too."""
+    def covers(have: object, want: object) -> bool:
+        if isinstance(want, dict):
+            return isinstance(have, dict) and all(covers(have.get(k), v)
+                                                  for k, v in want.items())
+        if isinstance(want, list):
+            return (isinstance(have, list) and len(have) == len(want)
+                    and all(covers(h, w) for h, w in zip(have, want, strict=True)))
+        return have == want
+    return covers(live, doc)
 
 
 def _merged(live: Obj, doc: Obj) -> Obj:

@@ -26,6 +26,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar, get_args, get_origin
 
+from amber.util import errors
+
 __all__ = ["Doc", "Enum", "Free", "Minimum", "Pattern", "SpecError", "parse", "schema",
            "to_wire", "wire_name"]
 
@@ -61,7 +63,7 @@ class Free(dict[str, Any]):
     """An object whose fields the schema leaves open (checked by the code that uses it)."""
 
 
-class SpecError(ValueError):
+class SpecError(errors.UsageError):
     """Every problem found in one object, each ``path: why``; ``str()`` is one line."""
 
     def __init__(self, problems: list[str]) -> None:

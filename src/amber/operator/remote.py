@@ -5,7 +5,8 @@ in-process path prints (the worker wrote it: ``status.result``).
 
 "An operator is running" means a replica renewed the ``amber-operator`` Lease within the last
 minute; a CLI user who may not list Leases, or a cluster without the CRDs, gets the in-process
-path, as does a repository no BackupLocation names (the operator could not write to it).
+path, as does a repository no BackupLocation names (the operator could not write to it) or
+that several name (their credentials may differ: the user's own are used here).
 """
 
 from __future__ import annotations
@@ -50,13 +51,19 @@ def serving(client: Client, repo_url: str) -> Serving | None:
         if not alive:
             return None
         place = locations.place(repo_url)
+        found = []
         for loc in client.list(state.resource(client, api.LOCATION)):
             url = str((loc.get("spec") or {}).get("url") or "")
-            if url and locations.place(url) == place:
-                return Serving(objects.name(loc))
-    except (kerrors.Forbidden, kerrors.NotFound, LookupError):
+            try:
+                if url and locations.place(url) == place:
+                    found.append(objects.name(loc))
+            except errors.AmberError:
+                continue  # someone else's location that does not parse is not ours
+    except (kerrors.Forbidden, kerrors.NotFound, LookupError, errors.AmberError):
         return None
-    return None
+    # two locations naming this repository may hold different credentials: which one the
+    # user meant is not known, so the backup runs here, with the user's own
+    return Serving(found[0]) if len(found) == 1 else None
 
 
 def submit_backup(client: Client, namespace: str, spec: api.BackupSpec) -> str:

@@ -9,6 +9,7 @@ term is trusted.
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -24,12 +25,14 @@ from amber.operator import (
     metric_set,
     metrics,
     protection,
+    selection,
     serving,
     state,
 )
 from amber.util import errors
 
 LEASE_NAME = "amber-operator"
+log = logging.getLogger("amber.operator")
 
 
 @dataclass
@@ -142,6 +145,10 @@ class Runtime:
         labels = {ns: objects.labels(o) for ns, o in view.namespaces.items()}
         found = protection.compute(protection.policies_in_force(p.obj for p in view.policies),
                                    view.apps, labels, view.backups)
+        # Amber's own namespace and drills' scratch namespaces hold no application of a user's
+        found = {app: p for app, p in found.items()
+                 if p.namespace != self.settings.namespace and selection.DRILL_LABEL
+                 not in labels.get(p.namespace, {})}
         protected = 0
         breached: set[tuple[str, str, str]] = set()
         for app, p in found.items():
@@ -174,6 +181,7 @@ class Runtime:
         cannot start: the CRDs were deleted) is started again after a pause, while the term
         lasts, rather than leave a leader that reconciles nothing."""
         self.metrics.leader.set(1)
+        log.info("leading: reconciling (Lease %s/%s)", self.settings.namespace, LEASE_NAME)
         try:
             while not stop.is_set():
                 self.current = self._controller()
@@ -185,6 +193,7 @@ class Runtime:
                     stop.wait(10)
         finally:
             self.metrics.leader.set(0)
+            log.info("no longer leading")
 
     def run(self, stop: threading.Event) -> None:
         for kind in api.KINDS:  # one line now, not a leader that silently reconciles nothing
@@ -208,6 +217,8 @@ class Runtime:
                 self.current = None
 
             s = self.settings
+            log.info("%s: standing by until it holds the Lease %s/%s", s.identity, s.namespace,
+                     LEASE_NAME)
             elector = LeaderElector(
                 self.client, LeaseConfig(s.namespace, LEASE_NAME, s.identity,
                                          lease_seconds=s.lease_seconds,

@@ -22,8 +22,15 @@ def _matcher(sel: api.LabelSelector | None) -> labels.Matcher | None:
     return matcher if matcher is not None else (lambda _labels: False)
 
 
+#: The label a drill puts on its scratch namespaces (``restore.drill.LABEL``): copies of an
+#: application, labels included, that exist for minutes and are never a policy's to back up.
+DRILL_LABEL = "amber.io/drill"
+
+
 def namespace_matches(policy: api.BackupPolicySpec, namespace: str,
                       namespace_labels: Mapping[str, str]) -> bool:
+    if DRILL_LABEL in namespace_labels:
+        return False
     sel = policy.selector
     if namespace in sel.exclude_namespaces:
         return False

@@ -39,6 +39,22 @@ PROGRESS_SECONDS = 3.0
 PRUNE_MARGIN = 3600.0
 
 
+class KeepingReporter(progress.Reporter):
+    """A reporter that remembers every task's meter, ended ones too."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._all: list[progress.Meter] = []
+
+    def started(self, meter: progress.Meter) -> None:
+        with self._lock:
+            self._all.append(meter)
+
+    def meters(self) -> list[progress.Meter]:
+        with self._lock:
+            return list(self._all)
+
+
 @dataclass
 class Opened:
     """A BackupLocation resolved: its repository, and the passphrase movers are handed."""
@@ -75,10 +91,42 @@ class Resolved:
 
 def open_location(client: Client, name: str, operator_namespace: str) -> Opened:
     """The BackupLocation ``name``, its repository opened; one line naming the location when
-    it does not exist, is invalid, or its repository cannot be opened."""
-    where = resolve_location(client, name, operator_namespace)
-    repo = repository.Repository.open(where.backend, where.passphrase)
+    it does not exist, is invalid, or its repository cannot be opened. The location's
+    ``Ready`` condition says what happened (written only when it changes)."""
+    try:
+        where = resolve_location(client, name, operator_namespace)
+        repo = repository.Repository.open(where.backend, where.passphrase)
+    except (errors.AmberError, kerrors.KubeError, OSError) as exc:
+        mark_location(client, name, f"BackupLocation {name}: {exc}")
+        raise
+    mark_location(client, name, "", repo)
     return Opened(name, where.spec, repo, where.passphrase)
+
+
+def mark_location(client: Client, name: str, problem: str,
+                  repo: repository.Repository | None = None) -> None:
+    """Set the location's ``Ready`` condition (best effort: the work it serves goes on)."""
+    message = problem or (f"repository {repo.config.repo_id.hex()[:8]} opens"
+                          if repo is not None else "the repository opens")
+    with contextlib.suppress(kerrors.KubeError, errors.AmberError):
+        obj = client.get(state.resource(client, api.LOCATION), name)
+        status = obj.get("status") or {}
+        cond = state.condition("Ready", not problem, "Unreachable" if problem else "Opened",
+                               message, generation=objects.generation(obj),
+                               previous=status.get("conditions"))
+        for c in status.get("conditions") or []:
+            if c.get("type") == "Ready" and all(c.get(k) == cond.get(k) for k in (
+                    "status", "reason", "message", "observedGeneration")):
+                return
+        state.patch_status(client, api.LOCATION, name, None, {
+            "conditions": state.with_condition(list(status.get("conditions") or []), cond)})
+
+
+def run_check(env: Env, location_name: str) -> dict[str, object]:
+    """Open the BackupLocation's repository and say in its status whether it can be used."""
+    opened = open_location(env.client, location_name, env.operator_namespace)
+    return {"location": location_name, "ready": True,
+            "repository": opened.repo.config.repo_id.hex()}
 
 
 def resolve_location(client: Client, name: str, operator_namespace: str) -> Resolved:
@@ -147,7 +195,7 @@ class StatusWriter:
     the reporter's meters (one PATCH per interval, whatever the work's pace)."""
 
     def __init__(self, client: Client, kind: api.Kind, name: str, namespace: str,
-                 reporter: progress.Reporter) -> None:
+                 reporter: KeepingReporter) -> None:
         self.client, self.kind, self.name, self.namespace = client, kind, name, namespace
         self.reporter = reporter
         self._stop = threading.Event()
@@ -175,8 +223,9 @@ class StatusWriter:
                 last = now
 
     def progress(self) -> dict[str, object]:
-        """Bytes and items done (and their totals where known) over the running tasks."""
-        meters = self.reporter.active()
+        """Bytes and items done (and their totals where known) over every task of the work,
+        the ended ones too (at the end none is running, and the total is what counts)."""
+        meters = self.reporter.meters()
         out: dict[str, object] = {}
         bytes_done = items_done = 0
         for m in meters:
@@ -197,7 +246,7 @@ def run_backup(env: Env, namespace: str, name: str) -> dict[str, object]:
     Failed (with the reason), and the result document is returned."""
     client, operator_namespace = env.client, env.operator_namespace
     obj = client.get(state.resource(client, api.BACKUP), name, namespace)
-    reporter = progress.Reporter()
+    reporter = KeepingReporter()
     writer = StatusWriter(client, api.BACKUP, name, namespace, reporter)
     _start(writer, api.BACKUP, obj)
     with _failing(writer):
@@ -356,7 +405,7 @@ def run_drill(env: Env, namespace: str, name: str) -> dict[str, object]:
     Completed (passed) or Failed, with the recovery time and each check's result."""
     client, operator_namespace = env.client, env.operator_namespace
     obj = client.get(state.resource(client, api.DRILL), name, namespace)
-    reporter = progress.Reporter()
+    reporter = KeepingReporter()
     writer = StatusWriter(client, api.DRILL, name, namespace, reporter)
     _start(writer, api.DRILL, obj)
     started = time.monotonic()
@@ -396,7 +445,7 @@ def run_restore(env: Env, namespace: str, name: str) -> dict[str, object]:
     (the backup's namespace mapped onto it); done means claims bound and workloads ready."""
     client, operator_namespace = env.client, env.operator_namespace
     obj = client.get(state.resource(client, api.RESTORE), name, namespace)
-    reporter = progress.Reporter()
+    reporter = KeepingReporter()
     writer = StatusWriter(client, api.RESTORE, name, namespace, reporter)
     _start(writer, api.RESTORE, obj)
     with _failing(writer):
@@ -453,14 +502,27 @@ def run_maintenance(env: Env, location_name: str) -> dict[str, object]:
     snapshot needs, kept an hour for backups writing now); the result, one line, goes into the
     location's status. An append-only location is left to its owner."""
     client = env.client
-    where = resolve_location(client, location_name, env.operator_namespace)
+    try:
+        where = resolve_location(client, location_name, env.operator_namespace)
+    except (errors.AmberError, kerrors.KubeError) as exc:
+        state.patch_status(client, api.LOCATION, location_name, None,
+                           {"lastMaintenanceResult": f"failed at {state.timestamp()}: {exc}"})
+        mark_location(client, location_name, f"BackupLocation {location_name}: {exc}")
+        raise
     if where.backend.is_append_only():
         line = "skipped: the location is append-only (its owner prunes it)"
         doc: dict[str, object] = {"location": location_name, "skipped": True}
     else:
-        repo = repository.Repository.open(where.backend, where.passphrase)
-        report = maintenance.prune(repo, margin_s=PRUNE_MARGIN, max_unused=DEFAULT_MAX_UNUSED,
-                                   dry_run=False)
+        try:
+            repo = repository.Repository.open(where.backend, where.passphrase)
+            report = maintenance.prune(repo, margin_s=PRUNE_MARGIN,
+                                       max_unused=DEFAULT_MAX_UNUSED, dry_run=False)
+        except (errors.AmberError, OSError) as exc:
+            state.patch_status(client, api.LOCATION, location_name, None, {
+                "lastMaintenanceResult": f"failed at {state.timestamp()}: {exc}"})
+            mark_location(client, location_name, f"BackupLocation {location_name}: {exc}")
+            raise
+        mark_location(client, location_name, "", repo)
         doc = {"location": location_name, "skipped": False, "deferred": report.deferred,
                "packsDeleted": report.packs_deleted, "packsRepacked": report.packs_repacked,
                "bytesFreed": report.bytes_freed}
