@@ -8,6 +8,7 @@ schema: they are named once, in ``DATA_MAPS``, by the key that holds them.
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import json
 import re
@@ -43,7 +44,10 @@ DATA_MAPS = {
     "skipped", "skippedResources", "errors",  # backup manifest: resource -> why
     "scratchNamespaces",  # drill: namespace -> scratch namespace
     "missing",  # backup manifest: what could not be listed
+    "properties",  # install: a CRD's schema, keyed by field names
 }
+#: Keys another standard names (a CRD's schema in ``install -o json``).
+FOREIGN_KEYS = {"x-kubernetes-preserve-unknown-fields"}
 
 
 def bad_keys(doc: Any, where: str = "$") -> list[str]:
@@ -51,11 +55,15 @@ def bad_keys(doc: Any, where: str = "$") -> list[str]:
     found: list[str] = []
     if isinstance(doc, dict):
         for key, value in doc.items():
-            if not KEY.match(key):
+            if not KEY.match(key) and key not in FOREIGN_KEYS:
                 found.append(f"{where}.{key}")
             if key in DATA_MAPS and isinstance(value, dict):
                 for inner, v in value.items():  # the keys are data; their values are not
-                    found += bad_keys(v, f"{where}.{key}[{inner}]")
+                    if inner in DATA_MAPS and isinstance(v, dict):  # a LabelSelector's
+                        for deeper, w in v.items():
+                            found += bad_keys(w, f"{where}.{key}[{inner}][{deeper}]")
+                    else:
+                        found += bad_keys(v, f"{where}.{key}[{inner}]")
             else:
                 found += bad_keys(value, f"{where}.{key}")
     elif isinstance(doc, list):
@@ -104,6 +112,43 @@ def namespace(cluster_kubeconfig: Path) -> Iterator[str]:
     yield name
     subprocess.run([*kube, "delete", "namespace", name, "--wait=false"], check=False,
                    capture_output=True)
+
+
+def _operator_commands(run: Any, kubeconfig: Path, namespace: str, repo: Path) -> None:
+    """The commands the operator's worker Jobs run, on objects made for them (the namespace
+    stands in for the operator's own)."""
+    from amber.kube.client import Client
+    from amber.operator import api, install, state
+
+    client = Client.from_kubeconfig(kubeconfig)
+    install.apply(client, [d for d in install.manifests(install.Options())
+                           if d["kind"] == "CustomResourceDefinition"])
+    passphrase = "correct horse battery staple"  # the repo fixture's (tests/conftest.py)
+    client.create(client.discover().find("secrets", ""), {
+        "apiVersion": "v1", "kind": "Secret", "metadata": {"name": "repository"},
+        "data": {"password": base64.b64encode(passphrase.encode()).decode()}}, namespace)
+    location = f"json-{namespace}"
+
+    def make(kind: api.Kind, name: str, spec: dict[str, Any], ns: str | None) -> None:
+        client.create(state.resource(client, kind), {
+            "apiVersion": api.API_VERSION, "kind": kind.kind, "metadata": {"name": name},
+            "spec": spec}, ns)
+
+    make(api.LOCATION, location, {"url": str(repo), "credentialsSecret": {
+        "name": "repository", "namespace": namespace}}, None)
+    env = {"AMBER_OPERATOR_NAMESPACE": namespace}
+    try:
+        make(api.BACKUP, "b1", {"location": location, "consistency": "none"}, namespace)
+        run("operator work backup", namespace, "b1", env=env)
+        run("operator work check", location, env=env)
+        run("operator work maintain", location, env=env)
+        make(api.DRILL, "d1", {"location": location, "timeout": "2m"}, namespace)
+        run("operator work drill", namespace, "d1", env=env)
+        make(api.RESTORE, "r1", {"backup": "b1"}, namespace)
+        run("operator work restore", namespace, "r1", env=env)
+    finally:
+        client.delete(state.resource(client, api.LOCATION), location)
+    run("install", "--dry-run")
 
 
 def test_every_command_json_is_lower_camel_case(repo: Amber, tmp_path: Path,
@@ -180,6 +225,7 @@ def test_every_command_json_is_lower_camel_case(repo: Amber, tmp_path: Path,
     run("restore", "latest", "--dry-run")
     run("restore", "latest", "--namespace-mapping", f"{namespace}={namespace}-r")
     run("drill", "latest", "--timeout", "120")
+    _operator_commands(run, cluster_kubeconfig, namespace, repo.repo)
     run("backup delete", backup["id"], "--dry-run")
     run("repo forget", "--keep-last", "1", "--dry-run")
     run("repo prune", "--dry-run")

@@ -163,8 +163,8 @@ def test_a_backup_as_the_worker_is_complete(admin: Client, repo: Amber, passphra
                            "metadata": {"name": "first"},
                            "spec": {"location": LOCATION, "consistency": "crash"}}, NS)
 
-    doc = work.run_backup(_as(admin, install.WORKER, tmp_path), NS, "first",
-                          operator_namespace=OPERATOR_NS)
+    doc = work.run_backup(work.Env(_as(admin, install.WORKER, tmp_path), OPERATOR_NS), NS,
+                          "first")
 
     status = admin.get(backups, "first", NS)["status"]
     assert status["phase"] == api.COMPLETED, status
