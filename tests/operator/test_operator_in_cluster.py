@@ -154,3 +154,30 @@ def test_backup_create_goes_through_the_operator_and_prints_the_same_document(
         assert doc["id"] in listed and here["id"] in listed
     finally:
         delete_namespace(env.client, ns, timeout=60)
+
+
+def test_restore_and_drill_go_through_the_operator_too(env: OperatorEnv, deployed: str) -> None:
+    ns = env.app_namespace(f"cli-rd-{env.suffix}")
+    c = env.client
+    configmaps = c.discover().find("configmaps", "")
+    try:
+        env.repo("-o", "json", "backup", "create", "-n", ns, "--consistency", "none")
+        c.delete(configmaps, "settings", ns)
+        restored = json.loads(env.repo("-o", "json", "restore", "latest", "-n", ns).stdout)
+        (made,) = list(c.list(state.resource(c, api.RESTORE), ns))
+        assert made["status"]["phase"] == api.COMPLETED, made["status"]
+        assert made["status"]["result"] == restored
+        assert c.get(configmaps, "settings", ns)["data"] == {"colour": "amber"}
+        drilled = json.loads(env.repo("-o", "json", "drill", "latest", "-n", ns).stdout)
+        (drill,) = list(c.list(state.resource(c, api.DRILL), ns))
+        assert drill["status"]["result"] == drilled and drilled["passed"] is True
+        assert isinstance(drill["status"]["recoverySeconds"], float)
+        # a failing check: exit 3, the Drill Failed, the same document
+        checks = env.repo.repo.parent / "checks.yaml"
+        checks.write_text("checks:\n  - {name: absent, type: exists, object: ConfigMap/nope}\n")
+        failed = env.repo("-o", "json", "drill", "latest", "-n", ns, "--checks", str(checks),
+                          check=False)
+        assert failed.returncode == 3, failed.stderr
+        assert json.loads(failed.stdout)["passed"] is False
+    finally:
+        delete_namespace(env.client, ns, timeout=60)

@@ -8,10 +8,9 @@ from typing import Any
 import click
 
 from amber.backup import catalogue, compare, layout, levels, runner, volumes
-from amber.cli import context, durations, output, reports
+from amber.cli import context, durations, operated, output, reports
 from amber.cli.options import split_values
-from amber.kube import errors as kerrors
-from amber.operator import api, remote, state
+from amber.operator import api
 from amber.repo import maintenance, pruner
 from amber.repo import snapshot as snapshots
 from amber.util import errors
@@ -123,34 +122,16 @@ def _through_operator(ctx: context.Context, scope: runner.Scope,
                  or scope.exclude_namespaces or scope.exclude_selector)
     namespace = (scope.namespaces[0] if len(scope.namespaces) == 1 and not scope.app
                  else (scope.app or "").split("/")[0] if scope.app else "")
-    if not plain or not namespace:
+    found = operated.serving(ctx, namespace) if plain and namespace else None
+    if found is None:
         return False
-    client = ctx.kube_client()
-    where = remote.serving(client, ctx.repo_location)
-    if where is None:
-        return False
+    client, where = found
     spec = api.BackupSpec(location=where.location, application=scope.app,
                           selector=scope.selector, consistency=consistency.label,
                           tags=list(tags))
-    try:
-        name = remote.submit_backup(client, namespace, spec)
-    except kerrors.NotFound:
-        return False  # the application's namespace part is not a namespace: run it here
-    except kerrors.Forbidden:
-        ctx.reporter.info(f"not allowed to create Backups in {namespace}: backing up here")
+    status = operated.run(ctx, client, api.BACKUP, namespace, spec)
+    if status is None:
         return False
-    ctx.reporter.info(f"Backup {namespace}/{name} created; Amber's operator runs it")
-    with context.term_as_interrupt():
-        try:
-            obj = remote.follow(client, api.BACKUP, namespace, name, ctx.reporter)
-        except KeyboardInterrupt:
-            ctx.problem(f"stopped following; the Backup goes on in the cluster: "
-                        f"kubectl get backup -n {namespace} {name}")
-            raise
-    status = obj.get("status") or {}
-    if state.phase(obj) == api.FAILED or not isinstance(status.get("result"), dict):
-        why = "; ".join(status.get("errors") or []) or "no reason recorded"
-        raise errors.AmberError(f"Backup {namespace}/{name} failed: {why}")
     _report(ctx, status["result"], scope.label)
     return True
 

@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
+import math
 import time
 
 import click
 
 from amber.backup import catalogue, volumes
-from amber.cli import context, durations, options
+from amber.cli import context, durations, operated, options
 from amber.cli.options import split_values as _split
+from amber.operator import api
 from amber.restore import drill as drills
 from amber.restore import drill_checks, filling, transforms
 from amber.restore import hooks as restore_hooks
 from amber.restore import plan as restore_plan
-from amber.util import errors
+from amber.util import errors, yamlfile
 
 pass_ctx = click.make_pass_decorator(context.Context)
 
@@ -33,12 +35,16 @@ pass_ctx = click.make_pass_decorator(context.Context)
 @click.option("--yes", is_flag=True,
               help="Proceed although the drill would grant cluster-wide privileges (a binding "
                    "to cluster-admin the cluster lacks).")
+@click.option("--here", is_flag=True,
+              help="Drill from this process even when an operator serves this repository (by "
+                   "default a drill of one namespace becomes a Drill object the operator "
+                   "runs).")
 @pass_ctx
 def drill(ctx: context.Context, backup_id: str, app: str | None, namespaces: tuple[str, ...],
           selector: str | None, tags: tuple[str, ...], checks_file: str | None,
           timeout: float, keep: bool,
           storage_class_mapping: tuple[str, ...], image_registry_mapping: tuple[str, ...],
-          workers: int, yes: bool) -> None:
+          workers: int, yes: bool, here: bool) -> None:
     """Restore BACKUP_ID ('latest' or an id prefix) into fresh scratch namespaces, wait until
     its workloads are ready, run the declared checks, report the recovery time, clean up.
 
@@ -57,6 +63,11 @@ def drill(ctx: context.Context, backup_id: str, app: str | None, namespaces: tup
                                                  "--storage-class-mapping"),
         registries=transforms.parse_mapping(image_registry_mapping,
                                             "--image-registry-mapping")))
+    plain = not (selector or tags or keep or storage_class_mapping or image_registry_mapping
+                 or yes)
+    if not here and plain and _through_operator(ctx, backup_id, app, _split(namespaces),
+                                                checks_file, timeout):
+        return
     repo = ctx.open_repo()
     client = ctx.kube_client(qps=500.0, burst=1000)
     started = time.monotonic()  # recovery starts with reading the backup
@@ -86,6 +97,34 @@ def drill(ctx: context.Context, backup_id: str, app: str | None, namespaces: tup
         what += [f"{len(report.failed_hooks)} restore hook(s) failed"] \
             if report.failed_hooks else []
         raise errors.PartialError(f"drill {report.drill_id} failed: {', '.join(what)}")
+
+
+def _through_operator(ctx: context.Context, backup_id: str, app: str | None,
+                      namespaces: list[str], checks_file: str | None, timeout: float) -> bool:
+    """Have the operator drill one namespace of the backup (or one application in it), when it
+    serves this repository; False: drill here."""
+    namespace = namespaces[0] if len(namespaces) == 1 and not app else (
+        app.split("/")[0] if app and not namespaces else "")
+    found = operated.serving(ctx, namespace) if namespace else None
+    if found is None:
+        return False
+    client, where = found
+    raw = yamlfile.load(checks_file, "checks file")["checks"] if checks_file else []
+    spec = api.DrillSpec(location=where.location, backup=backup_id, application=app,
+                         checks=raw, timeout=f"{math.ceil(timeout)}s")
+    status = operated.run(ctx, client, api.DRILL, namespace, spec)
+    if status is None:
+        return False
+    doc = status["result"]
+    rto = status.get("recoverySeconds")
+    ctx.emit(doc, f"drill {doc.get('drill')} of backup {str(doc.get('backup'))[:8]} by the "
+             f"operator: {'passed' if doc.get('passed') else 'FAILED'}"
+             + (f"; recovery time {rto:.1f}s" if isinstance(rto, int | float) else ""))
+    for line in status.get("errors") or []:
+        ctx.problem(line)
+    if not doc.get("passed"):
+        raise errors.PartialError(f"drill {doc.get('drill')} failed")
+    return True
 
 
 def _text(report: drills.DrillReport, hint: str) -> list[str]:

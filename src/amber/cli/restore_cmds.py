@@ -7,8 +7,9 @@ from typing import Any
 import click
 
 from amber.backup import catalogue, volumes
-from amber.cli import context, durations, options, output
+from amber.cli import context, durations, operated, options, output
 from amber.cli.options import split_values as _split
+from amber.operator import api
 from amber.restore import filling, modifiers, order, privileges, transforms
 from amber.restore import hooks as restore_hooks
 from amber.restore import plan as restore_plan
@@ -87,6 +88,10 @@ def _options(namespace_mapping: tuple[str, ...], storage_class_mapping: tuple[st
 @click.option("--qps", type=click.FloatRange(min=0), default=0.0, show_default=True,
               help="Client-side limit on requests per second (0: none; the API server's "
                    "priority and fairness answers 429, which is honoured).")
+@click.option("--here", is_flag=True,
+              help="Restore from this process even when an operator serves this repository "
+                   "(by default a restore of one namespace into an existing one becomes a "
+                   "Restore object the operator runs).")
 @pass_ctx
 def restore(ctx: context.Context, backup_id: str, app: str | None,
             namespaces: tuple[str, ...], kinds: tuple[str, ...], names: tuple[str, ...],
@@ -98,7 +103,7 @@ def restore(ctx: context.Context, backup_id: str, app: str | None,
             order_file: str | None, show_order: bool, existing: str, yes: bool, dry_run: bool,
             keep_cluster_ips: bool, keep_node_ports: bool, wait_timeout: float,
             namespace_timeout: float, run_hooks: bool, wait: bool,
-            workers: int, qps: float) -> None:
+            workers: int, qps: float, here: bool) -> None:
     """Restore BACKUP_ID ('latest' or an id prefix) into the cluster, in dependency order.
 
     Exits 3 if any object failed (the report says which and why); nothing is half-applied
@@ -125,6 +130,13 @@ def restore(ctx: context.Context, backup_id: str, app: str | None,
     if selector is not None:
         from amber.apps import labels
         labels.parse(selector)  # a bad selector fails before anything is read
+    plain = not (dry_run or kinds or names or selector or tags or resources_only or yes
+                 or image_registry_mapping or add_label or add_annotation or remove_label
+                 or remove_annotation or modifiers_file or order_file or keep_cluster_ips
+                 or keep_node_ports or not run_hooks or not wait)
+    if not here and plain and _through_operator(ctx, backup_id, app, _split(namespaces),
+                                                opts, existing):
+        return
     repo = ctx.open_repo()
     # `latest` is the newest backup this selection can be restored from
     source = catalogue.open_backup(
@@ -166,6 +178,53 @@ def restore(ctx: context.Context, backup_id: str, app: str | None,
         raise errors.NotReadyError(
             f"restored, but {len(report.not_ready)} object(s) not ready within "
             f"{wait_timeout:.0f}s (see the report above): the application is not back yet")
+
+
+def _through_operator(ctx: context.Context, backup_id: str, app: str | None,
+                      namespaces: list[str], opts: restore_plan.Options, existing: str) -> bool:
+    """Have the operator restore one namespace of the backup (or one application in it) into
+    an existing namespace, when it serves this repository; False: restore here."""
+    source = namespaces[0] if len(namespaces) == 1 and not app else (
+        app.split("/")[0] if app and not namespaces else "")
+    mapping = opts.transforms.namespaces
+    if not source or set(mapping) - {source}:
+        return False
+    target = mapping.get(source, source)
+    found = operated.serving(ctx, target)
+    if found is None:
+        return False
+    client, where = found
+    spec = api.RestoreSpec(backup=backup_id, location=where.location, source_namespace=source,
+                           application=app,
+                           storage_class_mapping=dict(opts.transforms.storage_classes),
+                           existing=existing)
+    status = operated.run(ctx, client, api.RESTORE, target, spec)
+    if status is None:
+        return False
+    doc: dict[str, Any] = status["result"]
+    ctx.emit(doc, f"restored from backup {str(doc.get('backup'))[:8]} by the operator: "
+             + ", ".join(f"{n} {k}" for k, n in (doc.get("counts") or {}).items())
+             + f" in {float(doc.get('durationSeconds') or 0):.1f}s")
+    for line in status.get("errors") or []:
+        ctx.problem(line)
+    failed = [o for o in doc.get("objects") or [] if o.get("result") == Result.FAILED.value]
+    if failed:
+        raise errors.PartialError(f"{len(failed)} of {len(doc.get('objects') or [])} "
+                                  "object(s) could not be restored (see the report above)")
+    if any(v.get("failed") for v in doc.get("volumes") or []):
+        raise errors.PartialError("data did not come back (see the report above): their "
+                                  "workloads started without it")
+    hooks = [h for h in doc.get("hooks") or [] if not h.get("ok") and h.get("onError") == "fail"]
+    if hooks:
+        error = errors.AmberError(f"a restore hook with on-error Fail failed in pod "
+                                  f"{hooks[0].get('namespace')}/{hooks[0].get('pod')}")
+        error.exit_code = errors.ExitCode.HOOK_FAILED
+        raise error
+    if doc.get("notReady"):
+        raise errors.NotReadyError(
+            f"restored, but {len(doc['notReady'])} object(s) not ready (see the report "
+            "above): the application is not back yet")
+    return True
 
 
 def _print(ctx: context.Context, report: Report, backup: str,

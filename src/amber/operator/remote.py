@@ -66,15 +66,23 @@ def serving(client: Client, repo_url: str) -> Serving | None:
     return Serving(found[0]) if len(found) == 1 else None
 
 
-def submit_backup(client: Client, namespace: str, spec: api.BackupSpec) -> str:
-    """Create a Backup in ``namespace``; its generated name."""
+def submit(client: Client, kind: api.Kind, namespace: str, spec: object) -> str:
+    """Create a ``kind`` object (Backup, Restore, Drill) in ``namespace``; its generated name."""
     name = f"cli-{state.timestamp().replace(':', '').replace('-', '').lower()[:15]}-" \
            f"{uuid.uuid4().hex[:5]}"
-    body: Obj = {"apiVersion": api.API_VERSION, "kind": api.BACKUP.kind,
+    body: Obj = {"apiVersion": api.API_VERSION, "kind": kind.kind,
                  "metadata": {"name": name, "namespace": namespace},
                  "spec": models.to_wire(spec)}
-    client.create(state.resource(client, api.BACKUP), body, namespace)
+    client.create(state.resource(client, kind), body, namespace)
     return name
+
+
+def namespace_exists(client: Client, namespace: str) -> bool:
+    try:
+        client.get(client.discover().find("namespaces", ""), namespace)
+    except (kerrors.NotFound, kerrors.Forbidden):
+        return False
+    return True
 
 
 def follow(client: Client, kind: api.Kind, namespace: str, name: str,
