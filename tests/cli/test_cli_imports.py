@@ -16,7 +16,7 @@ import amber.cli
 
 CLI = Path(amber.cli.__file__).parent
 #: Shared CLI plumbing, not commands: commands may import these, and these only each other.
-PLUMBING = {"context", "options", "output", "durations", "reports"}
+PLUMBING = {"context", "options", "output", "durations", "reports", "operated"}
 #: The entry point registers every command group.
 ENTRY = "main"
 
