@@ -132,6 +132,15 @@ class Summary:
         yield from self.needs
 
 
+def _interned(labels: Mapping[str, str]) -> Mapping[str, str]:
+    """Labels with their keys and values interned: the same few keys are on every object
+    and a value is usually shared by an application's objects, so an operator watching 50,000
+    objects kept ~30 MiB of equal strings (and the object's own dict stays with its parse)."""
+    if not labels:
+        return _EMPTY
+    return {sys.intern(k): sys.intern(v) if type(v) is str else v for k, v in labels.items()}
+
+
 def summarize(obj: ObjView, resource: str, group: str, version: str) -> Summary:
     ns = sys.intern(objects.namespace(obj))
     ref = Ref(sys.intern(group), sys.intern(obj.get("kind", "")), ns, objects.name(obj))
@@ -140,10 +149,10 @@ def summarize(obj: ObjView, resource: str, group: str, version: str) -> Summary:
     s = Summary(
         ref=ref, resource=resource, version=version, uid=objects.uid(obj),
         resource_version=objects.resource_version(obj),
-        labels=objects.labels(obj) or _EMPTY,  # the object's own dict: nothing copied
+        labels=_interned(objects.labels(obj)),
         annotations=kept,
         deleting=objects.deleting(obj),
-        owners=tuple(Owner(o.get("uid", ""), o.get("kind", ""), o.get("name", ""),
+        owners=tuple(Owner(o.get("uid", ""), sys.intern(o.get("kind", "")), o.get("name", ""),
                            bool(o.get("controller"))) for o in objects.owners(obj)),
     )
     extract = _EXTRACTORS.get((group, ref.kind))
@@ -153,6 +162,8 @@ def summarize(obj: ObjView, resource: str, group: str, version: str) -> Summary:
         template = _template(obj)
         if template is not None:  # a custom workload with a pod template
             _pod_spec(template, s)
+    if isinstance(s.needs, list):
+        s.needs = tuple(s.needs)  # kept for the whole run: no list's spare room
     return s
 
 
@@ -202,7 +213,7 @@ def _pod_spec(template: ObjView, s: Summary) -> None:
     """References of a pod spec: config, secrets, claims, service account, classes."""
     spec = template.get("spec") or {}
     ns = s.ref.namespace
-    s.pod_labels = objects.labels(template) or _EMPTY
+    s.pod_labels = _interned(objects.labels(template))
     for volume in spec.get("volumes") or []:
         for target, reason in _volume_refs(volume, ns):
             s.need(target, reason)
