@@ -1294,6 +1294,8 @@ def summary(run: dict[str, Any], variant: str = "checkout") -> dict[str, Any]:
     idle = [r for r in run["idle_rounds"] if r.ok and r.variant == variant]
     first: FirstPhase = run["first"]
     ok_first = [r.seconds for r in first.rounds if r.ok and r.seconds is not None]
+    if variant != "checkout":  # the first backups are this checkout's only
+        ok_first = []
     return {
         "ready_seconds_median": med([r.ready_seconds for r in idle if r.ready_seconds]),
         "rss_at_ready_median": med([r.rss_at_ready for r in idle if r.rss_at_ready]),
