@@ -290,7 +290,7 @@ class Controller:
             if ns in view.namespaces and not objects.deleting(view.namespaces[ns])
             and selection.namespace_matches(spec, ns, objects.labels(view.namespaces[ns]))]
         update: Obj = {}
-        if not _same_condition(status.get("conditions"), cond):
+        if not state.same_condition(status.get("conditions"), cond):
             update["conditions"] = state.with_condition(list(status.get("conditions") or []),
                                                         cond)
             update["observedGeneration"] = generation
@@ -432,7 +432,7 @@ class Controller:
                                problem or "the spec is valid",
                                generation=objects.generation(loc),
                                previous=status.get("conditions"))
-        if not _same_condition(status.get("conditions"), cond):
+        if not state.same_condition(status.get("conditions"), cond):
             self._patch(api.LOCATION, objects.name(loc), None, {
                 "conditions": state.with_condition(list(status.get("conditions") or []), cond),
                 "observedGeneration": objects.generation(loc)})
@@ -630,14 +630,6 @@ def _firing(obj: Obj, plan: schedule.Schedule, now: datetime.datetime, what: str
 def _where(obj: Obj) -> str:
     ns = objects.namespace(obj)
     return f"{ns}/{objects.name(obj)}" if ns else objects.name(obj)
-
-
-def _same_condition(conditions: object, cond: Obj) -> bool:
-    for c in conditions if isinstance(conditions, list) else []:
-        if isinstance(c, dict) and c.get("type") == cond["type"]:
-            return all(c.get(k) == cond.get(k) for k in ("status", "reason", "message",
-                                                         "observedGeneration"))
-    return False
 
 
 def job_finished(job: Obj) -> bool:

@@ -89,11 +89,8 @@ class Runtime:
             status = obj.get("status") or {}
             result = "completed" if state.phase(obj) == api.COMPLETED else "failed"
             self.metrics.restores.labels(namespace=objects.namespace(obj), result=result).inc()
-            start = state.parse_time(status.get("startTime"))
-            end = state.parse_time(status.get("completionTime"))
-            if start and end:
-                self.metrics.restore_duration.labels().observe(
-                    max(0.0, (end - start).total_seconds()))
+            if (took := state.seconds_taken(status)) is not None:
+                self.metrics.restore_duration.labels().observe(took)
 
     def _drill_ended(self, drill: Obj) -> None:
         """A drill's verdict and measured recovery time: an Event and metrics."""
@@ -110,10 +107,8 @@ class Runtime:
             self.metrics.drill_recovery.labels(policy=policy, namespace=ns,
                                                application=app).set(float(rto))
             self._drilled.add(key)
-        start = state.parse_time(status.get("startTime"))
-        end = state.parse_time(status.get("completionTime"))
-        if start and end:
-            self.metrics.drill_duration.labels().observe(max(0.0, (end - start).total_seconds()))
+        if (took := state.seconds_taken(status)) is not None:
+            self.metrics.drill_duration.labels().observe(took)
 
     def _backup_ended(self, backup: Obj) -> None:
         phase = state.phase(backup)
@@ -122,11 +117,8 @@ class Runtime:
         ns = objects.namespace(backup)
         status = backup.get("status") or {}
         self.metrics.backups.labels(policy=policy, namespace=ns, result=result).inc()
-        start = state.parse_time(status.get("startTime"))
-        end = state.parse_time(status.get("completionTime"))
-        if start and end:
-            self.metrics.backup_duration.labels(policy=policy).observe(
-                max(0.0, (end - start).total_seconds()))
+        if (took := state.seconds_taken(status)) is not None:
+            self.metrics.backup_duration.labels(policy=policy).observe(took)
         done = (status.get("progress") or {}).get("bytesDone")
         if isinstance(done, int) and done > 0:
             self.metrics.backup_bytes.labels(policy=policy, namespace=ns).inc(done)

@@ -12,6 +12,7 @@ from collections.abc import Mapping
 
 from amber.apps import labels
 from amber.operator import api, models
+from amber.restore import drill
 
 
 def _matcher(sel: api.LabelSelector | None) -> labels.Matcher | None:
@@ -22,9 +23,9 @@ def _matcher(sel: api.LabelSelector | None) -> labels.Matcher | None:
     return matcher if matcher is not None else (lambda _labels: False)
 
 
-#: The label a drill puts on its scratch namespaces (``restore.drill.LABEL``): copies of an
-#: application, labels included, that exist for minutes and are never a policy's to back up.
-DRILL_LABEL = "amber.io/drill"
+#: The label a drill puts on its scratch namespaces: copies of an application, labels
+#: included, that exist for minutes and are never a policy's to back up.
+DRILL_LABEL = drill.LABEL
 
 
 def namespace_matches(policy: api.BackupPolicySpec, namespace: str,

@@ -86,6 +86,22 @@ def condition(type_: str, ok: bool, reason: str, message: str, *,
     return out
 
 
+def same_condition(conditions: object, cond: Obj) -> bool:
+    """Whether ``conditions`` already hold ``cond`` (so writing it would change nothing)."""
+    for c in conditions if isinstance(conditions, list) else []:
+        if isinstance(c, dict) and c.get("type") == cond["type"]:
+            return all(c.get(k) == cond.get(k) for k in ("status", "reason", "message",
+                                                         "observedGeneration"))
+    return False
+
+
+def seconds_taken(status: Obj) -> float | None:
+    """How long ended work took, from its status (None when a time is missing)."""
+    start = parse_time(status.get("startTime"))
+    end = parse_time(status.get("completionTime"))
+    return max(0.0, (end - start).total_seconds()) if start and end else None
+
+
 def with_condition(conditions: list[Any], cond: Obj) -> list[Any]:
     return [*(c for c in conditions if not (isinstance(c, dict)
                                             and c.get("type") == cond["type"])), cond]

@@ -114,10 +114,8 @@ def mark_location(client: Client, name: str, problem: str,
         cond = state.condition("Ready", not problem, "Unreachable" if problem else "Opened",
                                message, generation=objects.generation(obj),
                                previous=status.get("conditions"))
-        for c in status.get("conditions") or []:
-            if c.get("type") == "Ready" and all(c.get(k) == cond.get(k) for k in (
-                    "status", "reason", "message", "observedGeneration")):
-                return
+        if state.same_condition(status.get("conditions"), cond):
+            return
         state.patch_status(client, api.LOCATION, name, None, {
             "conditions": state.with_condition(list(status.get("conditions") or []), cond)})
 
@@ -245,10 +243,7 @@ def run_backup(env: Env, namespace: str, name: str) -> dict[str, object]:
     """Run the Backup ``namespace/name``; its status ends Completed, PartiallyFailed or
     Failed (with the reason), and the result document is returned."""
     client, operator_namespace = env.client, env.operator_namespace
-    obj = client.get(state.resource(client, api.BACKUP), name, namespace)
-    reporter = KeepingReporter()
-    writer = StatusWriter(client, api.BACKUP, name, namespace, reporter)
-    _start(writer, api.BACKUP, obj)
+    obj, reporter, writer = _begin(env, api.BACKUP, namespace, name)
     with _failing(writer):
         spec = models.parse(api.BackupSpec, obj.get("spec"), "spec")
         opened = open_location(client, spec.location, operator_namespace)
@@ -363,6 +358,16 @@ def apply_retention(client: Client, repo: repository.Repository, policy: str,
                               only=lambda s: marks <= set(s.tags)).removed
 
 
+def _begin(env: Env, kind: api.Kind, namespace: str, name: str
+           ) -> tuple[dict[str, object], KeepingReporter, StatusWriter]:
+    """The work object, read, and marked Running (``_start``); its reporter and writer."""
+    obj = env.client.get(state.resource(env.client, kind), name, namespace)
+    reporter = KeepingReporter()
+    writer = StatusWriter(env.client, kind, name, namespace, reporter)
+    _start(writer, kind, obj)
+    return obj, reporter, writer
+
+
 def _start(writer: StatusWriter, kind: api.Kind, obj: dict[str, object]) -> None:
     """Mark the work Running, once: work that ended is not run again, and work already Running
     means an earlier worker pod of it died mid-way (deleted, its node lost) and the Job
@@ -404,10 +409,7 @@ def run_drill(env: Env, namespace: str, name: str) -> dict[str, object]:
     scratch namespaces, wait until ready, run the checks, time it, clean up. Its status ends
     Completed (passed) or Failed, with the recovery time and each check's result."""
     client, operator_namespace = env.client, env.operator_namespace
-    obj = client.get(state.resource(client, api.DRILL), name, namespace)
-    reporter = KeepingReporter()
-    writer = StatusWriter(client, api.DRILL, name, namespace, reporter)
-    _start(writer, api.DRILL, obj)
+    obj, reporter, writer = _begin(env, api.DRILL, namespace, name)
     started = time.monotonic()
     with _failing(writer):
         spec = models.parse(api.DrillSpec, obj.get("spec"), "spec")
@@ -444,10 +446,7 @@ def run_restore(env: Env, namespace: str, name: str) -> dict[str, object]:
     """Run the Restore ``namespace/name`` as ``amber restore`` does, into its own namespace
     (the backup's namespace mapped onto it); done means claims bound and workloads ready."""
     client, operator_namespace = env.client, env.operator_namespace
-    obj = client.get(state.resource(client, api.RESTORE), name, namespace)
-    reporter = KeepingReporter()
-    writer = StatusWriter(client, api.RESTORE, name, namespace, reporter)
-    _start(writer, api.RESTORE, obj)
+    obj, reporter, writer = _begin(env, api.RESTORE, namespace, name)
     with _failing(writer):
         spec = models.parse(api.RestoreSpec, obj.get("spec"), "spec")
         snapshot, location = _restore_source(client, namespace, spec)
